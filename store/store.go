@@ -1,0 +1,311 @@
+// Package store persists hardbound's records: devices, certificate bindings,
+// attestations, one-time challenges, accounting sessions and the audit chain.
+//
+// Implementations must make every multi-record write one transaction and make
+// writes durable before they return (the caller answers a client right after).
+// "Absent" is always reported as ErrNotFound, matched with errors.Is.
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"io"
+	"time"
+)
+
+// Sentinel errors. Implementations wrap them; callers match with errors.Is.
+var (
+	ErrNotFound = errors.New("store: not found")
+	// ErrConsumed is returned when a challenge has already been redeemed.
+	ErrConsumed = errors.New("store: challenge already consumed")
+	// ErrExpired is returned when a challenge exists but is past its expiry.
+	ErrExpired = errors.New("store: challenge expired")
+	// ErrExists is returned when a create would overwrite a record.
+	ErrExists = errors.New("store: already exists")
+	// ErrMismatch is returned when a challenge is redeemed for another device or key.
+	ErrMismatch = errors.New("store: challenge bound to another device or key")
+)
+
+// RecordVersion is the value format version written into every record's V field.
+const RecordVersion = 1
+
+// Hash is a SHA-256 digest (of a certificate's DER, a public key's SPKI DER,
+// or a challenge value).
+type Hash [32]byte
+
+// String returns the lower-case hex form.
+func (h Hash) String() string { return hex.EncodeToString(h[:]) }
+
+// IsZero reports whether h is all zeros (unset).
+func (h Hash) IsZero() bool { return h == Hash{} }
+
+// MarshalText encodes h as hex so records and API bodies carry readable digests.
+func (h Hash) MarshalText() ([]byte, error) {
+	if h.IsZero() {
+		return []byte{}, nil
+	}
+	return []byte(h.String()), nil
+}
+
+// UnmarshalText decodes hex; the empty string is the zero hash.
+func (h *Hash) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*h = Hash{}
+		return nil
+	}
+	p, err := ParseHash(string(b))
+	if err != nil {
+		return err
+	}
+	*h = p
+	return nil
+}
+
+// ParseHash parses a 64-character hex SHA-256.
+func ParseHash(s string) (Hash, error) {
+	var h Hash
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(h) {
+		return h, errors.New("store: hash must be 64 hex characters")
+	}
+	copy(h[:], b)
+	return h, nil
+}
+
+// HashCert is the binding key: SHA-256 of the whole leaf certificate DER.
+// enroll, posture and admin must all use this one function.
+func HashCert(c *x509.Certificate) Hash { return sha256.Sum256(c.Raw) }
+
+// HashKey is the SHA-256 of a public key's SubjectPublicKeyInfo DER.
+func HashKey(spkiDER []byte) Hash { return sha256.Sum256(spkiDER) }
+
+// HashChallenge is how challenge values are stored: never the value itself.
+func HashChallenge(value string) Hash { return sha256.Sum256([]byte(value)) }
+
+// DeviceStatus is an administrative standing.
+type DeviceStatus string
+
+const (
+	DeviceActive      DeviceStatus = "active"
+	DeviceQuarantined DeviceStatus = "quarantined"
+	DeviceRevoked     DeviceStatus = "revoked"
+)
+
+// Compliance is the MDM-reported posture state.
+type Compliance string
+
+const (
+	ComplianceUnknown      Compliance = "unknown"
+	ComplianceCompliant    Compliance = "compliant"
+	ComplianceNoncompliant Compliance = "noncompliant"
+)
+
+// Posture is a device's compliance as last reported, with its source.
+type Posture struct {
+	State     Compliance `json:"state"`
+	Source    string     `json:"source,omitempty"` // e.g. "intune", "jamf", "webhook", "admin"
+	UpdatedAt time.Time  `json:"updated_at,omitzero"`
+}
+
+// Device is an enrolled device, keyed by its permanent identifier.
+type Device struct {
+	V         int               `json:"v"`
+	ID        string            `json:"id"`
+	Platform  string            `json:"platform,omitempty"` // apple, windows, android, linux
+	Profile   string            `json:"profile,omitempty"`
+	Status    DeviceStatus      `json:"status"`
+	Posture   Posture           `json:"posture"`
+	Groups    []string          `json:"groups,omitempty"`
+	Aliases   map[string]string `json:"aliases,omitempty"` // MDM identities: serial, udid, intune_id...
+	CreatedAt time.Time         `json:"created_at"`
+	UpdatedAt time.Time         `json:"updated_at"`
+}
+
+// Revocation records why and when a cert was revoked.
+type Revocation struct {
+	At     time.Time `json:"at"`
+	Reason int       `json:"reason"` // RFC 5280 CRLReason code
+	Actor  string    `json:"actor"`
+}
+
+// Cert is the binding cert -> device -> attestation.
+type Cert struct {
+	V             int         `json:"v"`
+	SHA256        Hash        `json:"sha256"`
+	Serial        string      `json:"serial"` // lower-case hex, no leading zeros
+	DeviceID      string      `json:"device_id"`
+	KeySHA256     Hash        `json:"key_sha256"`
+	NotBefore     time.Time   `json:"not_before"`
+	NotAfter      time.Time   `json:"not_after"`
+	Profile       string      `json:"profile"`
+	Protocol      string      `json:"protocol"` // acme | scep | admin
+	AttestationID string      `json:"attestation_id,omitempty"`
+	Attested      bool        `json:"attested"`
+	Revoked       *Revocation `json:"revoked,omitempty"`
+	DER           []byte      `json:"der,omitempty"`
+}
+
+// Attestation is verified hardware evidence for a key.
+type Attestation struct {
+	V          int               `json:"v"`
+	ID         string            `json:"id"`
+	DeviceID   string            `json:"device_id"`
+	Format     string            `json:"format"` // apple | tpm | android-key | none
+	KeySHA256  Hash              `json:"key_sha256"`
+	Facts      map[string]string `json:"facts,omitempty"` // vendor, model, os_version, security_level...
+	VerifiedAt time.Time         `json:"verified_at"`
+}
+
+// Challenge is a one-time SCEP challenge, stored by the hash of its value.
+type Challenge struct {
+	V         int    `json:"v"`
+	SHA256    Hash   `json:"sha256"`
+	DeviceID  string `json:"device_id,omitempty"` // empty: bound at redemption (Jamf)
+	KeySHA256 Hash   `json:"key_sha256,omitzero"` // set: the CSR must carry exactly this key
+	Profile   string `json:"profile"`
+	Source    string `json:"source,omitempty"` // admin | jamf | attestation
+	// AttestationID links a challenge minted from verified evidence.
+	AttestationID string    `json:"attestation_id,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
+	ExpiresAt     time.Time `json:"expires_at"`
+	ConsumedAt    time.Time `json:"consumed_at,omitzero"`
+}
+
+// Session is a live (or closed) accounting session on a NAS.
+type Session struct {
+	V                int       `json:"v"`
+	NAS              string    `json:"nas"`      // NAS client name from config
+	NASAddr          string    `json:"nas_addr"` // source IP the NAS used
+	AcctSessionID    string    `json:"acct_session_id"`
+	DeviceID         string    `json:"device_id"`
+	CertSHA256       Hash      `json:"cert_sha256"`
+	UserName         string    `json:"user_name,omitempty"`
+	CallingStationID string    `json:"calling_station_id,omitempty"`
+	CalledStationID  string    `json:"called_station_id,omitempty"`
+	NASIdentifier    string    `json:"nas_identifier,omitempty"`
+	NASIPAddress     string    `json:"nas_ip_address,omitempty"`
+	NASPort          uint32    `json:"nas_port,omitempty"`
+	FramedIP         string    `json:"framed_ip,omitempty"`
+	StartedAt        time.Time `json:"started_at"`
+	UpdatedAt        time.Time `json:"updated_at"`
+	StoppedAt        time.Time `json:"stopped_at,omitzero"`
+	InputOctets      uint64    `json:"input_octets,omitempty"`
+	OutputOctets     uint64    `json:"output_octets,omitempty"`
+	TerminateCause   uint32    `json:"terminate_cause,omitempty"`
+}
+
+// Live reports whether the session has not been stopped.
+func (s *Session) Live() bool { return s.StoppedAt.IsZero() }
+
+// AuditEvent is one link of the tamper-evident chain. Hash covers every
+// field but Hash itself, and PrevHash is the previous event's Hash.
+type AuditEvent struct {
+	V        int       `json:"v"`
+	Seq      uint64    `json:"seq"`
+	Time     time.Time `json:"time"`
+	Actor    string    `json:"actor"`   // admin:<token-name>, device:<id>, nas:<name>, mdm:<source>, system
+	Action   string    `json:"action"`  // enroll.issue, radius.auth, device.quarantine...
+	Subject  string    `json:"subject"` // device id, cert serial...
+	Result   string    `json:"result"`  // ok | reject | error | denied
+	Reason   string    `json:"reason,omitempty"`
+	Source   string    `json:"source,omitempty"` // remote address
+	PrevHash Hash      `json:"prev_hash"`
+	Hash     Hash      `json:"hash"`
+}
+
+// Page selects a slice of a listing. After is the last key of the previous
+// page (exclusive); Limit 0 means the implementation's default.
+type Page struct {
+	After string
+	Limit int
+}
+
+// DeviceFilter narrows ListDevices.
+type DeviceFilter struct {
+	Status     DeviceStatus
+	Compliance Compliance
+	Profile    string
+}
+
+// CertFilter narrows ListCerts.
+type CertFilter struct {
+	DeviceID    string
+	RevokedOnly bool
+}
+
+// VerifyResult reports the outcome of recomputing the audit chain.
+type VerifyResult struct {
+	Events    uint64 `json:"events"`
+	OK        bool   `json:"ok"`
+	BrokenSeq uint64 `json:"broken_seq,omitempty"` // first event whose hash or link is wrong
+	Problem   string `json:"problem,omitempty"`
+}
+
+// Issuance is everything one certificate issuance writes atomically.
+type Issuance struct {
+	Device      *Device      // created if absent, otherwise updated (platform, profile, aliases)
+	Cert        *Cert        // required
+	Attestation *Attestation // optional (unattested SCEP)
+	Audit       *AuditEvent  // required
+	// Challenge, if set, is consumed in the same transaction; a challenge that
+	// is already consumed or expired aborts the whole issuance.
+	Challenge *Hash
+}
+
+// Store is hardbound's persistence. Every method takes ctx first; reads that
+// find nothing return an error wrapping ErrNotFound.
+type Store interface {
+	// Devices.
+	PutDevice(ctx context.Context, d *Device) error
+	GetDevice(ctx context.Context, id string) (*Device, error)
+	// UpdateDevice reads, applies fn and writes in one transaction; fn may
+	// return an error to abort. The audit event (optional) is appended in the
+	// same transaction.
+	UpdateDevice(ctx context.Context, id string, fn func(*Device) error, ev *AuditEvent) (*Device, error)
+	ListDevices(ctx context.Context, f DeviceFilter, p Page) ([]*Device, string, error)
+	// FindDeviceByAlias maps an MDM identity (kind: serial, udid, intune_id...) to a device.
+	FindDeviceByAlias(ctx context.Context, kind, value string) (*Device, error)
+
+	// Certificate bindings.
+	RecordIssuance(ctx context.Context, is Issuance) error
+	GetCert(ctx context.Context, sha Hash) (*Cert, error)
+	GetCertBySerial(ctx context.Context, serial string) (*Cert, error)
+	ListCerts(ctx context.Context, f CertFilter, p Page) ([]*Cert, string, error)
+	// RevokeCert marks one cert revoked (idempotent: an already revoked cert keeps its first record).
+	RevokeCert(ctx context.Context, sha Hash, r Revocation, ev *AuditEvent) (*Cert, error)
+	// RevokeDevice marks the device revoked and every cert of it, in one transaction.
+	RevokeDevice(ctx context.Context, id string, r Revocation, ev *AuditEvent) (*Device, []*Cert, error)
+
+	// Attestations.
+	PutAttestation(ctx context.Context, a *Attestation) error
+	GetAttestation(ctx context.Context, id string) (*Attestation, error)
+	FindAttestationByKey(ctx context.Context, key Hash) (*Attestation, error)
+
+	// Challenges. PutChallenge stores c with a TTL until c.ExpiresAt.
+	PutChallenge(ctx context.Context, c *Challenge) error
+	GetChallenge(ctx context.Context, sha Hash) (*Challenge, error)
+	// ConsumeChallenge atomically marks the challenge consumed exactly once.
+	// ErrNotFound, ErrExpired or ErrConsumed otherwise.
+	ConsumeChallenge(ctx context.Context, sha Hash, now time.Time) (*Challenge, error)
+
+	// Sessions, keyed by (NAS, Acct-Session-Id).
+	PutSession(ctx context.Context, s *Session) error
+	GetSession(ctx context.Context, nas, acctSessionID string) (*Session, error)
+	ListSessions(ctx context.Context, deviceID string, liveOnly bool, p Page) ([]*Session, string, error)
+
+	// Audit chain. AppendAudit fills Seq, PrevHash and Hash.
+	AppendAudit(ctx context.Context, ev *AuditEvent) error
+	TailAudit(ctx context.Context, n int) ([]*AuditEvent, error)
+	// ScanAudit calls fn for events with Seq >= from, in order.
+	ScanAudit(ctx context.Context, from uint64, fn func(*AuditEvent) error) error
+	VerifyAudit(ctx context.Context) (VerifyResult, error)
+
+	// Backup streams a full backup; Restore loads one into an empty store.
+	Backup(ctx context.Context, w io.Writer) error
+	Restore(ctx context.Context, r io.Reader) error
+
+	Close() error
+}
