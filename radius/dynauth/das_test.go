@@ -1,0 +1,157 @@
+package dynauth
+
+import (
+	"crypto/hmac"
+	"crypto/md5"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"layeh.com/radius"
+	"layeh.com/radius/rfc2869"
+	"layeh.com/radius/rfc3576"
+)
+
+// fakeDAS is a NAS's Dynamic Authorization Server on 127.0.0.1 that checks
+// what a real one (hostapd) checks: Request Authenticator, a correct
+// Message-Authenticator over the zero-authenticator packet, Event-Timestamp.
+type fakeDAS struct {
+	conn   *net.UDPConn
+	secret []byte
+
+	drop      atomic.Int32 // drop this many more valid requests
+	nak       ErrorCause   // answer NAK with this cause (0: ACK)
+	nakCode   bool         // answer NAK without Error-Cause
+	noMA      bool         // answer without Message-Authenticator
+	badMA     bool         // answer with a corrupted Message-Authenticator
+	answerKey []byte       // sign answers with this secret instead (wrong-secret test)
+
+	valid   atomic.Int64
+	invalid atomic.Int64
+
+	mu   sync.Mutex
+	seen []*radius.Packet // capped
+	wg   sync.WaitGroup
+}
+
+func newFakeDAS(tb testing.TB, secret string, setup func(*fakeDAS)) *fakeDAS {
+	tb.Helper()
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	d := &fakeDAS{conn: conn, secret: []byte(secret)}
+	if setup != nil {
+		setup(d)
+	}
+	d.wg.Add(1)
+	go d.serve()
+	tb.Cleanup(func() { conn.Close(); d.wg.Wait() })
+	return d
+}
+
+func (d *fakeDAS) addr() string { return d.conn.LocalAddr().String() }
+
+func (d *fakeDAS) serve() {
+	defer d.wg.Done()
+	buf := make([]byte, 4096)
+	for {
+		n, from, err := d.conn.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		resp, err := d.handle(buf[:n])
+		if err != nil {
+			d.invalid.Add(1)
+			continue
+		}
+		if resp == nil {
+			continue
+		}
+		_, _ = d.conn.WriteToUDP(resp, from)
+	}
+}
+
+func (d *fakeDAS) handle(raw []byte) ([]byte, error) {
+	if !radius.IsAuthenticRequest(raw, d.secret) {
+		return nil, errors.New("bad request authenticator")
+	}
+	p, err := radius.Parse(raw, d.secret)
+	if err != nil {
+		return nil, err
+	}
+	ma, err := rfc2869.MessageAuthenticator_Lookup(p)
+	if err != nil || len(ma) != 16 {
+		return nil, errors.New("no message-authenticator")
+	}
+	// Recompute over the packet with a zero authenticator and zero MA.
+	cp := *p
+	cp.Authenticator = [16]byte{}
+	cp.Attributes = append(radius.Attributes(nil), p.Attributes...)
+	rfc2869.MessageAuthenticator_Set(&cp, make([]byte, 16))
+	b, err := cp.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	mac := hmac.New(md5.New, d.secret)
+	mac.Write(b)
+	if !hmac.Equal(mac.Sum(nil), ma) {
+		return nil, errors.New("bad message-authenticator")
+	}
+	if _, err := rfc2869.EventTimestamp_Lookup(p); err != nil {
+		return nil, errors.New("no event-timestamp")
+	}
+	d.valid.Add(1)
+	d.mu.Lock()
+	if len(d.seen) < 64 {
+		d.seen = append(d.seen, p)
+	}
+	d.mu.Unlock()
+	if d.drop.Load() > 0 && d.drop.Add(-1) >= 0 {
+		return nil, nil
+	}
+	code := radius.CodeDisconnectACK
+	if p.Code == radius.CodeCoARequest {
+		code = radius.CodeCoAACK
+	}
+	if d.nak != 0 || d.nakCode {
+		code++ // NAK follows ACK in both pairs
+	}
+	key := d.secret
+	if d.answerKey != nil {
+		key = d.answerKey
+	}
+	r := p.Response(code)
+	r.Secret = key
+	if !d.noMA {
+		rfc2869.MessageAuthenticator_Set(r, make([]byte, 16))
+	}
+	if d.nak != 0 {
+		rfc3576.ErrorCause_Add(r, rfc3576.ErrorCause(d.nak))
+	}
+	if !d.noMA {
+		b, err := r.MarshalBinary() // header carries the request authenticator (RFC 5176 §3)
+		if err != nil {
+			return nil, err
+		}
+		mac := hmac.New(md5.New, key)
+		mac.Write(b)
+		sum := mac.Sum(nil)
+		if d.badMA {
+			sum[0] ^= 0xff
+		}
+		rfc2869.MessageAuthenticator_Set(r, sum)
+	}
+	return r.Encode()
+}
+
+func (d *fakeDAS) last() *radius.Packet {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.seen) == 0 {
+		return nil
+	}
+	return d.seen[len(d.seen)-1]
+}

@@ -1,0 +1,410 @@
+package dynauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"hardbound/posture"
+	"hardbound/store"
+)
+
+// Events is the posture event source (*posture.Service satisfies it).
+type Events interface {
+	Subscribe(buffer int) (<-chan posture.Event, func())
+}
+
+// Sessions lists accounting sessions (store.Store satisfies it).
+type Sessions interface {
+	ListSessions(ctx context.Context, deviceID string, liveOnly bool, p store.Page) ([]*store.Session, string, error)
+}
+
+// Profiles finds a profile's policy by name (*posture.Service satisfies it).
+type Profiles interface {
+	Profile(name string) *posture.Profile
+}
+
+// Auditor appends to the audit chain (store.Store satisfies it).
+type Auditor interface {
+	AppendAudit(ctx context.Context, ev *store.AuditEvent) error
+}
+
+// Exchanger sends one request (*Sender satisfies it).
+type Exchanger interface {
+	Send(ctx context.Context, nas NAS, req Request) (Outcome, error)
+}
+
+// NASLookup maps a session's NAS client name to its DAS. A NAS with an empty
+// Addr is reached at the session's NASAddr (the source address the NAS used
+// for accounting) on NAS.Port, which suits NAS clients configured by prefix.
+type NASLookup func(name string) (NAS, bool)
+
+// EnforcerConfig wires an Enforcer. Events, Sessions, NAS and Sender are required.
+type EnforcerConfig struct {
+	Events   Events
+	Sessions Sessions
+	NAS      NASLookup
+	Sender   Exchanger
+	// Profiles is optional; without it (or for an unknown profile) every
+	// enforcement is a Disconnect, which is always safe: the device
+	// re-authenticates and posture.Decide applies the current policy.
+	Profiles Profiles
+	Auditor  Auditor // optional, strongly recommended
+	Logger   *slog.Logger
+	Metrics  Metrics
+	// PreferCoA moves sessions of devices whose profile quarantines to the
+	// profile's QuarantineVLAN with a CoA-Request instead of disconnecting
+	// them. A CoA-NAK (other than 503) falls back to Disconnect, because
+	// many NASes (hostapd among them) do not implement VLAN CoA.
+	PreferCoA bool
+	// ReauthOnRecovery disconnects sessions when a device becomes compliant
+	// or is released, so that it re-authenticates out of quarantine at once
+	// instead of at its next Session-Timeout.
+	ReauthOnRecovery bool
+	// Buffer is the posture subscription size (default 65536): the posture
+	// Service drops events for a subscriber that falls this far behind.
+	Buffer int
+	// Workers bounds devices being enforced at once (default 1024); packets
+	// in flight are bounded separately by the Sender.
+	Workers int
+	// MaxPending bounds devices waiting for a worker (default 1,000,000).
+	MaxPending int
+}
+
+// Enforcer turns posture events into Disconnect/CoA requests to every NAS
+// that holds a live session of the device. Events of one device are handled
+// in order, one at a time; different devices proceed in parallel.
+type Enforcer struct {
+	cfg EnforcerConfig
+	log *slog.Logger
+	m   Metrics
+
+	mu      sync.Mutex
+	pending map[string]*devState
+	waiting []string
+	running int
+	wg      sync.WaitGroup
+}
+
+type devState struct {
+	events []posture.Event
+}
+
+// maxPerDevice bounds queued events of one device; beyond it they collapse
+// into one "disconnect everything" event, a superset that is always safe.
+const maxPerDevice = 16
+
+// eventResync is the synthetic kind used when a device's queue overflows.
+const eventResync posture.EventKind = "resync"
+
+// NewEnforcer checks cfg and fills defaults.
+func NewEnforcer(cfg EnforcerConfig) (*Enforcer, error) {
+	switch {
+	case cfg.Events == nil:
+		return nil, errors.New("dynauth: enforcer: Events is required")
+	case cfg.Sessions == nil:
+		return nil, errors.New("dynauth: enforcer: Sessions is required")
+	case cfg.NAS == nil:
+		return nil, errors.New("dynauth: enforcer: NAS lookup is required")
+	case cfg.Sender == nil:
+		return nil, errors.New("dynauth: enforcer: Sender is required")
+	}
+	if cfg.Buffer <= 0 {
+		cfg.Buffer = 65536
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 1024
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = 1_000_000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NopMetrics{}
+	}
+	return &Enforcer{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "radius", "sub", "dynauth"),
+		m:       cfg.Metrics,
+		pending: make(map[string]*devState),
+	}, nil
+}
+
+// Run subscribes to posture events and enforces them until ctx ends; it then
+// waits for in-progress enforcements (which see ctx cancelled) and returns
+// ctx's error. ready, if non-nil, is closed once the subscription exists.
+func (e *Enforcer) Run(ctx context.Context, ready chan<- struct{}) error {
+	ch, cancel := e.cfg.Events.Subscribe(e.cfg.Buffer)
+	defer cancel()
+	if ready != nil {
+		close(ready)
+	}
+	defer e.wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case ev, ok := <-ch:
+			if !ok {
+				return errors.New("dynauth: posture event stream closed")
+			}
+			e.dispatch(ctx, ev)
+		}
+	}
+}
+
+// dispatch never blocks: the posture publisher drops events for a slow
+// subscriber, so queueing happens here, bounded.
+func (e *Enforcer) dispatch(ctx context.Context, ev posture.Event) {
+	key := ev.DeviceID
+	if key == "" {
+		key = "cert:" + ev.CertSHA256.String()
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if st, ok := e.pending[key]; ok {
+		if len(st.events) >= maxPerDevice {
+			e.log.Warn("device event queue overflow; collapsing to disconnect", "device", ev.DeviceID)
+			st.events = []posture.Event{{Kind: eventResync, DeviceID: ev.DeviceID, Device: ev.Device, Source: ev.Source, At: st.events[0].At}}
+			return
+		}
+		st.events = append(st.events, ev)
+		return
+	}
+	if len(e.pending) >= e.cfg.MaxPending {
+		e.m.Event(string(ev.Kind), "dropped")
+		e.log.Error("enforcement queue full; event dropped", "kind", ev.Kind, "device", ev.DeviceID)
+		return
+	}
+	if e.running < e.cfg.Workers {
+		e.pending[key] = &devState{}
+		e.running++
+		e.wg.Add(1)
+		go e.work(ctx, key, ev)
+		return
+	}
+	e.pending[key] = &devState{events: []posture.Event{ev}}
+	e.waiting = append(e.waiting, key)
+}
+
+func (e *Enforcer) work(ctx context.Context, key string, ev posture.Event) {
+	defer e.wg.Done()
+	for {
+		e.Enforce(ctx, ev)
+		e.mu.Lock()
+		if st := e.pending[key]; len(st.events) > 0 {
+			ev, st.events = st.events[0], st.events[1:]
+			e.mu.Unlock()
+			continue
+		}
+		delete(e.pending, key)
+		if len(e.waiting) == 0 {
+			e.running--
+			e.mu.Unlock()
+			return
+		}
+		key, e.waiting = e.waiting[0], e.waiting[1:]
+		st := e.pending[key]
+		ev, st.events = st.events[0], st.events[1:]
+		e.mu.Unlock()
+	}
+}
+
+// plan is what an event asks for.
+type plan struct {
+	kind Kind
+	vlan string
+	act  bool
+	cert store.Hash // non-zero: only sessions of this cert
+}
+
+func (e *Enforcer) plan(ev posture.Event) plan {
+	disconnect := plan{kind: Disconnect, act: true}
+	var prof *posture.Profile
+	if e.cfg.Profiles != nil && ev.Device != nil {
+		prof = e.cfg.Profiles.Profile(ev.Device.Profile)
+	}
+	quarantine := func() plan {
+		if e.cfg.PreferCoA && prof != nil && prof.QuarantineVLAN != "" {
+			return plan{kind: CoA, vlan: prof.QuarantineVLAN, act: true}
+		}
+		return disconnect
+	}
+	byAction := func(a posture.Action) plan {
+		if a == posture.ActionQuarantine {
+			return quarantine()
+		}
+		return disconnect
+	}
+	switch ev.Kind {
+	case posture.EventDeviceRevoked, eventResync:
+		return disconnect
+	case posture.EventCertRevoked:
+		return plan{kind: Disconnect, act: true, cert: ev.CertSHA256}
+	case posture.EventQuarantined:
+		return quarantine()
+	case posture.EventReleased:
+		if e.cfg.ReauthOnRecovery {
+			return disconnect
+		}
+		return plan{}
+	case posture.EventCompliance:
+		if ev.Device == nil {
+			return disconnect
+		}
+		switch ev.Device.Posture.State {
+		case store.ComplianceNoncompliant:
+			if prof == nil {
+				return disconnect
+			}
+			return byAction(prof.Noncompliant)
+		case store.ComplianceUnknown:
+			// A profile without MaxAge does not require posture: unknown is fine.
+			if prof != nil && prof.MaxAge == 0 {
+				return plan{}
+			}
+			if prof == nil {
+				return disconnect
+			}
+			return byAction(prof.Unknown)
+		default:
+			if e.cfg.ReauthOnRecovery {
+				return disconnect
+			}
+			return plan{}
+		}
+	}
+	return plan{}
+}
+
+// SessionOutcome is the result for one session.
+type SessionOutcome struct {
+	Session *store.Session
+	Kind    Kind
+	Outcome Outcome
+	Err     error
+}
+
+// Enforce acts on one event synchronously and returns what happened to each
+// live session. Run calls it; admin tooling may too.
+func (e *Enforcer) Enforce(ctx context.Context, ev posture.Event) []SessionOutcome {
+	start := ev.At
+	if start.IsZero() {
+		start = time.Now()
+	}
+	pl := e.plan(ev)
+	if !pl.act || ev.DeviceID == "" {
+		e.m.Event(string(ev.Kind), "none")
+		return nil
+	}
+	sessions, err := e.liveSessions(ctx, ev.DeviceID, pl.cert)
+	if err != nil {
+		e.m.Event(string(ev.Kind), "error")
+		e.log.Error("listing sessions", "device", ev.DeviceID, "err", err)
+		return nil
+	}
+	if len(sessions) == 0 {
+		e.m.Event(string(ev.Kind), "none")
+		return nil
+	}
+	e.m.Event(string(ev.Kind), pl.kind.String())
+	out := make([]SessionOutcome, len(sessions))
+	var wg sync.WaitGroup
+	for i, s := range sessions {
+		wg.Go(func() { out[i] = e.one(ctx, ev, pl, s) })
+	}
+	wg.Wait()
+	e.m.Enforced(string(ev.Kind), time.Since(start))
+	return out
+}
+
+func (e *Enforcer) liveSessions(ctx context.Context, deviceID string, cert store.Hash) ([]*store.Session, error) {
+	var all []*store.Session
+	var p store.Page
+	for range 1000 { // bounded paging
+		page, next, err := e.cfg.Sessions.ListSessions(ctx, deviceID, true, p)
+		if err != nil {
+			return nil, fmt.Errorf("dynauth: list sessions of %s: %w", deviceID, err)
+		}
+		for _, s := range page {
+			if !s.Live() || (!cert.IsZero() && s.CertSHA256 != cert) {
+				continue
+			}
+			all = append(all, s)
+		}
+		if next == "" || len(page) == 0 {
+			return all, nil
+		}
+		p.After = next
+	}
+	return all, nil
+}
+
+func (e *Enforcer) one(ctx context.Context, ev posture.Event, pl plan, s *store.Session) SessionOutcome {
+	res := SessionOutcome{Session: s, Kind: pl.kind}
+	nas, ok := e.cfg.NAS(s.NAS)
+	if !ok {
+		res.Outcome = Outcome{Result: ResultError}
+		res.Err = fmt.Errorf("%w: unknown NAS %q", ErrBadRequest, s.NAS)
+		e.record(ctx, ev, res)
+		return res
+	}
+	if nas.Name == "" {
+		nas.Name = s.NAS
+	}
+	if nas.Addr == "" {
+		nas.Addr = s.NASAddr
+		if host, _, err := net.SplitHostPort(s.NASAddr); err == nil {
+			nas.Addr = host // accounting source port is not the DAS port
+		}
+	}
+	req := Request{Kind: pl.kind, Identity: IdentityFromSession(s), VLAN: pl.vlan}
+	res.Outcome, res.Err = e.cfg.Sender.Send(ctx, nas, req)
+	if pl.kind == CoA && res.Outcome.Result == ResultNAK && res.Outcome.ErrorCause != ErrorCauseSessionNotFound {
+		e.record(ctx, ev, res)
+		// Fall back to the portable lever.
+		res = SessionOutcome{Session: s, Kind: Disconnect}
+		req.Kind, req.VLAN = Disconnect, ""
+		res.Outcome, res.Err = e.cfg.Sender.Send(ctx, nas, req)
+	}
+	e.record(ctx, ev, res)
+	return res
+}
+
+func (e *Enforcer) record(ctx context.Context, ev posture.Event, r SessionOutcome) {
+	reason := "trigger=" + string(ev.Kind) + " session=" + r.Session.AcctSessionID
+	if r.Outcome.ErrorCause != 0 {
+		reason += " error_cause=" + r.Outcome.ErrorCause.String()
+	}
+	lvl := slog.LevelInfo
+	if r.Outcome.Result != ResultACK && r.Outcome.ErrorCause != ErrorCauseSessionNotFound {
+		lvl = slog.LevelWarn
+	}
+	e.log.Log(ctx, lvl, "dynamic authorization", "action", r.Kind.String(), "result", r.Outcome.Result,
+		"device", ev.DeviceID, "nas", r.Session.NAS, "nas_addr", r.Outcome.Addr, "acct_session_id", r.Session.AcctSessionID,
+		"error_cause", r.Outcome.ErrorCause.String(), "attempts", r.Outcome.Attempts, "err", r.Err)
+	if e.cfg.Auditor == nil {
+		return
+	}
+	ae := &store.AuditEvent{
+		Time:    time.Now(),
+		Actor:   "system",
+		Action:  "radius." + r.Kind.String(),
+		Subject: ev.DeviceID,
+		Result:  string(r.Outcome.Result),
+		Reason:  reason,
+		Source:  "nas:" + r.Session.NAS,
+	}
+	// Audit even when ctx is being cancelled: the packet may have been sent.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := e.cfg.Auditor.AppendAudit(actx, ae); err != nil {
+		e.log.Error("audit append failed", "action", ae.Action, "device", ev.DeviceID, "err", err)
+	}
+}

@@ -1,0 +1,259 @@
+package dynauth
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"layeh.com/radius"
+)
+
+// DefaultPort is the RFC 5176 DAS port on the NAS.
+const DefaultPort = 3799
+
+// NAS is where and how to reach one NAS's Dynamic Authorization Server.
+type NAS struct {
+	// Name is the NAS client name from config (logs, audit).
+	Name string
+	// Addr is "host", "host:port" or "[v6]:port"; without a port DefaultPort
+	// (or Port, if set) is used.
+	Addr string
+	Port int
+	// Secret is the NAS's CoA secret (usually its RADIUS secret).
+	Secret []byte
+}
+
+func (n NAS) address() (string, error) {
+	if n.Addr == "" {
+		return "", fmt.Errorf("%w: NAS %q has no address", ErrBadRequest, n.Name)
+	}
+	if host, port, err := net.SplitHostPort(n.Addr); err == nil {
+		return net.JoinHostPort(host, port), nil
+	}
+	port := n.Port
+	if port == 0 {
+		port = DefaultPort
+	}
+	return net.JoinHostPort(strings.Trim(n.Addr, "[]"), strconv.Itoa(port)), nil
+}
+
+// SenderConfig configures a Sender. Zero values take the defaults noted.
+type SenderConfig struct {
+	// Tries is the number of transmissions per request (default 3). Each
+	// try is a new packet (new Identifier, fresh Event-Timestamp); a late
+	// answer to an earlier try is still accepted.
+	Tries int
+	// Timeout is the wait after the first try (default 1s); it doubles after
+	// every try (1s, 2s, 4s: about 7 s in all by default).
+	Timeout time.Duration
+	// MaxInFlight bounds concurrent requests (and so UDP sockets); default 512.
+	MaxInFlight int
+	// RequireResponseMA discards answers without Message-Authenticator.
+	// Off by default: RFC 5176 makes it optional and the Response
+	// Authenticator already proves the secret; hostapd does include it.
+	RequireResponseMA bool
+	Logger            *slog.Logger
+	Metrics           Metrics
+	// Now is the clock for Event-Timestamp (default time.Now).
+	Now func() time.Time
+}
+
+// Sender sends RFC 5176 requests. It is safe for concurrent use; each
+// request uses its own connected UDP socket, so the kernel drops datagrams
+// from any other source and no Identifier space is shared between requests.
+type Sender struct {
+	cfg SenderConfig
+	sem chan struct{}
+	log *slog.Logger
+	m   Metrics
+}
+
+// NewSender returns a Sender with cfg's defaults filled in.
+func NewSender(cfg SenderConfig) *Sender {
+	if cfg.Tries <= 0 {
+		cfg.Tries = 3
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = time.Second
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 512
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NopMetrics{}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Sender{
+		cfg: cfg,
+		sem: make(chan struct{}, cfg.MaxInFlight),
+		log: cfg.Logger.With("component", "radius", "sub", "dynauth"),
+		m:   cfg.Metrics,
+	}
+}
+
+// Outcome describes what happened to one request.
+type Outcome struct {
+	Result     Result
+	ErrorCause ErrorCause // set on NAK
+	Attempts   int        // datagrams sent
+	// Elapsed is from the first send to the answer (or giving up).
+	Elapsed time.Duration
+	// Addr is the NAS address used.
+	Addr string
+}
+
+// Send transmits req to nas and waits for the matching ACK or NAK. It
+// returns the outcome and, unless the NAS ACKed, an error: a *NAKError
+// (errors.Is ErrNAK) with the Error-Cause, ErrTimeout after the last try,
+// ErrBadRequest for unusable input, or ctx's error.
+func (s *Sender) Send(ctx context.Context, nas NAS, req Request) (Outcome, error) {
+	out := Outcome{Result: ResultError}
+	addr, err := nas.address()
+	if err != nil {
+		s.m.Answered(req.Kind, ResultError)
+		return out, err
+	}
+	out.Addr = addr
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		s.m.Answered(req.Kind, ResultError)
+		return out, fmt.Errorf("dynauth: waiting for a send slot: %w", ctx.Err())
+	}
+	defer func() { <-s.sem }()
+
+	out, err = s.exchange(ctx, addr, nas.Secret, req)
+	out.Addr = addr
+	s.m.Answered(req.Kind, out.Result)
+	return out, err
+}
+
+func (s *Sender) exchange(ctx context.Context, addr string, secret []byte, req Request) (Outcome, error) {
+	out := Outcome{Result: ResultError}
+	// Validate the request before opening a socket.
+	if _, err := encodeRequest(req, 0, secret, s.cfg.Now()); err != nil {
+		return out, err
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "udp", addr)
+	if err != nil {
+		return out, fmt.Errorf("dynauth: dial %s: %w", addr, err)
+	}
+	defer conn.Close()
+	// Unblock a pending Read as soon as ctx ends.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+
+	sent := make([][]byte, 0, s.cfg.Tries)
+	var idb [1]byte
+	if _, err := rand.Read(idb[:]); err != nil {
+		return out, fmt.Errorf("dynauth: identifier: %w", err)
+	}
+	buf := make([]byte, radius.MaxPacketLength+1)
+	start := time.Now()
+	wait := s.cfg.Timeout
+	for try := 0; try < s.cfg.Tries; try++ {
+		pkt, err := encodeRequest(req, idb[0]+byte(try), secret, s.cfg.Now())
+		if err != nil {
+			return out, err
+		}
+		sent = append(sent, pkt)
+		if _, err := conn.Write(pkt); err != nil && !errors.Is(err, syscall.ECONNREFUSED) {
+			out.Elapsed = time.Since(start)
+			return out, fmt.Errorf("dynauth: send to %s: %w", addr, err)
+		}
+		out.Attempts++
+		s.m.Sent(req.Kind)
+		deadline := time.Now().Add(wait)
+		wait *= 2
+		if err := conn.SetReadDeadline(deadline); err != nil {
+			return out, fmt.Errorf("dynauth: deadline: %w", err)
+		}
+		for {
+			if ctx.Err() != nil {
+				out.Elapsed = time.Since(start)
+				return out, fmt.Errorf("dynauth: %s to %s: %w", req.Kind, addr, ctx.Err())
+			}
+			n, err := conn.Read(buf)
+			if err != nil {
+				if errors.Is(err, syscall.ECONNREFUSED) {
+					// ICMP port unreachable: nobody listens now; wait out
+					// this try rather than spinning, then retransmit.
+					sleepUntil(ctx, deadline)
+					break
+				}
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					break
+				}
+				out.Elapsed = time.Since(start)
+				return out, fmt.Errorf("dynauth: read from %s: %w", addr, err)
+			}
+			resp, perr := s.match(buf[:n], sent, secret)
+			if perr != nil {
+				s.log.Debug("discarding invalid answer", "nas_addr", addr, "err", perr)
+				continue
+			}
+			out.Elapsed = time.Since(start)
+			if resp.ACK {
+				out.Result = ResultACK
+				return out, nil
+			}
+			out.Result = ResultNAK
+			out.ErrorCause = resp.ErrorCause
+			return out, &NAKError{Kind: req.Kind, Cause: resp.ErrorCause}
+		}
+	}
+	out.Result = ResultTimeout
+	out.Elapsed = time.Since(start)
+	return out, fmt.Errorf("%w: %s to %s after %d tries", ErrTimeout, req.Kind, addr, out.Attempts)
+}
+
+// match finds the try an answer belongs to and validates it.
+func (s *Sender) match(raw []byte, sent [][]byte, secret []byte) (*Response, error) {
+	if len(raw) < headerLen {
+		s.m.InvalidResponse("short")
+		return nil, badPacket("short", "short packet")
+	}
+	for _, req := range sent {
+		if req[1] != raw[1] {
+			continue
+		}
+		resp, err := parseResponse(raw, req, secret, s.cfg.RequireResponseMA)
+		if err != nil {
+			s.m.InvalidResponse(invalidWhy(err))
+		}
+		return resp, err
+	}
+	s.m.InvalidResponse("identifier")
+	return nil, badPacket("identifier", "identifier %d matches no request", raw[1])
+}
+
+func invalidWhy(err error) string {
+	var pe *packetError
+	if errors.As(err, &pe) {
+		return pe.why
+	}
+	return "malformed"
+}
+
+func sleepUntil(ctx context.Context, t time.Time) {
+	tm := time.NewTimer(time.Until(t))
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+	case <-ctx.Done():
+	}
+}
