@@ -1,0 +1,650 @@
+package eaptls
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fixture holds one PKI and the certificates every test uses.
+type fixture struct {
+	pki     *testPKI
+	server  tls.Certificate
+	client  tls.Certificate
+	foreign tls.Certificate // client cert from an unrelated CA
+	expired tls.Certificate
+	srvEKU  tls.Certificate // client cert with serverAuth EKU only
+}
+
+var (
+	fixOnce sync.Once
+	fix     *fixture
+)
+
+// getFixture builds the PKI once per test binary: ECDSA key generation is
+// the slow part and the certificates are read-only.
+func getFixture(t testing.TB) *fixture {
+	t.Helper()
+	fixOnce.Do(func() {
+		p := newPKI(t, "hb")
+		other := newPKI(t, "ev")
+		fix = &fixture{
+			pki:     p,
+			server:  p.leaf(t, leafOpts{cn: "radius", dns: "radius", eku: x509.ExtKeyUsageServerAuth}),
+			client:  p.leaf(t, leafOpts{cn: "dev1", eku: x509.ExtKeyUsageClientAuth}),
+			foreign: other.leaf(t, leafOpts{cn: "dev2", eku: x509.ExtKeyUsageClientAuth}),
+			expired: p.leaf(t, leafOpts{cn: "dev3", eku: x509.ExtKeyUsageClientAuth,
+				notBefore: time.Now().Add(-48 * time.Hour), notAfter: time.Now().Add(-24 * time.Hour)}),
+			srvEKU: p.leaf(t, leafOpts{cn: "dev4", eku: x509.ExtKeyUsageServerAuth}),
+		}
+	})
+	if fix == nil {
+		t.Fatal("fixture setup failed")
+	}
+	return fix
+}
+
+func (f *fixture) newServer(t testing.TB, mod func(*ServerConfig)) *Server {
+	t.Helper()
+	cfg := ServerConfig{TLS: &tls.Config{
+		Certificates: []tls.Certificate{f.server},
+		ClientCAs:    f.pki.rootPool,
+	}}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (f *fixture) peerTLS(cert *tls.Certificate, maxVersion uint16) *tls.Config {
+	c := &tls.Config{RootCAs: f.pki.rootPool, ServerName: "radius", MaxVersion: maxVersion}
+	if cert != nil {
+		c.Certificates = []tls.Certificate{*cert}
+	}
+	return c
+}
+
+// conv records one in-process conversation.
+type conv struct {
+	res      Result
+	err      error
+	rounds   int // server Step calls (= RADIUS round trips)
+	replies  [][]byte
+	resps    [][]byte
+	peerDone bool
+	peerErr  error
+}
+
+// converse drives sess and peer until the server ends the conversation.
+func converse(t testing.TB, sess *Session, peer *Peer) conv {
+	t.Helper()
+	var c conv
+	msg := peer.Identity(7)
+	for range 300 {
+		c.resps = append(c.resps, msg)
+		res, err := sess.Step(msg)
+		c.rounds++
+		c.res, c.err = res, err
+		c.replies = append(c.replies, res.Reply)
+		if res.Outcome != Continue {
+			_, c.peerDone, c.peerErr = peer.Step(res.Reply)
+			return c
+		}
+		if err != nil {
+			t.Fatalf("Step returned Continue with error %v", err)
+		}
+		resp, done, perr := peer.Step(res.Reply)
+		if perr != nil || done {
+			t.Fatalf("peer ended before the server: done=%v err=%v", done, perr)
+		}
+		msg = resp
+	}
+	t.Fatal("conversation did not end")
+	return c
+}
+
+func TestConversationSucceeds(t *testing.T) {
+	f := getFixture(t)
+	tests := []struct {
+		name        string
+		version     uint16 // peer MaxVersion
+		sessMax     uint16
+		srvMTU      int
+		peerMTU     int
+		maxFragment int
+		wantVersion uint16
+		wantRounds  int // 0: don't check
+	}{
+		{name: "tls12_mtu1400_four_rounds", version: tls.VersionTLS12, srvMTU: 1400, peerMTU: 1400, wantVersion: tls.VersionTLS12, wantRounds: 4},
+		{name: "tls13_mtu1400_four_rounds", version: tls.VersionTLS13, srvMTU: 1400, peerMTU: 1400, wantVersion: tls.VersionTLS13, wantRounds: 4},
+		{name: "tls12_mtu200_fragments_both_ways", version: tls.VersionTLS12, srvMTU: 200, peerMTU: 200, wantVersion: tls.VersionTLS12},
+		{name: "tls13_mtu200_fragments_both_ways", version: tls.VersionTLS13, srvMTU: 200, peerMTU: 200, wantVersion: tls.VersionTLS13},
+		{name: "tls13_default_mtu", version: tls.VersionTLS13, wantVersion: tls.VersionTLS13},
+		{name: "tls13_tiny_mtu_ignored", version: tls.VersionTLS13, srvMTU: 50, peerMTU: 50, wantVersion: tls.VersionTLS13},
+		{name: "tls12_maxfragment_caps_mtu", version: tls.VersionTLS12, srvMTU: 1400, peerMTU: 1400, maxFragment: 300, wantVersion: tls.VersionTLS12},
+		{name: "session_maxversion_caps_tls13_peer", version: tls.VersionTLS13, sessMax: tls.VersionTLS12, srvMTU: 1400, peerMTU: 1400, wantVersion: tls.VersionTLS12, wantRounds: 4},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := f.newServer(t, func(c *ServerConfig) { c.MaxFragment = tc.maxFragment })
+			var keylog bytes.Buffer
+			ptls := f.peerTLS(&f.client, tc.version)
+			ptls.KeyLogWriter = &keylog
+			peer := NewPeer(context.Background(), PeerConfig{TLS: ptls, Identity: "anonymous@hb", MTU: tc.peerMTU})
+			defer peer.Close()
+			sess := srv.NewSession(context.Background(), SessionOptions{MTU: tc.srvMTU, MaxVersion: tc.sessMax})
+			defer sess.Close()
+
+			c := converse(t, sess, peer)
+			if c.res.Outcome != Success || c.err != nil {
+				t.Fatalf("server outcome %v err %v", c.res.Outcome, c.err)
+			}
+			if !c.peerDone || c.peerErr != nil {
+				t.Fatalf("peer done=%v err=%v", c.peerDone, c.peerErr)
+			}
+			if tc.wantRounds != 0 && c.rounds != tc.wantRounds {
+				t.Errorf("rounds = %d, want %d", c.rounds, tc.wantRounds)
+			}
+			if got := sess.Identity(); got != "anonymous@hb" {
+				t.Errorf("Identity = %q", got)
+			}
+			cs := sess.ConnectionState()
+			if cs.Version != tc.wantVersion {
+				t.Fatalf("version %#x, want %#x", cs.Version, tc.wantVersion)
+			}
+			if len(cs.PeerCertificates) == 0 || cs.PeerCertificates[0].Subject.CommonName != "dev1" {
+				t.Errorf("peer certificate not visible in ConnectionState")
+			}
+			checkSizes(t, c, tc.srvMTU, tc.peerMTU, tc.maxFragment)
+			for i := range c.replies {
+				t.Logf("round %d: peer %d bytes, server %d bytes", i, len(c.resps[i]), len(c.replies[i]))
+			}
+			checkKeys(t, sess, peer, &cs, keylog.String())
+			// The final reply is a 4-byte EAP-Success answering the last
+			// response's Identifier.
+			last := c.replies[len(c.replies)-1]
+			if !bytes.Equal(last, []byte{CodeSuccess, c.resps[len(c.resps)-1][1], 0, 4}) {
+				t.Errorf("final reply % x", last)
+			}
+			if tc.srvMTU == 200 && !sawFlags(c.replies, flagLength|flagMore) {
+				t.Errorf("server never sent an L|M first fragment at MTU 200")
+			}
+			if tc.peerMTU == 200 && !sawFlags(c.resps, flagLength|flagMore) {
+				t.Errorf("peer never sent an L|M first fragment at MTU 200")
+			}
+		})
+	}
+}
+
+func sawFlags(pkts [][]byte, want byte) bool {
+	for _, b := range pkts {
+		if len(b) > 5 && b[4] == TypeTLS && b[5]&(flagLength|flagMore) == want {
+			return true
+		}
+	}
+	return false
+}
+
+// checkSizes asserts every EAP packet fits Framed-MTU minus the EAPOL
+// header and that L is never set on an unfragmented message.
+func checkSizes(t *testing.T, c conv, srvMTU, peerMTU, maxFrag int) {
+	t.Helper()
+	check := func(who string, pkts [][]byte, mtu, maxFrag int) {
+		limit := fragmentSize(mtu, maxFrag) + fragOverhead - 4
+		for i, b := range pkts {
+			if len(b) > limit {
+				t.Errorf("%s packet %d is %d bytes, limit %d", who, i, len(b), limit)
+			}
+			if len(b) > 5 && b[4] == TypeTLS && b[5]&flagLength != 0 && b[5]&flagMore == 0 {
+				t.Errorf("%s packet %d sets L on an unfragmented message", who, i)
+			}
+		}
+	}
+	check("server", c.replies, srvMTU, maxFrag)
+	check("peer", c.resps, peerMTU, 0)
+}
+
+func checkKeys(t *testing.T, sess *Session, peer *Peer, cs *tls.ConnectionState, keylog string) {
+	t.Helper()
+	msk, emsk := sess.Keys()
+	pmsk, pemsk := peer.Keys()
+	if len(msk) != 64 || len(emsk) != 64 {
+		t.Fatalf("server key lengths %d/%d", len(msk), len(emsk))
+	}
+	if !bytes.Equal(msk, pmsk) || !bytes.Equal(emsk, pemsk) {
+		t.Fatalf("MSK/EMSK differ between server and peer")
+	}
+	if bytes.Equal(msk, emsk) {
+		t.Fatalf("MSK equals EMSK")
+	}
+	sid, psid := sess.SessionID(), peer.SessionID()
+	if len(sid) != 65 || sid[0] != 0x0D || !bytes.Equal(sid, psid) {
+		t.Fatalf("Session-Id server % x peer % x", sid, psid)
+	}
+	var want []byte
+	var err error
+	switch cs.Version {
+	case tls.VersionTLS12:
+		want, err = cs.ExportKeyingMaterial("client EAP encryption", nil, 128)
+		// Session-Id = 0x0D || client.random || server.random; the key log
+		// line "CLIENT_RANDOM <client random> <master secret>" gives the
+		// client random independently of our hello parser.
+		var cr string
+		for line := range strings.Lines(keylog) {
+			if f := strings.Fields(line); len(f) == 3 && f[0] == "CLIENT_RANDOM" {
+				cr = f[1]
+			}
+		}
+		if cr != hex.EncodeToString(sid[1:33]) {
+			t.Errorf("Session-Id client random %x, key log %s", sid[1:33], cr)
+		}
+	case tls.VersionTLS13:
+		want, err = cs.ExportKeyingMaterial("EXPORTER_EAP_TLS_Key_Material", []byte{0x0D}, 128)
+		mid, err2 := cs.ExportKeyingMaterial("EXPORTER_EAP_TLS_Method-Id", []byte{0x0D}, 64)
+		if err2 != nil || !bytes.Equal(sid[1:], mid) {
+			t.Errorf("TLS 1.3 Session-Id is not 0x0D || Method-Id (%v)", err2)
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(append(msk, emsk...), want) {
+		t.Fatalf("MSK||EMSK differ from the RFC exporter output")
+	}
+}
+
+type countingMetrics struct {
+	mu  sync.Mutex
+	got map[string]int
+}
+
+func (m *countingMetrics) Handshake(version string, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.got == nil {
+		m.got = map[string]int{}
+	}
+	k := version + "/fail"
+	if ok {
+		k = version + "/ok"
+	}
+	m.got[k]++
+}
+
+func TestConversationFails(t *testing.T) {
+	f := getFixture(t)
+	errDenied := errors.New("device quarantined")
+	deny := func(context.Context, tls.ConnectionState) error { return errDenied }
+	tests := []struct {
+		name       string
+		cert       *tls.Certificate
+		version    uint16
+		authorize  Authorizer
+		wantAuth   bool // AuthErr must be errDenied
+		wantAlert  bool // server sent TLS data right before EAP-Failure
+		wantMetric string
+	}{
+		{name: "authorizer_rejects_tls12", cert: &f.client, version: tls.VersionTLS12, authorize: deny, wantAuth: true, wantAlert: true, wantMetric: "1.2/fail"},
+		{name: "authorizer_rejects_tls13", cert: &f.client, version: tls.VersionTLS13, authorize: deny, wantAuth: true, wantAlert: true, wantMetric: "1.3/fail"},
+		{name: "no_client_cert_tls12", version: tls.VersionTLS12, wantAlert: true},
+		{name: "no_client_cert_tls13", version: tls.VersionTLS13, wantAlert: true},
+		{name: "foreign_ca_tls12", cert: &f.foreign, version: tls.VersionTLS12, wantAlert: true},
+		{name: "foreign_ca_tls13", cert: &f.foreign, version: tls.VersionTLS13, wantAlert: true},
+		{name: "expired_cert_tls13", cert: &f.expired, version: tls.VersionTLS13, wantAlert: true},
+		{name: "expired_cert_tls12", cert: &f.expired, version: tls.VersionTLS12, wantAlert: true},
+		{name: "server_auth_eku_only_tls13", cert: &f.srvEKU, version: tls.VersionTLS13, wantAlert: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			m := &countingMetrics{}
+			srv := f.newServer(t, func(c *ServerConfig) { c.Metrics = m })
+			peer := NewPeer(context.Background(), PeerConfig{TLS: f.peerTLS(tc.cert, tc.version), Identity: "x", MTU: 1400})
+			defer peer.Close()
+			called := false
+			authorize := tc.authorize
+			if authorize == nil {
+				authorize = func(context.Context, tls.ConnectionState) error { called = true; return nil }
+			}
+			sess := srv.NewSession(context.Background(), SessionOptions{MTU: 1400, Authorize: authorize})
+			defer sess.Close()
+
+			c := converse(t, sess, peer)
+			if c.res.Outcome != Failure || c.err == nil {
+				t.Fatalf("server outcome %v err %v", c.res.Outcome, c.err)
+			}
+			if !errors.Is(c.peerErr, ErrFailure) {
+				t.Fatalf("peer err %v, want ErrFailure", c.peerErr)
+			}
+			if msk, emsk := sess.Keys(); msk != nil || emsk != nil {
+				t.Fatalf("keys after failure")
+			}
+			if msk, _ := peer.Keys(); msk != nil {
+				t.Fatalf("peer keys after failure")
+			}
+			if called {
+				t.Fatalf("Authorizer ran for an unverified chain")
+			}
+			if tc.wantAuth && !errors.Is(sess.AuthErr(), errDenied) {
+				t.Fatalf("AuthErr = %v", sess.AuthErr())
+			}
+			last := c.replies[len(c.replies)-1]
+			if len(last) != 4 || last[0] != CodeFailure {
+				t.Fatalf("final reply % x", last)
+			}
+			if tc.wantAlert {
+				// alert in an EAP-Request, the peer's ACK, then EAP-Failure.
+				prev := c.replies[len(c.replies)-2]
+				if len(prev) <= 6 || prev[4] != TypeTLS {
+					t.Fatalf("reply before EAP-Failure carries no TLS alert: % x", prev)
+				}
+				ack := c.resps[len(c.resps)-1]
+				if !bytes.Equal(ack[4:], []byte{TypeTLS, 0}) {
+					t.Fatalf("peer did not ACK the alert: % x", ack)
+				}
+			}
+			if tc.wantMetric != "" && m.got[tc.wantMetric] != 1 {
+				t.Fatalf("metrics %v, want %s", m.got, tc.wantMetric)
+			}
+		})
+	}
+}
+
+// startSession returns a session that has sent EAP-TLS Start and its
+// Identifier.
+func startSession(t *testing.T, srv *Server) (*Session, uint8) {
+	t.Helper()
+	sess := srv.NewSession(context.Background(), SessionOptions{MTU: 1400})
+	t.Cleanup(sess.Close)
+	res, err := sess.Step(Packet{Code: CodeResponse, ID: 3, Type: TypeIdentity, Data: []byte("x")}.Encode())
+	if err != nil || res.Outcome != Continue {
+		t.Fatalf("identity: %v %v", res.Outcome, err)
+	}
+	if !bytes.Equal(res.Reply, []byte{CodeRequest, 4, 0, 6, TypeTLS, flagStart}) {
+		t.Fatalf("start % x", res.Reply)
+	}
+	return sess, res.Reply[1]
+}
+
+func tlsResp(id, flags byte, body ...byte) []byte {
+	return Packet{Code: CodeResponse, ID: id, Type: TypeTLS, Data: append([]byte{flags}, body...)}.Encode()
+}
+
+func TestStepRejectsBadPackets(t *testing.T) {
+	f := getFixture(t)
+	big := bytes.Repeat([]byte{0x16}, 400)
+	tests := []struct {
+		name    string
+		maxMsg  int
+		packets func(id byte) [][]byte // all but the last must be answered with Continue
+		want    error
+	}{
+		{name: "start_flag_from_peer", packets: func(id byte) [][]byte { return [][]byte{tlsResp(id, flagStart)} }, want: ErrMalformed},
+		{name: "length_flag_without_length", packets: func(id byte) [][]byte { return [][]byte{tlsResp(id, flagLength, 0, 1)} }, want: ErrMalformed},
+		{name: "unfragmented_length_mismatch", packets: func(id byte) [][]byte {
+			return [][]byte{tlsResp(id, flagLength, 0, 0, 0, 9, 1, 2, 3)}
+		}, want: ErrMalformed},
+		{name: "declared_length_over_limit", packets: func(id byte) [][]byte {
+			return [][]byte{tlsResp(id, flagLength|flagMore, 0, 1, 0, 1, 1, 2, 3)}
+		}, want: ErrTooLarge},
+		{name: "inconsistent_length_between_fragments", packets: func(id byte) [][]byte {
+			return [][]byte{
+				tlsResp(id, flagLength|flagMore, append([]byte{0, 0, 3, 0}, big...)...),
+				tlsResp(id+1, flagLength|flagMore, append([]byte{0, 0, 4, 0}, big...)...),
+			}
+		}, want: ErrMalformed},
+		{name: "fragments_beyond_declared_length", packets: func(id byte) [][]byte {
+			return [][]byte{
+				tlsResp(id, flagLength|flagMore, append([]byte{0, 0, 2, 0}, big...)...),
+				tlsResp(id+1, 0, big...),
+			}
+		}, want: ErrMalformed},
+		{name: "oversize_reassembly_without_length", maxMsg: 1000, packets: func(id byte) [][]byte {
+			return [][]byte{tlsResp(id, flagMore, big...), tlsResp(id+1, flagMore, big...), tlsResp(id+2, flagMore, big...)}
+		}, want: ErrTooLarge},
+		{name: "empty_fragment_with_more", packets: func(id byte) [][]byte { return [][]byte{tlsResp(id, flagMore)} }, want: ErrMalformed},
+		{name: "ack_instead_of_client_hello", packets: func(id byte) [][]byte { return [][]byte{tlsResp(id, 0)} }, want: ErrProtocol},
+		{name: "request_code_from_peer", packets: func(id byte) [][]byte {
+			return [][]byte{Packet{Code: CodeRequest, ID: id, Type: TypeTLS, Data: []byte{0}}.Encode()}
+		}, want: ErrProtocol},
+		{name: "nak", packets: func(id byte) [][]byte {
+			return [][]byte{Packet{Code: CodeResponse, ID: id, Type: TypeNak, Data: []byte{4}}.Encode()}
+		}, want: ErrNak},
+		{name: "other_method", packets: func(id byte) [][]byte {
+			return [][]byte{Packet{Code: CodeResponse, ID: id, Type: 4, Data: []byte{1}}.Encode()}
+		}, want: ErrProtocol},
+		{name: "eap_length_beyond_buffer", packets: func(id byte) [][]byte { return [][]byte{{CodeResponse, id, 0, 50, TypeTLS, 0}} }, want: ErrMalformed},
+		{name: "truncated_header", packets: func(id byte) [][]byte { return [][]byte{{CodeResponse, id}} }, want: ErrMalformed},
+		{name: "garbage_tls_record", packets: func(id byte) [][]byte { return [][]byte{tlsResp(id, 0, 0x16, 3, 1, 0, 2, 1, 0)} }, want: nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv := f.newServer(t, func(c *ServerConfig) { c.MaxMessage = tc.maxMsg })
+			sess, id := startSession(t, srv)
+			pkts := tc.packets(id)
+			var res Result
+			var err error
+			for i, p := range pkts {
+				res, err = sess.Step(p)
+				if i < len(pkts)-1 && (res.Outcome != Continue || err != nil) {
+					t.Fatalf("packet %d: %v %v", i, res.Outcome, err)
+				}
+			}
+			if tc.want == nil {
+				// Garbage TLS: the server answers with an alert, then fails
+				// on the peer's ACK.
+				if res.Outcome == Continue {
+					res, err = sess.Step(tlsResp(res.Reply[1], 0))
+				}
+				if res.Outcome != Failure || err == nil {
+					t.Fatalf("got %v %v, want Failure", res.Outcome, err)
+				}
+				return
+			}
+			if res.Outcome != Failure || !errors.Is(err, tc.want) {
+				t.Fatalf("got %v %v, want Failure %v", res.Outcome, err, tc.want)
+			}
+			if len(res.Reply) != 4 || res.Reply[0] != CodeFailure {
+				t.Fatalf("reply % x", res.Reply)
+			}
+			// Once finished, Step repeats the final answer.
+			if res2, err := sess.Step(pkts[0]); !errors.Is(err, ErrDone) || res2.Outcome != Failure {
+				t.Fatalf("after end: %v %v", res2.Outcome, err)
+			}
+		})
+	}
+}
+
+func TestStaleIdentifierIgnored(t *testing.T) {
+	f := getFixture(t)
+	srv := f.newServer(t, nil)
+	sess, id := startSession(t, srv)
+	start := []byte{CodeRequest, id, 0, 6, TypeTLS, flagStart}
+	peer := NewPeer(context.Background(), PeerConfig{TLS: f.peerTLS(&f.client, 0), MTU: 1400})
+	defer peer.Close()
+	hello, _, err := peer.Step(start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The ClientHello under a stale Identifier must not reach TLS: the
+	// server re-sends Start unchanged.
+	stale := bytes.Clone(hello)
+	stale[1] = id - 1
+	res, err := sess.Step(stale)
+	if err != nil || res.Outcome != Continue || !res.Ignored || !bytes.Equal(res.Reply, start) {
+		t.Fatalf("stale: %v %v ignored=%v % x", res.Outcome, err, res.Ignored, res.Reply)
+	}
+	// The real one continues normally to Success.
+	msg := hello
+	for range 10 {
+		res, err = sess.Step(msg)
+		if res.Outcome != Continue {
+			break
+		}
+		if res.Ignored {
+			t.Fatal("valid response ignored")
+		}
+		msg, _, err = peer.Step(res.Reply)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if res.Outcome != Success || err != nil {
+		t.Fatalf("outcome %v %v", res.Outcome, err)
+	}
+	if _, done, err := peer.Step(res.Reply); !done || err != nil {
+		t.Fatalf("peer %v %v", done, err)
+	}
+}
+
+func TestTooManyStaleIdentifiersFail(t *testing.T) {
+	f := getFixture(t)
+	sess, id := startSession(t, f.newServer(t, nil))
+	var res Result
+	var err error
+	for range maxIgnored + 1 {
+		res, err = sess.Step(tlsResp(id+100, 0))
+	}
+	if res.Outcome != Failure || !errors.Is(err, ErrTooManyRounds) {
+		t.Fatalf("got %v %v", res.Outcome, err)
+	}
+}
+
+func TestMaxRoundsFail(t *testing.T) {
+	f := getFixture(t)
+	srv := f.newServer(t, func(c *ServerConfig) { c.MaxRounds = 3 })
+	peer := NewPeer(context.Background(), PeerConfig{TLS: f.peerTLS(&f.client, 0), MTU: 200})
+	defer peer.Close()
+	sess := srv.NewSession(context.Background(), SessionOptions{MTU: 200})
+	defer sess.Close()
+	c := converse(t, sess, peer)
+	if c.res.Outcome != Failure || !errors.Is(c.err, ErrTooManyRounds) || c.rounds != 4 {
+		t.Fatalf("got %v %v after %d rounds", c.res.Outcome, c.err, c.rounds)
+	}
+}
+
+func TestIdentityRequestForEmptyStart(t *testing.T) {
+	f := getFixture(t)
+	sess := f.newServer(t, nil).NewSession(context.Background(), SessionOptions{})
+	defer sess.Close()
+	res, err := sess.Step(nil)
+	if err != nil || res.Outcome != Continue {
+		t.Fatal(res.Outcome, err)
+	}
+	p, err := ParsePacket(res.Reply)
+	if err != nil || p.Code != CodeRequest || p.Type != TypeIdentity {
+		t.Fatalf("reply % x (%v)", res.Reply, err)
+	}
+	res, err = sess.Step(Packet{Code: CodeResponse, ID: p.ID, Type: TypeIdentity, Data: []byte("a")}.Encode())
+	if err != nil || res.Outcome != Continue || res.Reply[5] != flagStart || res.Reply[1] != p.ID+1 {
+		t.Fatalf("start % x %v", res.Reply, err)
+	}
+}
+
+func TestHandshakeTimeoutFails(t *testing.T) {
+	f := getFixture(t)
+	srv := f.newServer(t, func(c *ServerConfig) { c.HandshakeTimeout = 50 * time.Millisecond })
+	peer := NewPeer(context.Background(), PeerConfig{TLS: f.peerTLS(&f.client, 0), MTU: 1400})
+	defer peer.Close()
+	// The Authorizer blocks until the session context ends, so the timeout
+	// fires deterministically mid-handshake.
+	sess := srv.NewSession(context.Background(), SessionOptions{MTU: 1400, Authorize: func(ctx context.Context, _ tls.ConnectionState) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}})
+	defer sess.Close()
+	c := converse(t, sess, peer)
+	if c.res.Outcome != Failure {
+		t.Fatalf("outcome %v", c.res.Outcome)
+	}
+	if !errors.Is(c.err, ErrTimeout) && !errors.Is(sess.AuthErr(), context.DeadlineExceeded) {
+		t.Fatalf("err %v, AuthErr %v", c.err, sess.AuthErr())
+	}
+}
+
+func TestCancelledContextFails(t *testing.T) {
+	f := getFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	sess := f.newServer(t, nil).NewSession(ctx, SessionOptions{MTU: 1400})
+	defer sess.Close()
+	peer := NewPeer(context.Background(), PeerConfig{TLS: f.peerTLS(&f.client, 0), MTU: 1400})
+	defer peer.Close()
+	c := converse(t, sess, peer)
+	if c.res.Outcome != Failure || !errors.Is(c.err, ErrClosed) {
+		t.Fatalf("got %v %v", c.res.Outcome, c.err)
+	}
+}
+
+func TestCloseStopsHandshakeGoroutines(t *testing.T) {
+	f := getFixture(t)
+	srv := f.newServer(t, nil)
+	settle := func(limit int) int {
+		n := 0
+		for range 500 {
+			if n = runtimeNumGoroutine(); n <= limit {
+				break
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+		return n
+	}
+	before := settle(0)
+	const sessions = 20
+	var closers []func()
+	for range sessions {
+		sess, id := startSession(t, srv)
+		peer := NewPeer(context.Background(), PeerConfig{TLS: f.peerTLS(&f.client, 0), MTU: 1400})
+		hello, _, err := peer.Step([]byte{CodeRequest, id, 0, 6, TypeTLS, flagStart})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Server and peer goroutines are now both blocked in Read.
+		if res, err := sess.Step(hello); err != nil || res.Outcome != Continue {
+			t.Fatal(res.Outcome, err)
+		}
+		closers = append(closers, sess.Close, peer.Close)
+	}
+	if n := runtimeNumGoroutine(); n < before+sessions {
+		t.Fatalf("expected handshake goroutines: %d before, %d now", before, n)
+	}
+	for _, c := range closers {
+		c()
+		c() // idempotent
+	}
+	if n := settle(before); n > before {
+		t.Fatalf("%d goroutines after Close, %d before", n, before)
+	}
+}
+
+func TestNewServerRejectsIncompleteConfig(t *testing.T) {
+	f := getFixture(t)
+	tests := []struct {
+		name string
+		cfg  ServerConfig
+	}{
+		{name: "nil_tls", cfg: ServerConfig{}},
+		{name: "no_certificate", cfg: ServerConfig{TLS: &tls.Config{ClientCAs: f.pki.rootPool}}},
+		{name: "no_client_cas", cfg: ServerConfig{TLS: &tls.Config{Certificates: []tls.Certificate{f.server}}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := NewServer(tc.cfg); err == nil {
+				t.Fatal("NewServer accepted an incomplete config")
+			}
+		})
+	}
+}

@@ -1,0 +1,488 @@
+package eaptls
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Defaults for ServerConfig zero values.
+const (
+	DefaultMaxMessage       = 64 << 10
+	DefaultMaxRounds        = 100
+	DefaultHandshakeTimeout = 30 * time.Second
+	// maxIgnored bounds answers to stale/duplicate responses per session
+	// (RFC 3579 §2.2 suggests about 5).
+	maxIgnored = 5
+)
+
+// ServerConfig configures a Server.
+type ServerConfig struct {
+	// TLS is the base configuration: Certificates (leaf + issuing CA, no
+	// root) and ClientCAs are required. NewServer copies it once; the
+	// caller's value is not modified. If CurvePreferences is empty it
+	// defaults to X25519 and P-256 so flights stay small (the Go 1.26
+	// hybrid post-quantum groups add KiBs and EAP rounds); set it to
+	// opt into other groups.
+	TLS *tls.Config
+	// MaxFragment caps TLS bytes per EAP-TLS fragment; 0 means derived from
+	// the session MTU only (MTU - 14).
+	MaxFragment int
+	// MaxMessage caps reassembly of one peer TLS message; default 65536.
+	MaxMessage int
+	// MaxRounds caps EAP round trips per session; default 100.
+	MaxRounds int
+	// HandshakeTimeout bounds a session from NewSession; default 30s.
+	HandshakeTimeout time.Duration
+	// AllowNoEMS admits TLS 1.2 peers without Extended Master Secret.
+	// WARNING: such sessions are exposed to the triple handshake attack and
+	// Go only exports keys for them when the process runs with
+	// GODEBUG=tlsunsafeekm=1 (removed in Go 1.27); without it they still
+	// fail, after the handshake, with ErrKeys.
+	AllowNoEMS bool
+	Logger     *slog.Logger
+	Metrics    Metrics
+}
+
+// Authorizer runs from tls.Config.VerifyConnection after the chain verified;
+// a non-nil error aborts the handshake with a TLS alert, so a rejected device
+// never gets the TLS 1.2 Finished / TLS 1.3 0x00. ctx ends with the session.
+type Authorizer func(ctx context.Context, cs tls.ConnectionState) error
+
+// SessionOptions are per-session (per NAS / per request) settings.
+type SessionOptions struct {
+	// MTU is the Framed-MTU of the request; 0 or < 100 means 1020.
+	MTU int
+	// MaxVersion caps the TLS version (e.g. tls.VersionTLS12 for a NAS or
+	// realm whose supplicants mishandle TLS 1.3); 0 keeps the base.
+	MaxVersion uint16
+	// Authorize decides policy before the success indication; nil allows.
+	Authorize Authorizer
+}
+
+// Outcome is the kind of packet Step returned.
+type Outcome int
+
+// Outcomes.
+const (
+	Continue Outcome = iota // Reply is an EAP-Request: Access-Challenge
+	Success                 // Reply is EAP-Success: Access-Accept, keys valid
+	Failure                 // Reply is EAP-Failure: Access-Reject
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Continue:
+		return "continue"
+	case Success:
+		return "success"
+	case Failure:
+		return "failure"
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
+}
+
+// Result is Step's answer.
+type Result struct {
+	Reply   []byte
+	Outcome Outcome
+	// Ignored is set when the response was stale (wrong Identifier) and
+	// Reply re-carries the outstanding EAP-Request unchanged (RFC 3579
+	// §2.2); a RADIUS layer may add Error-Cause 202.
+	Ignored bool
+}
+
+// Server holds the per-process EAP-TLS configuration. It is safe for
+// concurrent use; sessions are not.
+type Server struct {
+	cfg        ServerConfig
+	base       *tls.Config
+	userVerify func(tls.ConnectionState) error
+	log        *slog.Logger
+	metrics    Metrics
+	pool       bufPool
+}
+
+// NewServer validates cfg and builds the base tls.Config once.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.TLS == nil {
+		return nil, errors.New("eaptls: ServerConfig.TLS is required")
+	}
+	if len(cfg.TLS.Certificates) == 0 && cfg.TLS.GetCertificate == nil {
+		return nil, errors.New("eaptls: ServerConfig.TLS needs a server certificate")
+	}
+	if cfg.TLS.ClientCAs == nil {
+		return nil, errors.New("eaptls: ServerConfig.TLS.ClientCAs is required")
+	}
+	if cfg.MaxMessage <= 0 {
+		cfg.MaxMessage = DefaultMaxMessage
+	}
+	if cfg.MaxRounds <= 0 {
+		cfg.MaxRounds = DefaultMaxRounds
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.MaxFragment < 0 {
+		cfg.MaxFragment = 0
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = NopMetrics{}
+	}
+	base := cfg.TLS.Clone()
+	base.ClientAuth = tls.RequireAndVerifyClientCert
+	// Resumption needs shared ticket keys, cached authorization and policy
+	// re-runs (RFC 9190 §5.7); off until that exists.
+	base.SessionTicketsDisabled = true
+	if base.MinVersion < tls.VersionTLS12 {
+		base.MinVersion = tls.VersionTLS12
+	}
+	if len(base.CurvePreferences) == 0 {
+		base.CurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256}
+	}
+	s := &Server{
+		cfg:        cfg,
+		base:       base,
+		userVerify: base.VerifyConnection,
+		log:        cfg.Logger,
+		metrics:    cfg.Metrics,
+	}
+	base.VerifyConnection = nil
+	if cfg.AllowNoEMS {
+		s.log.Warn("eaptls: TLS 1.2 peers without Extended Master Secret are allowed")
+	}
+	return s, nil
+}
+
+// session states
+const (
+	stIdentity  = iota // waiting for EAP-Response/Identity
+	stTLS              // Start sent or handshake running
+	stSucceeded        // final flight sent, waiting for the ACK
+	stAlerted          // alert sent, waiting for the ACK
+	stDone
+)
+
+// Session is one EAP-TLS authentication. Step is not safe for concurrent
+// use; Close may be called from any goroutine.
+type Session struct {
+	srv   *Server
+	opts  SessionOptions
+	ctx   context.Context
+	stop  context.CancelFunc
+	unreg func() bool
+	frag  fragmenter
+	reasm reassembler
+	conn  memConn
+
+	state    int
+	id       uint8  // Identifier of the outstanding EAP-Request
+	last     []byte // outstanding EAP-Request, re-sent for stale responses
+	final    Result
+	rounds   int
+	ignored  int
+	started  bool
+	sawSH    bool
+	identity string
+	ems      bool
+	cr, sr   [32]byte
+	haveRand [2]bool
+	version  uint16
+
+	// Written by the TLS goroutine before it blocks in Read or finishes;
+	// the memConn mutex orders those writes before the driver's reads.
+	authErr error
+	cs      tls.ConnectionState
+	keys    keyMaterial
+	postErr bool // failure after the handshake (keys): never send its flight
+}
+
+// NewSession starts an EAP-TLS session. ctx bounds it (with
+// HandshakeTimeout) and is passed to the Authorizer.
+func (s *Server) NewSession(ctx context.Context, o SessionOptions) *Session {
+	ss := &Session{srv: s, opts: o}
+	ss.ctx, ss.stop = context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
+	ss.conn.init(&s.pool)
+	ss.frag = fragmenter{pool: &s.pool, size: fragmentSize(o.MTU, s.cfg.MaxFragment)}
+	ss.reasm = reassembler{pool: &s.pool, max: s.cfg.MaxMessage, total: -1}
+	// No goroutine per session for the timer: context.AfterFunc registers
+	// a callback on the cancelCtx.
+	ss.unreg = context.AfterFunc(ss.ctx, func() {
+		err := ErrTimeout
+		if errors.Is(ss.ctx.Err(), context.Canceled) {
+			err = ErrClosed
+		}
+		ss.conn.closeWith(err)
+	})
+	return ss
+}
+
+// Identity is the EAP-Response/Identity; do not use it for authorization
+// (RFC 9190 §2.2: TLS 1.3 peers often send anonymous NAIs).
+func (s *Session) Identity() string { return s.identity }
+
+// Keys returns MSK and EMSK (64 bytes each) after Success, else nil.
+func (s *Session) Keys() (msk, emsk []byte) {
+	if s.final.Outcome != Success {
+		return nil, nil
+	}
+	return s.keys.keys()
+}
+
+// SessionID returns the 65-byte EAP-TLS Session-Id after Success.
+func (s *Session) SessionID() []byte {
+	if s.final.Outcome != Success {
+		return nil
+	}
+	return s.keys.id()
+}
+
+// ConnectionState returns the TLS state: complete after Success, and after
+// an Authorizer rejection the state it was shown (peer certificates).
+func (s *Session) ConnectionState() tls.ConnectionState { return s.cs }
+
+// AuthErr returns the Authorizer's error, if it rejected the peer.
+func (s *Session) AuthErr() error { return s.authErr }
+
+// Close stops the handshake goroutine (a blocked Read fails) and releases
+// the timer. Idempotent and safe to call concurrently with Step.
+func (s *Session) Close() {
+	s.unreg()
+	s.stop()
+	s.conn.closeWith(ErrClosed)
+}
+
+// Step takes one whole EAP packet from the peer (first: EAP-Response/
+// Identity; an empty packet asks for an EAP-Request/Identity, for NASes
+// that forward EAP-Start) and returns the next EAP packet to send.
+//
+// On Failure Reply is an EAP-Failure and err (if any) says why; always send
+// Reply when it is non-nil. After the session ended Step returns the final
+// Result again with ErrDone.
+func (s *Session) Step(eap []byte) (Result, error) {
+	if s.state == stDone {
+		return s.final, ErrDone
+	}
+	s.rounds++
+	if s.rounds > s.srv.cfg.MaxRounds {
+		return s.fail(s.respID(eap), fmt.Errorf("%w: more than %d", ErrTooManyRounds, s.srv.cfg.MaxRounds))
+	}
+	if len(eap) == 0 && s.state == stIdentity {
+		if s.last == nil {
+			s.id = 1
+		}
+		s.last = Packet{Code: CodeRequest, ID: s.id, Type: TypeIdentity}.Encode()
+		return Result{Reply: s.last, Outcome: Continue}, nil
+	}
+	p, err := ParsePacket(eap)
+	if err != nil {
+		return s.fail(s.respID(eap), err)
+	}
+	if p.Code != CodeResponse {
+		return s.fail(p.ID, fmt.Errorf("%w: EAP code %d from peer", ErrProtocol, p.Code))
+	}
+	if s.last != nil && p.ID != s.id {
+		// A stale or foreign Identifier never advances TLS.
+		s.ignored++
+		if s.ignored > maxIgnored {
+			return s.fail(s.id, fmt.Errorf("%w: %d responses with a stale Identifier", ErrTooManyRounds, s.ignored))
+		}
+		return Result{Reply: s.last, Outcome: Continue, Ignored: true}, nil
+	}
+	if s.state == stIdentity {
+		if p.Type != TypeIdentity {
+			return s.fail(p.ID, fmt.Errorf("%w: expected EAP-Response/Identity, got type %d", ErrProtocol, p.Type))
+		}
+		s.identity = string(p.Data)
+		s.state = stTLS
+		s.id = p.ID + 1
+		s.last = tlsPacket(CodeRequest, s.id, flagStart, 0, nil)
+		return Result{Reply: s.last, Outcome: Continue}, nil
+	}
+	switch p.Type {
+	case TypeTLS:
+	case TypeNak:
+		return s.fail(p.ID, ErrNak)
+	default:
+		return s.fail(p.ID, fmt.Errorf("%w: EAP type %d during EAP-TLS", ErrProtocol, p.Type))
+	}
+	flags, rest := tlsPayload(p.Data)
+	if flags&flagStart != 0 {
+		return s.fail(p.ID, fmt.Errorf("%w: S flag in a response", ErrMalformed))
+	}
+	ack := isAck(flags, rest)
+	if s.frag.pending() {
+		if !ack {
+			return s.fail(p.ID, fmt.Errorf("%w: expected ACK of a fragment", ErrProtocol))
+		}
+		return s.sendFragment(), nil
+	}
+	switch s.state {
+	case stSucceeded:
+		if !ack {
+			// Typically the peer's alert about our Finished.
+			return s.fail(p.ID, fmt.Errorf("%w: peer answered the final flight with data", ErrProtocol))
+		}
+		return s.succeed(p.ID), nil
+	case stAlerted:
+		return s.fail(p.ID, s.conn.err)
+	}
+	if ack {
+		return s.fail(p.ID, fmt.Errorf("%w: ACK while TLS data was expected", ErrProtocol))
+	}
+	msg, complete, err := s.reasm.add(flags, rest)
+	if err != nil {
+		return s.fail(p.ID, err)
+	}
+	if !complete {
+		s.id++
+		s.last = tlsPacket(CodeRequest, s.id, 0, 0, nil)
+		return Result{Reply: s.last, Outcome: Continue}, nil
+	}
+	return s.exchange(p.ID, msg)
+}
+
+// exchange feeds one complete peer TLS message and turns TLS's answer into
+// the next EAP packet.
+func (s *Session) exchange(respID uint8, msg []byte) (Result, error) {
+	if !s.started {
+		s.started = true
+		if body, ok := firstHandshake(msg, hsClientHello); ok {
+			if r, ok := helloRandom(body); ok {
+				copy(s.cr[:], r)
+				s.haveRand[0] = true
+			}
+		}
+		go s.run()
+	}
+	out, st := s.conn.exchange(msg)
+	s.reasm.release()
+	if !s.sawSH && len(out) > 0 {
+		s.sawSH = true
+		if body, ok := firstHandshake(out, hsServerHello); ok {
+			if r, ok := helloRandom(body); ok {
+				copy(s.sr[:], r)
+				s.haveRand[1] = true
+			}
+			s.ems = serverHelloEMS(body)
+		}
+	}
+	switch {
+	case st.done && st.err == nil:
+		if len(out) == 0 {
+			return s.succeed(respID), nil
+		}
+		s.state = stSucceeded
+	case st.closed:
+		s.srv.pool.put(out)
+		return s.fail(respID, st.closeErr)
+	case st.done:
+		if s.postErr || len(out) == 0 {
+			s.srv.pool.put(out)
+			return s.fail(respID, st.err)
+		}
+		s.state = stAlerted
+	default:
+		if len(out) == 0 {
+			return s.fail(respID, fmt.Errorf("%w: peer message left TLS without an answer", ErrProtocol))
+		}
+	}
+	s.frag.load(out)
+	return s.sendFragment(), nil
+}
+
+func (s *Session) sendFragment() Result {
+	s.id++
+	s.last = s.frag.next(CodeRequest, s.id)
+	return Result{Reply: s.last, Outcome: Continue}
+}
+
+// run is the handshake goroutine. It ends when the handshake finishes or
+// the conn is closed (Close, timeout).
+func (s *Session) run() {
+	cfg := s.srv.base.Clone()
+	cfg.VerifyConnection = s.verifyConnection
+	if s.opts.MaxVersion != 0 {
+		cfg.MaxVersion = s.opts.MaxVersion
+	}
+	tc := tls.Server(&s.conn, cfg)
+	err := tc.Handshake()
+	if err == nil {
+		s.cs = tc.ConnectionState()
+		cr, sr := s.cr[:], s.sr[:]
+		if !s.haveRand[0] || !s.haveRand[1] {
+			cr, sr = nil, nil
+		}
+		if err = s.keys.derive(&s.cs, cr, sr); err != nil {
+			s.postErr = true
+		} else if s.cs.Version == tls.VersionTLS13 {
+			// Protected success indication (RFC 9190 §2.5). The tls.Conn
+			// is never closed, so no close_notify is ever written.
+			if _, err = tc.Write([]byte{0}); err != nil {
+				s.postErr = true
+			}
+		}
+	}
+	s.conn.finish(err)
+}
+
+// verifyConnection runs after Go verified the client chain against
+// ClientCAs (clientAuth EKU): EMS policy, the caller's VerifyConnection,
+// then the Authorizer. An error here makes Go send a fatal alert.
+func (s *Session) verifyConnection(cs tls.ConnectionState) error {
+	s.cs = cs
+	if cs.Version == tls.VersionTLS12 && !s.ems && !s.srv.cfg.AllowNoEMS {
+		return ErrNoEMS
+	}
+	if s.srv.userVerify != nil {
+		if err := s.srv.userVerify(cs); err != nil {
+			return err
+		}
+	}
+	if s.opts.Authorize != nil {
+		if err := s.opts.Authorize(s.ctx, cs); err != nil {
+			s.authErr = err
+			return fmt.Errorf("eaptls: authorization: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *Session) respID(eap []byte) uint8 {
+	if len(eap) >= 2 {
+		return eap[1]
+	}
+	return s.id
+}
+
+func (s *Session) succeed(respID uint8) Result {
+	s.final = Result{Reply: Packet{Code: CodeSuccess, ID: respID}.Encode(), Outcome: Success}
+	s.finish()
+	s.srv.metrics.Handshake(versionName(s.cs.Version), true)
+	return s.final
+}
+
+func (s *Session) fail(respID uint8, err error) (Result, error) {
+	if err == nil {
+		err = ErrProtocol
+	}
+	s.final = Result{Reply: Packet{Code: CodeFailure, ID: respID}.Encode(), Outcome: Failure}
+	s.finish()
+	s.srv.metrics.Handshake(versionName(s.cs.Version), false)
+	s.srv.log.Debug("eaptls: authentication failed", "identity", s.identity, "err", err)
+	return s.final, err
+}
+
+func (s *Session) finish() {
+	s.state = stDone
+	s.last = nil
+	s.frag.reset()
+	s.reasm.release()
+	s.Close()
+}

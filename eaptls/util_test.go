@@ -1,0 +1,5 @@
+package eaptls
+
+import "runtime"
+
+func runtimeNumGoroutine() int { return runtime.NumGoroutine() }
