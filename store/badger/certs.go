@@ -1,0 +1,373 @@
+package badger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+
+	bdb "github.com/dgraph-io/badger/v4"
+
+	"hardbound/store"
+)
+
+// RecordIssuance writes everything one issuance produces in one
+// transaction: the device (created, or merged: platform, profile and new
+// aliases), the cert with its serial and device indexes, the attestation
+// with its key index, the consumed challenge and the audit event. Any
+// failure (challenge consumed, expired or bound elsewhere, duplicate cert or
+// serial, alias owned by another device) writes nothing.
+//
+// Without is.Device the device must already exist. is.Device.ID, if given,
+// must equal is.Cert.DeviceID.
+func (s *Store) RecordIssuance(ctx context.Context, is store.Issuance) error {
+	if err := validIssuance(is); err != nil {
+		return fmt.Errorf("store/badger: record issuance: %w", err)
+	}
+	s.auditMu.Lock()
+	defer s.auditMu.Unlock()
+	var (
+		evDone  store.AuditEvent
+		devDone store.Device
+		crtDone store.Cert
+		attDone store.Attestation
+	)
+	err := s.update(ctx, "record issuance", func(txn *bdb.Txn) error {
+		now := s.now()
+		c := *is.Cert
+		c.V = store.RecordVersion
+
+		if is.Challenge != nil {
+			if _, err := consumeTxn(txn, *is.Challenge, now, c.DeviceID, c.KeySHA256, true); err != nil {
+				return err
+			}
+		}
+
+		var old store.Device
+		switch err := getJSON(txn, keyDevice(c.DeviceID), &old); {
+		case err == nil:
+			d := mergeDevice(&old, is.Device)
+			s.stampDevice(&d, &old)
+			if err := putDeviceTxn(txn, &d, &old); err != nil {
+				return err
+			}
+			devDone = d
+		case errors.Is(err, store.ErrNotFound) && is.Device != nil:
+			d := cloneDevice(is.Device)
+			s.stampDevice(&d, nil)
+			if err := putDeviceTxn(txn, &d, nil); err != nil {
+				return err
+			}
+			devDone = d
+		default:
+			return fmt.Errorf("device %q: %w", c.DeviceID, err)
+		}
+
+		if is.Attestation != nil {
+			a := *is.Attestation
+			a.V = store.RecordVersion
+			if err := putAttestationTxn(txn, &a); err != nil {
+				return err
+			}
+			attDone = a
+		}
+
+		if ok, err := exists(txn, keyCert(c.SHA256)); err != nil || ok {
+			return errors.Join(err, fmt.Errorf("%w: cert %s", store.ErrExists, c.SHA256))
+		}
+		if ok, err := exists(txn, keyCertSerial(c.Serial)); err != nil || ok {
+			return errors.Join(err, fmt.Errorf("%w: serial %s", store.ErrExists, c.Serial))
+		}
+		if err := setJSON(txn, keyCert(c.SHA256), &c); err != nil {
+			return err
+		}
+		if err := setRef(txn, keyCertSerial(c.Serial), c.SHA256.String()); err != nil {
+			return err
+		}
+		if err := txn.Set(keyDeviceCert(c.DeviceID, c.SHA256), nil); err != nil {
+			return err
+		}
+		crtDone = c
+		return s.appendAuditTxn(txn, is.Audit, &evDone)
+	})
+	if err != nil {
+		return err
+	}
+	// Hand back what was stored, as PutDevice and AppendAudit do.
+	*is.Audit = evDone
+	*is.Cert = crtDone
+	if is.Device != nil {
+		*is.Device = devDone
+	}
+	if is.Attestation != nil {
+		*is.Attestation = attDone
+	}
+	return nil
+}
+
+func validIssuance(is store.Issuance) error {
+	switch {
+	case is.Cert == nil:
+		return errors.New("cert is required")
+	case is.Audit == nil:
+		return errors.New("audit event is required")
+	case is.Cert.SHA256.IsZero():
+		return errors.New("cert sha256 is zero")
+	case is.Device != nil && is.Device.ID != is.Cert.DeviceID:
+		return fmt.Errorf("device id %q differs from cert device id %q", is.Device.ID, is.Cert.DeviceID)
+	}
+	if err := validSerial(is.Cert.Serial); err != nil {
+		return err
+	}
+	if is.Device != nil {
+		if err := validDevice(is.Device); err != nil {
+			return err
+		}
+	} else if err := validID("device id", is.Cert.DeviceID); err != nil {
+		return err
+	}
+	if is.Attestation != nil {
+		if err := validAttestation(is.Attestation); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validSerial enforces the store.Cert contract: lower-case hex, no leading
+// zeros, so one serial has exactly one key.
+func validSerial(s string) error {
+	if s == "" || len(s) > 42 || s[0] == '0' || strings.Trim(s, "0123456789abcdef") != "" {
+		return fmt.Errorf("%w: serial %q must be lower-case hex without leading zeros", errBadID, s)
+	}
+	return nil
+}
+
+// normSerial maps common spellings (upper case, colons, leading zeros) onto
+// the stored form, for lookups typed by an operator.
+func normSerial(s string) string {
+	s = strings.ToLower(strings.ReplaceAll(s, ":", ""))
+	if t := strings.TrimLeft(s, "0"); t != "" {
+		return t
+	}
+	return s
+}
+
+// mergeDevice applies an issuance's device facts to the stored device:
+// platform and profile when given, aliases added or replaced. Status,
+// posture and groups are the administrator's and MDM's, not enrollment's.
+func mergeDevice(old, in *store.Device) store.Device {
+	d := cloneDevice(old)
+	if in == nil {
+		return d
+	}
+	if in.Platform != "" {
+		d.Platform = in.Platform
+	}
+	if in.Profile != "" {
+		d.Profile = in.Profile
+	}
+	if len(in.Aliases) > 0 {
+		if d.Aliases == nil {
+			d.Aliases = make(map[string]string, len(in.Aliases))
+		}
+		maps.Copy(d.Aliases, in.Aliases)
+	}
+	return d
+}
+
+// GetCert returns the binding for a cert hash. It is on the RADIUS hot path
+// (behind posture's cache): one point read and one JSON decode.
+func (s *Store) GetCert(ctx context.Context, sha store.Hash) (*store.Cert, error) {
+	c := new(store.Cert)
+	err := s.view(ctx, "get cert", func(txn *bdb.Txn) error {
+		return getJSON(txn, keyCert(sha), c)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// GetCertBySerial looks a cert up by serial (hex; case, colons and leading
+// zeros are ignored).
+func (s *Store) GetCertBySerial(ctx context.Context, serial string) (*store.Cert, error) {
+	c := new(store.Cert)
+	err := s.view(ctx, "get cert by serial", func(txn *bdb.Txn) error {
+		ref, err := getRef(txn, keyCertSerial(normSerial(serial)))
+		if err != nil {
+			return err
+		}
+		h, err := store.ParseHash(ref)
+		if err != nil {
+			return err
+		}
+		return getJSON(txn, keyCert(h), c)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ListCerts lists certs in hash order, through the device index when
+// f.DeviceID is set. The cursor is the last cert's hex hash.
+func (s *Store) ListCerts(ctx context.Context, f store.CertFilter, p store.Page) ([]*store.Cert, string, error) {
+	var (
+		out  []*store.Cert
+		next string
+	)
+	match := func(c *store.Cert) bool { return !f.RevokedOnly || c.Revoked != nil }
+	err := s.view(ctx, "list certs", func(txn *bdb.Txn) error {
+		var err error
+		if f.DeviceID == "" {
+			out, next, err = scanPage(txn, []byte(pfxCert), p.After, limit(p), func(item *bdb.Item) (*store.Cert, bool, error) {
+				c := new(store.Cert)
+				if err := item.Value(func(b []byte) error { return decode(item.Key(), b, c) }); err != nil {
+					return nil, false, err
+				}
+				return c, match(c), nil
+			})
+			return err
+		}
+		prefix := keyDeviceCertPrefix(f.DeviceID)
+		out, next, err = scanPage(txn, prefix, p.After, limit(p), func(item *bdb.Item) (*store.Cert, bool, error) {
+			h, err := store.ParseHash(string(item.Key()[len(prefix):]))
+			if err != nil {
+				return nil, false, err
+			}
+			c := new(store.Cert)
+			if err := getJSON(txn, keyCert(h), c); err != nil {
+				return nil, false, fmt.Errorf("device index -> cert %s: %w", h, err)
+			}
+			return c, match(c), nil
+		})
+		return err
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return out, next, nil
+}
+
+// RevokeCert marks the cert revoked. An already revoked cert keeps its first
+// revocation; ev (optional) is appended either way, since the attempt is an
+// administrative action worth recording.
+func (s *Store) RevokeCert(ctx context.Context, sha store.Hash, r store.Revocation, ev *store.AuditEvent) (*store.Cert, error) {
+	if ev != nil {
+		s.auditMu.Lock()
+		defer s.auditMu.Unlock()
+	}
+	var (
+		out    store.Cert
+		evDone store.AuditEvent
+	)
+	err := s.update(ctx, "revoke cert", func(txn *bdb.Txn) error {
+		if err := getJSON(txn, keyCert(sha), &out); err != nil {
+			return err
+		}
+		if out.Revoked == nil {
+			out.Revoked = s.revocation(r)
+			if err := setJSON(txn, keyCert(sha), &out); err != nil {
+				return err
+			}
+		}
+		if ev != nil {
+			return s.appendAuditTxn(txn, ev, &evDone)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if ev != nil {
+		*ev = evDone
+	}
+	return &out, nil
+}
+
+// RevokeDevice marks the device revoked and revokes every cert of it that is
+// not revoked yet, in one transaction. It returns all the device's certs.
+func (s *Store) RevokeDevice(ctx context.Context, id string, r store.Revocation, ev *store.AuditEvent) (*store.Device, []*store.Cert, error) {
+	if ev != nil {
+		s.auditMu.Lock()
+		defer s.auditMu.Unlock()
+	}
+	var (
+		dev    store.Device
+		certs  []*store.Cert
+		evDone store.AuditEvent
+	)
+	err := s.update(ctx, "revoke device", func(txn *bdb.Txn) error {
+		certs = certs[:0]
+		if err := getJSON(txn, keyDevice(id), &dev); err != nil {
+			return err
+		}
+		rev := s.revocation(r)
+		if dev.Status != store.DeviceRevoked {
+			old := cloneDevice(&dev)
+			dev.Status = store.DeviceRevoked
+			s.stampDevice(&dev, &old)
+			if err := setJSON(txn, keyDevice(id), &dev); err != nil {
+				return err
+			}
+		}
+		hashes, err := deviceCertHashes(txn, id)
+		if err != nil {
+			return err
+		}
+		for _, h := range hashes {
+			c := new(store.Cert)
+			if err := getJSON(txn, keyCert(h), c); err != nil {
+				return fmt.Errorf("device index -> cert %s: %w", h, err)
+			}
+			if c.Revoked == nil {
+				c.Revoked = rev
+				if err := setJSON(txn, keyCert(h), c); err != nil {
+					return err
+				}
+			}
+			certs = append(certs, c)
+		}
+		if ev != nil {
+			return s.appendAuditTxn(txn, ev, &evDone)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if ev != nil {
+		*ev = evDone
+	}
+	return &dev, certs, nil
+}
+
+func (s *Store) revocation(r store.Revocation) *store.Revocation {
+	if r.At.IsZero() {
+		r.At = s.now()
+	}
+	return &r
+}
+
+// deviceCertHashes lists a device's cert hashes from the index. The
+// iterator is closed before the caller writes: a read-write transaction
+// allows one iterator and writes are not meant to race with it.
+func deviceCertHashes(txn *bdb.Txn, id string) ([]store.Hash, error) {
+	prefix := keyDeviceCertPrefix(id)
+	opts := bdb.DefaultIteratorOptions
+	opts.Prefix = prefix
+	opts.PrefetchValues = false
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	var out []store.Hash
+	for it.Rewind(); it.ValidForPrefix(prefix); it.Next() {
+		h, err := store.ParseHash(string(it.Item().Key()[len(prefix):]))
+		if err != nil {
+			return nil, fmt.Errorf("device index key: %w", err)
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}

@@ -1,0 +1,99 @@
+package badger
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+
+	"hardbound/store"
+)
+
+// Key layout. Every key starts with a record-kind prefix so one prefix scan
+// lists one kind. Variable parts are joined with sep (NUL), which validID
+// forbids inside identifiers, so "a"+sep+"bc" can never collide with
+// "ab"+sep+"c" and a prefix scan over "<kind>/<id>"+sep never reaches
+// another id. Hashes are lower-case hex so keys stay readable in dumps.
+const (
+	sep = "\x00"
+
+	pfxDevice        = "dev/"
+	pfxCert          = "cert/"
+	pfxCertSerial    = "serial/"
+	pfxDeviceCert    = "devcert/"
+	pfxAttestation   = "att/"
+	pfxAttestKey     = "attkey/"
+	pfxChallenge     = "chal/"
+	pfxSession       = "sess/"
+	pfxDeviceSession = "devsess/"
+	pfxAlias         = "alias/"
+	pfxAudit         = "audit/"
+	keyAuditHeadStr  = "meta/audit-head"
+)
+
+// maxIDLen bounds every identifier that becomes part of a key. Badger caps
+// keys at 65000 bytes; real ids (UDIDs, serials, EK hashes) are far shorter.
+const maxIDLen = 512
+
+var errBadID = errors.New("store/badger: invalid identifier")
+
+// validID rejects identifiers that would make keys ambiguous or unbounded.
+func validID(what, s string) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("%w: %s is empty", errBadID, what)
+	case len(s) > maxIDLen:
+		return fmt.Errorf("%w: %s longer than %d bytes", errBadID, what, maxIDLen)
+	case strings.Contains(s, sep):
+		return fmt.Errorf("%w: %s contains NUL", errBadID, what)
+	}
+	return nil
+}
+
+func keyDevice(id string) []byte { return []byte(pfxDevice + id) }
+
+func keyCert(h store.Hash) []byte { return []byte(pfxCert + h.String()) }
+
+func keyCertSerial(serial string) []byte { return []byte(pfxCertSerial + serial) }
+
+// keyDeviceCertPrefix is the scan prefix for all certs of one device.
+func keyDeviceCertPrefix(id string) []byte { return []byte(pfxDeviceCert + id + sep) }
+
+func keyDeviceCert(id string, h store.Hash) []byte {
+	return []byte(pfxDeviceCert + id + sep + h.String())
+}
+
+func keyAttestation(id string) []byte { return []byte(pfxAttestation + id) }
+
+func keyAttestationKey(h store.Hash) []byte { return []byte(pfxAttestKey + h.String()) }
+
+func keyChallenge(h store.Hash) []byte { return []byte(pfxChallenge + h.String()) }
+
+func keySession(nas, id string) []byte { return []byte(pfxSession + nas + sep + id) }
+
+func keyDeviceSessionPrefix(id string) []byte { return []byte(pfxDeviceSession + id + sep) }
+
+func keyDeviceSession(id, nas, sid string) []byte {
+	return []byte(pfxDeviceSession + id + sep + nas + sep + sid)
+}
+
+func keyAlias(kind, value string) []byte { return []byte(pfxAlias + kind + sep + value) }
+
+// keyAudit uses a big-endian sequence so byte order is numeric order and
+// ScanAudit/TailAudit are plain forward/reverse iterations.
+func keyAudit(seq uint64) []byte {
+	k := make([]byte, len(pfxAudit)+8)
+	copy(k, pfxAudit)
+	binary.BigEndian.PutUint64(k[len(pfxAudit):], seq)
+	return k
+}
+
+// seqFromAuditKey is the inverse of keyAudit; ok is false for foreign keys.
+func seqFromAuditKey(k []byte) (uint64, bool) {
+	if len(k) != len(pfxAudit)+8 || string(k[:len(pfxAudit)]) != pfxAudit {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(k[len(pfxAudit):]), true
+}
+
+func keyAuditHead() []byte { return []byte(keyAuditHeadStr) }

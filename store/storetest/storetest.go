@@ -1,0 +1,1044 @@
+// Package storetest is the conformance suite every store.Store
+// implementation must pass: the Badger backend runs it in memory and on
+// disk, and any fake store used by other packages' tests should run it too.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"hardbound/store"
+)
+
+// Run runs the whole suite. open must return a new, empty store for each
+// call; the suite closes it.
+func Run(t *testing.T, open func(t *testing.T) store.Store) {
+	t.Helper()
+	suite := []struct {
+		name string
+		fn   func(t *testing.T, open func(t *testing.T) store.Store)
+	}{
+		{"devices", testDevices},
+		{"aliases", testAliases},
+		{"device_paging_and_filters", testDevicePaging},
+		{"issuance", testIssuance},
+		{"issuance_atomicity", testIssuanceAtomicity},
+		{"certs_listing", testCertListing},
+		{"revocation", testRevocation},
+		{"attestations", testAttestations},
+		{"challenges", testChallenges},
+		{"challenge_consumed_once_under_concurrency", testChallengeConcurrency},
+		{"sessions", testSessions},
+		{"audit_chain", testAudit},
+		{"audit_concurrent_appends_form_one_chain", testAuditConcurrency},
+		{"backup_restore", testBackupRestore},
+		{"canceled_context", testCanceled},
+	}
+	for _, tc := range suite {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, open)
+		})
+	}
+}
+
+// newStore opens a store and closes it at the end of the test.
+func newStore(t *testing.T, open func(t *testing.T) store.Store) store.Store {
+	t.Helper()
+	s := open(t)
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return s
+}
+
+// base is a fixed, second-aligned instant so JSON round trips compare equal.
+var base = time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+
+func hashOf(s string) store.Hash { return sha256.Sum256([]byte(s)) }
+
+// serialOf is a unique lower-case hex serial without leading zeros.
+func serialOf(deviceID string, n int) string {
+	h := hashOf(fmt.Sprintf("serial-%s-%d", deviceID, n))
+	return "1" + h.String()[:16]
+}
+
+func device(id string) *store.Device {
+	return &store.Device{
+		ID:       id,
+		Platform: "linux",
+		Profile:  "corp",
+		Status:   store.DeviceActive,
+		Posture:  store.Posture{State: store.ComplianceCompliant, Source: "admin", UpdatedAt: base},
+		Groups:   []string{"eng"},
+	}
+}
+
+func cert(deviceID string, n int) *store.Cert {
+	return &store.Cert{
+		SHA256:    hashOf(fmt.Sprintf("cert-%s-%d", deviceID, n)),
+		Serial:    serialOf(deviceID, n),
+		DeviceID:  deviceID,
+		KeySHA256: hashOf(fmt.Sprintf("key-%s-%d", deviceID, n)),
+		NotBefore: base,
+		NotAfter:  base.Add(90 * 24 * time.Hour),
+		Profile:   "corp",
+		Protocol:  "scep",
+		DER:       []byte{0x30, 0x03, 0x02, 0x01, byte(n)},
+	}
+}
+
+func auditEv(action, subject string) *store.AuditEvent {
+	return &store.AuditEvent{Actor: "system", Action: action, Subject: subject, Result: "ok"}
+}
+
+// issue records one issuance for deviceID (creating the device) and returns its cert.
+func issue(t *testing.T, s store.Store, deviceID string, n int) *store.Cert {
+	t.Helper()
+	c := cert(deviceID, n)
+	if err := s.RecordIssuance(t.Context(), store.Issuance{Device: device(deviceID), Cert: c, Audit: auditEv("enroll.issue", deviceID)}); err != nil {
+		t.Fatalf("RecordIssuance(%s, %d): %v", deviceID, n, err)
+	}
+	return c
+}
+
+func wantErr(t *testing.T, what string, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("%s: got error %v, want %v", what, err, target)
+	}
+}
+
+func noErr(t *testing.T, what string, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// sameJSON compares records by their JSON form, which is what the store
+// persists (time zones and monotonic readings don't survive and don't matter).
+func sameJSON(t *testing.T, what string, got, want any) {
+	t.Helper()
+	g, err := json.Marshal(got)
+	noErr(t, what+": marshal got", err)
+	w, err := json.Marshal(want)
+	noErr(t, what+": marshal want", err)
+	if !bytes.Equal(g, w) {
+		t.Fatalf("%s:\n got %s\nwant %s", what, g, w)
+	}
+}
+
+func auditCount(t *testing.T, s store.Store) int {
+	t.Helper()
+	n := 0
+	noErr(t, "ScanAudit", s.ScanAudit(t.Context(), 1, func(*store.AuditEvent) error { n++; return nil }))
+	return n
+}
+
+func verifyOK(t *testing.T, s store.Store, wantEvents uint64) {
+	t.Helper()
+	res, err := s.VerifyAudit(t.Context())
+	noErr(t, "VerifyAudit", err)
+	if !res.OK || res.Events != wantEvents {
+		t.Fatalf("VerifyAudit = %+v, want OK with %d events", res, wantEvents)
+	}
+}
+
+func testDevices(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+
+	_, err := s.GetDevice(ctx, "missing")
+	wantErr(t, "GetDevice(missing)", err, store.ErrNotFound)
+	_, err = s.UpdateDevice(ctx, "missing", func(*store.Device) error { return nil }, nil)
+	wantErr(t, "UpdateDevice(missing)", err, store.ErrNotFound)
+
+	d := device("d1")
+	noErr(t, "PutDevice", s.PutDevice(ctx, d))
+	if d.V != store.RecordVersion || d.CreatedAt.IsZero() || d.UpdatedAt.IsZero() {
+		t.Fatalf("PutDevice did not stamp V/CreatedAt/UpdatedAt: %+v", d)
+	}
+	got, err := s.GetDevice(ctx, "d1")
+	noErr(t, "GetDevice", err)
+	sameJSON(t, "GetDevice", got, d)
+
+	// A replacing put keeps the original creation time.
+	d2 := device("d1")
+	d2.Platform = "windows"
+	noErr(t, "PutDevice(replace)", s.PutDevice(ctx, d2))
+	if !d2.CreatedAt.Equal(d.CreatedAt) || d2.Platform != "windows" {
+		t.Fatalf("replace: got %+v, want CreatedAt %v kept and platform windows", d2, d.CreatedAt)
+	}
+
+	ev := auditEv("device.quarantine", "d1")
+	upd, err := s.UpdateDevice(ctx, "d1", func(d *store.Device) error {
+		d.Status = store.DeviceQuarantined
+		return nil
+	}, ev)
+	noErr(t, "UpdateDevice", err)
+	if upd.Status != store.DeviceQuarantined || ev.Seq != 1 || ev.Hash.IsZero() {
+		t.Fatalf("UpdateDevice: status %q, event %+v", upd.Status, ev)
+	}
+	got, err = s.GetDevice(ctx, "d1")
+	noErr(t, "GetDevice after update", err)
+	if got.Status != store.DeviceQuarantined {
+		t.Fatalf("stored status %q, want quarantined", got.Status)
+	}
+
+	// fn's error aborts everything: no device change, no audit event.
+	boom := errors.New("boom")
+	_, err = s.UpdateDevice(ctx, "d1", func(d *store.Device) error {
+		d.Status = store.DeviceRevoked
+		return boom
+	}, auditEv("device.revoke", "d1"))
+	wantErr(t, "UpdateDevice(fn error)", err, boom)
+	got, err = s.GetDevice(ctx, "d1")
+	noErr(t, "GetDevice after aborted update", err)
+	if got.Status != store.DeviceQuarantined {
+		t.Fatalf("aborted update leaked: status %q", got.Status)
+	}
+	if n := auditCount(t, s); n != 1 {
+		t.Fatalf("audit events after aborted update = %d, want 1", n)
+	}
+
+	// Changing the ID inside fn is refused.
+	_, err = s.UpdateDevice(ctx, "d1", func(d *store.Device) error { d.ID = "other"; return nil }, nil)
+	if err == nil {
+		t.Fatal("UpdateDevice changing the id succeeded")
+	}
+}
+
+func testAliases(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+
+	d := device("d1")
+	d.Aliases = map[string]string{"serial": "C02X", "udid": "U-1"}
+	noErr(t, "PutDevice", s.PutDevice(ctx, d))
+	got, err := s.FindDeviceByAlias(ctx, "serial", "C02X")
+	noErr(t, "FindDeviceByAlias(serial)", err)
+	if got.ID != "d1" {
+		t.Fatalf("alias resolved to %q", got.ID)
+	}
+	_, err = s.FindDeviceByAlias(ctx, "udid", "C02X")
+	wantErr(t, "FindDeviceByAlias(wrong kind)", err, store.ErrNotFound)
+
+	// Another device may not claim an owned alias, and the failed put writes nothing.
+	other := device("d2")
+	other.Aliases = map[string]string{"serial": "C02X"}
+	wantErr(t, "PutDevice(stolen alias)", s.PutDevice(ctx, other), store.ErrExists)
+	_, err = s.GetDevice(ctx, "d2")
+	wantErr(t, "GetDevice(d2 after failed put)", err, store.ErrNotFound)
+
+	// Dropping or changing aliases in an update updates the index.
+	_, err = s.UpdateDevice(ctx, "d1", func(d *store.Device) error {
+		delete(d.Aliases, "udid")
+		d.Aliases["serial"] = "C02Y"
+		d.Aliases["intune_id"] = "I-9"
+		return nil
+	}, nil)
+	noErr(t, "UpdateDevice(aliases)", err)
+	for _, tc := range []struct {
+		kind, value string
+		want        error
+	}{
+		{"udid", "U-1", store.ErrNotFound},
+		{"serial", "C02X", store.ErrNotFound},
+		{"serial", "C02Y", nil},
+		{"intune_id", "I-9", nil},
+	} {
+		got, err := s.FindDeviceByAlias(ctx, tc.kind, tc.value)
+		if tc.want != nil {
+			wantErr(t, "FindDeviceByAlias("+tc.kind+"="+tc.value+")", err, tc.want)
+			continue
+		}
+		noErr(t, "FindDeviceByAlias("+tc.kind+"="+tc.value+")", err)
+		if got.ID != "d1" {
+			t.Fatalf("%s=%s resolved to %q", tc.kind, tc.value, got.ID)
+		}
+	}
+	// The freed alias can now be claimed.
+	noErr(t, "PutDevice(freed alias)", s.PutDevice(ctx, other))
+
+	// An issuance adds aliases to the device it creates.
+	nd := device("d3")
+	nd.Aliases = map[string]string{"serial": "S-3"}
+	noErr(t, "RecordIssuance", s.RecordIssuance(ctx, store.Issuance{Device: nd, Cert: cert("d3", 1), Audit: auditEv("enroll.issue", "d3")}))
+	got, err = s.FindDeviceByAlias(ctx, "serial", "S-3")
+	noErr(t, "FindDeviceByAlias(after issuance)", err)
+	if got.ID != "d3" {
+		t.Fatalf("issuance alias resolved to %q", got.ID)
+	}
+}
+
+func collectDevices(t *testing.T, s store.Store, f store.DeviceFilter, limit int) ([]string, int) {
+	t.Helper()
+	var ids []string
+	pages := 0
+	after := ""
+	for {
+		page, next, err := s.ListDevices(t.Context(), f, store.Page{After: after, Limit: limit})
+		noErr(t, "ListDevices", err)
+		pages++
+		for _, d := range page {
+			ids = append(ids, d.ID)
+		}
+		if next == "" {
+			return ids, pages
+		}
+		if pages > 1000 {
+			t.Fatal("ListDevices never ends")
+		}
+		after = next
+	}
+}
+
+func testDevicePaging(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	var all []string
+	for i := range 25 {
+		d := device(fmt.Sprintf("dev-%02d", i))
+		switch {
+		case i%5 == 0:
+			d.Status = store.DeviceQuarantined
+		case i%7 == 0:
+			d.Posture.State = store.ComplianceNoncompliant
+		}
+		if i >= 20 {
+			d.Profile = "guest"
+		}
+		noErr(t, "PutDevice", s.PutDevice(ctx, d))
+		all = append(all, d.ID)
+	}
+
+	tests := []struct {
+		name  string
+		f     store.DeviceFilter
+		limit int
+		want  func(i int) bool
+		pages int
+	}{
+		{"all_in_pages_of_10", store.DeviceFilter{}, 10, func(int) bool { return true }, 3},
+		{"all_in_one_default_page", store.DeviceFilter{}, 0, func(int) bool { return true }, 1},
+		{"exact_page_size_has_no_next", store.DeviceFilter{}, 25, func(int) bool { return true }, 1},
+		{"status_quarantined", store.DeviceFilter{Status: store.DeviceQuarantined}, 2, func(i int) bool { return i%5 == 0 }, 3},
+		{"compliance_noncompliant", store.DeviceFilter{Compliance: store.ComplianceNoncompliant}, 0, func(i int) bool { return i%5 != 0 && i%7 == 0 }, 1},
+		{"profile_guest", store.DeviceFilter{Profile: "guest"}, 4, func(i int) bool { return i >= 20 }, 2},
+		{"no_match_is_empty", store.DeviceFilter{Profile: "none"}, 0, func(int) bool { return false }, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, pages := collectDevices(t, s, tc.f, tc.limit)
+			var want []string
+			for i, id := range all {
+				if tc.want(i) {
+					want = append(want, id)
+				}
+			}
+			sameJSON(t, "ids", got, want)
+			if pages != tc.pages {
+				t.Fatalf("pages = %d, want %d", pages, tc.pages)
+			}
+		})
+	}
+	// An oversized limit is clamped, not an error.
+	page, _, err := s.ListDevices(ctx, store.DeviceFilter{}, store.Page{Limit: 1 << 20})
+	noErr(t, "ListDevices(huge limit)", err)
+	if len(page) != 25 {
+		t.Fatalf("huge limit returned %d devices", len(page))
+	}
+}
+
+func testIssuance(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	now := time.Now()
+
+	chal := hashOf("challenge-1")
+	noErr(t, "PutChallenge", s.PutChallenge(ctx, &store.Challenge{
+		SHA256: chal, DeviceID: "d1", Profile: "corp", Source: "admin",
+		CreatedAt: now, ExpiresAt: now.Add(15 * time.Minute),
+	}))
+	d := device("d1")
+	d.Aliases = map[string]string{"serial": "SN1"}
+	c := cert("d1", 1)
+	c.Attested = true
+	c.AttestationID = "att-1"
+	a := &store.Attestation{ID: "att-1", DeviceID: "d1", Format: "tpm", KeySHA256: c.KeySHA256,
+		Facts: map[string]string{"vendor": "swtpm"}, VerifiedAt: base}
+	ev := auditEv("enroll.issue", "d1")
+	noErr(t, "RecordIssuance", s.RecordIssuance(ctx, store.Issuance{Device: d, Cert: c, Attestation: a, Audit: ev, Challenge: &chal}))
+
+	if ev.Seq != 1 || ev.Hash.IsZero() {
+		t.Fatalf("issuance audit event not chained: %+v", ev)
+	}
+	gotDev, err := s.GetDevice(ctx, "d1")
+	noErr(t, "GetDevice", err)
+	if gotDev.Platform != "linux" || gotDev.Aliases["serial"] != "SN1" {
+		t.Fatalf("device not written: %+v", gotDev)
+	}
+	want := *c
+	want.V = store.RecordVersion
+	gotCert, err := s.GetCert(ctx, c.SHA256)
+	noErr(t, "GetCert", err)
+	sameJSON(t, "GetCert", gotCert, &want)
+	bySerial, err := s.GetCertBySerial(ctx, c.Serial)
+	noErr(t, "GetCertBySerial", err)
+	sameJSON(t, "GetCertBySerial", bySerial, &want)
+	certs, _, err := s.ListCerts(ctx, store.CertFilter{DeviceID: "d1"}, store.Page{})
+	noErr(t, "ListCerts(device)", err)
+	if len(certs) != 1 || certs[0].SHA256 != c.SHA256 {
+		t.Fatalf("ListCerts(device) = %d certs", len(certs))
+	}
+	gotAtt, err := s.GetAttestation(ctx, "att-1")
+	noErr(t, "GetAttestation", err)
+	if gotAtt.Facts["vendor"] != "swtpm" {
+		t.Fatalf("attestation not written: %+v", gotAtt)
+	}
+	byKey, err := s.FindAttestationByKey(ctx, c.KeySHA256)
+	noErr(t, "FindAttestationByKey", err)
+	if byKey.ID != "att-1" {
+		t.Fatalf("key index -> %q", byKey.ID)
+	}
+	gotChal, err := s.GetChallenge(ctx, chal)
+	noErr(t, "GetChallenge", err)
+	if gotChal.ConsumedAt.IsZero() {
+		t.Fatal("challenge not consumed by issuance")
+	}
+	verifyOK(t, s, 1)
+
+	// A second issuance merges into the existing device: platform/profile
+	// and aliases from enrollment, status and posture untouched.
+	_, err = s.UpdateDevice(ctx, "d1", func(d *store.Device) error { d.Status = store.DeviceQuarantined; return nil }, nil)
+	noErr(t, "UpdateDevice", err)
+	d2 := &store.Device{ID: "d1", Platform: "windows", Aliases: map[string]string{"udid": "U1"}}
+	noErr(t, "RecordIssuance(second)", s.RecordIssuance(ctx, store.Issuance{Device: d2, Cert: cert("d1", 2), Audit: auditEv("enroll.issue", "d1")}))
+	gotDev, err = s.GetDevice(ctx, "d1")
+	noErr(t, "GetDevice after merge", err)
+	if gotDev.Platform != "windows" || gotDev.Profile != "corp" || gotDev.Status != store.DeviceQuarantined ||
+		gotDev.Posture.State != store.ComplianceCompliant || gotDev.Aliases["serial"] != "SN1" || gotDev.Aliases["udid"] != "U1" {
+		t.Fatalf("merge wrong: %+v", gotDev)
+	}
+
+	// Without a Device the device must exist.
+	err = s.RecordIssuance(ctx, store.Issuance{Cert: cert("ghost", 1), Audit: auditEv("enroll.issue", "ghost")})
+	wantErr(t, "RecordIssuance(unknown device, no Device)", err, store.ErrNotFound)
+	noErr(t, "RecordIssuance(existing device, no Device)", s.RecordIssuance(ctx, store.Issuance{Cert: cert("d1", 3), Audit: auditEv("enroll.issue", "d1")}))
+
+	// Lookups of absent things.
+	_, err = s.GetCert(ctx, hashOf("nope"))
+	wantErr(t, "GetCert(missing)", err, store.ErrNotFound)
+	_, err = s.GetCertBySerial(ctx, "abcdef")
+	wantErr(t, "GetCertBySerial(missing)", err, store.ErrNotFound)
+	verifyOK(t, s, 3)
+}
+
+// testIssuanceAtomicity: every failing issuance leaves no trace at all.
+func testIssuanceAtomicity(t *testing.T, open func(t *testing.T) store.Store) {
+	now := time.Now()
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, s store.Store) *store.Hash // returns the challenge to use
+		cert  func() *store.Cert
+		want  []error
+	}{
+		{
+			name: "consumed_challenge",
+			setup: func(t *testing.T, s store.Store) *store.Hash {
+				h := hashOf("used")
+				noErr(t, "PutChallenge", s.PutChallenge(t.Context(), &store.Challenge{SHA256: h, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
+				_, err := s.ConsumeChallenge(t.Context(), h, now)
+				noErr(t, "ConsumeChallenge", err)
+				return &h
+			},
+			want: []error{store.ErrConsumed},
+		},
+		{
+			name: "expired_challenge",
+			setup: func(t *testing.T, s store.Store) *store.Hash {
+				h := hashOf("old")
+				noErr(t, "PutChallenge", s.PutChallenge(t.Context(), &store.Challenge{SHA256: h, CreatedAt: now.Add(-2 * time.Hour), ExpiresAt: now.Add(-time.Hour)}))
+				return &h
+			},
+			want: []error{store.ErrExpired, store.ErrNotFound},
+		},
+		{
+			name: "unknown_challenge",
+			setup: func(t *testing.T, s store.Store) *store.Hash {
+				h := hashOf("never issued")
+				return &h
+			},
+			want: []error{store.ErrNotFound},
+		},
+		{
+			name: "challenge_for_another_device",
+			setup: func(t *testing.T, s store.Store) *store.Hash {
+				h := hashOf("for d9")
+				noErr(t, "PutChallenge", s.PutChallenge(t.Context(), &store.Challenge{SHA256: h, DeviceID: "d9", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
+				return &h
+			},
+			want: []error{store.ErrMismatch},
+		},
+		{
+			name: "challenge_for_another_key",
+			setup: func(t *testing.T, s store.Store) *store.Hash {
+				h := hashOf("for key")
+				noErr(t, "PutChallenge", s.PutChallenge(t.Context(), &store.Challenge{SHA256: h, KeySHA256: hashOf("other key"), CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
+				return &h
+			},
+			want: []error{store.ErrMismatch},
+		},
+		{
+			name: "duplicate_serial",
+			setup: func(t *testing.T, s store.Store) *store.Hash {
+				c := cert("other", 1)
+				c.Serial = "abc123"
+				noErr(t, "RecordIssuance(first)", s.RecordIssuance(t.Context(), store.Issuance{Device: device("other"), Cert: c, Audit: auditEv("enroll.issue", "other")}))
+				return nil
+			},
+			cert: func() *store.Cert { c := cert("d1", 1); c.Serial = "abc123"; return c },
+			want: []error{store.ErrExists},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newStore(t, open)
+			ctx := t.Context()
+			chal := tc.setup(t, s)
+			eventsBefore := auditCount(t, s)
+			var chalBefore *store.Challenge
+			if chal != nil {
+				chalBefore, _ = s.GetChallenge(ctx, *chal)
+			}
+			c := cert("d1", 1)
+			if tc.cert != nil {
+				c = tc.cert()
+			}
+			d := device("d1")
+			d.Aliases = map[string]string{"serial": "ATOMIC"}
+			a := &store.Attestation{ID: "att-atomic", DeviceID: "d1", Format: "tpm", KeySHA256: c.KeySHA256, VerifiedAt: base}
+			err := s.RecordIssuance(ctx, store.Issuance{Device: d, Cert: c, Attestation: a, Audit: auditEv("enroll.issue", "d1"), Challenge: chal})
+			matched := false
+			for _, w := range tc.want {
+				matched = matched || errors.Is(err, w)
+			}
+			if !matched {
+				t.Fatalf("RecordIssuance: got %v, want one of %v", err, tc.want)
+			}
+			_, err = s.GetDevice(ctx, "d1")
+			wantErr(t, "device written", err, store.ErrNotFound)
+			_, err = s.GetCert(ctx, c.SHA256)
+			wantErr(t, "cert written", err, store.ErrNotFound)
+			if tc.cert == nil {
+				_, err = s.GetCertBySerial(ctx, c.Serial)
+				wantErr(t, "serial index written", err, store.ErrNotFound)
+			}
+			certs, _, err := s.ListCerts(ctx, store.CertFilter{DeviceID: "d1"}, store.Page{})
+			noErr(t, "ListCerts", err)
+			if len(certs) != 0 {
+				t.Fatalf("device index written: %d certs", len(certs))
+			}
+			_, err = s.GetAttestation(ctx, "att-atomic")
+			wantErr(t, "attestation written", err, store.ErrNotFound)
+			_, err = s.FindAttestationByKey(ctx, c.KeySHA256)
+			wantErr(t, "attestation key index written", err, store.ErrNotFound)
+			_, err = s.FindDeviceByAlias(ctx, "serial", "ATOMIC")
+			wantErr(t, "alias written", err, store.ErrNotFound)
+			if n := auditCount(t, s); n != eventsBefore {
+				t.Fatalf("audit events %d -> %d", eventsBefore, n)
+			}
+			if chalBefore != nil {
+				after, err := s.GetChallenge(ctx, *chal)
+				noErr(t, "GetChallenge", err)
+				sameJSON(t, "challenge after failed issuance", after, chalBefore)
+			}
+			verifyOK(t, s, uint64(eventsBefore))
+		})
+	}
+}
+
+func testCertListing(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	var all []store.Hash
+	for i := range 7 {
+		all = append(all, issue(t, s, "a", i).SHA256)
+	}
+	for i := range 5 {
+		all = append(all, issue(t, s, "b", i).SHA256)
+	}
+	_, err := s.RevokeCert(ctx, all[1], store.Revocation{Reason: 1, Actor: "admin:t"}, nil)
+	noErr(t, "RevokeCert", err)
+	_, err = s.RevokeCert(ctx, all[8], store.Revocation{Reason: 1, Actor: "admin:t"}, nil)
+	noErr(t, "RevokeCert", err)
+
+	sorted := func(hs []store.Hash) []string {
+		var out []string
+		for _, h := range hs {
+			out = append(out, h.String())
+		}
+		sort.Strings(out)
+		return out
+	}
+	tests := []struct {
+		name  string
+		f     store.CertFilter
+		limit int
+		want  []string
+	}{
+		{"all_pages_of_5", store.CertFilter{}, 5, sorted(all)},
+		{"device_a_pages_of_3", store.CertFilter{DeviceID: "a"}, 3, sorted(all[:7])},
+		{"device_b", store.CertFilter{DeviceID: "b"}, 0, sorted(all[7:])},
+		{"revoked_only", store.CertFilter{RevokedOnly: true}, 1, sorted([]store.Hash{all[1], all[8]})},
+		{"revoked_only_device_b", store.CertFilter{DeviceID: "b", RevokedOnly: true}, 0, sorted([]store.Hash{all[8]})},
+		{"unknown_device", store.CertFilter{DeviceID: "zzz"}, 0, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			after := ""
+			for range 100 {
+				page, next, err := s.ListCerts(ctx, tc.f, store.Page{After: after, Limit: tc.limit})
+				noErr(t, "ListCerts", err)
+				if tc.limit > 0 && len(page) > tc.limit {
+					t.Fatalf("page of %d > limit %d", len(page), tc.limit)
+				}
+				for _, c := range page {
+					got = append(got, c.SHA256.String())
+				}
+				if next == "" {
+					break
+				}
+				after = next
+			}
+			sameJSON(t, "certs", got, tc.want)
+		})
+	}
+}
+
+func testRevocation(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	c1 := issue(t, s, "d1", 1)
+	c2 := issue(t, s, "d1", 2)
+	c3 := issue(t, s, "d1", 3)
+	other := issue(t, s, "d2", 1)
+
+	_, err := s.RevokeCert(ctx, hashOf("missing"), store.Revocation{Reason: 1}, nil)
+	wantErr(t, "RevokeCert(missing)", err, store.ErrNotFound)
+	_, _, err = s.RevokeDevice(ctx, "missing", store.Revocation{Reason: 1}, nil)
+	wantErr(t, "RevokeDevice(missing)", err, store.ErrNotFound)
+
+	first := store.Revocation{At: base, Reason: 1, Actor: "admin:first"}
+	ev := auditEv("cert.revoke", c1.Serial)
+	got, err := s.RevokeCert(ctx, c1.SHA256, first, ev)
+	noErr(t, "RevokeCert", err)
+	if got.Revoked == nil || got.Revoked.Actor != "admin:first" || ev.Seq == 0 {
+		t.Fatalf("RevokeCert: %+v, event %+v", got.Revoked, ev)
+	}
+	// Idempotent: the second revocation keeps the first record.
+	got, err = s.RevokeCert(ctx, c1.SHA256, store.Revocation{At: base.Add(time.Hour), Reason: 4, Actor: "admin:second"}, nil)
+	noErr(t, "RevokeCert(again)", err)
+	sameJSON(t, "revocation after second revoke", got.Revoked, &first)
+	stored, err := s.GetCert(ctx, c1.SHA256)
+	noErr(t, "GetCert", err)
+	sameJSON(t, "stored revocation", stored.Revoked, &first)
+
+	dev, certs, err := s.RevokeDevice(ctx, "d1", store.Revocation{At: base.Add(2 * time.Hour), Reason: 5, Actor: "admin:dev"}, auditEv("device.revoke", "d1"))
+	noErr(t, "RevokeDevice", err)
+	if dev.Status != store.DeviceRevoked || len(certs) != 3 {
+		t.Fatalf("RevokeDevice: status %q, %d certs", dev.Status, len(certs))
+	}
+	for _, h := range []store.Hash{c1.SHA256, c2.SHA256, c3.SHA256} {
+		c, err := s.GetCert(ctx, h)
+		noErr(t, "GetCert", err)
+		if c.Revoked == nil {
+			t.Fatalf("cert %s not revoked by RevokeDevice", h)
+		}
+		if h == c1.SHA256 && c.Revoked.Actor != "admin:first" {
+			t.Fatalf("RevokeDevice overwrote the first revocation: %+v", c.Revoked)
+		}
+	}
+	oc, err := s.GetCert(ctx, other.SHA256)
+	noErr(t, "GetCert(other)", err)
+	if oc.Revoked != nil {
+		t.Fatal("RevokeDevice revoked another device's cert")
+	}
+	d, err := s.GetDevice(ctx, "d1")
+	noErr(t, "GetDevice", err)
+	if d.Status != store.DeviceRevoked {
+		t.Fatalf("stored device status %q", d.Status)
+	}
+	verifyOK(t, s, 6) // 4 issuances + cert revoke + device revoke
+}
+
+func testAttestations(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	_, err := s.GetAttestation(ctx, "missing")
+	wantErr(t, "GetAttestation(missing)", err, store.ErrNotFound)
+	_, err = s.FindAttestationByKey(ctx, hashOf("k"))
+	wantErr(t, "FindAttestationByKey(missing)", err, store.ErrNotFound)
+
+	a := &store.Attestation{ID: "a1", DeviceID: "d1", Format: "apple", KeySHA256: hashOf("k"),
+		Facts: map[string]string{"model": "iPhone"}, VerifiedAt: base}
+	noErr(t, "PutAttestation", s.PutAttestation(ctx, a))
+	got, err := s.GetAttestation(ctx, "a1")
+	noErr(t, "GetAttestation", err)
+	sameJSON(t, "GetAttestation", got, a)
+	// A newer attestation of the same key takes over the key index.
+	b := &store.Attestation{ID: "a2", DeviceID: "d1", Format: "apple", KeySHA256: hashOf("k"), VerifiedAt: base.Add(time.Hour)}
+	noErr(t, "PutAttestation(newer)", s.PutAttestation(ctx, b))
+	got, err = s.FindAttestationByKey(ctx, hashOf("k"))
+	noErr(t, "FindAttestationByKey", err)
+	if got.ID != "a2" {
+		t.Fatalf("key index -> %q, want a2", got.ID)
+	}
+}
+
+func testChallenges(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	now := time.Now()
+	h := hashOf("c1")
+
+	_, err := s.GetChallenge(ctx, h)
+	wantErr(t, "GetChallenge(missing)", err, store.ErrNotFound)
+	_, err = s.ConsumeChallenge(ctx, h, now)
+	wantErr(t, "ConsumeChallenge(missing)", err, store.ErrNotFound)
+
+	c := &store.Challenge{SHA256: h, DeviceID: "d1", Profile: "corp", Source: "admin", CreatedAt: now, ExpiresAt: now.Add(10 * time.Minute)}
+	noErr(t, "PutChallenge", s.PutChallenge(ctx, c))
+	wantErr(t, "PutChallenge(duplicate)", s.PutChallenge(ctx, &store.Challenge{SHA256: h, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}), store.ErrExists)
+	got, err := s.GetChallenge(ctx, h)
+	noErr(t, "GetChallenge", err)
+	if got.DeviceID != "d1" || !got.ConsumedAt.IsZero() || !got.ExpiresAt.Equal(c.ExpiresAt) {
+		t.Fatalf("GetChallenge: %+v", got)
+	}
+
+	// Past ExpiresAt (by the caller's clock) it can't be redeemed.
+	_, err = s.ConsumeChallenge(ctx, h, c.ExpiresAt)
+	if !errors.Is(err, store.ErrExpired) && !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("ConsumeChallenge(at expiry): got %v, want ErrExpired or ErrNotFound", err)
+	}
+	_, err = s.ConsumeChallenge(ctx, h, c.ExpiresAt.Add(time.Hour))
+	if !errors.Is(err, store.ErrExpired) && !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("ConsumeChallenge(after expiry): got %v, want ErrExpired or ErrNotFound", err)
+	}
+	// A failed redemption did not consume it.
+	consumed, err := s.ConsumeChallenge(ctx, h, now.Add(time.Minute))
+	noErr(t, "ConsumeChallenge", err)
+	if consumed.ConsumedAt.IsZero() {
+		t.Fatal("ConsumeChallenge returned an unconsumed challenge")
+	}
+	_, err = s.ConsumeChallenge(ctx, h, now.Add(2*time.Minute))
+	wantErr(t, "ConsumeChallenge(again)", err, store.ErrConsumed)
+	// A consumed challenge can't be re-put to make it fresh again.
+	wantErr(t, "PutChallenge(over consumed)", s.PutChallenge(ctx, &store.Challenge{SHA256: h, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}), store.ErrExists)
+}
+
+func testChallengeConcurrency(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	now := time.Now()
+	h := hashOf("race")
+	noErr(t, "PutChallenge", s.PutChallenge(ctx, &store.Challenge{SHA256: h, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
+
+	const n = 50
+	var (
+		wg    sync.WaitGroup
+		start = make(chan struct{})
+		errs  = make([]error, n)
+	)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, errs[i] = s.ConsumeChallenge(ctx, h, now)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	wins := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case errors.Is(err, store.ErrConsumed):
+		default:
+			t.Errorf("goroutine %d: %v, want nil or ErrConsumed", i, err)
+		}
+	}
+	if wins != 1 {
+		t.Fatalf("%d goroutines consumed the challenge, want exactly 1", wins)
+	}
+}
+
+func testSessions(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	_, err := s.GetSession(ctx, "nas1", "missing")
+	wantErr(t, "GetSession(missing)", err, store.ErrNotFound)
+
+	put := func(nas, id, dev string, stopped bool) *store.Session {
+		t.Helper()
+		sess := &store.Session{NAS: nas, NASAddr: "127.0.0.1", AcctSessionID: id, DeviceID: dev,
+			CertSHA256: hashOf(dev), StartedAt: base, UpdatedAt: base}
+		if stopped {
+			sess.StoppedAt = base.Add(time.Hour)
+		}
+		noErr(t, "PutSession", s.PutSession(ctx, sess))
+		return sess
+	}
+	want := put("nas1", "s1", "d1", false)
+	put("nas1", "s2", "d1", true)
+	put("nas2", "s1", "d1", false)
+	put("nas2", "s9", "d2", false)
+	got, err := s.GetSession(ctx, "nas1", "s1")
+	noErr(t, "GetSession", err)
+	sameJSON(t, "GetSession", got, want)
+
+	list := func(dev string, live bool, limit int) []string {
+		t.Helper()
+		var out []string
+		after := ""
+		for range 100 {
+			page, next, err := s.ListSessions(ctx, dev, live, store.Page{After: after, Limit: limit})
+			noErr(t, "ListSessions", err)
+			for _, x := range page {
+				out = append(out, x.NAS+"/"+x.AcctSessionID)
+			}
+			if next == "" {
+				return out
+			}
+			after = next
+		}
+		t.Fatal("ListSessions never ends")
+		return nil
+	}
+	tests := []struct {
+		name  string
+		dev   string
+		live  bool
+		limit int
+		want  []string
+	}{
+		{"device_all", "d1", false, 0, []string{"nas1/s1", "nas1/s2", "nas2/s1"}},
+		{"device_all_paged", "d1", false, 1, []string{"nas1/s1", "nas1/s2", "nas2/s1"}},
+		{"device_live_only", "d1", true, 1, []string{"nas1/s1", "nas2/s1"}},
+		{"other_device", "d2", false, 0, []string{"nas2/s9"}},
+		{"every_device_paged", "", false, 2, []string{"nas1/s1", "nas1/s2", "nas2/s1", "nas2/s9"}},
+		{"every_device_live", "", true, 0, []string{"nas1/s1", "nas2/s1", "nas2/s9"}},
+		{"unknown_device", "zzz", false, 0, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sameJSON(t, "sessions", list(tc.dev, tc.live, tc.limit), tc.want)
+		})
+	}
+
+	// Stopping a session updates it in place; moving it to another device moves the index.
+	put("nas1", "s1", "d1", true)
+	sameJSON(t, "live after stop", list("d1", true, 0), []string{"nas2/s1"})
+	put("nas2", "s1", "d2", false)
+	sameJSON(t, "d1 after move", list("d1", false, 0), []string{"nas1/s1", "nas1/s2"})
+	sameJSON(t, "d2 after move", list("d2", false, 0), []string{"nas2/s1", "nas2/s9"})
+}
+
+func testAudit(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	res, err := s.VerifyAudit(ctx)
+	noErr(t, "VerifyAudit(empty)", err)
+	if !res.OK || res.Events != 0 {
+		t.Fatalf("VerifyAudit(empty) = %+v", res)
+	}
+	tail, err := s.TailAudit(ctx, 5)
+	noErr(t, "TailAudit(empty)", err)
+	if len(tail) != 0 {
+		t.Fatalf("TailAudit(empty) = %d events", len(tail))
+	}
+
+	var prev store.Hash
+	for i := 1; i <= 12; i++ {
+		ev := auditEv("radius.auth", fmt.Sprintf("d%d", i))
+		if i == 3 {
+			ev.Time = base // a caller-set time is kept
+		}
+		noErr(t, "AppendAudit", s.AppendAudit(ctx, ev))
+		if ev.Seq != uint64(i) || ev.PrevHash != prev || ev.Hash != ev.ComputeHash() || ev.V != store.RecordVersion || ev.Time.IsZero() {
+			t.Fatalf("event %d: %+v", i, ev)
+		}
+		if i == 3 && !ev.Time.Equal(base) {
+			t.Fatalf("caller time replaced: %v", ev.Time)
+		}
+		prev = ev.Hash
+	}
+	tail, err = s.TailAudit(ctx, 3)
+	noErr(t, "TailAudit", err)
+	if len(tail) != 3 || tail[0].Seq != 10 || tail[2].Seq != 12 || tail[2].Hash != prev {
+		t.Fatalf("TailAudit(3): %d events, first seq %d", len(tail), tail[0].Seq)
+	}
+	var seqs []uint64
+	noErr(t, "ScanAudit", s.ScanAudit(ctx, 9, func(e *store.AuditEvent) error {
+		if e.Hash != e.ComputeHash() {
+			t.Errorf("scanned event %d does not hash", e.Seq)
+		}
+		seqs = append(seqs, e.Seq)
+		return nil
+	}))
+	sameJSON(t, "ScanAudit(9) seqs", seqs, []uint64{9, 10, 11, 12})
+	stop := errors.New("stop")
+	n := 0
+	err = s.ScanAudit(ctx, 1, func(*store.AuditEvent) error { n++; return stop })
+	wantErr(t, "ScanAudit(fn error)", err, stop)
+	if n != 1 {
+		t.Fatalf("ScanAudit continued after fn error: %d calls", n)
+	}
+	verifyOK(t, s, 12)
+}
+
+func testAuditConcurrency(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	noErr(t, "PutDevice", s.PutDevice(ctx, device("d1")))
+	issue(t, s, "d2", 1)
+
+	const workers, each = 8, 10
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each*2)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				errs <- s.AppendAudit(ctx, auditEv("radius.auth", fmt.Sprintf("w%d-%d", w, i)))
+				// Appends from inside other transactions must join the same chain.
+				switch i % 3 {
+				case 0:
+					_, err := s.UpdateDevice(ctx, "d1", func(d *store.Device) error {
+						d.Groups = append(d.Groups, fmt.Sprintf("g%d", w))
+						return nil
+					}, auditEv("device.update", "d1"))
+					errs <- err
+				case 1:
+					errs <- s.RecordIssuance(ctx, store.Issuance{Cert: cert(fmt.Sprintf("w%d", w), i), Device: device(fmt.Sprintf("w%d", w)), Audit: auditEv("enroll.issue", "w")})
+				case 2:
+					_, err := s.RevokeCert(ctx, cert("d2", 1).SHA256, store.Revocation{Reason: 1}, auditEv("cert.revoke", "d2"))
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		noErr(t, "concurrent write", err)
+	}
+	total := uint64(1 + workers*each*2)
+	verifyOK(t, s, total)
+	var want uint64 = 1
+	noErr(t, "ScanAudit", s.ScanAudit(ctx, 1, func(e *store.AuditEvent) error {
+		if e.Seq != want {
+			return fmt.Errorf("seq %d, want %d", e.Seq, want)
+		}
+		want++
+		return nil
+	}))
+	d, err := s.GetDevice(ctx, "d1")
+	noErr(t, "GetDevice", err)
+	if len(d.Groups) != 1+workers*4 { // "eng" + i in {0,3,6,9} per worker
+		t.Fatalf("device groups %d, want %d: a concurrent UpdateDevice was lost", len(d.Groups), 1+workers*4)
+	}
+}
+
+func testBackupRestore(t *testing.T, open func(t *testing.T) store.Store) {
+	src := newStore(t, open)
+	ctx := t.Context()
+	now := time.Now()
+	d := device("d1")
+	d.Aliases = map[string]string{"serial": "SN"}
+	c := cert("d1", 1)
+	noErr(t, "RecordIssuance", src.RecordIssuance(ctx, store.Issuance{Device: d, Cert: c, Audit: auditEv("enroll.issue", "d1"),
+		Attestation: &store.Attestation{ID: "a1", DeviceID: "d1", Format: "tpm", KeySHA256: c.KeySHA256, VerifiedAt: base}}))
+	h := hashOf("pending")
+	noErr(t, "PutChallenge", src.PutChallenge(ctx, &store.Challenge{SHA256: h, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
+	noErr(t, "PutSession", src.PutSession(ctx, &store.Session{NAS: "n", AcctSessionID: "s", DeviceID: "d1", StartedAt: base}))
+	noErr(t, "AppendAudit", src.AppendAudit(ctx, auditEv("admin.backup", "")))
+
+	var buf bytes.Buffer
+	noErr(t, "Backup", src.Backup(ctx, &buf))
+	if buf.Len() == 0 {
+		t.Fatal("empty backup")
+	}
+	wantErr(t, "Restore(into non-empty)", src.Restore(ctx, bytes.NewReader(buf.Bytes())), store.ErrExists)
+
+	dst := newStore(t, open)
+	noErr(t, "Restore", dst.Restore(ctx, bytes.NewReader(buf.Bytes())))
+	gd, err := dst.GetDevice(ctx, "d1")
+	noErr(t, "GetDevice(restored)", err)
+	sameJSON(t, "restored device", gd, d)
+	gc, err := dst.GetCert(ctx, c.SHA256)
+	noErr(t, "GetCert(restored)", err)
+	sameJSON(t, "restored cert", gc, c)
+	for _, check := range []struct {
+		what string
+		err  error
+	}{
+		{"GetCertBySerial", func() error { _, err := dst.GetCertBySerial(ctx, c.Serial); return err }()},
+		{"FindDeviceByAlias", func() error { _, err := dst.FindDeviceByAlias(ctx, "serial", "SN"); return err }()},
+		{"FindAttestationByKey", func() error { _, err := dst.FindAttestationByKey(ctx, c.KeySHA256); return err }()},
+		{"GetSession", func() error { _, err := dst.GetSession(ctx, "n", "s"); return err }()},
+	} {
+		noErr(t, check.what+"(restored)", check.err)
+	}
+	verifyOK(t, dst, 2)
+	// The restored chain continues where the source's ended.
+	ev := auditEv("admin.restore", "")
+	noErr(t, "AppendAudit(restored)", dst.AppendAudit(ctx, ev))
+	if ev.Seq != 3 {
+		t.Fatalf("append after restore got seq %d, want 3", ev.Seq)
+	}
+	verifyOK(t, dst, 3)
+	_, err = dst.ConsumeChallenge(ctx, h, now)
+	noErr(t, "ConsumeChallenge(restored)", err)
+}
+
+func testCanceled(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	tests := []struct {
+		name string
+		call func() error
+	}{
+		{"PutDevice", func() error { return s.PutDevice(ctx, device("d1")) }},
+		{"GetCert", func() error { _, err := s.GetCert(ctx, hashOf("x")); return err }},
+		{"AppendAudit", func() error { return s.AppendAudit(ctx, auditEv("x", "y")) }},
+		{"RecordIssuance", func() error {
+			return s.RecordIssuance(ctx, store.Issuance{Device: device("d1"), Cert: cert("d1", 1), Audit: auditEv("x", "y")})
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			wantErr(t, tc.name, tc.call(), context.Canceled)
+		})
+	}
+	if n := auditCount(t, s); n != 0 {
+		t.Fatalf("canceled calls wrote %d audit events", n)
+	}
+}
