@@ -478,11 +478,11 @@ func BuildKeyDescription(serial, challenge string, o AndroidOptions) ([]byte, er
 
 	hw := []asn1.RawValue{
 		explicit(1, mustMarshal([]int{2}, "set")),         // purpose SIGN
-		explicit(2, mustMarshal(3, "")),                    // algorithm EC
-		explicit(3, mustMarshal(256, "")),                  // keySize
-		explicit(10, mustMarshal(1, "")),                   // ecCurve P-256
+		explicit(2, mustMarshal(3, "")),                   // algorithm EC
+		explicit(3, mustMarshal(256, "")),                 // keySize
+		explicit(10, mustMarshal(1, "")),                  // ecCurve P-256
 		explicit(503, mustMarshal(asn1.NullRawValue, "")), // noAuthRequired
-		explicit(702, mustMarshal(origin, "")),             // origin
+		explicit(702, mustMarshal(origin, "")),            // origin
 	}
 	sw := []asn1.RawValue{explicit(701, mustMarshal(int64(1700000000000), ""))}
 	if o.RootOfTrustSoftware {
