@@ -1,0 +1,140 @@
+package scep
+
+import (
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// DefaultMaxBodyBytes caps a PKIOperation body (POST) or message (GET).
+// Intune challenge blobs make CSRs a few KiB; 256 KiB is far above that.
+const DefaultMaxBodyBytes = 256 << 10
+
+// IdentitySource says where a profile reads the device identity in a CSR.
+type IdentitySource string
+
+const (
+	// IdentityCN reads the subject commonName (the default; Jamf profiles
+	// usually template it as $SERIALNUMBER or $UDID).
+	IdentityCN IdentitySource = "cn"
+	// IdentitySerial reads the subject serialNumber attribute (2.5.4.5).
+	IdentitySerial IdentitySource = "serial"
+	// IdentitySANURI reads the SAN URI that starts with Identity.URIPrefix,
+	// e.g. "IntuneDeviceId://" for Intune profiles; the rest is the identity.
+	IdentitySANURI IdentitySource = "san_uri"
+)
+
+// Identity configures how a profile derives the device from a CSR.
+type Identity struct {
+	Source IdentitySource
+	// URIPrefix selects the SAN URI for IdentitySANURI (case-insensitive).
+	URIPrefix string
+	// Alias, if set, is the store alias kind of the identity ("serial",
+	// "udid", "intune_id"): an existing device with that alias is the one
+	// enrolled, and new devices get the alias recorded.
+	Alias string
+}
+
+// Profile is one SCEP enrollment profile. The zero value of every security
+// knob is the strict one.
+type Profile struct {
+	Name string
+	// Validity of issued certificates; zero means ca.DefaultValidity.
+	Validity time.Duration
+	// Platform is recorded on new devices (apple, windows, android, linux).
+	Platform string
+	Identity Identity
+	// StaticChallenge, if non-empty, is accepted as challengePassword for
+	// any device of this profile (constant-time compare). Certificates
+	// issued this way are always recorded Attested=false.
+	//
+	// WARNING: a static challenge is a shared secret; whoever learns it can
+	// enroll any device identity. Use minted one-time challenges instead.
+	StaticChallenge string
+	// Validator, if set, validates challenges the store does not know
+	// (Intune's encrypted challenge blobs) before issuing.
+	Validator Validator
+	// RequireAttestation refuses issuance unless the CSR key is attested
+	// (key-bound challenge, or an attestation of that key in the store).
+	// Without it unattested certs are issued and marked Attested=false,
+	// which posture.Decide rejects unless the profile allows "none".
+	RequireAttestation bool
+}
+
+// Config configures a Handler. CA, Store, RA and at least one profile are required.
+type Config struct {
+	CA    CA
+	Store Store
+	RA    *RA
+	// Profiles are selected by the last URL path segment (/scep/<name>), by
+	// a minted challenge's Profile, or else DefaultProfile.
+	Profiles       []Profile
+	DefaultProfile string // default: Profiles[0].Name
+	Limiter        Limiter
+	Metrics        Metrics
+	Logger         *slog.Logger
+	Now            func() time.Time
+	MaxBodyBytes   int64 // default DefaultMaxBodyBytes
+}
+
+func (c *Config) validate() error {
+	if c.CA == nil || c.Store == nil || c.RA == nil {
+		return fmt.Errorf("%w: CA, Store and RA are required", ErrConfig)
+	}
+	if len(c.Profiles) == 0 {
+		return fmt.Errorf("%w: at least one profile is required", ErrConfig)
+	}
+	seen := make(map[string]bool, len(c.Profiles))
+	for i, p := range c.Profiles {
+		if p.Name == "" || strings.ContainsAny(p.Name, "/?#") {
+			return fmt.Errorf("%w: profiles[%d].name: must be non-empty and contain no '/', '?' or '#'", ErrConfig, i)
+		}
+		if seen[p.Name] {
+			return fmt.Errorf("%w: profiles[%d].name: duplicate %q", ErrConfig, i, p.Name)
+		}
+		seen[p.Name] = true
+		if p.Validity < 0 {
+			return fmt.Errorf("%w: profiles[%d].validity: must not be negative", ErrConfig, i)
+		}
+		switch p.Identity.Source {
+		case "", IdentityCN, IdentitySerial:
+		case IdentitySANURI:
+			if p.Identity.URIPrefix == "" {
+				return fmt.Errorf("%w: profiles[%d].identity.uri_prefix: required for source san_uri", ErrConfig, i)
+			}
+		default:
+			return fmt.Errorf("%w: profiles[%d].identity.source: unknown %q", ErrConfig, i, p.Identity.Source)
+		}
+	}
+	if c.DefaultProfile != "" && !seen[c.DefaultProfile] {
+		return fmt.Errorf("%w: default_profile: no profile named %q", ErrConfig, c.DefaultProfile)
+	}
+	return nil
+}
+
+// identity extracts the device identity from csr according to id.
+func (id Identity) extract(csr *x509.CertificateRequest) (string, bool) {
+	var v string
+	switch id.Source {
+	case "", IdentityCN:
+		v = csr.Subject.CommonName
+	case IdentitySerial:
+		v = csr.Subject.SerialNumber
+	case IdentitySANURI:
+		prefix := strings.ToLower(id.URIPrefix)
+		for _, u := range csr.URIs {
+			s := u.String()
+			if len(s) > len(prefix) && strings.ToLower(s[:len(prefix)]) == prefix {
+				v = s[len(prefix):]
+				break
+			}
+		}
+	}
+	v = strings.TrimSpace(v)
+	if v == "" || len(v) > 256 {
+		return "", false
+	}
+	return v, true
+}
