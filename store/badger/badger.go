@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -236,14 +237,17 @@ func (s *Store) now() time.Time { return s.clock().UTC() }
 // badgerLogger routes Badger's printf-style logging into slog.
 type badgerLogger struct{ l *slog.Logger }
 
-func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(trim(fmt.Sprintf(f, a...)), "src", "badger") }
-func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(trim(fmt.Sprintf(f, a...)), "src", "badger") }
-func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug(trim(fmt.Sprintf(f, a...)), "src", "badger") }
-func (b badgerLogger) Debugf(f string, a ...any)   { b.l.Debug(trim(fmt.Sprintf(f, a...)), "src", "badger") }
-
-func trim(s string) string {
-	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == ' ') {
-		s = s[:len(s)-1]
-	}
-	return s
+func (b badgerLogger) Errorf(f string, a ...any) {
+	b.l.Error(trim(fmt.Sprintf(f, a...)), "src", "badger")
 }
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.l.Warn(trim(fmt.Sprintf(f, a...)), "src", "badger")
+}
+func (b badgerLogger) Infof(f string, a ...any) {
+	b.l.Debug(trim(fmt.Sprintf(f, a...)), "src", "badger")
+}
+func (b badgerLogger) Debugf(f string, a ...any) {
+	b.l.Debug(trim(fmt.Sprintf(f, a...)), "src", "badger")
+}
+
+func trim(s string) string { return strings.TrimRight(s, "\n ") }

@@ -115,7 +115,7 @@ func (s *Store) PutChallenge(ctx context.Context, c *store.Challenge) error {
 // wall-clock ExpiresAt, rounded up, at least one second from now.
 func (s *Store) wallExpiry(at time.Time) uint64 {
 	ttl := max(at.Sub(s.clock()), 0)
-	return uint64(time.Now().Add(ttl).Add(time.Second - 1).Unix()) + 1
+	return uint64(time.Now().Add(ttl).Add(time.Second-1).Unix()) + 1
 }
 
 func setJSONExpiring(txn *bdb.Txn, k []byte, v any, expiresAt uint64) error {
