@@ -24,6 +24,7 @@ type fakeDAS struct {
 	drop      atomic.Int32 // drop this many more valid requests
 	nak       ErrorCause   // answer NAK with this cause (0: ACK)
 	nakCode   bool         // answer NAK without Error-Cause
+	coaNAK    ErrorCause   // NAK CoA-Requests only, with this cause
 	noMA      bool         // answer without Message-Authenticator
 	badMA     bool         // answer with a corrupted Message-Authenticator
 	answerKey []byte       // sign answers with this secret instead (wrong-secret test)
@@ -116,7 +117,11 @@ func (d *fakeDAS) handle(raw []byte) ([]byte, error) {
 	if p.Code == radius.CodeCoARequest {
 		code = radius.CodeCoAACK
 	}
-	if d.nak != 0 || d.nakCode {
+	cause := d.nak
+	if p.Code == radius.CodeCoARequest && d.coaNAK != 0 {
+		cause = d.coaNAK
+	}
+	if cause != 0 || d.nakCode {
 		code++ // NAK follows ACK in both pairs
 	}
 	key := d.secret
@@ -128,8 +133,8 @@ func (d *fakeDAS) handle(raw []byte) ([]byte, error) {
 	if !d.noMA {
 		rfc2869.MessageAuthenticator_Set(r, make([]byte, 16))
 	}
-	if d.nak != 0 {
-		rfc3576.ErrorCause_Add(r, rfc3576.ErrorCause(d.nak))
+	if cause != 0 {
+		rfc3576.ErrorCause_Add(r, rfc3576.ErrorCause(cause))
 	}
 	if !d.noMA {
 		b, err := r.MarshalBinary() // header carries the request authenticator (RFC 5176 §3)

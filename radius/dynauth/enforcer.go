@@ -58,8 +58,9 @@ type EnforcerConfig struct {
 	Metrics  Metrics
 	// PreferCoA moves sessions of devices whose profile quarantines to the
 	// profile's QuarantineVLAN with a CoA-Request instead of disconnecting
-	// them. A CoA-NAK (other than 503) falls back to Disconnect, because
-	// many NASes (hostapd among them) do not implement VLAN CoA.
+	// them. A CoA-NAK (other than 503) or an unanswered CoA falls back to
+	// Disconnect, because many NASes do not implement VLAN CoA (hostapd
+	// NAKs it; a Cisco WLC was seen to ignore CoA yet honour Disconnect).
 	PreferCoA bool
 	// ReauthOnRecovery disconnects sessions when a device becomes compliant
 	// or is released, so that it re-authenticates out of quarantine at once
@@ -366,7 +367,8 @@ func (e *Enforcer) one(ctx context.Context, ev posture.Event, pl plan, s *store.
 	}
 	req := Request{Kind: pl.kind, Identity: IdentityFromSession(s), VLAN: pl.vlan}
 	res.Outcome, res.Err = e.cfg.Sender.Send(ctx, nas, req)
-	if pl.kind == CoA && res.Outcome.Result == ResultNAK && res.Outcome.ErrorCause != ErrorCauseSessionNotFound {
+	refused := res.Outcome.Result == ResultNAK && res.Outcome.ErrorCause != ErrorCauseSessionNotFound
+	if pl.kind == CoA && (refused || res.Outcome.Result == ResultTimeout) {
 		e.record(ctx, ev, res)
 		// Fall back to the portable lever.
 		res = SessionOutcome{Session: s, Kind: Disconnect}

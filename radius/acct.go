@@ -1,0 +1,198 @@
+package radius
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"hardbound/store"
+)
+
+// Acct-Status-Type values (RFC 2866 §5.1).
+const (
+	acctStart         = 1
+	acctStop          = 2
+	acctInterimUpdate = 3
+	acctOn            = 7
+	acctOff           = 8
+)
+
+func acctStatusName(v uint32) string {
+	switch v {
+	case acctStart:
+		return "start"
+	case acctStop:
+		return "stop"
+	case acctInterimUpdate:
+		return "interim_update"
+	case acctOn:
+		return "accounting_on"
+	case acctOff:
+		return "accounting_off"
+	default:
+		return "other"
+	}
+}
+
+func (p *packet) uint32Attr(typ byte) (uint32, bool) {
+	v, ok := p.first(typ)
+	if !ok || len(v) != 4 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(v), true
+}
+
+func (p *packet) stringAttr(typ byte) string {
+	v, _ := p.first(typ)
+	return string(v)
+}
+
+func (p *packet) ipAttr(typ byte) string {
+	v, ok := p.first(typ)
+	if !ok || len(v) != 4 {
+		return ""
+	}
+	return netip.AddrFrom4([4]byte(v)).String()
+}
+
+// accounting handles an authentic, non-duplicate Accounting-Request. The
+// Accounting-Response goes out only after the store write succeeded; on a
+// store error there is no answer and the NAS retransmits (RFC 2866 §2).
+func (s *Server) accounting(ctx context.Context, n *nas, from netip.AddrPort, p *packet) []byte {
+	const kind = "accounting_request"
+	status, ok := p.uint32Attr(attrAcctStatusType)
+	if !ok {
+		s.drop(n, kind, DropMalformed)
+		return nil
+	}
+	name := acctStatusName(status)
+	result := "ok"
+	switch status {
+	case acctStart, acctStop, acctInterimUpdate:
+		var err error
+		result, err = s.recordSession(ctx, n, from, p, status)
+		if errors.Is(err, ErrMalformed) {
+			s.drop(n, kind, DropMalformed)
+			return nil
+		}
+		if err != nil {
+			s.metrics.Accounting(name, "store_error")
+			s.drop(n, kind, DropStoreError)
+			s.log.Error("accounting write failed; NAS will retransmit", "nas", n.Name, "status", name, "err", err)
+			return nil
+		}
+	case acctOn, acctOff:
+		// The NAS rebooted or stops accounting: its sessions are gone. The
+		// Sessions interface cannot list by NAS, so they stay open until a
+		// Stop or a later cleanup; log it so operators see the event.
+		s.log.Info("NAS accounting on/off", "nas", n.Name, "status", name)
+	}
+	s.metrics.Accounting(name, result)
+	resp, err := encodeResponse(n.hp, n.Secret, codeAccountingResponse, p.id, p.authenticator(), false, p.proxyStates(nil))
+	if err != nil {
+		s.drop(n, kind, DropInternal)
+		return nil
+	}
+	s.metrics.Request(kind, "response")
+	return resp
+}
+
+// recordSession creates, updates or closes the store.Session keyed by
+// (NAS name, Acct-Session-Id). Writes are idempotent: a retransmitted
+// packet rewrites the same values. It returns the metric result.
+func (s *Server) recordSession(ctx context.Context, n *nas, from netip.AddrPort, p *packet, status uint32) (string, error) {
+	id := p.stringAttr(attrAcctSessionID)
+	if id == "" {
+		return "", fmt.Errorf("%w: accounting without Acct-Session-Id", ErrMalformed)
+	}
+	now := s.now().UTC()
+	at := now
+	if ts, ok := p.uint32Attr(attrEventTimestamp); ok && ts != 0 {
+		at = time.Unix(int64(ts), 0).UTC()
+	} else if d, ok := p.uint32Attr(attrAcctDelayTime); ok {
+		at = now.Add(-time.Duration(d) * time.Second)
+	}
+
+	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	cur, err := s.sessions.GetSession(sctx, n.Name, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		cur = nil
+	case err != nil:
+		return "", fmt.Errorf("radius: get session: %w", err)
+	}
+
+	if cur != nil && !cur.Live() {
+		switch {
+		case status == acctStart && at.After(cur.StoppedAt):
+			cur = nil // the NAS reused the id for a new session
+		case status != acctStop:
+			return "ok", nil // late Start/Interim for a closed session: ack, keep it closed
+		}
+	}
+	sess := cur
+	if sess == nil {
+		sess = &store.Session{NAS: n.Name, AcctSessionID: id, StartedAt: at}
+	}
+	sess.V = store.RecordVersion
+	sess.NASAddr = from.Addr().Unmap().String()
+
+	result := "ok"
+	if cls, ok := p.first(attrClass); ok {
+		if h, dev, err := parseClass(cls); err == nil {
+			sess.CertSHA256, sess.DeviceID = h, dev
+		} else if sess.DeviceID == "" {
+			result = "bad_class"
+		}
+	} else if sess.DeviceID == "" {
+		result = "no_class"
+	}
+	if v := p.stringAttr(attrUserName); v != "" {
+		sess.UserName = v
+	}
+	if v := p.stringAttr(attrCallingStationID); v != "" {
+		sess.CallingStationID = v
+	}
+	if v := p.stringAttr(attrCalledStationID); v != "" {
+		sess.CalledStationID = v
+	}
+	if v := p.stringAttr(attrNASIdentifier); v != "" {
+		sess.NASIdentifier = v
+	}
+	if v := p.ipAttr(attrNASIPAddress); v != "" {
+		sess.NASIPAddress = v
+	}
+	if v, ok := p.uint32Attr(attrNASPort); ok {
+		sess.NASPort = v
+	}
+	if v := p.ipAttr(attrFramedIPAddress); v != "" {
+		sess.FramedIP = v
+	}
+	if status != acctStart {
+		in, okIn := p.uint32Attr(attrAcctInputOctets)
+		inG, _ := p.uint32Attr(attrAcctInputGigawords)
+		out, okOut := p.uint32Attr(attrAcctOutputOctets)
+		outG, _ := p.uint32Attr(attrAcctOutputGigawords)
+		if okIn {
+			sess.InputOctets = uint64(inG)<<32 | uint64(in)
+		}
+		if okOut {
+			sess.OutputOctets = uint64(outG)<<32 | uint64(out)
+		}
+	}
+	sess.UpdatedAt = at
+	if status == acctStop {
+		sess.StoppedAt = at
+		if v, ok := p.uint32Attr(attrAcctTerminateCause); ok {
+			sess.TerminateCause = v
+		}
+	}
+	if err := s.sessions.PutSession(sctx, sess); err != nil {
+		return "", fmt.Errorf("radius: put session: %w", err)
+	}
+	return result, nil
+}

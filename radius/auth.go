@@ -1,0 +1,385 @@
+package radius
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"time"
+
+	"layeh.com/radius"
+	"layeh.com/radius/vendors/microsoft"
+
+	"hardbound/eaptls"
+	"hardbound/posture"
+	"hardbound/store"
+)
+
+// ErrRejected is returned by the Authorizer when the Decider says no; the
+// TLS handshake then fails with an alert.
+var ErrRejected = errors.New("radius: device not authorized")
+
+// errNoCert is the Authorizer's error when no client certificate arrived
+// (crypto/tls normally refuses earlier with RequireAndVerifyClientCert).
+var errNoCert = errors.New("radius: no client certificate")
+
+const (
+	tunnelTypeVLAN        = 13 // RFC 3580 §3.31
+	tunnelMediumIEEE802   = 6
+	terminationRADIUSReq  = 1 // RFC 2865 §5.29: re-authenticate at Session-Timeout
+	minFramedMTU          = 100
+	maxTunnelGroupIDBytes = maxAttr - 1 // one tag byte
+)
+
+// access handles an authenticated, non-duplicate Access-Request.
+func (s *Server) access(ctx context.Context, n *nas, from netip.AddrPort, p *packet) []byte {
+	eap, hasEAP, err := p.eapMessage()
+	if !hasEAP {
+		// hardbound only speaks EAP-TLS; PAP/CHAP get a plain reject.
+		return s.reject(n, p, nil, RejectNoEAP)
+	}
+	if err != nil {
+		s.log.Info("malformed EAP in Access-Request", "nas", n.Name, "err", err)
+		return s.reject(n, p, failureFor(eap), RejectMalformedEAP)
+	}
+
+	now := s.now()
+	var c *conversation
+	if state, ok := p.first(attrState); ok {
+		c = s.convs.acquire(now, n, state)
+		if c == nil {
+			return s.reject(n, p, failureFor(eap), RejectUnknownState)
+		}
+	} else {
+		var live int
+		c, live, err = s.convs.create(now, n)
+		if err != nil {
+			s.log.Warn("EAP conversation cap reached", "nas", n.Name, "live", live)
+			return s.reject(n, p, failureFor(eap), RejectOverCapacity)
+		}
+		s.metrics.Conversations(live)
+		cctx, cancel := context.WithCancel(ctx)
+		c.cancel = cancel
+		c.sess = s.newSession(cctx, eaptls.SessionOptions{
+			MTU:        framedMTU(p),
+			MaxVersion: n.TLSMaxVersion,
+			Authorize:  s.authorizer(c),
+		})
+	}
+
+	// An empty EAP-Message (EAP-Start, RFC 3579 §2.1) makes Step ask for the
+	// identity.
+	c.step.Lock()
+	res, stepErr := c.sess.Step(eap)
+	c.step.Unlock()
+
+	switch {
+	case stepErr == nil && res.Outcome == eaptls.Continue && len(res.Reply) > 0:
+		s.convs.release(s.now(), c)
+		return s.challenge(n, p, c, res.Reply, res.Ignored)
+	case stepErr == nil && res.Outcome == eaptls.Success:
+		return s.accept(ctx, n, from, p, c, res.Reply)
+	default:
+		return s.fail(ctx, n, from, p, c, eap, res, stepErr)
+	}
+}
+
+// authorizer adapts the Decider to eaptls: it runs in VerifyConnection and
+// keeps the verdict on the conversation.
+func (s *Server) authorizer(c *conversation) eaptls.Authorizer {
+	return func(ctx context.Context, cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errNoCert
+		}
+		v := s.dec.Decide(ctx, cs.PeerCertificates[0])
+		if v.CertSHA256.IsZero() {
+			v.CertSHA256 = store.HashCert(cs.PeerCertificates[0])
+		}
+		c.verdict.Store(&v)
+		if !v.Allow {
+			return fmt.Errorf("%w: %s", ErrRejected, v.Reason)
+		}
+		return nil
+	}
+}
+
+func framedMTU(p *packet) int {
+	v, ok := p.first(attrFramedMTU)
+	if !ok || len(v) != 4 {
+		return 0
+	}
+	mtu := binary.BigEndian.Uint32(v)
+	if mtu < minFramedMTU || mtu > 65535 {
+		return 0 // RFC 3579 §2.4 values below ~100 are nonsense; use the default
+	}
+	return int(mtu)
+}
+
+// failureFor builds an EAP-Failure answering the EAP packet eap
+// (RFC 3748 §4.2: Success/Failure reuse the Response's Identifier).
+func failureFor(eap []byte) []byte {
+	var id uint8
+	if len(eap) >= 2 {
+		id = eap[1]
+	}
+	return []byte{eaptls.CodeFailure, id, 0, 4}
+}
+
+// challenge sends the next EAP-Request with a fresh State. ignored marks a
+// re-sent request answering a stale EAP Identifier: RFC 3579 §2.2 suggests
+// Error-Cause 202 "Invalid EAP Packet (Ignored)".
+func (s *Server) challenge(n *nas, p *packet, c *conversation, eap []byte, ignored bool) []byte {
+	state := s.convs.rotate(c)
+	attrs := make(radius.Attributes, 0, 4+len(eap)/maxAttr)
+	attrs = p.proxyStates(attrs)
+	attrs = appendEAP(attrs, eap)
+	attrs = append(attrs, &radius.AVP{Type: attrState, Attribute: state[:]})
+	if ignored {
+		attrs = append(attrs, &radius.AVP{Type: attrErrorCause, Attribute: radius.NewInteger(errorCauseInvalidEAP)})
+	}
+	resp, err := encodeResponse(n.hp, n.Secret, codeAccessChallenge, p.id, p.authenticator(), true, attrs)
+	if err != nil {
+		s.log.Error("encode Access-Challenge", "nas", n.Name, "err", err)
+		s.finish(c)
+		return s.reject(n, p, nil, RejectInternal)
+	}
+	s.metrics.Request("access_request", "challenge")
+	return resp
+}
+
+func (s *Server) finish(c *conversation) {
+	live := s.convs.finish(c)
+	c.close()
+	s.metrics.Conversations(live)
+}
+
+// accept builds the Access-Accept: MA first, echoed Proxy-State, EAP-Success,
+// MPPE keys (RFC 2548 / RFC 5216 §2.3), and the verdict's authorization.
+func (s *Server) accept(ctx context.Context, n *nas, from netip.AddrPort, p *packet, c *conversation, success []byte) []byte {
+	defer s.finish(c)
+	v := c.verdict.Load()
+	msk, _ := c.sess.Keys()
+	if v == nil || !v.Allow || len(msk) < 64 || len(success) < 4 || success[0] != eaptls.CodeSuccess {
+		// Never an Accept without a positive verdict and keys.
+		s.log.Error("EAP success without verdict or keys", "nas", n.Name, "verdict", v != nil, "msk", len(msk))
+		return s.decide(ctx, n, from, p, c, nil, []byte{eaptls.CodeFailure, eapID(success), 0, 4}, RejectInternal)
+	}
+	resp, err := s.buildAccept(n, p, v, msk, success)
+	if err != nil {
+		s.log.Error("encode Access-Accept", "nas", n.Name, "err", err)
+		return s.decide(ctx, n, from, p, c, v, []byte{eaptls.CodeFailure, eapID(success), 0, 4}, RejectInternal)
+	}
+	s.record(ctx, n, from, c, v, string(posture.ReasonOK), true)
+	s.metrics.Request("access_request", "accept")
+	s.metrics.AuthDuration("accept", s.now().Sub(c.started))
+	return resp
+}
+
+func eapID(eap []byte) uint8 {
+	if len(eap) >= 2 {
+		return eap[1]
+	}
+	return 0
+}
+
+func (s *Server) buildAccept(n *nas, p *packet, v *posture.Verdict, msk, success []byte) ([]byte, error) {
+	rp := &radius.Packet{Code: radius.CodeAccessAccept, Identifier: p.id, Secret: n.Secret}
+	copy(rp.Authenticator[:], p.authenticator())
+	rp.Attributes = p.proxyStates(rp.Attributes)
+	rp.Attributes = appendEAP(rp.Attributes, success)
+	if err := addMPPEKeys(rp, msk); err != nil {
+		return nil, err
+	}
+	if v.DeviceID != "" {
+		id := v.DeviceID
+		if len(id) > maxAttr {
+			id = id[:maxAttr]
+		}
+		rp.Add(attrUserName, radius.Attribute(id))
+	}
+	if v.SessionTimeout > 0 {
+		secs := uint32(min(v.SessionTimeout/time.Second, 1<<32-1))
+		rp.Add(attrSessionTimeout, radius.NewInteger(max(secs, 1)))
+		rp.Add(attrTerminationAction, radius.NewInteger(terminationRADIUSReq))
+	}
+	if v.VLAN != "" {
+		if len(v.VLAN) > maxTunnelGroupIDBytes {
+			return nil, fmt.Errorf("radius: vlan %q too long", v.VLAN)
+		}
+		// One tag (0) for all three attributes: hostapd groups them by tag.
+		rp.Add(attrTunnelType, radius.NewInteger(tunnelTypeVLAN))
+		rp.Add(attrTunnelMediumType, radius.NewInteger(tunnelMediumIEEE802))
+		rp.Add(attrTunnelPrivateGroup, append(radius.Attribute{0}, v.VLAN...))
+	}
+	rp.Add(attrClass, encodeClass(v.CertSHA256, v.DeviceID))
+	if s.cfg.AcctInterimInterval > 0 {
+		rp.Add(attrAcctInterimInterval, radius.NewInteger(uint32(s.cfg.AcctInterimInterval/time.Second)))
+	}
+	return encodeResponse(n.hp, n.Secret, codeAccessAccept, p.id, p.authenticator(), true, rp.Attributes)
+}
+
+// addMPPEKeys adds MS-MPPE-Recv-Key = MSK[0:32] and MS-MPPE-Send-Key =
+// MSK[32:64] (RFC 5216 §2.3, RFC 2548 §2.4.2-3), with distinct salts: RFC
+// 2548 requires each salt in a packet to be unique and layeh draws them at
+// random (a 1/32768 collision), so redraw on a clash.
+func addMPPEKeys(rp *radius.Packet, msk []byte) error {
+	if err := microsoft.MSMPPERecvKey_Add(rp, msk[:32]); err != nil {
+		return fmt.Errorf("radius: mppe recv key: %w", err)
+	}
+	recvSalt := append([]byte(nil), mppeSalt(rp.Attributes[len(rp.Attributes)-1].Attribute)...)
+	for range 16 {
+		if err := microsoft.MSMPPESendKey_Add(rp, msk[32:64]); err != nil {
+			return fmt.Errorf("radius: mppe send key: %w", err)
+		}
+		if !bytes.Equal(mppeSalt(rp.Attributes[len(rp.Attributes)-1].Attribute), recvSalt) {
+			return nil
+		}
+		rp.Attributes = rp.Attributes[:len(rp.Attributes)-1]
+	}
+	return errors.New("radius: mppe: could not draw distinct salts")
+}
+
+// mppeSalt returns the salt of a Microsoft VSA (vendor id 4, type 1, len 1).
+func mppeSalt(vsa radius.Attribute) []byte {
+	if len(vsa) < 8 {
+		return nil
+	}
+	return vsa[6:8]
+}
+
+// fail handles Step errors and EAP-Failure outcomes.
+func (s *Server) fail(ctx context.Context, n *nas, from netip.AddrPort, p *packet, c *conversation, eap []byte, res eaptls.Result, stepErr error) []byte {
+	defer s.finish(c)
+	reply := res.Reply
+	if len(reply) < 4 || reply[0] != eaptls.CodeFailure {
+		reply = failureFor(eap)
+	}
+	v := c.verdict.Load()
+	reason := classifyFailure(v, c.sess.AuthErr(), stepErr)
+	if stepErr != nil {
+		s.log.Info("EAP-TLS failed", "nas", n.Name, "identity", c.sess.Identity(), "err", stepErr)
+	}
+	return s.decide(ctx, n, from, p, c, v, reply, reason)
+}
+
+// decide sends an Access-Reject that ends a conversation, with audit.
+func (s *Server) decide(ctx context.Context, n *nas, from netip.AddrPort, p *packet, c *conversation, v *posture.Verdict, failure []byte, reason string) []byte {
+	s.record(ctx, n, from, c, v, reason, false)
+	s.metrics.AuthDuration("reject", s.now().Sub(c.started))
+	return s.reject(n, p, failure, reason)
+}
+
+// classifyFailure maps a failed handshake to a bounded reason label.
+func classifyFailure(v *posture.Verdict, authErr, stepErr error) string {
+	if v != nil && !v.Allow {
+		return string(v.Reason)
+	}
+	for _, err := range []error{authErr, stepErr} {
+		if err == nil {
+			continue
+		}
+		switch {
+		case errors.Is(err, errNoCert):
+			return RejectNoClientCert
+		case errors.Is(err, eaptls.ErrNoEMS):
+			return RejectNoEMS
+		case errors.Is(err, eaptls.ErrNak):
+			return RejectNak
+		case errors.Is(err, eaptls.ErrTimeout):
+			return RejectTimeout
+		case errors.Is(err, eaptls.ErrMalformed), errors.Is(err, eaptls.ErrProtocol),
+			errors.Is(err, eaptls.ErrTooLarge), errors.Is(err, eaptls.ErrTooManyRounds):
+			return RejectEAPProtocol
+		}
+		var inv x509.CertificateInvalidError
+		if errors.As(err, &inv) && inv.Reason == x509.Expired {
+			return RejectCertExpired
+		}
+		var ua x509.UnknownAuthorityError
+		if errors.As(err, &ua) {
+			return RejectUnknownIssuer
+		}
+		msg := err.Error()
+		switch {
+		case strings.Contains(msg, "didn't provide a certificate"):
+			return RejectNoClientCert
+		case strings.Contains(msg, "expired") || strings.Contains(msg, "not yet valid"):
+			return RejectCertExpired
+		case strings.Contains(msg, "unknown authority"):
+			return RejectUnknownIssuer
+		}
+	}
+	if stepErr == nil && authErr == nil {
+		return RejectEAPFailure
+	}
+	return RejectTLSFailed
+}
+
+// reject encodes an Access-Reject: MA first, Proxy-State, EAP-Failure if
+// this was EAP, Reply-Message only if the client asked for reasons.
+func (s *Server) reject(n *nas, p *packet, failure []byte, reason string) []byte {
+	attrs := make(radius.Attributes, 0, 3)
+	attrs = p.proxyStates(attrs)
+	attrs = appendEAP(attrs, failure)
+	if n.SendRejectReason {
+		attrs = append(attrs, &radius.AVP{Type: attrReplyMessage, Attribute: radius.Attribute("rejected: " + reason)})
+	}
+	resp, err := encodeResponse(n.hp, n.Secret, codeAccessReject, p.id, p.authenticator(), true, attrs)
+	if err != nil {
+		s.log.Error("encode Access-Reject", "nas", n.Name, "err", err)
+		return nil
+	}
+	s.metrics.Request("access_request", "reject")
+	s.metrics.Reject(reason)
+	return resp
+}
+
+// record logs the decision once and appends it to the audit chain. An audit
+// failure is logged and counted but does not flip the decision: the network
+// must not depend on the audit disk.
+func (s *Server) record(ctx context.Context, n *nas, from netip.AddrPort, c *conversation, v *posture.Verdict, reason string, ok bool) {
+	result := "reject"
+	if ok {
+		result = "ok"
+	}
+	attrs := []slog.Attr{
+		slog.String("nas", n.Name), slog.String("from", from.Addr().String()),
+		slog.String("result", result), slog.String("reason", reason),
+		slog.String("identity", c.sess.Identity()),
+		slog.Duration("took", s.now().Sub(c.started)),
+	}
+	subject := ""
+	if v != nil {
+		subject = v.DeviceID
+		attrs = append(attrs, slog.String("device", v.DeviceID))
+		if !v.CertSHA256.IsZero() {
+			attrs = append(attrs, slog.String("cert_sha256", v.CertSHA256.String()[:16]))
+		}
+		if v.VLAN != "" {
+			attrs = append(attrs, slog.String("vlan", v.VLAN))
+		}
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "authentication", attrs...)
+	actx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	err := s.audit.AppendAudit(actx, &store.AuditEvent{
+		V:       store.RecordVersion,
+		Time:    s.now().UTC(),
+		Actor:   "nas:" + n.Name,
+		Action:  "radius.auth",
+		Subject: subject,
+		Result:  result,
+		Reason:  reason,
+		Source:  from.Addr().String(),
+	})
+	if err != nil {
+		s.metrics.AuditError()
+		s.log.Error("audit append failed", "nas", n.Name, "err", err)
+	}
+}

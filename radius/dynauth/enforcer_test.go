@@ -1,0 +1,251 @@
+package dynauth
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"hardbound/posture"
+	"hardbound/store"
+)
+
+type chanEvents struct{ ch chan posture.Event }
+
+func (c *chanEvents) Subscribe(int) (<-chan posture.Event, func()) { return c.ch, func() {} }
+
+// memSessions pages through sessions two at a time so paging is exercised.
+type memSessions struct {
+	mu   sync.Mutex
+	byID map[string][]*store.Session
+	page int
+}
+
+func (m *memSessions) ListSessions(_ context.Context, deviceID string, liveOnly bool, p store.Page) ([]*store.Session, string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	all := m.byID[deviceID]
+	start := 0
+	if p.After != "" {
+		fmt.Sscan(p.After, &start)
+	}
+	size := m.page
+	if size == 0 {
+		size = 2
+	}
+	end := min(start+size, len(all))
+	var out []*store.Session
+	for _, s := range all[start:end] {
+		if !liveOnly || s.Live() {
+			out = append(out, s)
+		}
+	}
+	next := ""
+	if end < len(all) {
+		next = fmt.Sprint(end)
+	}
+	return out, next, nil
+}
+
+type recAuditor struct {
+	mu  sync.Mutex
+	evs []*store.AuditEvent
+}
+
+func (a *recAuditor) AppendAudit(_ context.Context, ev *store.AuditEvent) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.evs = append(a.evs, ev)
+	return nil
+}
+
+func (a *recAuditor) summary() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var out []string
+	for _, e := range a.evs {
+		out = append(out, e.Action+" "+e.Result+" "+e.Source)
+	}
+	sort.Strings(out)
+	return out
+}
+
+type profileMap map[string]*posture.Profile
+
+func (m profileMap) Profile(name string) *posture.Profile { return m[name] }
+
+// recExchanger records requests and ACKs them.
+type recExchanger struct {
+	mu   sync.Mutex
+	reqs []string
+}
+
+func (r *recExchanger) Send(_ context.Context, nas NAS, req Request) (Outcome, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reqs = append(r.reqs, fmt.Sprintf("%s %s %s vlan=%s", req.Kind, nas.Addr, req.Identity.AcctSessionID, req.VLAN))
+	return Outcome{Result: ResultACK, Attempts: 1, Addr: nas.Addr}, nil
+}
+
+func device(id, profile string, state store.Compliance) *store.Device {
+	return &store.Device{ID: id, Profile: profile, Status: store.DeviceActive, Posture: store.Posture{State: state}}
+}
+
+func TestEnforcerPlans(t *testing.T) {
+	t.Parallel()
+	certA := store.Hash{1}
+	profiles := profileMap{
+		"reject":     {Name: "reject", MaxAge: time.Hour, Noncompliant: posture.ActionReject, Unknown: posture.ActionReject},
+		"quarantine": {Name: "quarantine", MaxAge: time.Hour, Noncompliant: posture.ActionQuarantine, Unknown: posture.ActionQuarantine, QuarantineVLAN: "666"},
+		"noposture":  {Name: "noposture", Noncompliant: posture.ActionReject, Unknown: posture.ActionReject},
+	}
+	sessions := func() *memSessions {
+		return &memSessions{byID: map[string][]*store.Session{"d1": {
+			{NAS: "ap1", NASAddr: "192.0.2.1", AcctSessionID: "S1", CertSHA256: certA},
+			{NAS: "ap2", NASAddr: "192.0.2.2:41000", AcctSessionID: "S2", CertSHA256: store.Hash{2}},
+			{NAS: "ap1", NASAddr: "192.0.2.1", AcctSessionID: "S3", CertSHA256: certA, StoppedAt: time.Unix(1, 0)},
+		}}}
+	}
+	tests := []struct {
+		name     string
+		ev       posture.Event
+		coa      bool
+		recovery bool
+		want     []string
+	}{
+		{name: "disconnect/noncompliant_reject", ev: posture.Event{Kind: posture.EventCompliance, DeviceID: "d1", Device: device("d1", "reject", store.ComplianceNoncompliant)},
+			want: []string{"disconnect 192.0.2.1 S1 vlan=", "disconnect 192.0.2.2 S2 vlan="}},
+		{name: "coa/noncompliant_quarantine_prefers_coa", coa: true, ev: posture.Event{Kind: posture.EventCompliance, DeviceID: "d1", Device: device("d1", "quarantine", store.ComplianceNoncompliant)},
+			want: []string{"coa 192.0.2.1 S1 vlan=666", "coa 192.0.2.2 S2 vlan=666"}},
+		{name: "disconnect/noncompliant_quarantine_without_coa", ev: posture.Event{Kind: posture.EventCompliance, DeviceID: "d1", Device: device("d1", "quarantine", store.ComplianceNoncompliant)},
+			want: []string{"disconnect 192.0.2.1 S1 vlan=", "disconnect 192.0.2.2 S2 vlan="}},
+		{name: "disconnect/unknown_profile", ev: posture.Event{Kind: posture.EventCompliance, DeviceID: "d1", Device: device("d1", "gone", store.ComplianceNoncompliant)},
+			want: []string{"disconnect 192.0.2.1 S1 vlan=", "disconnect 192.0.2.2 S2 vlan="}},
+		{name: "none/unknown_posture_not_required", ev: posture.Event{Kind: posture.EventCompliance, DeviceID: "d1", Device: device("d1", "noposture", store.ComplianceUnknown)}},
+		{name: "disconnect/unknown_posture_required", ev: posture.Event{Kind: posture.EventCompliance, DeviceID: "d1", Device: device("d1", "reject", store.ComplianceUnknown)},
+			want: []string{"disconnect 192.0.2.1 S1 vlan=", "disconnect 192.0.2.2 S2 vlan="}},
+		{name: "none/compliant", ev: posture.Event{Kind: posture.EventCompliance, DeviceID: "d1", Device: device("d1", "reject", store.ComplianceCompliant)}},
+		{name: "disconnect/compliant_with_recovery", recovery: true, ev: posture.Event{Kind: posture.EventCompliance, DeviceID: "d1", Device: device("d1", "reject", store.ComplianceCompliant)},
+			want: []string{"disconnect 192.0.2.1 S1 vlan=", "disconnect 192.0.2.2 S2 vlan="}},
+		{name: "none/released", ev: posture.Event{Kind: posture.EventReleased, DeviceID: "d1", Device: device("d1", "reject", store.ComplianceCompliant)}},
+		{name: "coa/quarantined", coa: true, ev: posture.Event{Kind: posture.EventQuarantined, DeviceID: "d1", Device: device("d1", "quarantine", store.ComplianceCompliant)},
+			want: []string{"coa 192.0.2.1 S1 vlan=666", "coa 192.0.2.2 S2 vlan=666"}},
+		{name: "disconnect/device_revoked", coa: true, ev: posture.Event{Kind: posture.EventDeviceRevoked, DeviceID: "d1", Device: device("d1", "quarantine", store.ComplianceCompliant)},
+			want: []string{"disconnect 192.0.2.1 S1 vlan=", "disconnect 192.0.2.2 S2 vlan="}},
+		{name: "disconnect/cert_revoked_only_its_sessions", ev: posture.Event{Kind: posture.EventCertRevoked, DeviceID: "d1", CertSHA256: certA},
+			want: []string{"disconnect 192.0.2.1 S1 vlan="}},
+		{name: "none/device_without_sessions", ev: posture.Event{Kind: posture.EventDeviceRevoked, DeviceID: "d2"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ex := &recExchanger{}
+			aud := &recAuditor{}
+			e, err := NewEnforcer(EnforcerConfig{
+				Events: &chanEvents{}, Sessions: sessions(), Sender: ex, Profiles: profiles, Auditor: aud,
+				NAS:       func(name string) (NAS, bool) { return NAS{Name: name, Secret: []byte("x")}, true },
+				PreferCoA: tc.coa, ReauthOnRecovery: tc.recovery,
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.Enforce(context.Background(), tc.ev)
+			slices.Sort(ex.reqs)
+			if !slices.Equal(ex.reqs, tc.want) {
+				t.Fatalf("requests = %q, want %q", ex.reqs, tc.want)
+			}
+			if got := len(aud.summary()); got != len(tc.want) {
+				t.Fatalf("%d audit events, want %d", got, len(tc.want))
+			}
+		})
+	}
+}
+
+func TestEnforcerRunAgainstDAS(t *testing.T) {
+	t.Parallel()
+	ok := newFakeDAS(t, "secret-ok", nil)
+	gone := newFakeDAS(t, "secret-gone", func(d *fakeDAS) { d.nak = 503 })
+	noCoA := newFakeDAS(t, "secret-nocoa", func(d *fakeDAS) { d.coaNAK = 405 })
+	silent := newFakeDAS(t, "secret-silent", func(d *fakeDAS) { d.drop.Store(1000) })
+	nases := map[string]NAS{
+		"ok":     {Name: "ok", Addr: ok.addr(), Secret: []byte("secret-ok")},
+		"gone":   {Name: "gone", Addr: gone.addr(), Secret: []byte("secret-gone")},
+		"nocoa":  {Name: "nocoa", Addr: noCoA.addr(), Secret: []byte("secret-nocoa")},
+		"silent": {Name: "silent", Addr: silent.addr(), Secret: []byte("secret-silent")},
+	}
+	var sess []*store.Session
+	for _, n := range []string{"ok", "gone", "nocoa", "silent"} {
+		sess = append(sess, &store.Session{NAS: n, AcctSessionID: "S-" + strings.ToUpper(n), UserName: "d1", CallingStationID: "02-00-00-00-00-01"})
+	}
+	aud := &recAuditor{}
+	events := &chanEvents{ch: make(chan posture.Event, 1)}
+	m := &countMetrics{}
+	e, err := NewEnforcer(EnforcerConfig{
+		Events: events, Sessions: &memSessions{byID: map[string][]*store.Session{"d1": sess}},
+		Sender:   NewSender(SenderConfig{Tries: 2, Timeout: 20 * time.Millisecond}),
+		Profiles: profileMap{"q": {Name: "q", MaxAge: time.Hour, Noncompliant: posture.ActionQuarantine, QuarantineVLAN: "666"}},
+		NAS:      func(name string) (NAS, bool) { n, ok := nases[name]; return n, ok },
+		Auditor:  aud, Metrics: m, PreferCoA: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx, nil) }()
+	events.ch <- posture.Event{Kind: posture.EventCompliance, DeviceID: "d1", Device: device("d1", "q", store.ComplianceNoncompliant), At: time.Now()}
+	m.waitEnforced(t, 1)
+	cancel()
+	<-done
+	want := []string{
+		"radius.coa ack nas:ok",
+		"radius.coa nak nas:gone",         // 503: already gone, no fallback
+		"radius.coa nak nas:nocoa",        // 405: unsupported, then...
+		"radius.coa timeout nas:silent",   // silent NAS: CoA times out...
+		"radius.disconnect ack nas:nocoa", // ...Disconnect works
+		"radius.disconnect timeout nas:silent",
+	}
+	sort.Strings(want)
+	if got := aud.summary(); !slices.Equal(got, want) {
+		t.Fatalf("audit = %q\nwant    %q", got, want)
+	}
+	for _, ev := range aud.evs {
+		if ev.Subject != "d1" || ev.Actor != "system" {
+			t.Fatalf("audit event %+v", ev)
+		}
+		if strings.Contains(ev.Source, "gone") && !strings.Contains(ev.Reason, "503 Session-Context-Not-Found") {
+			t.Fatalf("503 reason missing: %q", ev.Reason)
+		}
+	}
+}
+
+type countMetrics struct {
+	NopMetrics
+	mu       sync.Mutex
+	enforced int
+}
+
+func (c *countMetrics) Enforced(string, time.Duration) {
+	c.mu.Lock()
+	c.enforced++
+	c.mu.Unlock()
+}
+
+func (c *countMetrics) waitEnforced(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		c.mu.Lock()
+		got := c.enforced
+		c.mu.Unlock()
+		if got >= n {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("enforcement did not finish")
+}

@@ -1,0 +1,404 @@
+package radius
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/hmac"
+	"crypto/md5"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/binary"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"layeh.com/radius"
+
+	"hardbound/eaptls"
+	"hardbound/posture"
+	"hardbound/store"
+)
+
+// ---- PKI -------------------------------------------------------------------
+
+type testCert struct {
+	cert *x509.Certificate
+	key  crypto.Signer
+	tls  tls.Certificate
+}
+
+type testPKI struct {
+	ca, foreignCA testCert
+	server        testCert
+	clients       map[string]testCert // by name: ok, unbound, revoked, ...
+}
+
+var (
+	pkiOnce sync.Once
+	pkiVal  *testPKI
+	pkiErr  error
+)
+
+// newPKI builds (once per test binary) a CA, a server cert and client certs.
+func newPKI(t testing.TB) *testPKI {
+	t.Helper()
+	pkiOnce.Do(func() { pkiVal, pkiErr = buildPKI() })
+	if pkiErr != nil {
+		t.Fatal(pkiErr)
+	}
+	return pkiVal
+}
+
+func buildPKI() (*testPKI, error) {
+	now := time.Now()
+	serial := int64(1)
+	mk := func(cn string, parent *testCert, isCA bool, eku []x509.ExtKeyUsage, nb, na time.Time, dns []string) (testCert, error) {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return testCert{}, err
+		}
+		serial++
+		tmpl := &x509.Certificate{
+			SerialNumber:          big.NewInt(serial),
+			Subject:               pkix.Name{CommonName: cn},
+			NotBefore:             nb,
+			NotAfter:              na,
+			KeyUsage:              x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:           eku,
+			BasicConstraintsValid: true,
+			IsCA:                  isCA,
+			DNSNames:              dns,
+		}
+		if isCA {
+			tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign
+		}
+		signer, parentCert := crypto.Signer(key), tmpl
+		if parent != nil {
+			signer, parentCert = parent.key, parent.cert
+		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parentCert, key.Public(), signer)
+		if err != nil {
+			return testCert{}, err
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return testCert{}, err
+		}
+		return testCert{cert: c, key: key, tls: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: c}}, nil
+	}
+	p := &testPKI{clients: map[string]testCert{}}
+	var err error
+	year := 365 * 24 * time.Hour
+	if p.ca, err = mk("hardbound test CA", nil, true, nil, now.Add(-time.Hour), now.Add(year), nil); err != nil {
+		return nil, err
+	}
+	if p.foreignCA, err = mk("foreign CA", nil, true, nil, now.Add(-time.Hour), now.Add(year), nil); err != nil {
+		return nil, err
+	}
+	if p.server, err = mk("radius.test", &p.ca, false, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, now.Add(-time.Hour), now.Add(year), []string{"radius.test"}); err != nil {
+		return nil, err
+	}
+	client := []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	for _, name := range []string{"ok", "vlan", "unbound", "cert_revoked", "device_revoked", "device_quarantined"} {
+		if p.clients[name], err = mk("device-"+name, &p.ca, false, client, now.Add(-time.Hour), now.Add(year), nil); err != nil {
+			return nil, err
+		}
+	}
+	if p.clients["expired"], err = mk("device-expired", &p.ca, false, client, now.Add(-48*time.Hour), now.Add(-24*time.Hour), nil); err != nil {
+		return nil, err
+	}
+	if p.clients["foreign"], err = mk("device-foreign", &p.foreignCA, false, client, now.Add(-time.Hour), now.Add(year), nil); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (p *testPKI) eapServer(t testing.TB) *eaptls.Server {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AddCert(p.ca.cert)
+	srv, err := eaptls.NewServer(eaptls.ServerConfig{
+		TLS: &tls.Config{Certificates: []tls.Certificate{p.server.tls}, ClientCAs: pool},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
+// peerTLS is the supplicant config for client name ("" = no client cert).
+func (p *testPKI) peerTLS(name string, maxVersion uint16) *tls.Config {
+	roots := x509.NewCertPool()
+	roots.AddCert(p.ca.cert)
+	c := &tls.Config{RootCAs: roots, ServerName: "radius.test", MinVersion: tls.VersionTLS12, MaxVersion: maxVersion}
+	if name != "" {
+		c.Certificates = []tls.Certificate{p.clients[name].tls}
+	}
+	return c
+}
+
+// decider is the test Decider: a table keyed by cert SHA-256.
+func (p *testPKI) decider() *tableDecider {
+	d := &tableDecider{m: map[store.Hash]posture.Verdict{}}
+	add := func(name string, v posture.Verdict) {
+		h := store.HashCert(p.clients[name].cert)
+		v.CertSHA256 = h
+		d.m[h] = v
+	}
+	add("ok", posture.Verdict{Allow: true, Reason: posture.ReasonOK, DeviceID: "dev-ok", SessionTimeout: 3600 * time.Second})
+	add("vlan", posture.Verdict{Allow: true, Reason: posture.ReasonOK, DeviceID: "dev-vlan", VLAN: "42"})
+	add("cert_revoked", posture.Verdict{Reason: posture.ReasonCertRevoked, DeviceID: "dev-cr"})
+	add("device_revoked", posture.Verdict{Reason: posture.ReasonDeviceRevoked, DeviceID: "dev-dr"})
+	add("device_quarantined", posture.Verdict{Reason: posture.ReasonDeviceQuarantined, DeviceID: "dev-q"})
+	return d
+}
+
+type tableDecider struct {
+	m map[store.Hash]posture.Verdict
+}
+
+func (d *tableDecider) Decide(_ context.Context, leaf *x509.Certificate) posture.Verdict {
+	h := store.HashCert(leaf)
+	if v, ok := d.m[h]; ok {
+		return v
+	}
+	return posture.Verdict{Reason: posture.ReasonUnknownCert, CertSHA256: h}
+}
+
+// writePEM writes the files eapol_test needs into dir.
+func (p *testPKI) writePEM(t testing.TB, dir, name string) (ca, cert, key string) {
+	t.Helper()
+	write := func(file, typ string, der []byte) string {
+		path := filepath.Join(dir, file)
+		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	ca = write("ca.pem", "CERTIFICATE", p.ca.cert.Raw)
+	c := p.clients[name]
+	cert = write(name+".pem", "CERTIFICATE", c.cert.Raw)
+	kder, err := x509.MarshalPKCS8PrivateKey(c.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key = write(name+".key", "PRIVATE KEY", kder)
+	return ca, cert, key
+}
+
+// ---- stores ----------------------------------------------------------------
+
+type memSessions struct {
+	mu      sync.Mutex
+	m       map[string]store.Session
+	failPut error
+	puts    int
+}
+
+func newMemSessions() *memSessions { return &memSessions{m: map[string]store.Session{}} }
+
+func (m *memSessions) PutSession(_ context.Context, s *store.Session) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failPut != nil {
+		return m.failPut
+	}
+	m.puts++
+	m.m[s.NAS+"/"+s.AcctSessionID] = *s
+	return nil
+}
+
+func (m *memSessions) GetSession(_ context.Context, nas, id string) (*store.Session, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.m[nas+"/"+id]
+	if !ok {
+		return nil, store.ErrNotFound
+	}
+	return &s, nil
+}
+
+func (m *memSessions) get(nas, id string) (store.Session, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.m[nas+"/"+id]
+	return s, ok
+}
+
+type memAudit struct {
+	mu     sync.Mutex
+	events []store.AuditEvent
+}
+
+func (m *memAudit) AppendAudit(_ context.Context, ev *store.AuditEvent) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.events = append(m.events, *ev)
+	return nil
+}
+
+func (m *memAudit) all() []store.AuditEvent {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]store.AuditEvent(nil), m.events...)
+}
+
+// ---- metrics ---------------------------------------------------------------
+
+type countMetrics struct {
+	mu sync.Mutex
+	c  map[string]int
+}
+
+func newCountMetrics() *countMetrics { return &countMetrics{c: map[string]int{}} }
+
+func (m *countMetrics) inc(k string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.c[k]++
+}
+
+func (m *countMetrics) get(k string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.c[k]
+}
+
+func (m *countMetrics) Request(p, r string)                    { m.inc("request/" + p + "/" + r) }
+func (m *countMetrics) Reject(r string)                        { m.inc("reject/" + r) }
+func (m *countMetrics) Drop(c string)                          { m.inc("drop/" + c) }
+func (m *countMetrics) AuthDuration(r string, _ time.Duration) { m.inc("duration/" + r) }
+func (m *countMetrics) Conversations(int)                      {}
+func (m *countMetrics) Accounting(s, r string)                 { m.inc("acct/" + s + "/" + r) }
+func (m *countMetrics) AuditError()                            { m.inc("audit_error") }
+
+// ---- a small RADIUS client (the NAS side) -----------------------------------
+
+const testSecret = "s3cret-for-tests"
+
+// buildRequest encodes a request. For Access-Request/Status-Server withMA
+// appends a correct Message-Authenticator; badMA corrupts it.
+func buildRequest(t testing.TB, code radius.Code, id byte, secret []byte, attrs radius.Attributes, withMA, badMA bool) []byte {
+	t.Helper()
+	p := &radius.Packet{Code: code, Identifier: id, Secret: secret, Attributes: attrs}
+	if code != radius.CodeAccountingRequest {
+		if _, err := rand.Read(p.Authenticator[:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if withMA {
+		p.Attributes = append(p.Attributes, &radius.AVP{Type: attrMessageAuth, Attribute: make([]byte, 16)})
+	}
+	b, err := p.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code == radius.CodeAccountingRequest {
+		clear(b[4:20])
+	}
+	if withMA {
+		mac := hmac.New(md5.New, secret)
+		mac.Write(b)
+		sum := mac.Sum(nil)
+		if badMA {
+			sum[0] ^= 0xff
+		}
+		copy(b[len(b)-16:], sum)
+	}
+	if code == radius.CodeAccountingRequest {
+		h := md5.New()
+		h.Write(b)
+		h.Write(secret)
+		copy(b[4:20], h.Sum(nil))
+	}
+	return b
+}
+
+// checkResponse verifies the Response Authenticator and, for codes that
+// need it, that Message-Authenticator is the FIRST attribute and correct.
+func checkResponse(t testing.TB, resp, req, secret []byte) *radius.Packet {
+	t.Helper()
+	if !radius.IsAuthenticResponse(resp, req, secret) {
+		t.Fatalf("response authenticator does not verify")
+	}
+	p, err := radius.Parse(resp, secret)
+	if err != nil {
+		t.Fatalf("parse response: %v", err)
+	}
+	switch p.Code {
+	case radius.CodeAccessAccept, radius.CodeAccessReject, radius.CodeAccessChallenge:
+		if len(p.Attributes) == 0 || p.Attributes[0].Type != attrMessageAuth {
+			t.Fatalf("%v: Message-Authenticator is not the first attribute", p.Code)
+		}
+	}
+	if len(resp) >= 38 && resp[20] == attrMessageAuth {
+		b := append([]byte(nil), resp...)
+		copy(b[4:20], req[4:20])
+		clear(b[22:38])
+		mac := hmac.New(md5.New, secret)
+		mac.Write(b)
+		if !hmac.Equal(mac.Sum(nil), resp[22:38]) {
+			t.Fatalf("%v: bad Message-Authenticator", p.Code)
+		}
+	}
+	return p
+}
+
+type udpNAS struct {
+	conn   *net.UDPConn
+	server netip.AddrPort
+	secret []byte
+}
+
+func newUDPNAS(t testing.TB, server netip.AddrPort, secret []byte) *udpNAS {
+	t.Helper()
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &udpNAS{conn: c, server: server, secret: secret}
+}
+
+var errNoReply = errors.New("no reply")
+
+// exchange sends req and waits up to wait for one reply.
+func (u *udpNAS) exchange(req []byte, wait time.Duration) ([]byte, error) {
+	if _, err := u.conn.WriteToUDPAddrPort(req, u.server); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 4096)
+	if err := u.conn.SetReadDeadline(time.Now().Add(wait)); err != nil {
+		return nil, err
+	}
+	for {
+		n, _, err := u.conn.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return nil, errNoReply
+			}
+			return nil, err
+		}
+		if n >= 2 && buf[1] == req[1] {
+			return append([]byte(nil), buf[:n]...), nil
+		}
+	}
+}
+
+func u32(v uint32) radius.Attribute {
+	b := make([]byte, 4)
+	binary.BigEndian.PutUint32(b, v)
+	return b
+}

@@ -1,0 +1,435 @@
+package radius
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"hardbound/eaptls"
+	"hardbound/posture"
+	"hardbound/store"
+)
+
+// Decider is the authorization decision (posture.Decide). It runs inside
+// the TLS handshake, after the client chain verified, so that a rejected
+// device gets a TLS alert and never the TLS 1.2 Finished / TLS 1.3 success
+// indication (RFC 9190 §2.5).
+type Decider interface {
+	Decide(ctx context.Context, leaf *x509.Certificate) posture.Verdict
+}
+
+// Sessions stores accounting sessions; store.Store satisfies it.
+type Sessions interface {
+	PutSession(ctx context.Context, s *store.Session) error
+	GetSession(ctx context.Context, nas, acctSessionID string) (*store.Session, error)
+}
+
+// Auditor appends to the audit chain; store.Store satisfies it.
+type Auditor interface {
+	AppendAudit(ctx context.Context, ev *store.AuditEvent) error
+}
+
+// Option customizes a Server.
+type Option func(*Server)
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(s *Server) { s.log = l } }
+
+// WithMetrics sets the metrics sink (default NopMetrics).
+func WithMetrics(m Metrics) Option { return func(s *Server) { s.metrics = m } }
+
+// WithClock replaces time.Now (tests).
+func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
+
+// ErrServing is returned by a second concurrent Serve.
+var ErrServing = errors.New("radius: server already serving")
+
+// storeTimeout bounds every store call made while a NAS waits.
+const storeTimeout = 5 * time.Second
+
+// Server is the RADIUS authentication and accounting server.
+type Server struct {
+	cfg      Config
+	clients  *clientTable
+	dec      Decider
+	sessions Sessions
+	audit    Auditor
+	log      *slog.Logger
+	metrics  Metrics
+	now      func() time.Time
+
+	newSession func(ctx context.Context, o eaptls.SessionOptions) eapSession
+	convs      *convTable
+	dups       *dupCache
+	bufs       sync.Pool // *[]byte of maxPacket+1: one more detects oversize datagrams
+	serving    atomic.Bool
+}
+
+// New validates cfg and builds a Server. eap runs the EAP-TLS sessions, dec
+// authorizes devices, sessions and audit persist accounting and decisions.
+func New(cfg Config, eap *eaptls.Server, dec Decider, sessions Sessions, audit Auditor, opts ...Option) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	switch {
+	case eap == nil:
+		return nil, errors.New("radius: eaptls server is required")
+	case dec == nil:
+		return nil, errors.New("radius: decider is required")
+	case sessions == nil:
+		return nil, errors.New("radius: sessions store is required")
+	case audit == nil:
+		return nil, errors.New("radius: auditor is required")
+	}
+	cfg.setDefaults()
+	s := &Server{
+		cfg:      cfg,
+		clients:  newClientTable(cfg.Clients),
+		dec:      dec,
+		sessions: sessions,
+		audit:    audit,
+		log:      slog.Default(),
+		metrics:  NopMetrics{},
+		now:      time.Now,
+		convs:    newConvTable(cfg.MaxConversations, cfg.MaxConversationsPerNAS, cfg.ConversationIdle),
+		dups:     newDupCache(cfg.DuplicateTTL, cfg.DuplicateEntries),
+	}
+	s.newSession = func(ctx context.Context, o eaptls.SessionOptions) eapSession {
+		return eap.NewSession(ctx, o)
+	}
+	s.bufs.New = func() any { b := make([]byte, maxPacket+1); return &b }
+	for _, o := range opts {
+		o(s)
+	}
+	s.log = s.log.With("component", "radius")
+	for _, c := range cfg.Clients {
+		if !c.RequireMessageAuthenticator {
+			s.log.Warn("WARNING: Message-Authenticator not required for NAS client; Access-Requests without it are accepted (BlastRADIUS exposure)",
+				"nas", c.Name, "limit_proxy_state", c.LimitProxyState)
+		}
+	}
+	return s, nil
+}
+
+// Clients returns the configured NAS clients with defaults applied (CoA port
+// and secret), for the Disconnect/CoA sender.
+func (s *Server) Clients() []Client {
+	out := make([]Client, 0, len(s.cfg.Clients))
+	for _, c := range s.cfg.Clients {
+		out = append(out, s.clients.byName[c.Name].public())
+	}
+	return out
+}
+
+// Client looks a NAS client up by name.
+func (s *Server) Client(name string) (Client, bool) {
+	n, ok := s.clients.byName[name]
+	if !ok {
+		return Client{}, false
+	}
+	return n.public(), true
+}
+
+// public returns a copy the caller may keep and modify.
+func (n *nas) public() Client {
+	c := n.Client
+	c.Secret = append([]byte(nil), n.Secret...)
+	c.CoASecret = append([]byte(nil), n.CoASecret...)
+	return c
+}
+
+// Ports identify the receiving socket (part of the duplicate key).
+const (
+	portAuth byte = 1
+	portAcct byte = 2
+)
+
+type job struct {
+	buf  *[]byte
+	n    int
+	from netip.AddrPort
+	port byte
+	conn net.PacketConn
+}
+
+// Serve answers on auth (1812) and accounting (1813) until ctx is done; either
+// conn may be nil. It owns the conns and closes them. Packets are read into
+// pooled buffers and handled by a fixed pool of workers behind a bounded
+// queue, so a flood costs drops, not goroutines or memory.
+func (s *Server) Serve(ctx context.Context, auth, acct net.PacketConn) error {
+	if auth == nil && acct == nil {
+		return errors.New("radius: serve: no listener")
+	}
+	if !s.serving.CompareAndSwap(false, true) {
+		return ErrServing
+	}
+	defer s.serving.Store(false)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	jobs := make(chan job, s.cfg.Queue)
+	var workers, readers, bg sync.WaitGroup
+	for range s.cfg.Workers {
+		workers.Go(func() {
+			for j := range jobs {
+				s.process(ctx, j)
+			}
+		})
+	}
+	errc := make(chan error, 2)
+	conns := []struct {
+		c    net.PacketConn
+		port byte
+	}{{auth, portAuth}, {acct, portAcct}}
+	for _, pc := range conns {
+		if pc.c == nil {
+			continue
+		}
+		readers.Go(func() {
+			if err := s.read(ctx, pc.c, pc.port, jobs); err != nil {
+				errc <- err
+			}
+		})
+	}
+	bg.Go(func() { s.janitor(ctx) })
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	cancel()
+	for _, pc := range conns {
+		if pc.c != nil {
+			_ = pc.c.Close() // unblocks the readers
+		}
+	}
+	readers.Wait()
+	close(jobs)
+	workers.Wait()
+	bg.Wait()
+	for _, c := range s.convs.drain() {
+		c.close()
+	}
+	s.metrics.Conversations(0)
+	return err
+}
+
+// read is one socket's receive loop.
+func (s *Server) read(ctx context.Context, conn net.PacketConn, port byte, jobs chan<- job) error {
+	uc, _ := conn.(*net.UDPConn)
+	for {
+		bp := s.bufs.Get().(*[]byte)
+		var (
+			n    int
+			from netip.AddrPort
+			err  error
+		)
+		if uc != nil {
+			n, from, err = uc.ReadFromUDPAddrPort(*bp)
+		} else {
+			var a net.Addr
+			n, a, err = conn.ReadFrom(*bp)
+			if ua, ok := a.(*net.UDPAddr); ok {
+				from = ua.AddrPort()
+			}
+		}
+		if err != nil {
+			s.bufs.Put(bp)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("radius: listener closed: %w", err)
+			}
+			s.log.Warn("read failed", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(10 * time.Millisecond): // avoid spinning on a persistent error
+			}
+			continue
+		}
+		if !from.IsValid() {
+			s.bufs.Put(bp)
+			s.metrics.Drop(DropUnknownClient)
+			continue
+		}
+		select {
+		case jobs <- job{buf: bp, n: n, from: from, port: port, conn: conn}:
+		default:
+			s.bufs.Put(bp)
+			s.metrics.Drop(DropQueueFull)
+		}
+	}
+}
+
+func (s *Server) process(ctx context.Context, j job) {
+	defer s.bufs.Put(j.buf)
+	resp := s.handle(ctx, j.port, j.from, (*j.buf)[:j.n])
+	if resp == nil {
+		return
+	}
+	var err error
+	if uc, ok := j.conn.(*net.UDPConn); ok {
+		_, err = uc.WriteToUDPAddrPort(resp, j.from)
+	} else {
+		_, err = j.conn.WriteTo(resp, net.UDPAddrFromAddrPort(j.from))
+	}
+	if err != nil && ctx.Err() == nil {
+		s.log.Warn("write failed", "to", j.from, "err", err)
+	}
+}
+
+// janitor expires idle conversations (closing their TLS goroutines).
+func (s *Server) janitor(ctx context.Context) {
+	every := min(max(s.cfg.ConversationIdle/4, 100*time.Millisecond), 5*time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			gone, live := s.convs.expire(s.now())
+			for _, c := range gone {
+				c.close()
+				s.log.Debug("conversation expired", "nas", c.nas.Name)
+			}
+			s.metrics.Conversations(live)
+		}
+	}
+}
+
+// handle runs one datagram through the pipeline and returns the encoded
+// response, or nil to stay silent. Order matters (protocols.md §2.6): client
+// lookup, framing, authenticity (Message-Authenticator / Request
+// Authenticator) BEFORE the duplicate cache, so forged packets can neither
+// fill nor poison it; then the cache; then EAP or accounting.
+func (s *Server) handle(ctx context.Context, port byte, from netip.AddrPort, b []byte) []byte {
+	n := s.clients.lookup(from.Addr())
+	if n == nil {
+		s.metrics.Drop(DropUnknownClient)
+		s.log.Debug("packet from unknown client", "from", from)
+		return nil
+	}
+	p, err := parsePacket(b)
+	if err != nil {
+		cause := DropMalformed
+		if errors.Is(err, ErrTooLarge) {
+			cause = DropTooLarge
+		}
+		s.metrics.Drop(cause)
+		s.log.Debug("packet dropped", "nas", n.Name, "cause", cause, "err", err)
+		return nil
+	}
+	kind := ""
+	switch {
+	case p.code == codeStatusServer:
+		return s.statusServer(n, port, &p)
+	case port == portAuth && p.code == codeAccessRequest:
+		kind = "access_request"
+		if !s.checkAccessAuth(n, &p) {
+			return nil
+		}
+	case port == portAcct && p.code == codeAccountingRequest:
+		kind = "accounting_request"
+		if !verifyAccountingAuthenticator(n.hp, n.Secret, &p) {
+			s.drop(n, kind, DropBadAuthenticator)
+			return nil
+		}
+		if p.maOff >= 0 && !verifyMessageAuthenticator(n.hp, &p, true) {
+			s.drop(n, kind, DropBadMsgAuth)
+			return nil
+		}
+	default:
+		s.drop(n, "other", DropUnexpectedCode)
+		return nil
+	}
+
+	key := dupKey{port: port, from: from, id: p.id}
+	auth := p.authenticator()
+	switch res, cached := s.dups.begin(s.now(), key, auth); res {
+	case dupCached:
+		s.metrics.Request(kind, "cached")
+		return cached
+	case dupInProgress:
+		s.drop(n, kind, DropDuplicate)
+		return nil
+	}
+	var resp []byte
+	if port == portAuth {
+		resp = s.access(ctx, n, from, &p)
+	} else {
+		resp = s.accounting(ctx, n, from, &p)
+	}
+	if resp == nil {
+		s.dups.abort(key, auth)
+		return nil
+	}
+	s.dups.finish(key, auth, resp)
+	return resp
+}
+
+func (s *Server) drop(n *nas, kind, cause string) {
+	s.metrics.Request(kind, "dropped")
+	s.metrics.Drop(cause)
+	s.log.Debug("packet dropped", "nas", n.Name, "packet", kind, "cause", cause)
+}
+
+// checkAccessAuth applies the BlastRADIUS rules (protocols.md §2.5-2.6) to
+// an Access-Request; false means silently discard.
+func (s *Server) checkAccessAuth(n *nas, p *packet) bool {
+	const kind = "access_request"
+	if p.maOff >= 0 {
+		if !verifyMessageAuthenticator(n.hp, p, false) {
+			s.drop(n, kind, DropBadMsgAuth)
+			s.log.Info("Access-Request with bad Message-Authenticator discarded (wrong secret?)", "nas", n.Name)
+			return false
+		}
+		return true
+	}
+	// RFC 3579 §3.2: EAP always needs MA, whatever the NAS setting.
+	if n.RequireMessageAuthenticator || p.eap > 0 {
+		s.drop(n, kind, DropMissingMsgAuth)
+		s.log.Info("Access-Request without Message-Authenticator discarded", "nas", n.Name)
+		return false
+	}
+	if n.LimitProxyState && p.proxy > 0 {
+		s.drop(n, kind, DropProxyStateNoMsgAuth)
+		return false
+	}
+	return true
+}
+
+// statusServer answers RFC 5997 Status-Server: MA required, no side
+// effects, no duplicate entry (clients use a new Identifier each time).
+func (s *Server) statusServer(n *nas, port byte, p *packet) []byte {
+	const kind = "status_server"
+	if p.maOff < 0 {
+		s.drop(n, kind, DropMissingMsgAuth)
+		return nil
+	}
+	if !verifyMessageAuthenticator(n.hp, p, false) {
+		s.drop(n, kind, DropBadMsgAuth)
+		return nil
+	}
+	code := byte(codeAccessAccept)
+	if port == portAcct {
+		code = codeAccountingResponse
+	}
+	resp, err := encodeResponse(n.hp, n.Secret, code, p.id, p.authenticator(), true, nil)
+	if err != nil {
+		s.drop(n, kind, DropInternal)
+		return nil
+	}
+	s.metrics.Request(kind, "response")
+	return resp
+}
