@@ -1,0 +1,332 @@
+package attest_test
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-attestation/attest"
+	"github.com/google/go-tpm/tpmutil"
+
+	hbattest "hardbound/enroll/attest"
+)
+
+// requireTool skips when a real peer is missing, except in CI where a
+// missing peer is a failure (design.md, Tests).
+func requireTool(t *testing.T, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if _, err := exec.LookPath(n); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s not installed (required when CI=true): %v", n, err)
+			}
+			t.Skipf("%s not installed: %v", n, err)
+		}
+	}
+}
+
+// swtpm is a running software TPM with an EK certificate from a private
+// swtpm-localca whose root and issuer live in the test's temp dir.
+type swtpm struct {
+	sock   string
+	root   *x509.Certificate
+	issuer *x509.Certificate
+}
+
+func startSWTPM(t *testing.T) *swtpm {
+	t.Helper()
+	requireTool(t, "swtpm", "swtpm_setup", "swtpm_localca")
+	// Unix socket paths are limited to ~108 bytes; t.TempDir can be long.
+	dir, err := os.MkdirTemp("", "hbtpm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	state, ca := filepath.Join(dir, "state"), filepath.Join(dir, "ca")
+	for _, d := range []string{state, ca} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// Own localca config: the default one is machine-global
+	// (/var/lib/swtpm-localca), attestation.md gotcha 10.
+	localca := write("swtpm-localca.conf", fmt.Sprintf("statedir = %[1]s\nsignkey = %[1]s/signkey.pem\nsigningkey = %[1]s/signkey.pem\nissuercert = %[1]s/issuercert.pem\ncertserial = %[1]s/certserial\n", ca))
+	opts := write("swtpm-localca.options", "--platform-manufacturer hardbound\n--platform-version 2.1\n--platform-model test\n")
+	setup := write("swtpm_setup.conf", fmt.Sprintf("create_certs_tool = %s\ncreate_certs_tool_config = %s\ncreate_certs_tool_options = %s\nactive_pcr_banks = sha256\n", mustLook(t, "swtpm_localca"), localca, opts))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "swtpm_setup", "--tpm2", "--tpmstate", state,
+		"--create-ek-cert", "--create-platform-cert", "--lock-nvram", "--overwrite",
+		"--config", setup).CombinedOutput()
+	if err != nil {
+		t.Fatalf("swtpm_setup: %v\n%s", err, out)
+	}
+
+	sock := filepath.Join(dir, "tpm.sock")
+	cmd := exec.Command("swtpm", "socket", "--tpm2",
+		"--tpmstate", "dir="+state,
+		"--server", "type=unixio,path="+sock,
+		"--ctrl", "type=unixio,path="+sock+".ctrl",
+		"--flags", "not-need-init,startup-clear")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("swtpm socket: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("swtpm socket did not appear: %s", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return &swtpm{
+		sock:   sock,
+		root:   readCert(t, filepath.Join(ca, "swtpm-localca-rootca-cert.pem")),
+		issuer: readCert(t, filepath.Join(ca, "issuercert.pem")),
+	}
+}
+
+func mustLook(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func readCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs, err := hbattest.ParsePEMCerts(b)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return certs[0]
+}
+
+// channel adapts go-tpm's emulator socket to go-attestation's command
+// channel (which also wants an event log; swtpm has none).
+type channel struct {
+	*tpmutil.EmulatorReadWriteCloser
+}
+
+func (channel) MeasurementLog() ([]byte, error) { return nil, nil }
+func (channel) Close() error                    { return nil }
+
+func (s *swtpm) open(t *testing.T) *attest.TPM {
+	t.Helper()
+	tpm, err := attest.OpenTPM(&attest.OpenConfig{
+		CommandChannel: channel{tpmutil.NewEmulatorReadWriteCloser(s.sock)},
+	})
+	if err != nil {
+		t.Fatalf("OpenTPM: %v", err)
+	}
+	t.Cleanup(func() { _ = tpm.Close() })
+	return tpm
+}
+
+func (s *swtpm) roots() hbattest.Roots {
+	p := x509.NewCertPool()
+	p.AddCert(s.root)
+	return hbattest.Roots{TPM: p}
+}
+
+func rsaEK(t *testing.T, tpm *attest.TPM) attest.EK {
+	t.Helper()
+	eks, err := tpm.EKs()
+	if err != nil {
+		t.Fatalf("EKs: %v", err)
+	}
+	for _, ek := range eks {
+		if ek.Certificate != nil {
+			return ek
+		}
+	}
+	t.Fatal("swtpm has no EK with a certificate")
+	return attest.EK{}
+}
+
+func akParams(ak *attest.AK) hbattest.TPMAKParams {
+	p := ak.AttestationParameters()
+	return hbattest.TPMAKParams{Public: p.Public, CreateData: p.CreateData, CreateAttestation: p.CreateAttestation, CreateSignature: p.CreateSignature}
+}
+
+func certify(t *testing.T, tpm *attest.TPM, ak *attest.AK, qual []byte) (*attest.Key, hbattest.TPMKeyCertification) {
+	t.Helper()
+	k, err := tpm.NewKey(ak, &attest.KeyConfig{Algorithm: attest.ECDSA, Size: 256, QualifyingData: qual})
+	if err != nil {
+		t.Fatalf("NewKey: %v", err)
+	}
+	cp := k.CertificationParameters()
+	return k, hbattest.TPMKeyCertification{Public: cp.Public, CertifyInfo: cp.CreateAttestation, Signature: cp.CreateSignature}
+}
+
+// TestVerifyTPMWithSWTPM drives a genuine TPM 2.0 (swtpm with a real EK
+// certificate) through the SCEP flow: ActivateTPM -> TPM2_ActivateCredential
+// -> TPM2_Certify with the nonce -> VerifyTPM.
+func TestVerifyTPMWithSWTPM(t *testing.T) {
+	sw := startSWTPM(t)
+	tpm := sw.open(t)
+	ctx := context.Background()
+	now := time.Now()
+	clock := func() time.Time { return now }
+	nonceKey := bytes.Repeat([]byte{42}, 32)
+	v := hbattest.New(sw.roots(), hbattest.WithClock(clock), hbattest.WithTPMNonceKey(nonceKey))
+
+	ek := rsaEK(t, tpm)
+	ak, err := tpm.NewAK(nil)
+	if err != nil {
+		t.Fatalf("NewAK: %v", err)
+	}
+	req := hbattest.TPMActivationRequest{EKCert: ek.Certificate.Raw, EKChain: [][]byte{sw.issuer.Raw}, AK: akParams(ak)}
+	act, err := v.ActivateTPM(ctx, req)
+	if err != nil {
+		t.Fatalf("ActivateTPM: %v", err)
+	}
+	nonce, err := ak.ActivateCredential(tpm, attest.EncryptedCredential{Credential: act.Credential, Secret: act.Secret})
+	if err != nil {
+		t.Fatalf("ActivateCredential: %v", err)
+	}
+	key, kc := certify(t, tpm, ak, nonce)
+	ev := hbattest.TPMEvidence{EKCert: req.EKCert, EKChain: req.EKChain, AK: req.AK, Key: kc}
+
+	res, err := v.VerifyTPM(ctx, ev, nonce)
+	if err != nil {
+		t.Fatalf("VerifyTPM: %v", err)
+	}
+	if !res.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(key.Public()) {
+		t.Error("attested key differs from the TPM key")
+	}
+	ekSum := sha256.Sum256(ek.Certificate.RawSubjectPublicKeyInfo)
+	if res.DeviceID != hex.EncodeToString(ekSum[:]) || !res.Proves(res.Identifiers["ek_urn"]) {
+		t.Errorf("DeviceID = %q, identifiers %v", res.DeviceID, res.Identifiers)
+	}
+	if res.Facts["tpm_model"] != "swtpm" || res.Facts["tpm_manufacturer"] != "id:00001014" {
+		t.Errorf("facts = %v", res.Facts)
+	}
+	// The certified key signs for the CSR (attestation.md §5.4).
+	priv, err := key.Private(key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte("csr"))
+	if _, err := priv.(crypto.Signer).Sign(rand.Reader, sum[:], crypto.SHA256); err != nil {
+		t.Errorf("TPM key cannot sign: %v", err)
+	}
+	// swtpm has only a few transient object slots.
+	_ = key.Close()
+
+	// Genuine-evidence negatives. swtpm has 3 transient object slots, so
+	// keys and AKs are flushed as soon as they are no longer needed.
+	kOther, kcOther := certify(t, tpm, ak, []byte("0123456789abcdef0123456789abcdef"))
+	_ = kOther.Close()
+	ak2, err := tpm.NewAK(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ak2.Close(tpm) })
+	act2, err := v.ActivateTPM(ctx, hbattest.TPMActivationRequest{EKCert: req.EKCert, EKChain: req.EKChain, AK: akParams(ak2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A credential made for ak2 must not activate under ak.
+	if _, err := ak.ActivateCredential(tpm, attest.EncryptedCredential{Credential: act2.Credential, Secret: act2.Secret}); err == nil {
+		t.Error("credential for ak2 activated under ak")
+	}
+	_ = ak.Close(tpm)
+	nonce2, err := ak2.ActivateCredential(tpm, attest.EncryptedCredential{Credential: act2.Credential, Secret: act2.Secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, kc2 := certify(t, tpm, ak2, nonce2)
+	_ = k2.Close()
+	tampered := ev
+	tampered.Key.Signature = bytes.Clone(kc.Signature)
+	tampered.Key.Signature[len(tampered.Key.Signature)-1] ^= 1
+	swapped := ev
+	swapped.Key = kc2 // certified by ak2, presented under ak
+	wrongPool := x509.NewCertPool()
+	wrongPool.AddCert(authRoot(t))
+
+	tests := map[string]struct {
+		v       *hbattest.Verifier
+		ev      hbattest.TPMEvidence
+		nonce   []byte
+		want    string
+		notConf bool
+	}{
+		"fail/wrong-nonce":          {v: v, ev: ev, nonce: bytes.Repeat([]byte{7}, 32), want: "nonce was not issued"},
+		"fail/nonce-of-other-ak":    {v: v, ev: ev, nonce: nonce2, want: "nonce was not issued"},
+		"fail/qualifying-data":      {v: v, ev: hbattest.TPMEvidence{EKCert: ev.EKCert, EKChain: ev.EKChain, AK: ev.AK, Key: kcOther}, nonce: nonce, want: "extraData does not match"},
+		"fail/short-nonce":          {v: v, ev: ev, nonce: nonce[:16], want: "nonce is 16 bytes"},
+		"fail/expired-nonce":        {v: hbattest.New(sw.roots(), hbattest.WithTPMNonceKey(nonceKey), hbattest.WithClock(func() time.Time { return now.Add(11 * time.Minute) })), ev: ev, nonce: nonce, want: "nonce expired"},
+		"fail/other-nonce-key":      {v: hbattest.New(sw.roots(), hbattest.WithClock(clock)), ev: ev, nonce: nonce, want: "nonce was not issued"},
+		"fail/tampered-signature":   {v: v, ev: tampered, nonce: nonce, want: "key certification"},
+		"fail/key-certified-by-ak2": {v: v, ev: swapped, nonce: nonce, want: "key certification"},
+		"fail/no-ek-roots":          {v: hbattest.New(hbattest.Roots{}, hbattest.WithClock(clock)), ev: ev, nonce: nonce, want: "no TPM EK roots configured", notConf: true},
+		"fail/wrong-ek-root":        {v: hbattest.New(hbattest.Roots{TPM: wrongPool}, hbattest.WithClock(clock)), ev: ev, nonce: nonce, want: "EK certificate"},
+		"fail/ek-missing-issuer":    {v: v, ev: hbattest.TPMEvidence{EKCert: ev.EKCert, AK: ev.AK, Key: ev.Key}, nonce: nonce, want: "EK certificate"},
+		// swtpm-localca EK certs never expire (notAfter 9999), so check the
+		// other edge of the validity window.
+		"fail/ek-cert-not-yet-valid": {v: hbattest.New(sw.roots(), hbattest.WithTPMNonceKey(nonceKey), hbattest.WithClock(func() time.Time { return now.Add(-24 * time.Hour) })), ev: ev, nonce: nonce, want: "EK certificate"},
+		"fail/ak-swapped":            {v: v, ev: hbattest.TPMEvidence{EKCert: ev.EKCert, EKChain: ev.EKChain, AK: akParams(ak2), Key: kc}, nonce: nonce, want: "nonce was not issued"},
+		"fail/truncated-ak":          {v: v, ev: hbattest.TPMEvidence{EKCert: ev.EKCert, EKChain: ev.EKChain, AK: hbattest.TPMAKParams{Public: ev.AK.Public[:10], CreateData: ev.AK.CreateData, CreateAttestation: ev.AK.CreateAttestation, CreateSignature: ev.AK.CreateSignature}, Key: kc}, nonce: nonce, want: "AK"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := tt.v.VerifyTPM(ctx, tt.ev, tt.nonce)
+			if err == nil {
+				t.Fatalf("want error containing %q", tt.want)
+			}
+			if !errors.Is(err, hbattest.ErrBadAttestation) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error = %v, want ErrBadAttestation containing %q", err, tt.want)
+			}
+			if errors.Is(err, hbattest.ErrNotConfigured) != tt.notConf {
+				t.Errorf("ErrNotConfigured = %v, want %v", !tt.notConf, tt.notConf)
+			}
+		})
+	}
+	t.Run("ok/second-key-same-ak", func(t *testing.T) {
+		if _, err := v.VerifyTPM(ctx, hbattest.TPMEvidence{EKCert: ev.EKCert, EKChain: ev.EKChain, AK: akParams(ak2), Key: kc2}, nonce2); err != nil {
+			t.Fatalf("VerifyTPM(ak2): %v", err)
+		}
+	})
+}
+
+func authRoot(t *testing.T) *x509.Certificate {
+	t.Helper()
+	a, _ := authorities(t)
+	return a.RootCerts()["tpm-ek"]
+}
