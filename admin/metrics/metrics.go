@@ -1,0 +1,111 @@
+// Package metrics is the one place hardbound imports Prometheus. Domain
+// packages define narrow Metrics interfaces; the adapters here implement
+// them on one registry (no global registry, so tests can read counters).
+//
+// Names follow hardbound_<subsystem>_<thing>_<unit|total>; labels are
+// bounded (reason, protocol, format, result, type, cause, source, state).
+package metrics
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"hardbound/posture"
+	"hardbound/store"
+)
+
+// Registry holds every hardbound metric.
+type Registry struct {
+	reg *prometheus.Registry
+
+	decisions      *prometheus.CounterVec
+	postureChanges *prometheus.CounterVec
+	cacheLookups   *prometheus.CounterVec
+	eventsDropped  prometheus.Counter
+}
+
+// New creates a registry with the Go and process collectors.
+func New() *Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r := &Registry{reg: reg}
+	r.decisions = r.counterVec("posture", "decisions_total", "Authorization decisions by reason and outcome.", "reason", "allow")
+	r.postureChanges = r.counterVec("posture", "changes_total", "Posture reports by source and state.", "source", "state")
+	r.cacheLookups = r.counterVec("posture", "cache_lookups_total", "Binding cache lookups by result.", "result")
+	r.eventsDropped = r.counter("posture", "events_dropped_total", "Standing events dropped because a subscriber was too slow.")
+	for _, reason := range posture.Reasons {
+		r.decisions.WithLabelValues(string(reason), "false")
+	}
+	return r
+}
+
+// Prometheus exposes the registry to adapters defined in other files.
+func (r *Registry) Prometheus() *prometheus.Registry { return r.reg }
+
+// Handler serves /metrics.
+func (r *Registry) Handler() http.Handler {
+	return promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{Registry: r.reg})
+}
+
+func (r *Registry) counterVec(sub, name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "hardbound", Subsystem: sub, Name: name, Help: help}, labels)
+	r.reg.MustRegister(c)
+	return c
+}
+
+func (r *Registry) counter(sub, name, help string) prometheus.Counter {
+	c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "hardbound", Subsystem: sub, Name: name, Help: help})
+	r.reg.MustRegister(c)
+	return c
+}
+
+func (r *Registry) gauge(sub, name, help string) prometheus.Gauge {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "hardbound", Subsystem: sub, Name: name, Help: help})
+	r.reg.MustRegister(g)
+	return g
+}
+
+func (r *Registry) gaugeVec(sub, name, help string, labels ...string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "hardbound", Subsystem: sub, Name: name, Help: help}, labels)
+	r.reg.MustRegister(g)
+	return g
+}
+
+// latencyBuckets span 100 µs to ~13 s.
+var latencyBuckets = prometheus.ExponentialBuckets(0.0001, 2, 18)
+
+func (r *Registry) histVec(sub, name, help string, labels ...string) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "hardbound", Subsystem: sub, Name: name, Help: help, Buckets: latencyBuckets}, labels)
+	r.reg.MustRegister(h)
+	return h
+}
+
+// Posture returns the posture.Metrics adapter.
+func (r *Registry) Posture() posture.Metrics { return postureMetrics{r} }
+
+type postureMetrics struct{ r *Registry }
+
+func (m postureMetrics) Decision(reason posture.Reason, allow bool) {
+	a := "false"
+	if allow {
+		a = "true"
+	}
+	m.r.decisions.WithLabelValues(string(reason), a).Inc()
+}
+
+func (m postureMetrics) PostureChange(source string, state store.Compliance) {
+	m.r.postureChanges.WithLabelValues(source, string(state)).Inc()
+}
+
+func (m postureMetrics) CacheLookup(hit bool) {
+	if hit {
+		m.r.cacheLookups.WithLabelValues("hit").Inc()
+		return
+	}
+	m.r.cacheLookups.WithLabelValues("miss").Inc()
+}
+
+func (m postureMetrics) EventDropped() { m.r.eventsDropped.Inc() }

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+type clientFlags struct {
+	server    string
+	tokenFile string
+	caFile    string
+	json      bool
+}
+
+func (cf *clientFlags) pick(flag, envName, def string, e *env) string {
+	if flag != "" {
+		return flag
+	}
+	if v := e.getenv(envName); v != "" {
+		return v
+	}
+	return def
+}
+
+// apiClient talks to the admin API of a running server.
+type apiClient struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+func (cf *clientFlags) client(e *env) (*apiClient, error) {
+	server := strings.TrimRight(cf.pick(cf.server, "HARDBOUND_SERVER", "https://127.0.0.1:9443", e), "/")
+	tokenFile := cf.pick(cf.tokenFile, "HARDBOUND_TOKEN_FILE", "./data/admin.token", e)
+	caFile := cf.pick(cf.caFile, "HARDBOUND_CA_FILE", "./data/ca/root.crt", e)
+	tok, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("admin token: %w (set --token-file or HARDBOUND_TOKEN_FILE)", err)
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("admin CA: %w (set --ca-file or HARDBOUND_CA_FILE)", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("admin CA: %s holds no PEM certificate", caFile)
+	}
+	return &apiClient{
+		base:  server,
+		token: strings.TrimSpace(string(tok)),
+		http: &http.Client{
+			Timeout:   30 * time.Second,
+			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
+		},
+	}, nil
+}
+
+// do sends a request and decodes the JSON answer into out (if non-nil).
+func (c *apiClient) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	if resp.StatusCode >= 300 {
+		var eb struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(b, &eb) == nil && eb.Error != "" {
+			return fmt.Errorf("server: %s (HTTP %d)", eb.Error, resp.StatusCode)
+		}
+		return fmt.Errorf("server: HTTP %d", resp.StatusCode)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("admin API: bad answer: %w", err)
+		}
+	}
+	return nil
+}

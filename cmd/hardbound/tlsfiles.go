@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"hardbound/enroll/ca"
+)
+
+// serverCert loads dir/tls/<name>.{crt,key} when it was issued by the
+// current issuing CA and has more than 30 days left; otherwise it issues a
+// new one and writes it (key 0600). Supplicants pin the CA and server name,
+// so a stable certificate across restarts avoids needless churn.
+func serverCert(ctx context.Context, c *ca.CA, dataDir, name string, names []string) (tls.Certificate, error) {
+	dir := filepath.Join(dataDir, "tls")
+	crtPath, keyPath := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	if kp, err := tls.LoadX509KeyPair(crtPath, keyPath); err == nil {
+		leaf, err := x509.ParseCertificate(kp.Certificate[0])
+		if err == nil && leaf.CheckSignatureFrom(c.Issuing()) == nil && time.Until(leaf.NotAfter) > 30*24*time.Hour {
+			kp.Leaf = leaf
+			return kp, nil
+		}
+	}
+	var dns []string
+	var ips []net.IP
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			dns = append(dns, n)
+		}
+	}
+	if len(ips) == 0 {
+		ips = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	}
+	kp, err := c.IssueServerTLS(ctx, dns, ips, 0)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("issue %s server certificate: %w", name, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return tls.Certificate{}, err
+	}
+	var crt []byte
+	for _, der := range kp.Certificate {
+		crt = append(crt, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(kp.PrivateKey)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	if err := writeFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return tls.Certificate{}, err
+	}
+	if err := writeFileAtomic(crtPath, crt, 0o644); err != nil {
+		return tls.Certificate{}, err
+	}
+	return kp, nil
+}
+
+// writeFileAtomic writes through a temp file and rename so a crash never
+// leaves a truncated file.
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
