@@ -14,6 +14,7 @@ import (
 	"encoding/binary"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"net/netip"
@@ -143,7 +144,11 @@ func (p *testPKI) peerTLS(name string, maxVersion uint16) *tls.Config {
 	roots.AddCert(p.ca.cert)
 	c := &tls.Config{RootCAs: roots, ServerName: "radius.test", MinVersion: tls.VersionTLS12, MaxVersion: maxVersion}
 	if name != "" {
-		c.Certificates = []tls.Certificate{p.clients[name].tls}
+		// GetClientCertificate, not Certificates: Go's client would silently
+		// send no certificate when it does not chain to the server's CAs,
+		// and the foreign-CA case must really present its cert.
+		cert := p.clients[name].tls
+		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
 	}
 	return c
 }
@@ -267,6 +272,12 @@ func (m *countMetrics) inc(k string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.c[k]++
+}
+
+func (m *countMetrics) String() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return fmt.Sprint(m.c)
 }
 
 func (m *countMetrics) get(k string) int {

@@ -394,7 +394,7 @@ func TestRejects(t *testing.T) {
 				}
 			}
 			if h.metrics.get("reject/"+tt.wantReason) != 1 {
-				t.Fatalf("reject/%s not counted: %v", tt.wantReason, h.metrics.c)
+				t.Fatalf("reject/%s not counted: %v", tt.wantReason, h.metrics)
 			}
 			ev := h.audit.all()
 			if len(ev) != 1 || ev[0].Result != "reject" || ev[0].Reason != tt.wantReason {
@@ -625,7 +625,7 @@ func TestAccounting(t *testing.T) {
 				t.Fatalf("response = %v, want %v", got, tt.wantResp)
 			}
 			if h.metrics.get(tt.wantMetric) != before+1 {
-				t.Fatalf("%s not counted: %v", tt.wantMetric, h.metrics.c)
+				t.Fatalf("%s not counted: %v", tt.wantMetric, h.metrics)
 			}
 		})
 	}

@@ -43,6 +43,7 @@ func newFakeDAS(tb testing.TB, secret string, setup func(*fakeDAS)) *fakeDAS {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	_ = conn.SetReadBuffer(4 << 20) // a burst of requests must not overflow the test NAS
 	d := &fakeDAS{conn: conn, secret: []byte(secret)}
 	if setup != nil {
 		setup(d)

@@ -1,0 +1,266 @@
+package radius
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"layeh.com/radius"
+	"layeh.com/radius/vendors/microsoft"
+
+	"hardbound/eaptls"
+	"hardbound/store"
+)
+
+// liveServer is the real server on 127.0.0.1 UDP with the real eaptls.
+type liveServer struct {
+	s          *Server
+	auth, acct netip.AddrPort
+	metrics    *countMetrics
+	sessions   *memSessions
+	audit      *memAudit
+	pki        *testPKI
+}
+
+func startLive(t *testing.T, mod func(*Config)) *liveServer {
+	t.Helper()
+	pki := newPKI(t)
+	ls := &liveServer{metrics: newCountMetrics(), sessions: newMemSessions(), audit: &memAudit{}, pki: pki}
+	cfg := Config{Clients: []Client{{
+		Name: "lo", Prefix: netip.MustParsePrefix("127.0.0.0/8"), Secret: []byte(testSecret),
+		RequireMessageAuthenticator: true, LimitProxyState: true,
+	}}}
+	if mod != nil {
+		mod(&cfg)
+	}
+	s, err := New(cfg, pki.eapServer(t), pki.decider(), ls.sessions, ls.audit,
+		WithMetrics(ls.metrics), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls.s = s
+	listen := func() *net.UDPConn {
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a, b := listen(), listen()
+	ls.auth = a.LocalAddr().(*net.UDPAddr).AddrPort()
+	ls.acct = b.LocalAddr().(*net.UDPAddr).AddrPort()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ctx, a, b) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("Serve did not return after cancel")
+		}
+		if n := s.convs.len(); n != 0 {
+			t.Errorf("%d conversations left after shutdown", n)
+		}
+	})
+	return ls
+}
+
+type eapRun struct {
+	final   *radius.Packet
+	lastReq *radius.Packet
+	peerErr error
+	msk     []byte
+	rounds  int
+}
+
+// runEAP drives one EAP-TLS authentication through the UDP server as a NAS
+// would: EAP-Response/Identity first, then one Access-Request per EAP packet.
+func runEAP(t *testing.T, nas *udpNAS, peer *eaptls.Peer, mtu uint32) eapRun {
+	t.Helper()
+	eap := peer.Identity(0)
+	var state []byte
+	id := byte(0)
+	for round := 1; round <= 100; round++ {
+		attrs := radius.Attributes{
+			{Type: attrUserName, Attribute: []byte("anonymous@example.org")},
+			{Type: attrCallingStationID, Attribute: []byte("02-00-00-00-00-01")},
+		}
+		if mtu != 0 {
+			attrs = append(attrs, &radius.AVP{Type: attrFramedMTU, Attribute: u32(mtu)})
+		}
+		attrs = append(attrs, appendEAP(nil, eap)...)
+		if state != nil {
+			attrs = append(attrs, &radius.AVP{Type: attrState, Attribute: state})
+		}
+		id++
+		reqB := buildRequest(t, radius.CodeAccessRequest, id, nas.secret, attrs, true, false)
+		respB, err := nas.exchange(reqB, 10*time.Second)
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		p := checkResponse(t, respB, reqB, nas.secret)
+		req, _ := radius.Parse(reqB, nas.secret)
+		switch p.Code {
+		case radius.CodeAccessChallenge:
+			state = p.Get(attrState)
+			out, _, err := peer.Step(eapOf(p))
+			if err != nil {
+				t.Fatalf("round %d: peer: %v", round, err)
+			}
+			eap = out
+		case radius.CodeAccessAccept, radius.CodeAccessReject:
+			_, done, err := peer.Step(eapOf(p))
+			r := eapRun{final: p, lastReq: req, peerErr: err, rounds: round}
+			if done {
+				r.msk, _ = peer.Keys()
+			}
+			return r
+		default:
+			t.Fatalf("round %d: unexpected %v", round, p.Code)
+		}
+	}
+	t.Fatal("no final answer after 100 rounds")
+	return eapRun{}
+}
+
+func TestIntegrationEAPTLSAccept(t *testing.T) {
+	t.Parallel()
+	ls := startLive(t, func(c *Config) { c.AcctInterimInterval = 5 * time.Minute })
+	tests := []struct {
+		name    string
+		version uint16
+		mtu     uint32
+	}{
+		{"accept/tls1.2", tls.VersionTLS12, 1400},
+		{"accept/tls1.3", tls.VersionTLS13, 1400},
+		{"accept/tls1.3-small-mtu-many-fragments", tls.VersionTLS13, 300},
+		{"accept/tls1.2-no-framed-mtu", tls.VersionTLS12, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			nas := newUDPNAS(t, ls.auth, []byte(testSecret))
+			peer := eaptls.NewPeer(context.Background(), eaptls.PeerConfig{TLS: ls.pki.peerTLS("ok", tt.version), Identity: "anonymous@example.org", MTU: int(tt.mtu)})
+			defer peer.Close()
+			r := runEAP(t, nas, peer, tt.mtu)
+			if r.final.Code != radius.CodeAccessAccept || r.peerErr != nil || len(r.msk) != 64 {
+				t.Fatalf("code %v, peer err %v, msk %d", r.final.Code, r.peerErr, len(r.msk))
+			}
+			recv, err := microsoft.MSMPPERecvKey_Lookup(r.final, r.lastReq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			send, err := microsoft.MSMPPESendKey_Lookup(r.final, r.lastReq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(recv, r.msk[:32]) || !bytes.Equal(send, r.msk[32:]) {
+				t.Fatal("MPPE keys differ from the peer's MSK halves")
+			}
+			if string(r.final.Get(attrUserName)) != "dev-ok" {
+				t.Fatalf("User-Name %q", r.final.Get(attrUserName))
+			}
+			if v, _ := radius.Integer(r.final.Get(attrAcctInterimInterval)); v != 300 {
+				t.Fatalf("Acct-Interim-Interval %d", v)
+			}
+
+			// Accounting Start echoing the Class maps the session to the device.
+			acct := newUDPNAS(t, ls.acct, []byte(testSecret))
+			sid := "SID-" + tt.name
+			req := acctRequest(t, []byte(testSecret), 1, acctStart, sid, &radius.AVP{Type: attrClass, Attribute: r.final.Get(attrClass)})
+			resp, err := acct.exchange(req, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p := checkResponse(t, resp, req, []byte(testSecret)); p.Code != radius.CodeAccountingResponse {
+				t.Fatalf("acct code %v", p.Code)
+			}
+			s, ok := ls.sessions.get("lo", sid)
+			if !ok || s.DeviceID != "dev-ok" || s.CertSHA256 != store.HashCert(ls.pki.clients["ok"].cert) {
+				t.Fatalf("session %+v", s)
+			}
+		})
+	}
+}
+
+func TestIntegrationEAPTLSRejects(t *testing.T) {
+	t.Parallel()
+	ls := startLive(t, nil)
+	tests := []struct {
+		name    string
+		client  string // "" = no client certificate
+		version uint16
+		reason  string
+	}{
+		{"reject/unbound-cert", "unbound", tls.VersionTLS13, "unknown_cert"},
+		{"reject/revoked-cert", "cert_revoked", tls.VersionTLS13, "cert_revoked"},
+		{"reject/revoked-device", "device_revoked", tls.VersionTLS12, "device_revoked"},
+		{"reject/quarantined-device", "device_quarantined", tls.VersionTLS13, "device_quarantined"},
+		{"reject/expired-cert", "expired", tls.VersionTLS13, RejectCertExpired},
+		{"reject/foreign-ca", "foreign", tls.VersionTLS12, RejectUnknownIssuer},
+		{"reject/no-client-cert", "", tls.VersionTLS13, RejectNoClientCert},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			nas := newUDPNAS(t, ls.auth, []byte(testSecret))
+			peer := eaptls.NewPeer(context.Background(), eaptls.PeerConfig{TLS: ls.pki.peerTLS(tt.client, tt.version), Identity: "anonymous@example.org"})
+			defer peer.Close()
+			r := runEAP(t, nas, peer, 1400)
+			if r.final.Code != radius.CodeAccessReject {
+				t.Fatalf("code %v", r.final.Code)
+			}
+			if e := eapOf(r.final); len(e) != 4 || e[0] != eaptls.CodeFailure {
+				t.Fatalf("EAP %x", e)
+			}
+			if !errors.Is(r.peerErr, eaptls.ErrFailure) {
+				t.Fatalf("peer err %v", r.peerErr)
+			}
+			if ls.metrics.get("reject/"+tt.reason) != 1 {
+				t.Fatalf("reject/%s not counted once: %v", tt.reason, ls.metrics)
+			}
+		})
+	}
+	var rejects int
+	for _, ev := range ls.audit.all() {
+		if ev.Action == "radius.auth" && ev.Result == "reject" && ev.Actor == "nas:lo" {
+			rejects++
+		}
+	}
+	if rejects != len(tests) {
+		t.Fatalf("%d reject audit events, want %d", rejects, len(tests))
+	}
+}
+
+// TestIntegrationParallel runs several authentications at once through the
+// worker pool (State isolation, per-conversation serialization).
+func TestIntegrationParallel(t *testing.T) {
+	t.Parallel()
+	ls := startLive(t, func(c *Config) { c.Workers = 4 })
+	for i := range 8 {
+		v := uint16(tls.VersionTLS13)
+		if i%2 == 0 {
+			v = tls.VersionTLS12
+		}
+		t.Run(fmt.Sprintf("accept/%d", i), func(t *testing.T) {
+			t.Parallel()
+			nas := newUDPNAS(t, ls.auth, []byte(testSecret))
+			peer := eaptls.NewPeer(context.Background(), eaptls.PeerConfig{TLS: ls.pki.peerTLS("ok", v), Identity: "x"})
+			defer peer.Close()
+			if r := runEAP(t, nas, peer, 1400); r.final.Code != radius.CodeAccessAccept {
+				t.Fatalf("code %v", r.final.Code)
+			}
+		})
+	}
+}
