@@ -258,3 +258,9 @@ func TestRenewalIsANewOrderWithFreshAttestation(t *testing.T) {
 		t.Fatalf("device has %d certs (%v), want 2", len(certs), err)
 	}
 }
+
+type ecdsaPrivateKey = ecdsa.PrivateKey
+
+func storeRevocation() store.Revocation {
+	return store.Revocation{At: time.Now(), Reason: 0, Actor: "admin:test"}
+}

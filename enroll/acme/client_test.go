@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
@@ -275,4 +276,28 @@ func parsePEMChain(t *testing.T, b []byte) []*x509.Certificate {
 		t.Fatalf("trailing data after PEM chain: %q", b)
 	}
 	return out
+}
+
+// csrWithPermanentID makes a CSR whose SAN is one PermanentIdentifier
+// otherName (RFC 4043) with the given value.
+func csrWithPermanentID(t *testing.T, key crypto.Signer, value string) map[string]string {
+	t.Helper()
+	pi, err := asn1.Marshal(struct {
+		Value string `asn1:"utf8"`
+	}{value})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oid, _ := asn1.Marshal(asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 8, 3})
+	val, _ := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: pi})
+	san, err := asn1.Marshal([]asn1.RawValue{{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: append(oid, val...)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.CertificateRequest{ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 17}, Value: san}}}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{"csr": base64.RawURLEncoding.EncodeToString(der)}
 }

@@ -1,0 +1,301 @@
+package acme_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"hardbound/enroll/acme"
+	"hardbound/enroll/attest"
+	"hardbound/enroll/attest/attesttest"
+	"hardbound/enroll/limit"
+)
+
+func wantProblem(t *testing.T, r *response, status int, typ string) string {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status = %d, want %d: %s", r.status, status, r.body)
+	}
+	got, detail := r.problem(t)
+	if got != typ {
+		t.Fatalf("problem type = %q, want %q (%s)", got, typ, detail)
+	}
+	return detail
+}
+
+// readyOrder runs an enrollment up to a valid challenge.
+func readyOrder(t *testing.T, e *env, c *testClient, serial string) (orderObj, *ecdsaKey) {
+	t.Helper()
+	o := c.newOrder(acme.TypePermanentIdentifier, serial)
+	chURL, keyAuth := c.challenge(o)
+	dev := p256(t)
+	c.mustPost(chURL, attPayload(attestFor(t, e.auth, attest.FormatApple, dev, serial, keyAuth)), http.StatusOK, nil)
+	return o, dev
+}
+
+func TestRequestChecks(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+
+	t.Run("reject/bad_nonce_gets_fresh_nonce", func(t *testing.T) {
+		t.Parallel()
+		c := e.client(t)
+		r := c.send(c.dir.NewOrder, c.sign(c.dir.NewOrder, map[string]any{}, signOpts{nonce: "bm90LWEtbm9uY2U"}))
+		wantProblem(t, r, http.StatusBadRequest, acme.ProblemBadNonce)
+		if r.header.Get("Replay-Nonce") == "" {
+			t.Fatal("badNonce response carries no fresh Replay-Nonce")
+		}
+		// The fresh nonce works.
+		o := c.newOrder(acme.TypePermanentIdentifier, "SN-NONCE")
+		if o.Status != "pending" {
+			t.Fatalf("order after badNonce retry: %+v", o)
+		}
+	})
+
+	t.Run("reject/replayed_request", func(t *testing.T) {
+		t.Parallel()
+		c := e.client(t)
+		body := c.sign(c.dir.NewOrder, map[string]any{"identifiers": []map[string]string{{"type": acme.TypePermanentIdentifier, "value": "SN-REPLAY"}}}, signOpts{})
+		if r := c.send(c.dir.NewOrder, body); r.status != http.StatusCreated {
+			t.Fatalf("first send = %d: %s", r.status, r.body)
+		}
+		wantProblem(t, c.send(c.dir.NewOrder, body), http.StatusBadRequest, acme.ProblemBadNonce)
+	})
+
+	t.Run("reject/wrong_url_header", func(t *testing.T) {
+		t.Parallel()
+		c := e.client(t)
+		body := c.sign(c.dir.NewOrder, map[string]any{}, signOpts{url: strings.Replace(c.dir.NewOrder, "new-order", "new-account", 1)})
+		wantProblem(t, c.send(c.dir.NewOrder, body), http.StatusForbidden, acme.ProblemUnauthorized)
+	})
+
+	t.Run("reject/oversize_body", func(t *testing.T) {
+		t.Parallel()
+		c := e.client(t)
+		big := map[string]string{"junk": strings.Repeat("A", 200<<10)}
+		wantProblem(t, c.send(c.dir.NewOrder, c.sign(c.dir.NewOrder, big, signOpts{})), http.StatusRequestEntityTooLarge, acme.ProblemMalformed)
+	})
+
+	t.Run("reject/unknown_account", func(t *testing.T) {
+		t.Parallel()
+		c := e.client(t)
+		c.kid = c.kid + "x"
+		wantProblem(t, c.post(c.dir.NewOrder, map[string]any{}), http.StatusBadRequest, acme.ProblemAccountDoesNotExist)
+	})
+
+	t.Run("reject/jwk_after_registration", func(t *testing.T) {
+		t.Parallel()
+		c := e.client(t)
+		wantProblem(t, c.send(c.dir.NewOrder, c.sign(c.dir.NewOrder, map[string]any{}, signOpts{jwk: true})), http.StatusBadRequest, acme.ProblemMalformed)
+	})
+
+	t.Run("reject/only_return_existing_unknown_key", func(t *testing.T) {
+		t.Parallel()
+		c := newTestClient(t, e.srv.Client(), e.dirURL)
+		wantProblem(t, c.post(c.dir.NewAccount, map[string]any{"onlyReturnExisting": true}), http.StatusBadRequest, acme.ProblemAccountDoesNotExist)
+	})
+
+	t.Run("reject/wrong_content_type", func(t *testing.T) {
+		t.Parallel()
+		c := e.client(t)
+		resp, err := e.srv.Client().Post(c.dir.NewOrder, "application/json", bytes.NewReader(c.sign(c.dir.NewOrder, map[string]any{}, signOpts{})))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnsupportedMediaType {
+			t.Fatalf("status %d, want 415", resp.StatusCode)
+		}
+	})
+
+	t.Run("reject/garbage_body", func(t *testing.T) {
+		t.Parallel()
+		c := e.client(t)
+		wantProblem(t, c.send(c.dir.NewOrder, []byte(`{"protected":"!!","payload":"","signature":"AAAA"}`)), http.StatusBadRequest, acme.ProblemMalformed)
+	})
+
+	t.Run("reject/unsupported_identifier_type", func(t *testing.T) {
+		t.Parallel()
+		c := e.client(t)
+		r := c.post(c.dir.NewOrder, map[string]any{"identifiers": []map[string]string{{"type": "dns", "value": "example.com"}}})
+		wantProblem(t, r, http.StatusBadRequest, acme.ProblemUnsupportedIdentifier)
+	})
+
+	t.Run("reject/bad_assigner_oid", func(t *testing.T) {
+		t.Parallel()
+		c := e.client(t)
+		r := c.post(c.dir.NewOrder, map[string]any{"identifiers": []map[string]string{{"type": acme.TypePermanentIdentifier, "value": "SN/1.99.3"}}})
+		wantProblem(t, r, http.StatusBadRequest, acme.ProblemMalformed)
+	})
+
+	t.Run("reject/other_accounts_order", func(t *testing.T) {
+		t.Parallel()
+		c1, c2 := e.client(t), e.client(t)
+		o := c1.newOrder(acme.TypePermanentIdentifier, "SN-MINE")
+		wantProblem(t, c2.post(o.location, nil), http.StatusForbidden, acme.ProblemUnauthorized)
+	})
+
+	t.Run("reject/finalize_before_challenge", func(t *testing.T) {
+		t.Parallel()
+		c := e.client(t)
+		o := c.newOrder(acme.TypePermanentIdentifier, "SN-EARLY")
+		wantProblem(t, c.post(o.Finalize, csrFor(t, p256(t), "")), http.StatusForbidden, acme.ProblemOrderNotReady)
+	})
+}
+
+type ecdsaKey = ecdsaPrivateKey
+
+func TestAttestationAndCSRChecks(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{profiles: []acme.Profile{
+		{Name: "devices"},
+		{Name: "apple-only", Formats: []string{attest.FormatApple}},
+	}})
+
+	t.Run("reject/csr_key_is_not_attested_key", func(t *testing.T) {
+		t.Parallel()
+		c := e.client(t)
+		o, _ := readyOrder(t, e, c, "SN-CSRKEY")
+		wantProblem(t, c.post(o.Finalize, csrFor(t, p256(t), "")), http.StatusBadRequest, acme.ProblemBadCSR)
+		var ord orderObj
+		c.mustPost(o.location, nil, http.StatusOK, &ord)
+		if ord.Status != "invalid" {
+			t.Fatalf("order after bad CSR = %q, want invalid", ord.Status)
+		}
+	})
+
+	t.Run("reject/csr_names_another_device", func(t *testing.T) {
+		t.Parallel()
+		c := e.client(t)
+		o, dev := readyOrder(t, e, c, "SN-CSRNAME")
+		wantProblem(t, c.post(o.Finalize, csrWithPermanentID(t, dev, "SN-OTHER")), http.StatusBadRequest, acme.ProblemBadCSR)
+	})
+
+	t.Run("ok/csr_names_the_order_identifier", func(t *testing.T) {
+		t.Parallel()
+		c := e.client(t)
+		o, dev := readyOrder(t, e, c, "SN-CSRSAME")
+		c.mustPost(o.Finalize, csrWithPermanentID(t, dev, "SN-CSRSAME"), http.StatusOK, nil)
+	})
+
+	t.Run("reject/identifier_not_attested", func(t *testing.T) {
+		t.Parallel()
+		c := e.client(t)
+		o := c.newOrder(acme.TypePermanentIdentifier, "SN-CLAIMED")
+		chURL, keyAuth := c.challenge(o)
+		dev := p256(t)
+		r := c.post(chURL, attPayload(attestFor(t, e.auth, attest.FormatApple, dev, "SN-ACTUAL", keyAuth)))
+		wantProblem(t, r, http.StatusBadRequest, acme.ProblemBadAttestationStatement)
+		if !strings.Contains(string(r.body), acme.ProblemRejectedIdentifier) {
+			t.Errorf("no rejectedIdentifier subproblem: %s", r.body)
+		}
+		var ord orderObj
+		c.mustPost(o.location, nil, http.StatusOK, &ord)
+		if ord.Status != "invalid" {
+			t.Fatalf("order = %q, want invalid", ord.Status)
+		}
+		wantProblem(t, c.post(o.Finalize, csrFor(t, dev, "")), http.StatusForbidden, acme.ProblemOrderNotReady)
+	})
+
+	t.Run("reject/stale_nonce_in_attestation", func(t *testing.T) {
+		t.Parallel()
+		c := e.client(t)
+		o := c.newOrder(acme.TypePermanentIdentifier, "SN-BADATT")
+		chURL, keyAuth := c.challenge(o)
+		dev := p256(t)
+		obj, err := e.auth.AppleWith(dev.Public(), "SN-BADATT", "", keyAuth, attesttest.AppleOptions{Nonce: make([]byte, 32)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantProblem(t, c.post(chURL, attPayload(obj)), http.StatusBadRequest, acme.ProblemBadAttestationStatement)
+	})
+
+	t.Run("reject/attestation_for_another_key_authorization", func(t *testing.T) {
+		t.Parallel()
+		c := e.client(t)
+		o := c.newOrder(acme.TypePermanentIdentifier, "SN-KEYAUTH")
+		chURL, keyAuth := c.challenge(o)
+		dev := p256(t)
+		// Android binds the whole key authorization: another account's
+		// thumbprint must fail.
+		wrong := strings.SplitN(keyAuth, ".", 2)[0] + ".AAAA"
+		wantProblem(t, c.post(chURL, attPayload(attestFor(t, e.auth, attest.FormatAndroidKey, dev, "SN-KEYAUTH", wrong))), http.StatusBadRequest, acme.ProblemBadAttestationStatement)
+	})
+
+	t.Run("reject/garbage_attestation", func(t *testing.T) {
+		t.Parallel()
+		c := e.client(t)
+		o := c.newOrder(acme.TypePermanentIdentifier, "SN-GARBAGE")
+		chURL, _ := c.challenge(o)
+		wantProblem(t, c.post(chURL, attPayload([]byte{0xa1, 0x63, 'f', 'm', 't'})), http.StatusBadRequest, acme.ProblemBadAttestationStatement)
+	})
+
+	t.Run("reject/missing_attobj", func(t *testing.T) {
+		t.Parallel()
+		c := e.client(t)
+		o := c.newOrder(acme.TypePermanentIdentifier, "SN-NOATT")
+		chURL, _ := c.challenge(o)
+		wantProblem(t, c.post(chURL, map[string]any{}), http.StatusBadRequest, acme.ProblemMalformed)
+	})
+
+	t.Run("reject/format_not_allowed_by_profile", func(t *testing.T) {
+		t.Parallel()
+		c := newTestClient(t, e.srv.Client(), e.srv.URL+"/acme/profile/apple-only/directory")
+		c.register()
+		o := c.newOrder(acme.TypePermanentIdentifier, "SN-TPMONAPPLE")
+		chURL, keyAuth := c.challenge(o)
+		dev := p256(t)
+		wantProblem(t, c.post(chURL, attPayload(attestFor(t, e.auth, attest.FormatTPM, dev, "SN-TPMONAPPLE", keyAuth))), http.StatusBadRequest, acme.ProblemBadAttestationStatement)
+	})
+
+	t.Run("reject/revoked_device", func(t *testing.T) {
+		t.Parallel()
+		c := e.client(t)
+		o, dev := readyOrder(t, e, c, "SN-REVOKED")
+		c.mustPost(o.Finalize, csrFor(t, dev, ""), http.StatusOK, nil)
+		if _, _, err := e.store.RevokeDevice(context.Background(), "SN-REVOKED", storeRevocation(), nil); err != nil {
+			t.Fatal(err)
+		}
+		o2, dev2 := readyOrder(t, e, c, "SN-REVOKED")
+		wantProblem(t, c.post(o2.Finalize, csrFor(t, dev2, "")), http.StatusForbidden, acme.ProblemUnauthorized)
+	})
+}
+
+func TestRateLimited(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{limits: limit.Config{PerDevice: limit.Rate{Every: time.Hour, Burst: 1}}})
+	c := e.client(t)
+	c.newOrder(acme.TypePermanentIdentifier, "SN-BUSY")
+	r := c.post(c.dir.NewOrder, map[string]any{"identifiers": []map[string]string{{"type": acme.TypePermanentIdentifier, "value": "SN-BUSY"}}})
+	wantProblem(t, r, http.StatusTooManyRequests, acme.ProblemRateLimited)
+	if r.header.Get("Retry-After") == "" {
+		t.Error("rateLimited without Retry-After")
+	}
+	if n := e.metrics.count("acme/unknown/rate_limited"); n != 1 {
+		t.Errorf("rate_limited metric = %d", n)
+	}
+	evs, err := e.store.TailAudit(context.Background(), 1)
+	if err != nil || len(evs) != 1 || evs[0].Result != "reject" || evs[0].Actor != "device:SN-BUSY" || !strings.HasPrefix(evs[0].Reason, "rate_limited") {
+		t.Fatalf("refusal audit = %+v, %v", evs, err)
+	}
+}
+
+func TestRefusalsAreAudited(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	c := e.client(t)
+	o := c.newOrder(acme.TypePermanentIdentifier, "SN-AUDIT")
+	chURL, _ := c.challenge(o)
+	c.post(chURL, attPayload([]byte("not cbor")))
+	evs, err := e.store.TailAudit(context.Background(), 1)
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("tail: %v %v", evs, err)
+	}
+	ev := evs[0]
+	if ev.Action != "enroll.acme" || ev.Result != "reject" || ev.Actor != "device:SN-AUDIT" || !strings.HasPrefix(ev.Reason, "bad_attestation") || ev.Source != "127.0.0.1" {
+		t.Fatalf("audit event = %+v", ev)
+	}
+}
