@@ -500,6 +500,8 @@ func (h *Handler) issue(ctx context.Context, req *request) ([]byte, *refusal, er
 			return nil, refuse(ReasonChallengeConsumed, scep.BadRequest, "challenge already used"), nil
 		case errors.Is(err, store.ErrExpired):
 			return nil, refuse(ReasonChallengeExpired, scep.BadRequest, "challenge expired"), nil
+		case errors.Is(err, store.ErrMismatch):
+			return nil, refuse(ReasonDeviceMismatch, scep.BadRequest, "challenge bound to another device or key"), nil
 		case errors.Is(err, store.ErrNotFound) && req.challengeHash != nil:
 			return nil, refuse(ReasonChallengeUnknown, scep.BadRequest, "challenge vanished"), nil
 		}
