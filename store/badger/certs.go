@@ -79,7 +79,7 @@ func (s *Store) RecordIssuance(ctx context.Context, is store.Issuance) error {
 		if ok, err := exists(txn, keyCertSerial(c.Serial)); err != nil || ok {
 			return errors.Join(err, fmt.Errorf("%w: serial %s", store.ErrExists, c.Serial))
 		}
-		if err := setJSON(txn, keyCert(c.SHA256), &c); err != nil {
+		if err := putCertTxn(txn, &c, true); err != nil {
 			return err
 		}
 		if err := setRef(txn, keyCertSerial(c.Serial), c.SHA256.String()); err != nil {
@@ -182,7 +182,7 @@ func mergeDevice(old, in *store.Device) store.Device {
 func (s *Store) GetCert(ctx context.Context, sha store.Hash) (*store.Cert, error) {
 	c := new(store.Cert)
 	err := s.view(ctx, "get cert", func(txn *bdb.Txn) error {
-		return getJSON(txn, keyCert(sha), c)
+		return getCertTxn(txn, sha, c)
 	})
 	if err != nil {
 		return nil, err
@@ -203,7 +203,7 @@ func (s *Store) GetCertBySerial(ctx context.Context, serial string) (*store.Cert
 		if err != nil {
 			return err
 		}
-		return getJSON(txn, keyCert(h), c)
+		return getCertTxn(txn, h, c)
 	})
 	if err != nil {
 		return nil, err
@@ -227,6 +227,9 @@ func (s *Store) ListCerts(ctx context.Context, f store.CertFilter, p store.Page)
 				if err := item.Value(func(b []byte) error { return decode(item.Key(), b, c) }); err != nil {
 					return nil, false, err
 				}
+				if err := getDERTxn(txn, c); err != nil {
+					return nil, false, err
+				}
 				return c, match(c), nil
 			})
 			return err
@@ -238,7 +241,7 @@ func (s *Store) ListCerts(ctx context.Context, f store.CertFilter, p store.Page)
 				return nil, false, err
 			}
 			c := new(store.Cert)
-			if err := getJSON(txn, keyCert(h), c); err != nil {
+			if err := getCertTxn(txn, h, c); err != nil {
 				return nil, false, fmt.Errorf("device index -> cert %s: %w", h, err)
 			}
 			return c, match(c), nil
@@ -264,12 +267,12 @@ func (s *Store) RevokeCert(ctx context.Context, sha store.Hash, r store.Revocati
 		evDone store.AuditEvent
 	)
 	err := s.update(ctx, "revoke cert", func(txn *bdb.Txn) error {
-		if err := getJSON(txn, keyCert(sha), &out); err != nil {
+		if err := getCertTxn(txn, sha, &out); err != nil {
 			return err
 		}
 		if out.Revoked == nil {
 			out.Revoked = s.revocation(r)
-			if err := setJSON(txn, keyCert(sha), &out); err != nil {
+			if err := putCertTxn(txn, &out, false); err != nil {
 				return err
 			}
 		}
@@ -319,12 +322,12 @@ func (s *Store) RevokeDevice(ctx context.Context, id string, r store.Revocation,
 		}
 		for _, h := range hashes {
 			c := new(store.Cert)
-			if err := getJSON(txn, keyCert(h), c); err != nil {
+			if err := getCertTxn(txn, h, c); err != nil {
 				return fmt.Errorf("device index -> cert %s: %w", h, err)
 			}
 			if c.Revoked == nil {
 				c.Revoked = rev
-				if err := setJSON(txn, keyCert(h), c); err != nil {
+				if err := putCertTxn(txn, c, false); err != nil {
 					return err
 				}
 			}
@@ -370,4 +373,44 @@ func deviceCertHashes(txn *bdb.Txn, id string) ([]store.Hash, error) {
 		out = append(out, h)
 	}
 	return out, nil
+}
+
+// Certs are stored as two values: the binding as JSON without the DER, and
+// the DER as raw bytes under keyCertDER. Base64 inside JSON made decoding
+// the DER ~80% of GetCert's time; the binding is what the auth path reads,
+// the DER is a plain copy.
+
+// putCertTxn writes the binding and, with withDER, the DER (which never
+// changes after issuance, so revocations rewrite only the binding).
+func putCertTxn(txn *bdb.Txn, c *store.Cert, withDER bool) error {
+	rec := *c
+	rec.DER = nil
+	if err := setJSON(txn, keyCert(c.SHA256), &rec); err != nil {
+		return err
+	}
+	if withDER && len(c.DER) > 0 {
+		return txn.Set(keyCertDER(c.SHA256), c.DER)
+	}
+	return nil
+}
+
+// getCertTxn reads the binding and its DER into c.
+func getCertTxn(txn *bdb.Txn, h store.Hash, c *store.Cert) error {
+	if err := getJSON(txn, keyCert(h), c); err != nil {
+		return err
+	}
+	return getDERTxn(txn, c)
+}
+
+func getDERTxn(txn *bdb.Txn, c *store.Cert) error {
+	item, err := txn.Get(keyCertDER(c.SHA256))
+	if errors.Is(err, bdb.ErrKeyNotFound) {
+		c.DER = nil
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	c.DER, err = item.ValueCopy(nil)
+	return err
 }

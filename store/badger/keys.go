@@ -19,6 +19,7 @@ const (
 
 	pfxDevice        = "dev/"
 	pfxCert          = "cert/"
+	pfxCertDER       = "certder/"
 	pfxCertSerial    = "serial/"
 	pfxDeviceCert    = "devcert/"
 	pfxAttestation   = "att/"
@@ -53,6 +54,8 @@ func validID(what, s string) error {
 func keyDevice(id string) []byte { return []byte(pfxDevice + id) }
 
 func keyCert(h store.Hash) []byte { return []byte(pfxCert + h.String()) }
+
+func keyCertDER(h store.Hash) []byte { return []byte(pfxCertDER + h.String()) }
 
 func keyCertSerial(serial string) []byte { return []byte(pfxCertSerial + serial) }
 
