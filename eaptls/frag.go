@@ -40,7 +40,7 @@ type bufPool struct{ p sync.Pool }
 
 func (bp *bufPool) get() []byte {
 	if bp == nil {
-		return make([]byte, 0, 4096)
+		return nil // unpooled (Peer): let append size it
 	}
 	if b, ok := bp.p.Get().(*[]byte); ok {
 		return (*b)[:0]

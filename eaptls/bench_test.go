@@ -1,0 +1,94 @@
+package eaptls
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"testing"
+)
+
+// benchConverse runs one full EAP-TLS conversation, server and peer in
+// process, and fails the benchmark unless both succeed.
+func benchConverse(b *testing.B, srv *Server, ptls *tls.Config) {
+	peer := NewPeer(context.Background(), PeerConfig{TLS: ptls, Identity: "bench", MTU: 1400})
+	sess := srv.NewSession(context.Background(), SessionOptions{MTU: 1400})
+	msg := peer.Identity(1)
+	for range 20 {
+		res, err := sess.Step(msg)
+		if res.Outcome == Success {
+			if _, done, err := peer.Step(res.Reply); !done || err != nil {
+				b.Fatalf("peer: %v %v", done, err)
+			}
+			sess.Close()
+			peer.Close()
+			return
+		}
+		if res.Outcome != Continue || err != nil {
+			b.Fatalf("server: %v %v", res.Outcome, err)
+		}
+		if msg, _, err = peer.Step(res.Reply); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Fatal("conversation did not end")
+}
+
+func benchmarkHandshake(b *testing.B, version uint16) {
+	f := getFixture(b)
+	srv := f.newServer(b, nil)
+	ptls := f.peerTLS(&f.client, version)
+	ptls.CurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256}
+	b.ReportAllocs()
+	for b.Loop() {
+		benchConverse(b, srv, ptls)
+	}
+}
+
+func BenchmarkHandshakeTLS12(b *testing.B) { benchmarkHandshake(b, tls.VersionTLS12) }
+func BenchmarkHandshakeTLS13(b *testing.B) { benchmarkHandshake(b, tls.VersionTLS13) }
+
+// benchmarkBare is the comparison point: the same mutual-auth handshake
+// with plain crypto/tls over net.Pipe, same certificates and groups.
+func benchmarkBare(b *testing.B, version uint16) {
+	f := getFixture(b)
+	scfg := &tls.Config{
+		Certificates:           []tls.Certificate{f.server},
+		ClientCAs:              f.pki.rootPool,
+		ClientAuth:             tls.RequireAndVerifyClientCert,
+		SessionTicketsDisabled: true,
+		CurvePreferences:       []tls.CurveID{tls.X25519, tls.CurveP256},
+	}
+	ccfg := f.peerTLS(&f.client, version)
+	ccfg.CurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256}
+	b.ReportAllocs()
+	for b.Loop() {
+		cc, sc := net.Pipe()
+		errc := make(chan error, 1)
+		go func() {
+			c := tls.Client(cc, ccfg)
+			err := c.Handshake()
+			if err == nil && version == tls.VersionTLS13 {
+				// Wait for the server's application byte, as EAP-TLS does.
+				var buf [1]byte
+				_, err = c.Read(buf[:])
+			}
+			errc <- err
+			cc.Close()
+		}()
+		s := tls.Server(sc, scfg)
+		err := s.Handshake()
+		if err == nil && version == tls.VersionTLS13 {
+			_, err = s.Write([]byte{0})
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := <-errc; err != nil {
+			b.Fatal(err)
+		}
+		sc.Close()
+	}
+}
+
+func BenchmarkBareTLS12(b *testing.B) { benchmarkBare(b, tls.VersionTLS12) }
+func BenchmarkBareTLS13(b *testing.B) { benchmarkBare(b, tls.VersionTLS13) }

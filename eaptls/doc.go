@@ -1,0 +1,63 @@
+// Package eaptls implements the EAP-TLS method (RFC 5216 for TLS 1.2,
+// RFC 9190 for TLS 1.3) over Go's crypto/tls, server side (Session) and
+// peer side (Peer, for tests and load generation).
+//
+// # Contract
+//
+// The caller (the RADIUS layer) owns transport: RADIUS framing, EAP-Message
+// splitting into 253-byte attributes, State, retransmission and duplicate
+// detection. It hands Session.Step one whole EAP packet per Access-Request
+// and sends back Result.Reply:
+//
+//   - Outcome Continue: Reply is an EAP-Request; answer Access-Challenge.
+//     Result.Ignored marks a stale Identifier: Reply is the outstanding
+//     request unchanged (RFC 3579 §2.2; Error-Cause 202 may be added).
+//   - Outcome Success: Reply is EAP-Success; answer Access-Accept. Keys and
+//     SessionID are valid from now on, never before.
+//   - Outcome Failure: Reply is EAP-Failure; answer Access-Reject. Step's
+//     error says why (match with errors.Is: ErrMalformed, ErrProtocol,
+//     ErrTooLarge, ErrTooManyRounds, ErrNak, ErrNoEMS, ErrKeys, ErrTimeout,
+//     ErrClosed); AuthErr holds the Authorizer's own error.
+//
+// This package owns everything inside EAP-TLS: the Identity and Start
+// exchange, fragmentation both ways (L/M flags, ACKs, a new Identifier per
+// request), reassembly (capped at MaxMessage), round limits, TLS alerts on
+// failure (alert in an EAP-Request, the peer's ACK, then EAP-Failure), the
+// TLS 1.3 protected success indication (one 0x00 application-data byte, no
+// close_notify ever) and key derivation. Fragment size is
+// min(MaxFragment, Framed-MTU - 14) TLS bytes; a Framed-MTU below 100 is
+// ignored and 0 means 1020.
+//
+// Keys: MSK = Key_Material[0:64], EMSK = Key_Material[64:128], where
+// Key_Material is TLS-PRF("client EAP encryption", client.random ||
+// server.random) for TLS 1.2 (the RFC 5705 exporter with a nil context,
+// which requires Extended Master Secret in Go) and
+// TLS-Exporter("EXPORTER_EAP_TLS_Key_Material", 0x0D, 128) for TLS 1.3.
+// Session-Id is 0x0D || client.random || server.random (TLS 1.2) or
+// 0x0D || TLS-Exporter("EXPORTER_EAP_TLS_Method-Id", 0x0D, 64) (TLS 1.3).
+// A derivation error is a Failure: the server never answers Success without
+// keys. TLS 1.2 peers without EMS are rejected with a TLS alert unless
+// ServerConfig.AllowNoEMS is set, which additionally needs
+// GODEBUG=tlsunsafeekm=1 (this package does not reimplement the TLS PRF).
+//
+// Policy: the Authorizer runs inside tls.Config.VerifyConnection, after Go
+// verified the client chain against ClientCAs with the clientAuth EKU, so a
+// rejection becomes a TLS alert before the TLS 1.2 Finished or the TLS 1.3
+// success indication. Session tickets are disabled (no resumption).
+//
+// # Concurrency and resources
+//
+// Each session runs crypto/tls in one goroutine over an in-memory net.Conn;
+// Step feeds it a complete peer message and waits (sync.Cond, no polling)
+// until TLS blocks for more input or finishes. The goroutine starts with
+// the first TLS message and exits when the handshake ends, on Close, or when
+// HandshakeTimeout / the session context expires. Step is not safe for
+// concurrent use; Close is, and is idempotent. An Authorizer must honour
+// its context, or Step waits for it.
+//
+// # Metrics
+//
+// ServerConfig.Metrics receives Handshake(version, ok) once per finished
+// session, version being "1.2", "1.3" or "unknown". NopMetrics is the
+// default; the wiring adapts the interface to Prometheus.
+package eaptls
