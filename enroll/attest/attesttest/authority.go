@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"math/big"
 	"net/url"
-	"sync"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -45,7 +44,6 @@ type Authority struct {
 	ekRoot                  ca // "TPM manufacturer" EK CA
 	akCA                    ca // attestation CA that issues AK certs (ACME tpm)
 
-	mu    sync.Mutex
 	akKey *ecdsa.PrivateKey // software AK for ACME "tpm" statements
 }
 
@@ -296,6 +294,10 @@ func (a *Authority) TPMWith(pub crypto.PublicKey, deviceID, keyAuthorization str
 var oidPermanentIdentifierOther = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 8, 3}
 
 func (a *Authority) akCert(deviceID, subjectCN string) ([]byte, error) {
+	return a.akCertFor(a.akKey.Public(), deviceID, subjectCN)
+}
+
+func (a *Authority) akCertFor(akPub crypto.PublicKey, deviceID, subjectCN string) ([]byte, error) {
 	san := &x509ext.SubjectAltName{
 		DirectoryNames: []pkix.Name{{ExtraNames: []pkix.AttributeTypeAndValue{
 			{Type: attest.OIDTPMManufacturer, Value: "id:48424E44"}, // "HBND"
@@ -334,10 +336,7 @@ func (a *Authority) akCert(deviceID, subjectCN string) ([]byte, error) {
 	if subjectCN != "" {
 		tmpl.Subject = pkix.Name{CommonName: subjectCN}
 	}
-	a.mu.Lock()
-	ak := a.akKey
-	a.mu.Unlock()
-	der, err := a.issue(tmpl, ak.Public(), a.akCA)
+	der, err := a.issue(tmpl, akPub, a.akCA)
 	if err != nil {
 		return nil, fmt.Errorf("attesttest: AK cert: %w", err)
 	}
