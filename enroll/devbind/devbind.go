@@ -1,0 +1,135 @@
+// Package devbind makes bound devices without an enrollment protocol: a
+// CA-issued leaf for a fresh key, with its binding and an attestation
+// record written to the store in one transaction.
+//
+// WARNING: the attestation record it writes is asserted, not verified. It
+// exists for tests, benchmarks and `serve --dev` (bench make-devices); the
+// server refuses it outside --dev.
+package devbind
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	"hardbound/enroll/ca"
+	"hardbound/store"
+)
+
+// Issuer signs device certificates (enroll/ca.CA).
+type Issuer interface {
+	Issue(ctx context.Context, req ca.IssueRequest) (*x509.Certificate, error)
+	Issuing() *x509.Certificate
+}
+
+// Recorder writes an issuance (store.Store).
+type Recorder interface {
+	RecordIssuance(ctx context.Context, is store.Issuance) error
+}
+
+// Request describes the device to make. Zero values pick defaults: format
+// "tpm", profile "default", status active, posture unknown.
+type Request struct {
+	DeviceID string
+	// Format is the attestation format to record; "none" records an
+	// unattested binding.
+	Format   string
+	Profile  string
+	Validity time.Duration
+	Posture  store.Compliance
+	// Key is the device key; nil generates an ECDSA P-256 key.
+	Key crypto.Signer
+	// NoBinding issues the certificate but records nothing: an unbound
+	// certificate from our own CA.
+	NoBinding bool
+}
+
+// Device is what was made.
+type Device struct {
+	ID          string
+	Key         crypto.Signer
+	Leaf        *x509.Certificate
+	Certificate tls.Certificate // leaf + issuing CA, ready for a TLS client
+	Binding     *store.Cert
+}
+
+// Bind issues and records one device.
+func Bind(ctx context.Context, iss Issuer, rec Recorder, now time.Time, r Request) (*Device, error) {
+	if r.DeviceID == "" {
+		return nil, errors.New("devbind: device id is required")
+	}
+	if r.Format == "" {
+		r.Format = "tpm"
+	}
+	if r.Profile == "" {
+		r.Profile = "default"
+	}
+	if r.Posture == "" {
+		r.Posture = store.ComplianceUnknown
+	}
+	key := r.Key
+	if key == nil {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("devbind: key: %w", err)
+		}
+		key = k
+	}
+	leaf, err := iss.Issue(ctx, ca.IssueRequest{PublicKey: key.Public(), DeviceID: r.DeviceID,
+		Profile: ca.Profile{Name: r.Profile, Validity: r.Validity}})
+	if err != nil {
+		return nil, fmt.Errorf("devbind: issue: %w", err)
+	}
+	d := &Device{
+		ID: r.DeviceID, Key: key, Leaf: leaf,
+		Certificate: tls.Certificate{Certificate: [][]byte{leaf.Raw, iss.Issuing().Raw}, PrivateKey: key, Leaf: leaf},
+	}
+	if r.NoBinding {
+		return d, nil
+	}
+	keySHA := store.HashKey(leaf.RawSubjectPublicKeyInfo)
+	c := &store.Cert{
+		V: store.RecordVersion, SHA256: store.HashCert(leaf), Serial: ca.SerialString(leaf.SerialNumber),
+		DeviceID: r.DeviceID, KeySHA256: keySHA, NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter,
+		Profile: r.Profile, Protocol: "dev", DER: leaf.Raw,
+	}
+	is := store.Issuance{
+		Device: &store.Device{V: store.RecordVersion, ID: r.DeviceID, Platform: platform(r.Format), Profile: r.Profile,
+			Status: store.DeviceActive, Posture: store.Posture{State: r.Posture, Source: "dev", UpdatedAt: now},
+			CreatedAt: now, UpdatedAt: now},
+		Cert:  c,
+		Audit: &store.AuditEvent{Time: now, Actor: "dev", Action: "enroll.dev", Subject: r.DeviceID, Result: "ok", Reason: r.Format},
+	}
+	if r.Format != "none" {
+		a := &store.Attestation{V: store.RecordVersion, ID: "dev-" + keySHA.String()[:32], DeviceID: r.DeviceID,
+			Format: r.Format, KeySHA256: keySHA, Facts: map[string]string{"source": "devbind (asserted, not verified)"}, VerifiedAt: now}
+		is.Attestation = a
+		c.Attested = true
+		c.AttestationID = a.ID
+	}
+	if err := rec.RecordIssuance(ctx, is); err != nil {
+		return nil, fmt.Errorf("devbind: record: %w", err)
+	}
+	c.DER = nil
+	d.Binding = c
+	return d, nil
+}
+
+func platform(format string) string {
+	switch format {
+	case "apple":
+		return "apple"
+	case "android-key":
+		return "android"
+	case "tpm":
+		return "windows"
+	}
+	return ""
+}
