@@ -116,7 +116,10 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 		if err := prepareDir(dir, log); err != nil {
 			return nil, err
 		}
-		bo = bdb.DefaultOptions(dir)
+		// hardbound's data set is small (devices, certs, sessions): Badger's
+		// defaults (64 MiB memtables x5, 256 MiB block cache) size for far
+		// larger ones and would dominate the server's memory.
+		bo = bdb.DefaultOptions(dir).WithMemTableSize(16 << 20).WithBlockCacheSize(32 << 20)
 	}
 	bo = bo.WithSyncWrites(true).
 		WithLogger(badgerLogger{log}).

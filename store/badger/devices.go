@@ -56,8 +56,9 @@ func (s *Store) GetDevice(ctx context.Context, id string) (*store.Device, error)
 
 // UpdateDevice reads the device, applies fn to a copy and writes it back in
 // one transaction together with ev. fn runs again if the transaction is
-// retried after a conflict, so it must only modify the device it is given.
-// fn must not change the ID.
+// retried after a conflict, so it must only modify the device it is given;
+// it must not change the ID, and must not call back into the store (with ev
+// set it runs while audit appends are held).
 func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Device) error, ev *store.AuditEvent) (*store.Device, error) {
 	if fn == nil {
 		return nil, errors.New("store/badger: update device: nil fn")
