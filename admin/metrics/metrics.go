@@ -8,6 +8,7 @@ package metrics
 
 import (
 	"net/http"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -25,6 +26,9 @@ type Registry struct {
 	postureChanges *prometheus.CounterVec
 	cacheLookups   *prometheus.CounterVec
 	eventsDropped  prometheus.Counter
+
+	radiusOnce sync.Once
+	radius     *RADIUSMetrics
 }
 
 // New creates a registry with the Go and process collectors.

@@ -1,10 +1,119 @@
 package main
 
-import "hardbound/admin"
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+
+	"hardbound/admin"
+	"hardbound/eaptls"
+	"hardbound/radius"
+)
 
 // startComponents starts RADIUS and enrollment.
 func (in *instance) startComponents() error {
+	if err := in.startRADIUS(); err != nil {
+		return err
+	}
 	return nil
+}
+
+func (in *instance) radiusClients() []radius.Client {
+	var out []radius.Client
+	for _, c := range in.cfg.RADIUS.Clients {
+		rc := radius.Client{
+			Name: c.Name, Prefix: c.prefix, Secret: c.secret, CoAPort: c.CoAPort,
+			RequireMessageAuthenticator: c.RequireMessageAuthenticator == nil || *c.RequireMessageAuthenticator,
+			LimitProxyState:             true,
+			SendRejectReason:            c.SendRejectReason,
+		}
+		if c.CoASecret != "" {
+			rc.CoASecret = []byte(c.CoASecret)
+		}
+		if c.TLSMaxVersion != "" {
+			rc.TLSMaxVersion, _ = tlsVersion(c.TLSMaxVersion) // validated at load
+		}
+		out = append(out, rc)
+	}
+	return out
+}
+
+func (in *instance) startRADIUS() error {
+	rc := in.cfg.RADIUS
+	if rc.AuthAddr == "" && rc.AcctAddr == "" {
+		return nil
+	}
+	kp, err := serverCert(in.ctx, in.ca, in.cfg.DataDir, "radius", rc.ServerNames)
+	if err != nil {
+		return err
+	}
+	maxV, _ := tlsVersion(rc.TLSMaxVersion)
+	m := in.metrics.RADIUS()
+	eap, err := eaptls.NewServer(eaptls.ServerConfig{
+		TLS: &tls.Config{
+			Certificates: []tls.Certificate{kp},
+			ClientCAs:    in.ca.Pool(),
+			MinVersion:   tls.VersionTLS12,
+			MaxVersion:   maxV,
+		},
+		MaxFragment: rc.MaxFragment,
+		AllowNoEMS:  rc.AllowNoEMS,
+		Logger:      in.log,
+		Metrics:     m,
+	})
+	if err != nil {
+		return fmt.Errorf("eaptls: %w", err)
+	}
+	srv, err := radius.New(radius.Config{
+		Clients:                in.radiusClients(),
+		ConversationIdle:       rc.IdleTimeout.D(),
+		MaxConversations:       rc.MaxConversations,
+		MaxConversationsPerNAS: rc.MaxPerNAS,
+	}, eap, in.posture, in.posture.Store(), in.posture.Store(), radius.WithLogger(in.log), radius.WithMetrics(m))
+	if err != nil {
+		return err
+	}
+	in.radius = srv
+	auth, err := listenUDP(rc.AuthAddr)
+	if err != nil {
+		return fmt.Errorf("radius auth listener: %w", err)
+	}
+	acct, err := listenUDP(rc.AcctAddr)
+	if err != nil {
+		if auth != nil {
+			auth.Close()
+		}
+		return fmt.Errorf("radius accounting listener: %w", err)
+	}
+	if auth != nil {
+		in.setAddr("radius-auth", auth.LocalAddr().String())
+	}
+	if acct != nil {
+		in.setAddr("radius-acct", acct.LocalAddr().String())
+	}
+	done := make(chan struct{})
+	in.wg.Add(1)
+	go func() {
+		defer in.wg.Done()
+		defer close(done)
+		in.fail("radius", srv.Serve(in.ctx, auth, acct))
+	}()
+	in.onClose(func(ctx context.Context) error {
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	return nil
+}
+
+func listenUDP(addr string) (net.PacketConn, error) {
+	if addr == "" {
+		return nil, nil
+	}
+	return net.ListenPacket("udp", addr)
 }
 
 func (in *instance) adminDeps() admin.Deps {

@@ -24,6 +24,7 @@ import (
 	"hardbound/admin/metrics"
 	"hardbound/enroll/ca"
 	"hardbound/posture"
+	"hardbound/radius"
 	"hardbound/store"
 	"hardbound/store/badger"
 )
@@ -88,6 +89,7 @@ type instance struct {
 	ca      *ca.CA
 	posture *posture.Service
 	metrics *metrics.Registry
+	radius  *radius.Server
 
 	mu      sync.Mutex
 	addrs   map[string]string // listener name -> bound address
