@@ -9,14 +9,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"hardbound/posture/mdm/mdmtest"
 )
 
 var testSecret = []byte("0123456789abcdef-webhook")
 
-func newTestWebhook(t *testing.T, mut func(*WebhookConfig)) (*Webhook, *fakeUpdater, *recAuditor, *recMetrics) {
+func newTestWebhook(t *testing.T, mut func(*WebhookConfig)) (*Webhook, *mdmtest.Updater, *mdmtest.Auditor, *mdmtest.Metrics) {
 	t.Helper()
-	u := newFakeUpdater(map[string]string{"id:dev-1": "dev-1", "serial:C02XK1ZZJG5H": "dev-2"})
-	a, m := &recAuditor{}, &recMetrics{}
+	u := mdmtest.NewUpdater(map[string]string{"id:dev-1": "dev-1", "serial:C02XK1ZZJG5H": "dev-2"})
+	a, m := &mdmtest.Auditor{}, &mdmtest.Metrics{}
 	cfg := WebhookConfig{Secret: testSecret, Updater: u, Auditor: a, Metrics: m, Now: func() time.Time { return time.Unix(1_790_000_000, 0) }}
 	if mut != nil {
 		mut(&cfg)
@@ -125,7 +127,7 @@ func TestWebhook(t *testing.T) {
 				t.Fatalf("Content-Type %q", ct)
 			}
 			if tc.reason == "" {
-				if got := u.got(); !slices.Equal(got, []string{tc.report}) {
+				if got := u.Reports(); !slices.Equal(got, []string{tc.report}) {
 					t.Fatalf("reports %q, want %q", got, tc.report)
 				}
 				return
@@ -134,14 +136,14 @@ func TestWebhook(t *testing.T) {
 			if err := json.Unmarshal(rec.Body.Bytes(), &eb); err != nil || eb.Error != tc.reason || eb.Detail == "" {
 				t.Fatalf("body %s (%v), want error %q", rec.Body, err, tc.reason)
 			}
-			if got := u.got(); len(got) != 0 {
+			if got := u.Reports(); len(got) != 0 {
 				t.Fatalf("rejected request changed posture: %q", got)
 			}
-			if got := a.reasons(); len(got) != 1 || !strings.HasSuffix(got[0], ":"+tc.reason) {
+			if got := a.Reasons(); len(got) != 1 || !strings.HasSuffix(got[0], ":"+tc.reason) {
 				t.Fatalf("audit %q, want one %q", got, tc.reason)
 			}
-			if !slices.Equal(m.rejects, []string{"webhook:" + tc.reason}) {
-				t.Fatalf("metrics %q", m.rejects)
+			if !slices.Equal(m.Rejects(), []string{"webhook:" + tc.reason}) {
+				t.Fatalf("metrics %q", m.Rejects())
 			}
 		})
 	}
@@ -161,10 +163,10 @@ func TestWebhookReplay(t *testing.T) {
 			t.Fatalf("request %d: status %d, want %d", i, rec.Code, want)
 		}
 	}
-	if len(u.got()) != 1 {
-		t.Fatalf("replay applied: %q", u.got())
+	if len(u.Reports()) != 1 {
+		t.Fatalf("replay applied: %q", u.Reports())
 	}
-	if got := a.reasons(); !slices.Equal(got, []string{"denied:" + RejectReplayed}) {
+	if got := a.Reasons(); !slices.Equal(got, []string{"denied:" + RejectReplayed}) {
 		t.Fatalf("audit %q", got)
 	}
 }
@@ -191,8 +193,8 @@ func TestWebhookReplayCacheFullRefuses(t *testing.T) {
 	if c := send(`{"device_id":"dev-1","state":"compliant"}`); c != 200 {
 		t.Fatalf("after expiry: %d", c)
 	}
-	if len(u.got()) != 2 {
-		t.Fatalf("reports %q", u.got())
+	if len(u.Reports()) != 2 {
+		t.Fatalf("reports %q", u.Reports())
 	}
 }
 
@@ -202,17 +204,17 @@ func TestWebhookRejectAuditIsRateLimited(t *testing.T) {
 	for range 150 {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil))
 	}
-	if n := len(a.reasons()); n != 100 {
+	if n := len(a.Reasons()); n != 100 {
 		t.Fatalf("%d audit events, want the burst of 100", n)
 	}
-	if n := len(m.rejects); n != 150 {
+	if n := len(m.Rejects()); n != 150 {
 		t.Fatalf("%d rejects counted, want 150", n)
 	}
 }
 
 func TestNewWebhookRequiresSecret(t *testing.T) {
 	t.Parallel()
-	if _, err := NewWebhook(WebhookConfig{Secret: []byte("short"), Updater: newFakeUpdater(nil)}); err == nil {
+	if _, err := NewWebhook(WebhookConfig{Secret: []byte("short"), Updater: mdmtest.NewUpdater(nil)}); err == nil {
 		t.Fatal("short secret accepted")
 	}
 }
