@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -262,5 +263,59 @@ func TestIntegrationParallel(t *testing.T) {
 				t.Fatalf("code %v", r.final.Code)
 			}
 		})
+	}
+}
+
+// TestIntegrationAbandonedConversationsAreReaped starts handshakes and walks
+// away: the janitor must expire them (closing their TLS goroutines) and a
+// shutdown must leave no goroutines behind.
+func TestIntegrationAbandonedConversationsAreReaped(t *testing.T) {
+	base := runtime.NumGoroutine()
+	// Registered before startLive's cleanup, so it runs after the shutdown.
+	t.Cleanup(func() {
+		waitFor(t, func() bool { return runtime.NumGoroutine() <= base+2 })
+	})
+	ls := startLive(t, func(c *Config) { c.ConversationIdle = 500 * time.Millisecond })
+	for i := range 5 {
+		nas := newUDPNAS(t, ls.auth, []byte(testSecret))
+		peer := eaptls.NewPeer(context.Background(), eaptls.PeerConfig{TLS: ls.pki.peerTLS("ok", tls.VersionTLS13), Identity: "x"})
+		// Identity, then the ClientHello: the server's TLS goroutine runs.
+		eap := peer.Identity(0)
+		var state []byte
+		for round := range 2 {
+			attrs := appendEAP(nil, eap)
+			if state != nil {
+				attrs = append(attrs, &radius.AVP{Type: attrState, Attribute: state})
+			}
+			req := buildRequest(t, radius.CodeAccessRequest, byte(i*10+round), nas.secret, attrs, true, false)
+			resp, err := nas.exchange(req, 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := checkResponse(t, resp, req, nas.secret)
+			state = p.Get(attrState)
+			var err2 error
+			if eap, _, err2 = peer.Step(eapOf(p)); err2 != nil {
+				t.Fatal(err2)
+			}
+		}
+		if ls.s.convs.len() == 0 {
+			t.Fatal("conversation not live after its second round")
+		}
+		peer.Close()
+	}
+	waitFor(t, func() bool { return ls.s.convs.len() == 0 })
+}
+
+// waitFor polls cond until it holds or 10 s pass; it asserts an eventual
+// state, not a duration.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
