@@ -1,0 +1,459 @@
+package intune
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"hardbound/posture/mdm"
+	"hardbound/store"
+)
+
+// Defaults.
+const (
+	DefaultLoginURL = "https://login.microsoftonline.com"
+	DefaultGraphURL = "https://graph.microsoft.com"
+	DefaultInterval = 15 * time.Minute
+	maxPageBody     = 32 << 20
+	maxTokenBody    = 64 << 10
+)
+
+// Config configures the poller.
+type Config struct {
+	// Source names the connector (default "intune").
+	Source       string
+	TenantID     string
+	ClientID     string
+	ClientSecret string
+	// LoginURL and GraphURL are the endpoints' origins (national clouds,
+	// tests); defaults are the public cloud.
+	LoginURL string
+	GraphURL string
+	// Interval between polls (default 15m).
+	Interval time.Duration
+	// PageSize is Graph's $top (default 999).
+	PageSize int
+	// Refresh re-reports an unchanged state once the last report is older
+	// than Refresh. Zero reports changes only; set it below the profiles'
+	// posture MaxAge, or posture.Decide will find Intune devices stale.
+	Refresh time.Duration
+	// MaxRetries per HTTP request on 429, 5xx and transport errors
+	// (default 5); MaxBackoff caps one wait, Retry-After included (default 2m).
+	MaxRetries int
+	MaxBackoff time.Duration
+	HTTPClient *http.Client
+	Updater    mdm.Updater
+	Metrics    mdm.Metrics
+	Logger     *slog.Logger
+	Now        func() time.Time
+	// Sleep waits d or until ctx ends (tests replace it); default a timer.
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// Poller pulls compliance from Graph.
+type Poller struct {
+	cfg   Config
+	log   *slog.Logger
+	m     mdm.Metrics
+	graph *url.URL
+
+	tokMu  sync.Mutex
+	token  string
+	expiry time.Time
+
+	mu   sync.Mutex // serializes polls; guards last
+	last map[string]seen
+}
+
+type seen struct {
+	state    store.Compliance
+	device   string
+	reported time.Time
+}
+
+// New validates cfg.
+func New(cfg Config) (*Poller, error) {
+	switch {
+	case cfg.Updater == nil:
+		return nil, errors.New("intune: Updater is required")
+	case cfg.TenantID == "" || cfg.ClientID == "" || cfg.ClientSecret == "":
+		return nil, errors.New("intune: tenant_id, client_id and client_secret are required")
+	case strings.ContainsAny(cfg.TenantID, "/?#"):
+		return nil, errors.New("intune: tenant_id: invalid")
+	}
+	if cfg.Source == "" {
+		cfg.Source = "intune"
+	}
+	if cfg.LoginURL == "" {
+		cfg.LoginURL = DefaultLoginURL
+	}
+	if cfg.GraphURL == "" {
+		cfg.GraphURL = DefaultGraphURL
+	}
+	cfg.LoginURL = strings.TrimRight(cfg.LoginURL, "/")
+	cfg.GraphURL = strings.TrimRight(cfg.GraphURL, "/")
+	g, err := url.Parse(cfg.GraphURL)
+	if err != nil || g.Host == "" || (g.Scheme != "https" && g.Scheme != "http") {
+		return nil, fmt.Errorf("intune: graph_url %q: must be an absolute http(s) URL", cfg.GraphURL)
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.PageSize <= 0 || cfg.PageSize > 999 {
+		cfg.PageSize = 999
+	}
+	if cfg.MaxRetries <= 0 {
+		cfg.MaxRetries = 5
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 2 * time.Minute
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 60 * time.Second}
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = mdm.NopMetrics{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = sleep
+	}
+	return &Poller{
+		cfg: cfg, graph: g, m: cfg.Metrics,
+		log:  cfg.Logger.With("component", "posture", "mdm", cfg.Source),
+		last: make(map[string]seen),
+	}, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run polls now and then every Interval until ctx ends. A failed poll is
+// logged and counted; the next one starts from scratch.
+func (p *Poller) Run(ctx context.Context) error {
+	for {
+		if st, err := p.PollOnce(ctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			p.log.Error("intune poll failed", "err", err, "devices_seen", st.Devices)
+		}
+		if err := p.cfg.Sleep(ctx, p.cfg.Interval); err != nil {
+			return err
+		}
+	}
+}
+
+// Stats summarizes one poll.
+type Stats struct {
+	Devices   int // managed devices listed
+	Reported  int // compliance reports sent (changes, refreshes, removals)
+	Unchanged int
+	Unknown   int // not enrolled in hardbound
+	Removed   int // gone from Intune since the last complete poll: reported unknown
+}
+
+// PollOnce lists every managed device and reports those whose state changed.
+func (p *Poller) PollOnce(ctx context.Context) (Stats, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st, err := p.poll(ctx)
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	p.m.Poll(p.cfg.Source, result)
+	return st, err
+}
+
+func (p *Poller) poll(ctx context.Context) (Stats, error) {
+	var st Stats
+	q := url.Values{}
+	q.Set("$select", "id,azureADDeviceId,serialNumber,complianceState")
+	q.Set("$top", strconv.Itoa(p.cfg.PageSize))
+	next := p.cfg.GraphURL + "/v1.0/deviceManagement/managedDevices?" + q.Encode()
+	listed := make(map[string]bool, len(p.last))
+	for pages := 0; next != ""; pages++ {
+		if pages >= 100_000 {
+			return st, errors.New("intune: too many pages")
+		}
+		page, err := p.fetchPage(ctx, next)
+		if err != nil {
+			return st, err
+		}
+		for _, d := range page.Value {
+			if d.ID == "" {
+				continue
+			}
+			st.Devices++
+			listed[d.ID] = true
+			if err := p.observe(ctx, d, &st); err != nil {
+				return st, err
+			}
+		}
+		next = page.NextLink
+	}
+	// Only a complete listing proves a device is gone.
+	for id, s := range p.last {
+		if listed[id] {
+			continue
+		}
+		delete(p.last, id)
+		if s.state == store.ComplianceUnknown {
+			continue
+		}
+		if err := p.report(ctx, s.device, store.ComplianceUnknown); err != nil {
+			return st, err
+		}
+		st.Removed++
+		st.Reported++
+	}
+	return st, nil
+}
+
+func (p *Poller) observe(ctx context.Context, d ManagedDevice, st *Stats) error {
+	state := MapCompliance(d.ComplianceState)
+	now := p.cfg.Now()
+	if prev, ok := p.last[d.ID]; ok && prev.state == state &&
+		(p.cfg.Refresh <= 0 || now.Sub(prev.reported) < p.cfg.Refresh) {
+		st.Unchanged++
+		return nil
+	}
+	dev, err := mdm.Resolve(ctx, p.cfg.Updater,
+		mdm.Identity{Kind: mdm.KindIntuneID, Value: d.ID},
+		mdm.Identity{Kind: mdm.KindAzureADID, Value: d.AzureADDeviceID},
+		mdm.Identity{Kind: mdm.KindSerial, Value: d.SerialNumber})
+	if errors.Is(err, mdm.ErrUnknownDevice) {
+		st.Unknown++ // not enrolled here (yet): not cached, retried next poll
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := p.report(ctx, dev, state); err != nil {
+		return err
+	}
+	p.last[d.ID] = seen{state: state, device: dev, reported: now}
+	st.Reported++
+	return nil
+}
+
+func (p *Poller) report(ctx context.Context, dev string, state store.Compliance) error {
+	if _, err := p.cfg.Updater.SetCompliance(ctx, dev, state, p.cfg.Source, "mdm:"+p.cfg.Source); err != nil {
+		return fmt.Errorf("intune: set compliance of %s: %w", dev, err)
+	}
+	p.m.PostureChange(p.cfg.Source, state)
+	return nil
+}
+
+// fetchPage GETs one page; the URL must be on the Graph origin.
+func (p *Poller) fetchPage(ctx context.Context, raw string) (*Page, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != p.graph.Scheme || u.Host != p.graph.Host {
+		return nil, fmt.Errorf("%w: nextLink %q leaves the Graph origin %s", ErrMalformed, truncate(raw, 80), p.cfg.GraphURL)
+	}
+	for refreshed := false; ; refreshed = true {
+		tok, err := p.accessToken(ctx)
+		if err != nil {
+			return nil, err
+		}
+		body, status, err := p.do(ctx, func() (*http.Request, error) {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+			if err != nil {
+				return nil, err
+			}
+			req.Header.Set("Authorization", "Bearer "+tok)
+			req.Header.Set("Accept", "application/json")
+			return req, nil
+		}, maxPageBody)
+		if err != nil {
+			return nil, err
+		}
+		if status == http.StatusUnauthorized && !refreshed {
+			p.dropToken() // expired or revoked early: get a new one once
+			continue
+		}
+		if status != http.StatusOK {
+			return nil, fmt.Errorf("intune: graph managedDevices: HTTP %d: %s", status, graphError(body))
+		}
+		return ParsePage(body)
+	}
+}
+
+// do sends the request built by mk, retrying 429, 5xx and transport errors
+// with exponential backoff that honours Retry-After. It returns the final
+// status and body (capped at limit).
+func (p *Poller) do(ctx context.Context, mk func() (*http.Request, error), limit int64) ([]byte, int, error) {
+	backoff := time.Second
+	for attempt := 0; ; attempt++ {
+		req, err := mk()
+		if err != nil {
+			return nil, 0, fmt.Errorf("intune: request: %w", err)
+		}
+		resp, err := p.cfg.HTTPClient.Do(req)
+		var wait time.Duration
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, 0, ctx.Err()
+			}
+			if attempt >= p.cfg.MaxRetries {
+				return nil, 0, fmt.Errorf("intune: %s %s: %w", req.Method, req.URL.Path, err)
+			}
+			wait = backoff
+		} else {
+			body, rerr := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+			resp.Body.Close()
+			if rerr != nil {
+				return nil, 0, fmt.Errorf("intune: reading %s: %w", req.URL.Path, rerr)
+			}
+			if int64(len(body)) > limit {
+				return nil, 0, fmt.Errorf("%w: body of %s exceeds %d bytes", ErrMalformed, req.URL.Path, limit)
+			}
+			retryable := resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500
+			if !retryable || attempt >= p.cfg.MaxRetries {
+				return body, resp.StatusCode, nil
+			}
+			wait = retryAfter(resp.Header.Get("Retry-After"), p.cfg.Now())
+			if wait <= 0 {
+				wait = backoff
+			}
+			p.log.Warn("graph throttled or failing; backing off", "status", resp.StatusCode, "wait", wait, "attempt", attempt+1)
+		}
+		wait = min(wait, p.cfg.MaxBackoff)
+		if err := p.cfg.Sleep(ctx, wait); err != nil {
+			return nil, 0, err
+		}
+		backoff = min(backoff*2, p.cfg.MaxBackoff)
+	}
+}
+
+// retryAfter parses Retry-After as delta-seconds or an HTTP date (RFC 9110 §10.2.3).
+func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(v); err == nil {
+		if n < 0 {
+			return 0
+		}
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// accessToken returns a cached token, fetching one 2 minutes before expiry.
+func (p *Poller) accessToken(ctx context.Context) (string, error) {
+	p.tokMu.Lock()
+	defer p.tokMu.Unlock()
+	if p.token != "" && p.cfg.Now().Before(p.expiry) {
+		return p.token, nil
+	}
+	form := url.Values{}
+	form.Set("grant_type", "client_credentials")
+	form.Set("client_id", p.cfg.ClientID)
+	form.Set("client_secret", p.cfg.ClientSecret)
+	form.Set("scope", p.cfg.GraphURL+"/.default")
+	endpoint := p.cfg.LoginURL + "/" + url.PathEscape(p.cfg.TenantID) + "/oauth2/v2.0/token"
+	body, status, err := p.do(ctx, func() (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Accept", "application/json")
+		return req, nil
+	}, maxTokenBody)
+	if err != nil {
+		return "", err
+	}
+	tok, err := parseToken(body, status)
+	if err != nil {
+		return "", err
+	}
+	p.token = tok.AccessToken
+	life := time.Duration(tok.ExpiresIn) * time.Second
+	p.expiry = p.cfg.Now().Add(max(life-2*time.Minute, life/2))
+	return p.token, nil
+}
+
+func (p *Poller) dropToken() {
+	p.tokMu.Lock()
+	p.token = ""
+	p.tokMu.Unlock()
+}
+
+type tokenResponse struct {
+	TokenType   string      `json:"token_type"`
+	AccessToken string      `json:"access_token"`
+	ExpiresIn   json.Number `json:"expires_in"`
+	Error       string      `json:"error"`
+	// error_description is not logged: it can echo request details.
+}
+
+type token struct {
+	AccessToken string
+	ExpiresIn   int64
+}
+
+func parseToken(body []byte, status int) (*token, error) {
+	var tr tokenResponse
+	if err := json.Unmarshal(body, &tr); err != nil {
+		return nil, fmt.Errorf("%w: token (HTTP %d): %v", ErrMalformed, status, err)
+	}
+	if status != http.StatusOK || tr.Error != "" {
+		return nil, fmt.Errorf("intune: token endpoint: HTTP %d error %q", status, truncate(tr.Error, 64))
+	}
+	if tr.AccessToken == "" || !strings.EqualFold(tr.TokenType, "bearer") {
+		return nil, fmt.Errorf("%w: token response without a bearer access_token", ErrMalformed)
+	}
+	exp, err := tr.ExpiresIn.Int64()
+	if err != nil || exp <= 0 {
+		exp = 300 // be conservative when the field is odd
+	}
+	return &token{AccessToken: tr.AccessToken, ExpiresIn: exp}, nil
+}
+
+func graphError(body []byte) string {
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &e) == nil && e.Error.Code != "" {
+		return truncate(e.Error.Code, 64)
+	}
+	return "no error code"
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
