@@ -26,7 +26,7 @@ func (nullDeps) VerifyACME(context.Context, []byte, string) (*attest.Result, err
 func (nullDeps) GetDevice(context.Context, string) (*store.Device, error) {
 	return nil, store.ErrNotFound
 }
-func (nullDeps) RecordIssuance(context.Context, store.Issuance) error  { return nil }
+func (nullDeps) RecordIssuance(context.Context, store.Issuance) error { return nil }
 func (nullDeps) AppendAudit(context.Context, *store.AuditEvent) error { return nil }
 
 var jwsSeeds = []string{
