@@ -76,12 +76,17 @@ func (s *Server) access(ctx context.Context, n *nas, from netip.AddrPort, p *pac
 	// An empty EAP-Message (EAP-Start, RFC 3579 §2.1) makes Step ask for the
 	// identity.
 	c.step.Lock()
+	if c.ended.Load() {
+		// A concurrent packet with the same State finished it meanwhile.
+		c.step.Unlock()
+		s.convs.release(s.now(), c)
+		return s.reject(n, p, failureFor(eap), RejectUnknownState)
+	}
 	res, stepErr := c.sess.Step(eap)
 	c.step.Unlock()
 
 	switch {
 	case stepErr == nil && res.Outcome == eaptls.Continue && len(res.Reply) > 0:
-		s.convs.release(s.now(), c)
 		return s.challenge(n, p, c, res.Reply, res.Ignored)
 	case stepErr == nil && res.Outcome == eaptls.Success:
 		return s.accept(ctx, n, from, p, c, res.Reply)
@@ -135,7 +140,11 @@ func failureFor(eap []byte) []byte {
 // re-sent request answering a stale EAP Identifier: RFC 3579 §2.2 suggests
 // Error-Cause 202 "Invalid EAP Packet (Ignored)".
 func (s *Server) challenge(n *nas, p *packet, c *conversation, eap []byte, ignored bool) []byte {
-	state := s.convs.rotate(c)
+	state, ok := s.convs.rotate(c)
+	s.convs.release(s.now(), c)
+	if !ok {
+		return s.reject(n, p, failureFor(eap), RejectUnknownState)
+	}
 	attrs := make(radius.Attributes, 0, 4+len(eap)/maxAttr)
 	attrs = p.proxyStates(attrs)
 	attrs = appendEAP(attrs, eap)

@@ -40,6 +40,9 @@ type conversation struct {
 	// verdict is written by the Authorizer on the handshake goroutine and
 	// read by the worker after Step returns.
 	verdict atomic.Pointer[posture.Verdict]
+	// ended is set when the conversation finished; a worker that waited on
+	// step for a concurrent packet of the same conversation checks it.
+	ended atomic.Bool
 
 	// Guarded by convTable.mu.
 	state    [stateLen]byte
@@ -120,10 +123,14 @@ func (t *convTable) acquire(now time.Time, n *nas, state []byte) *conversation {
 	return c
 }
 
-// rotate gives c a fresh State for the next round and returns it.
-func (t *convTable) rotate(c *conversation) [stateLen]byte {
+// rotate gives c a fresh State for the next round and returns it; false if
+// c finished meanwhile.
+func (t *convTable) rotate(c *conversation) ([stateLen]byte, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if c.done {
+		return c.state, false
+	}
 	delete(t.byState, c.state)
 	for {
 		c.state = newState()
@@ -132,7 +139,7 @@ func (t *convTable) rotate(c *conversation) [stateLen]byte {
 		}
 	}
 	t.byState[c.state] = c
-	return c.state
+	return c.state, true
 }
 
 // release ends a busy period.
@@ -156,6 +163,7 @@ func (t *convTable) removeLocked(c *conversation) {
 		return
 	}
 	c.done = true
+	c.ended.Store(true)
 	delete(t.byState, c.state)
 	if t.perNAS[c.nas.Name]--; t.perNAS[c.nas.Name] <= 0 {
 		delete(t.perNAS, c.nas.Name)

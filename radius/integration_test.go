@@ -319,3 +319,22 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestIntegrationClientTLSMaxVersion caps a NAS at TLS 1.2 while the peer
+// offers 1.3 (FreeRADIUS-style tls_max_version per client).
+func TestIntegrationClientTLSMaxVersion(t *testing.T) {
+	t.Parallel()
+	ls := startLive(t, func(c *Config) { c.Clients[0].TLSMaxVersion = tls.VersionTLS12 })
+	nas := newUDPNAS(t, ls.auth, []byte(testSecret))
+	cfg := ls.pki.peerTLS("ok", tls.VersionTLS13)
+	var version uint16
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error { version = cs.Version; return nil }
+	peer := eaptls.NewPeer(context.Background(), eaptls.PeerConfig{TLS: cfg, Identity: "x"})
+	defer peer.Close()
+	if r := runEAP(t, nas, peer, 1400); r.final.Code != radius.CodeAccessAccept {
+		t.Fatalf("code %v", r.final.Code)
+	}
+	if version != tls.VersionTLS12 {
+		t.Fatalf("negotiated %x, want TLS 1.2", version)
+	}
+}

@@ -637,3 +637,35 @@ func TestAccounting(t *testing.T) {
 		t.Fatal("retransmission after store error not answered")
 	}
 }
+
+func TestSessionOptionsFromRequestAndClient(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		mtu     radius.Attribute // nil: absent
+		wantMTU int
+	}{
+		{"framed-mtu-1400", u32(1400), 1400},
+		{"framed-mtu-below-100-ignored", u32(50), 0},
+		{"framed-mtu-wrong-size-ignored", radius.Attribute{1, 2}, 0},
+		{"framed-mtu-absent", nil, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, func(c *Config) { c.Clients[0].TLSMaxVersion = tls.VersionTLS12 })
+			var extra []*radius.AVP
+			if tt.mtu != nil {
+				extra = append(extra, &radius.AVP{Type: attrFramedMTU, Attribute: tt.mtu})
+			}
+			req := h.accessRequest(1, nil, nil, extra...)
+			if h.handle(h.nasAddr, portAuth, req) == nil {
+				t.Fatal("no response")
+			}
+			o := h.fakes[0].opts
+			if o.MTU != tt.wantMTU || o.MaxVersion != tls.VersionTLS12 || o.Authorize == nil {
+				t.Fatalf("options %+v", o)
+			}
+		})
+	}
+}
