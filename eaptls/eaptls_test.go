@@ -350,6 +350,11 @@ func TestConversationFails(t *testing.T) {
 				if len(prev) <= 6 || prev[4] != TypeTLS {
 					t.Fatalf("reply before EAP-Failure carries no TLS alert: % x", prev)
 				}
+				// TLS 1.2: the alert is plaintext and there is no
+				// ChangeCipherSpec, so no Finished was sent.
+				if tc.version == tls.VersionTLS12 && (prev[6] != 21 || bytes.Contains(prev[6:], []byte{20, 3, 3, 0, 1, 1})) {
+					t.Fatalf("TLS 1.2 rejection is not a bare alert: % x", prev[6:])
+				}
 				ack := c.resps[len(c.resps)-1]
 				if !bytes.Equal(ack[4:], []byte{TypeTLS, 0}) {
 					t.Fatalf("peer did not ACK the alert: % x", ack)

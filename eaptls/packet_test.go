@@ -142,7 +142,6 @@ func TestReassemblerAcceptsLengthOnEveryFragment(t *testing.T) {
 	}
 }
 
-
 func TestPeerRejectsPrematureSuccess(t *testing.T) {
 	f := getFixture(t)
 	tests := []struct {
@@ -252,7 +251,7 @@ func FuzzParsePacket(f *testing.F) {
 // so the input reaches the TLS engine.
 func splitPackets(b []byte) [][]byte {
 	var out [][]byte
-	for len(b) > 0 && len(out) < 8 {
+	for len(b) > 0 && len(out) < 16 {
 		n := int(b[0])
 		b = b[1:]
 		n = min(n, len(b))
@@ -264,10 +263,26 @@ func splitPackets(b []byte) [][]byte {
 
 func FuzzSessionStep(f *testing.F) {
 	fx := getFixture(f)
-	srv := fx.newServer(f, func(c *ServerConfig) { c.MaxMessage = 4096; c.MaxRounds = 20 })
+	srv := fx.newServer(f, func(c *ServerConfig) { c.MaxMessage = 4096; c.MaxRounds = 30 })
 	f.Add([]byte{6, 2, 4, 0, 6, 13, 0}, true)
 	f.Add([]byte{10, 2, 4, 0, 10, 13, 0xc0, 0, 0, 1, 0}, true)
 	f.Add(append([]byte{14, 2, 4, 0, 14, 13, 0, 0x16, 3, 1, 0, 3, 1, 0, 0}, 6, 2, 5, 0, 6, 13, 0), false)
+	// A real ClientHello, fragmented at MTU 100 so each piece fits the
+	// one-byte length prefix: lets the fuzzer mutate from a live handshake.
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		peer := NewPeer(context.Background(), PeerConfig{TLS: fx.peerTLS(&fx.client, v), MTU: 100})
+		var seed []byte
+		resp, _, err := peer.Step([]byte{CodeRequest, 4, 0, 6, TypeTLS, flagStart})
+		for id := byte(5); err == nil && len(resp) > 0 && len(resp) < 256; id++ {
+			seed = append(append(seed, byte(len(resp))), resp...)
+			if resp[5]&flagMore == 0 {
+				break
+			}
+			resp, _, err = peer.Step(tlsPacket(CodeRequest, id, 0, 0, nil))
+		}
+		peer.Close()
+		f.Add(seed, true)
+	}
 	f.Fuzz(func(t *testing.T, in []byte, fixID bool) {
 		sess := srv.NewSession(context.Background(), SessionOptions{MTU: 200})
 		defer sess.Close()
