@@ -184,7 +184,13 @@ func (s *Server) accept(ctx context.Context, n *nas, from netip.AddrPort, p *pac
 		s.log.Error("encode Access-Accept", "nas", n.Name, "err", err)
 		return s.decide(ctx, n, from, p, c, v, []byte{eaptls.CodeFailure, eapID(success), 0, 4}, RejectInternal)
 	}
-	s.record(ctx, n, from, c, v, string(posture.ReasonOK), true)
+	// Allow with another reason (e.g. device_quarantined + VLAN) is an
+	// admission into quarantine: keep the reason in log and audit.
+	reason := string(v.Reason)
+	if reason == "" {
+		reason = string(posture.ReasonOK)
+	}
+	s.record(ctx, n, from, c, v, reason, true)
 	s.metrics.Request("access_request", "accept")
 	s.metrics.AuthDuration("accept", s.now().Sub(c.started))
 	return resp

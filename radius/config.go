@@ -6,10 +6,19 @@ import (
 	"net/netip"
 	"sort"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // DefaultCoAPort is the RFC 5176 dynamic authorization port on the NAS.
 const DefaultCoAPort = 3799
+
+// Status-Server answers per NAS client: a watchdog every few seconds per
+// proxy is normal; more is a flood.
+const (
+	statusServerRate  = 10
+	statusServerBurst = 20
+)
 
 // Client is one NAS (or a network of NASes sharing a secret).
 type Client struct {
@@ -145,6 +154,9 @@ func normPrefix(p netip.Prefix) netip.Prefix {
 type nas struct {
 	Client
 	hp *hasherPool
+	// status rate-limits Status-Server (RFC 5997 §4: servers SHOULD), which
+	// has no duplicate entry: each one costs a signed answer.
+	status *rate.Limiter
 }
 
 func newNAS(c Client) *nas {
@@ -159,6 +171,7 @@ func newNAS(c Client) *nas {
 		n.CoASecret = n.Secret
 	}
 	n.hp = newHasherPool(n.Secret)
+	n.status = rate.NewLimiter(statusServerRate, statusServerBurst)
 	return n
 }
 

@@ -40,6 +40,7 @@ const (
 	DropBadAuthenticator    = "bad_authenticator"
 	DropDuplicate           = "duplicate" // retransmission while the original is in progress
 	DropQueueFull           = "queue_full"
+	DropRateLimited         = "rate_limited" // Status-Server beyond its per-client rate
 	DropStoreError          = "store_error"
 	DropInternal            = "internal"
 )

@@ -222,6 +222,37 @@ func (s *Server) Serve(ctx context.Context, auth, acct net.PacketConn) error {
 	return err
 }
 
+// socketBuffer is the receive buffer asked for on listeners we open: bursts
+// of EAP rounds from many NASes should queue in the kernel, not be dropped.
+const socketBuffer = 4 << 20
+
+// ListenAndServe opens UDP listeners on authAddr and acctAddr (either may
+// be empty to skip it) and calls Serve.
+func (s *Server) ListenAndServe(ctx context.Context, authAddr, acctAddr string) error {
+	var conns [2]net.PacketConn
+	for i, addr := range []string{authAddr, acctAddr} {
+		if addr == "" {
+			continue
+		}
+		var lc net.ListenConfig
+		c, err := lc.ListenPacket(ctx, "udp", addr)
+		if err != nil {
+			for _, o := range conns {
+				if o != nil {
+					_ = o.Close()
+				}
+			}
+			return fmt.Errorf("radius: listen %s: %w", addr, err)
+		}
+		if uc, ok := c.(*net.UDPConn); ok {
+			_ = uc.SetReadBuffer(socketBuffer) // best effort; capped by net.core.rmem_max
+		}
+		conns[i] = c
+		s.log.Info("listening", "addr", c.LocalAddr().String(), "port", []string{"auth", "acct"}[i])
+	}
+	return s.Serve(ctx, conns[0], conns[1])
+}
+
 // read is one socket's receive loop.
 func (s *Server) read(ctx context.Context, conn net.PacketConn, port byte, jobs chan<- job) error {
 	uc, _ := conn.(*net.UDPConn)
@@ -419,6 +450,11 @@ func (s *Server) statusServer(n *nas, port byte, p *packet) []byte {
 	}
 	if !verifyMessageAuthenticator(n.hp, p, false) {
 		s.drop(n, kind, DropBadMsgAuth)
+		return nil
+	}
+	// After the MA check, so spoofed floods cannot starve the real watchdog.
+	if !n.status.Allow() {
+		s.drop(n, kind, DropRateLimited)
 		return nil
 	}
 	code := byte(codeAccessAccept)

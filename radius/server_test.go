@@ -669,3 +669,36 @@ func TestSessionOptionsFromRequestAndClient(t *testing.T) {
 		})
 	}
 }
+
+func TestStatusServerIsRateLimitedPerClient(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	answered := 0
+	for i := range statusServerBurst + 10 {
+		req := buildRequest(t, radius.CodeStatusServer, byte(i), h.secret, nil, true, false)
+		if h.handle(h.nasAddr, portAuth, req) != nil {
+			answered++
+		}
+	}
+	// The limiter refills with time; the frozen test clock does not drive
+	// it, so allow a refill of a few tokens on a slow machine.
+	if answered < statusServerBurst || answered >= statusServerBurst+10 {
+		t.Fatalf("answered %d of %d", answered, statusServerBurst+10)
+	}
+	if h.metrics.get("drop/"+DropRateLimited) == 0 {
+		t.Fatal("rate-limited drops not counted")
+	}
+	// Another client has its own budget.
+	req := buildRequest(t, radius.CodeStatusServer, 1, h.secret, nil, true, false)
+	if h.handle(netip.MustParseAddrPort("203.0.113.1:1"), portAuth, req) == nil {
+		t.Fatal("other client limited too")
+	}
+}
+
+func TestListenAndServeReportsBadAddress(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	if err := h.s.ListenAndServe(context.Background(), "127.0.0.1:notaport", ""); err == nil {
+		t.Fatal("no error for a bad address")
+	}
+}

@@ -247,14 +247,22 @@ func encodeRequest(req Request, id byte, secret []byte, now time.Time) ([]byte, 
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
+	reauthenticate(b, secret)
+	return b, nil
+}
+
+// reauthenticate (re)computes Message-Authenticator and the Request
+// Authenticator of an encoded request, e.g. after its Identifier changed.
+func reauthenticate(b, secret []byte) {
+	clear(b[4:headerLen])
+	clear(b[maOffset : maOffset+maLen])
 	mac := hmac.New(md5.New, secret)
 	mac.Write(b)
 	mac.Sum(b[maOffset : maOffset : maOffset+maLen])
 	h := md5.New()
-	h.Write(b) // bytes 4..20 are still zero
+	h.Write(b) // the Authenticator field is zero here
 	h.Write(secret)
 	h.Sum(b[4:4:headerLen])
-	return b, nil
 }
 
 // Response is a parsed, authenticated answer.

@@ -2,7 +2,6 @@ package dynauth
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,14 +64,17 @@ type SenderConfig struct {
 	Now func() time.Time
 }
 
-// Sender sends RFC 5176 requests. It is safe for concurrent use; each
-// request uses its own connected UDP socket, so the kernel drops datagrams
-// from any other source and no Identifier space is shared between requests.
+// Sender sends RFC 5176 requests. It is safe for concurrent use. Requests to
+// one NAS share connected UDP sockets (the kernel drops datagrams from any
+// other source), up to 256 outstanding Identifiers per socket; answers are
+// demultiplexed by Identifier and then authenticated against the exact
+// request bytes. A socket is closed when its last request ends.
 type Sender struct {
 	cfg SenderConfig
 	sem chan struct{}
 	log *slog.Logger
 	m   Metrics
+	mux *muxer
 }
 
 // NewSender returns a Sender with cfg's defaults filled in.
@@ -100,6 +102,7 @@ func NewSender(cfg SenderConfig) *Sender {
 		sem: make(chan struct{}, cfg.MaxInFlight),
 		log: cfg.Logger.With("component", "radius", "sub", "dynauth"),
 		m:   cfg.Metrics,
+		mux: newMuxer(cfg.Metrics),
 	}
 }
 
@@ -142,78 +145,67 @@ func (s *Sender) Send(ctx context.Context, nas NAS, req Request) (Outcome, error
 
 func (s *Sender) exchange(ctx context.Context, addr string, secret []byte, req Request) (Outcome, error) {
 	out := Outcome{Result: ResultError}
-	// Validate the request before opening a socket.
-	if _, err := encodeRequest(req, 0, secret, s.cfg.Now()); err != nil {
+	// Encode the first try before taking a socket slot: bad input fails fast.
+	first, err := encodeRequest(req, 0, secret, s.cfg.Now())
+	if err != nil {
 		return out, err
 	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "udp", addr)
+	lease, err := s.mux.acquire(addr)
 	if err != nil {
-		return out, fmt.Errorf("dynauth: dial %s: %w", addr, err)
+		return out, err
 	}
-	defer conn.Close()
-	// Unblock a pending Read as soon as ctx ends.
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
+	defer s.mux.release(lease)
 
 	sent := make([][]byte, 0, s.cfg.Tries)
-	var idb [1]byte
-	if _, err := rand.Read(idb[:]); err != nil {
-		return out, fmt.Errorf("dynauth: identifier: %w", err)
-	}
-	buf := make([]byte, radius.MaxPacketLength+1)
 	start := time.Now()
 	wait := s.cfg.Timeout
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
 	for try := 0; try < s.cfg.Tries; try++ {
-		pkt, err := encodeRequest(req, idb[0]+byte(try), secret, s.cfg.Now())
-		if err != nil {
-			return out, err
+		pkt := first
+		if try == 0 {
+			pkt[1] = lease.ids[0]
+			reauthenticate(pkt, secret)
+		} else {
+			// A retransmission is a new packet: fresh Event-Timestamp, and a
+			// new Identifier while the socket has one free.
+			id := s.mux.nextID(lease)
+			if pkt, err = encodeRequest(req, id, secret, s.cfg.Now()); err != nil {
+				return out, err
+			}
 		}
 		sent = append(sent, pkt)
-		if _, err := conn.Write(pkt); err != nil && !errors.Is(err, syscall.ECONNREFUSED) {
+		if _, err := lease.mc.conn.Write(pkt); err != nil && !errors.Is(err, syscall.ECONNREFUSED) {
 			out.Elapsed = time.Since(start)
 			return out, fmt.Errorf("dynauth: send to %s: %w", addr, err)
 		}
 		out.Attempts++
 		s.m.Sent(req.Kind)
-		deadline := time.Now().Add(wait)
+		timer.Reset(wait)
 		wait *= 2
-		if err := conn.SetReadDeadline(deadline); err != nil {
-			return out, fmt.Errorf("dynauth: deadline: %w", err)
-		}
+	recv:
 		for {
-			if ctx.Err() != nil {
+			select {
+			case <-ctx.Done():
 				out.Elapsed = time.Since(start)
 				return out, fmt.Errorf("dynauth: %s to %s: %w", req.Kind, addr, ctx.Err())
-			}
-			n, err := conn.Read(buf)
-			if err != nil {
-				if errors.Is(err, syscall.ECONNREFUSED) {
-					// ICMP port unreachable: nobody listens now; wait out
-					// this try rather than spinning, then retransmit.
-					sleepUntil(ctx, deadline)
-					break
-				}
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					break
+			case <-timer.C:
+				break recv
+			case raw := <-lease.ch:
+				resp, perr := s.match(raw, sent, secret)
+				if perr != nil {
+					s.log.Debug("discarding invalid answer", "nas_addr", addr, "err", perr)
+					continue
 				}
 				out.Elapsed = time.Since(start)
-				return out, fmt.Errorf("dynauth: read from %s: %w", addr, err)
+				if resp.ACK {
+					out.Result = ResultACK
+					return out, nil
+				}
+				out.Result = ResultNAK
+				out.ErrorCause = resp.ErrorCause
+				return out, &NAKError{Kind: req.Kind, Cause: resp.ErrorCause}
 			}
-			resp, perr := s.match(buf[:n], sent, secret)
-			if perr != nil {
-				s.log.Debug("discarding invalid answer", "nas_addr", addr, "err", perr)
-				continue
-			}
-			out.Elapsed = time.Since(start)
-			if resp.ACK {
-				out.Result = ResultACK
-				return out, nil
-			}
-			out.Result = ResultNAK
-			out.ErrorCause = resp.ErrorCause
-			return out, &NAKError{Kind: req.Kind, Cause: resp.ErrorCause}
 		}
 	}
 	out.Result = ResultTimeout
@@ -247,13 +239,4 @@ func invalidWhy(err error) string {
 		return pe.why
 	}
 	return "malformed"
-}
-
-func sleepUntil(ctx context.Context, t time.Time) {
-	tm := time.NewTimer(time.Until(t))
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-	case <-ctx.Done():
-	}
 }

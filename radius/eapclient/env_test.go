@@ -149,13 +149,14 @@ type proxy struct {
 
 	mu      sync.Mutex
 	client  netip.AddrPort
+	lastReq []byte
 	replies int
 	// onReply returns the bytes to forward (nil drops) for reply number n
-	// (counting from 1).
-	onReply func(n int, b []byte) []byte
+	// (counting from 1); req is the last request forwarded.
+	onReply func(n int, reply, req []byte) []byte
 }
 
-func newProxy(t testing.TB, server netip.AddrPort, onReply func(n int, b []byte) []byte) *proxy {
+func newProxy(t testing.TB, server netip.AddrPort, onReply func(n int, reply, req []byte) []byte) *proxy {
 	t.Helper()
 	p := &proxy{front: listenLo(t), back: listenLo(t), server: server, onReply: onReply}
 	t.Cleanup(func() { p.front.Close(); p.back.Close() })
@@ -175,6 +176,7 @@ func (p *proxy) forward() {
 		}
 		p.mu.Lock()
 		p.client = from
+		p.lastReq = append(p.lastReq[:0], buf[:n]...)
 		p.mu.Unlock()
 		if _, err := p.back.WriteToUDPAddrPort(buf[:n], p.server); err != nil && errors.Is(err, net.ErrClosed) {
 			return
@@ -191,7 +193,7 @@ func (p *proxy) backward() {
 		}
 		p.mu.Lock()
 		p.replies++
-		out := p.onReply(p.replies, append([]byte(nil), buf[:n]...))
+		out := p.onReply(p.replies, append([]byte(nil), buf[:n]...), p.lastReq)
 		client := p.client
 		p.mu.Unlock()
 		if out != nil {
