@@ -389,3 +389,12 @@ func TestMetricsLabels(t *testing.T) {
 		}
 	}
 }
+
+func parseCert(tb testing.TB, der []byte) *x509.Certificate {
+	tb.Helper()
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
