@@ -597,17 +597,15 @@ func TestCancelledContextFails(t *testing.T) {
 func TestCloseStopsHandshakeGoroutines(t *testing.T) {
 	f := getFixture(t)
 	srv := f.newServer(t, nil)
+	// settle waits (bounded) for exiting goroutines to be reaped.
 	settle := func(limit int) int {
-		n := 0
-		for range 500 {
-			if n = runtimeNumGoroutine(); n <= limit {
-				break
-			}
-			time.Sleep(2 * time.Millisecond)
+		n := runtimeNumGoroutine()
+		for deadline := time.Now().Add(10 * time.Second); n > limit && time.Now().Before(deadline); n = runtimeNumGoroutine() {
+			time.Sleep(time.Millisecond)
 		}
 		return n
 	}
-	before := settle(0)
+	before := runtimeNumGoroutine()
 	const sessions = 20
 	var closers []func()
 	for range sessions {

@@ -234,7 +234,9 @@ func (p *Peer) success() error {
 	done, err := p.conn.done, p.conn.err
 	p.conn.mu.Unlock()
 	switch {
-	case !done && p.version == 0 && p.started:
+	case !p.started:
+		return p.end(fmt.Errorf("%w: EAP-Success before EAP-TLS started", ErrProtocol))
+	case !done && p.version == 0:
 		return p.end(fmt.Errorf("%w: EAP-Success before the TLS handshake finished", ErrProtocol))
 	case !done:
 		return p.end(ErrNoSuccessIndication)

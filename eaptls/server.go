@@ -193,7 +193,6 @@ type Session struct {
 	ems      bool
 	cr, sr   [32]byte
 	haveRand [2]bool
-	version  uint16
 
 	// Written by the TLS goroutine before it blocks in Read or finishes;
 	// the memConn mutex orders those writes before the driver's reads.
