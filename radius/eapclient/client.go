@@ -250,11 +250,10 @@ func (c *Client) LocalAddr() net.Addr { return c.conn.LocalAddr() }
 // ErrBadReply), protocol failures (ErrProtocol) and supplicant failures
 // (ErrPeer). The Result is filled as far as the conversation went, also
 // with an error. The caller still owns peer and must Close it.
-func (c *Client) Authenticate(ctx context.Context, peer *eaptls.Peer) (Result, error) {
+func (c *Client) Authenticate(ctx context.Context, peer *eaptls.Peer) (res Result, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	start := time.Now()
-	var res Result
 	defer func() { res.Duration = time.Since(start) }()
 
 	eap := peer.Identity(0)
