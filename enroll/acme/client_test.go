@@ -1,7 +1,7 @@
 package acme_test
 
 import (
-	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -12,26 +12,19 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"hardbound/enroll/acme/acmetest"
 )
 
-// testClient is a minimal RFC 8555 client: enough to drive the server the
-// way a device's ACME agent does, plus knobs to break each rule.
+// testClient wraps acmetest.Client with testing.T error handling.
 type testClient struct {
-	t   *testing.T
-	hc  *http.Client
-	dir struct {
-		NewNonce, NewAccount, NewOrder string
-	}
-	key   crypto.Signer
-	alg   jose.SignatureAlgorithm
-	kid   string
-	nonce string
+	*acmetest.Client
+	t *testing.T
 }
 
 type response struct {
@@ -61,113 +54,32 @@ func newTestClient(t *testing.T, hc *http.Client, directoryURL string) *testClie
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &testClient{t: t, hc: hc, key: k, alg: jose.ES256}
-	resp, err := hc.Get(directoryURL)
+	c, err := acmetest.New(context.Background(), hc, directoryURL, k, jose.ES256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(&c.dir); err != nil {
-		t.Fatalf("directory: %v", err)
-	}
-	return c
+	return &testClient{Client: c, t: t}
 }
 
-func (c *testClient) freshNonce() string {
-	c.t.Helper()
-	if c.nonce != "" {
-		n := c.nonce
-		c.nonce = ""
-		return n
-	}
-	resp, err := c.hc.Head(c.dir.NewNonce)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	resp.Body.Close()
-	n := resp.Header.Get("Replay-Nonce")
-	if n == "" {
-		c.t.Fatal("newNonce gave no Replay-Nonce")
-	}
-	return n
-}
-
-type signOpts struct {
-	nonce   string // overrides the fresh nonce
-	url     string // overrides the url header
-	jwk     bool   // embed jwk instead of kid
-	rawBody []byte // sent as is
-}
-
-type nonceSource string
-
-func (n nonceSource) Nonce() (string, error) { return string(n), nil }
+type signOpts = acmetest.SignOptions
 
 // sign returns the flattened JWS for payload (nil = POST-as-GET).
 func (c *testClient) sign(url string, payload any, o signOpts) []byte {
 	c.t.Helper()
-	var body []byte
-	if payload != nil {
-		var err error
-		if body, err = json.Marshal(payload); err != nil {
-			c.t.Fatal(err)
-		}
-	}
-	nonce := o.nonce
-	if nonce == "" {
-		nonce = c.freshNonce()
-	}
-	hdrURL := url
-	if o.url != "" {
-		hdrURL = o.url
-	}
-	opts := &jose.SignerOptions{NonceSource: nonceSource(nonce), ExtraHeaders: map[jose.HeaderKey]any{"url": hdrURL}}
-	sk := jose.SigningKey{Algorithm: c.alg, Key: c.key}
-	if o.jwk || c.kid == "" {
-		opts.EmbedJWK = true
-	} else {
-		sk.Key = jose.JSONWebKey{Key: c.key, KeyID: c.kid}
-	}
-	signer, err := jose.NewSigner(sk, opts)
+	b, err := c.Sign(context.Background(), url, payload, o)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	obj, err := signer.Sign(body)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	out := []byte(obj.FullSerialize())
-	if len(body) == 0 {
-		// go-jose omits an empty payload; RFC 8555 §6.3 POST-as-GET sends "".
-		var m map[string]any
-		if err := json.Unmarshal(out, &m); err != nil {
-			c.t.Fatal(err)
-		}
-		m["payload"] = ""
-		if out, err = json.Marshal(m); err != nil {
-			c.t.Fatal(err)
-		}
-	}
-	return out
+	return b
 }
 
 func (c *testClient) send(url string, body []byte) *response {
 	c.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	r, err := c.Send(context.Background(), url, body)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	req.Header.Set("Content-Type", "application/jose+json")
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if n := resp.Header.Get("Replay-Nonce"); n != "" {
-		c.nonce = n
-	}
-	return &response{status: resp.StatusCode, header: resp.Header, body: b}
+	return &response{status: r.Status, header: r.Header, body: r.Body}
 }
 
 func (c *testClient) post(url string, payload any) *response {
@@ -191,21 +103,18 @@ func (c *testClient) mustPost(url string, payload any, wantStatus int, out any) 
 
 func (c *testClient) register() {
 	c.t.Helper()
-	r := c.mustPost(c.dir.NewAccount, map[string]any{"termsOfServiceAgreed": true}, http.StatusCreated, nil)
-	c.kid = r.header.Get("Location")
-	if c.kid == "" {
-		c.t.Fatal("newAccount gave no Location")
+	if err := c.Register(context.Background()); err != nil {
+		c.t.Fatal(err)
 	}
 }
 
 func (c *testClient) thumbprint() string {
 	c.t.Helper()
-	jwk := jose.JSONWebKey{Key: c.key.Public()}
-	b, err := jwk.Thumbprint(crypto.SHA256)
+	tp, err := c.Thumbprint()
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	return base64.RawURLEncoding.EncodeToString(b)
+	return tp
 }
 
 type orderObj struct {
@@ -227,7 +136,7 @@ type authzObj struct {
 func (c *testClient) newOrder(typ, value string) orderObj {
 	c.t.Helper()
 	var o orderObj
-	r := c.mustPost(c.dir.NewOrder, map[string]any{"identifiers": []map[string]string{{"type": typ, "value": value}}}, http.StatusCreated, &o)
+	r := c.mustPost(c.Dir.NewOrder, map[string]any{"identifiers": []map[string]string{{"type": typ, "value": value}}}, http.StatusCreated, &o)
 	o.location = r.header.Get("Location")
 	return o
 }

@@ -50,8 +50,8 @@ func TestAccountKeyAlgorithms(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			c := newTestClient(t, e.srv.Client(), e.dirURL)
-			c.key, c.alg = tc.key, tc.alg
-			r := c.post(c.dir.NewAccount, map[string]any{"termsOfServiceAgreed": true})
+			c.Key, c.Alg = tc.key, tc.alg
+			r := c.post(c.Dir.NewAccount, map[string]any{"termsOfServiceAgreed": true})
 			if tc.wantType != "" {
 				wantProblem(t, r, http.StatusBadRequest, tc.wantType)
 				return
@@ -59,9 +59,9 @@ func TestAccountKeyAlgorithms(t *testing.T) {
 			if r.status != http.StatusCreated {
 				t.Fatalf("newAccount = %d: %s", r.status, r.body)
 			}
-			c.kid = r.header.Get("Location")
+			c.KID = r.header.Get("Location")
 			// Same key again: the existing account, 200.
-			if r := c.send(c.dir.NewAccount, c.sign(c.dir.NewAccount, map[string]any{}, signOpts{jwk: true})); r.status != http.StatusOK || r.header.Get("Location") != c.kid {
+			if r := c.send(c.Dir.NewAccount, c.sign(c.Dir.NewAccount, map[string]any{}, signOpts{JWK: true})); r.status != http.StatusOK || r.header.Get("Location") != c.KID {
 				t.Fatalf("repeat newAccount = %d %q", r.status, r.header.Get("Location"))
 			}
 			o := c.newOrder(acme.TypePermanentIdentifier, "SN-KEYS-"+tc.name[3:])

@@ -43,7 +43,7 @@ func TestRequestChecks(t *testing.T) {
 	t.Run("reject/bad_nonce_gets_fresh_nonce", func(t *testing.T) {
 		t.Parallel()
 		c := e.client(t)
-		r := c.send(c.dir.NewOrder, c.sign(c.dir.NewOrder, map[string]any{}, signOpts{nonce: "bm90LWEtbm9uY2U"}))
+		r := c.send(c.Dir.NewOrder, c.sign(c.Dir.NewOrder, map[string]any{}, signOpts{Nonce: "bm90LWEtbm9uY2U"}))
 		wantProblem(t, r, http.StatusBadRequest, acme.ProblemBadNonce)
 		if r.header.Get("Replay-Nonce") == "" {
 			t.Fatal("badNonce response carries no fresh Replay-Nonce")
@@ -58,50 +58,50 @@ func TestRequestChecks(t *testing.T) {
 	t.Run("reject/replayed_request", func(t *testing.T) {
 		t.Parallel()
 		c := e.client(t)
-		body := c.sign(c.dir.NewOrder, map[string]any{"identifiers": []map[string]string{{"type": acme.TypePermanentIdentifier, "value": "SN-REPLAY"}}}, signOpts{})
-		if r := c.send(c.dir.NewOrder, body); r.status != http.StatusCreated {
+		body := c.sign(c.Dir.NewOrder, map[string]any{"identifiers": []map[string]string{{"type": acme.TypePermanentIdentifier, "value": "SN-REPLAY"}}}, signOpts{})
+		if r := c.send(c.Dir.NewOrder, body); r.status != http.StatusCreated {
 			t.Fatalf("first send = %d: %s", r.status, r.body)
 		}
-		wantProblem(t, c.send(c.dir.NewOrder, body), http.StatusBadRequest, acme.ProblemBadNonce)
+		wantProblem(t, c.send(c.Dir.NewOrder, body), http.StatusBadRequest, acme.ProblemBadNonce)
 	})
 
 	t.Run("reject/wrong_url_header", func(t *testing.T) {
 		t.Parallel()
 		c := e.client(t)
-		body := c.sign(c.dir.NewOrder, map[string]any{}, signOpts{url: strings.Replace(c.dir.NewOrder, "new-order", "new-account", 1)})
-		wantProblem(t, c.send(c.dir.NewOrder, body), http.StatusForbidden, acme.ProblemUnauthorized)
+		body := c.sign(c.Dir.NewOrder, map[string]any{}, signOpts{URL: strings.Replace(c.Dir.NewOrder, "new-order", "new-account", 1)})
+		wantProblem(t, c.send(c.Dir.NewOrder, body), http.StatusForbidden, acme.ProblemUnauthorized)
 	})
 
 	t.Run("reject/oversize_body", func(t *testing.T) {
 		t.Parallel()
 		c := e.client(t)
 		big := map[string]string{"junk": strings.Repeat("A", 200<<10)}
-		wantProblem(t, c.send(c.dir.NewOrder, c.sign(c.dir.NewOrder, big, signOpts{})), http.StatusRequestEntityTooLarge, acme.ProblemMalformed)
+		wantProblem(t, c.send(c.Dir.NewOrder, c.sign(c.Dir.NewOrder, big, signOpts{})), http.StatusRequestEntityTooLarge, acme.ProblemMalformed)
 	})
 
 	t.Run("reject/unknown_account", func(t *testing.T) {
 		t.Parallel()
 		c := e.client(t)
-		c.kid = c.kid + "x"
-		wantProblem(t, c.post(c.dir.NewOrder, map[string]any{}), http.StatusBadRequest, acme.ProblemAccountDoesNotExist)
+		c.KID = c.KID + "x"
+		wantProblem(t, c.post(c.Dir.NewOrder, map[string]any{}), http.StatusBadRequest, acme.ProblemAccountDoesNotExist)
 	})
 
 	t.Run("reject/jwk_after_registration", func(t *testing.T) {
 		t.Parallel()
 		c := e.client(t)
-		wantProblem(t, c.send(c.dir.NewOrder, c.sign(c.dir.NewOrder, map[string]any{}, signOpts{jwk: true})), http.StatusBadRequest, acme.ProblemMalformed)
+		wantProblem(t, c.send(c.Dir.NewOrder, c.sign(c.Dir.NewOrder, map[string]any{}, signOpts{JWK: true})), http.StatusBadRequest, acme.ProblemMalformed)
 	})
 
 	t.Run("reject/only_return_existing_unknown_key", func(t *testing.T) {
 		t.Parallel()
 		c := newTestClient(t, e.srv.Client(), e.dirURL)
-		wantProblem(t, c.post(c.dir.NewAccount, map[string]any{"onlyReturnExisting": true}), http.StatusBadRequest, acme.ProblemAccountDoesNotExist)
+		wantProblem(t, c.post(c.Dir.NewAccount, map[string]any{"onlyReturnExisting": true}), http.StatusBadRequest, acme.ProblemAccountDoesNotExist)
 	})
 
 	t.Run("reject/wrong_content_type", func(t *testing.T) {
 		t.Parallel()
 		c := e.client(t)
-		resp, err := e.srv.Client().Post(c.dir.NewOrder, "application/json", bytes.NewReader(c.sign(c.dir.NewOrder, map[string]any{}, signOpts{})))
+		resp, err := e.srv.Client().Post(c.Dir.NewOrder, "application/json", bytes.NewReader(c.sign(c.Dir.NewOrder, map[string]any{}, signOpts{})))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,20 +114,20 @@ func TestRequestChecks(t *testing.T) {
 	t.Run("reject/garbage_body", func(t *testing.T) {
 		t.Parallel()
 		c := e.client(t)
-		wantProblem(t, c.send(c.dir.NewOrder, []byte(`{"protected":"!!","payload":"","signature":"AAAA"}`)), http.StatusBadRequest, acme.ProblemMalformed)
+		wantProblem(t, c.send(c.Dir.NewOrder, []byte(`{"protected":"!!","payload":"","signature":"AAAA"}`)), http.StatusBadRequest, acme.ProblemMalformed)
 	})
 
 	t.Run("reject/unsupported_identifier_type", func(t *testing.T) {
 		t.Parallel()
 		c := e.client(t)
-		r := c.post(c.dir.NewOrder, map[string]any{"identifiers": []map[string]string{{"type": "dns", "value": "example.com"}}})
+		r := c.post(c.Dir.NewOrder, map[string]any{"identifiers": []map[string]string{{"type": "dns", "value": "example.com"}}})
 		wantProblem(t, r, http.StatusBadRequest, acme.ProblemUnsupportedIdentifier)
 	})
 
 	t.Run("reject/bad_assigner_oid", func(t *testing.T) {
 		t.Parallel()
 		c := e.client(t)
-		r := c.post(c.dir.NewOrder, map[string]any{"identifiers": []map[string]string{{"type": acme.TypePermanentIdentifier, "value": "SN/1.99.3"}}})
+		r := c.post(c.Dir.NewOrder, map[string]any{"identifiers": []map[string]string{{"type": acme.TypePermanentIdentifier, "value": "SN/1.99.3"}}})
 		wantProblem(t, r, http.StatusBadRequest, acme.ProblemMalformed)
 	})
 
@@ -269,7 +269,7 @@ func TestRateLimited(t *testing.T) {
 	e := newEnv(t, envOpts{limits: limit.Config{PerDevice: limit.Rate{Every: time.Hour, Burst: 1}}})
 	c := e.client(t)
 	c.newOrder(acme.TypePermanentIdentifier, "SN-BUSY")
-	r := c.post(c.dir.NewOrder, map[string]any{"identifiers": []map[string]string{{"type": acme.TypePermanentIdentifier, "value": "SN-BUSY"}}})
+	r := c.post(c.Dir.NewOrder, map[string]any{"identifiers": []map[string]string{{"type": acme.TypePermanentIdentifier, "value": "SN-BUSY"}}})
 	wantProblem(t, r, http.StatusTooManyRequests, acme.ProblemRateLimited)
 	if r.header.Get("Retry-After") == "" {
 		t.Error("rateLimited without Retry-After")
