@@ -642,6 +642,8 @@ func TestNewServerRejectsIncompleteConfig(t *testing.T) {
 		{name: "nil_tls", cfg: ServerConfig{}},
 		{name: "no_certificate", cfg: ServerConfig{TLS: &tls.Config{ClientCAs: f.pki.rootPool}}},
 		{name: "no_client_cas", cfg: ServerConfig{TLS: &tls.Config{Certificates: []tls.Certificate{f.server}}}},
+		{name: "tiny_max_fragment", cfg: ServerConfig{MaxFragment: 10, TLS: &tls.Config{Certificates: []tls.Certificate{f.server}, ClientCAs: f.pki.rootPool}}},
+		{name: "negative_max_fragment", cfg: ServerConfig{MaxFragment: -1, TLS: &tls.Config{Certificates: []tls.Certificate{f.server}, ClientCAs: f.pki.rootPool}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

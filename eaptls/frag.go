@@ -16,6 +16,9 @@ const (
 	// attributes, well inside a 4096-byte RADIUS packet with room for
 	// State, Message-Authenticator and Proxy-State.
 	maxFragment = 3000
+	// minFragment is the smallest accepted ServerConfig.MaxFragment; it
+	// matches what Framed-MTU 100 (the smallest honoured) yields.
+	minFragment = minMTU - fragOverhead
 )
 
 // fragmentSize returns the TLS bytes per EAP-TLS fragment for a Framed-MTU

@@ -126,8 +126,10 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = DefaultHandshakeTimeout
 	}
-	if cfg.MaxFragment < 0 {
-		cfg.MaxFragment = 0
+	if cfg.MaxFragment < 0 || (cfg.MaxFragment > 0 && cfg.MaxFragment < minFragment) {
+		// Tiny fragments only burn rounds until MaxRounds fails every
+		// authentication; refuse the configuration instead.
+		return nil, fmt.Errorf("eaptls: MaxFragment %d below %d", cfg.MaxFragment, minFragment)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
