@@ -10,8 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"layeh.com/radius"
 )
 
 // DefaultPort is the RFC 5176 DAS port on the NAS.

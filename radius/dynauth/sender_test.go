@@ -3,6 +3,7 @@ package dynauth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -166,5 +167,34 @@ func TestNASAddress(t *testing.T) {
 				t.Fatalf("address() = %q, %v; want %q (err %v)", got, err, tc.want, tc.err)
 			}
 		})
+	}
+}
+
+func TestSenderSharesSocketsBeyond256Outstanding(t *testing.T) {
+	t.Parallel()
+	das := newFakeDAS(t, "mux", nil)
+	s := NewSender(SenderConfig{MaxInFlight: 1000, Timeout: 2 * time.Second})
+	const n = 600
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			id := testIdent
+			id.AcctSessionID = fmt.Sprintf("%016X", i)
+			out, err := s.Send(context.Background(), NAS{Addr: das.addr(), Secret: []byte("mux")}, Request{Identity: id})
+			if err == nil && out.Result != ResultACK {
+				err = fmt.Errorf("result %s", out.Result)
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.mux.mu.Lock()
+	defer s.mux.mu.Unlock()
+	if len(s.mux.pools) != 0 {
+		t.Fatalf("sockets left open: %d pools", len(s.mux.pools))
 	}
 }
