@@ -3,10 +3,16 @@ package acme
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+
+	jose "github.com/go-jose/go-jose/v4"
 
 	"hardbound/enroll/attest"
 	"hardbound/enroll/ca"
@@ -106,3 +112,70 @@ func FuzzCheckCSRNames(f *testing.F) {
 		_ = checkCSRNames(csr, Identifier{Type: TypePermanentIdentifier, Value: "SN"})
 	})
 }
+
+// FuzzPayload signs arbitrary payload bytes with a registered account key,
+// so the fuzzer reaches the JSON payload parsers behind signature checks:
+// newOrder, a pending challenge and a ready order's finalize.
+func FuzzPayload(f *testing.F) {
+	s, err := New(Config{Profiles: []Profile{{Name: "p"}}}, Deps{Issuer: nullDeps{}, Attester: nullDeps{}, Store: nullDeps{}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	jwk := &jose.JSONWebKey{Key: key.Public()}
+	tp, _ := thumbprint(jwk)
+	if _, _, err := s.accounts.Create(context.Background(), &Account{ID: "fuzz", Key: jwk, Thumbprint: tp, Status: AccountValid}); err != nil {
+		f.Fatal(err)
+	}
+	const base = "https://example.test/acme"
+	for _, seed := range []string{
+		`{"identifiers":[{"type":"permanent-identifier","value":"SN"}]}`,
+		`{"attObj":"oWNmbXRlYXBwbGU"}`, `{"attObj":""}`, `{"csr":"MIIB"}`, `{}`, `[]`, `{"identifiers":null}`, ``,
+	} {
+		f.Add(uint8(0), []byte(seed))
+		f.Add(uint8(1), []byte(seed))
+		f.Add(uint8(2), []byte(seed))
+	}
+	h := s.Handler()
+	f.Fuzz(func(t *testing.T, which uint8, payload []byte) {
+		o := s.orders.create("fuzz", "p", Identifier{Type: TypePermanentIdentifier, Value: "SN"}, "SN")
+		var path string
+		switch which % 3 {
+		case 0:
+			path = "/new-order"
+		case 1:
+			path = "/chall/" + o.challID
+		default:
+			s.orders.mu.Lock()
+			o.status, o.attested = StatusReady, &attest.Result{Format: attest.FormatApple, PublicKey: key.Public(), DeviceID: "SN"}
+			s.orders.mu.Unlock()
+			path = "/order/" + o.id + "/finalize"
+		}
+		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: base + "/acct/fuzz"}},
+			&jose.SignerOptions{NonceSource: staticNonce(s.nonces.issue()), ExtraHeaders: map[jose.HeaderKey]any{"url": base + path}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj, err := signer.Sign(payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := httptest.NewRequest(http.MethodPost, base+path, strings.NewReader(obj.FullSerialize()))
+		r.Header.Set("Content-Type", "application/jose+json")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code >= 400 && w.Header().Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("error %d is not a problem document", w.Code)
+		}
+		if which%3 == 2 && w.Code < 400 {
+			t.Fatalf("finalize succeeded with an issuer that always fails: %d", w.Code)
+		}
+	})
+}
+
+type staticNonce string
+
+func (n staticNonce) Nonce() (string, error) { return string(n), nil }

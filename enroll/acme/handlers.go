@@ -335,9 +335,10 @@ func (s *Server) handleChallenge(w http.ResponseWriter, req *request) *Problem {
 	token, profile, dev, ident := o.token, s.profiles[o.profile], o.deviceID, o.identifier
 	s.orders.mu.Unlock()
 
+	// Other fields (step-ca's "error", for one) are ignored, as RFC 8555
+	// asks; a client that cannot attest simply lets the order expire.
 	var in struct {
 		AttObj string `json:"attObj"`
-		Error  any    `json:"error"`
 	}
 	if p := decodePayload(req.payload, &in); p != nil {
 		return p
