@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"net"
 	"testing"
+	"time"
 )
 
 // benchConverse runs one full EAP-TLS conversation, server and peer in
@@ -39,9 +40,11 @@ func benchmarkHandshake(b *testing.B, version uint16) {
 	ptls := f.peerTLS(&f.client, version)
 	ptls.CurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256}
 	b.ReportAllocs()
+	cpu := processCPU()
 	for b.Loop() {
 		benchConverse(b, srv, ptls)
 	}
+	reportCPU(b, cpu)
 }
 
 func BenchmarkHandshakeTLS12(b *testing.B) { benchmarkHandshake(b, tls.VersionTLS12) }
@@ -61,6 +64,7 @@ func benchmarkBare(b *testing.B, version uint16) {
 	ccfg := f.peerTLS(&f.client, version)
 	ccfg.CurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256}
 	b.ReportAllocs()
+	cpu := processCPU()
 	for b.Loop() {
 		cc, sc := net.Pipe()
 		errc := make(chan error, 1)
@@ -87,6 +91,14 @@ func benchmarkBare(b *testing.B, version uint16) {
 			b.Fatal(err)
 		}
 		sc.Close()
+	}
+	reportCPU(b, cpu)
+}
+
+// reportCPU adds process CPU per op (both sides of the handshake, plus GC).
+func reportCPU(b *testing.B, start time.Duration) {
+	if end := processCPU(); end > 0 && b.N > 0 {
+		b.ReportMetric(float64(end-start)/float64(b.N), "cpu-ns/op")
 	}
 }
 
