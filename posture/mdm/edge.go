@@ -86,7 +86,7 @@ type ErrorBody struct {
 func (e *Edge) Reject(w http.ResponseWriter, r *http.Request, status int, reason, detail, subject string) {
 	e.metrics.WebhookReject(e.source, reason)
 	e.log.Warn("webhook refused", "reason", reason, "detail", detail, "remote", r.RemoteAddr, "subject", subject)
-	if e.auditor != nil && e.limit.Allow() {
+	if e.auditor != nil && e.limit.AllowN(e.now(), 1) {
 		result := "reject"
 		switch reason {
 		case RejectUnauthorized, RejectBadSignature, RejectStale, RejectReplayed:

@@ -30,6 +30,7 @@ func TestSenderOutcomes(t *testing.T) {
 		setup     func(*fakeDAS)
 		req       Request
 		requireMA bool
+		timeout   time.Duration // first-try wait; default 2s (answered cases finish at once)
 		want      Result
 		wantErr   error
 		cause     ErrorCause
@@ -37,14 +38,14 @@ func TestSenderOutcomes(t *testing.T) {
 	}{
 		{name: "ack/disconnect", want: ResultACK, attempts: 1},
 		{name: "ack/coa_vlan", req: Request{Kind: CoA, VLAN: "666"}, want: ResultACK, attempts: 1},
-		{name: "ack/after_two_drops", setup: func(d *fakeDAS) { d.drop.Store(2) }, want: ResultACK, attempts: 3},
+		{name: "ack/after_two_drops", timeout: 250 * time.Millisecond, setup: func(d *fakeDAS) { d.drop.Store(2) }, want: ResultACK, attempts: 3},
 		{name: "ack/without_ma_when_not_required", setup: func(d *fakeDAS) { d.noMA = true }, want: ResultACK, attempts: 1},
 		{name: "nak/session_not_found", setup: func(d *fakeDAS) { d.nak = 503 }, want: ResultNAK, wantErr: ErrNAK, cause: 503, attempts: 1},
 		{name: "nak/no_error_cause", setup: func(d *fakeDAS) { d.nakCode = true }, want: ResultNAK, wantErr: ErrNAK, attempts: 1},
-		{name: "timeout/all_dropped", setup: func(d *fakeDAS) { d.drop.Store(100) }, want: ResultTimeout, wantErr: ErrTimeout, attempts: 3},
-		{name: "timeout/answer_signed_with_wrong_secret", setup: func(d *fakeDAS) { d.answerKey = []byte("other") }, want: ResultTimeout, wantErr: ErrTimeout, attempts: 3},
-		{name: "timeout/bad_response_ma", setup: func(d *fakeDAS) { d.badMA = true }, want: ResultTimeout, wantErr: ErrTimeout, attempts: 3},
-		{name: "timeout/ma_required_but_missing", setup: func(d *fakeDAS) { d.noMA = true }, requireMA: true, want: ResultTimeout, wantErr: ErrTimeout, attempts: 3},
+		{name: "timeout/all_dropped", timeout: 20 * time.Millisecond, setup: func(d *fakeDAS) { d.drop.Store(100) }, want: ResultTimeout, wantErr: ErrTimeout, attempts: 3},
+		{name: "timeout/answer_signed_with_wrong_secret", timeout: 20 * time.Millisecond, setup: func(d *fakeDAS) { d.answerKey = []byte("other") }, want: ResultTimeout, wantErr: ErrTimeout, attempts: 3},
+		{name: "timeout/bad_response_ma", timeout: 20 * time.Millisecond, setup: func(d *fakeDAS) { d.badMA = true }, want: ResultTimeout, wantErr: ErrTimeout, attempts: 3},
+		{name: "timeout/ma_required_but_missing", timeout: 20 * time.Millisecond, setup: func(d *fakeDAS) { d.noMA = true }, requireMA: true, want: ResultTimeout, wantErr: ErrTimeout, attempts: 3},
 		{name: "error/coa_without_vlan", req: Request{Kind: CoA}, want: ResultError, wantErr: ErrBadRequest},
 		{name: "error/no_identification", req: Request{Identity: Identity{NASIdentifier: "ap1"}}, want: ResultError, wantErr: ErrBadRequest},
 	}
@@ -52,7 +53,11 @@ func TestSenderOutcomes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			das := newFakeDAS(t, secret, tc.setup)
-			s := NewSender(SenderConfig{Tries: 3, Timeout: 20 * time.Millisecond, RequireResponseMA: tc.requireMA})
+			timeout := tc.timeout
+			if timeout == 0 {
+				timeout = 2 * time.Second
+			}
+			s := NewSender(SenderConfig{Tries: 3, Timeout: timeout, RequireResponseMA: tc.requireMA})
 			req := tc.req
 			if req.Identity == (Identity{}) {
 				req.Identity = testIdent
