@@ -96,10 +96,8 @@ func (v *Verifier) verifyACMETPM(raw []byte, keyAuth string) (*Result, error) {
 	default:
 		return nil, badf("tpm: alg %d is not supported (want -7, -257 or -65535)", *st.Alg)
 	}
-	for name, b := range map[string][]byte{"pubArea": st.PubArea, "certInfo": st.CertInfo, "sig": st.Sig} {
-		if len(b) == 0 || len(b) > MaxTPMBlobSize {
-			return nil, badf("tpm: %s is %d bytes", name, len(b))
-		}
+	if err := checkBlobs("pubArea", st.PubArea, "certInfo", st.CertInfo, "sig", st.Sig); err != nil {
+		return nil, err
 	}
 	want := sha256.Sum256([]byte(keyAuth))
 	pub, info, err := verifyCertification(st.PubArea, st.CertInfo, st.Sig, ak.PublicKey, h, want[:])
@@ -410,10 +408,8 @@ func (v *Verifier) VerifyTPM(ctx context.Context, ev TPMEvidence, nonce []byte) 
 		return nil, badf("tpm: AK public: %v", err)
 	}
 	k := ev.Key
-	for name, b := range map[string][]byte{"key.public": k.Public, "key.certify_info": k.CertifyInfo, "key.signature": k.Signature} {
-		if len(b) == 0 || len(b) > MaxTPMBlobSize {
-			return nil, badf("tpm: %s is %d bytes", name, len(b))
-		}
+	if err := checkBlobs("key.public", k.Public, "key.certify_info", k.CertifyInfo, "key.signature", k.Signature); err != nil {
+		return nil, err
 	}
 	pub, info, err := verifyCertification(k.Public, k.CertifyInfo, k.Signature, akPub.Public, akPub.Hash, nonce)
 	if err != nil {
@@ -475,10 +471,8 @@ func (v *Verifier) verifyEK(der []byte, chain [][]byte) (*x509ext.EKCertificate,
 // the AK, restricted signing key, fixedTPM/fixedParent/sensitiveDataOrigin)
 // and returns the AK Name for MakeCredential.
 func checkAK(p TPMAKParams, ekPub crypto.PublicKey) (*tpm2.HashValue, error) {
-	for name, b := range map[string][]byte{"ak.public": p.Public, "ak.create_data": p.CreateData, "ak.create_attestation": p.CreateAttestation, "ak.create_signature": p.CreateSignature} {
-		if len(b) == 0 || len(b) > MaxTPMBlobSize {
-			return nil, badf("tpm: %s is %d bytes", name, len(b))
-		}
+	if err := checkBlobs("ak.public", p.Public, "ak.create_data", p.CreateData, "ak.create_attestation", p.CreateAttestation, "ak.create_signature", p.CreateSignature); err != nil {
+		return nil, err
 	}
 	ap := attest.ActivationParameters{
 		EK: ekPub,
@@ -537,6 +531,19 @@ func (v *Verifier) checkNonce(n, ekSPKI, akPublic []byte) error {
 	exp := time.Unix(int64(binary.BigEndian.Uint32(n[:4])), 0)
 	if !v.now().Before(exp) {
 		return badf("tpm: nonce expired at %s", exp.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// checkBlobs bounds TPM structures, given as name, value pairs (in order,
+// so the first bad one is the one reported).
+func checkBlobs(pairs ...any) error {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		name, _ := pairs[i].(string)
+		b, _ := pairs[i+1].([]byte)
+		if len(b) == 0 || len(b) > MaxTPMBlobSize {
+			return badf("tpm: %s is %d bytes (want 1..%d)", name, len(b), MaxTPMBlobSize)
+		}
 	}
 	return nil
 }
