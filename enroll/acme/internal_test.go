@@ -1,7 +1,9 @@
 package acme
 
 import (
+	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"testing"
 	"time"
 )
@@ -91,4 +93,66 @@ func TestDeviceIdentity(t *testing.T) {
 			}
 		})
 	}
+}
+
+func otherNameSAN(t *testing.T, typeID asn1.ObjectIdentifier, value any) []byte {
+	t.Helper()
+	v, err := asn1.Marshal(value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oid, _ := asn1.Marshal(typeID)
+	wrapped, _ := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: v})
+	san, err := asn1.Marshal([]asn1.RawValue{{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: append(oid, wrapped...)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return san
+}
+
+type permID struct {
+	Value    string                `asn1:"utf8"`
+	Assigner asn1.ObjectIdentifier `asn1:"optional"`
+}
+
+type hwName struct {
+	HWType   asn1.ObjectIdentifier
+	HWSerial []byte
+}
+
+func TestCheckCSRNames(t *testing.T) {
+	t.Parallel()
+	perm := Identifier{TypePermanentIdentifier, "SN1"}
+	permOID := Identifier{TypePermanentIdentifier, "SN1/1.2.3"}
+	hw := Identifier{TypeHardwareModule, "HW9/1.3.6.1.4.1.5"}
+	tests := []struct {
+		name    string
+		csr     x509.CertificateRequest
+		id      Identifier
+		wantErr bool
+	}{
+		{"ok/no_names", x509.CertificateRequest{}, perm, false},
+		{"ok/permanent_identifier_matches", withSAN(otherNameSAN(t, oidPermanentIdentifier, permID{Value: "SN1"})), perm, false},
+		{"ok/permanent_identifier_with_assigner", withSAN(otherNameSAN(t, oidPermanentIdentifier, permID{Value: "SN1", Assigner: asn1.ObjectIdentifier{1, 2, 3}})), permOID, false},
+		{"ok/hardware_module_matches", withSAN(otherNameSAN(t, oidHardwareModuleName, hwName{asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 5}, []byte("HW9")})), hw, false},
+		{"reject/permanent_identifier_differs", withSAN(otherNameSAN(t, oidPermanentIdentifier, permID{Value: "SN2"})), perm, true},
+		{"reject/assigner_missing", withSAN(otherNameSAN(t, oidPermanentIdentifier, permID{Value: "SN1"})), permOID, true},
+		{"reject/hardware_module_on_permanent_order", withSAN(otherNameSAN(t, oidHardwareModuleName, hwName{asn1.ObjectIdentifier{1, 2}, []byte("SN1")})), perm, true},
+		{"reject/unknown_other_name", withSAN(otherNameSAN(t, asn1.ObjectIdentifier{1, 2, 3, 4}, "x")), perm, true},
+		{"reject/dns_name", x509.CertificateRequest{DNSNames: []string{"example.com"}}, perm, true},
+		{"reject/garbage_san", withSAN([]byte{0x30, 0x03, 0x01, 0x01, 0xff}), perm, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := checkCSRNames(&tc.csr, tc.id)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("checkCSRNames = %v, wantErr %v", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func withSAN(v []byte) x509.CertificateRequest {
+	return x509.CertificateRequest{Extensions: []pkix.Extension{{Id: oidSAN, Value: v}}}
 }
