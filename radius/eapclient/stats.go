@@ -116,12 +116,13 @@ func (s *Stats) Merge(o *Stats) {
 	}
 }
 
-// Counts returns auths, accepts and failures (rejects excluded: timeouts,
-// errors and key mismatches) so far, cheaply, for a progress line.
-func (s *Stats) Counts() (auths, accepts, failures int) {
+// Counts returns the counts so far, cheaply, for a progress line; failures
+// are timeouts, errors and key mismatches (the latter also count as
+// accepts).
+func (s *Stats) Counts() (auths, accepts, rejects, failures int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.s.Auths, s.s.Accepts, s.s.Timeouts + s.s.Errors + s.s.KeyMismatches
+	return s.s.Auths, s.s.Accepts, s.s.Rejects, s.s.Timeouts + s.s.Errors + s.s.KeyMismatches
 }
 
 // Summarize computes rates and latency percentiles over elapsed.

@@ -78,8 +78,8 @@ func TestStatsSummarizeCountsEveryOutcome(t *testing.T) {
 	if s.RejectReasons["rejected: unknown_cert"] != 1 || s.RejectReasons["(no Reply-Message)"] != 1 {
 		t.Fatalf("reasons %v", s.RejectReasons)
 	}
-	if auths, accepts, failures := a.Counts(); auths != 6 || accepts != 2 || failures != 3 {
-		t.Fatalf("counts %d %d %d", auths, accepts, failures)
+	if auths, accepts, rejects, failures := a.Counts(); auths != 6 || accepts != 2 || rejects != 2 || failures != 3 {
+		t.Fatalf("counts %d %d %d %d", auths, accepts, rejects, failures)
 	}
 }
 

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"hardbound/enroll/devbind"
+	"hardbound/store"
+)
+
+func TestBenchEAPTLSAgainstDevServer(t *testing.T) {
+	t.Parallel()
+	in := startTest(t, testConfig(t))
+	okDir, unboundDir := t.TempDir(), t.TempDir()
+	for _, id := range []string{"bench-ok-1", "bench-ok-2"} {
+		writeDevice(t, okDir, id, in, in.bind(t, devbind.Request{DeviceID: id, Posture: store.ComplianceCompliant}))
+	}
+	writeDevice(t, unboundDir, "bench-unbound", in, in.bind(t, devbind.Request{DeviceID: "bench-unbound", NoBinding: true}))
+	secretFile := filepath.Join(in.cfg.DataDir, "radius.secret")
+
+	tests := []struct {
+		name             string
+		dir, tls         string
+		accepts, rejects int
+	}{
+		{"accept/tls1.3", okDir, "1.3", 12, 0},
+		{"accept/tls1.2", okDir, "1.2", 12, 0},
+		{"reject/unbound-cert-is-a-reject-not-an-error", unboundDir, "1.3", 0, 12},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var out, errb bytes.Buffer
+			code := run(context.Background(), []string{"bench", "eaptls", "--json",
+				"--server", in.Addr("radius-auth"), "--secret-file", secretFile, "--cert-dir", tt.dir,
+				"--tls", tt.tls, "--count", "12", "--concurrency", "3"}, func(string) string { return "" }, nil, &out, &errb)
+			if code != 0 {
+				t.Fatalf("exit %d: %s %s", code, out.String(), errb.String())
+			}
+			var rep benchReport
+			if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+				t.Fatalf("%v: %s", err, out.String())
+			}
+			if rep.Auths != 12 || rep.Accepts != tt.accepts || rep.Rejects != tt.rejects || rep.Errors+rep.Timeouts+rep.KeyMismatches != 0 {
+				t.Fatalf("report %+v", rep)
+			}
+			if rep.RoundTripsPer < 3 || rep.P99 <= 0 || rep.P99 < rep.P50 || rep.Max < rep.P99 {
+				t.Fatalf("round trips %v, p50 %v p99 %v max %v", rep.RoundTripsPer, rep.P50, rep.P99, rep.Max)
+			}
+		})
+	}
+}
+
+func TestBenchEAPTLSFailsOnWrongSecret(t *testing.T) {
+	t.Parallel()
+	in := startTest(t, testConfig(t))
+	dir := t.TempDir()
+	writeDevice(t, dir, "d1", in, in.bind(t, devbind.Request{DeviceID: "d1", Posture: store.ComplianceCompliant}))
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"bench", "eaptls", "--server", in.Addr("radius-auth"), "--secret", "wrong",
+		"--cert-dir", dir, "--count", "2", "--concurrency", "2", "--timeout", "100ms", "--retries", "1"},
+		func(string) string { return "" }, nil, &out, &errb)
+	if code == 0 || !strings.Contains(out.String(), "timeouts         2") || !strings.Contains(errb.String(), "2 of 2 authentications failed") {
+		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errb.String())
+	}
+}
+
+func TestBenchEAPTLSRejectsBadFlags(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for name, args := range map[string][]string{
+		"no-secret":        {"--ca", "x", "--cert-dir", dir},
+		"both-secrets":     {"--secret", "a", "--secret-file", "b"},
+		"bad-tls":          {"--secret", "a", "--tls", "1.1"},
+		"no-certs":         {"--secret", "a", "--ca", "/dev/null"},
+		"count-and-time":   {"--secret", "a", "--count", "1", "--duration", "1s"},
+		"empty-cert-dir":   {"--secret", "a", "--cert-dir", dir},
+		"cert-and-certdir": {"--secret", "a", "--cert", "c", "--key", "k", "--cert-dir", dir},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(context.Background(), append([]string{"bench", "eaptls"}, args...), func(string) string { return "" }, nil, &out, &errb); code == 0 || errb.Len() == 0 {
+			t.Errorf("%s: exit %d, stderr %q", name, code, errb.String())
+		}
+	}
+}
