@@ -4,11 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fxamacker/cbor/v2"
 	"github.com/google/go-attestation/attest"
 	"github.com/google/go-tpm/tpmutil"
 
@@ -323,6 +328,118 @@ func TestVerifyTPMWithSWTPM(t *testing.T) {
 			t.Fatalf("VerifyTPM(ak2): %v", err)
 		}
 	})
+	if *update {
+		writeSWTPMFixture(t, sw, now, nonceKey, ev, nonce)
+	}
+
+	// ACME device-attest-01 "tpm" with a genuine TPM2_Certify: the AK cert
+	// comes from a (test) attestation CA, as after step CLI's /attest flow.
+	t.Run("ok/acme-tpm-genuine", func(t *testing.T) {
+		a, _ := authorities(t)
+		akPub, err := attest.ParseAKPublic(akParams(ak2).Public)
+		if err != nil {
+			t.Fatal(err)
+		}
+		akCert, err := a.IssueAKCert(akPub.Public, "swtpm-device-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256([]byte(keyAuth))
+		k, kc := certify(t, tpm, ak2, sum[:])
+		defer k.Close()
+		alg := int64(hbattest.COSEAlgRS256)
+		if _, ok := akPub.Public.(*ecdsa.PublicKey); ok {
+			alg = hbattest.COSEAlgES256
+		}
+		attObj, err := cbor.Marshal(map[string]any{"fmt": "tpm", "attStmt": map[string]any{
+			"ver": "2.0", "alg": alg, "x5c": [][]byte{akCert},
+			"sig": kc.Signature, "certInfo": kc.CertifyInfo, "pubArea": kc.Public,
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		av := hbattest.New(a.Roots(), hbattest.WithClock(clock))
+		res, err := av.VerifyACME(ctx, attObj, keyAuth)
+		if err != nil {
+			t.Fatalf("VerifyACME(genuine tpm): %v", err)
+		}
+		if !res.Proves("swtpm-device-1") || !res.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(k.Public()) {
+			t.Errorf("result = %+v", res)
+		}
+		if _, err := av.VerifyACME(ctx, attObj, token+".b3RoZXI"); err == nil || !strings.Contains(err.Error(), "extraData") {
+			t.Errorf("wrong keyAuthorization: %v", err)
+		}
+	})
+}
+
+var update = flag.Bool("update", false, "rewrite testdata/attest fixtures from real peers")
+
+// swtpmFixture is genuine swtpm evidence for VerifyTPM, replayable without
+// swtpm: the verifier's nonce key and clock are recorded with it.
+type swtpmFixture struct {
+	Note       string               `json:"note"`
+	CapturedAt time.Time            `json:"captured_at"`
+	NonceKey   []byte               `json:"nonce_key"`
+	EKRootPEM  string               `json:"ek_root_pem"`
+	Evidence   hbattest.TPMEvidence `json:"evidence"`
+	Nonce      []byte               `json:"nonce"`
+}
+
+const swtpmFixturePath = "../../testdata/attest/swtpm-scep-evidence.json"
+
+func writeSWTPMFixture(t *testing.T, sw *swtpm, at time.Time, key []byte, ev hbattest.TPMEvidence, nonce []byte) {
+	t.Helper()
+	fx := swtpmFixture{
+		Note:       "genuine swtpm 0.7 evidence (EK cert from swtpm-localca, go-attestation AK, TPM2_Certify with the ActivateTPM nonce); regenerate with go test ./enroll/attest -run SWTPM -update",
+		CapturedAt: at.UTC().Truncate(time.Second),
+		NonceKey:   key,
+		EKRootPEM:  string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: sw.root.Raw})),
+		Evidence:   ev,
+		Nonce:      nonce,
+	}
+	b, err := json.MarshalIndent(fx, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(swtpmFixturePath), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(swtpmFixturePath, append(b, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestVerifyTPMSWTPMFixture replays recorded genuine swtpm evidence, so the
+// TPM verifier is exercised against real TPM output even where swtpm is
+// not installed.
+func TestVerifyTPMSWTPMFixture(t *testing.T) {
+	t.Parallel()
+	b, err := os.ReadFile(swtpmFixturePath)
+	if err != nil {
+		t.Fatalf("fixture missing (run with -update where swtpm exists): %v", err)
+	}
+	var fx swtpmFixture
+	if err := json.Unmarshal(b, &fx); err != nil {
+		t.Fatal(err)
+	}
+	pool, err := hbattest.PoolFromPEM([]byte(fx.EKRootPEM))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := fx.CapturedAt.Add(time.Minute)
+	v := hbattest.New(hbattest.Roots{TPM: pool}, hbattest.WithTPMNonceKey(fx.NonceKey), hbattest.WithClock(func() time.Time { return at }))
+	res, err := v.VerifyTPM(context.Background(), fx.Evidence, fx.Nonce)
+	if err != nil {
+		t.Fatalf("VerifyTPM(fixture): %v", err)
+	}
+	if res.Facts["tpm_model"] != "swtpm" || len(res.DeviceID) != 64 {
+		t.Errorf("result = %+v", res)
+	}
+	bad := bytes.Clone(fx.Nonce)
+	bad[20] ^= 1
+	if _, err := v.VerifyTPM(context.Background(), fx.Evidence, bad); !errors.Is(err, hbattest.ErrBadAttestation) {
+		t.Errorf("tampered nonce: %v", err)
+	}
 }
 
 func authRoot(t *testing.T) *x509.Certificate {
