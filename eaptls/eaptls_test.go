@@ -178,6 +178,13 @@ func TestConversationSucceeds(t *testing.T) {
 			if !bytes.Equal(last, []byte{CodeSuccess, c.resps[len(c.resps)-1][1], 0, 4}) {
 				t.Errorf("final reply % x", last)
 			}
+			// Every EAP-Request (fragments and ACKs included) takes the next
+			// Identifier, and each response echoes its request's.
+			for i := 1; i < len(c.replies)-1; i++ {
+				if c.replies[i][1] != c.replies[i-1][1]+1 || c.resps[i+1][1] != c.replies[i][1] {
+					t.Fatalf("round %d: request id %d after %d, response id %d", i, c.replies[i][1], c.replies[i-1][1], c.resps[i+1][1])
+				}
+			}
 			if tc.srvMTU == 200 && !sawFlags(c.replies, flagLength|flagMore) {
 				t.Errorf("server never sent an L|M first fragment at MTU 200")
 			}
