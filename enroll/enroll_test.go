@@ -286,7 +286,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		deps enroll.Deps
 	}{
 		{"reject/no_profiles", enroll.Config{}, deps},
-		{"reject/unknown_format", enroll.Config{Profiles: []enroll.Profile{{Name: "p", Formats: []string{"none"}}}}, deps},
+		{"reject/unknown_format", enroll.Config{Profiles: []enroll.Profile{{Name: "p", Formats: []string{"bogus"}}}}, deps},
 		{"reject/duplicate_profile", enroll.Config{Profiles: []enroll.Profile{{Name: "p"}, {Name: "p"}}}, deps},
 		{"reject/unknown_default", enroll.Config{Profiles: []enroll.Profile{{Name: "p"}}, DefaultProfile: "q"}, deps},
 		{"reject/missing_ca", enroll.Config{Profiles: []enroll.Profile{{Name: "p"}}}, enroll.Deps{Store: f.store, Attester: deps.Attester}},

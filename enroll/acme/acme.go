@@ -35,18 +35,26 @@ import (
 	"hardbound/store"
 )
 
+// FormatNone marks a profile that also admits unattested (SCEP) enrollment.
+const FormatNone = "none"
+
 // Profile is an enrollment profile as the ACME server needs it.
 type Profile struct {
 	Name     string
 	Validity time.Duration // zero: the CA default
 	// Formats lists the attestation formats the profile accepts ("apple",
-	// "tpm", "android-key"); empty means any of them.
+	// "tpm", "android-key"; "none" matters to SCEP only); empty means any
+	// hardware format.
 	Formats []string
 }
 
 func (p Profile) allows(format string) bool {
+	hardware := format == attest.FormatApple || format == attest.FormatTPM || format == attest.FormatAndroidKey
+	if !hardware {
+		return false
+	}
 	if len(p.Formats) == 0 {
-		return format == attest.FormatApple || format == attest.FormatTPM || format == attest.FormatAndroidKey
+		return true
 	}
 	for _, f := range p.Formats {
 		if f == format {
@@ -221,7 +229,9 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 			return nil, fmt.Errorf("acme: profiles[%d].name %q: duplicate", i, p.Name)
 		}
 		for _, f := range p.Formats {
-			if f != attest.FormatApple && f != attest.FormatTPM && f != attest.FormatAndroidKey {
+			// "none" (unattested SCEP) is a valid profile format; ACME
+			// never accepts it, since device-attest-01 is attestation.
+			if f != attest.FormatApple && f != attest.FormatTPM && f != attest.FormatAndroidKey && f != FormatNone {
 				return nil, fmt.Errorf("acme: profiles[%d].formats: unknown format %q", i, f)
 			}
 		}
@@ -328,10 +338,13 @@ func (s *Server) handleDirectory(w http.ResponseWriter, r *http.Request) {
 }
 
 func formatsOf(p Profile) []string {
-	if len(p.Formats) == 0 {
-		return []string{attest.FormatApple, attest.FormatTPM, attest.FormatAndroidKey}
+	var out []string
+	for _, f := range []string{attest.FormatApple, attest.FormatTPM, attest.FormatAndroidKey} {
+		if p.allows(f) {
+			out = append(out, f)
+		}
 	}
-	return p.Formats
+	return out
 }
 
 func (s *Server) handleNewNonce(w http.ResponseWriter, r *http.Request) {
