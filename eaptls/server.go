@@ -214,13 +214,7 @@ func (s *Server) NewSession(ctx context.Context, o SessionOptions) *Session {
 	ss.reasm = reassembler{pool: &s.pool, max: s.cfg.MaxMessage, total: -1}
 	// No goroutine per session for the timer: context.AfterFunc registers
 	// a callback on the cancelCtx.
-	ss.unreg = context.AfterFunc(ss.ctx, func() {
-		err := ErrTimeout
-		if errors.Is(ss.ctx.Err(), context.Canceled) {
-			err = ErrClosed
-		}
-		ss.conn.closeWith(err)
-	})
+	ss.unreg = context.AfterFunc(ss.ctx, func() { ss.conn.closeWith(ctxErr(ss.ctx.Err())) })
 	return ss
 }
 
@@ -269,6 +263,11 @@ func (s *Session) Close() {
 func (s *Session) Step(eap []byte) (Result, error) {
 	if s.state == stDone {
 		return s.final, ErrDone
+	}
+	// The AfterFunc that closes the conn runs asynchronously; checking here
+	// makes an expired or cancelled session fail deterministically.
+	if err := s.ctx.Err(); err != nil {
+		return s.fail(s.respID(eap), ctxErr(err))
 	}
 	s.rounds++
 	if s.rounds > s.srv.cfg.MaxRounds {
@@ -453,6 +452,14 @@ func (s *Session) verifyConnection(cs tls.ConnectionState) error {
 		}
 	}
 	return nil
+}
+
+// ctxErr maps the session context's end to the package sentinels.
+func ctxErr(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return ErrClosed
+	}
+	return ErrTimeout
 }
 
 func (s *Session) respID(eap []byte) uint8 {
