@@ -205,6 +205,10 @@ func (h *Handler) serveDevice(ctx context.Context, w http.ResponseWriter, r *htt
 		return
 	default:
 		groups, err := h.cfg.Lookup.Groups(ctx, d.Type, d.JSSID)
+		if errors.Is(err, ErrLookupUnsupported) {
+			mdm.WriteJSON(w, http.StatusAccepted, Result{Event: p.Event, Ignored: "no Jamf API lookup for this device type"})
+			return
+		}
 		if err != nil {
 			e.Logger().Error("jamf group lookup", "jss_id", d.JSSID, "err", err)
 			e.Reject(w, r, http.StatusBadGateway, mdm.RejectInternal, "Jamf Pro API lookup failed", subject(d))
@@ -250,14 +254,17 @@ func (h *Handler) serveGroup(ctx context.Context, w http.ResponseWriter, r *http
 				// Confirm: the device may have left (or joined) since, or
 				// still sit in another noncompliant group.
 				groups, err := h.cfg.Lookup.Groups(ctx, d.Type, d.JSSID)
-				if err != nil {
+				switch {
+				case errors.Is(err, ErrLookupUnsupported):
+					// keep the webhook's word
+				case err != nil:
 					e.Logger().Error("jamf group lookup", "jss_id", d.JSSID, "err", err)
 					e.Reject(w, r, http.StatusBadGateway, mdm.RejectInternal, "Jamf Pro API lookup failed", subject(&d))
 					return
-				}
-				state = store.ComplianceCompliant
-				if h.noncompliantMember(groups) {
+				case h.noncompliantMember(groups):
 					state = store.ComplianceNoncompliant
+				default:
+					state = store.ComplianceCompliant
 				}
 			}
 			id, err := mdm.Resolve(ctx, h.cfg.Updater, identities(&d)...)
