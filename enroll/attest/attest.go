@@ -12,6 +12,11 @@
 // See /work/shared/docs/attestation.md for the formats and the nonce rules:
 // apple binds SHA-256(token), tpm binds SHA-256(keyAuthorization) and
 // android-key binds keyAuthorization itself.
+//
+// Metrics (through the Metrics interface; the wiring maps them to
+// Prometheus): one Verification(format, outcome) per VerifyACME/VerifyTPM
+// call, format in {apple, tpm, android-key, unknown}, outcome in {ok, fail};
+// suggested name hardbound_enroll_attestations_total{format,outcome}.
 package attest
 
 import (

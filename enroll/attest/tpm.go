@@ -354,8 +354,7 @@ const (
 // then mints a 32-byte nonce bound by HMAC to this EK and AK with an expiry,
 // and encrypts it to the EK as a credential for the AK's Name
 // (TPM2_MakeCredential). It keeps no state: VerifyTPM re-derives the binding.
-func (v *Verifier) ActivateTPM(ctx context.Context, req TPMActivationRequest) (act *TPMActivation, err error) {
-	defer func() { v.observe(ctx, FormatTPM, err) }()
+func (v *Verifier) ActivateTPM(ctx context.Context, req TPMActivationRequest) (*TPMActivation, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("attest: %w", err)
 	}
