@@ -499,9 +499,14 @@ func (s *Server) refuse(ctx context.Context, p *Problem, rf refusal) {
 		format = "unknown"
 	}
 	s.metrics.Enrollment("acme", format, reason)
-	s.log.Info("acme request refused", "actor", rf.actor, "source", rf.ip, "type", p.Type, "detail", p.Detail)
-	if !rf.authenticated && !s.anonAudit.Allow() {
-		return
+	if !rf.authenticated {
+		// Garbage is cheap to send: keep it out of the info log.
+		s.log.Debug("acme request refused", "actor", rf.actor, "source", rf.ip, "type", p.Type, "detail", p.Detail)
+		if !s.anonAudit.Allow() {
+			return
+		}
+	} else {
+		s.log.Info("acme request refused", "actor", rf.actor, "source", rf.ip, "type", p.Type, "detail", p.Detail)
 	}
 	s.audit(ctx, &store.AuditEvent{
 		Actor: rf.actor, Action: "enroll.acme", Subject: rf.subject,

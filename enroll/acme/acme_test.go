@@ -69,7 +69,7 @@ var (
 )
 
 // authority is shared: building the test roots is the slow part.
-func authority(t *testing.T) *attesttest.Authority {
+func authority(t testing.TB) *attesttest.Authority {
 	t.Helper()
 	authOnce.Do(func() { authVal, authErr = attesttest.NewAuthority() })
 	if authErr != nil {
@@ -78,7 +78,7 @@ func authority(t *testing.T) *attesttest.Authority {
 	return authVal
 }
 
-func newEnv(t *testing.T, o envOpts) *env {
+func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	dir := t.TempDir()
 	if err := ca.Init(ca.InitOptions{Dir: dir, Org: "hardbound test"}); err != nil {

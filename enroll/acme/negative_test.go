@@ -5,6 +5,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"hardbound/enroll/attest"
 	"hardbound/enroll/attest/attesttest"
 	"hardbound/enroll/limit"
+	"hardbound/store"
 )
 
 func wantProblem(t *testing.T, r *response, status int, typ string) string {
@@ -297,5 +299,48 @@ func TestRefusalsAreAudited(t *testing.T) {
 	ev := evs[0]
 	if ev.Action != "enroll.acme" || ev.Result != "reject" || ev.Actor != "device:SN-AUDIT" || !strings.HasPrefix(ev.Reason, "bad_attestation") || ev.Source != "127.0.0.1" {
 		t.Fatalf("audit event = %+v", ev)
+	}
+}
+
+func TestConcurrentFinalizeIssuesOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	c := e.client(t)
+	o, dev := readyOrder(t, e, c, "SN-RACE")
+	const n = 4
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		bodies[i] = c.sign(o.Finalize, csrFor(t, dev, ""), signOpts{})
+	}
+	statuses := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			r, err := c.HTTP.Post(o.Finalize, "application/jose+json", bytes.NewReader(bodies[i]))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			r.Body.Close()
+			statuses[i] = r.StatusCode
+		})
+	}
+	wg.Wait()
+	ok := 0
+	for _, s := range statuses {
+		switch s {
+		case http.StatusOK:
+			ok++
+		case http.StatusForbidden: // orderNotReady
+		default:
+			t.Errorf("unexpected status %d", s)
+		}
+	}
+	if ok != 1 {
+		t.Fatalf("%d finalizes succeeded, want exactly 1 (%v)", ok, statuses)
+	}
+	certs, _, err := e.store.ListCerts(context.Background(), store.CertFilter{DeviceID: "SN-RACE"}, store.Page{})
+	if err != nil || len(certs) != 1 {
+		t.Fatalf("device has %d certs (%v), want 1", len(certs), err)
 	}
 }
