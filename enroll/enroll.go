@@ -55,8 +55,8 @@ type Config struct {
 	DefaultProfile string
 	// Limits is used when Deps.Limiter is nil.
 	Limits limit.Config
-	// MaxBodyBytes caps every request body (default 256 KiB; ACME requests
-	// are further capped at 128 KiB).
+	// MaxBodyBytes caps SCEP and CRL request bodies (default 256 KiB).
+	// ACME caps its own at 128 KiB and answers with a problem document.
 	MaxBodyBytes int64
 	// CRLMaxAge is how long a built CRL is served before it is rebuilt even
 	// without InvalidateCRL (default 1h).
@@ -162,9 +162,10 @@ func New(cfg Config, deps Deps, opts ...Option) (*Service, error) {
 // Handler is the HTTPS handler: /acme/, /scep, /crl, /crl.pem.
 func (s *Service) Handler() http.Handler {
 	m := http.NewServeMux()
+	// ACME caps its own bodies and answers with a problem document.
 	m.Handle("/acme/", s.acme.Handler())
 	s.mountCommon(m)
-	return s.capBodies(m)
+	return m
 }
 
 // PlainHandler is the plain-HTTP handler: /scep, /crl and /crl.pem only.
@@ -172,17 +173,19 @@ func (s *Service) Handler() http.Handler {
 func (s *Service) PlainHandler() http.Handler {
 	m := http.NewServeMux()
 	s.mountCommon(m)
-	return s.capBodies(m)
+	return m
 }
 
 func (s *Service) mountCommon(m *http.ServeMux) {
 	if s.scep != nil {
-		m.Handle("/scep", s.scep)
-		m.Handle("/scep/", s.scep)
+		h := s.capBodies(s.scep)
+		m.Handle("/scep", h)
+		m.Handle("/scep/", h)
 	}
-	m.HandleFunc("GET /crl", s.handleCRL)
-	m.HandleFunc("GET /crl.der", s.handleCRL)
-	m.HandleFunc("GET /crl.pem", s.handleCRL)
+	crl := s.capBodies(http.HandlerFunc(s.handleCRL))
+	m.Handle("GET /crl", crl)
+	m.Handle("GET /crl.der", crl)
+	m.Handle("GET /crl.pem", crl)
 }
 
 // capBodies bounds every request body; a handler reading past the cap gets
