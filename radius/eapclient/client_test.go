@@ -202,7 +202,7 @@ func TestAuthenticateWrongSecretTimesOut(t *testing.T) {
 
 // reply builds a signed reply to req with attrs, MA first, and returns its
 // wire form.
-func reply(t *testing.T, req *radius.Packet, code radius.Code, withMA bool, build func(p *radius.Packet)) []byte {
+func reply(t testing.TB, req *radius.Packet, code radius.Code, withMA bool, build func(p *radius.Packet)) []byte {
 	t.Helper()
 	p := req.Response(code)
 	if withMA {
