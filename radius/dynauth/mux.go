@@ -17,6 +17,8 @@ type muxer struct {
 	m     Metrics
 	mu    sync.Mutex
 	pools map[string][]*muxConn
+	// onAcquire, if set (tests), sees +1 per lease taken and -1 per release.
+	onAcquire func(delta int32)
 }
 
 type muxConn struct {
@@ -44,6 +46,9 @@ func (x *muxer) acquire(addr string) (*lease, error) {
 	l := &lease{ch: make(chan []byte, 4)}
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if x.onAcquire != nil {
+		x.onAcquire(1)
+	}
 	for _, mc := range x.pools[addr] {
 		if id, ok := mc.take(l.ch); ok {
 			l.mc, l.ids = mc, append(l.ids, id)
@@ -104,6 +109,9 @@ func (x *muxer) nextID(l *lease) byte {
 func (x *muxer) release(l *lease) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	if x.onAcquire != nil {
+		x.onAcquire(-1)
+	}
 	mc := l.mc
 	for _, id := range l.ids {
 		if mc.waiters[id] == l.ch {

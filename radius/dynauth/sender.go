@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -50,8 +51,12 @@ type SenderConfig struct {
 	// Timeout is the wait after the first try (default 1s); it doubles after
 	// every try (1s, 2s, 4s: about 7 s in all by default).
 	Timeout time.Duration
-	// MaxInFlight bounds concurrent requests (and so UDP sockets); default 512.
+	// MaxInFlight bounds concurrent requests in all; default 512.
 	MaxInFlight int
+	// MaxPerNAS bounds concurrent requests to one NAS address (default 64):
+	// a NAS's DAS is often single-threaded behind a small socket buffer, and
+	// a burst it drops only comes back as retransmissions.
+	MaxPerNAS int
 	// RequireResponseMA discards answers without Message-Authenticator.
 	// Off by default: RFC 5176 makes it optional and the Response
 	// Authenticator already proves the secret; hostapd does include it.
@@ -73,6 +78,9 @@ type Sender struct {
 	log *slog.Logger
 	m   Metrics
 	mux *muxer
+
+	nasMu  sync.Mutex
+	perNAS map[string]chan struct{} // one entry per NAS address ever used
 }
 
 // NewSender returns a Sender with cfg's defaults filled in.
@@ -86,6 +94,9 @@ func NewSender(cfg SenderConfig) *Sender {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 512
 	}
+	if cfg.MaxPerNAS <= 0 {
+		cfg.MaxPerNAS = 64
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -96,11 +107,12 @@ func NewSender(cfg SenderConfig) *Sender {
 		cfg.Now = time.Now
 	}
 	return &Sender{
-		cfg: cfg,
-		sem: make(chan struct{}, cfg.MaxInFlight),
-		log: cfg.Logger.With("component", "radius", "sub", "dynauth"),
-		m:   cfg.Metrics,
-		mux: newMuxer(cfg.Metrics),
+		cfg:    cfg,
+		sem:    make(chan struct{}, cfg.MaxInFlight),
+		log:    cfg.Logger.With("component", "radius", "sub", "dynauth"),
+		m:      cfg.Metrics,
+		mux:    newMuxer(cfg.Metrics),
+		perNAS: make(map[string]chan struct{}),
 	}
 }
 
@@ -127,13 +139,18 @@ func (s *Sender) Send(ctx context.Context, nas NAS, req Request) (Outcome, error
 		return out, err
 	}
 	out.Addr = addr
-	select {
-	case s.sem <- struct{}{}:
-	case <-ctx.Done():
-		s.m.Answered(req.Kind, ResultError)
-		return out, fmt.Errorf("dynauth: waiting for a send slot: %w", ctx.Err())
+	// Per-NAS slot first, so requests queued for one slow NAS do not hold
+	// global slots that other NASes could use.
+	nasSem := s.nasSlot(addr)
+	for _, sem := range []chan struct{}{nasSem, s.sem} {
+		select {
+		case sem <- struct{}{}:
+			defer func() { <-sem }()
+		case <-ctx.Done():
+			s.m.Answered(req.Kind, ResultError)
+			return out, fmt.Errorf("dynauth: waiting for a send slot: %w", ctx.Err())
+		}
 	}
-	defer func() { <-s.sem }()
 
 	out, err = s.exchange(ctx, addr, nas.Secret, req)
 	out.Addr = addr
@@ -209,6 +226,17 @@ func (s *Sender) exchange(ctx context.Context, addr string, secret []byte, req R
 	out.Result = ResultTimeout
 	out.Elapsed = time.Since(start)
 	return out, fmt.Errorf("%w: %s to %s after %d tries", ErrTimeout, req.Kind, addr, out.Attempts)
+}
+
+func (s *Sender) nasSlot(addr string) chan struct{} {
+	s.nasMu.Lock()
+	defer s.nasMu.Unlock()
+	sem, ok := s.perNAS[addr]
+	if !ok {
+		sem = make(chan struct{}, s.cfg.MaxPerNAS)
+		s.perNAS[addr] = sem
+	}
+	return sem
 }
 
 // match finds the try an answer belongs to and validates it.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,7 +179,7 @@ func TestNASAddress(t *testing.T) {
 func TestSenderSharesSocketsBeyond256Outstanding(t *testing.T) {
 	t.Parallel()
 	das := newFakeDAS(t, "mux", nil)
-	s := NewSender(SenderConfig{MaxInFlight: 1000, Timeout: 2 * time.Second})
+	s := NewSender(SenderConfig{MaxInFlight: 1000, MaxPerNAS: 1000, Timeout: 2 * time.Second})
 	const n = 600
 	errs := make(chan error, n)
 	for i := range n {
@@ -201,5 +202,35 @@ func TestSenderSharesSocketsBeyond256Outstanding(t *testing.T) {
 	defer s.mux.mu.Unlock()
 	if len(s.mux.pools) != 0 {
 		t.Fatalf("sockets left open: %d pools", len(s.mux.pools))
+	}
+}
+
+func TestSenderBoundsRequestsPerNAS(t *testing.T) {
+	t.Parallel()
+	das := newFakeDAS(t, "per-nas", nil)
+	s := NewSender(SenderConfig{MaxPerNAS: 3, Timeout: 2 * time.Second})
+	var peak, cur atomic.Int32
+	s.mux.onAcquire = func(delta int32) { // test hook: count leases
+		if n := cur.Add(delta); delta > 0 {
+			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+			}
+		}
+	}
+	errs := make(chan error, 40)
+	for i := range 40 {
+		go func() {
+			id := testIdent
+			id.AcctSessionID = fmt.Sprintf("%016X", i)
+			_, err := s.Send(context.Background(), NAS{Addr: das.addr(), Secret: []byte("per-nas")}, Request{Identity: id})
+			errs <- err
+		}()
+	}
+	for range 40 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := peak.Load(); p < 1 || p > 3 {
+		t.Fatalf("peak concurrent requests to one NAS = %d, want 1..3", p)
 	}
 }
