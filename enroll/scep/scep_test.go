@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -30,7 +31,7 @@ import (
 
 // env is one SCEP server over httptest with a real CA and an in-memory store.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	ca      *ca.CA
 	store   *badger.Store
 	ra      *scep.RA
@@ -92,7 +93,7 @@ func defaultProfiles() []scep.Profile {
 	}
 }
 
-func newEnv(t *testing.T, mutate func(*scep.Config)) *env {
+func newEnv(t testing.TB, mutate func(*scep.Config)) *env {
 	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
@@ -108,6 +109,18 @@ func newEnv(t *testing.T, mutate func(*scep.Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	// A fixture RA key keeps setup fast (RSA key generation is slow under
+	// the fuzzer's coverage instrumentation); LoadOrCreateRA issues its cert.
+	if err := os.MkdirAll(filepath.Join(dir, "scep"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	raPEM, err := os.ReadFile(filepath.Join("testdata", "ra.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "scep", "ra.key"), raPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	ra, err := scep.LoadOrCreateRA(ctx, dir, c)
 	if err != nil {
 		t.Fatal(err)
@@ -159,13 +172,31 @@ func (e *env) mint(req scep.MintRequest) string {
 	return v
 }
 
-func newKey(t *testing.T) *rsa.PrivateKey {
+func newKey(t testing.TB) *rsa.PrivateKey {
 	t.Helper()
 	k, err := sceptest.NewKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return k
+}
+
+// fixtureKey loads an RSA key from testdata.
+func fixtureKey(t testing.TB, name string) *rsa.PrivateKey {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		t.Fatalf("%s: no PEM", name)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.(*rsa.PrivateKey)
 }
 
 func keyHash(t *testing.T, k *rsa.PrivateKey) store.Hash {

@@ -36,7 +36,9 @@ type Failure struct {
 	FailInfo scep.FailInfo
 }
 
-func (f *Failure) Error() string { return fmt.Sprintf("sceptest: CertRep FAILURE failInfo=%s", string(f.FailInfo)) }
+func (f *Failure) Error() string {
+	return fmt.Sprintf("sceptest: CertRep FAILURE failInfo=%s", string(f.FailInfo))
+}
 
 // Unwrap lets errors.Is(err, ErrFailure) match.
 func (f *Failure) Unwrap() error { return ErrFailure }
