@@ -1,0 +1,389 @@
+package challenge
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha1" //nolint:gosec // Intune's certificateThumbprint is the Windows SHA-1 thumbprint, an identifier, not a security check.
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Intune defaults (Microsoft's Intune-Resource-Access CsrValidation library).
+const (
+	DefaultIntuneLoginURL     = "https://login.microsoftonline.com"
+	DefaultIntuneGraphURL     = "https://graph.microsoft.com"
+	DefaultIntuneResourceURL  = "https://api.manage.microsoft.com/"
+	DefaultIntuneAPIVersion   = "2018-02-20"
+	intuneAppID               = "0000000a-0000-0000-c000-000000000000"
+	intuneValidationService   = "ScepRequestValidationFEService"
+	intuneValidatePath        = "ScepActions/validateRequest"
+	intuneSuccessPath         = "ScepActions/successNotification"
+	intuneFailurePath         = "ScepActions/failureNotification"
+	intuneMaxResponse         = 1 << 20
+	intuneDefaultHTTPTimeout  = 30 * time.Second
+	intuneTokenRefreshMargin  = 2 * time.Minute
+	intuneFailureHResult      = 0x80004005 // E_FAIL: Intune shows it to the admin with our description
+	intuneMaxErrorDescription = 255
+)
+
+// ErrIntuneRejected is wrapped by every *IntuneError: Intune answered and
+// said no. Any other error (transport, auth, discovery) also means "do not
+// issue", but is ours or Microsoft's, not the device's.
+var ErrIntuneRejected = errors.New("challenge: intune rejected the request")
+
+// IntuneError is an answer from the Intune SCEP service whose code is not
+// Success. Code is Intune's (e.g. ChallengeExpired, SubjectNameMismatch);
+// RequestID is the client-request-id for Microsoft support cases.
+type IntuneError struct {
+	Op            string
+	Code          string
+	Description   string
+	TransactionID string
+	RequestID     string
+}
+
+func (e *IntuneError) Error() string {
+	return fmt.Sprintf("challenge: intune %s: code=%s transaction=%s client-request-id=%s: %s",
+		e.Op, e.Code, e.TransactionID, e.RequestID, truncate(e.Description, 200))
+}
+
+// Unwrap lets errors.Is(err, ErrIntuneRejected) match.
+func (e *IntuneError) Unwrap() error { return ErrIntuneRejected }
+
+// IntuneConfig configures the Intune SCEP validation client. TenantID,
+// ClientID and ClientSecret (an Entra app with the Intune application
+// permission scep_challenge_provider, plus Graph access for discovery) are
+// required. URLs default to Microsoft's public cloud; tests point them at a
+// local server.
+type IntuneConfig struct {
+	TenantID     string
+	ClientID     string
+	ClientSecret string
+	// LoginURL is the Entra authority; the token endpoint is
+	// {LoginURL}/{TenantID}/oauth2/v2.0/token.
+	LoginURL string
+	// GraphURL is used to discover the ScepRequestValidationFEService
+	// endpoint, unless ValidationURL is set.
+	GraphURL string
+	// ValidationURL, if set, is the ScepRequestValidationFEService base URL
+	// (no discovery).
+	ValidationURL string
+	// ResourceURL is the Intune token audience; scope = ResourceURL + "/.default".
+	ResourceURL string
+	APIVersion  string
+	// CallerInfo names this CA to Intune (provider name and version).
+	CallerInfo string
+	// IssuerName is reported as issuingCertificateAuthority; default the
+	// issued certificate's issuer DN.
+	IssuerName string
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+// Intune validates Intune-minted SCEP challenges. It implements
+// scep.Validator (Validate, NotifySuccess, NotifyFailure) and is safe for
+// concurrent use.
+type Intune struct {
+	cfg  IntuneConfig
+	http *http.Client
+	log  *slog.Logger
+	now  func() time.Time
+
+	mu       sync.Mutex
+	tokens   map[string]cachedToken
+	endpoint string // discovered validation service URL
+}
+
+type cachedToken struct {
+	value   string
+	expires time.Time
+}
+
+// NewIntune builds the client.
+func NewIntune(cfg IntuneConfig) (*Intune, error) {
+	if cfg.TenantID == "" || cfg.ClientID == "" || cfg.ClientSecret == "" {
+		return nil, fmt.Errorf("%w: intune: tenant_id, client_id and client_secret are required", ErrConfig)
+	}
+	if cfg.LoginURL == "" {
+		cfg.LoginURL = DefaultIntuneLoginURL
+	}
+	if cfg.GraphURL == "" {
+		cfg.GraphURL = DefaultIntuneGraphURL
+	}
+	if cfg.ResourceURL == "" {
+		cfg.ResourceURL = DefaultIntuneResourceURL
+	}
+	if cfg.APIVersion == "" {
+		cfg.APIVersion = DefaultIntuneAPIVersion
+	}
+	if cfg.CallerInfo == "" {
+		cfg.CallerInfo = "hardbound"
+	}
+	for name, u := range map[string]string{"login_url": cfg.LoginURL, "graph_url": cfg.GraphURL, "validation_url": cfg.ValidationURL} {
+		if u == "" {
+			continue
+		}
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
+			return nil, fmt.Errorf("%w: intune: %s: not an absolute http(s) URL", ErrConfig, name)
+		}
+	}
+	c := &Intune{cfg: cfg, http: cfg.HTTPClient, log: cfg.Logger, now: cfg.Now, tokens: map[string]cachedToken{}}
+	if c.http == nil {
+		c.http = &http.Client{Timeout: intuneDefaultHTTPTimeout}
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	c.log = c.log.With("component", "enroll", "provider", "intune")
+	if c.now == nil {
+		c.now = time.Now
+	}
+	return c, nil
+}
+
+// Validate asks Intune whether csrDER (carrying Intune's challenge blob) is
+// a request Intune expects. Any error means: do not issue.
+func (c *Intune) Validate(ctx context.Context, transactionID string, csrDER []byte) error {
+	body := map[string]any{"request": map[string]any{
+		"transactionId":      transactionID,
+		"certificateRequest": base64.StdEncoding.EncodeToString(csrDER),
+		"callerInfo":         c.cfg.CallerInfo,
+	}}
+	return c.post(ctx, "validateRequest", intuneValidatePath, transactionID, body)
+}
+
+// NotifySuccess reports the issued certificate. If it fails, the
+// certificate must not be handed out.
+func (c *Intune) NotifySuccess(ctx context.Context, transactionID string, csrDER []byte, cert *x509.Certificate) error {
+	thumb := sha1.Sum(cert.Raw) //nolint:gosec // see import comment
+	issuer := c.cfg.IssuerName
+	if issuer == "" {
+		issuer = cert.Issuer.String()
+	}
+	body := map[string]any{"notification": map[string]any{
+		"transactionId":                transactionID,
+		"certificateRequest":           base64.StdEncoding.EncodeToString(csrDER),
+		"certificateThumbprint":        strings.ToUpper(hex.EncodeToString(thumb[:])),
+		"certificateSerialNumber":      strings.ToUpper(cert.SerialNumber.Text(16)),
+		"certificateExpirationDateUtc": cert.NotAfter.UTC().Format("2006-01-02T15:04:05.000Z"),
+		"issuingCertificateAuthority":  issuer,
+		"callerInfo":                   c.cfg.CallerInfo,
+	}}
+	return c.post(ctx, "successNotification", intuneSuccessPath, transactionID, body)
+}
+
+// NotifyFailure reports that no certificate was issued, with hardbound's
+// reason as the description the Intune admin sees.
+func (c *Intune) NotifyFailure(ctx context.Context, transactionID string, csrDER []byte, reason string) error {
+	desc := truncate("hardbound refused the request: "+reason, intuneMaxErrorDescription)
+	body := map[string]any{"notification": map[string]any{
+		"transactionId":      transactionID,
+		"certificateRequest": base64.StdEncoding.EncodeToString(csrDER),
+		"hResult":            intuneFailureHResult,
+		"errorDescription":   desc,
+		"callerInfo":         c.cfg.CallerInfo,
+	}}
+	return c.post(ctx, "failureNotification", intuneFailurePath, transactionID, body)
+}
+
+// intuneResult is the service's answer body.
+type intuneResult struct {
+	Code             string `json:"code"`
+	ErrorDescription string `json:"errorDescription"`
+}
+
+func (c *Intune) post(ctx context.Context, op, path, transactionID string, body any) error {
+	if transactionID == "" {
+		return fmt.Errorf("challenge: intune %s: empty transactionId", op)
+	}
+	base, err := c.serviceURL(ctx)
+	if err != nil {
+		return err
+	}
+	tok, err := c.token(ctx, strings.TrimRight(c.cfg.ResourceURL, "/")+"//.default")
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("challenge: intune %s: %w", op, err)
+	}
+	reqID := newUUID()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+"/"+path, bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("challenge: intune %s: %w", op, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	req.Header.Set("api-version", c.cfg.APIVersion)
+	req.Header.Set("client-request-id", reqID)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		c.forgetEndpoint()
+		return fmt.Errorf("challenge: intune %s (client-request-id %s): %w", op, reqID, err)
+	}
+	defer resp.Body.Close()
+	rb, err := io.ReadAll(io.LimitReader(resp.Body, intuneMaxResponse))
+	if err != nil {
+		return fmt.Errorf("challenge: intune %s (client-request-id %s): read: %w", op, reqID, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		// The service may have moved; rediscover next time.
+		c.forgetEndpoint()
+		return fmt.Errorf("challenge: intune %s (client-request-id %s): HTTP %d: %s", op, reqID, resp.StatusCode, truncate(string(rb), 200))
+	}
+	var res intuneResult
+	if err := json.Unmarshal(rb, &res); err != nil {
+		return fmt.Errorf("challenge: intune %s (client-request-id %s): decode answer: %w", op, reqID, err)
+	}
+	if res.Code != "Success" {
+		code := res.Code
+		if code == "" {
+			code = "Missing"
+		}
+		return &IntuneError{Op: op, Code: truncate(code, 64), Description: res.ErrorDescription, TransactionID: transactionID, RequestID: reqID}
+	}
+	c.log.Info("Intune "+op+" ok", "transaction_id", transactionID, "client_request_id", reqID)
+	return nil
+}
+
+// serviceURL returns the validation service base URL, discovering it via
+// Graph (servicePrincipals/appId=<Intune>/endpoints) when not configured.
+func (c *Intune) serviceURL(ctx context.Context) (string, error) {
+	if c.cfg.ValidationURL != "" {
+		return c.cfg.ValidationURL, nil
+	}
+	c.mu.Lock()
+	ep := c.endpoint
+	c.mu.Unlock()
+	if ep != "" {
+		return ep, nil
+	}
+	tok, err := c.token(ctx, strings.TrimRight(c.cfg.GraphURL, "/")+"/.default")
+	if err != nil {
+		return "", err
+	}
+	u := strings.TrimRight(c.cfg.GraphURL, "/") + "/v1.0/servicePrincipals/appId=" + intuneAppID + "/endpoints"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return "", fmt.Errorf("challenge: intune discovery: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("client-request-id", newUUID())
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("challenge: intune discovery: %w", err)
+	}
+	defer resp.Body.Close()
+	rb, err := io.ReadAll(io.LimitReader(resp.Body, intuneMaxResponse))
+	if err != nil {
+		return "", fmt.Errorf("challenge: intune discovery: read: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("challenge: intune discovery: HTTP %d: %s", resp.StatusCode, truncate(string(rb), 200))
+	}
+	var list struct {
+		Value []struct {
+			ProviderName string `json:"providerName"`
+			ServiceName  string `json:"serviceName"`
+			URI          string `json:"uri"`
+		} `json:"value"`
+	}
+	if err := json.Unmarshal(rb, &list); err != nil {
+		return "", fmt.Errorf("challenge: intune discovery: decode: %w", err)
+	}
+	for _, e := range list.Value {
+		if strings.EqualFold(e.ProviderName, intuneValidationService) || strings.EqualFold(e.ServiceName, intuneValidationService) {
+			pu, err := url.Parse(e.URI)
+			if err != nil || pu.Scheme != "https" && pu.Scheme != "http" || pu.Host == "" {
+				return "", fmt.Errorf("challenge: intune discovery: bad endpoint URI %q", truncate(e.URI, 100))
+			}
+			c.mu.Lock()
+			c.endpoint = e.URI
+			c.mu.Unlock()
+			return e.URI, nil
+		}
+	}
+	return "", fmt.Errorf("challenge: intune discovery: no %s endpoint among %d", intuneValidationService, len(list.Value))
+}
+
+func (c *Intune) forgetEndpoint() {
+	c.mu.Lock()
+	c.endpoint = ""
+	c.mu.Unlock()
+}
+
+// token returns a cached or fresh OAuth2 client-credentials access token.
+func (c *Intune) token(ctx context.Context, scope string) (string, error) {
+	now := c.now()
+	c.mu.Lock()
+	t, ok := c.tokens[scope]
+	c.mu.Unlock()
+	if ok && now.Before(t.expires) {
+		return t.value, nil
+	}
+	form := url.Values{
+		"grant_type":    {"client_credentials"},
+		"client_id":     {c.cfg.ClientID},
+		"client_secret": {c.cfg.ClientSecret},
+		"scope":         {scope},
+	}
+	u := strings.TrimRight(c.cfg.LoginURL, "/") + "/" + url.PathEscape(c.cfg.TenantID) + "/oauth2/v2.0/token"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", fmt.Errorf("challenge: intune token: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("challenge: intune token: %w", err)
+	}
+	defer resp.Body.Close()
+	rb, err := io.ReadAll(io.LimitReader(resp.Body, intuneMaxResponse))
+	if err != nil {
+		return "", fmt.Errorf("challenge: intune token: read: %w", err)
+	}
+	var tr struct {
+		AccessToken string `json:"access_token"`
+		ExpiresIn   int64  `json:"expires_in"`
+		Error       string `json:"error"`
+	}
+	_ = json.Unmarshal(rb, &tr)
+	if resp.StatusCode != http.StatusOK || tr.AccessToken == "" {
+		// The error code is safe to log; the description may echo the request.
+		return "", fmt.Errorf("challenge: intune token: HTTP %d error=%q", resp.StatusCode, truncate(tr.Error, 64))
+	}
+	life := time.Duration(tr.ExpiresIn) * time.Second
+	if life <= 0 {
+		life = 5 * time.Minute
+	}
+	exp := now.Add(max(life-intuneTokenRefreshMargin, life/2))
+	c.mu.Lock()
+	c.tokens[scope] = cachedToken{value: tr.AccessToken, expires: exp}
+	c.mu.Unlock()
+	return tr.AccessToken, nil
+}
+
+// newUUID returns a random (version 4) UUID for client-request-id.
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
