@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"hardbound/enroll/attest"
+	"hardbound/enroll/attest/attesttest"
 	"hardbound/enroll/scep"
 	"hardbound/enroll/scep/sceptest"
 	"hardbound/store"
@@ -102,4 +103,61 @@ func TestMintFromTPM(t *testing.T) {
 			t.Fatalf("err %v, want ErrConfig", err)
 		}
 	})
+}
+
+// TestMintFromTPMRealVerifier runs the whole TPM flow against the real
+// attest.Verifier with attesttest's software TPM: activate, certify the
+// SCEP key with the activated nonce, mint, enroll.
+func TestMintFromTPMRealVerifier(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := t.Context()
+	auth, err := attesttest.NewAuthority()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := auth.NewTPMDevice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := scep.NewMinter(scep.MinterConfig{Store: e.store, TPM: attest.New(auth.Roots())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	act, err := m.ActivateTPM(ctx, dev.ActivationRequest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nonce, err := dev.ActivateCredential(act)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := fixtureKey(t, "device.key")
+	ev, err := dev.Evidence(&key.PublicKey, nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	value, ch, a, err := m.MintFromTPM(ctx, ev, nonce, scep.MintRequest{Profile: "attested"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch.DeviceID != dev.EKID() || a.Format != "tpm" || ch.KeySHA256 != keyHash(t, key) {
+		t.Errorf("challenge %+v attestation %+v", ch, a)
+	}
+	if _, _, _, err := m.MintFromTPM(ctx, ev, nonce, scep.MintRequest{Profile: "attested"}); !errors.Is(err, scep.ErrNonce) {
+		t.Errorf("replayed evidence: %v, want ErrNonce", err)
+	}
+	cert, err := e.client("attested").Enroll(ctx, sceptest.Request{Key: key, Challenge: value, Subject: pkix.Name{CommonName: dev.EKID()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := e.store.GetCert(ctx, store.HashCert(cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.Attested || b.AttestationID != a.ID {
+		t.Errorf("binding %+v", b)
+	}
+	if got := e.metrics.last(); got != "scep/tpm/ok" {
+		t.Errorf("metric %q", got)
+	}
 }

@@ -1,6 +1,7 @@
 package scep_test
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -9,6 +10,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -816,4 +818,21 @@ func TestMintValidation(t *testing.T) {
 			t.Errorf("stored %v %+v", err, stored)
 		}
 	})
+}
+
+func TestStaticChallengeLogsWarningAtStartup(t *testing.T) {
+	var buf bytes.Buffer
+	newEnv(t, func(c *scep.Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&buf, nil))
+	})
+	out := buf.String()
+	if !strings.Contains(out, "level=WARN") || !strings.Contains(out, "WARNING") || !strings.Contains(out, "profile=static") {
+		t.Errorf("no startup warning for the static profile in:\n%s", out)
+	}
+	if strings.Contains(out, "let-me-in") {
+		t.Error("the static challenge value was logged")
+	}
+	if strings.Contains(out, "profile=corp") {
+		t.Error("warned about a profile without a static challenge")
+	}
 }
