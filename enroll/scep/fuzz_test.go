@@ -3,8 +3,11 @@ package scep_test
 import (
 	"bytes"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
 
 	"hardbound/enroll/scep"
@@ -44,6 +47,35 @@ func FuzzPKIOperation(f *testing.F) {
 		e.handler.ServeHTTP(rec, req)
 		if rec.Code != http.StatusOK && (rec.Code < 400 || rec.Code >= 500) {
 			t.Fatalf("status %d for %d-byte body: %s", rec.Code, len(body), rec.Body.String())
+		}
+	})
+}
+
+// FuzzPKIOperationGET covers the GET form: message= carries base64 in the
+// many spellings clients use.
+func FuzzPKIOperationGET(f *testing.F) {
+	e := newEnv(f, nil)
+	certs, _, err := e.client("").GetCACert(f.Context())
+	if err != nil {
+		f.Fatal(err)
+	}
+	key := fixtureKey(f, "device.key")
+	valid, err := sceptest.BuildMessage(certs, sceptest.Request{Key: key, Challenge: "x", Subject: pkix.Name{CommonName: "dev1"}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(base64.StdEncoding.EncodeToString(valid))
+	f.Add(base64.RawURLEncoding.EncodeToString(valid))
+	f.Add(strings.ReplaceAll(base64.StdEncoding.EncodeToString(valid), "+", " "))
+	f.Add("")
+	f.Add("====")
+	f.Fuzz(func(t *testing.T, msg string) {
+		req := httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/scep?operation=PKIOperation&message="+url.QueryEscape(msg), nil)
+		req.RemoteAddr = "127.0.0.1:1234"
+		rec := httptest.NewRecorder()
+		e.handler.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK && (rec.Code < 400 || rec.Code >= 500) {
+			t.Fatalf("status %d for %q", rec.Code, msg)
 		}
 	})
 }
