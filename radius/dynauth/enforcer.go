@@ -74,6 +74,8 @@ type EnforcerConfig struct {
 	Workers int
 	// MaxPending bounds devices waiting for a worker (default 1,000,000).
 	MaxPending int
+	// AuditQueue bounds audit events waiting for the writer (default 65536).
+	AuditQueue int
 }
 
 // Enforcer turns posture events into Disconnect/CoA requests to every NAS
@@ -89,6 +91,10 @@ type Enforcer struct {
 	waiting []string
 	running int
 	wg      sync.WaitGroup
+
+	auditMu  sync.RWMutex
+	auditing bool // Run's audit writer is active
+	auditQ   chan *store.AuditEvent
 }
 
 type devState struct {
@@ -123,6 +129,9 @@ func NewEnforcer(cfg EnforcerConfig) (*Enforcer, error) {
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = 1_000_000
 	}
+	if cfg.AuditQueue <= 0 {
+		cfg.AuditQueue = 65536
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -134,6 +143,7 @@ func NewEnforcer(cfg EnforcerConfig) (*Enforcer, error) {
 		log:     cfg.Logger.With("component", "radius", "sub", "dynauth"),
 		m:       cfg.Metrics,
 		pending: make(map[string]*devState),
+		auditQ:  make(chan *store.AuditEvent, cfg.AuditQueue),
 	}, nil
 }
 
@@ -143,6 +153,22 @@ func NewEnforcer(cfg EnforcerConfig) (*Enforcer, error) {
 func (e *Enforcer) Run(ctx context.Context, ready chan<- struct{}) error {
 	ch, cancel := e.cfg.Events.Subscribe(e.cfg.Buffer)
 	defer cancel()
+	if e.cfg.Auditor != nil {
+		stop, done := make(chan struct{}), make(chan struct{})
+		e.auditMu.Lock()
+		e.auditing = true
+		e.auditMu.Unlock()
+		go e.auditWriter(stop, done)
+		// Runs after the workers are done (defers are LIFO): every queued
+		// audit event is written before Run returns.
+		defer func() {
+			e.auditMu.Lock()
+			e.auditing = false
+			e.auditMu.Unlock()
+			close(stop)
+			<-done
+		}()
+	}
 	if ready != nil {
 		close(ready)
 	}
@@ -403,10 +429,47 @@ func (e *Enforcer) record(ctx context.Context, ev posture.Event, r SessionOutcom
 		Reason:  reason,
 		Source:  "nas:" + r.Session.NAS,
 	}
-	// Audit even when ctx is being cancelled: the packet may have been sent.
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	// While Run is active a writer goroutine appends, so a slow audit chain
+	// (one fsync'd writer) never delays the next Disconnect. A full queue
+	// falls back to appending here: backpressure, never loss.
+	e.auditMu.RLock()
+	if e.auditing {
+		select {
+		case e.auditQ <- ae:
+			e.auditMu.RUnlock()
+			return
+		default:
+		}
+	}
+	e.auditMu.RUnlock()
+	e.appendAudit(ae)
+}
+
+func (e *Enforcer) appendAudit(ae *store.AuditEvent) {
+	// Audit even when the caller's ctx is cancelled: the packet was sent.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := e.cfg.Auditor.AppendAudit(actx, ae); err != nil {
-		e.log.Error("audit append failed", "action", ae.Action, "device", ev.DeviceID, "err", err)
+	if err := e.cfg.Auditor.AppendAudit(ctx, ae); err != nil {
+		e.log.Error("audit append failed", "action", ae.Action, "device", ae.Subject, "err", err)
+	}
+}
+
+// auditWriter drains auditQ until stop, then empties it and returns.
+func (e *Enforcer) auditWriter(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	for {
+		select {
+		case ae := <-e.auditQ:
+			e.appendAudit(ae)
+		case <-stop:
+			for {
+				select {
+				case ae := <-e.auditQ:
+					e.appendAudit(ae)
+				default:
+					return
+				}
+			}
+		}
 	}
 }
