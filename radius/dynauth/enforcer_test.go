@@ -2,11 +2,13 @@ package dynauth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -307,4 +309,63 @@ func (c *countMetrics) waitEnforced(t *testing.T, n int) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatalf("enforcement did not finish")
+}
+
+func TestEnforcerUnknownNASIsAuditedAsError(t *testing.T) {
+	t.Parallel()
+	aud := &recAuditor{}
+	e, err := NewEnforcer(EnforcerConfig{
+		Events: &chanEvents{}, Sender: &recExchanger{}, Auditor: aud,
+		Sessions: &memSessions{byID: map[string][]*store.Session{"d1": {{NAS: "gone-nas", AcctSessionID: "S"}}}},
+		NAS:      func(string) (NAS, bool) { return NAS{}, false },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := e.Enforce(context.Background(), posture.Event{Kind: posture.EventDeviceRevoked, DeviceID: "d1"})
+	if len(out) != 1 || out[0].Outcome.Result != ResultError || !errors.Is(out[0].Err, ErrBadRequest) {
+		t.Fatalf("outcome %+v", out)
+	}
+	if got := aud.summary(); !slices.Equal(got, []string{"radius.disconnect error nas:gone-nas"}) {
+		t.Fatalf("audit %q", got)
+	}
+}
+
+// gateExchanger blocks every Send until gate is closed, counting calls.
+type gateExchanger struct {
+	gate  chan struct{}
+	calls atomic.Int32
+}
+
+func (g *gateExchanger) Send(ctx context.Context, nas NAS, req Request) (Outcome, error) {
+	g.calls.Add(1)
+	<-g.gate
+	return Outcome{Result: ResultACK}, nil
+}
+
+func TestEnforcerQueueOverflowCollapsesToOneDisconnect(t *testing.T) {
+	t.Parallel()
+	ex := &gateExchanger{gate: make(chan struct{})}
+	m := &countMetrics{}
+	e, err := NewEnforcer(EnforcerConfig{
+		Events: &chanEvents{}, Sender: ex, Metrics: m, Workers: 1,
+		Sessions: &memSessions{byID: map[string][]*store.Session{"d1": {{NAS: "ap", NASAddr: "192.0.2.1", AcctSessionID: "S"}}}},
+		NAS:      func(name string) (NAS, bool) { return NAS{Name: name, Secret: []byte("x")}, true },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ev := posture.Event{Kind: posture.EventDeviceRevoked, DeviceID: "d1"}
+	// dispatch is what Run calls per event; calling it here keeps the
+	// order exact: one in flight, then one more than fits behind it.
+	for range maxPerDevice + 2 {
+		e.dispatch(ctx, ev)
+	}
+	close(ex.gate)
+	m.waitEnforced(t, 2)
+	e.wg.Wait()
+	if n := ex.calls.Load(); n != 2 {
+		t.Fatalf("%d sends, want 2 (the first, then one collapsed resync)", n)
+	}
 }
