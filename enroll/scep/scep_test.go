@@ -836,3 +836,55 @@ func TestStaticChallengeLogsWarningAtStartup(t *testing.T) {
 		t.Error("warned about a profile without a static challenge")
 	}
 }
+
+func TestConcurrentRedemptionIssuesOnce(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := t.Context()
+	v := e.mint(scep.MintRequest{DeviceID: "dev1", Profile: "corp"})
+	key := fixtureKey(t, "device.key")
+	const n = 6
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			_, err := e.client("").Enroll(ctx, sceptest.Request{Key: key, Challenge: v, Subject: pkix.Name{CommonName: "dev1"}})
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	ok := 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, sceptest.ErrFailure):
+		default:
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	if ok != 1 {
+		t.Errorf("%d enrollments succeeded with one challenge, want 1", ok)
+	}
+	certs, _, err := e.store.ListCerts(ctx, store.CertFilter{DeviceID: "dev1"}, store.Page{})
+	if err != nil || len(certs) != 1 {
+		t.Errorf("recorded certs: %v, %d", err, len(certs))
+	}
+}
+
+func TestRenewalWithExpiredCertIsBadCertID(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := t.Context()
+	key := fixtureKey(t, "device.key")
+	v := e.mint(scep.MintRequest{DeviceID: "dev1", Profile: "corp"})
+	old, err := e.client("").Enroll(ctx, sceptest.Request{Key: key, Challenge: v, Subject: pkix.Name{CommonName: "dev1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.advance(old.NotAfter.Sub(time.Now()) + time.Hour)
+	_, err = e.client("").Enroll(ctx, sceptest.Request{Key: newKey(t), Subject: pkix.Name{CommonName: "dev1"}, Renew: old, RenewKey: key})
+	wantFailure(t, err, smscep.BadCertID)
+	if ev := e.lastAudit(); !strings.HasPrefix(ev.Reason, string(scep.ReasonRenewalExpired)) {
+		t.Errorf("audit %+v", ev)
+	}
+}
