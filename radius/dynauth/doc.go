@@ -12,9 +12,16 @@
 // Metrics (through the Metrics interface; the wiring names them
 // hardbound_dynauth_*):
 //
-//	requests_total{code}            packets sent, retransmissions included
-//	answers_total{code,result}      final outcome per request: ack|nak|timeout|error
-//	invalid_responses_total{why}    datagrams discarded (bad authenticator, MA, code...)
-//	enforcement_seconds{kind}       posture change -> last NAS answer
-//	events_total{kind,action}       posture events seen and what was done
+//	requests_total{kind}              datagrams sent, retransmissions included (Sent)
+//	answers_total{kind,result}        final outcome per request: ack|nak|timeout|error (Answered)
+//	invalid_responses_total{why}      datagrams discarded: short|length|code|identifier|
+//	                                  authenticator|message_authenticator|attributes|malformed
+//	enforcement_seconds{event}        posture change -> last NAS answer, per event (Enforced)
+//	events_total{event,action}        posture events and what was done:
+//	                                  disconnect|coa|none|dropped|error (Event)
+//
+// Wiring: one Sender (NewSender) shared by everything that sends; one
+// Enforcer (NewEnforcer) whose Run runs for the server's lifetime with
+// Events/Profiles = *posture.Service, Sessions/Auditor = the store, and NAS
+// = a lookup over the RADIUS client config (CoA port and secret).
 package dynauth
