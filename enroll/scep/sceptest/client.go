@@ -168,6 +168,20 @@ func BuildMessage(caCerts []*x509.Certificate, r Request) ([]byte, error) {
 	return buildMessage(caCerts, r, signerCert, signerKey)
 }
 
+// BuildMessageWithSigner is BuildMessage with a given envelope signer
+// certificate (over r.Key for a PKCSReq), so the caller can decrypt the
+// CertRep with it.
+func BuildMessageWithSigner(caCerts []*x509.Certificate, r Request, signerCert *x509.Certificate) ([]byte, error) {
+	signerKey := r.Key
+	if r.Renew != nil {
+		signerKey = r.RenewKey
+	}
+	if signerKey == nil {
+		return nil, errors.New("sceptest: no signer key")
+	}
+	return buildMessage(caCerts, r, signerCert, signerKey)
+}
+
 func buildMessage(caCerts []*x509.Certificate, r Request, signerCert *x509.Certificate, signerKey crypto.Signer) ([]byte, error) {
 	if r.Key == nil {
 		return nil, errors.New("sceptest: Key is required")
