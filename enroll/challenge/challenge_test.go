@@ -22,6 +22,7 @@ import (
 
 	"hardbound/enroll/ca"
 	"hardbound/enroll/challenge"
+	"hardbound/enroll/limit"
 	"hardbound/enroll/scep"
 	"hardbound/enroll/scep/sceptest"
 	"hardbound/store"
@@ -491,3 +492,11 @@ func TestNewIntuneValidation(t *testing.T) {
 		}
 	}
 }
+
+// The wiring passes the real types; keep them assignable.
+var (
+	_ scep.Validator    = (*challenge.Intune)(nil)
+	_ challenge.Minter  = (*scep.Minter)(nil)
+	_ challenge.Limiter = (*limit.Limiter)(nil)
+	_ http.Handler      = (*challenge.Jamf)(nil)
+)

@@ -174,6 +174,14 @@ func (h *Handler) enroll(ctx context.Context, req *request, raw []byte) ([]byte,
 	if _, ok := env.signer.PublicKey.(*rsa.PublicKey); !ok {
 		return nil, refuse(ReasonUnsupportedKey, scep.BadAlg, "envelope signer key %T is not RSA", env.signer.PublicKey), nil
 	}
+	// Rate limit by source and profile before the RSA decryption: it is
+	// the expensive step, and limiting it also blunts padding-oracle probing
+	// of the RA key.
+	if h.limiter != nil {
+		if err := h.limiter.Allow("", req.ip, h.profileOrDefault(req.urlProfile).Name); err != nil {
+			return nil, refuse(ReasonRateLimited, scep.BadRequest, "%v", err), nil
+		}
+	}
 	msg, err := parseAndDecrypt(raw, env, h.ra)
 	if err != nil {
 		return nil, refuse(ReasonBadMessage, scep.BadMessageCheck, "%v", err), nil
@@ -189,13 +197,14 @@ func (h *Handler) enroll(ctx context.Context, req *request, raw []byte) ([]byte,
 	}
 	req.keySHA256 = store.HashKey(keyDER)
 
-	// Rate limit before touching the store: device as the CSR names it,
-	// profile as the URL (or the default) names it.
+	// The device bucket is charged once the CSR names a device; the IP and
+	// profile buckets were charged before decryption.
 	if h.limiter != nil {
 		guess := h.profileOrDefault(req.urlProfile)
-		ident, _ := guess.Identity.extract(csr)
-		if err := h.limiter.Allow(ident, req.ip, guess.Name); err != nil {
-			return nil, refuse(ReasonRateLimited, scep.BadRequest, "%v", err), nil
+		if ident, ok := guess.Identity.extract(csr); ok {
+			if err := h.limiter.Allow(ident, "", ""); err != nil {
+				return nil, refuse(ReasonRateLimited, scep.BadRequest, "%v", err), nil
+			}
 		}
 	}
 

@@ -731,28 +731,46 @@ func TestNonRSASignerIsBadAlg(t *testing.T) {
 }
 
 func TestRateLimitRefuses(t *testing.T) {
-	var calls []string
-	var mu sync.Mutex
-	e := newEnv(t, func(c *scep.Config) {
-		c.Limiter = limiterFunc(func(device, ip, profile string) error {
-			mu.Lock()
-			defer mu.Unlock()
-			calls = append(calls, device+"|"+ip+"|"+profile)
-			return errors.New("limit: rate limited")
-		})
-	})
-	v := e.mint(scep.MintRequest{DeviceID: "dev1", Profile: "corp"})
-	_, err := e.client("").Enroll(t.Context(), sceptest.Request{Key: newKey(t), Challenge: v, Subject: pkix.Name{CommonName: "dev1"}})
-	wantFailure(t, err, smscep.BadRequest)
-	mu.Lock()
-	defer mu.Unlock()
-	if len(calls) != 1 || calls[0] != "dev1|127.0.0.1|corp" {
-		t.Errorf("limiter calls %v", calls)
+	tests := []struct {
+		name      string
+		refuse    func(device, ip, profile string) bool
+		wantCalls []string
+	}{
+		{"reject/ip_before_decryption", func(d, ip, p string) bool { return ip != "" }, []string{"|127.0.0.1|corp"}},
+		{"reject/device_after_decryption", func(d, ip, p string) bool { return d != "" }, []string{"|127.0.0.1|corp", "dev1||"}},
 	}
-	// The challenge survives a rate-limited attempt.
-	ch, err := e.store.GetChallenge(t.Context(), store.HashChallenge(v))
-	if err != nil || !ch.ConsumedAt.IsZero() {
-		t.Errorf("challenge after refusal: %v %+v", err, ch)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var calls []string
+			var mu sync.Mutex
+			e := newEnv(t, func(c *scep.Config) {
+				c.Limiter = limiterFunc(func(device, ip, profile string) error {
+					mu.Lock()
+					defer mu.Unlock()
+					calls = append(calls, device+"|"+ip+"|"+profile)
+					if tc.refuse(device, ip, profile) {
+						return errors.New("limit: rate limited")
+					}
+					return nil
+				})
+			})
+			v := e.mint(scep.MintRequest{DeviceID: "dev1", Profile: "corp"})
+			_, err := e.client("").Enroll(t.Context(), sceptest.Request{Key: fixtureKey(t, "device.key"), Challenge: v, Subject: pkix.Name{CommonName: "dev1"}})
+			wantFailure(t, err, smscep.BadRequest)
+			mu.Lock()
+			if !slices.Equal(calls, tc.wantCalls) {
+				t.Errorf("limiter calls %q, want %q", calls, tc.wantCalls)
+			}
+			mu.Unlock()
+			if got := e.metrics.last(); got != "scep/none/rate_limited" {
+				t.Errorf("metric %q", got)
+			}
+			// The challenge survives a rate-limited attempt.
+			ch, err := e.store.GetChallenge(t.Context(), store.HashChallenge(v))
+			if err != nil || !ch.ConsumedAt.IsZero() {
+				t.Errorf("challenge after refusal: %v %+v", err, ch)
+			}
+		})
 	}
 }
 
