@@ -41,7 +41,7 @@ func New(cfg Config) (*Handler, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	setPKCS7Defaults()
+	ConfigurePKCS7()
 	h := &Handler{
 		ca:             cfg.CA,
 		store:          cfg.Store,

@@ -104,14 +104,18 @@ func parseAndDecrypt(raw []byte, env *envelope, ra *RA) (msg *scep.PKIMessage, e
 	return msg, nil
 }
 
-// pkcs7Defaults makes the CertRep envelope AES-128-CBC (advertised in
-// GetCACaps) instead of the library's DES-CBC default, which OpenSSL 3
-// clients can no longer decrypt. smallstep/pkcs7 only offers a package
-// variable for this; it is set once, before the first handler exists, and
-// never changed again. hardbound has no other pkcs7 user.
+// pkcs7Defaults makes CMS envelopes AES-128-CBC (advertised in GetCACaps)
+// instead of smallstep/pkcs7's DES-CBC default, which OpenSSL 3 clients can
+// no longer decrypt. The library only offers a package variable for this,
+// so it is set exactly once, and every user of pkcs7.Encrypt in hardbound
+// (this handler, sceptest) calls ConfigurePKCS7 first, which orders the
+// write before their reads.
 var pkcs7Defaults sync.Once
 
-func setPKCS7Defaults() {
+// ConfigurePKCS7 sets smallstep/pkcs7's content encryption to AES-128-CBC,
+// once per process. New calls it; call it before using pkcs7.Encrypt
+// elsewhere (sceptest does).
+func ConfigurePKCS7() {
 	pkcs7Defaults.Do(func() {
 		pkcs7.ContentEncryptionAlgorithm = pkcs7.EncryptionAlgorithmAES128CBC
 	})

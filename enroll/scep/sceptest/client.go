@@ -23,6 +23,8 @@ import (
 
 	"github.com/smallstep/scep"
 	"github.com/smallstep/scep/x509util"
+
+	hbscep "hardbound/enroll/scep"
 )
 
 // maxResponse bounds what the client reads from a server.
@@ -198,6 +200,8 @@ func buildMessage(caCerts []*x509.Certificate, r Request, signerCert *x509.Certi
 	if err != nil {
 		return nil, fmt.Errorf("sceptest: CSR: %w", err)
 	}
+	// Orders smallstep/pkcs7's one global setting before this Encrypt.
+	hbscep.ConfigurePKCS7()
 	mt := scep.PKCSReq
 	if r.Renew != nil {
 		mt = scep.RenewalReq
