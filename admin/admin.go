@@ -112,9 +112,12 @@ type Deps struct {
 	Standing Standing
 	// MintChallenge mints a SCEP challenge (enroll/scep).
 	MintChallenge func(ctx context.Context, r ChallengeRequest, actor string) (ChallengeResponse, error)
+	// ActivateTPM starts the TPM attestation flow: the body names the EK
+	// and AK; the answer is the credential only that TPM can activate.
+	ActivateTPM func(ctx context.Context, body []byte, actor string) (any, error)
 	// Attest verifies attestation evidence (the JSON body) and returns an
 	// attestation-bound challenge (enroll/scep).
-	Attest func(ctx context.Context, body []byte, actor string) (ChallengeResponse, error)
+	Attest func(ctx context.Context, body []byte, actor string) (any, error)
 	// DevEnroll creates a bound, attested test device; set only in --dev.
 	DevEnroll func(ctx context.Context, body []byte, actor string) (any, error)
 	// Revoked is called after any revocation (the CRL is rebuilt).
@@ -172,6 +175,7 @@ func New(deps Deps, tokens []Token, opts ...Option) (*Server, error) {
 	s.auth(m, "GET /api/v1/audit", s.tailAudit)
 	s.auth(m, "GET /api/v1/audit/verify", s.verifyAudit)
 	s.auth(m, "POST /api/v1/scep/challenges", s.mintChallenge)
+	s.auth(m, "POST /api/v1/attestations/activate", s.activate)
 	s.auth(m, "POST /api/v1/attestations", s.attest)
 	s.auth(m, "POST /api/v1/dev/devices", s.devEnroll)
 	s.mux = m
@@ -577,6 +581,10 @@ func (s *Server) mintChallenge(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, resp)
 }
 
+func (s *Server) activate(w http.ResponseWriter, r *http.Request) {
+	s.rawCall(w, r, s.deps.ActivateTPM, "attestation.activate")
+}
+
 func (s *Server) attest(w http.ResponseWriter, r *http.Request) {
 	s.rawCall(w, r, s.deps.Attest, "attestation.verify")
 }
@@ -586,19 +594,12 @@ func (s *Server) devEnroll(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusForbidden, "test enrollment is only available in --dev mode")
 		return
 	}
-	s.rawCall(w, r, func(ctx context.Context, b []byte, actor string) (ChallengeResponse, error) {
-		v, err := s.deps.DevEnroll(ctx, b, actor)
-		if err != nil {
-			return ChallengeResponse{}, err
-		}
-		writeJSON(w, http.StatusCreated, v)
-		return ChallengeResponse{}, errWritten
-	}, "dev.enroll")
+	s.rawCall(w, r, s.deps.DevEnroll, "dev.enroll")
 }
 
-var errWritten = errors.New("response written")
-
-func (s *Server) rawCall(w http.ResponseWriter, r *http.Request, fn func(context.Context, []byte, string) (ChallengeResponse, error), action string) {
+// rawCall hands the body to fn and answers 201 with its result; errors
+// are audited and mapped like every other call.
+func (s *Server) rawCall(w http.ResponseWriter, r *http.Request, fn func(context.Context, []byte, string) (any, error), action string) {
 	if fn == nil {
 		writeErr(w, http.StatusNotImplemented, action+" is not enabled")
 		return
@@ -609,13 +610,11 @@ func (s *Server) rawCall(w http.ResponseWriter, r *http.Request, fn func(context
 		return
 	}
 	resp, err := fn(r.Context(), body, actorOf(r.Context()))
-	switch {
-	case errors.Is(err, errWritten):
-	case err != nil:
+	if err != nil {
 		s.record(r.Context(), &store.AuditEvent{Actor: actorOf(r.Context()), Action: action, Result: "error",
 			Reason: errReason(err), Source: r.RemoteAddr})
 		s.fail(w, r, err)
-	default:
-		writeJSON(w, http.StatusCreated, resp)
+		return
 	}
+	writeJSON(w, http.StatusCreated, resp)
 }

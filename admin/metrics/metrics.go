@@ -29,6 +29,10 @@ type Registry struct {
 
 	radiusOnce sync.Once
 	radius     *RADIUSMetrics
+	enrollOnce sync.Once
+	enroll     *EnrollMetrics
+	dynOnce    sync.Once
+	dyn        *DynauthMetrics
 }
 
 // New creates a registry with the Go and process collectors.

@@ -16,7 +16,13 @@ func (in *instance) startComponents() error {
 	if err := in.startRADIUS(); err != nil {
 		return err
 	}
-	return nil
+	if err := in.startMDM(); err != nil {
+		return err
+	}
+	if err := in.startEnroll(); err != nil {
+		return err
+	}
+	return in.startEnforcer()
 }
 
 func (in *instance) radiusClients() []radius.Client {
@@ -117,5 +123,15 @@ func listenUDP(addr string) (net.PacketConn, error) {
 }
 
 func (in *instance) adminDeps() admin.Deps {
-	return admin.Deps{Store: in.posture.Store(), Standing: in.posture}
+	d := admin.Deps{Store: in.posture.Store(), Standing: in.posture}
+	if in.enroll != nil {
+		d.MintChallenge = in.mintChallenge
+		d.ActivateTPM = in.activateTPM
+		d.Attest = in.attestTPM
+		d.Revoked = in.enroll.svc.InvalidateCRL
+	}
+	if in.cfg.Dev {
+		d.DevEnroll = in.devEnroll
+	}
+	return d
 }

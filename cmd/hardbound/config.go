@@ -68,6 +68,13 @@ type ClientConfig struct {
 type CoAConfig struct {
 	Timeout Duration `yaml:"timeout"`
 	Retries int      `yaml:"retries"`
+	// PreferCoA moves sessions of quarantining profiles to the quarantine
+	// VLAN with a CoA-Request (falling back to Disconnect on NAK); default:
+	// Disconnect-Request, which every NAS honours.
+	PreferCoA bool `yaml:"prefer_coa"`
+	// ReauthOnRecovery disconnects sessions when a device becomes compliant
+	// or is released, so it leaves quarantine at once.
+	ReauthOnRecovery bool `yaml:"reauth_on_recovery"`
 }
 
 type EnrollConfig struct {
@@ -112,11 +119,27 @@ type ProfileConfig struct {
 	QuarantineVLAN string   `yaml:"quarantine_vlan"`
 	VLAN           string   `yaml:"vlan"`
 	SessionTimeout Duration `yaml:"session_timeout"`
-	// Enforcement: disconnect | coa (CoA moves the session to the quarantine VLAN).
-	Enforcement string `yaml:"enforcement"`
+	// SCEP settings of the profile.
+	SCEP SCEPProfileConfig `yaml:"scep"`
+}
+
+// SCEPProfileConfig says how SCEP enrollment of a profile identifies devices.
+type SCEPProfileConfig struct {
+	// Identity: cn (default), serial or san_uri; URIPrefix for san_uri.
+	Identity  string `yaml:"identity"`
+	URIPrefix string `yaml:"uri_prefix"`
+	// Alias records the identity as this MDM alias kind (serial, udid, intune_id).
+	Alias    string `yaml:"alias"`
+	Platform string `yaml:"platform"`
+	// RequireAttestation refuses SCEP issuance unless the key is attested.
+	RequireAttestation bool `yaml:"require_attestation"`
+	// Intune validates challenges with Microsoft Intune (mdm.intune).
+	Intune bool `yaml:"intune"`
 	// StaticChallengeFile enables a static SCEP challenge for this profile.
 	// WARNING: a static challenge authenticates nobody; certs are unattested.
 	StaticChallengeFile string `yaml:"static_challenge_file"`
+
+	static string
 }
 
 type MDMConfig struct {
@@ -382,19 +405,28 @@ func (c *Config) Validate() error {
 				return fieldErr(f+".quarantine_vlan", "required when %s is quarantine", strings.TrimPrefix(k, "."))
 			}
 		}
-		switch p.Enforcement {
-		case "":
-			p.Enforcement = "disconnect"
-		case "disconnect", "coa":
+		switch p.SCEP.Identity {
+		case "", "cn", "serial":
+		case "san_uri":
+			if p.SCEP.URIPrefix == "" {
+				return fieldErr(f+".scep.uri_prefix", "required with identity san_uri")
+			}
 		default:
-			return fieldErr(f+".enforcement", "must be disconnect or coa, not %q", p.Enforcement)
+			return fieldErr(f+".scep.identity", "must be cn, serial or san_uri, not %q", p.SCEP.Identity)
+		}
+		if p.SCEP.Intune && c.MDM.Intune.TenantID == "" {
+			return fieldErr(f+".scep.intune", "needs mdm.intune to be configured")
 		}
 		if p.Validity != 0 && (p.Validity.D() < time.Hour || p.Validity.D() > 5*365*24*time.Hour) {
 			return fieldErr(f+".validity", "must be between 1h and 5 years")
 		}
-		if p.StaticChallengeFile != "" {
-			if _, err := os.ReadFile(p.StaticChallengeFile); err != nil {
-				return fieldErr(f+".static_challenge_file", "%v", err)
+		if p.SCEP.StaticChallengeFile != "" {
+			b, err := os.ReadFile(p.SCEP.StaticChallengeFile)
+			if err != nil {
+				return fieldErr(f+".scep.static_challenge_file", "%v", err)
+			}
+			if p.SCEP.static = strings.TrimSpace(string(b)); len(p.SCEP.static) < 16 {
+				return fieldErr(f+".scep.static_challenge_file", "a static challenge must be at least 16 characters")
 			}
 		}
 	}

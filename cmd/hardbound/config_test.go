@@ -39,6 +39,8 @@ func TestLoadConfig(t *testing.T) {
 		{"fail/unreadable-roots", "enroll:\n  apple_roots: /nonexistent.pem\n", "enroll.apple_roots"},
 		{"fail/bad-format", "profiles:\n  - {name: p, formats: [sgx]}\n", "profiles[0].formats"},
 		{"fail/quarantine-without-vlan", "profiles:\n  - {name: p, noncompliant: quarantine}\n", "profiles[0].quarantine_vlan"},
+		{"fail/scep-identity", "profiles:\n  - {name: p, scep: {identity: imei}}\n", "profiles[0].scep.identity"},
+		{"fail/scep-intune-unconfigured", "profiles:\n  - {name: p, scep: {intune: true}}\n", "profiles[0].scep.intune"},
 		{"fail/bad-action", "profiles:\n  - {name: p, unknown: allow}\n", "profiles[0].unknown"},
 		{"fail/bad-log", "log:\n  format: xml\n", "log.format"},
 		{"fail/zero-rate", "enroll:\n  rate_limits:\n    per_ip: {every: 1s, burst: 0}\n", "enroll.rate_limits.per_ip"},
@@ -86,7 +88,7 @@ func TestExampleConfigParses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Profiles) != 2 || cfg.Profiles[0].Noncompliant != "quarantine" || cfg.Profiles[1].Enforcement != "disconnect" {
+	if len(cfg.Profiles) != 2 || cfg.Profiles[0].Noncompliant != "quarantine" || !cfg.Profiles[0].SCEP.RequireAttestation || !cfg.RADIUS.CoA.ReauthOnRecovery {
 		t.Errorf("profiles = %+v", cfg.Profiles)
 	}
 }

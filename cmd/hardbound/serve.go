@@ -90,6 +90,9 @@ type instance struct {
 	posture *posture.Service
 	metrics *metrics.Registry
 	radius  *radius.Server
+	enroll  *enrollment
+
+	mdmHandlers map[string]http.Handler
 
 	mu      sync.Mutex
 	addrs   map[string]string // listener name -> bound address

@@ -44,14 +44,19 @@ type Request struct {
 	Profile  string
 	Validity time.Duration
 	Posture  store.Compliance
-	// Key is the device key; nil generates an ECDSA P-256 key.
-	Key crypto.Signer
+	// Key is the device key; nil generates an ECDSA P-256 key unless
+	// PublicKey is set (the key stays with the caller, e.g. from a CSR).
+	Key       crypto.Signer
+	PublicKey crypto.PublicKey
 	// NoBinding issues the certificate but records nothing: an unbound
 	// certificate from our own CA.
 	NoBinding bool
 }
 
-// Device is what was made.
+// ErrInvalid reports a bad request.
+var ErrInvalid = errors.New("devbind: invalid request")
+
+// Device is what was made. Key is nil when the caller passed PublicKey.
 type Device struct {
 	ID          string
 	Key         crypto.Signer
@@ -63,7 +68,7 @@ type Device struct {
 // Bind issues and records one device.
 func Bind(ctx context.Context, iss Issuer, rec Recorder, now time.Time, r Request) (*Device, error) {
 	if r.DeviceID == "" {
-		return nil, errors.New("devbind: device id is required")
+		return nil, fmt.Errorf("%w: device id is required", ErrInvalid)
 	}
 	if r.Format == "" {
 		r.Format = "tpm"
@@ -74,22 +79,28 @@ func Bind(ctx context.Context, iss Issuer, rec Recorder, now time.Time, r Reques
 	if r.Posture == "" {
 		r.Posture = store.ComplianceUnknown
 	}
-	key := r.Key
-	if key == nil {
+	key, pub := r.Key, r.PublicKey
+	if key == nil && pub == nil {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		if err != nil {
 			return nil, fmt.Errorf("devbind: key: %w", err)
 		}
 		key = k
 	}
-	leaf, err := iss.Issue(ctx, ca.IssueRequest{PublicKey: key.Public(), DeviceID: r.DeviceID,
+	if key != nil {
+		pub = key.Public()
+	}
+	leaf, err := iss.Issue(ctx, ca.IssueRequest{PublicKey: pub, DeviceID: r.DeviceID,
 		Profile: ca.Profile{Name: r.Profile, Validity: r.Validity}})
 	if err != nil {
 		return nil, fmt.Errorf("devbind: issue: %w", err)
 	}
 	d := &Device{
 		ID: r.DeviceID, Key: key, Leaf: leaf,
-		Certificate: tls.Certificate{Certificate: [][]byte{leaf.Raw, iss.Issuing().Raw}, PrivateKey: key, Leaf: leaf},
+		Certificate: tls.Certificate{Certificate: [][]byte{leaf.Raw, iss.Issuing().Raw}, Leaf: leaf},
+	}
+	if key != nil {
+		d.Certificate.PrivateKey = key
 	}
 	if r.NoBinding {
 		return d, nil
