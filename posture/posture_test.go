@@ -102,7 +102,7 @@ func TestDecide(t *testing.T) {
 			if _, _, err := f.svc.RevokeDevice(f.ctx, d.ID, 0, "admin:test"); err != nil {
 				t.Fatal(err)
 			}
-		}, want: posture.ReasonCertRevoked}, // revoking a device revokes its certs first
+		}, want: posture.ReasonDeviceRevoked},
 		{name: "reject/device_quarantined", req: devbind.Request{}, mutate: func(t *testing.T, f *fixture, d *devbind.Device) {
 			if _, err := f.svc.Quarantine(f.ctx, d.ID, "admin:test"); err != nil {
 				t.Fatal(err)

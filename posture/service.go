@@ -205,6 +205,16 @@ func (s *Service) decide(ctx context.Context, leaf *x509.Certificate) Verdict {
 	v.DeviceID = c.DeviceID
 	v.Profile = c.Profile
 	p := s.Profile(c.Profile)
+	d, err := s.device(ctx, c.DeviceID)
+	if err != nil {
+		return v
+	}
+	// A revoked device is reported as such even though its certs were
+	// revoked with it: the operator wants the cause, not the mechanism.
+	if d.Status == store.DeviceRevoked {
+		v.Reason = ReasonDeviceRevoked
+		return v
+	}
 	if c.Revoked != nil {
 		v.Reason = ReasonCertRevoked
 		return v
@@ -226,16 +236,7 @@ func (s *Service) decide(ctx context.Context, leaf *x509.Certificate) Verdict {
 		v.Reason = r
 		return v
 	}
-	d, err := s.device(ctx, c.DeviceID)
-	if err != nil {
-		v.Reason = ReasonUnknownCert
-		return v
-	}
-	switch d.Status {
-	case store.DeviceRevoked:
-		v.Reason = ReasonDeviceRevoked
-		return v
-	case store.DeviceQuarantined:
+	if d.Status == store.DeviceQuarantined {
 		v.Reason = ReasonDeviceQuarantined
 		return s.apply(v, p, ActionQuarantine, now, c, d)
 	}
