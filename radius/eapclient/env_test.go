@@ -30,6 +30,7 @@ type testEnv struct {
 	ctx        context.Context
 	ca         *ca.CA
 	st         store.Store
+	eap        *eaptls.Server
 	auth, acct netip.AddrPort
 }
 
@@ -73,7 +74,7 @@ func newEnv(t testing.TB) *testEnv {
 		t.Fatal(err)
 	}
 	a, b := listenLo(t), listenLo(t)
-	e := &testEnv{ctx: ctx, ca: c, st: svc.Store(),
+	e := &testEnv{ctx: ctx, ca: c, st: svc.Store(), eap: eap,
 		auth: a.LocalAddr().(*net.UDPAddr).AddrPort(), acct: b.LocalAddr().(*net.UDPAddr).AddrPort()}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, a, b) }()
