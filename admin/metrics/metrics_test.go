@@ -1,0 +1,56 @@
+package metrics
+
+import (
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"hardbound/enroll/limit"
+	"hardbound/posture"
+	"hardbound/radius/dynauth"
+	"hardbound/store"
+)
+
+func TestRegistryExposesAdapters(t *testing.T) {
+	t.Parallel()
+	r := New()
+	r.Posture().Decision(posture.ReasonNoncompliant, false)
+	r.Posture().CacheLookup(true)
+	rm := r.RADIUS()
+	if r.RADIUS() != rm {
+		t.Fatal("RADIUS adapter created twice")
+	}
+	rm.Request("access_request", "accept")
+	rm.Drop("missing_message_authenticator")
+	rm.AuthDuration("accept", 3*time.Millisecond)
+	rm.Handshake("1.3", true)
+	e := r.Enroll()
+	e.Enrollment("acme", "tpm", "ok")
+	e.Refused(limit.KindIP)
+	d := r.Dynauth()
+	d.Answered(dynauth.Disconnect, dynauth.ResultACK)
+	d.PostureChange("jamf", store.ComplianceNoncompliant)
+
+	rec := httptest.NewRecorder()
+	r.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body, _ := io.ReadAll(rec.Body)
+	for _, want := range []string{
+		`hardbound_posture_decisions_total{allow="false",reason="noncompliant"} 1`,
+		`hardbound_posture_decisions_total{allow="false",reason="posture_stale"} 0`, // pre-registered
+		`hardbound_radius_requests_total{result="accept",type="access_request"} 1`,
+		`hardbound_radius_drops_total{cause="missing_message_authenticator"} 1`,
+		`hardbound_radius_auth_duration_seconds_count{result="accept"} 1`,
+		`hardbound_eaptls_handshakes_total{result="ok",version="1.3"} 1`,
+		`hardbound_enroll_enrollments_total{format="tpm",protocol="acme",result="ok"} 1`,
+		`hardbound_enroll_rate_limited_total{kind="ip"} 1`,
+		`hardbound_dynauth_answers_total{code="disconnect",result="ack"} 1`,
+		`hardbound_posture_mdm_reports_total{source="jamf",state="noncompliant"} 1`,
+		"go_goroutines", "process_cpu_seconds_total",
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
