@@ -228,6 +228,9 @@ func badRequest(err error) error {
 }
 
 func (in *instance) mintChallenge(ctx context.Context, r admin.ChallengeRequest, actor string) (admin.ChallengeResponse, error) {
+	if r.Profile == "" {
+		r.Profile = in.cfg.effectiveProfiles()[0].Name // the SCEP handler's default profile
+	}
 	ttl := time.Duration(0)
 	if r.TTL != "" {
 		d, err := time.ParseDuration(r.TTL)
