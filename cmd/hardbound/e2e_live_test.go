@@ -1,0 +1,342 @@
+package main
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/md5"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"layeh.com/radius"
+	"layeh.com/radius/rfc2865"
+	"layeh.com/radius/rfc2866"
+	"layeh.com/radius/rfc2869"
+
+	"hardbound/admin"
+	"hardbound/enroll/devbind"
+	"hardbound/radius/eapclient"
+	"hardbound/store"
+)
+
+// e2eDAS is a NAS's Dynamic Authorization Server on 127.0.0.1: it checks
+// the Request Authenticator and the Message-Authenticator of every request
+// and ACKs the valid ones.
+type e2eDAS struct {
+	conn   *net.UDPConn
+	secret []byte
+
+	mu      sync.Mutex
+	valid   []*radius.Packet
+	invalid []string
+}
+
+func newE2EDAS(t *testing.T, secret string) *e2eDAS {
+	t.Helper()
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &e2eDAS{conn: conn, secret: []byte(secret)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.serve()
+	}()
+	t.Cleanup(func() {
+		conn.Close()
+		<-done
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if len(d.invalid) > 0 {
+			t.Errorf("fake DAS discarded invalid requests: %v", d.invalid)
+		}
+	})
+	return d
+}
+
+func (d *e2eDAS) port() int { return d.conn.LocalAddr().(*net.UDPAddr).Port }
+
+func (d *e2eDAS) serve() {
+	buf := make([]byte, 4096)
+	for {
+		n, from, err := d.conn.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		p, err := d.check(buf[:n])
+		d.mu.Lock()
+		if err != nil {
+			d.invalid = append(d.invalid, err.Error())
+		} else {
+			d.valid = append(d.valid, p)
+		}
+		d.mu.Unlock()
+		if err != nil {
+			continue
+		}
+		code := radius.CodeDisconnectACK
+		if p.Code == radius.CodeCoARequest {
+			code = radius.CodeCoAACK
+		}
+		resp := p.Response(code)
+		if b, err := resp.Encode(); err == nil {
+			_, _ = d.conn.WriteToUDP(b, from)
+		}
+	}
+}
+
+// check validates a request as RFC 5176 and RFC 3579 §3.2 require.
+func (d *e2eDAS) check(raw []byte) (*radius.Packet, error) {
+	if !radius.IsAuthenticRequest(raw, d.secret) {
+		return nil, errors.New("bad Request Authenticator")
+	}
+	p, err := radius.Parse(raw, d.secret)
+	if err != nil {
+		return nil, err
+	}
+	if p.Code != radius.CodeDisconnectRequest && p.Code != radius.CodeCoARequest {
+		return nil, fmt.Errorf("unexpected code %v", p.Code)
+	}
+	ma, err := rfc2869.MessageAuthenticator_Lookup(p)
+	if err != nil || len(ma) != md5.Size {
+		return nil, errors.New("no Message-Authenticator")
+	}
+	// HMAC-MD5 over the packet with a zero Request Authenticator and a
+	// zero Message-Authenticator.
+	zero := make([]byte, len(raw))
+	copy(zero, raw)
+	clear(zero[4:20])
+	off, err := maOffset(zero)
+	if err != nil {
+		return nil, err
+	}
+	clear(zero[off : off+md5.Size])
+	mac := hmac.New(md5.New, d.secret)
+	mac.Write(zero)
+	if !hmac.Equal(mac.Sum(nil), ma) {
+		return nil, errors.New("wrong Message-Authenticator")
+	}
+	return p, nil
+}
+
+// maOffset finds the value of the Message-Authenticator attribute.
+func maOffset(b []byte) (int, error) {
+	for i := 20; i+2 <= len(b); {
+		typ, l := b[i], int(b[i+1])
+		if l < 2 || i+l > len(b) {
+			return 0, errors.New("bad attribute length")
+		}
+		if typ == byte(rfc2869.MessageAuthenticator_Type) && l == 2+md5.Size {
+			return i + 2, nil
+		}
+		i += l
+	}
+	return 0, errors.New("no Message-Authenticator")
+}
+
+func (d *e2eDAS) requests() []*radius.Packet {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]*radius.Packet(nil), d.valid...)
+}
+
+// TestE2ELiveSessionDisconnect: authenticate, start accounting with the
+// Accept's Class, then quarantine the device with the CLI; the NAS's DAS
+// receives an authentic Disconnect-Request naming the session.
+func TestE2ELiveSessionDisconnect(t *testing.T) {
+	t.Parallel()
+	const secret = "e2e-live-nas-secret"
+	das := newE2EDAS(t, secret)
+	in := startE2E(t, func(cfg *Config) {
+		cfg.RADIUS.Clients = []ClientConfig{{Name: "nas1", CIDR: "127.0.0.1/32", Secret: secret, CoAPort: das.port()}}
+		cfg.RADIUS.CoA.Timeout = Duration(500 * time.Millisecond)
+	})
+	ctx := e2eContext(t)
+	dev := in.bind(t, devbind.Request{DeviceID: "live-1", Posture: store.ComplianceCompliant})
+	nas := in.nasClient(t, secret, func(c *eapclient.Config) { c.CallingStationID = "02-00-00-00-00-01" })
+	res := in.mustAccept(t, nas, dev.Certificate)
+	if len(res.Class) == 0 {
+		t.Fatal("Access-Accept without Class")
+	}
+	const sid = "E2E-SESSION-0001"
+	resp, err := nas.Accounting(ctx, eapclient.AcctStart, radius.Attributes{
+		{Type: rfc2866.AcctSessionID_Type, Attribute: radius.Attribute(sid)},
+		{Type: rfc2865.Class_Type, Attribute: res.Class},
+	})
+	if err != nil || resp.Code != radius.CodeAccountingResponse {
+		t.Fatalf("Accounting-Start: %v", err)
+	}
+
+	var sessions admin.List[*store.Session]
+	in.cliJSON(t, &sessions, "session", "list", "--device", dev.ID)
+	if len(sessions.Items) != 1 {
+		t.Fatalf("session list --device %s: %d sessions, want 1", dev.ID, len(sessions.Items))
+	}
+	if s := sessions.Items[0]; s.AcctSessionID != sid || s.NAS != "nas1" || s.DeviceID != dev.ID || !s.Live() || s.CertSHA256 != store.HashCert(dev.Leaf) {
+		t.Fatalf("session = %+v", s)
+	}
+	if out := in.cliOK(t, "session", "list"); !strings.Contains(out, sid) {
+		t.Fatalf("session list table lacks %s:\n%s", sid, out)
+	}
+
+	in.cliOK(t, "device", "quarantine", dev.ID)
+	eventually(t, 15*time.Second, "the fake DAS to receive a Disconnect-Request", func() bool {
+		return len(das.requests()) > 0
+	})
+	p := das.requests()[0]
+	if p.Code != radius.CodeDisconnectRequest {
+		t.Fatalf("DAS got %v, want Disconnect-Request", p.Code)
+	}
+	if got := rfc2866.AcctSessionID_GetString(p); got != sid {
+		t.Fatalf("Disconnect-Request Acct-Session-Id = %q, want %q", got, sid)
+	}
+	in.waitAuditEvent(t, "radius.disconnect", dev.ID, "ack", "")
+	in.mustReject(t, nas, dev.Certificate, dev.ID, "device_quarantined")
+}
+
+// accessRequest builds an authentic Access-Request carrying an
+// EAP-Response/Identity, with or without Message-Authenticator.
+func accessRequest(t *testing.T, secret string, withMA bool) []byte {
+	t.Helper()
+	p := radius.New(radius.CodeAccessRequest, []byte(secret))
+	if _, err := rand.Read(p.Authenticator[:]); err != nil {
+		t.Fatal(err)
+	}
+	rfc2865.UserName_SetString(p, "anonymous@e2e.test")
+	rfc2865.NASIdentifier_SetString(p, "e2e-raw")
+	id := []byte("anonymous@e2e.test")
+	eap := append([]byte{2, 7, 0, byte(5 + len(id)), 1}, id...)
+	p.Attributes = append(p.Attributes, &radius.AVP{Type: rfc2869.EAPMessage_Type, Attribute: eap})
+	if !withMA {
+		b, err := p.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	p.Attributes = append(p.Attributes, &radius.AVP{Type: rfc2869.MessageAuthenticator_Type, Attribute: make([]byte, md5.Size)})
+	b, err := p.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := maOffset(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mac := hmac.New(md5.New, []byte(secret))
+	mac.Write(b)
+	copy(b[off:], mac.Sum(nil))
+	return b
+}
+
+func udpExchange(t *testing.T, c *net.UDPConn, req []byte, wait time.Duration) ([]byte, bool) {
+	t.Helper()
+	if _, err := c.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	return udpRead(t, c, wait)
+}
+
+// udpRead waits up to wait for one datagram.
+func udpRead(t *testing.T, c *net.UDPConn, wait time.Duration) ([]byte, bool) {
+	t.Helper()
+	buf := make([]byte, 4096)
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	n, err := c.Read(buf)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return nil, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf[:n], true
+}
+
+// TestE2ERADIUSWire: BlastRADIUS hygiene and RFC 5080 duplicate detection
+// on the running server, seen from raw UDP and /metrics.
+func TestE2ERADIUSWire(t *testing.T) {
+	t.Parallel()
+	in := startE2E(t, nil)
+	ctx := e2eContext(t)
+	dial := func(t *testing.T) *net.UDPConn {
+		raddr, err := net.ResolveUDPAddr("udp", in.Addr("radius-auth"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := net.DialUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, raddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	metrics := func(t *testing.T) string {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+in.Addr("metrics")+"/metrics", nil)
+		status, body := httpDo(t, http.DefaultClient, req)
+		if status != http.StatusOK {
+			t.Fatalf("GET /metrics = %d", status)
+		}
+		return string(body)
+	}
+	const dropLine = `hardbound_radius_drops_total{cause="missing_message_authenticator"}`
+
+	t.Run("no_message_authenticator/dropped_and_counted", func(t *testing.T) {
+		c := dial(t)
+		if strings.Contains(metrics(t), dropLine+" 1") {
+			t.Fatal("drop already counted before the test packet")
+		}
+		req := accessRequest(t, in.radiusSecret, false)
+		if _, err := c.Write(req); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "the drop to be counted in /metrics", func() bool {
+			return strings.Contains(metrics(t), dropLine+" 1")
+		})
+		// The drop is counted: any reply would already be here.
+		if reply, ok := udpRead(t, c, 200*time.Millisecond); ok {
+			t.Fatalf("got a %d-byte reply to an Access-Request without Message-Authenticator", len(reply))
+		}
+	})
+
+	t.Run("retransmission/byte_identical_reply", func(t *testing.T) {
+		c := dial(t)
+		req := accessRequest(t, in.radiusSecret, true)
+		first, ok := udpExchange(t, c, req, 5*time.Second)
+		if !ok {
+			t.Fatal("no reply to an authentic Access-Request")
+		}
+		if !radius.IsAuthenticResponse(first, req, []byte(in.radiusSecret)) {
+			t.Fatal("reply is not authentic")
+		}
+		if radius.Code(first[0]) != radius.CodeAccessChallenge {
+			t.Fatalf("reply code %d, want Access-Challenge", first[0])
+		}
+		second, ok := udpExchange(t, c, req, 5*time.Second)
+		if !ok {
+			t.Fatal("no reply to the retransmission")
+		}
+		if !bytes.Equal(first, second) {
+			t.Fatal("retransmitted Access-Request got a different reply")
+		}
+	})
+
+	t.Run("metrics/hardbound_and_go", func(t *testing.T) {
+		// One real authentication so the RADIUS series have samples.
+		dev := in.bind(t, devbind.Request{DeviceID: "wire-1", Posture: store.ComplianceCompliant})
+		in.mustAccept(t, in.nasClient(t, "", nil), dev.Certificate)
+		m := metrics(t)
+		for _, want := range []string{"hardbound_radius_", "hardbound_posture_decisions_total", "go_goroutines", "go_memstats_", dropLine} {
+			if !strings.Contains(m, want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
+		}
+	})
+}

@@ -1,0 +1,387 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"hardbound/enroll/devbind"
+	"hardbound/posture/mdm"
+	"hardbound/store"
+)
+
+const (
+	e2eWebhookSecret = "e2e-webhook-secret-0123456789abcdef"
+	e2eJamfUser      = "jamf-webhook"
+	e2eJamfPassword  = "jamf-webhook-password-e2e"
+	e2eQuarVLAN      = "666"
+)
+
+// mdmProfiles: "default" rejects noncompliant devices, "quar" admits them
+// into the quarantine VLAN.
+func mdmProfiles(cfg *Config) {
+	cfg.Profiles = []ProfileConfig{
+		{Name: "default"},
+		{Name: "quar", Noncompliant: "quarantine", QuarantineVLAN: e2eQuarVLAN},
+	}
+}
+
+// postWebhook signs body at ts with secret and posts it to /mdm/webhook.
+func postWebhook(t *testing.T, in *instance, hc *http.Client, secret string, ts time.Time, body []byte) (int, []byte) {
+	t.Helper()
+	tsv, sig := mdm.Sign([]byte(secret), ts, body)
+	return postSigned(t, in, hc, tsv, sig, body)
+}
+
+func postSigned(t *testing.T, in *instance, hc *http.Client, ts, sig string, body []byte) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, "https://"+in.Addr("enroll-https")+"/mdm/webhook", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(mdm.DefaultTimestampHeader, ts)
+	req.Header.Set(mdm.DefaultSignatureHeader, sig)
+	return httpDo(t, hc, req)
+}
+
+// jamfGroupChange is a SmartGroupComputerMembershipChange as Jamf Pro
+// sends it (testdata/mdm/jamf-smartgroup-computer-membership-change.json).
+func jamfGroupChange(groupID int, added, removed []int) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"event": map[string]any{
+			"computer": true, "groupAddedDevices": []any{}, "groupAddedDevicesIds": added,
+			"groupRemovedDevices": []any{}, "groupRemovedDevicesIds": removed,
+			"jssid": groupID, "name": "Noncompliant - FileVault off", "smartGroup": true,
+		},
+		"webhook": map[string]any{
+			"eventTimestamp": time.Now().UnixMilli(), "id": 3, "name": "Noncompliant computers",
+			"webhookEvent": "SmartGroupComputerMembershipChange",
+		},
+	})
+	return b
+}
+
+func postJamf(t *testing.T, in *instance, hc *http.Client, user, pass string, body []byte) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, "https://"+in.Addr("enroll-https")+"/mdm/jamf/webhook", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.SetBasicAuth(user, pass)
+	return httpDo(t, hc, req)
+}
+
+// fakeIntune serves Entra ID's token endpoint and Graph's managedDevices
+// for one tenant; states maps managedDevice id to complianceState.
+type fakeIntune struct {
+	srv *httptest.Server
+
+	mu     sync.Mutex
+	states map[string]string
+	serial map[string]string
+	bad    []string
+}
+
+const (
+	e2eTenant       = "contoso-e2e-tenant"
+	e2eClientID     = "11111111-aaaa-bbbb-cccc-222222222222"
+	e2eClientSecret = "intune-client-secret-e2e"
+	e2eAccessToken  = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.e2e-token.sig"
+)
+
+func newFakeIntune(t *testing.T) *fakeIntune {
+	t.Helper()
+	f := &fakeIntune{states: map[string]string{}, serial: map[string]string{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /"+e2eTenant+"/oauth2/v2.0/token", func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil || r.PostForm.Get("grant_type") != "client_credentials" ||
+			r.PostForm.Get("client_id") != e2eClientID || r.PostForm.Get("client_secret") != e2eClientSecret {
+			f.fail(fmt.Sprintf("token request %v", r.PostForm))
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"error":"invalid_client"}`))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprintf(w, `{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":%q}`, e2eAccessToken)
+	})
+	mux.HandleFunc("GET /v1.0/deviceManagement/managedDevices", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+e2eAccessToken {
+			f.fail("graph call without the bearer token")
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		f.mu.Lock()
+		var page struct {
+			Value []map[string]string `json:"value"`
+		}
+		for id, st := range f.states {
+			page.Value = append(page.Value, map[string]string{"id": id, "azureADDeviceId": "aad-" + id, "serialNumber": f.serial[id], "complianceState": st})
+		}
+		f.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(page)
+	})
+	f.srv = httptest.NewServer(mux)
+	t.Cleanup(func() {
+		f.srv.Close()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, b := range f.bad {
+			t.Errorf("fake Intune: %s", b)
+		}
+	})
+	return f
+}
+
+func (f *fakeIntune) fail(s string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.bad) < 10 {
+		f.bad = append(f.bad, s)
+	}
+}
+
+func (f *fakeIntune) set(id, serial, state string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.states[id] = state
+	f.serial[id] = serial
+}
+
+// TestE2EMDMNoncompliance: for each connector, a device in good standing
+// authenticates; the MDM reports it noncompliant; the next authentication
+// is rejected as noncompliant under the default profile and admitted into
+// the quarantine VLAN under a quarantining profile. Devices are found
+// through their MDM aliases.
+func TestE2EMDMNoncompliance(t *testing.T) {
+	t.Parallel()
+	type connector struct {
+		name      string
+		configure func(t *testing.T, cfg *Config) any
+		// aliases returns the MDM identities of device i (0: reject, 1: quar).
+		aliases func(i int) map[string]string
+		// report makes the MDM say devices are noncompliant.
+		report func(t *testing.T, in *instance, state any, ids []string)
+	}
+	connectors := []connector{
+		{
+			name: "signed_webhook",
+			configure: func(t *testing.T, cfg *Config) any {
+				cfg.MDM.Webhook.SecretFile = writeSecret(t, "webhook.secret", e2eWebhookSecret)
+				return nil
+			},
+			aliases: func(i int) map[string]string { return map[string]string{mdm.KindSerial: fmt.Sprintf("C02WEBHOOK%d", i)} },
+			report: func(t *testing.T, in *instance, _ any, ids []string) {
+				hc := in.httpsClient(t)
+				for i := range ids {
+					body := fmt.Appendf(nil, `{"serial": "C02WEBHOOK%d", "state": "noncompliant", "reason": "FileVault disabled"}`, i)
+					if status, b := postWebhook(t, in, hc, e2eWebhookSecret, time.Now(), body); status != http.StatusOK {
+						t.Fatalf("webhook: HTTP %d %s", status, b)
+					}
+				}
+			},
+		},
+		{
+			name: "jamf_pro_webhook",
+			configure: func(t *testing.T, cfg *Config) any {
+				cfg.MDM.Jamf = JamfConfig{Username: e2eJamfUser, PasswordFile: writeSecret(t, "jamf.password", e2eJamfPassword),
+					NoncompliantGroups: []string{"42"}}
+				return nil
+			},
+			aliases: func(i int) map[string]string {
+				return map[string]string{mdm.KindJamfComputerID: fmt.Sprint(13 + i), mdm.KindSerial: fmt.Sprintf("C02JAMF%d", i)}
+			},
+			report: func(t *testing.T, in *instance, _ any, ids []string) {
+				status, b := postJamf(t, in, in.httpsClient(t), e2eJamfUser, e2eJamfPassword, jamfGroupChange(42, []int{13, 14}, nil))
+				if status != http.StatusOK {
+					t.Fatalf("jamf webhook: HTTP %d %s", status, b)
+				}
+				var res struct{ Applied, Unknown int }
+				if err := json.Unmarshal(b, &res); err != nil || res.Applied != len(ids) || res.Unknown != 0 {
+					t.Fatalf("jamf webhook answered %s", b)
+				}
+			},
+		},
+		{
+			name: "intune_poller",
+			configure: func(t *testing.T, cfg *Config) any {
+				f := newFakeIntune(t)
+				for i := range 2 {
+					f.set(fmt.Sprintf("intune-e2e-%d", i), fmt.Sprintf("PF3INTUNE%d", i), "compliant")
+				}
+				cfg.MDM.Intune = IntuneConfig{TenantID: e2eTenant, ClientID: e2eClientID,
+					ClientSecretFile: writeSecret(t, "intune.secret", e2eClientSecret),
+					PollInterval:     Duration(200 * time.Millisecond), LoginURL: f.srv.URL, GraphURL: f.srv.URL}
+				return f
+			},
+			aliases: func(i int) map[string]string { return map[string]string{mdm.KindIntuneID: fmt.Sprintf("intune-e2e-%d", i)} },
+			report: func(t *testing.T, in *instance, state any, ids []string) {
+				f := state.(*fakeIntune)
+				for i := range ids {
+					f.set(fmt.Sprintf("intune-e2e-%d", i), fmt.Sprintf("PF3INTUNE%d", i), "noncompliant")
+				}
+			},
+		},
+	}
+	for _, c := range connectors {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			var state any
+			in := startE2E(t, func(cfg *Config) {
+				mdmProfiles(cfg)
+				state = c.configure(t, cfg)
+			})
+			devs := []*devbind.Device{
+				in.bind(t, devbind.Request{DeviceID: c.name + "-reject", Posture: store.ComplianceCompliant}),
+				in.bind(t, devbind.Request{DeviceID: c.name + "-quar", Profile: "quar", Posture: store.ComplianceCompliant}),
+			}
+			var ids []string
+			for i, d := range devs {
+				in.setAliases(t, d.ID, c.aliases(i))
+				ids = append(ids, d.ID)
+			}
+			nas := in.nasClient(t, "", nil)
+			for _, d := range devs {
+				if res := in.mustAccept(t, nas, d.Certificate); res.VLAN != "" {
+					t.Fatalf("%s in good standing got VLAN %q", d.ID, res.VLAN)
+				}
+			}
+
+			c.report(t, in, state, ids)
+			for _, id := range ids {
+				eventually(t, 15*time.Second, id+" to be noncompliant", func() bool {
+					return in.device(t, id).Posture.State == store.ComplianceNoncompliant
+				})
+				in.waitAuditEvent(t, "posture.set", id, "ok", "noncompliant")
+			}
+			in.mustReject(t, nas, devs[0].Certificate, devs[0].ID, "noncompliant")
+			res := in.mustAccept(t, nas, devs[1].Certificate)
+			if res.VLAN != e2eQuarVLAN {
+				t.Fatalf("quarantining profile: VLAN %q, want %q", res.VLAN, e2eQuarVLAN)
+			}
+		})
+	}
+}
+
+// TestE2EMDMPostureStale: a profile with a posture max age admits a device
+// just reported compliant (capping Session-Timeout at the max age) and
+// rejects it as posture_stale once the report is older.
+func TestE2EMDMPostureStale(t *testing.T) {
+	t.Parallel()
+	const maxAge = 2 * time.Second
+	in := startE2E(t, func(cfg *Config) {
+		cfg.MDM.Webhook.SecretFile = writeSecret(t, "webhook.secret", e2eWebhookSecret)
+		cfg.Profiles = []ProfileConfig{{Name: "default"}, {Name: "fresh", PostureMaxAge: Duration(maxAge)}}
+	})
+	dev := in.bind(t, devbind.Request{DeviceID: "stale-1", Profile: "fresh"})
+	in.setAliases(t, dev.ID, map[string]string{mdm.KindUDID: "00008030-STALE1"})
+	nas := in.nasClient(t, "", nil)
+	in.mustReject(t, nas, dev.Certificate, dev.ID, "posture_unknown")
+
+	body := []byte(`{"udid": "00008030-STALE1", "state": "compliant"}`)
+	if status, b := postWebhook(t, in, in.httpsClient(t), e2eWebhookSecret, time.Now(), body); status != http.StatusOK {
+		t.Fatalf("webhook: HTTP %d %s", status, b)
+	}
+	reported := in.device(t, dev.ID).Posture.UpdatedAt
+	res := in.authenticate(t, nas, dev.Certificate)
+	if time.Since(reported) < maxAge {
+		// Only meaningful while the report is fresh; a very slow box may
+		// already be past it, which the stale check below covers.
+		if !res.Accepted || res.SessionTimeout <= 0 || res.SessionTimeout > maxAge {
+			t.Fatalf("fresh posture: accepted %v, Session-Timeout %v (want ≤ %v)", res.Accepted, res.SessionTimeout, maxAge)
+		}
+	}
+	// Wait out the max age, then the same device is stale.
+	time.Sleep(time.Until(reported.Add(maxAge + 100*time.Millisecond)))
+	in.mustReject(t, nas, dev.Certificate, dev.ID, "posture_stale")
+}
+
+// TestE2EMDMBadInput: refused webhook requests are 4xx, change nothing and
+// are audited with their reason.
+func TestE2EMDMBadInput(t *testing.T) {
+	t.Parallel()
+	in := startE2E(t, func(cfg *Config) {
+		cfg.MDM.Webhook.SecretFile = writeSecret(t, "webhook.secret", e2eWebhookSecret)
+		cfg.MDM.Jamf = JamfConfig{Username: e2eJamfUser, PasswordFile: writeSecret(t, "jamf.password", e2eJamfPassword),
+			NoncompliantGroups: []string{"42"}}
+	})
+	dev := in.bind(t, devbind.Request{DeviceID: "bad-input-1", Posture: store.ComplianceCompliant})
+	in.setAliases(t, dev.ID, map[string]string{mdm.KindSerial: "C02BADINPUT", mdm.KindJamfComputerID: "77"})
+	hc := in.httpsClient(t)
+	good := []byte(`{"serial": "C02BADINPUT", "state": "noncompliant"}`)
+
+	// A valid report first, so that its replay can be tried.
+	replayTS, replaySig := mdm.Sign([]byte(e2eWebhookSecret), time.Now(), []byte(`{"serial": "C02BADINPUT", "state": "compliant"}`))
+	if status, b := postSigned(t, in, hc, replayTS, replaySig, []byte(`{"serial": "C02BADINPUT", "state": "compliant"}`)); status != http.StatusOK {
+		t.Fatalf("valid report: HTTP %d %s", status, b)
+	}
+
+	tests := []struct {
+		name       string
+		send       func() (int, []byte)
+		wantStatus int
+		wantReason string
+		wantResult string
+	}{
+		{"bad_signature", func() (int, []byte) {
+			return postWebhook(t, in, hc, "not-the-webhook-secret-at-all-0000", time.Now(), good)
+		}, http.StatusUnauthorized, mdm.RejectBadSignature, "denied"},
+		{"old_timestamp", func() (int, []byte) {
+			return postWebhook(t, in, hc, e2eWebhookSecret, time.Now().Add(-time.Hour), good)
+		}, http.StatusUnauthorized, mdm.RejectStale, "denied"},
+		{"replayed", func() (int, []byte) {
+			return postSigned(t, in, hc, replayTS, replaySig, []byte(`{"serial": "C02BADINPUT", "state": "compliant"}`))
+		}, http.StatusConflict, mdm.RejectReplayed, "denied"},
+		{"unknown_device", func() (int, []byte) {
+			return postWebhook(t, in, hc, e2eWebhookSecret, time.Now(), []byte(`{"serial": "NO-SUCH-SERIAL", "state": "noncompliant"}`))
+		}, http.StatusNotFound, mdm.RejectUnknownDevice, "reject"},
+		{"malformed_json", func() (int, []byte) {
+			return postWebhook(t, in, hc, e2eWebhookSecret, time.Now(), []byte(`{"serial": "C02BADINPUT", "state": `))
+		}, http.StatusBadRequest, mdm.RejectMalformed, "reject"},
+		{"bad_state", func() (int, []byte) {
+			return postWebhook(t, in, hc, e2eWebhookSecret, time.Now(), []byte(`{"serial": "C02BADINPUT", "state": "fine"}`))
+		}, http.StatusBadRequest, mdm.RejectBadState, "reject"},
+		{"unsigned", func() (int, []byte) { return postSigned(t, in, hc, "", "", good) }, http.StatusUnauthorized, mdm.RejectUnauthorized, "denied"},
+		{"jamf_wrong_password", func() (int, []byte) {
+			return postJamf(t, in, hc, e2eJamfUser, "wrong-password-123", jamfGroupChange(42, []int{77}, nil))
+		}, http.StatusUnauthorized, mdm.RejectUnauthorized, "denied"},
+		{"jamf_malformed", func() (int, []byte) {
+			return postJamf(t, in, hc, e2eJamfUser, e2eJamfPassword, []byte(`{"webhook": {"webhookEvent": "SmartGroupComputerMembershipChange"}, "event": [`))
+		}, http.StatusBadRequest, mdm.RejectMalformed, "reject"},
+		{"jamf_unknown_device", func() (int, []byte) {
+			return postJamf(t, in, hc, e2eJamfUser, e2eJamfPassword, jamfGroupChange(42, []int{9999}, nil))
+		}, http.StatusNotFound, mdm.RejectUnknownDevice, "reject"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := in.device(t, dev.ID)
+			n := in.countAudit(t, "posture.webhook", "", tt.wantResult, tt.wantReason)
+			status, b := tt.send()
+			if status != tt.wantStatus {
+				t.Fatalf("HTTP %d %s, want %d", status, b, tt.wantStatus)
+			}
+			var eb mdm.ErrorBody
+			if err := json.Unmarshal(b, &eb); err != nil || eb.Error != tt.wantReason {
+				t.Fatalf("error body %s, want error %q", b, tt.wantReason)
+			}
+			after := in.device(t, dev.ID)
+			if after.Posture.State != before.Posture.State || after.Posture.Source != before.Posture.Source ||
+				!after.Posture.UpdatedAt.Equal(before.Posture.UpdatedAt) || after.Status != before.Status {
+				t.Fatalf("device changed: %+v -> %+v", before.Posture, after.Posture)
+			}
+			in.waitAudit(t, "posture.webhook "+tt.wantResult+" "+tt.wantReason, func() bool {
+				return in.countAudit(t, "posture.webhook", "", tt.wantResult, tt.wantReason) > n
+			})
+		})
+	}
+	if d := in.device(t, dev.ID); d.Posture.State != store.ComplianceCompliant {
+		t.Fatalf("posture %s after refused requests, want compliant", d.Posture.State)
+	}
+}
