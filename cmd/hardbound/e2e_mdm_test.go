@@ -177,7 +177,9 @@ func TestE2EMDMNoncompliance(t *testing.T) {
 				cfg.MDM.Webhook.SecretFile = writeSecret(t, "webhook.secret", e2eWebhookSecret)
 				return nil
 			},
-			aliases: func(i int) map[string]string { return map[string]string{mdm.KindSerial: fmt.Sprintf("C02WEBHOOK%d", i)} },
+			aliases: func(i int) map[string]string {
+				return map[string]string{mdm.KindSerial: fmt.Sprintf("C02WEBHOOK%d", i)}
+			},
 			report: func(t *testing.T, in *instance, _ any, ids []string) {
 				hc := in.httpsClient(t)
 				for i := range ids {
@@ -221,7 +223,9 @@ func TestE2EMDMNoncompliance(t *testing.T) {
 					PollInterval:     Duration(200 * time.Millisecond), LoginURL: f.srv.URL, GraphURL: f.srv.URL}
 				return f
 			},
-			aliases: func(i int) map[string]string { return map[string]string{mdm.KindIntuneID: fmt.Sprintf("intune-e2e-%d", i)} },
+			aliases: func(i int) map[string]string {
+				return map[string]string{mdm.KindIntuneID: fmt.Sprintf("intune-e2e-%d", i)}
+			},
 			report: func(t *testing.T, in *instance, state any, ids []string) {
 				f := state.(*fakeIntune)
 				for i := range ids {
