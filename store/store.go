@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"io"
 	"time"
@@ -200,6 +201,23 @@ type Session struct {
 // Live reports whether the session has not been stopped.
 func (s *Session) Live() bool { return s.StoppedAt.IsZero() }
 
+// ACMEAccount is a registered ACME account (RFC 8555 §7.1.2), keyed by its
+// ID and indexed by the thumbprint of its key.
+type ACMEAccount struct {
+	V  int    `json:"v"`
+	ID string `json:"id"`
+	// Thumbprint is the base64url RFC 7638 SHA-256 thumbprint of JWK; at
+	// most one account holds a given thumbprint.
+	Thumbprint string `json:"thumbprint"`
+	// JWK is the account's public key as a JSON Web Key (RFC 7517), never
+	// a private one.
+	JWK       json.RawMessage `json:"jwk"`
+	Status    string          `json:"status"` // valid | deactivated
+	Contact   []string        `json:"contact,omitempty"`
+	CreatedAt time.Time       `json:"created_at"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}
+
 // AuditEvent is one link of the tamper-evident chain. Hash covers every
 // field but Hash itself, and PrevHash is the previous event's Hash.
 type AuditEvent struct {
@@ -295,6 +313,21 @@ type Store interface {
 	PutSession(ctx context.Context, s *Session) error
 	GetSession(ctx context.Context, nas, acctSessionID string) (*Session, error)
 	ListSessions(ctx context.Context, deviceID string, liveOnly bool, p Page) ([]*Session, string, error)
+	// CloseNASSessions marks every live session of one NAS client (by
+	// name) that started at or before at as stopped at at with cause (the
+	// NAS rebooted: Accounting-On/Off), and returns how many it closed.
+	// Sessions started after at belong to the NAS's new life and stay
+	// open. It writes in bounded batches, each its own transaction, so a
+	// failure part way leaves some closed and a retry closes the rest;
+	// closing again is a no-op.
+	CloseNASSessions(ctx context.Context, nas string, at time.Time, cause uint32) (int, error)
+
+	// ACME accounts. PutACMEAccount creates or replaces the account by ID
+	// (keeping CreatedAt of an existing one); a thumbprint held by another
+	// account fails with ErrExists, which makes creation race-free.
+	PutACMEAccount(ctx context.Context, a *ACMEAccount) error
+	GetACMEAccount(ctx context.Context, id string) (*ACMEAccount, error)
+	FindACMEAccountByThumbprint(ctx context.Context, thumbprint string) (*ACMEAccount, error)
 
 	// Audit chain. AppendAudit fills Seq, PrevHash and Hash.
 	AppendAudit(ctx context.Context, ev *AuditEvent) error

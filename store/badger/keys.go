@@ -28,6 +28,8 @@ const (
 	pfxSession       = "sess/"
 	pfxDeviceSession = "devsess/"
 	pfxAlias         = "alias/"
+	pfxACMEAccount   = "acmeacct/"
+	pfxACMEThumb     = "acmetp/"
 	pfxAudit         = "audit/"
 	keyAuditHeadStr  = "meta/audit-head"
 )
@@ -81,6 +83,10 @@ func keyDeviceSession(id, nas, sid string) []byte {
 }
 
 func keyAlias(kind, value string) []byte { return []byte(pfxAlias + kind + sep + value) }
+
+func keyACMEAccount(id string) []byte { return []byte(pfxACMEAccount + id) }
+
+func keyACMEThumbprint(tp string) []byte { return []byte(pfxACMEThumb + tp) }
 
 // keyAudit uses a big-endian sequence so byte order is numeric order and
 // ScanAudit/TailAudit are plain forward/reverse iterations.

@@ -186,6 +186,34 @@ func (f *Faulty) ListSessions(ctx context.Context, deviceID string, liveOnly boo
 	return f.Store.ListSessions(ctx, deviceID, liveOnly, p)
 }
 
+func (f *Faulty) CloseNASSessions(ctx context.Context, nas string, at time.Time, cause uint32) (int, error) {
+	if err := f.fail("CloseNASSessions"); err != nil {
+		return 0, err
+	}
+	return f.Store.CloseNASSessions(ctx, nas, at, cause)
+}
+
+func (f *Faulty) PutACMEAccount(ctx context.Context, a *store.ACMEAccount) error {
+	if err := f.fail("PutACMEAccount"); err != nil {
+		return err
+	}
+	return f.Store.PutACMEAccount(ctx, a)
+}
+
+func (f *Faulty) GetACMEAccount(ctx context.Context, id string) (*store.ACMEAccount, error) {
+	if err := f.fail("GetACMEAccount"); err != nil {
+		return nil, err
+	}
+	return f.Store.GetACMEAccount(ctx, id)
+}
+
+func (f *Faulty) FindACMEAccountByThumbprint(ctx context.Context, tp string) (*store.ACMEAccount, error) {
+	if err := f.fail("FindACMEAccountByThumbprint"); err != nil {
+		return nil, err
+	}
+	return f.Store.FindACMEAccountByThumbprint(ctx, tp)
+}
+
 func (f *Faulty) AppendAudit(ctx context.Context, ev *store.AuditEvent) error {
 	if err := f.fail("AppendAudit"); err != nil {
 		return err

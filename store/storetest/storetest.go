@@ -37,6 +37,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"challenges", testChallenges},
 		{"challenge_consumed_once_under_concurrency", testChallengeConcurrency},
 		{"sessions", testSessions},
+		{"close_nas_sessions", testCloseNASSessions},
+		{"close_nas_sessions_in_batches", testCloseNASSessionsBatches},
+		{"acme_accounts", testACMEAccounts},
+		{"acme_account_thumbprint_claimed_once_under_concurrency", testACMEAccountConcurrency},
 		{"audit_chain", testAudit},
 		{"audit_concurrent_appends_form_one_chain", testAuditConcurrency},
 		{"backup_restore", testBackupRestore},
@@ -859,6 +863,271 @@ func testSessions(t *testing.T, open func(t *testing.T) store.Store) {
 	sameJSON(t, "d2 after move", list("d2", false, 0), []string{"nas2/s1", "nas2/s9"})
 }
 
+func testCloseNASSessions(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	const nasReboot = 11 // Acct-Terminate-Cause NAS-Reboot
+	at := base.Add(time.Hour)
+	put := func(nas, id, dev string, started, stopped time.Time, cause uint32) {
+		t.Helper()
+		noErr(t, "PutSession", s.PutSession(ctx, &store.Session{NAS: nas, NASAddr: "127.0.0.1", AcctSessionID: id,
+			DeviceID: dev, StartedAt: started, UpdatedAt: started, StoppedAt: stopped, TerminateCause: cause}))
+	}
+	var none time.Time
+	put("nas1", "s1", "d1", base, none, 0)
+	put("nas1", "s2", "d1", base, base.Add(30*time.Minute), 1) // already stopped: keeps its own stop
+	put("nas1", "s3", "d2", base, none, 0)
+	put("nas1", "s4", "", base, none, 0)                  // no device (no Class)
+	put("nas1", "s5", "d1", at.Add(time.Minute), none, 0) // started after the reboot: stays open
+	put("nas1", "s6", "d2", at, none, 0)                  // started exactly at the reboot: closed
+	put("nas2", "s1", "d1", base, none, 0)
+	put("nas2", "s9", "d2", base, none, 0)
+	put("nas10", "s1", "d1", base, none, 0) // "nas1" is a prefix of its name
+
+	list := func(dev string, live bool) []string {
+		t.Helper()
+		page, next, err := s.ListSessions(ctx, dev, live, store.Page{Limit: 1000})
+		noErr(t, "ListSessions", err)
+		if next != "" {
+			t.Fatal("ListSessions: unexpected next page")
+		}
+		var out []string
+		for _, x := range page {
+			out = append(out, x.NAS+"/"+x.AcctSessionID)
+		}
+		return out
+	}
+	before, _, err := s.ListSessions(ctx, "", false, store.Page{Limit: 1000})
+	noErr(t, "ListSessions(before)", err)
+
+	n, err := s.CloseNASSessions(ctx, "nas1", at, nasReboot)
+	noErr(t, "CloseNASSessions", err)
+	if n != 4 {
+		t.Fatalf("CloseNASSessions(nas1) closed %d, want 4 (s1 s3 s4 s6)", n)
+	}
+	for _, b := range before {
+		got, err := s.GetSession(ctx, b.NAS, b.AcctSessionID)
+		noErr(t, "GetSession", err)
+		want := *b
+		if b.NAS == "nas1" && b.Live() && !b.StartedAt.After(at) {
+			want.StoppedAt, want.UpdatedAt, want.TerminateCause = at, at, nasReboot
+		}
+		sameJSON(t, "session "+b.NAS+"/"+b.AcctSessionID, got, &want)
+	}
+
+	tests := []struct {
+		name string
+		dev  string
+		live bool
+		want []string
+	}{
+		{"every_live", "", true, []string{"nas1/s5", "nas10/s1", "nas2/s1", "nas2/s9"}},
+		{"d1_live", "d1", true, []string{"nas1/s5", "nas10/s1", "nas2/s1"}},
+		{"d2_live", "d2", true, []string{"nas2/s9"}},
+		{"d1_all_keeps_index", "d1", false, []string{"nas1/s1", "nas1/s2", "nas1/s5", "nas10/s1", "nas2/s1"}},
+		{"d2_all_keeps_index", "d2", false, []string{"nas1/s3", "nas1/s6", "nas2/s9"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sameJSON(t, "sessions", list(tc.dev, tc.live), tc.want)
+		})
+	}
+
+	t.Run("again_is_a_no_op", func(t *testing.T) {
+		mid, _, err := s.ListSessions(ctx, "", false, store.Page{Limit: 1000})
+		noErr(t, "ListSessions", err)
+		n, err := s.CloseNASSessions(ctx, "nas1", at.Add(time.Hour), 1)
+		noErr(t, "CloseNASSessions(again)", err)
+		// s5 started before this later time, so only it closes.
+		if n != 1 {
+			t.Fatalf("second close closed %d, want 1 (s5)", n)
+		}
+		n, err = s.CloseNASSessions(ctx, "nas1", at.Add(time.Hour), 1)
+		noErr(t, "CloseNASSessions(third)", err)
+		if n != 0 {
+			t.Fatalf("third close closed %d, want 0", n)
+		}
+		after, _, err := s.ListSessions(ctx, "", false, store.Page{Limit: 1000})
+		noErr(t, "ListSessions", err)
+		for i := range mid {
+			if mid[i].NAS == "nas1" && mid[i].AcctSessionID == "s5" {
+				continue
+			}
+			sameJSON(t, "session after repeat", after[i], mid[i])
+		}
+	})
+	t.Run("unknown_nas_closes_nothing", func(t *testing.T) {
+		n, err := s.CloseNASSessions(ctx, "nas-unknown", at, nasReboot)
+		noErr(t, "CloseNASSessions(unknown)", err)
+		if n != 0 {
+			t.Fatalf("closed %d sessions of an unknown NAS", n)
+		}
+	})
+	t.Run("bad_input_is_an_error", func(t *testing.T) {
+		if _, err := s.CloseNASSessions(ctx, "", at, nasReboot); err == nil {
+			t.Error("empty NAS name accepted")
+		}
+		if _, err := s.CloseNASSessions(ctx, "nas2", time.Time{}, nasReboot); err == nil {
+			t.Error("zero stop time accepted")
+		}
+		sameJSON(t, "nas2 live", list("d2", true), []string{"nas2/s9"})
+	})
+}
+
+// testCloseNASSessionsBatches closes more sessions than one write batch of
+// a typical implementation holds.
+func testCloseNASSessionsBatches(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	const live, stopped = 600, 50
+	for i := range live + stopped {
+		sess := &store.Session{NAS: "big", AcctSessionID: fmt.Sprintf("s%04d", i), DeviceID: fmt.Sprintf("d%d", i%7), StartedAt: base}
+		if i%13 == 0 && i/13 < stopped { // interleave stopped ones
+			sess.StoppedAt = base.Add(time.Minute)
+		}
+		noErr(t, "PutSession", s.PutSession(ctx, sess))
+	}
+	noErr(t, "PutSession(other NAS)", s.PutSession(ctx, &store.Session{NAS: "small", AcctSessionID: "x", DeviceID: "d0", StartedAt: base}))
+	n, err := s.CloseNASSessions(ctx, "big", base.Add(time.Hour), 11)
+	noErr(t, "CloseNASSessions", err)
+	if n != live {
+		t.Fatalf("closed %d sessions, want %d", n, live)
+	}
+	page, _, err := s.ListSessions(ctx, "", true, store.Page{Limit: 1000})
+	noErr(t, "ListSessions(live)", err)
+	if len(page) != 1 || page[0].NAS != "small" {
+		t.Fatalf("live sessions after close: %d, want only small/x", len(page))
+	}
+}
+
+// acmeAccount is a test account; the JWK only has to be JSON to the store.
+func acmeAccount(id, tp string) *store.ACMEAccount {
+	return &store.ACMEAccount{ID: id, Thumbprint: tp, Status: "valid", Contact: []string{"mailto:ops@example.com"},
+		JWK: []byte(`{"kty":"EC","crv":"P-256","x":"` + tp + `","y":"` + id + `"}`), CreatedAt: base}
+}
+
+func testACMEAccounts(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	for _, id := range []string{"missing", ""} {
+		_, err := s.GetACMEAccount(ctx, id)
+		wantErr(t, fmt.Sprintf("GetACMEAccount(%q)", id), err, store.ErrNotFound)
+		_, err = s.FindACMEAccountByThumbprint(ctx, id)
+		wantErr(t, fmt.Sprintf("FindACMEAccountByThumbprint(%q)", id), err, store.ErrNotFound)
+	}
+
+	a1 := acmeAccount("a1", "tp1")
+	noErr(t, "PutACMEAccount(a1)", s.PutACMEAccount(ctx, a1))
+	if a1.V != store.RecordVersion || a1.UpdatedAt.IsZero() || !a1.CreatedAt.Equal(base) {
+		t.Fatalf("put account = %+v: want V, UpdatedAt filled and CreatedAt kept", a1)
+	}
+	get := func(what, id string) *store.ACMEAccount {
+		t.Helper()
+		a, err := s.GetACMEAccount(ctx, id)
+		noErr(t, what, err)
+		return a
+	}
+	find := func(what, tp string) *store.ACMEAccount {
+		t.Helper()
+		a, err := s.FindACMEAccountByThumbprint(ctx, tp)
+		noErr(t, what, err)
+		return a
+	}
+	sameJSON(t, "GetACMEAccount", get("GetACMEAccount", "a1"), a1)
+	sameJSON(t, "FindACMEAccountByThumbprint", find("FindACMEAccountByThumbprint", "tp1"), a1)
+
+	// Another account may not take a thumbprint, and nothing of it is written.
+	wantErr(t, "PutACMEAccount(a2 with tp1)", s.PutACMEAccount(ctx, acmeAccount("a2", "tp1")), store.ErrExists)
+	_, err := s.GetACMEAccount(ctx, "a2")
+	wantErr(t, "GetACMEAccount(refused a2)", err, store.ErrNotFound)
+
+	// Replacing keeps CreatedAt and the index.
+	upd := acmeAccount("a1", "tp1")
+	upd.Status, upd.Contact, upd.CreatedAt = "deactivated", nil, time.Time{}
+	noErr(t, "PutACMEAccount(update)", s.PutACMEAccount(ctx, upd))
+	if !upd.CreatedAt.Equal(base) {
+		t.Fatalf("update changed CreatedAt to %v", upd.CreatedAt)
+	}
+	sameJSON(t, "updated account", get("GetACMEAccount(updated)", "a1"), upd)
+	sameJSON(t, "updated by thumbprint", find("Find(updated)", "tp1"), upd)
+
+	// A new thumbprint moves the index entry and frees the old thumbprint.
+	noErr(t, "PutACMEAccount(rekey)", s.PutACMEAccount(ctx, acmeAccount("a1", "tp3")))
+	_, err = s.FindACMEAccountByThumbprint(ctx, "tp1")
+	wantErr(t, "Find(old thumbprint)", err, store.ErrNotFound)
+	if got := find("Find(new thumbprint)", "tp3"); got.ID != "a1" {
+		t.Fatalf("tp3 -> %q, want a1", got.ID)
+	}
+	noErr(t, "PutACMEAccount(a2 with freed tp1)", s.PutACMEAccount(ctx, acmeAccount("a2", "tp1")))
+	if got := find("Find(tp1 -> a2)", "tp1"); got.ID != "a2" {
+		t.Fatalf("tp1 -> %q, want a2", got.ID)
+	}
+
+	// Records are the store's: mutating what was passed in or returned changes nothing.
+	a4 := acmeAccount("a4", "tp4")
+	noErr(t, "PutACMEAccount(a4)", s.PutACMEAccount(ctx, a4))
+	want, err := json.Marshal(a4)
+	noErr(t, "marshal a4", err)
+	a4.Contact[0], a4.JWK[0] = "mailto:evil@example.com", '['
+	g := get("GetACMEAccount(a4)", "a4")
+	g.Contact[0] = "mailto:other@example.com"
+	sameJSON(t, "a4 after caller mutation", get("GetACMEAccount(a4 again)", "a4"), json.RawMessage(want))
+
+	for _, tc := range []struct {
+		name string
+		a    *store.ACMEAccount
+	}{
+		{"nil", nil},
+		{"no_id", acmeAccount("", "tpx")},
+		{"no_thumbprint", acmeAccount("ax", "")},
+		{"jwk_not_json", func() *store.ACMEAccount { a := acmeAccount("ax", "tpx"); a.JWK = []byte("{nope"); return a }()},
+		{"no_jwk", func() *store.ACMEAccount { a := acmeAccount("ax", "tpx"); a.JWK = nil; return a }()},
+	} {
+		t.Run("rejects_"+tc.name, func(t *testing.T) {
+			err := s.PutACMEAccount(ctx, tc.a)
+			if err == nil || errors.Is(err, store.ErrExists) {
+				t.Fatalf("PutACMEAccount(%s) = %v, want a validation error", tc.name, err)
+			}
+		})
+	}
+	_, err = s.GetACMEAccount(ctx, "ax")
+	wantErr(t, "GetACMEAccount(rejected)", err, store.ErrNotFound)
+}
+
+// testACMEAccountConcurrency: concurrent creations for one key yield one
+// account; the losers see ErrExists and can then find the winner.
+func testACMEAccountConcurrency(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	const workers = 8
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for i := range workers {
+		wg.Go(func() { errs[i] = s.PutACMEAccount(ctx, acmeAccount(fmt.Sprintf("c%d", i), "same-key")) })
+	}
+	wg.Wait()
+	winner := ""
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			if winner != "" {
+				t.Fatalf("c%d and %s both created an account for one thumbprint", i, winner)
+			}
+			winner = fmt.Sprintf("c%d", i)
+		case !errors.Is(err, store.ErrExists):
+			t.Fatalf("c%d: %v, want nil or ErrExists", i, err)
+		}
+	}
+	if winner == "" {
+		t.Fatal("no creation succeeded")
+	}
+	got, err := s.FindACMEAccountByThumbprint(ctx, "same-key")
+	noErr(t, "FindACMEAccountByThumbprint", err)
+	if got.ID != winner {
+		t.Fatalf("thumbprint -> %q, want the winner %q", got.ID, winner)
+	}
+}
+
 func testAudit(t *testing.T, open func(t *testing.T) store.Store) {
 	s := newStore(t, open)
 	ctx := t.Context()
@@ -978,6 +1247,7 @@ func testBackupRestore(t *testing.T, open func(t *testing.T) store.Store) {
 	h := hashOf("pending")
 	noErr(t, "PutChallenge", src.PutChallenge(ctx, &store.Challenge{SHA256: h, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}))
 	noErr(t, "PutSession", src.PutSession(ctx, &store.Session{NAS: "n", AcctSessionID: "s", DeviceID: "d1", StartedAt: base}))
+	noErr(t, "PutACMEAccount", src.PutACMEAccount(ctx, acmeAccount("acct", "tp")))
 	noErr(t, "AppendAudit", src.AppendAudit(ctx, auditEv("admin.backup", "")))
 
 	var buf bytes.Buffer
@@ -1003,6 +1273,7 @@ func testBackupRestore(t *testing.T, open func(t *testing.T) store.Store) {
 		{"FindDeviceByAlias", func() error { _, err := dst.FindDeviceByAlias(ctx, "serial", "SN"); return err }()},
 		{"FindAttestationByKey", func() error { _, err := dst.FindAttestationByKey(ctx, c.KeySHA256); return err }()},
 		{"GetSession", func() error { _, err := dst.GetSession(ctx, "n", "s"); return err }()},
+		{"FindACMEAccountByThumbprint", func() error { _, err := dst.FindACMEAccountByThumbprint(ctx, "tp"); return err }()},
 	} {
 		noErr(t, check.what+"(restored)", check.err)
 	}
@@ -1029,6 +1300,8 @@ func testCanceled(t *testing.T, open func(t *testing.T) store.Store) {
 		{"PutDevice", func() error { return s.PutDevice(ctx, device("d1")) }},
 		{"GetCert", func() error { _, err := s.GetCert(ctx, hashOf("x")); return err }},
 		{"AppendAudit", func() error { return s.AppendAudit(ctx, auditEv("x", "y")) }},
+		{"CloseNASSessions", func() error { _, err := s.CloseNASSessions(ctx, "nas", base, 11); return err }},
+		{"PutACMEAccount", func() error { return s.PutACMEAccount(ctx, acmeAccount("a", "tp")) }},
 		{"RecordIssuance", func() error {
 			return s.RecordIssuance(ctx, store.Issuance{Device: device("d1"), Cert: cert("d1", 1), Audit: auditEv("x", "y")})
 		}},
