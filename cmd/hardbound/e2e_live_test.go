@@ -148,8 +148,9 @@ func (d *e2eDAS) requests() []*radius.Packet {
 }
 
 // TestE2ELiveSessionDisconnect: authenticate, start accounting with the
-// Accept's Class, then quarantine the device with the CLI; the NAS's DAS
-// receives an authentic Disconnect-Request naming the session.
+// Accept's Class, then change the device's standing with the CLI; the
+// NAS's DAS receives an authentic Disconnect-Request naming the session,
+// the outcome is audited, and the next authentication is refused.
 func TestE2ELiveSessionDisconnect(t *testing.T) {
 	t.Parallel()
 	const secret = "e2e-live-nas-secret"
@@ -158,47 +159,69 @@ func TestE2ELiveSessionDisconnect(t *testing.T) {
 		cfg.RADIUS.Clients = []ClientConfig{{Name: "nas1", CIDR: "127.0.0.1/32", Secret: secret, CoAPort: das.port()}}
 		cfg.RADIUS.CoA.Timeout = Duration(500 * time.Millisecond)
 	})
-	ctx := e2eContext(t)
-	dev := in.bind(t, devbind.Request{DeviceID: "live-1", Posture: store.ComplianceCompliant})
-	nas := in.nasClient(t, secret, func(c *eapclient.Config) { c.CallingStationID = "02-00-00-00-00-01" })
-	res := in.mustAccept(t, nas, dev.Certificate)
-	if len(res.Class) == 0 {
-		t.Fatal("Access-Accept without Class")
+	tests := []struct {
+		name       string
+		args       []string // %ID% and %SERIAL% are replaced
+		wantReason string
+	}{
+		{"device_quarantine", []string{"device", "quarantine", "%ID%"}, "device_quarantined"},
+		{"cert_revoke", []string{"cert", "revoke", "%SERIAL%", "--reason", "keyCompromise"}, "cert_revoked"},
+		{"device_revoke", []string{"device", "revoke", "%ID%"}, "device_revoked"},
+		{"posture_noncompliant", []string{"posture", "set", "%ID%", "noncompliant"}, "noncompliant"},
 	}
-	const sid = "E2E-SESSION-0001"
-	resp, err := nas.Accounting(ctx, eapclient.AcctStart, radius.Attributes{
-		{Type: rfc2866.AcctSessionID_Type, Attribute: radius.Attribute(sid)},
-		{Type: rfc2865.Class_Type, Attribute: res.Class},
-	})
-	if err != nil || resp.Code != radius.CodeAccountingResponse {
-		t.Fatalf("Accounting-Start: %v", err)
-	}
+	for i, tt := range tests {
+		t.Run(tt.name+"/disconnected", func(t *testing.T) {
+			t.Parallel()
+			ctx := e2eContext(t)
+			dev := in.bind(t, devbind.Request{DeviceID: "live-" + tt.name, Posture: store.ComplianceCompliant})
+			nas := in.nasClient(t, secret, func(c *eapclient.Config) { c.CallingStationID = fmt.Sprintf("02-00-00-00-00-%02x", i+1) })
+			res := in.mustAccept(t, nas, dev.Certificate)
+			if len(res.Class) == 0 {
+				t.Fatal("Access-Accept without Class")
+			}
+			sid := fmt.Sprintf("E2E-SESSION-%04d", i+1)
+			resp, err := nas.Accounting(ctx, eapclient.AcctStart, radius.Attributes{
+				{Type: rfc2866.AcctSessionID_Type, Attribute: radius.Attribute(sid)},
+				{Type: rfc2865.Class_Type, Attribute: res.Class},
+			})
+			if err != nil || resp.Code != radius.CodeAccountingResponse {
+				t.Fatalf("Accounting-Start: %v", err)
+			}
 
-	var sessions admin.List[*store.Session]
-	in.cliJSON(t, &sessions, "session", "list", "--device", dev.ID)
-	if len(sessions.Items) != 1 {
-		t.Fatalf("session list --device %s: %d sessions, want 1", dev.ID, len(sessions.Items))
-	}
-	if s := sessions.Items[0]; s.AcctSessionID != sid || s.NAS != "nas1" || s.DeviceID != dev.ID || !s.Live() || s.CertSHA256 != store.HashCert(dev.Leaf) {
-		t.Fatalf("session = %+v", s)
-	}
-	if out := in.cliOK(t, "session", "list"); !strings.Contains(out, sid) {
-		t.Fatalf("session list table lacks %s:\n%s", sid, out)
-	}
+			var sessions admin.List[*store.Session]
+			in.cliJSON(t, &sessions, "session", "list", "--device", dev.ID)
+			if len(sessions.Items) != 1 {
+				t.Fatalf("session list --device %s: %d sessions, want 1", dev.ID, len(sessions.Items))
+			}
+			if s := sessions.Items[0]; s.AcctSessionID != sid || s.NAS != "nas1" || s.DeviceID != dev.ID || !s.Live() || s.CertSHA256 != store.HashCert(dev.Leaf) {
+				t.Fatalf("session = %+v", s)
+			}
+			if out := in.cliOK(t, "session", "list"); !strings.Contains(out, sid) {
+				t.Fatalf("session list table lacks %s:\n%s", sid, out)
+			}
 
-	in.cliOK(t, "device", "quarantine", dev.ID)
-	eventually(t, 15*time.Second, "the fake DAS to receive a Disconnect-Request", func() bool {
-		return len(das.requests()) > 0
-	})
-	p := das.requests()[0]
-	if p.Code != radius.CodeDisconnectRequest {
-		t.Fatalf("DAS got %v, want Disconnect-Request", p.Code)
+			args := make([]string, len(tt.args))
+			for i, a := range tt.args {
+				args[i] = strings.NewReplacer("%ID%", dev.ID, "%SERIAL%", dev.Binding.Serial).Replace(a)
+			}
+			in.cliOK(t, args...)
+			var got *radius.Packet
+			eventually(t, 15*time.Second, "the fake DAS to receive a request for "+sid, func() bool {
+				for _, p := range das.requests() {
+					if rfc2866.AcctSessionID_GetString(p) == sid {
+						got = p
+						return true
+					}
+				}
+				return false
+			})
+			if got.Code != radius.CodeDisconnectRequest {
+				t.Fatalf("DAS got %v, want Disconnect-Request", got.Code)
+			}
+			in.waitAuditEvent(t, "radius.disconnect", dev.ID, "ack", "")
+			in.mustReject(t, nas, dev.Certificate, dev.ID, tt.wantReason)
+		})
 	}
-	if got := rfc2866.AcctSessionID_GetString(p); got != sid {
-		t.Fatalf("Disconnect-Request Acct-Session-Id = %q, want %q", got, sid)
-	}
-	in.waitAuditEvent(t, "radius.disconnect", dev.ID, "ack", "")
-	in.mustReject(t, nas, dev.Certificate, dev.ID, "device_quarantined")
 }
 
 // accessRequest builds an authentic Access-Request carrying an
