@@ -20,6 +20,11 @@ const (
 	acctOff           = 8
 )
 
+// terminateNASReboot is Acct-Terminate-Cause NAS-Reboot (RFC 2866 §5.10),
+// recorded on the sessions an Accounting-On/Off closes unless the packet
+// names its own cause (FreeRADIUS's default for the same case).
+const terminateNASReboot = 11
+
 func acctStatusName(v uint32) string {
 	switch v {
 	case acctStart:
@@ -85,10 +90,12 @@ func (s *Server) accounting(ctx context.Context, n *nas, from netip.AddrPort, p 
 			return nil
 		}
 	case acctOn, acctOff:
-		// The NAS rebooted or stops accounting: its sessions are gone. The
-		// Sessions interface cannot list by NAS, so they stay open until a
-		// Stop or a later cleanup; log it so operators see the event.
-		s.log.Info("NAS accounting on/off", "nas", n.Name, "status", name)
+		if err := s.closeNASSessions(ctx, n, from, p, name); err != nil {
+			s.metrics.Accounting(name, "store_error")
+			s.drop(n, kind, DropStoreError)
+			s.log.Error("closing the NAS's sessions failed; NAS will retransmit", "nas", n.Name, "status", name, "err", err)
+			return nil
+		}
 	}
 	s.metrics.Accounting(name, result)
 	resp, err := encodeResponse(n.hp, n.Secret, codeAccountingResponse, p.id, p.authenticator(), false, p.proxyStates(nil))
@@ -100,6 +107,57 @@ func (s *Server) accounting(ctx context.Context, n *nas, from netip.AddrPort, p 
 	return resp
 }
 
+// eventTime is when the NAS says the event happened: Event-Timestamp, else
+// now minus Acct-Delay-Time.
+func (s *Server) eventTime(p *packet) time.Time {
+	now := s.now().UTC()
+	if ts, ok := p.uint32Attr(attrEventTimestamp); ok && ts != 0 {
+		return time.Unix(int64(ts), 0).UTC()
+	}
+	if d, ok := p.uint32Attr(attrAcctDelayTime); ok {
+		return now.Add(-time.Duration(d) * time.Second)
+	}
+	return now
+}
+
+// closeNASSessions handles Accounting-On/Off (RFC 2866 §5.1): the NAS
+// (re)started or stops accounting, so every session it had open is gone.
+// Closing them keeps Disconnect/CoA from being aimed at sessions that no
+// longer exist. The stop time is the event time on the same clock as the
+// NAS's Start records, so a session it started after the reboot (its Start
+// overtook a retransmitted Accounting-On) stays open. A retransmission
+// closes nothing more and is audited again with its own count.
+func (s *Server) closeNASSessions(ctx context.Context, n *nas, from netip.AddrPort, p *packet, name string) error {
+	at := s.eventTime(p)
+	cause := uint32(terminateNASReboot)
+	if v, ok := p.uint32Attr(attrAcctTerminateCause); ok {
+		cause = v
+	}
+	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	closed, err := s.sessions.CloseNASSessions(sctx, n.Name, at, cause)
+	if err != nil {
+		return fmt.Errorf("radius: close sessions of NAS %s: %w", n.Name, err)
+	}
+	s.log.Info("NAS accounting on/off: closed its open sessions", "nas", n.Name, "status", name, "closed", closed, "at", at)
+	err = s.audit.AppendAudit(sctx, &store.AuditEvent{
+		V:       store.RecordVersion,
+		Time:    s.now().UTC(),
+		Actor:   "nas:" + n.Name,
+		Action:  "radius." + name,
+		Subject: n.Name,
+		Result:  "ok",
+		Reason:  fmt.Sprintf("closed %d sessions", closed),
+		Source:  from.Addr().Unmap().String(),
+	})
+	if err != nil {
+		// The sessions are closed; the NAS gets its answer regardless.
+		s.metrics.AuditError()
+		s.log.Error("audit append failed", "nas", n.Name, "err", err)
+	}
+	return nil
+}
+
 // recordSession creates, updates or closes the store.Session keyed by
 // (NAS name, Acct-Session-Id). Writes are idempotent: a retransmitted
 // packet rewrites the same values. It returns the metric result.
@@ -108,13 +166,7 @@ func (s *Server) recordSession(ctx context.Context, n *nas, from netip.AddrPort,
 	if id == "" {
 		return "", fmt.Errorf("%w: accounting without Acct-Session-Id", ErrMalformed)
 	}
-	now := s.now().UTC()
-	at := now
-	if ts, ok := p.uint32Attr(attrEventTimestamp); ok && ts != 0 {
-		at = time.Unix(int64(ts), 0).UTC()
-	} else if d, ok := p.uint32Attr(attrAcctDelayTime); ok {
-		at = now.Add(-time.Duration(d) * time.Second)
-	}
+	at := s.eventTime(p)
 
 	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()

@@ -205,10 +205,11 @@ func (p *testPKI) writePEM(t testing.TB, dir, name string) (ca, cert, key string
 // ---- stores ----------------------------------------------------------------
 
 type memSessions struct {
-	mu      sync.Mutex
-	m       map[string]store.Session
-	failPut error
-	puts    int
+	mu        sync.Mutex
+	m         map[string]store.Session
+	failPut   error
+	failClose error
+	puts      int
 }
 
 func newMemSessions() *memSessions { return &memSessions{m: map[string]store.Session{}} }
@@ -232,6 +233,25 @@ func (m *memSessions) GetSession(_ context.Context, nas, id string) (*store.Sess
 		return nil, store.ErrNotFound
 	}
 	return &s, nil
+}
+
+// CloseNASSessions follows the store contract (storetest checks the real one).
+func (m *memSessions) CloseNASSessions(_ context.Context, nas string, at time.Time, cause uint32) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failClose != nil {
+		return 0, m.failClose
+	}
+	n := 0
+	for k, s := range m.m {
+		if s.NAS != nas || !s.Live() || s.StartedAt.After(at) {
+			continue
+		}
+		s.StoppedAt, s.UpdatedAt, s.TerminateCause = at, at, cause
+		m.m[k] = s
+		n++
+	}
+	return n, nil
 }
 
 func (m *memSessions) get(nas, id string) (store.Session, bool) {

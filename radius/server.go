@@ -29,6 +29,9 @@ type Decider interface {
 type Sessions interface {
 	PutSession(ctx context.Context, s *store.Session) error
 	GetSession(ctx context.Context, nas, acctSessionID string) (*store.Session, error)
+	// CloseNASSessions stops every live session of the NAS started at or
+	// before at (Accounting-On/Off) and reports how many it closed.
+	CloseNASSessions(ctx context.Context, nas string, at time.Time, cause uint32) (int, error)
 }
 
 // Auditor appends to the audit chain; store.Store satisfies it.
