@@ -117,11 +117,17 @@ func TestE2EAdminCLIStanding(t *testing.T) {
 		args                  []string // %ID% is replaced by the device id
 		wantReason            string   // reject reason; empty: accept
 		wantVLAN              string
+		undo                  []string // then: back in good standing, or refused if undoRefused
+		undoRefused           bool
 	}{
-		{name: "device_revoke/rejected_device_revoked", device: "adm-revoke-1", args: []string{"device", "revoke", "%ID%", "--reason", "cessationOfOperation"}, wantReason: "device_revoked"},
-		{name: "quarantine/rejected_device_quarantined", device: "adm-quar-1", args: []string{"device", "quarantine", "%ID%"}, wantReason: "device_quarantined"},
-		{name: "quarantine_vlan_profile/admitted_to_vlan", device: "adm-quar-2", profile: "quarantining", args: []string{"device", "quarantine", "%ID%"}, wantVLAN: "999"},
-		{name: "posture_noncompliant/rejected_noncompliant", device: "adm-posture-1", args: []string{"posture", "set", "%ID%", "noncompliant"}, wantReason: "noncompliant"},
+		{name: "device_revoke/rejected_device_revoked", device: "adm-revoke-1", args: []string{"device", "revoke", "%ID%", "--reason", "cessationOfOperation"},
+			wantReason: "device_revoked", undo: []string{"device", "release", "%ID%"}, undoRefused: true},
+		{name: "quarantine/rejected_device_quarantined", device: "adm-quar-1", args: []string{"device", "quarantine", "%ID%"},
+			wantReason: "device_quarantined", undo: []string{"device", "release", "%ID%"}},
+		{name: "quarantine_vlan_profile/admitted_to_vlan", device: "adm-quar-2", profile: "quarantining", args: []string{"device", "quarantine", "%ID%"},
+			wantVLAN: "999", undo: []string{"device", "release", "%ID%"}},
+		{name: "posture_noncompliant/rejected_noncompliant", device: "adm-posture-1", args: []string{"posture", "set", "%ID%", "noncompliant"},
+			wantReason: "noncompliant", undo: []string{"posture", "set", "%ID%", "compliant"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -131,20 +137,35 @@ func TestE2EAdminCLIStanding(t *testing.T) {
 			if res := in.mustAccept(t, nas, dev.Certificate); res.VLAN != "" {
 				t.Fatalf("device in good standing got VLAN %q", res.VLAN)
 			}
-			args := make([]string, len(tt.args))
-			for i, a := range tt.args {
-				args[i] = strings.ReplaceAll(a, "%ID%", dev.ID)
+			subst := func(in []string) []string {
+				out := make([]string, len(in))
+				for i, a := range in {
+					out[i] = strings.ReplaceAll(a, "%ID%", dev.ID)
+				}
+				return out
 			}
+			args := subst(tt.args)
 			if out := in.cliOK(t, args...); strings.TrimSpace(out) == "" {
 				t.Fatalf("hardbound %s printed nothing", strings.Join(args, " "))
 			}
 			if tt.wantReason != "" {
 				in.mustReject(t, nas, dev.Certificate, dev.ID, tt.wantReason)
+			} else if res := in.mustAccept(t, nas, dev.Certificate); res.VLAN != tt.wantVLAN {
+				t.Fatalf("VLAN = %q, want %q", res.VLAN, tt.wantVLAN)
+			}
+
+			undo := subst(tt.undo)
+			if tt.undoRefused {
+				r := in.cli(t, undo...)
+				if r.code != 1 || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 || r.stderr == "" {
+					t.Fatalf("hardbound %s: exit %d stderr %q, want exit 1 and one line", strings.Join(undo, " "), r.code, r.stderr)
+				}
+				in.mustReject(t, nas, dev.Certificate, dev.ID, tt.wantReason)
 				return
 			}
-			res := in.mustAccept(t, nas, dev.Certificate)
-			if res.VLAN != tt.wantVLAN {
-				t.Fatalf("VLAN = %q, want %q", res.VLAN, tt.wantVLAN)
+			in.cliOK(t, undo...)
+			if res := in.mustAccept(t, nas, dev.Certificate); res.VLAN != "" {
+				t.Fatalf("after %s: VLAN %q, want none", strings.Join(undo, " "), res.VLAN)
 			}
 		})
 	}

@@ -159,6 +159,16 @@ func TestE2ELiveSessionDisconnect(t *testing.T) {
 		cfg.RADIUS.Clients = []ClientConfig{{Name: "nas1", CIDR: "127.0.0.1/32", Secret: secret, CoAPort: das.port()}}
 		cfg.RADIUS.CoA.Timeout = Duration(500 * time.Millisecond)
 	})
+	// Runs after the parallel subtests, before the server stops: the audit
+	// chain written concurrently by RADIUS, the enforcer and the admin API
+	// still verifies.
+	t.Cleanup(func() {
+		var vr store.VerifyResult
+		in.cliJSON(t, &vr, "audit", "verify")
+		if !vr.OK || vr.Events == 0 {
+			t.Errorf("audit verify = %+v", vr)
+		}
+	})
 	tests := []struct {
 		name       string
 		args       []string // %ID% and %SERIAL% are replaced

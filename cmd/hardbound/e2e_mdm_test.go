@@ -167,8 +167,8 @@ func TestE2EMDMNoncompliance(t *testing.T) {
 		configure func(t *testing.T, cfg *Config) any
 		// aliases returns the MDM identities of device i (0: reject, 1: quar).
 		aliases func(i int) map[string]string
-		// report makes the MDM say devices are noncompliant.
-		report func(t *testing.T, in *instance, state any, ids []string)
+		// report makes the MDM say devices are compliant or noncompliant.
+		report func(t *testing.T, in *instance, state any, ids []string, compliant bool)
 	}
 	connectors := []connector{
 		{
@@ -180,10 +180,11 @@ func TestE2EMDMNoncompliance(t *testing.T) {
 			aliases: func(i int) map[string]string {
 				return map[string]string{mdm.KindSerial: fmt.Sprintf("C02WEBHOOK%d", i)}
 			},
-			report: func(t *testing.T, in *instance, _ any, ids []string) {
+			report: func(t *testing.T, in *instance, _ any, ids []string, compliant bool) {
 				hc := in.httpsClient(t)
+				word := map[bool]string{true: "compliant", false: "noncompliant"}[compliant]
 				for i := range ids {
-					body := fmt.Appendf(nil, `{"serial": "C02WEBHOOK%d", "state": "noncompliant", "reason": "FileVault disabled"}`, i)
+					body := fmt.Appendf(nil, `{"serial": "C02WEBHOOK%d", "state": %q, "reason": "FileVault"}`, i, word)
 					if status, b := postWebhook(t, in, hc, e2eWebhookSecret, time.Now(), body); status != http.StatusOK {
 						t.Fatalf("webhook: HTTP %d %s", status, b)
 					}
@@ -200,8 +201,13 @@ func TestE2EMDMNoncompliance(t *testing.T) {
 			aliases: func(i int) map[string]string {
 				return map[string]string{mdm.KindJamfComputerID: fmt.Sprint(13 + i), mdm.KindSerial: fmt.Sprintf("C02JAMF%d", i)}
 			},
-			report: func(t *testing.T, in *instance, _ any, ids []string) {
-				status, b := postJamf(t, in, in.httpsClient(t), e2eJamfUser, e2eJamfPassword, jamfGroupChange(42, []int{13, 14}, nil))
+			report: func(t *testing.T, in *instance, _ any, ids []string, compliant bool) {
+				// Joining smart group 42 is noncompliance; leaving it, recovery.
+				change := jamfGroupChange(42, []int{13, 14}, nil)
+				if compliant {
+					change = jamfGroupChange(42, nil, []int{13, 14})
+				}
+				status, b := postJamf(t, in, in.httpsClient(t), e2eJamfUser, e2eJamfPassword, change)
 				if status != http.StatusOK {
 					t.Fatalf("jamf webhook: HTTP %d %s", status, b)
 				}
@@ -226,10 +232,11 @@ func TestE2EMDMNoncompliance(t *testing.T) {
 			aliases: func(i int) map[string]string {
 				return map[string]string{mdm.KindIntuneID: fmt.Sprintf("intune-e2e-%d", i)}
 			},
-			report: func(t *testing.T, in *instance, state any, ids []string) {
+			report: func(t *testing.T, in *instance, state any, ids []string, compliant bool) {
 				f := state.(*fakeIntune)
+				word := map[bool]string{true: "compliant", false: "noncompliant"}[compliant]
 				for i := range ids {
-					f.set(fmt.Sprintf("intune-e2e-%d", i), fmt.Sprintf("PF3INTUNE%d", i), "noncompliant")
+					f.set(fmt.Sprintf("intune-e2e-%d", i), fmt.Sprintf("PF3INTUNE%d", i), word)
 				}
 			},
 		},
@@ -258,7 +265,7 @@ func TestE2EMDMNoncompliance(t *testing.T) {
 				}
 			}
 
-			c.report(t, in, state, ids)
+			c.report(t, in, state, ids, false)
 			for _, id := range ids {
 				eventually(t, 15*time.Second, id+" to be noncompliant", func() bool {
 					return in.device(t, id).Posture.State == store.ComplianceNoncompliant
@@ -270,8 +277,52 @@ func TestE2EMDMNoncompliance(t *testing.T) {
 			if res.VLAN != e2eQuarVLAN {
 				t.Fatalf("quarantining profile: VLAN %q, want %q", res.VLAN, e2eQuarVLAN)
 			}
+
+			// Recovery: the MDM reports compliance again; both are back in
+			// good standing.
+			c.report(t, in, state, ids, true)
+			for _, id := range ids {
+				eventually(t, 15*time.Second, id+" to be compliant again", func() bool {
+					return in.device(t, id).Posture.State == store.ComplianceCompliant
+				})
+			}
+			for _, d := range devs {
+				if res := in.mustAccept(t, nas, d.Certificate); res.VLAN != "" {
+					t.Fatalf("%s recovered but got VLAN %q", d.ID, res.VLAN)
+				}
+			}
 		})
 	}
+}
+
+// TestE2EMDMIntuneRefreshKeepsPostureFresh: with a posture max age, the
+// Intune poller re-reports unchanged states often enough that a compliant
+// device never turns posture_stale.
+func TestE2EMDMIntuneRefreshKeepsPostureFresh(t *testing.T) {
+	t.Parallel()
+	const maxAge = 2 * time.Second
+	f := newFakeIntune(t)
+	f.set("intune-fresh-1", "PF3FRESH1", "compliant")
+	in := startE2E(t, func(cfg *Config) {
+		cfg.Profiles = []ProfileConfig{{Name: "default"}, {Name: "fresh", PostureMaxAge: Duration(maxAge)}}
+		cfg.MDM.Intune = IntuneConfig{TenantID: e2eTenant, ClientID: e2eClientID,
+			ClientSecretFile: writeSecret(t, "intune.secret", e2eClientSecret),
+			PollInterval:     Duration(200 * time.Millisecond), LoginURL: f.srv.URL, GraphURL: f.srv.URL}
+	})
+	dev := in.bind(t, devbind.Request{DeviceID: "intune-fresh-1", Profile: "fresh"})
+	in.setAliases(t, dev.ID, map[string]string{mdm.KindSerial: "PF3FRESH1"})
+	eventually(t, 15*time.Second, "Intune to report the device compliant", func() bool {
+		d := in.device(t, dev.ID)
+		return d.Posture.State == store.ComplianceCompliant && d.Posture.Source == "intune"
+	})
+	nas := in.nasClient(t, "", nil)
+	in.mustAccept(t, nas, dev.Certificate)
+	first := in.device(t, dev.ID).Posture.UpdatedAt
+	time.Sleep(maxAge + 500*time.Millisecond)
+	if d := in.device(t, dev.ID); !d.Posture.UpdatedAt.After(first) {
+		t.Fatalf("Intune did not refresh the unchanged report within the max age (updated %v, then %v)", first, d.Posture.UpdatedAt)
+	}
+	in.mustAccept(t, nas, dev.Certificate)
 }
 
 // TestE2EMDMPostureStale: a profile with a posture max age admits a device
