@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"hardbound/enroll/devbind"
+	"hardbound/store"
 )
 
 // e2eServeConfig puts every listener on an ephemeral 127.0.0.1 port.
@@ -114,5 +117,42 @@ func TestE2EServeDevRestart(t *testing.T) {
 	}
 	if !bytes.Equal(read("admin.token"), token1) || !bytes.Equal(read("admin.tokens"), tokens1) {
 		t.Error("second start replaced the admin token")
+	}
+}
+
+// TestE2ERestartKeepsState: a server restarted on the same data dir keeps
+// bindings, standing, the NAS secret and an intact audit chain; the devices
+// it knew authenticate as before.
+func TestE2ERestartKeepsState(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	first := startTest(t, cfg)
+	good := first.bind(t, devbind.Request{DeviceID: "restart-good", Posture: store.ComplianceCompliant})
+	quar := first.bind(t, devbind.Request{DeviceID: "restart-quar", Posture: store.ComplianceCompliant})
+	first.mustAccept(t, first.nasClient(t, "", nil), good.Certificate)
+	first.cliOK(t, "device", "quarantine", quar.ID)
+	secret := first.radiusSecret
+	first.shutdown()
+
+	// A fresh config, as a new process would load it.
+	cfg2 := testConfig(t)
+	cfg2.DataDir = cfg.DataDir
+	second := startTest(t, cfg2)
+	if second.radiusSecret != secret {
+		t.Fatal("the dev NAS secret changed across a restart")
+	}
+	if !second.ca.Root().Equal(first.ca.Root()) || !second.ca.Issuing().Equal(first.ca.Issuing()) {
+		t.Fatal("the CA changed across a restart")
+	}
+	nas := second.nasClient(t, "", nil)
+	second.mustAccept(t, nas, good.Certificate)
+	second.mustReject(t, nas, quar.Certificate, quar.ID, "device_quarantined")
+	var vr store.VerifyResult
+	second.cliJSON(t, &vr, "audit", "verify")
+	if !vr.OK {
+		t.Fatalf("audit chain after restart: %+v", vr)
+	}
+	if second.countAudit(t, "device.quarantine", quar.ID, "ok", "") != 1 {
+		t.Fatalf("the quarantine of %s is not in the audit chain after restart:\n%s", quar.ID, second.auditDump(t, 20))
 	}
 }
