@@ -118,8 +118,7 @@ func (in *instance) startEnforcer() error {
 	case <-ready:
 	case <-done:
 	}
-	// Registered after the store's closer, so it runs before it: queued
-	// audit events are written while the store is still open.
+	// Queued audit events are written before the store closes.
 	in.onClose(func(ctx context.Context) error {
 		select {
 		case <-done:

@@ -139,7 +139,6 @@ func start(parent context.Context, cfg *Config, log *slog.Logger) (_ *instance, 
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	in.st = st
-	in.onClose(func(context.Context) error { return st.Close() })
 
 	profiles, err := postureProfiles(cfg)
 	if err != nil {
@@ -279,7 +278,8 @@ func (in *instance) wait() error {
 	return err
 }
 
-// shutdown stops listeners and closes the store last (flushing Badger).
+// shutdown stops listeners and closes the store last (flushing Badger). It
+// is idempotent.
 func (in *instance) shutdown() {
 	in.cancel()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -294,6 +294,14 @@ func (in *instance) shutdown() {
 		}
 	}
 	in.wg.Wait()
+	// The store closes last, after every writer (listeners, enforcer, MDM
+	// pollers) has returned, so Badger flushes a quiet database.
+	if in.st != nil {
+		if err := in.st.Close(); err != nil {
+			in.log.Error("close store", "err", err)
+		}
+		in.st = nil
+	}
 	in.log.Info("hardbound stopped")
 }
 
