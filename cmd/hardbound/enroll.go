@@ -160,7 +160,7 @@ func (in *instance) startEnroll() error {
 		return err
 	}
 	svc, err := enroll.New(enroll.Config{Profiles: acmeProfiles},
-		enroll.Deps{CA: in.ca, Store: st, Attester: verifier, SCEP: scepH, Limiter: lim},
+		enroll.Deps{CA: in.ca, Store: st, Attester: verifier, SCEP: scepH, Limiter: lim, Accounts: acme.StoreAccounts(st)},
 		enroll.WithLogger(in.log), enroll.WithMetrics(m))
 	if err != nil {
 		return err
