@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"hardbound/enroll/devbind"
+	"hardbound/enroll/scep/sceptest"
 	"hardbound/posture/mdm"
 	"hardbound/store"
 )
@@ -439,4 +442,77 @@ func TestE2EMDMBadInput(t *testing.T) {
 	if d := in.device(t, dev.ID); d.Posture.State != store.ComplianceCompliant {
 		t.Fatalf("posture %s after refused requests, want compliant", d.Posture.State)
 	}
+}
+
+// TestE2EJamfEndToEnd: a Jamf-managed Mac as it really arrives. Jamf
+// fetches a dynamic SCEP challenge (Basic auth), the device enrolls over
+// SCEP with its serial as CN (bound at redemption, alias serial), joins the
+// network under a profile that admits unattested certificates, and a smart
+// group membership change naming its serial makes it noncompliant.
+func TestE2EJamfEndToEnd(t *testing.T) {
+	t.Parallel()
+	const serial = "C02JAMFE2E01"
+	const group = "Noncompliant - FileVault off"
+	in := startE2E(t, func(cfg *Config) {
+		cfg.Profiles = []ProfileConfig{
+			{Name: "default"},
+			{Name: "jamf", Formats: []string{"apple", "none"}, SCEP: SCEPProfileConfig{Identity: "cn", Alias: mdm.KindSerial, Platform: "apple"}},
+		}
+		cfg.MDM.Jamf = JamfConfig{Username: e2eJamfUser, PasswordFile: writeSecret(t, "jamf.password", e2eJamfPassword),
+			NoncompliantGroups: []string{group}, ChallengeProfile: "jamf"}
+	})
+	ctx := e2eContext(t)
+	hc := in.httpsClient(t)
+
+	// Jamf's SCEPChallenge webhook: wrong credentials first, then right.
+	challengeReq := func(pass string) *http.Request {
+		body := `{"webhook": {"id": 1, "name": "hardbound", "webhookEvent": "SCEPChallenge"}, "event": {"payloadIdentifier": "com.example.wifi.scep"}}`
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+in.Addr("enroll-https")+"/mdm/jamf/challenge", bytes.NewReader([]byte(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.SetBasicAuth(e2eJamfUser, pass)
+		return req
+	}
+	if status, _ := httpDo(t, hc, challengeReq("wrong-password-xyz")); status != http.StatusUnauthorized {
+		t.Fatalf("challenge with a wrong password: HTTP %d, want 401", status)
+	}
+	status, challenge := httpDo(t, hc, challengeReq(e2eJamfPassword))
+	if status != http.StatusOK || len(challenge) < 32 {
+		t.Fatalf("challenge: HTTP %d %q", status, challenge)
+	}
+
+	key, err := sceptest.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := &sceptest.Client{URL: "http://" + in.Addr("enroll-http") + "/scep/jamf", HTTP: &http.Client{Timeout: 20 * time.Second}}
+	leaf, err := sc.Enroll(ctx, sceptest.Request{Key: key, Challenge: string(challenge), Subject: pkix.Name{CommonName: serial}})
+	if err != nil {
+		t.Fatalf("SCEP with the Jamf challenge: %v", err)
+	}
+	d := in.device(t, serial)
+	if d.Profile != "jamf" || d.Aliases[mdm.KindSerial] != serial {
+		t.Fatalf("device after SCEP = profile %q aliases %v", d.Profile, d.Aliases)
+	}
+	cert := tls.Certificate{Certificate: [][]byte{leaf.Raw, in.ca.Issuing().Raw}, PrivateKey: key, Leaf: leaf}
+	nas := in.nasClient(t, "", nil)
+	in.mustAccept(t, nas, cert)
+
+	change, _ := json.Marshal(map[string]any{
+		"event": map[string]any{
+			"computer": true, "groupAddedDevices": []any{map[string]any{"id": 101, "serialNumber": serial, "name": "Jane's MacBook"}},
+			"groupAddedDevicesIds": []int{101}, "groupRemovedDevices": []any{}, "groupRemovedDevicesIds": []int{},
+			"jssid": 7, "name": group, "smartGroup": true,
+		},
+		"webhook": map[string]any{"eventTimestamp": time.Now().UnixMilli(), "id": 4, "name": "FileVault", "webhookEvent": "SmartGroupComputerMembershipChange"},
+	})
+	if status, b := postJamf(t, in, hc, e2eJamfUser, e2eJamfPassword, change); status != http.StatusOK {
+		t.Fatalf("jamf smart group webhook: HTTP %d %s", status, b)
+	}
+	if d := in.device(t, serial); d.Posture.State != store.ComplianceNoncompliant || d.Posture.Source != "jamf" {
+		t.Fatalf("posture after the smart group change = %+v", d.Posture)
+	}
+	in.mustReject(t, nas, cert, serial, "noncompliant")
 }
