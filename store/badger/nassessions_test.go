@@ -67,3 +67,29 @@ func TestCloseNASSessionsCrossesScanAndBatchBounds(t *testing.T) {
 		t.Fatalf("%d sessions carry the reboot stop, want %d", closed, wantLive)
 	}
 }
+
+// BenchmarkCloseNASSessions closes 1000 live sessions of one NAS on disk
+// (SyncWrites: every batch is one fsync).
+func BenchmarkCloseNASSessions(b *testing.B) {
+	s, err := Open(b.Context(), b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const n = 1000
+	base := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		nas := fmt.Sprintf("sw%d", i)
+		for j := range n {
+			if err := s.PutSession(b.Context(), &store.Session{NAS: nas, AcctSessionID: fmt.Sprintf("%05d", j), DeviceID: fmt.Sprintf("d%d", j), StartedAt: base}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		got, err := s.CloseNASSessions(b.Context(), nas, base.Add(time.Hour), 11)
+		if err != nil || got != n {
+			b.Fatalf("closed %d (%v), want %d", got, err, n)
+		}
+	}
+}
