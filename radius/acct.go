@@ -140,7 +140,10 @@ func (s *Server) closeNASSessions(ctx context.Context, n *nas, from netip.AddrPo
 		return fmt.Errorf("radius: close sessions of NAS %s: %w", n.Name, err)
 	}
 	s.log.Info("NAS accounting on/off: closed its open sessions", "nas", n.Name, "status", name, "closed", closed, "at", at)
-	err = s.audit.AppendAudit(sctx, &store.AuditEvent{
+	// Its own deadline: a long close must not leave the audit no time.
+	actx, acancel := context.WithTimeout(ctx, storeTimeout)
+	defer acancel()
+	err = s.audit.AppendAudit(actx, &store.AuditEvent{
 		V:       store.RecordVersion,
 		Time:    s.now().UTC(),
 		Actor:   "nas:" + n.Name,
