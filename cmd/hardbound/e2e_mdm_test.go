@@ -3,11 +3,16 @@ package main
 import (
 	"bytes"
 	"crypto/tls"
+	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -90,6 +95,8 @@ type fakeIntune struct {
 	states map[string]string
 	serial map[string]string
 	bad    []string
+	// SCEP validation service (ScepRequestValidationFEService).
+	validated, succeeded, failed []string // transaction ids
 }
 
 const (
@@ -130,6 +137,60 @@ func newFakeIntune(t *testing.T) *fakeIntune {
 		f.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(page)
+	})
+	// Service discovery and the SCEP validation service Intune's SCEP
+	// challenges are checked with.
+	mux.HandleFunc("GET /v1.0/servicePrincipals/appId=0000000a-0000-0000-c000-000000000000/endpoints", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+e2eAccessToken {
+			f.fail("discovery without the bearer token")
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprintf(w, `{"value": [{"capability": "ScepRequestValidation", "providerName": "ScepRequestValidationFEService", "uri": %q}]}`, f.srv.URL+"/scepfe")
+	})
+	mux.HandleFunc("POST /scepfe/ScepActions/{action}", func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]struct {
+			TransactionID      string `json:"transactionId"`
+			CertificateRequest string `json:"certificateRequest"`
+		}
+		if r.Header.Get("Authorization") != "Bearer "+e2eAccessToken || json.NewDecoder(r.Body).Decode(&body) != nil {
+			f.fail("bad SCEP validation call")
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		switch r.PathValue("action") {
+		case "validateRequest":
+			req := body["request"]
+			der, err := base64.StdEncoding.DecodeString(req.CertificateRequest)
+			csr, perr := x509.ParseCertificateRequest(der)
+			if err != nil || perr != nil || req.TransactionID == "" {
+				f.bad = append(f.bad, "validateRequest without a CSR or transaction id")
+				w.WriteHeader(http.StatusBadRequest)
+				return
+			}
+			// Intune knows the devices it handed a challenge to.
+			for _, u := range csr.URIs {
+				// url.Parse lower-cases the scheme.
+				if id, ok := strings.CutPrefix(u.String(), "intunedeviceid://"); ok && f.states[id] != "" {
+					f.validated = append(f.validated, req.TransactionID)
+					_, _ = w.Write([]byte(`{"code": "Success", "errorDescription": ""}`))
+					return
+				}
+			}
+			_, _ = w.Write([]byte(`{"code": "ChallengeValidationFailed", "errorDescription": "unknown device"}`))
+		case "successNotification":
+			f.succeeded = append(f.succeeded, body["notification"].TransactionID)
+			_, _ = w.Write([]byte(`{"code": "Success", "errorDescription": ""}`))
+		case "failureNotification":
+			f.failed = append(f.failed, body["notification"].TransactionID)
+			_, _ = w.Write([]byte(`{"code": "Success", "errorDescription": ""}`))
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
 	})
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(func() {
@@ -515,4 +576,79 @@ func TestE2EJamfEndToEnd(t *testing.T) {
 		t.Fatalf("posture after the smart group change = %+v", d.Posture)
 	}
 	in.mustReject(t, nas, cert, serial, "noncompliant")
+}
+
+// TestE2EIntuneEndToEnd: an Intune-managed device as it really arrives.
+// Intune's SCEP challenge is validated with Intune (validateRequest, then
+// successNotification), the device is bound from its IntuneDeviceId SAN
+// URI, the Graph poller reports its compliance under that id, and a change
+// to noncompliant refuses it. An unknown device's request is refused by
+// Intune and nothing is issued.
+func TestE2EIntuneEndToEnd(t *testing.T) {
+	t.Parallel()
+	const intuneID = "8d7e6f5a-4b3c-2d1e-0f9a-8b7c6d5e4f3a"
+	f := newFakeIntune(t)
+	f.set(intuneID, "PF3E2EINTUNE", "compliant")
+	in := startE2E(t, func(cfg *Config) {
+		cfg.Profiles = []ProfileConfig{
+			{Name: "default"},
+			{Name: "intune", Formats: []string{"tpm", "none"}, SCEP: SCEPProfileConfig{Identity: "san_uri", URIPrefix: "IntuneDeviceId://",
+				Alias: mdm.KindIntuneID, Intune: true, Platform: "windows"}},
+		}
+		cfg.MDM.Intune = IntuneConfig{TenantID: e2eTenant, ClientID: e2eClientID,
+			ClientSecretFile: writeSecret(t, "intune.secret", e2eClientSecret),
+			PollInterval:     Duration(200 * time.Millisecond), LoginURL: f.srv.URL, GraphURL: f.srv.URL}
+	})
+	ctx := e2eContext(t)
+	sc := &sceptest.Client{URL: "http://" + in.Addr("enroll-http") + "/scep/intune", HTTP: &http.Client{Timeout: 20 * time.Second}}
+	enroll := func(id string) (*x509.Certificate, *tls.Certificate, error) {
+		key, err := sceptest.NewKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, _ := url.Parse("IntuneDeviceId://" + id)
+		leaf, err := sc.Enroll(ctx, sceptest.Request{Key: key, Challenge: "intune-opaque-challenge-" + id,
+			Subject: pkix.Name{CommonName: "DESKTOP-E2E"}, URIs: []*url.URL{u}})
+		if err != nil {
+			return nil, nil, err
+		}
+		return leaf, &tls.Certificate{Certificate: [][]byte{leaf.Raw, in.ca.Issuing().Raw}, PrivateKey: key, Leaf: leaf}, nil
+	}
+
+	const unknown = "00000000-0000-0000-0000-00000000dead"
+	if _, _, err := enroll(unknown); err == nil {
+		t.Fatal("a request Intune refused was issued")
+	}
+	if _, err := in.st.GetDevice(ctx, unknown); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a refused request left a device record: %v", err)
+	}
+	leaf, cert, err := enroll(intuneID)
+	if err != nil {
+		t.Fatalf("Intune-validated SCEP: %v", err)
+	}
+	f.mu.Lock()
+	validated, succeeded := append([]string(nil), f.validated...), append([]string(nil), f.succeeded...)
+	f.mu.Unlock()
+	if len(validated) != 1 || len(succeeded) != 1 || validated[0] != succeeded[0] {
+		t.Fatalf("Intune saw validateRequest %v and successNotification %v, want one each for the same transaction", validated, succeeded)
+	}
+	rec, err := in.st.GetCert(ctx, store.HashCert(leaf))
+	if err != nil || rec.DeviceID != intuneID || rec.Attested {
+		t.Fatalf("binding = %+v, %v", rec, err)
+	}
+	if d := in.device(t, intuneID); d.Aliases[mdm.KindIntuneID] != intuneID || d.Profile != "intune" {
+		t.Fatalf("device = profile %q aliases %v", d.Profile, d.Aliases)
+	}
+
+	eventually(t, 15*time.Second, "the poller to report the enrolled device compliant", func() bool {
+		d := in.device(t, intuneID)
+		return d.Posture.State == store.ComplianceCompliant && d.Posture.Source == "intune"
+	})
+	nas := in.nasClient(t, "", nil)
+	in.mustAccept(t, nas, *cert)
+	f.set(intuneID, "PF3E2EINTUNE", "noncompliant")
+	eventually(t, 15*time.Second, "the poller to report the device noncompliant", func() bool {
+		return in.device(t, intuneID).Posture.State == store.ComplianceNoncompliant
+	})
+	in.mustReject(t, nas, *cert, intuneID, "noncompliant")
 }
