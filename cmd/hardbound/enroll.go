@@ -282,6 +282,9 @@ func (in *instance) attestTPM(ctx context.Context, body []byte, actor string) (a
 	if err := strictJSON(body, &req); err != nil {
 		return nil, err
 	}
+	if req.Profile == "" {
+		req.Profile = in.cfg.effectiveProfiles()[0].Name // the SCEP handler's default profile
+	}
 	var ttl time.Duration
 	if req.TTL != "" {
 		d, err := time.ParseDuration(req.TTL)
