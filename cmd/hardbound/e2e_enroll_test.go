@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -8,8 +9,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"net/http"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +22,7 @@ import (
 	"hardbound/admin"
 	"hardbound/enroll/acme"
 	"hardbound/enroll/acme/acmetest"
+	"hardbound/enroll/attest"
 	"hardbound/enroll/attest/attesttest"
 	"hardbound/enroll/scep/sceptest"
 	"hardbound/store"
@@ -188,4 +193,116 @@ func TestE2ESCEPEnrollment(t *testing.T) {
 			in.waitAuditEvent(t, "radius.auth", tt.device, "ok", "")
 		})
 	}
+}
+
+// adminPost calls the admin API with the dev token and decodes the answer.
+func (in *instance) adminPost(t *testing.T, path string, body, out any) {
+	t.Helper()
+	b, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := os.ReadFile(in.tokenPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, "https://"+in.Addr("admin")+path, bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	req.Header.Set("Content-Type", "application/json")
+	status, rb := httpDo(t, in.httpsClient(t), req)
+	if status/100 != 2 {
+		t.Fatalf("POST %s: HTTP %d %s", path, status, rb)
+	}
+	if err := json.Unmarshal(rb, out); err != nil {
+		t.Fatalf("POST %s: %v in %s", path, err, rb)
+	}
+}
+
+// TestE2ESCEPTPMAttested: the attestation-bound SCEP flow of a Windows or
+// Linux device. The TPM proves its EK and AK through credential
+// activation, certifies the device key, and the admin API answers with a
+// challenge bound to exactly that key; the SCEP certificate is attested
+// (format tpm) and admitted by the strict default profile. A CSR for another
+// key is refused with the same kind of challenge.
+func TestE2ESCEPTPMAttested(t *testing.T) {
+	t.Parallel()
+	in := startE2E(t, nil)
+	ctx := e2eContext(t)
+	auth, err := attesttest.Load(filepath.Join(in.cfg.DataDir, "dev-attest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := &sceptest.Client{URL: "http://" + in.Addr("enroll-http") + "/scep", HTTP: &http.Client{Timeout: 20 * time.Second}}
+
+	// mint runs activation and certification for key and returns the
+	// key-bound challenge.
+	mint := func(tpm *attesttest.TPMDevice, key crypto.Signer) admin.ChallengeResponse {
+		var act attest.TPMActivation
+		in.adminPost(t, "/api/v1/attestations/activate", tpm.ActivationRequest(), &act)
+		nonce, err := tpm.ActivateCredential(&act)
+		if err != nil {
+			t.Fatalf("ActivateCredential: %v", err)
+		}
+		ev, err := tpm.Evidence(key.Public(), nonce)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ch admin.ChallengeResponse
+		in.adminPost(t, "/api/v1/attestations", AttestRequest{Evidence: ev, Nonce: nonce}, &ch)
+		if ch.Challenge == "" || ch.KeySHA256 == "" || ch.DeviceID == "" {
+			t.Fatalf("attestation answered %+v", ch)
+		}
+		return ch
+	}
+
+	tpm, err := auth.NewTPMDevice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := sceptest.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := mint(tpm, key)
+	if ch.DeviceID != tpm.EKID() {
+		t.Fatalf("challenge for device %q, want the EK id %q", ch.DeviceID, tpm.EKID())
+	}
+
+	// The challenge is bound to the certified key: another key is refused.
+	other, err := sceptest.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sc.Enroll(ctx, sceptest.Request{Key: other, Challenge: ch.Challenge, Subject: pkix.Name{CommonName: ch.DeviceID}}); err == nil {
+		t.Fatal("a key-bound challenge enrolled another key")
+	}
+	in.waitAudit(t, "enroll.scep.issue reject key_mismatch", func() bool {
+		evs, _ := in.st.TailAudit(ctx, 100)
+		for _, ev := range evs {
+			if ev.Action == "enroll.scep.issue" && ev.Subject == ch.DeviceID && ev.Result == "reject" && strings.HasPrefix(ev.Reason, "key_mismatch") {
+				return true
+			}
+		}
+		return false
+	})
+	ch = mint(tpm, key)
+	leaf, err := sc.Enroll(ctx, sceptest.Request{Key: key, Challenge: ch.Challenge, Subject: pkix.Name{CommonName: ch.DeviceID}})
+	if err != nil {
+		t.Fatalf("SCEP with the attestation-bound challenge: %v", err)
+	}
+	rec, err := in.st.GetCert(ctx, store.HashCert(leaf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rec.Attested || rec.AttestationID == "" || rec.DeviceID != tpm.EKID() {
+		t.Fatalf("binding = attested %v attestation %q device %q", rec.Attested, rec.AttestationID, rec.DeviceID)
+	}
+	if a, err := in.st.GetAttestation(ctx, rec.AttestationID); err != nil || a.Format != "tpm" || a.KeySHA256 != rec.KeySHA256 {
+		t.Fatalf("attestation = %+v, %v", a, err)
+	}
+	cert := tls.Certificate{Certificate: [][]byte{leaf.Raw, in.ca.Issuing().Raw}, PrivateKey: crypto.Signer(key), Leaf: leaf}
+	in.mustAccept(t, in.nasClient(t, "", nil), cert)
 }
