@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -305,4 +306,70 @@ func TestE2ESCEPTPMAttested(t *testing.T) {
 	}
 	cert := tls.Certificate{Certificate: [][]byte{leaf.Raw, in.ca.Issuing().Raw}, PrivateKey: crypto.Signer(key), Leaf: leaf}
 	in.mustAccept(t, in.nasClient(t, "", nil), cert)
+}
+
+// TestE2ERevokedDeviceCannotReenroll: after `device revoke`, neither ACME
+// nor SCEP issues the device a new certificate.
+func TestE2ERevokedDeviceCannotReenroll(t *testing.T) {
+	t.Parallel()
+	in := startE2E(t, func(cfg *Config) {
+		cfg.Profiles = []ProfileConfig{{Name: "default"}, {Name: "migration", Formats: []string{"apple", "none"}}}
+	})
+	ctx := e2eContext(t)
+	const serial = "C02REVOKEDE2E"
+	auth, err := attesttest.Load(filepath.Join(in.cfg.DataDir, "dev-attest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	accountKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cl, err := acmetest.New(ctx, in.httpsClient(t), "https://"+in.Addr("enroll-https")+"/acme/directory", accountKey, jose.ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	enroll := func() error {
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = cl.Enroll(ctx, acme.TypePermanentIdentifier, serial, func(keyAuth string) ([]byte, error) {
+			return auth.Apple(key.Public(), serial, "", keyAuth)
+		}, csr)
+		return err
+	}
+	if err := enroll(); err != nil {
+		t.Fatalf("first enrollment: %v", err)
+	}
+	in.cliOK(t, "device", "revoke", serial, "--reason", "keyCompromise")
+
+	var p *acmetest.Problem
+	if err := enroll(); !errors.As(err, &p) || p.Type != acme.ProblemUnauthorized {
+		t.Fatalf("ACME for a revoked device: %v, want an unauthorized problem", err)
+	}
+
+	// SCEP: either no challenge is minted for a revoked device, or the
+	// request is refused; no certificate either way.
+	r := in.cli(t, "challenge", "issue", "--device", serial, "--profile", "migration", "--json")
+	if r.code == 0 {
+		var ch admin.ChallengeResponse
+		if err := json.Unmarshal([]byte(r.stdout), &ch); err != nil {
+			t.Fatal(err)
+		}
+		key, err := sceptest.NewKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := &sceptest.Client{URL: "http://" + in.Addr("enroll-http") + "/scep/migration", HTTP: &http.Client{Timeout: 20 * time.Second}}
+		if _, err := sc.Enroll(ctx, sceptest.Request{Key: key, Challenge: ch.Challenge, Subject: pkix.Name{CommonName: serial}}); err == nil {
+			t.Fatal("SCEP issued a certificate to a revoked device")
+		}
+	}
+	var certs admin.List[*store.Cert]
+	in.cliJSON(t, &certs, "cert", "list", "--device", serial)
+	if len(certs.Items) != 1 || certs.Items[0].Revoked == nil {
+		t.Fatalf("certificates of the revoked device: %+v", certs.Items)
+	}
 }

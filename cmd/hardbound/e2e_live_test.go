@@ -230,6 +230,23 @@ func TestE2ELiveSessionDisconnect(t *testing.T) {
 			}
 			in.waitAuditEvent(t, "radius.disconnect", dev.ID, "ack", "")
 			in.mustReject(t, nas, dev.Certificate, dev.ID, tt.wantReason)
+
+			// The NAS ends the session: it leaves the live list.
+			if resp, err := nas.Accounting(ctx, eapclient.AcctStop, radius.Attributes{
+				{Type: rfc2866.AcctSessionID_Type, Attribute: radius.Attribute(sid)},
+				{Type: rfc2865.Class_Type, Attribute: res.Class},
+				{Type: rfc2866.AcctTerminateCause_Type, Attribute: radius.NewInteger(uint32(rfc2866.AcctTerminateCause_Value_AdminReset))},
+			}); err != nil || resp.Code != radius.CodeAccountingResponse {
+				t.Fatalf("Accounting-Stop: %v", err)
+			}
+			in.cliJSON(t, &sessions, "session", "list", "--device", dev.ID)
+			if len(sessions.Items) != 0 {
+				t.Fatalf("stopped session still listed as live: %+v", sessions.Items[0])
+			}
+			in.cliJSON(t, &sessions, "session", "list", "--device", dev.ID, "--all")
+			if len(sessions.Items) != 1 || sessions.Items[0].Live() || sessions.Items[0].TerminateCause != uint32(rfc2866.AcctTerminateCause_Value_AdminReset) {
+				t.Fatalf("session list --all after stop = %+v", sessions.Items)
+			}
 		})
 	}
 }
