@@ -299,3 +299,45 @@ func writeSecret(t *testing.T, name, s string) string {
 	}
 	return p
 }
+
+// scrape fetches /metrics from in's metrics listener.
+func (in *instance) scrape(t *testing.T) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+in.Addr("metrics")+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, body := httpDo(t, http.DefaultClient, req)
+	if status != http.StatusOK {
+		t.Fatalf("GET /metrics = %d", status)
+	}
+	return string(body)
+}
+
+// metricSum sums the samples of name whose labels include every
+// `key="value"` pair given.
+func metricSum(t *testing.T, text, name string, labels ...string) float64 {
+	t.Helper()
+	var sum float64
+	for _, line := range strings.Split(text, "\n") {
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || (rest != "" && rest[0] != '{' && rest[0] != ' ') {
+			continue
+		}
+		match := true
+		for _, l := range labels {
+			if !strings.Contains(rest, l) {
+				match = false
+			}
+		}
+		if !match {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(rest[strings.LastIndexByte(rest, ' ')+1:], &v); err != nil {
+			t.Fatalf("metric line %q: %v", line, err)
+		}
+		sum += v
+	}
+	return sum
+}

@@ -168,6 +168,24 @@ func TestE2ELiveSessionDisconnect(t *testing.T) {
 		if !vr.OK || vr.Events == 0 {
 			t.Errorf("audit verify = %+v", vr)
 		}
+		// And the outcomes are in /metrics.
+		m := in.scrape(t)
+		for _, c := range []struct {
+			name   string
+			labels []string
+			min    float64
+		}{
+			{"hardbound_dynauth_answers_total", []string{`result="ack"`}, 4},
+			{"hardbound_radius_accounting_requests_total", []string{`status="start"`}, 4},
+			{"hardbound_radius_accounting_requests_total", []string{`status="stop"`}, 4},
+			{"hardbound_radius_rejects_total", []string{`reason="device_quarantined"`}, 1},
+			{"hardbound_radius_rejects_total", []string{`reason="cert_revoked"`}, 1},
+			{"hardbound_posture_decisions_total", []string{`reason="ok"`, `allow="true"`}, 4},
+		} {
+			if got := metricSum(t, m, c.name, c.labels...); got < c.min {
+				t.Errorf("%s%v = %v, want >= %v", c.name, c.labels, got, c.min)
+			}
+		}
 	})
 	tests := []struct {
 		name       string

@@ -336,6 +336,13 @@ func TestE2EMDMNoncompliance(t *testing.T) {
 				})
 				in.waitAuditEvent(t, "posture.set", id, "ok", "noncompliant")
 			}
+			source := strings.SplitN(c.name, "_", 2)[0] // webhook, jamf, intune
+			if c.name == "signed_webhook" {
+				source = "webhook"
+			}
+			if got := metricSum(t, in.scrape(t), "hardbound_posture_mdm_reports_total", `source="`+source+`"`, `state="noncompliant"`); got < 2 {
+				t.Errorf("hardbound_posture_mdm_reports_total{source=%q,state=noncompliant} = %v, want >= 2", source, got)
+			}
 			in.mustReject(t, nas, devs[0].Certificate, devs[0].ID, "noncompliant")
 			res := in.mustAccept(t, nas, devs[1].Certificate)
 			if res.VLAN != e2eQuarVLAN {
@@ -498,6 +505,13 @@ func TestE2EMDMBadInput(t *testing.T) {
 			in.waitAudit(t, "posture.webhook "+tt.wantResult+" "+tt.wantReason, func() bool {
 				return in.countAudit(t, "posture.webhook", "", tt.wantResult, tt.wantReason) > n
 			})
+			source := "webhook"
+			if strings.HasPrefix(tt.name, "jamf") {
+				source = "jamf"
+			}
+			if got := metricSum(t, in.scrape(t), "hardbound_posture_mdm_rejects_total", `source="`+source+`"`, `reason="`+tt.wantReason+`"`); got < 1 {
+				t.Errorf("hardbound_posture_mdm_rejects_total{source=%q,reason=%q} = %v, want >= 1", source, tt.wantReason, got)
+			}
 		})
 	}
 	if d := in.device(t, dev.ID); d.Posture.State != store.ComplianceCompliant {
