@@ -408,3 +408,70 @@ func TestE2ERADIUSWire(t *testing.T) {
 		}
 	})
 }
+
+// TestE2ELiveCoAQuarantineAndRecovery: with prefer_coa a quarantining
+// profile moves a live session to the quarantine VLAN with a CoA-Request;
+// with reauth_on_recovery, compliance again disconnects the session so the
+// device leaves quarantine at once.
+func TestE2ELiveCoAQuarantineAndRecovery(t *testing.T) {
+	t.Parallel()
+	const secret = "e2e-coa-nas-secret"
+	das := newE2EDAS(t, secret)
+	in := startE2E(t, func(cfg *Config) {
+		cfg.RADIUS.Clients = []ClientConfig{{Name: "nas-coa", CIDR: "127.0.0.1/32", Secret: secret, CoAPort: das.port()}}
+		cfg.RADIUS.CoA = CoAConfig{Timeout: Duration(500 * time.Millisecond), Retries: 2, PreferCoA: true, ReauthOnRecovery: true}
+		cfg.Profiles = []ProfileConfig{{Name: "default"}, {Name: "quar", Noncompliant: "quarantine", QuarantineVLAN: "666"}}
+	})
+	ctx := e2eContext(t)
+	dev := in.bind(t, devbind.Request{DeviceID: "coa-1", Profile: "quar", Posture: store.ComplianceCompliant})
+	nas := in.nasClient(t, secret, nil)
+	res := in.mustAccept(t, nas, dev.Certificate)
+	const sid = "E2E-COA-0001"
+	if resp, err := nas.Accounting(ctx, eapclient.AcctStart, radius.Attributes{
+		{Type: rfc2866.AcctSessionID_Type, Attribute: radius.Attribute(sid)},
+		{Type: rfc2865.Class_Type, Attribute: res.Class},
+	}); err != nil || resp.Code != radius.CodeAccountingResponse {
+		t.Fatalf("Accounting-Start: %v", err)
+	}
+	waitDAS := func(code radius.Code) *radius.Packet {
+		t.Helper()
+		var got *radius.Packet
+		eventually(t, 15*time.Second, fmt.Sprintf("the DAS to receive %v for %s", code, sid), func() bool {
+			for _, p := range das.requests() {
+				if p.Code == code && rfc2866.AcctSessionID_GetString(p) == sid {
+					got = p
+					return true
+				}
+			}
+			return false
+		})
+		return got
+	}
+
+	in.cliOK(t, "posture", "set", dev.ID, "noncompliant")
+	coa := waitDAS(radius.CodeCoARequest)
+	vlan := ""
+	for _, a := range coa.Attributes {
+		if a.Type == 81 { // Tunnel-Private-Group-ID, optionally tagged (RFC 2868)
+			v := a.Attribute
+			if len(v) > 0 && v[0] <= 0x1f {
+				v = v[1:]
+			}
+			vlan = string(v)
+		}
+	}
+	if vlan != "666" {
+		t.Fatalf("CoA-Request Tunnel-Private-Group-ID = %q, want 666", vlan)
+	}
+	in.waitAuditEvent(t, "radius.coa", dev.ID, "ack", "")
+	if res := in.mustAccept(t, nas, dev.Certificate); res.VLAN != "666" {
+		t.Fatalf("re-authentication while noncompliant: VLAN %q, want 666", res.VLAN)
+	}
+
+	in.cliOK(t, "posture", "set", dev.ID, "compliant")
+	waitDAS(radius.CodeDisconnectRequest)
+	in.waitAuditEvent(t, "radius.disconnect", dev.ID, "ack", "")
+	if res := in.mustAccept(t, nas, dev.Certificate); res.VLAN != "" {
+		t.Fatalf("after recovery: VLAN %q, want none", res.VLAN)
+	}
+}
