@@ -226,6 +226,35 @@ func TestE2EAdminCLIOutputAndAuth(t *testing.T) {
 		}
 	})
 
+	t.Run("bad_requests/exit_1_one_line", func(t *testing.T) {
+		for _, tc := range []struct {
+			args []string
+			want string // in the one stderr line
+		}{
+			{[]string{"device", "show", "no-such-device"}, "404"},
+			{[]string{"device", "quarantine", "no-such-device"}, "404"},
+			{[]string{"cert", "revoke", "abcdef0123", "--reason", "keyCompromise"}, "404"},
+			{[]string{"cert", "revoke", dev.Binding.Serial, "--reason", "notAReason"}, "400"},
+			// 409 today (admin maps every posture.ErrInvalid to Conflict); a
+			// bad value is arguably 400: any 4xx is accepted here.
+			{[]string{"posture", "set", dev.ID, "fine"}, "(HTTP 4"},
+			{[]string{"challenge", "issue", "--device", dev.ID, "--profile", "no-such-profile"}, "400"},
+			{[]string{"challenge", "issue", "--device", dev.ID, "--ttl", "-5m"}, "400"},
+		} {
+			r := in.cli(t, tc.args...)
+			name := strings.Join(tc.args, " ")
+			if r.code != 1 || r.stdout != "" {
+				t.Errorf("%s: exit %d stdout %q, want exit 1 and nothing on stdout", name, r.code, r.stdout)
+			}
+			if lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n"); len(lines) != 1 || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("%s: stderr %q, want one line with %s", name, r.stderr, tc.want)
+			}
+		}
+		if d := in.device(t, dev.ID); d.Status != store.DeviceActive || d.Posture.State != store.ComplianceCompliant {
+			t.Errorf("device changed by refused requests: %s %s", d.Status, d.Posture.State)
+		}
+	})
+
 	t.Run("bad_token/exit_1_one_line_audited", func(t *testing.T) {
 		dir := t.TempDir()
 		tests := []struct {
