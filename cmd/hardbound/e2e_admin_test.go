@@ -203,6 +203,44 @@ func TestE2EAdminCLIOutputAndAuth(t *testing.T) {
 		}
 	})
 
+	t.Run("device_list_pages", func(t *testing.T) {
+		for _, id := range []string{"adm-page-1", "adm-page-2", "adm-page-3"} {
+			in.bind(t, devbind.Request{DeviceID: id, Posture: store.ComplianceNoncompliant})
+		}
+		seen := map[string]bool{}
+		after := ""
+		for pages := 0; ; pages++ {
+			if pages > 5 {
+				t.Fatal("paging does not end")
+			}
+			args := []string{"device", "list", "--compliance", "noncompliant", "--limit", "2"}
+			if after != "" {
+				args = append(args, "--after", after)
+			}
+			var page admin.List[*store.Device]
+			in.cliJSON(t, &page, args...)
+			if len(page.Items) > 2 {
+				t.Fatalf("--limit 2 returned %d devices", len(page.Items))
+			}
+			for _, d := range page.Items {
+				if seen[d.ID] || d.Posture.State != store.ComplianceNoncompliant {
+					t.Fatalf("page has %s (%s) again or unfiltered", d.ID, d.Posture.State)
+				}
+				seen[d.ID] = true
+			}
+			if page.Next == "" {
+				break
+			}
+			after = page.Next
+		}
+		if len(seen) != 3 {
+			t.Fatalf("paging saw %v, want the 3 noncompliant devices", seen)
+		}
+		if out := in.cliOK(t, "device", "list", "--compliance", "noncompliant", "--limit", "2"); !strings.Contains(out, "(more: --after ") {
+			t.Errorf("a partial table does not say how to get more:\n%s", out)
+		}
+	})
+
 	t.Run("tables_have_header", func(t *testing.T) {
 		for _, tc := range []struct {
 			args   []string
