@@ -396,6 +396,45 @@ func TestE2ERADIUSWire(t *testing.T) {
 		}
 	})
 
+	t.Run("wrong_secret/dropped_and_counted", func(t *testing.T) {
+		c := dial(t)
+		const line = `hardbound_radius_drops_total{cause="bad_message_authenticator"}`
+		before := metricSum(t, metrics(t), "hardbound_radius_drops_total", `cause="bad_message_authenticator"`)
+		if _, err := c.Write(accessRequest(t, "not-the-nas-secret", true)); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, line+" to count the packet", func() bool {
+			return metricSum(t, metrics(t), "hardbound_radius_drops_total", `cause="bad_message_authenticator"`) > before
+		})
+		if reply, ok := udpRead(t, c, 200*time.Millisecond); ok {
+			t.Fatalf("got a %d-byte reply to a packet signed with the wrong secret", len(reply))
+		}
+	})
+
+	t.Run("status_server/answered", func(t *testing.T) {
+		c := dial(t)
+		p := radius.New(radius.CodeStatusServer, []byte(in.radiusSecret))
+		if _, err := rand.Read(p.Authenticator[:]); err != nil {
+			t.Fatal(err)
+		}
+		p.Attributes = append(p.Attributes, &radius.AVP{Type: rfc2869.MessageAuthenticator_Type, Attribute: make([]byte, md5.Size)})
+		req, err := p.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		off, err := maOffset(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mac := hmac.New(md5.New, []byte(in.radiusSecret))
+		mac.Write(req)
+		copy(req[off:], mac.Sum(nil))
+		reply, ok := udpExchange(t, c, req, 5*time.Second)
+		if !ok || radius.Code(reply[0]) != radius.CodeAccessAccept || !radius.IsAuthenticResponse(reply, req, []byte(in.radiusSecret)) {
+			t.Fatalf("Status-Server: reply %v %x, want an authentic Access-Accept", ok, reply)
+		}
+	})
+
 	t.Run("metrics/hardbound_and_go", func(t *testing.T) {
 		// One real authentication so the RADIUS series have samples.
 		dev := in.bind(t, devbind.Request{DeviceID: "wire-1", Posture: store.ComplianceCompliant})
