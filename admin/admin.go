@@ -480,7 +480,15 @@ type PostureRequest struct {
 
 func (s *Server) setPosture(w http.ResponseWriter, r *http.Request) {
 	var req PostureRequest
-	if err := decode(r, &req, false); err != nil {
+	err := decode(r, &req, false)
+	if err == nil {
+		switch req.State {
+		case store.ComplianceCompliant, store.ComplianceNoncompliant, store.ComplianceUnknown:
+		default:
+			err = fmt.Errorf("%w: state must be compliant, noncompliant or unknown", ErrBadRequest)
+		}
+	}
+	if err != nil {
 		s.deviceResult(w, r, nil, err, "posture.set")
 		return
 	}

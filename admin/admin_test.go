@@ -129,7 +129,7 @@ func TestEndpoints(t *testing.T) {
 		{"ok/show", "GET", "/api/v1/devices/dev-1", "", 200, d.Binding.Serial},
 		{"fail/show-unknown", "GET", "/api/v1/devices/nope", "", 404, "not found"},
 		{"ok/posture", "POST", "/api/v1/devices/dev-1/posture", `{"state":"noncompliant"}`, 200, `"noncompliant"`},
-		{"fail/posture-bad-state", "POST", "/api/v1/devices/dev-1/posture", `{"state":"meh"}`, 409, "compliance state"},
+		{"fail/posture-bad-state", "POST", "/api/v1/devices/dev-1/posture", `{"state":"meh"}`, 400, "state must be"},
 		{"fail/posture-unknown-field", "POST", "/api/v1/devices/dev-1/posture", `{"state":"compliant","x":1}`, 400, "unknown field"},
 		{"fail/posture-malformed", "POST", "/api/v1/devices/dev-1/posture", `{"state":`, 400, ""},
 		{"ok/quarantine", "POST", "/api/v1/devices/dev-1/quarantine", "", 200, `"quarantined"`},

@@ -430,6 +430,9 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if jc := c.MDM.Jamf; jc.ChallengeProfile != "" && !seen[jc.ChallengeProfile] && !(len(c.Profiles) == 0 && jc.ChallengeProfile == "default") {
+		return fieldErr("mdm.jamf.challenge_profile", "no profile named %q", jc.ChallengeProfile)
+	}
 	if c.MDM.Webhook.SecretFile != "" {
 		if _, err := os.ReadFile(c.MDM.Webhook.SecretFile); err != nil {
 			return fieldErr("mdm.webhook.secret_file", "%v", err)

@@ -41,6 +41,8 @@ func TestLoadConfig(t *testing.T) {
 		{"fail/quarantine-without-vlan", "profiles:\n  - {name: p, noncompliant: quarantine}\n", "profiles[0].quarantine_vlan"},
 		{"fail/scep-identity", "profiles:\n  - {name: p, scep: {identity: imei}}\n", "profiles[0].scep.identity"},
 		{"fail/scep-intune-unconfigured", "profiles:\n  - {name: p, scep: {intune: true}}\n", "profiles[0].scep.intune"},
+		{"fail/jamf-unknown-profile", "mdm:\n  jamf: {username: u, challenge_profile: nope}\n", "mdm.jamf.challenge_profile"},
+		{"ok/jamf-default-profile", "mdm:\n  jamf: {username: u, challenge_profile: default}\n", ""},
 		{"fail/bad-action", "profiles:\n  - {name: p, unknown: allow}\n", "profiles[0].unknown"},
 		{"fail/bad-log", "log:\n  format: xml\n", "log.format"},
 		{"fail/zero-rate", "enroll:\n  rate_limits:\n    per_ip: {every: 1s, burst: 0}\n", "enroll.rate_limits.per_ip"},
