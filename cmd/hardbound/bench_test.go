@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -84,6 +85,60 @@ func TestBenchEAPTLSRejectsBadFlags(t *testing.T) {
 		var out, errb bytes.Buffer
 		if code := run(context.Background(), append([]string{"bench", "eaptls"}, args...), func(string) string { return "" }, nil, &out, &errb); code == 0 || errb.Len() == 0 {
 			t.Errorf("%s: exit %d, stderr %q", name, code, errb.String())
+		}
+	}
+}
+
+func TestBenchMakeDevicesThenEAPTLSAndEnroll(t *testing.T) {
+	t.Parallel()
+	in := startTest(t, testConfig(t))
+	admin := []string{"--server", "https://" + in.Addr("admin"), "--token-file", in.adminTokenPath,
+		"--ca-file", filepath.Join(in.cfg.DataDir, "ca", "root.crt")}
+	noenv := func(string) string { return "" }
+	dir := filepath.Join(t.TempDir(), "devs")
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), append([]string{"bench", "make-devices", "--n", "5", "--out", dir, "--concurrency", "2"}, admin...),
+		noenv, nil, &out, &errb); code != 0 {
+		t.Fatalf("make-devices: exit %d: %s %s", code, out.String(), errb.String())
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil || len(ents) != 11 { // 5 x (crt, key) + ca.crt
+		t.Fatalf("%d files in %s: %v", len(ents), dir, err)
+	}
+	for _, de := range ents {
+		fi, err := de.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(de.Name(), ".key") && fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %v", de.Name(), fi.Mode().Perm())
+		}
+	}
+	out.Reset()
+	errb.Reset()
+	if code := run(context.Background(), []string{"bench", "eaptls", "--json", "--server", in.Addr("radius-auth"),
+		"--secret-file", filepath.Join(in.cfg.DataDir, "radius.secret"), "--cert-dir", dir, "--count", "10", "--concurrency", "2"},
+		noenv, nil, &out, &errb); code != 0 {
+		t.Fatalf("bench eaptls: exit %d: %s %s", code, out.String(), errb.String())
+	}
+	var rep benchReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil || rep.Accepts != 10 || rep.Certs != 5 {
+		t.Fatalf("%v: %+v", err, rep)
+	}
+
+	out.Reset()
+	errb.Reset()
+	if code := run(context.Background(), append([]string{"bench", "enroll", "--json", "--protocol", "both", "--count", "3", "--concurrency", "2",
+		"--enroll-url", "https://" + in.Addr("enroll-https"), "--data-dir", in.cfg.DataDir}, admin...), noenv, nil, &out, &errb); code != 0 {
+		t.Fatalf("bench enroll: exit %d: %s %s", code, out.String(), errb.String())
+	}
+	var reps []enrollReport
+	if err := json.Unmarshal(out.Bytes(), &reps); err != nil || len(reps) != 2 {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	for _, r := range reps {
+		if r.Issued != 3 || r.Failed != 0 || r.P50 <= 0 || r.Max < r.P50 {
+			t.Errorf("%s: %+v", r.Protocol, r)
 		}
 	}
 }
