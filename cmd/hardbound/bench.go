@@ -27,7 +27,7 @@ func newBenchCmd(e *env, cf *clientFlags) *cobra.Command {
 		Use:   "bench",
 		Short: "Load generators: EAP-TLS authentications, test devices, enrollments",
 	}
-	cmd.AddCommand(newBenchEAPTLSCmd(e, cf), newBenchMakeDevicesCmd(e, cf), newBenchEnrollCmd(e, cf))
+	cmd.AddCommand(newBenchEAPTLSCmd(e, cf), newBenchMakeDevicesCmd(e, cf), newBenchEnrollCmd(e, cf), newBenchTLSBaselineCmd(e))
 	return cmd
 }
 

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"hardbound/enroll/devbind"
 	"hardbound/store"
@@ -140,5 +142,47 @@ func TestBenchMakeDevicesThenEAPTLSAndEnroll(t *testing.T) {
 		if r.Issued != 3 || r.Failed != 0 || r.P50 <= 0 || r.Max < r.P50 {
 			t.Errorf("%s: %+v", r.Protocol, r)
 		}
+	}
+}
+
+func TestBenchTLSBaselineHandshakes(t *testing.T) {
+	t.Parallel()
+	in := startTest(t, testConfig(t))
+	dir := t.TempDir()
+	writeDevice(t, dir, "d1", in, in.bind(t, devbind.Request{DeviceID: "d1", Posture: store.ComplianceCompliant}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	noenv := func(string) string { return "" }
+	var srvOut, srvErr bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"bench", "tls-baseline", "--listen", addr,
+			"--cert", filepath.Join(in.cfg.DataDir, "tls", "radius.crt"), "--key", filepath.Join(in.cfg.DataDir, "tls", "radius.key"),
+			"--client-ca", filepath.Join(in.cfg.DataDir, "ca", "issuing.crt")}, noenv, nil, &srvOut, &srvErr)
+	}()
+	for _, v := range []string{"1.2", "1.3"} {
+		var out, errb bytes.Buffer
+		var code int
+		for range 50 { // the server goroutine may not listen yet
+			out.Reset()
+			errb.Reset()
+			if code = run(context.Background(), []string{"bench", "tls-baseline", "--connect", addr, "--cert-dir", dir,
+				"--tls", v, "--count", "6", "--concurrency", "2"}, noenv, nil, &out, &errb); code == 0 {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if code != 0 || !strings.Contains(out.String(), "6 handshakes (TLS "+v+")") || !strings.Contains(out.String(), "0 failed") {
+			t.Fatalf("tls %s: exit %d: %s %s", v, code, out.String(), errb.String())
+		}
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("server exit %d: %s", code, srvErr.String())
 	}
 }
