@@ -154,8 +154,15 @@ type WebhookConfig struct {
 }
 
 type JamfConfig struct {
+	// Username/PasswordFile are the Basic credentials Jamf uses for the
+	// dynamic-challenge URL and for its webhooks.
 	Username     string `yaml:"username"`
 	PasswordFile string `yaml:"password_file"`
+	// URL and an API client (Jamf Pro 10.49+, "Read Computers") let
+	// hardbound confirm every webhook against the Jamf Pro API (optional).
+	URL                 string `yaml:"url"`
+	APIClientID         string `yaml:"api_client_id"`
+	APIClientSecretFile string `yaml:"api_client_secret_file"`
 	// NoncompliantGroups are smart groups whose members are noncompliant.
 	NoncompliantGroups []string `yaml:"noncompliant_groups"`
 	ChallengeProfile   string   `yaml:"challenge_profile"`
@@ -429,6 +436,9 @@ func (c *Config) Validate() error {
 				return fieldErr(f+".scep.static_challenge_file", "a static challenge must be at least 16 characters")
 			}
 		}
+	}
+	if jc := c.MDM.Jamf; (jc.URL != "") != (jc.APIClientID != "" && jc.APIClientSecretFile != "") {
+		return fieldErr("mdm.jamf.url", "url, api_client_id and api_client_secret_file go together")
 	}
 	if jc := c.MDM.Jamf; jc.ChallengeProfile != "" && !seen[jc.ChallengeProfile] && !(len(c.Profiles) == 0 && jc.ChallengeProfile == "default") {
 		return fieldErr("mdm.jamf.challenge_profile", "no profile named %q", jc.ChallengeProfile)

@@ -35,8 +35,20 @@ func (in *instance) startMDM() error {
 		if err != nil {
 			return err
 		}
-		h, err := jamf.New(jamf.Config{Username: mc.Jamf.Username, Password: pw, NoncompliantGroups: mc.Jamf.NoncompliantGroups,
-			Updater: in.posture, Auditor: st, Metrics: m, Logger: in.log})
+		jcfg := jamf.Config{Username: mc.Jamf.Username, Password: pw, NoncompliantGroups: mc.Jamf.NoncompliantGroups,
+			Updater: in.posture, Auditor: st, Metrics: m, Logger: in.log}
+		if mc.Jamf.URL != "" {
+			secret, err := readSecret("mdm.jamf.api_client_secret_file", mc.Jamf.APIClientSecretFile)
+			if err != nil {
+				return err
+			}
+			api, err := jamf.NewAPIClient(jamf.APIConfig{BaseURL: mc.Jamf.URL, ClientID: mc.Jamf.APIClientID, ClientSecret: secret})
+			if err != nil {
+				return err
+			}
+			jcfg.Lookup = api
+		}
+		h, err := jamf.New(jcfg)
 		if err != nil {
 			return err
 		}
