@@ -36,6 +36,11 @@ func (s *Store) Restore(ctx context.Context, r io.Reader) error {
 	}
 	s.auditMu.Lock()
 	defer s.auditMu.Unlock()
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return fmt.Errorf("store/badger: restore: %w", ErrClosed)
+	}
 	empty := true
 	if err := s.db.View(func(txn *bdb.Txn) error {
 		opts := bdb.DefaultIteratorOptions

@@ -33,6 +33,10 @@ import (
 
 var _ store.Store = (*Store)(nil)
 
+// ErrClosed is returned (wrapped) by writes on a closed store, including
+// audit appends that were queued when Close was called.
+var ErrClosed = errors.New("store/badger: closed")
+
 const (
 	dirMode  fs.FileMode = 0o700
 	fileMode fs.FileMode = 0o600
@@ -80,6 +84,20 @@ type Store struct {
 	// so the head (last seq + hash) is read and advanced by one writer at a
 	// time and concurrent appends form a single chain.
 	auditMu sync.Mutex
+	// auditQ batches AppendAudit calls (group commit, see audit.go).
+	auditQ auditQueue
+
+	// closeMu orders writes with Close: writes hold it shared and fail
+	// with ErrClosed once closed is set, and Close takes it exclusively,
+	// so Badger is never closed under a commit in flight (its writer
+	// channel is closed then, and a racing send would panic).
+	closeMu sync.RWMutex
+	closed  bool
+
+	// beforeAuditCommit, if set (by tests, before any use), runs before an
+	// AppendAudit batch commits, with the number of events in the
+	// transaction; an error fails the transaction as a commit error would.
+	beforeAuditCommit func(events int) error
 
 	closeOnce sync.Once
 	stop      chan struct{}
@@ -226,6 +244,9 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		s.gcDone.Wait()
+		s.closeMu.Lock()
+		s.closed = true
+		s.closeMu.Unlock()
 		if e := s.db.Close(); e != nil {
 			err = fmt.Errorf("store/badger: close: %w", e)
 		}

@@ -20,6 +20,11 @@ const (
 // whole transaction when Badger reports a conflict with a concurrent one.
 // fn may therefore run more than once and must not leak state between runs.
 func (s *Store) update(ctx context.Context, op string, fn func(txn *bdb.Txn) error) error {
+	s.closeMu.RLock()
+	defer s.closeMu.RUnlock()
+	if s.closed {
+		return fmt.Errorf("store/badger: %s: %w", op, ErrClosed)
+	}
 	var err error
 	for range maxTxnAttempts {
 		if err = ctx.Err(); err != nil {
