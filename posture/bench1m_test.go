@@ -12,8 +12,10 @@ import (
 	"math/big"
 	mrand "math/rand/v2"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +34,10 @@ import (
 //	HARDBOUND_BENCH_WRITERS  concurrent RecordIssuance callers, default 64
 //	                         (Badger commits concurrent transactions with
 //	                         one fsync)
+//	HARDBOUND_BENCH_CACHE    posture.WithCacheSize, default the Service's
+//	HARDBOUND_BENCH_WARM     1: Service.Warm before timing (the server's
+//	                         state once its start-up warming is done);
+//	                         reports its time and the heap it added
 func benchEnvInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
 		return v
@@ -106,10 +112,32 @@ func fillDecideStore(ctx context.Context, st store.Store, n, writers int) (added
 	return count, first
 }
 
+// benchHeap is the live heap after a full collection.
+func benchHeap() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// benchRSS is the process's resident set (Linux), 0 elsewhere.
+func benchRSS() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
 // BenchmarkDecide1M measures posture.Decide over an on-disk Badger store
 // (as the server runs it) holding a million devices, certificates picked
-// uniformly at random so most lookups miss the Service's caches (2^18
-// entries each) and read the store. It reports p50/p99/max of single
+// uniformly at random: with cold caches most lookups read the store. It reports p50/p99/max of single
 // Decide calls as custom metrics; use -benchtime 300000x or more for a
 // stable p99.
 func BenchmarkDecide1M(b *testing.B) {
@@ -131,11 +159,29 @@ func BenchmarkDecide1M(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Logf("%d devices in %s (%d recorded now, in %v)", n, dir, added, time.Since(t0).Round(time.Millisecond))
-	svc, err := posture.New(st, nil, posture.WithLogger(quiet))
+	opts := []posture.Option{posture.WithLogger(quiet)}
+	if n := benchEnvInt("HARDBOUND_BENCH_CACHE", 0); n > 0 {
+		opts = append(opts, posture.WithCacheSize(n))
+	}
+	svc, err := posture.New(st, nil, opts...)
 	if err != nil {
 		b.Fatal(err)
 	}
 	notAfter := time.Now().Add(300 * 24 * time.Hour)
+	if os.Getenv("HARDBOUND_BENCH_WARM") == "1" {
+		before := benchHeap()
+		t := time.Now()
+		if err := svc.Warm(ctx); err != nil {
+			b.Fatal(err)
+		}
+		took := time.Since(t)
+		after := benchHeap()
+		b.Logf("Warm: %v; live heap %d -> %d MiB (+%d B per device); RSS %d MiB",
+			took.Round(time.Millisecond), before>>20, after>>20, (after-before)/uint64(n), benchRSS()>>20)
+		b.ReportMetric(took.Seconds(), "warm-s")
+		b.ReportMetric(float64(after>>20), "heap-MiB")
+		b.ReportMetric(float64(benchRSS()>>20), "rss-MiB")
+	}
 	rng := mrand.New(mrand.NewPCG(1, 2))
 	// b.N is unknown before b.Loop starts: keep up to 10M samples.
 	var lat []time.Duration

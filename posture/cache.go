@@ -30,14 +30,14 @@ func newCache[K comparable, V any](size int) *cache[K, V] {
 	return c
 }
 
-func (c *cache[K, V]) shard(k K) *shard[K, V] {
-	return &c.shards[maphash.Comparable(c.seed, k)%cacheShards]
+func (c *cache[K, V]) shardOf(k K) int {
+	return int(maphash.Comparable(c.seed, k) % cacheShards)
 }
 
 // get returns the cached value, or the shard generation to pass to put
 // after loading it from the store.
 func (c *cache[K, V]) get(k K) (V, uint64, bool) {
-	s := c.shard(k)
+	s := &c.shards[c.shardOf(k)]
 	s.mu.RLock()
 	v, ok := s.m[k]
 	g := s.gen
@@ -47,7 +47,7 @@ func (c *cache[K, V]) get(k K) (V, uint64, bool) {
 
 // put caches v unless the shard was invalidated since gen was read.
 func (c *cache[K, V]) put(k K, v V, gen uint64) {
-	s := c.shard(k)
+	s := &c.shards[c.shardOf(k)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.gen != gen {
@@ -62,8 +62,43 @@ func (c *cache[K, V]) put(k K, v V, gen uint64) {
 	s.m[k] = v
 }
 
+// gens snapshots every shard's generation, for a bulk load (warm) that
+// reads many keys from the store before putting them.
+func (c *cache[K, V]) gens() [cacheShards]uint64 {
+	var g [cacheShards]uint64
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		g[i] = s.gen
+		s.mu.RUnlock()
+	}
+	return g
+}
+
+// fill caches v like put, given the generations snapshot taken before v was
+// read, but never replaces a cached entry and never evicts: a bulk load must
+// not push out what live traffic loaded. It reports false when the shard is
+// full.
+func (c *cache[K, V]) fill(k K, v V, gens *[cacheShards]uint64) bool {
+	i := c.shardOf(k)
+	s := &c.shards[i]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gen != gens[i] {
+		return true
+	}
+	if _, ok := s.m[k]; ok {
+		return true
+	}
+	if len(s.m) >= c.max {
+		return false
+	}
+	s.m[k] = v
+	return true
+}
+
 func (c *cache[K, V]) del(k K) {
-	s := c.shard(k)
+	s := &c.shards[c.shardOf(k)]
 	s.mu.Lock()
 	delete(s.m, k)
 	s.gen++

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -97,7 +98,12 @@ func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = 
 func WithMetrics(m Metrics) Option { return func(s *Service) { s.metrics = m } }
 
 // WithCacheSize bounds the number of cached bindings and devices (each).
+// The default, DefaultCacheSize, holds a million devices with room to
+// spare; a cached binding plus its device costs about 250 bytes.
 func WithCacheSize(n int) Option { return func(s *Service) { s.cacheSize = n } }
+
+// DefaultCacheSize is the default bound of each cache (2^21 entries).
+const DefaultCacheSize = 1 << 21
 
 // DefaultProfile is used for bindings whose profile is not configured.
 const DefaultProfile = "default"
@@ -113,17 +119,123 @@ type Service struct {
 	metrics   Metrics
 	cacheSize int
 
-	certs   *cache[store.Hash, certEntry]
-	devices *cache[string, *store.Device]
-	atts    *cache[string, *store.Attestation]
+	// The caches hold only what Decide reads, in small pointer-light
+	// structs, so the whole population of a large site fits: full records
+	// (aliases, groups, DER, facts) would cost several times more.
+	certs   *cache[store.Hash, binding]
+	devices *cache[string, standing]
 
 	mu   sync.Mutex
 	subs map[int]chan Event
 	next int
 }
 
-type certEntry struct {
-	cert *store.Cert // nil: known absent
+// binding is what Decide needs of a store.Cert and its attestation. The
+// attestation format is resolved when the binding is cached: an attestation
+// never changes after issuance.
+type binding struct {
+	deviceID  string
+	profile   string // interned when it names a configured profile
+	format    string // attestation format; "" when unattested
+	notBefore int64  // unix ns, clamped (see unixNano)
+	notAfter  int64
+	known     bool // false: no such binding (negative entry)
+	revoked   bool
+	attested  bool
+	// unreadable: the attestation could not be read (never cached).
+	unreadable bool
+}
+
+// standing is what Decide needs of a store.Device: 16 bytes.
+type standing struct {
+	updatedAt int64 // posture report, unix ns; math.MinInt64: never
+	status    statusCode
+	state     stateCode
+}
+
+// statusCode and stateCode encode the few values Decide tells apart; any
+// other stored value gets the "other" code and is treated as before
+// (neither revoked nor quarantined; neither compliant nor noncompliant).
+type (
+	statusCode uint8
+	stateCode  uint8
+)
+
+const (
+	statusOther statusCode = iota
+	statusActive
+	statusQuarantined
+	statusRevoked
+)
+
+const (
+	stateOther stateCode = iota
+	stateUnknown
+	stateCompliant
+	stateNoncompliant
+)
+
+// unixNano maps t onto int64 nanoseconds, clamping times outside 1678-2262
+// (a zero time, or the 9999-12-31 "no expiry" of RFC 5280) to the extremes,
+// which keeps every comparison with a present-day clock exact.
+func unixNano(t time.Time) int64 {
+	switch {
+	case t.Before(time.Unix(0, math.MinInt64)):
+		return math.MinInt64
+	case t.After(time.Unix(0, math.MaxInt64)):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+func (s *Service) compactCert(c *store.Cert, format string) binding {
+	profile := c.Profile
+	if p, ok := s.profiles[profile]; ok {
+		profile = p.Name // share one string among a million bindings
+	}
+	return binding{
+		deviceID:  c.DeviceID,
+		profile:   profile,
+		format:    internFormat(format),
+		notBefore: unixNano(c.NotBefore),
+		notAfter:  unixNano(c.NotAfter),
+		known:     true,
+		revoked:   c.Revoked != nil,
+		attested:  c.Attested,
+	}
+}
+
+func compactDevice(d *store.Device) standing {
+	st := standing{updatedAt: unixNano(d.Posture.UpdatedAt)}
+	switch d.Status {
+	case store.DeviceActive:
+		st.status = statusActive
+	case store.DeviceQuarantined:
+		st.status = statusQuarantined
+	case store.DeviceRevoked:
+		st.status = statusRevoked
+	}
+	switch d.Posture.State {
+	case store.ComplianceUnknown:
+		st.state = stateUnknown
+	case store.ComplianceCompliant:
+		st.state = stateCompliant
+	case store.ComplianceNoncompliant:
+		st.state = stateNoncompliant
+	}
+	return st
+}
+
+func internFormat(f string) string {
+	for _, k := range HardwareFormats {
+		if f == k {
+			return k
+		}
+	}
+	if f == FormatNone {
+		return FormatNone
+	}
+	return f
 }
 
 // New builds a Service over st. profiles must include "default" or one is
@@ -135,7 +247,7 @@ func New(st store.Store, profiles []Profile, opts ...Option) (*Service, error) {
 		log:       slog.New(slog.DiscardHandler),
 		now:       time.Now,
 		metrics:   nopMetrics{},
-		cacheSize: 1 << 18,
+		cacheSize: DefaultCacheSize,
 		subs:      map[int]chan Event{},
 	}
 	for _, o := range opts {
@@ -168,9 +280,11 @@ func New(st store.Store, profiles []Profile, opts ...Option) (*Service, error) {
 	if _, ok := s.profiles[DefaultProfile]; !ok {
 		s.profiles[DefaultProfile] = &Profile{Name: DefaultProfile, Noncompliant: ActionReject, Unknown: ActionReject}
 	}
-	s.certs = newCache[store.Hash, certEntry](s.cacheSize)
-	s.devices = newCache[string, *store.Device](s.cacheSize)
-	s.atts = newCache[string, *store.Attestation](s.cacheSize)
+	if s.cacheSize < 1 {
+		return nil, fmt.Errorf("posture: cache size %d: must be positive", s.cacheSize)
+	}
+	s.certs = newCache[store.Hash, binding](s.cacheSize)
+	s.devices = newCache[string, standing](s.cacheSize)
 	return s, nil
 }
 
@@ -196,71 +310,69 @@ func (s *Service) Decide(ctx context.Context, leaf *x509.Certificate) Verdict {
 
 func (s *Service) decide(ctx context.Context, leaf *x509.Certificate) Verdict {
 	now := s.now()
+	nowNs := unixNano(now)
 	sha := store.HashCert(leaf)
 	v := Verdict{CertSHA256: sha, Reason: ReasonUnknownCert}
 	c, err := s.cert(ctx, sha)
 	if err != nil {
 		return v
 	}
-	v.DeviceID = c.DeviceID
-	v.Profile = c.Profile
-	p := s.Profile(c.Profile)
-	d, err := s.device(ctx, c.DeviceID)
+	v.DeviceID = c.deviceID
+	v.Profile = c.profile
+	p := s.Profile(c.profile)
+	d, err := s.device(ctx, c.deviceID)
 	if err != nil {
 		return v
 	}
 	// A revoked device is reported as such even though its certs were
 	// revoked with it: the operator wants the cause, not the mechanism.
-	if d.Status == store.DeviceRevoked {
+	if d.status == statusRevoked {
 		v.Reason = ReasonDeviceRevoked
 		return v
 	}
-	if c.Revoked != nil {
+	if c.revoked {
 		v.Reason = ReasonCertRevoked
 		return v
 	}
-	if now.After(c.NotAfter) || now.After(leaf.NotAfter) || now.Before(c.NotBefore) {
+	if nowNs > c.notAfter || now.After(leaf.NotAfter) || nowNs < c.notBefore {
 		v.Reason = ReasonCertExpired
 		return v
 	}
-	format := ""
-	if c.Attested && c.AttestationID != "" {
-		a, err := s.attestation(ctx, c.AttestationID)
-		if err != nil {
-			v.Reason = ReasonUnattested
-			return v
-		}
-		format = a.Format
+	if c.unreadable {
+		// The binding names an attestation the store could not return
+		// (see loadCert): fail closed.
+		v.Reason = ReasonUnattested
+		return v
 	}
-	if r := p.allows(format, c.Attested); r != ReasonOK {
+	if r := p.allows(c.format, c.attested); r != ReasonOK {
 		v.Reason = r
 		return v
 	}
-	if d.Status == store.DeviceQuarantined {
+	if d.status == statusQuarantined {
 		v.Reason = ReasonDeviceQuarantined
-		return s.apply(v, p, ActionQuarantine, now, c, d)
+		return s.apply(v, p, ActionQuarantine, nowNs, c, d)
 	}
 	switch {
-	case d.Posture.State == store.ComplianceNoncompliant:
+	case d.state == stateNoncompliant:
 		v.Reason = ReasonNoncompliant
-		return s.apply(v, p, p.Noncompliant, now, c, d)
-	case p.MaxAge > 0 && (d.Posture.State != store.ComplianceCompliant || d.Posture.UpdatedAt.IsZero()):
+		return s.apply(v, p, p.Noncompliant, nowNs, c, d)
+	case p.MaxAge > 0 && (d.state != stateCompliant || d.updatedAt == math.MinInt64):
 		v.Reason = ReasonPostureUnknown
-		return s.apply(v, p, p.Unknown, now, c, d)
-	case p.MaxAge > 0 && now.Sub(d.Posture.UpdatedAt) > p.MaxAge:
+		return s.apply(v, p, p.Unknown, nowNs, c, d)
+	case p.MaxAge > 0 && nowNs-d.updatedAt > int64(p.MaxAge):
 		v.Reason = ReasonPostureStale
-		return s.apply(v, p, p.Unknown, now, c, d)
+		return s.apply(v, p, p.Unknown, nowNs, c, d)
 	}
 	v.Reason = ReasonOK
 	v.Allow = true
 	v.VLAN = p.VLAN
-	v.SessionTimeout = s.sessionTimeout(p, now, c, d)
+	v.SessionTimeout = s.sessionTimeout(p, nowNs, c, d)
 	return v
 }
 
 // apply turns a bad standing into a reject, or into admission to the
 // quarantine VLAN when the action says so and the profile has one.
-func (s *Service) apply(v Verdict, p *Profile, a Action, now time.Time, c *store.Cert, d *store.Device) Verdict {
+func (s *Service) apply(v Verdict, p *Profile, a Action, now int64, c binding, d standing) Verdict {
 	if a != ActionQuarantine || p.QuarantineVLAN == "" {
 		return v
 	}
@@ -270,13 +382,18 @@ func (s *Service) apply(v Verdict, p *Profile, a Action, now time.Time, c *store
 	return v
 }
 
-func (s *Service) sessionTimeout(p *Profile, now time.Time, c *store.Cert, d *store.Device) time.Duration {
-	t := c.NotAfter.Sub(now)
+// sessionTimeout works on clamped unix nanoseconds; a difference that
+// overflows a Duration saturates instead of wrapping.
+func (s *Service) sessionTimeout(p *Profile, now int64, c binding, d standing) time.Duration {
+	t := time.Duration(math.MaxInt64)
+	if c.notAfter-now >= 0 { // no overflow: notAfter >= now here
+		t = time.Duration(c.notAfter - now)
+	}
 	if p.SessionTimeout > 0 && p.SessionTimeout < t {
 		t = p.SessionTimeout
 	}
-	if p.MaxAge > 0 && !d.Posture.UpdatedAt.IsZero() {
-		if left := p.MaxAge - now.Sub(d.Posture.UpdatedAt); left < t {
+	if p.MaxAge > 0 && d.updatedAt != math.MinInt64 {
+		if left := p.MaxAge - time.Duration(now-d.updatedAt); left < t {
 			t = left
 		}
 	}
@@ -286,14 +403,14 @@ func (s *Service) sessionTimeout(p *Profile, now time.Time, c *store.Cert, d *st
 	return t.Truncate(time.Second)
 }
 
-func (s *Service) cert(ctx context.Context, sha store.Hash) (*store.Cert, error) {
-	e, gen, ok := s.certs.get(sha)
+func (s *Service) cert(ctx context.Context, sha store.Hash) (binding, error) {
+	b, gen, ok := s.certs.get(sha)
 	if ok {
 		s.metrics.CacheLookup(true)
-		if e.cert == nil {
-			return nil, store.ErrNotFound
+		if !b.known {
+			return binding{}, store.ErrNotFound
 		}
-		return e.cert, nil
+		return b, nil
 	}
 	s.metrics.CacheLookup(false)
 	c, err := s.st.GetCert(ctx, sha)
@@ -302,47 +419,53 @@ func (s *Service) cert(ctx context.Context, sha store.Hash) (*store.Cert, error)
 		// A binding is written before its cert is handed out, so an unknown
 		// hash stays unknown: caching the miss is safe and stops a flood of
 		// foreign-but-chaining certs from reaching disk.
-		s.certs.put(sha, certEntry{}, gen)
-		return nil, err
+		s.certs.put(sha, binding{}, gen)
+		return binding{}, err
 	case err != nil:
 		s.log.ErrorContext(ctx, "read binding", "err", err)
-		return nil, err
+		return binding{}, err
 	}
-	c.DER = nil // not needed on the hot path; keep the cache small
-	s.certs.put(sha, certEntry{cert: c}, gen)
-	return c, nil
+	b, cacheable := s.loadCert(ctx, c)
+	if cacheable {
+		s.certs.put(sha, b, gen)
+	}
+	return b, nil
 }
 
-func (s *Service) device(ctx context.Context, id string) (*store.Device, error) {
+// loadCert resolves c's attestation format. A binding whose attestation
+// cannot be read is returned with an empty format (Decide says unattested)
+// but not cached, so it heals once the attestation is readable.
+func (s *Service) loadCert(ctx context.Context, c *store.Cert) (binding, bool) {
+	if !c.Attested || c.AttestationID == "" {
+		return s.compactCert(c, ""), true
+	}
+	a, err := s.st.GetAttestation(ctx, c.AttestationID)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			s.log.ErrorContext(ctx, "read attestation", "id", c.AttestationID, "err", err)
+		}
+		b := s.compactCert(c, "")
+		b.unreadable = true
+		return b, false
+	}
+	return s.compactCert(c, a.Format), true
+}
+
+func (s *Service) device(ctx context.Context, id string) (standing, error) {
 	d, gen, ok := s.devices.get(id)
 	if ok {
 		return d, nil
 	}
-	d, err := s.st.GetDevice(ctx, id)
+	rec, err := s.st.GetDevice(ctx, id)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			s.log.ErrorContext(ctx, "read device", "device", id, "err", err)
 		}
-		return nil, err
+		return standing{}, err
 	}
+	d = compactDevice(rec)
 	s.devices.put(id, d, gen)
 	return d, nil
-}
-
-func (s *Service) attestation(ctx context.Context, id string) (*store.Attestation, error) {
-	a, gen, ok := s.atts.get(id)
-	if ok {
-		return a, nil
-	}
-	a, err := s.st.GetAttestation(ctx, id)
-	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			s.log.ErrorContext(ctx, "read attestation", "id", id, "err", err)
-		}
-		return nil, err
-	}
-	s.atts.put(id, a, gen)
-	return a, nil
 }
 
 // Bindings and devices are cached separately, so a device change drops only
@@ -354,5 +477,4 @@ func (s *Service) invalidateCert(sha store.Hash) { s.certs.del(sha) }
 func (s *Service) invalidateAll() {
 	s.certs.clear()
 	s.devices.clear()
-	s.atts.clear()
 }

@@ -205,11 +205,11 @@ func (w *invalidating) RecordIssuance(ctx context.Context, is store.Issuance) er
 	if is.Device != nil {
 		w.s.invalidateDevice(is.Device.ID)
 	}
+	// The new binding carries its attestation's format when it is next
+	// cached; an attestation recorded again for the same key keeps its
+	// format (the key's hardware), so other bindings stay valid.
 	if is.Cert != nil {
 		w.s.invalidateCert(is.Cert.SHA256)
-	}
-	if is.Attestation != nil {
-		w.s.atts.del(is.Attestation.ID)
 	}
 	return err
 }
@@ -231,7 +231,7 @@ func (w *invalidating) RevokeDevice(ctx context.Context, id string, r store.Revo
 
 func (w *invalidating) PutAttestation(ctx context.Context, a *store.Attestation) error {
 	err := w.Store.PutAttestation(ctx, a)
-	w.s.atts.del(a.ID)
+	w.s.invalidateDeviceCerts(ctx, a.DeviceID)
 	return err
 }
 
@@ -239,4 +239,30 @@ func (w *invalidating) Restore(ctx context.Context, r io.Reader) error {
 	err := w.Store.Restore(ctx, r)
 	w.s.invalidateAll()
 	return err
+}
+
+// invalidateDeviceCerts drops the cached bindings of one device, which carry
+// their attestation's format. Attestations are not rewritten in practice,
+// so this is rare; if the listing fails every binding is dropped.
+func (s *Service) invalidateDeviceCerts(ctx context.Context, deviceID string) {
+	if deviceID == "" {
+		s.certs.clear()
+		return
+	}
+	var p store.Page
+	for {
+		certs, next, err := s.st.ListCerts(ctx, store.CertFilter{DeviceID: deviceID}, p)
+		if err != nil {
+			s.log.ErrorContext(ctx, "list bindings to invalidate: dropping all", "device", deviceID, "err", err)
+			s.certs.clear()
+			return
+		}
+		for _, c := range certs {
+			s.invalidateCert(c.SHA256)
+		}
+		if next == "" {
+			return
+		}
+		p.After = next
+	}
 }

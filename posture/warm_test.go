@@ -1,0 +1,112 @@
+package posture_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"hardbound/enroll/devbind"
+	"hardbound/posture"
+	"hardbound/store"
+)
+
+// After Warm every binding and device is answered from memory: a login
+// storm after a restart costs no store reads.
+func TestWarmServesEveryDeviceFromCache(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, profiles...)
+	var leaves []*devbind.Device
+	for i := range 5 {
+		leaves = append(leaves, f.bind(t, devbind.Request{DeviceID: fmt.Sprintf("warm-%d", i)}))
+	}
+	unattested := f.bind(t, devbind.Request{DeviceID: "warm-none", Format: "none", Profile: "migration"})
+	noncompliant := f.bind(t, devbind.Request{DeviceID: "warm-bad", Posture: store.ComplianceNoncompliant})
+	m := &countingMetrics{decisions: map[posture.Reason]int{}}
+	svc, err := posture.New(f.st, profiles, posture.WithMetrics(m), posture.WithClock(f.clock.now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Warm(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range append(leaves, unattested) {
+		if v := svc.Decide(f.ctx, d.Leaf); !v.Allow || v.Reason != posture.ReasonOK {
+			t.Errorf("%s: Decide = %+v, want ok", d.ID, v)
+		}
+	}
+	if v := svc.Decide(f.ctx, noncompliant.Leaf); v.Allow || v.Reason != posture.ReasonNoncompliant {
+		t.Errorf("noncompliant: Decide = %+v", v)
+	}
+	if m.miss != 0 || m.hit != 7 {
+		t.Errorf("cache misses %d hits %d after Warm, want 0 and 7", m.miss, m.hit)
+	}
+}
+
+// Writes after Warm still invalidate what it loaded.
+func TestWarmedEntriesAreInvalidatedByWrites(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, profiles...)
+	d := f.bind(t, devbind.Request{DeviceID: "warm-q"})
+	d2 := f.bind(t, devbind.Request{DeviceID: "warm-r"})
+	if err := f.svc.Warm(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Quarantine(f.ctx, d.ID, "admin:test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Store().RevokeCert(f.ctx, d2.Binding.SHA256, store.Revocation{Reason: 1, Actor: "admin:test"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if v := f.svc.Decide(f.ctx, d.Leaf); v.Allow || v.Reason != posture.ReasonDeviceQuarantined {
+		t.Errorf("quarantined after Warm: Decide = %+v", v)
+	}
+	if v := f.svc.Decide(f.ctx, d2.Leaf); v.Allow || v.Reason != posture.ReasonCertRevoked {
+		t.Errorf("revoked after Warm: Decide = %+v", v)
+	}
+}
+
+func TestWarmStopsWhenContextIsDone(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	d := f.bind(t, devbind.Request{DeviceID: "warm-c"})
+	ctx, cancel := context.WithCancel(f.ctx)
+	cancel()
+	if err := f.svc.Warm(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Warm = %v, want context.Canceled", err)
+	}
+	// Decide loads on demand as before.
+	if v := f.svc.Decide(f.ctx, d.Leaf); !v.Allow {
+		t.Errorf("Decide = %+v", v)
+	}
+}
+
+// A cached binding carries its attestation's format; rewriting the
+// attestation through Store() drops the device's bindings.
+func TestPutAttestationInvalidatesBindingFormat(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, profiles...)
+	d := f.bind(t, devbind.Request{DeviceID: "att-rewrite", Profile: "strict", Format: "tpm", Posture: store.ComplianceCompliant})
+	if v := f.svc.Decide(f.ctx, d.Leaf); v.Reason != posture.ReasonAttestationNotAllowed {
+		t.Fatalf("tpm under strict: Decide = %+v", v)
+	}
+	a, err := f.st.GetAttestation(f.ctx, d.Binding.AttestationID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Format = "apple"
+	if err := f.svc.Store().PutAttestation(f.ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if v := f.svc.Decide(f.ctx, d.Leaf); !v.Allow || v.Reason != posture.ReasonOK {
+		t.Errorf("apple under strict: Decide = %+v", v)
+	}
+}
+
+func TestNewRejectsNonPositiveCacheSize(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	if _, err := posture.New(f.st, nil, posture.WithCacheSize(0)); err == nil {
+		t.Error("New(WithCacheSize(0)) succeeded")
+	}
+}
