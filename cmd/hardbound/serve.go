@@ -148,6 +148,13 @@ func start(parent context.Context, cfg *Config, log *slog.Logger) (_ *instance, 
 	if err != nil {
 		return nil, err
 	}
+	// Load every binding and device in the background: a login storm after
+	// a restart then costs no store reads. It stops on shutdown.
+	in.wg.Add(1)
+	go func() {
+		defer in.wg.Done()
+		_ = in.posture.Warm(in.ctx) // logs its own outcome
+	}()
 	if err := in.startComponents(); err != nil {
 		return nil, err
 	}
