@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"acme_account_thumbprint_claimed_once_under_concurrency", testACMEAccountConcurrency},
 		{"audit_chain", testAudit},
 		{"audit_concurrent_appends_form_one_chain", testAuditConcurrency},
+		{"audit_64_concurrent_callers_each_get_their_own_stored_event", testAuditCallersGetTheirEvents},
 		{"backup_restore", testBackupRestore},
 		{"canceled_context", testCanceled},
 	}
@@ -1232,6 +1233,78 @@ func testAuditConcurrency(t *testing.T, open func(t *testing.T) store.Store) {
 	noErr(t, "GetDevice", err)
 	if len(d.Groups) != 1+workers*4 { // "eng" + i in {0,3,6,9} per worker
 		t.Fatalf("device groups %d, want %d: a concurrent UpdateDevice was lost", len(d.Groups), 1+workers*4)
+	}
+}
+
+// testAuditCallersGetTheirEvents: many concurrent appenders (a store may
+// group-commit them) mixed with audited writes still form one gap-free
+// chain, and every caller gets back a distinct Seq whose stored event is
+// exactly the one it appended.
+func testAuditCallersGetTheirEvents(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	noErr(t, "PutDevice", s.PutDevice(ctx, device("d1")))
+	issue(t, s, "d2", 1)
+
+	const workers, each = 64, 4
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		got  = map[uint64]*store.AuditEvent{}
+		errs []error
+	)
+	keep := func(ev *store.AuditEvent, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case got[ev.Seq] != nil:
+			errs = append(errs, fmt.Errorf("seq %d handed to two callers", ev.Seq))
+		default:
+			got[ev.Seq] = ev
+		}
+	}
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				ev := auditEv("radius.auth", fmt.Sprintf("w%d-%d", w, i))
+				keep(ev, s.AppendAudit(ctx, ev))
+				if i != 1 {
+					continue
+				}
+				ev = auditEv("admin.write", fmt.Sprintf("w%d", w))
+				var err error
+				if w%2 == 0 {
+					_, err = s.UpdateDevice(ctx, "d1", func(d *store.Device) error {
+						d.Groups = append(d.Groups, fmt.Sprintf("w%d", w))
+						return nil
+					}, ev)
+				} else {
+					_, err = s.RevokeCert(ctx, cert("d2", 1).SHA256, store.Revocation{Reason: 1}, ev)
+				}
+				keep(ev, err)
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		t.Error(err)
+	}
+	total := uint64(1 + workers*each + workers)
+	verifyOK(t, s, total)
+	noErr(t, "ScanAudit", s.ScanAudit(ctx, 2, func(e *store.AuditEvent) error {
+		mine := got[e.Seq]
+		if mine == nil {
+			return fmt.Errorf("stored event %d was returned to no caller", e.Seq)
+		}
+		sameJSON(t, fmt.Sprintf("event %d as returned vs stored", e.Seq), mine, e)
+		return nil
+	}))
+	if uint64(len(got)) != total-1 {
+		t.Fatalf("%d callers got events, want %d", len(got), total-1)
 	}
 }
 
