@@ -50,7 +50,7 @@ func (in *instance) startRADIUS() error {
 	if rc.AuthAddr == "" && rc.AcctAddr == "" {
 		return nil
 	}
-	kp, err := serverCert(in.ctx, in.ca, in.cfg.DataDir, "radius", rc.ServerNames)
+	kp, err := serverCert(in.ctx, in.ca, in.cfg.DataDir, "radius", rc.ServerNames, false)
 	if err != nil {
 		return err
 	}
@@ -65,6 +65,7 @@ func (in *instance) startRADIUS() error {
 		},
 		MaxFragment: rc.MaxFragment,
 		AllowNoEMS:  rc.AllowNoEMS,
+		OmitCANames: !rc.SendCANames,
 		Logger:      in.log,
 		Metrics:     m,
 	})

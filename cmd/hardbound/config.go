@@ -36,17 +36,22 @@ type LogConfig struct {
 }
 
 type RADIUSConfig struct {
-	AuthAddr         string         `yaml:"auth_addr"`
-	AcctAddr         string         `yaml:"acct_addr"`
-	MaxConversations int            `yaml:"max_conversations"`
-	MaxPerNAS        int            `yaml:"max_conversations_per_nas"`
-	IdleTimeout      Duration       `yaml:"conversation_idle_timeout"`
-	TLSMaxVersion    string         `yaml:"tls_max_version"` // "1.2" | "1.3"
-	MaxFragment      int            `yaml:"max_fragment"`
-	AllowNoEMS       bool           `yaml:"allow_no_ems"`
-	ServerNames      []string       `yaml:"server_names"`
-	Clients          []ClientConfig `yaml:"clients"`
-	CoA              CoAConfig      `yaml:"coa"`
+	AuthAddr         string   `yaml:"auth_addr"`
+	AcctAddr         string   `yaml:"acct_addr"`
+	MaxConversations int      `yaml:"max_conversations"`
+	MaxPerNAS        int      `yaml:"max_conversations_per_nas"`
+	IdleTimeout      Duration `yaml:"conversation_idle_timeout"`
+	TLSMaxVersion    string   `yaml:"tls_max_version"` // "1.2" | "1.3"
+	MaxFragment      int      `yaml:"max_fragment"`
+	AllowNoEMS       bool     `yaml:"allow_no_ems"`
+	// SendCANames puts the issuing CA's name in the TLS CertificateRequest
+	// (a hint some supplicants use to pick among several client certs). Off
+	// by default: without it a TLS 1.3 authentication takes 4 RADIUS round
+	// trips at Framed-MTU 1400 instead of 5. The chain is verified either way.
+	SendCANames bool           `yaml:"send_ca_names"`
+	ServerNames []string       `yaml:"server_names"`
+	Clients     []ClientConfig `yaml:"clients"`
+	CoA         CoAConfig      `yaml:"coa"`
 }
 
 type ClientConfig struct {

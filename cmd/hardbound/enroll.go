@@ -178,7 +178,7 @@ func (in *instance) startEnroll() error {
 		}
 		in.enroll.jamf = j
 	}
-	kp, err := serverCert(in.ctx, in.ca, in.cfg.DataDir, "enroll", ec.ServerNames)
+	kp, err := serverCert(in.ctx, in.ca, in.cfg.DataDir, "enroll", ec.ServerNames, true)
 	if err != nil {
 		return err
 	}

@@ -17,8 +17,10 @@ import (
 // serverCert loads dir/tls/<name>.{crt,key} when it was issued by the
 // current issuing CA and has more than 30 days left; otherwise it issues a
 // new one and writes it (key 0600). Supplicants pin the CA and server name,
-// so a stable certificate across restarts avoids needless churn.
-func serverCert(ctx context.Context, c *ca.CA, dataDir, name string, names []string) (tls.Certificate, error) {
+// so a stable certificate across restarts avoids needless churn. With
+// loopbackIPs and no IP among names, 127.0.0.1 and ::1 are added (for the
+// HTTPS listeners the CLI reaches by address).
+func serverCert(ctx context.Context, c *ca.CA, dataDir, name string, names []string, loopbackIPs bool) (tls.Certificate, error) {
 	dir := filepath.Join(dataDir, "tls")
 	crtPath, keyPath := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
 	if kp, err := tls.LoadX509KeyPair(crtPath, keyPath); err == nil {
@@ -37,7 +39,7 @@ func serverCert(ctx context.Context, c *ca.CA, dataDir, name string, names []str
 			dns = append(dns, n)
 		}
 	}
-	if len(ips) == 0 {
+	if len(ips) == 0 && loopbackIPs {
 		ips = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
 	}
 	kp, err := c.IssueServerTLS(ctx, dns, ips, 0)
