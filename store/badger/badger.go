@@ -4,6 +4,8 @@
 // JSON with a version field (store.RecordVersion). Every multi-record write
 // is one Badger transaction, retried a few times on badger.ErrConflict, and
 // SyncWrites is on so a write is on disk before the method returns.
+// Concurrent AppendAudit calls share one transaction and one fsync (group
+// commit, audit.go); each still returns only once its own event is durable.
 //
 // File permissions: Badger creates its data files with mode 0666 minus the
 // process umask (ristretto's mmap helper), and offers no option to change
