@@ -165,10 +165,19 @@ func runBenchEnroll(ctx context.Context, e *env, cf *clientFlags, f *benchEnroll
 			loads = append(loads, scepEnroller(f, api, hc, base, prefix))
 		}
 	}
+	// All untimed setup (keys, accounts) first, so that one protocol's
+	// setup never runs during the other's timed phase.
 	reports := make([]enrollReport, len(loads))
-	var wg sync.WaitGroup
+	workers := make([][]func(context.Context, int) (time.Duration, error), len(loads))
 	for i, l := range loads {
-		wg.Go(func() { reports[i] = runEnrollLoad(ctx, l, f.count, f.concurrency) })
+		reports[i], workers[i] = setupEnrollLoad(ctx, l, f.count, f.concurrency)
+	}
+	var wg sync.WaitGroup
+	for i := range loads {
+		if workers[i] == nil {
+			continue
+		}
+		wg.Go(func() { runEnrollLoad(ctx, &reports[i], workers[i], f.count) })
 	}
 	wg.Wait()
 	failed := 0
@@ -192,43 +201,42 @@ func runBenchEnroll(ctx context.Context, e *env, cf *clientFlags, f *benchEnroll
 	return nil
 }
 
-// runEnrollLoad runs count enrollments with conc workers.
-func runEnrollLoad(ctx context.Context, l enroller, count, conc int) enrollReport {
+// setupEnrollLoad does l's untimed setup and returns one enroll func per
+// worker, or nil workers (and the report of the failure).
+func setupEnrollLoad(ctx context.Context, l enroller, count, conc int) (enrollReport, []func(context.Context, int) (time.Duration, error)) {
 	rep := enrollReport{Protocol: l.name, Concurrency: conc}
-	var (
-		mu      sync.Mutex
-		lat     []time.Duration
-		samples []string
-	)
-	fail := func(err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		rep.Failed++
-		if len(samples) < 5 {
-			samples = append(samples, err.Error())
-		}
+	start := time.Now()
+	fail := func(err error) (enrollReport, []func(context.Context, int) (time.Duration, error)) {
+		rep.Failed = count
+		rep.ErrorSamples = []string{err.Error()}
+		return rep, nil
 	}
-	setupStart := time.Now()
 	if l.prepare != nil {
 		if err := l.prepare(ctx); err != nil {
-			rep.Failed = count
-			rep.ErrorSamples = []string{err.Error()}
-			return rep
+			return fail(err)
 		}
 	}
 	workers := make([]func(context.Context, int) (time.Duration, error), min(conc, count))
 	for w := range workers {
 		one, err := l.setup(ctx, w)
 		if err != nil {
-			rep.Failed = count
-			rep.ErrorSamples = []string{err.Error()}
-			return rep
+			return fail(err)
 		}
 		workers[w] = one
 	}
-	rep.UntimedSetup = time.Since(setupStart)
-	var next atomic.Int64
-	var wg sync.WaitGroup
+	rep.UntimedSetup = time.Since(start)
+	return rep, workers
+}
+
+// runEnrollLoad runs count enrollments on workers and fills rep.
+func runEnrollLoad(ctx context.Context, rep *enrollReport, workers []func(context.Context, int) (time.Duration, error), count int) {
+	var (
+		mu      sync.Mutex
+		lat     []time.Duration
+		samples []string
+		next    atomic.Int64
+		wg      sync.WaitGroup
+	)
 	start := time.Now()
 	for _, one := range workers {
 		wg.Go(func() {
@@ -238,12 +246,15 @@ func runEnrollLoad(ctx context.Context, l enroller, count, conc int) enrollRepor
 					return
 				}
 				d, err := one(ctx, int(i))
-				if err != nil {
-					fail(fmt.Errorf("#%d: %w", i, err))
-					continue
-				}
 				mu.Lock()
-				lat = append(lat, d)
+				if err != nil {
+					rep.Failed++
+					if len(samples) < 5 {
+						samples = append(samples, fmt.Sprintf("#%d: %v", i, err))
+					}
+				} else {
+					lat = append(lat, d)
+				}
 				mu.Unlock()
 			}
 		})
@@ -256,7 +267,6 @@ func runEnrollLoad(ctx context.Context, l enroller, count, conc int) enrollRepor
 	rep.P50, rep.P95, rep.P99 = eapclient.Percentile(lat, 50), eapclient.Percentile(lat, 95), eapclient.Percentile(lat, 99)
 	rep.Max = eapclient.Percentile(lat, 100)
 	rep.ErrorSamples = samples
-	return rep
 }
 
 func acmeEnroller(f *benchEnrollFlags, hc *http.Client, base, prefix string) (enroller, error) {
