@@ -110,3 +110,37 @@ func TestNewRejectsNonPositiveCacheSize(t *testing.T) {
 		t.Error("New(WithCacheSize(0)) succeeded")
 	}
 }
+
+// Writes racing with Warm win: Warm never caches a standing older than a
+// write that completed (the shard generation check).
+func TestWarmConcurrentWithWritesKeepsWrites(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, profiles...)
+	var devs []*devbind.Device
+	for i := range 40 {
+		devs = append(devs, f.bind(t, devbind.Request{DeviceID: fmt.Sprintf("race-%02d", i)}))
+	}
+	svc, err := posture.New(f.st, profiles, posture.WithClock(f.clock.now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.Warm(f.ctx) }()
+	for _, d := range devs[:20] {
+		if _, err := svc.Quarantine(f.ctx, d.ID, "admin:test"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range devs {
+		want := posture.ReasonOK
+		if i < 20 {
+			want = posture.ReasonDeviceQuarantined
+		}
+		if v := svc.Decide(f.ctx, d.Leaf); v.Reason != want {
+			t.Errorf("%s: Decide = %s, want %s", d.ID, v.Reason, want)
+		}
+	}
+}
