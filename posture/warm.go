@@ -80,7 +80,7 @@ func (s *Service) warmCerts(ctx context.Context) (n, full int, err error) {
 			return n, full, err
 		}
 		gens := s.certs.gens()
-		page, next, err := s.st.ListCerts(ctx, store.CertFilter{}, p)
+		page, next, err := s.st.ListCerts(ctx, store.CertFilter{NoDER: true}, p)
 		if err != nil {
 			return n, full, fmt.Errorf("posture: warm bindings: %w", err)
 		}

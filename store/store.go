@@ -252,6 +252,12 @@ type DeviceFilter struct {
 type CertFilter struct {
 	DeviceID    string
 	RevokedOnly bool
+	// NoDER leaves Cert.DER nil: the store does not read the certificates'
+	// DER at all. Listings that only need the binding (cache warming, CRL
+	// building) set it, so that a full scan neither copies the DER nor
+	// pages in the tables holding it, which at a million devices is
+	// hundreds of MiB of resident memory.
+	NoDER bool
 }
 
 // VerifyResult reports the outcome of recomputing the audit chain.

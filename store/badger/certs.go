@@ -227,8 +227,10 @@ func (s *Store) ListCerts(ctx context.Context, f store.CertFilter, p store.Page)
 				if err := item.Value(func(b []byte) error { return decode(item.Key(), b, c) }); err != nil {
 					return nil, false, err
 				}
-				if err := getDERTxn(txn, c); err != nil {
-					return nil, false, err
+				if !f.NoDER {
+					if err := getDERTxn(txn, c); err != nil {
+						return nil, false, err
+					}
 				}
 				return c, match(c), nil
 			})
@@ -241,7 +243,11 @@ func (s *Store) ListCerts(ctx context.Context, f store.CertFilter, p store.Page)
 				return nil, false, err
 			}
 			c := new(store.Cert)
-			if err := getCertTxn(txn, h, c); err != nil {
+			get := getCertTxn
+			if f.NoDER {
+				get = getCertNoDERTxn
+			}
+			if err := get(txn, h, c); err != nil {
 				return nil, false, fmt.Errorf("device index -> cert %s: %w", h, err)
 			}
 			return c, match(c), nil
@@ -400,6 +406,11 @@ func getCertTxn(txn *bdb.Txn, h store.Hash, c *store.Cert) error {
 		return err
 	}
 	return getDERTxn(txn, c)
+}
+
+// getCertNoDERTxn reads the binding alone, leaving c.DER nil.
+func getCertNoDERTxn(txn *bdb.Txn, h store.Hash, c *store.Cert) error {
+	return getJSON(txn, keyCert(h), c)
 }
 
 func getDERTxn(txn *bdb.Txn, c *store.Cert) error {
