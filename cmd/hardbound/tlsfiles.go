@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"hardbound/enroll/ca"
@@ -23,13 +24,6 @@ import (
 func serverCert(ctx context.Context, c *ca.CA, dataDir, name string, names []string, loopbackIPs bool) (tls.Certificate, error) {
 	dir := filepath.Join(dataDir, "tls")
 	crtPath, keyPath := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-	if kp, err := tls.LoadX509KeyPair(crtPath, keyPath); err == nil {
-		leaf, err := x509.ParseCertificate(kp.Certificate[0])
-		if err == nil && leaf.CheckSignatureFrom(c.Issuing()) == nil && time.Until(leaf.NotAfter) > 30*24*time.Hour {
-			kp.Leaf = leaf
-			return kp, nil
-		}
-	}
 	var dns []string
 	var ips []net.IP
 	for _, n := range names {
@@ -41,6 +35,17 @@ func serverCert(ctx context.Context, c *ca.CA, dataDir, name string, names []str
 	}
 	if len(ips) == 0 && loopbackIPs {
 		ips = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
+	}
+	if kp, err := tls.LoadX509KeyPair(crtPath, keyPath); err == nil {
+		leaf, err := x509.ParseCertificate(kp.Certificate[0])
+		// Reuse only a cert for exactly these names: a changed server_names
+		// (or an older cert with IP SANs the RADIUS flight no longer wants)
+		// gets a new one.
+		if err == nil && leaf.CheckSignatureFrom(c.Issuing()) == nil && time.Until(leaf.NotAfter) > 30*24*time.Hour &&
+			slices.Equal(leaf.DNSNames, dns) && slices.EqualFunc(leaf.IPAddresses, ips, net.IP.Equal) {
+			kp.Leaf = leaf
+			return kp, nil
+		}
 	}
 	kp, err := c.IssueServerTLS(ctx, dns, ips, 0)
 	if err != nil {
