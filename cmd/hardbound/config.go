@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,9 +27,41 @@ type Config struct {
 	Metrics  MetricsConfig   `yaml:"metrics"`
 	Profiles []ProfileConfig `yaml:"profiles"`
 	MDM      MDMConfig       `yaml:"mdm"`
+	// MemoryLimit is the Go runtime's soft memory limit ("768MiB";
+	// debug.SetMemoryLimit), so that the GC heap goal does not double the
+	// posture caches (~400 MiB live with 1M devices) or a Badger
+	// compaction's buffers. Empty or "0" keeps the runtime's default, which
+	// is GOMEMLIMIT when set; a value here wins over GOMEMLIMIT.
+	MemoryLimit string `yaml:"memory_limit"`
 	// Dev enables test attestation roots and test evidence (bench make-devices).
 	// WARNING: never in production. Set by `serve --dev`, not by the file.
 	Dev bool `yaml:"-"`
+
+	memoryLimit int64 // MemoryLimit in bytes, resolved by Validate; 0 = unset
+}
+
+// minMemoryLimit is the smallest memory_limit accepted: below it the GC would
+// run continuously just to hold the caches, which is a typo ("768KiB"), not
+// a setting.
+const minMemoryLimit = 64 << 20
+
+// parseByteSize reads a size in GOMEMLIMIT's syntax: a whole number of bytes
+// with an optional unit B, KiB, MiB, GiB or TiB.
+func parseByteSize(s string) (int64, error) {
+	num := strings.TrimRight(s, "BKMGTi")
+	unit := s[len(num):]
+	shift, ok := map[string]uint{"": 0, "B": 0, "KiB": 10, "MiB": 20, "GiB": 30, "TiB": 40}[unit]
+	if !ok {
+		return 0, fmt.Errorf("unit %q is not one of B, KiB, MiB, GiB, TiB", unit)
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a whole number of bytes with a unit (e.g. 768MiB)", s)
+	}
+	if n > math.MaxInt64>>shift {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return n << shift, nil
 }
 
 type LogConfig struct {
@@ -279,6 +313,17 @@ func checkAddr(field, addr string) error {
 func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return fieldErr("data_dir", "must not be empty")
+	}
+	c.memoryLimit = 0
+	if c.MemoryLimit != "" {
+		n, err := parseByteSize(c.MemoryLimit)
+		if err != nil {
+			return fieldErr("memory_limit", "%v", err)
+		}
+		if n != 0 && n < minMemoryLimit {
+			return fieldErr("memory_limit", "%s is below the minimum of 64MiB (0 or empty: no limit)", c.MemoryLimit)
+		}
+		c.memoryLimit = n
 	}
 	switch c.Log.Format {
 	case "text", "json":

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -55,6 +56,7 @@ func newServeCmd(e *env) *cobra.Command {
 			}
 			cfg.Dev = dev
 			log := newLogger(cfg.Log, e.stderr)
+			applyMemoryLimit(cfg, e.getenv("GOMEMLIMIT"), log)
 			inst, err := start(cmd.Context(), cfg, log)
 			if err != nil {
 				return err
@@ -68,6 +70,21 @@ func newServeCmd(e *env) *cobra.Command {
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "override data_dir")
 	cmd.Flags().StringVar(&logFormat, "log-format", "", "text or json (overrides log.format)")
 	return cmd
+}
+
+// applyMemoryLimit sets the runtime's soft memory limit from memory_limit.
+// It is process-wide, so only the serve command calls it, not start (tests
+// run many instances in one process). Without memory_limit the runtime
+// keeps its own setting (GOMEMLIMIT, or none).
+func applyMemoryLimit(cfg *Config, gomemlimit string, log *slog.Logger) {
+	if cfg.memoryLimit == 0 {
+		if gomemlimit != "" {
+			log.Info("memory limit from GOMEMLIMIT", "bytes", debug.SetMemoryLimit(-1))
+		}
+		return
+	}
+	debug.SetMemoryLimit(cfg.memoryLimit)
+	log.Info("memory limit set", "memory_limit", cfg.MemoryLimit, "bytes", cfg.memoryLimit, "overrides_GOMEMLIMIT", gomemlimit != "")
 }
 
 func newLogger(c LogConfig, w io.Writer) *slog.Logger {
