@@ -157,11 +157,7 @@ func start(parent context.Context, cfg *Config, log *slog.Logger) (_ *instance, 
 	}
 	in.st = st
 
-	profiles, err := postureProfiles(cfg)
-	if err != nil {
-		return nil, err
-	}
-	in.posture, err = posture.New(st, profiles, posture.WithLogger(log), posture.WithMetrics(in.metrics.Posture()))
+	in.posture, err = posture.New(st, postureProfiles(cfg), posture.WithLogger(log), posture.WithMetrics(in.metrics.Posture()))
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +180,7 @@ func start(parent context.Context, cfg *Config, log *slog.Logger) (_ *instance, 
 	return in, nil
 }
 
-func postureProfiles(cfg *Config) ([]posture.Profile, error) {
+func postureProfiles(cfg *Config) []posture.Profile {
 	var out []posture.Profile
 	for _, p := range cfg.Profiles {
 		out = append(out, posture.Profile{
@@ -193,7 +189,7 @@ func postureProfiles(cfg *Config) ([]posture.Profile, error) {
 			QuarantineVLAN: p.QuarantineVLAN, VLAN: p.VLAN, SessionTimeout: p.SessionTimeout.D(),
 		})
 	}
-	return out, nil
+	return out
 }
 
 func (in *instance) onClose(f func(context.Context) error) {
