@@ -13,6 +13,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
@@ -120,6 +121,14 @@ func benchHeap() uint64 {
 	return m.HeapAlloc
 }
 
+// benchGCCPU is the CPU time the GC has used so far (estimated by the
+// runtime), in seconds.
+func benchGCCPU() float64 {
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(s)
+	return s[0].Value.Float64()
+}
+
 // benchRSS is the process's resident set (Linux), 0 elsewhere.
 func benchRSS() uint64 {
 	b, err := os.ReadFile("/proc/self/status")
@@ -186,6 +195,7 @@ func BenchmarkDecide1M(b *testing.B) {
 	// b.N is unknown before b.Loop starts: keep up to 10M samples.
 	var lat []time.Duration
 	b.ReportAllocs()
+	gc0 := benchGCCPU()
 	b.ResetTimer()
 	for b.Loop() {
 		leaf := benchLeaf(rng.IntN(n), notAfter)
@@ -200,6 +210,8 @@ func BenchmarkDecide1M(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	// GC CPU per decision: what scanning the caches costs live traffic.
+	b.ReportMetric((benchGCCPU()-gc0)*1e9/float64(len(lat)), "gc-cpu-ns/op")
 	if len(lat) == 0 {
 		b.Fatal(errors.New("no samples"))
 	}

@@ -2,8 +2,13 @@ package posture
 
 import (
 	"math"
+	"reflect"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"hardbound/store"
 )
 
 func TestCacheFillKeepsLiveEntriesAndSkipsInvalidated(t *testing.T) {
@@ -61,9 +66,107 @@ func TestUnixNanoClampsOutOfRangeTimes(t *testing.T) {
 func TestSessionTimeoutOfNoExpiryCertSaturates(t *testing.T) {
 	s := &Service{}
 	p := &Profile{}
-	b := binding{notAfter: math.MaxInt64}
+	c := &certInfo{notAfter: math.MaxInt64}
 	d := standing{updatedAt: math.MinInt64}
-	if got := s.sessionTimeout(p, unixNano(time.Now()), b, d); got <= 100*365*24*time.Hour {
+	if got := s.sessionTimeout(p, unixNano(time.Now()), c, d); got <= 100*365*24*time.Hour {
 		t.Errorf("sessionTimeout = %v, want about 236 years", got)
+	}
+}
+
+// hasPointers reports whether values of t contain a pointer the GC must
+// scan.
+func hasPointers(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Array:
+		return t.Len() > 0 && hasPointers(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if hasPointers(t.Field(i).Type) {
+				return true
+			}
+		}
+		return false
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return false
+	}
+	return true
+}
+
+// The caches' keys and values hold no pointers, so the GC never scans the
+// million entries of a large site.
+func TestCacheEntriesArePointerFree(t *testing.T) {
+	for _, v := range []any{store.Hash{}, binding{}, devKey{}, standing{}} {
+		if typ := reflect.TypeOf(v); hasPointers(typ) {
+			t.Errorf("%v holds a pointer", typ)
+		}
+	}
+}
+
+func TestKeyOfKeepsShortIDsInlineAndHashesLongOnes(t *testing.T) {
+	tests := []struct {
+		name       string
+		id         string
+		wantInline bool
+	}{
+		{name: "empty-inline", id: "", wantInline: true},
+		{name: "longest-plain-inline", id: strings.Repeat("x", inlineID), wantInline: true},
+		{name: "longer-plain-hashed", id: strings.Repeat("x", inlineID+1)},
+		{name: "ek-sha256-hex-inline", id: strings.Repeat("0f", 32), wantInline: true},
+		{name: "longest-hex-inline", id: strings.Repeat("a9", inlineID), wantInline: true},
+		{name: "longer-hex-hashed", id: strings.Repeat("a9", inlineID+1)},
+		{name: "upper-hex-hashed", id: strings.Repeat("AB", 32)},
+		{name: "odd-hex-hashed", id: strings.Repeat("a", 2*inlineID-1)},
+	}
+	for _, tc := range tests {
+		k := keyOf(tc.id)
+		got, ok := k.inline()
+		if ok != tc.wantInline || (ok && got != tc.id) {
+			t.Errorf("%s: inline() = %q, %v", tc.name, got, ok)
+		}
+		if k != keyOf(tc.id) {
+			t.Errorf("%s: keyOf is not deterministic", tc.name)
+		}
+	}
+	// The three forms never collide.
+	plain := keyOf(strings.Repeat("a", 32))
+	hexed := keyOf(strings.Repeat("61", 32)) // decodes to 32 'a' bytes
+	hashed := keyOf(strings.Repeat("61", 40))
+	if plain == hexed || plain == hashed || hexed == hashed {
+		t.Error("keys of different forms collide")
+	}
+}
+
+func TestInternerRefusesBeyondItsBound(t *testing.T) {
+	in := newInterner("a")
+	if i, ok := in.intern("a"); !ok || i != 0 || in.name(i) != "a" {
+		t.Fatalf("intern(a) = %d, %v", i, ok)
+	}
+	for n := 1; n < maxInterned; n++ {
+		if _, ok := in.intern(strconv.Itoa(n)); !ok {
+			t.Fatalf("intern refused name %d of %d", n, maxInterned)
+		}
+	}
+	if _, ok := in.intern("one-too-many"); ok {
+		t.Error("intern accepted a name beyond its bound")
+	}
+	if i, ok := in.intern("7"); !ok || in.name(i) != "7" {
+		t.Error("a full interner forgot a known name")
+	}
+}
+
+func TestLongIDsRefusesBeyondItsBound(t *testing.T) {
+	l := newLongIDs(1)
+	a, b := keyOf(strings.Repeat("a", 100)), keyOf(strings.Repeat("b", 100))
+	if !l.add(a, "a") || !l.add(a, "a") {
+		t.Fatal("add refused a first or known id")
+	}
+	if l.add(b, "b") {
+		t.Error("add accepted an id beyond the bound")
+	}
+	l.clear()
+	if _, ok := l.get(a); ok {
+		t.Error("clear kept an id")
 	}
 }

@@ -119,31 +119,48 @@ type Service struct {
 	metrics   Metrics
 	cacheSize int
 
-	// The caches hold only what Decide reads, in small pointer-light
-	// structs, so the whole population of a large site fits: full records
-	// (aliases, groups, DER, facts) would cost several times more.
-	certs   *cache[store.Hash, binding]
-	devices *cache[string, standing]
+	// The caches hold only what Decide reads, in small pointer-free
+	// structs (see intern.go), so the whole population of a large site
+	// fits and the GC does not scan it: full records (aliases, groups,
+	// DER, facts) would cost several times more.
+	certs    *cache[store.Hash, binding]
+	devices  *cache[devKey, standing]
+	longIDs  *longIDs
+	profileN *interner // profile names of cached bindings
+	formatN  *interner // attestation formats of cached bindings
 
 	mu   sync.Mutex
 	subs map[int]chan Event
 	next int
 }
 
-// binding is what Decide needs of a store.Cert and its attestation. The
+// certInfo is what Decide needs of a store.Cert and its attestation. The
 // attestation format is resolved when the binding is cached: an attestation
 // never changes after issuance.
-type binding struct {
+type certInfo struct {
 	deviceID  string
-	profile   string // interned when it names a configured profile
+	profile   string
 	format    string // attestation format; "" when unattested
-	notBefore int64  // unix ns, clamped (see unixNano)
+	dev       devKey
+	notBefore int64 // unix ns, clamped (see unixNano)
 	notAfter  int64
-	known     bool // false: no such binding (negative entry)
 	revoked   bool
 	attested  bool
 	// unreadable: the attestation could not be read (never cached).
 	unreadable bool
+}
+
+// binding is a certInfo as cached: without pointers, so a million of them
+// cost the GC nothing to mark. The zero binding is the negative entry.
+type binding struct {
+	notBefore int64
+	notAfter  int64
+	dev       devKey
+	profile   uint16 // index in Service.profileN
+	format    uint16 // index in Service.formatN
+	known     bool   // false: no such binding (negative entry)
+	revoked   bool
+	attested  bool
 }
 
 // standing is what Decide needs of a store.Device: 16 bytes.
@@ -188,21 +205,68 @@ func unixNano(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-func (s *Service) compactCert(c *store.Cert, format string) binding {
-	profile := c.Profile
-	if p, ok := s.profiles[profile]; ok {
-		profile = p.Name // share one string among a million bindings
-	}
-	return binding{
+func infoOf(c *store.Cert, format string) certInfo {
+	return certInfo{
 		deviceID:  c.DeviceID,
-		profile:   profile,
-		format:    internFormat(format),
+		profile:   c.Profile,
+		format:    format,
+		dev:       keyOf(c.DeviceID),
 		notBefore: unixNano(c.NotBefore),
 		notAfter:  unixNano(c.NotAfter),
-		known:     true,
 		revoked:   c.Revoked != nil,
 		attested:  c.Attested,
 	}
+}
+
+// compact returns the cached form of ci, or false when one of its strings
+// does not fit the intern tables (the binding is then read from the store
+// each time: slower, never wrong).
+func (s *Service) compact(ci *certInfo) (binding, bool) {
+	if ci.unreadable {
+		return binding{}, false
+	}
+	if ci.dev.n == hashedID && !s.longIDs.add(ci.dev, ci.deviceID) {
+		return binding{}, false
+	}
+	p, ok := s.profileN.intern(ci.profile)
+	if !ok {
+		return binding{}, false
+	}
+	f, ok := s.formatN.intern(ci.format)
+	if !ok {
+		return binding{}, false
+	}
+	return binding{
+		notBefore: ci.notBefore,
+		notAfter:  ci.notAfter,
+		dev:       ci.dev,
+		profile:   p,
+		format:    f,
+		known:     true,
+		revoked:   ci.revoked,
+		attested:  ci.attested,
+	}, true
+}
+
+// expand is the inverse of compact; false when the device id of a long-id
+// binding was forgotten (invalidateAll), which makes it a cache miss.
+func (s *Service) expand(b *binding) (certInfo, bool) {
+	id, ok := b.dev.inline()
+	if !ok {
+		if id, ok = s.longIDs.get(b.dev); !ok {
+			return certInfo{}, false
+		}
+	}
+	return certInfo{
+		deviceID:  id,
+		profile:   s.profileN.name(b.profile),
+		format:    s.formatN.name(b.format),
+		dev:       b.dev,
+		notBefore: b.notBefore,
+		notAfter:  b.notAfter,
+		revoked:   b.revoked,
+		attested:  b.attested,
+	}, true
 }
 
 func compactDevice(d *store.Device) standing {
@@ -224,18 +288,6 @@ func compactDevice(d *store.Device) standing {
 		st.state = stateNoncompliant
 	}
 	return st
-}
-
-func internFormat(f string) string {
-	for _, k := range HardwareFormats {
-		if f == k {
-			return k
-		}
-	}
-	if f == FormatNone {
-		return FormatNone
-	}
-	return f
 }
 
 // New builds a Service over st. profiles must include "default" or one is
@@ -284,7 +336,15 @@ func New(st store.Store, profiles []Profile, opts ...Option) (*Service, error) {
 		return nil, fmt.Errorf("posture: cache size %d: must be positive", s.cacheSize)
 	}
 	s.certs = newCache[store.Hash, binding](s.cacheSize)
-	s.devices = newCache[string, standing](s.cacheSize)
+	s.devices = newCache[devKey, standing](s.cacheSize)
+	s.longIDs = newLongIDs(s.cacheSize)
+	names := make([]string, 0, len(s.profiles))
+	for n := range s.profiles {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	s.profileN = newInterner(names...)
+	s.formatN = newInterner(append([]string{"", FormatNone}, HardwareFormats...)...)
 	return s, nil
 }
 
@@ -320,7 +380,7 @@ func (s *Service) decide(ctx context.Context, leaf *x509.Certificate) Verdict {
 	v.DeviceID = c.deviceID
 	v.Profile = c.profile
 	p := s.Profile(c.profile)
-	d, err := s.device(ctx, c.deviceID)
+	d, err := s.device(ctx, c.dev, c.deviceID)
 	if err != nil {
 		return v
 	}
@@ -350,29 +410,29 @@ func (s *Service) decide(ctx context.Context, leaf *x509.Certificate) Verdict {
 	}
 	if d.status == statusQuarantined {
 		v.Reason = ReasonDeviceQuarantined
-		return s.apply(v, p, ActionQuarantine, nowNs, c, d)
+		return s.apply(v, p, ActionQuarantine, nowNs, &c, d)
 	}
 	switch {
 	case d.state == stateNoncompliant:
 		v.Reason = ReasonNoncompliant
-		return s.apply(v, p, p.Noncompliant, nowNs, c, d)
+		return s.apply(v, p, p.Noncompliant, nowNs, &c, d)
 	case p.MaxAge > 0 && (d.state != stateCompliant || d.updatedAt == math.MinInt64):
 		v.Reason = ReasonPostureUnknown
-		return s.apply(v, p, p.Unknown, nowNs, c, d)
+		return s.apply(v, p, p.Unknown, nowNs, &c, d)
 	case p.MaxAge > 0 && nowNs-d.updatedAt > int64(p.MaxAge):
 		v.Reason = ReasonPostureStale
-		return s.apply(v, p, p.Unknown, nowNs, c, d)
+		return s.apply(v, p, p.Unknown, nowNs, &c, d)
 	}
 	v.Reason = ReasonOK
 	v.Allow = true
 	v.VLAN = p.VLAN
-	v.SessionTimeout = s.sessionTimeout(p, nowNs, c, d)
+	v.SessionTimeout = s.sessionTimeout(p, nowNs, &c, d)
 	return v
 }
 
 // apply turns a bad standing into a reject, or into admission to the
 // quarantine VLAN when the action says so and the profile has one.
-func (s *Service) apply(v Verdict, p *Profile, a Action, now int64, c binding, d standing) Verdict {
+func (s *Service) apply(v Verdict, p *Profile, a Action, now int64, c *certInfo, d standing) Verdict {
 	if a != ActionQuarantine || p.QuarantineVLAN == "" {
 		return v
 	}
@@ -384,7 +444,7 @@ func (s *Service) apply(v Verdict, p *Profile, a Action, now int64, c binding, d
 
 // sessionTimeout works on clamped unix nanoseconds; a difference that
 // overflows a Duration saturates instead of wrapping.
-func (s *Service) sessionTimeout(p *Profile, now int64, c binding, d standing) time.Duration {
+func (s *Service) sessionTimeout(p *Profile, now int64, c *certInfo, d standing) time.Duration {
 	t := time.Duration(math.MaxInt64)
 	if c.notAfter-now >= 0 { // no overflow: notAfter >= now here
 		t = time.Duration(c.notAfter - now)
@@ -403,14 +463,17 @@ func (s *Service) sessionTimeout(p *Profile, now int64, c binding, d standing) t
 	return t.Truncate(time.Second)
 }
 
-func (s *Service) cert(ctx context.Context, sha store.Hash) (binding, error) {
+func (s *Service) cert(ctx context.Context, sha store.Hash) (certInfo, error) {
 	b, gen, ok := s.certs.get(sha)
-	if ok {
+	if ok && !b.known {
 		s.metrics.CacheLookup(true)
-		if !b.known {
-			return binding{}, store.ErrNotFound
+		return certInfo{}, store.ErrNotFound
+	}
+	if ok {
+		if ci, ok := s.expand(&b); ok {
+			s.metrics.CacheLookup(true)
+			return ci, nil
 		}
-		return b, nil
 	}
 	s.metrics.CacheLookup(false)
 	c, err := s.st.GetCert(ctx, sha)
@@ -420,39 +483,40 @@ func (s *Service) cert(ctx context.Context, sha store.Hash) (binding, error) {
 		// hash stays unknown: caching the miss is safe and stops a flood of
 		// foreign-but-chaining certs from reaching disk.
 		s.certs.put(sha, binding{}, gen)
-		return binding{}, err
+		return certInfo{}, err
 	case err != nil:
 		s.log.ErrorContext(ctx, "read binding", "err", err)
-		return binding{}, err
+		return certInfo{}, err
 	}
-	b, cacheable := s.loadCert(ctx, c)
-	if cacheable {
+	ci := s.loadCert(ctx, c)
+	if b, ok := s.compact(&ci); ok {
 		s.certs.put(sha, b, gen)
 	}
-	return b, nil
+	return ci, nil
 }
 
 // loadCert resolves c's attestation format. A binding whose attestation
-// cannot be read is returned with an empty format (Decide says unattested)
-// but not cached, so it heals once the attestation is readable.
-func (s *Service) loadCert(ctx context.Context, c *store.Cert) (binding, bool) {
+// cannot be read is returned with an empty format and marked unreadable
+// (Decide says unattested); compact refuses to cache it, so it heals once
+// the attestation is readable.
+func (s *Service) loadCert(ctx context.Context, c *store.Cert) certInfo {
 	if !c.Attested || c.AttestationID == "" {
-		return s.compactCert(c, ""), true
+		return infoOf(c, "")
 	}
 	a, err := s.st.GetAttestation(ctx, c.AttestationID)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
 			s.log.ErrorContext(ctx, "read attestation", "id", c.AttestationID, "err", err)
 		}
-		b := s.compactCert(c, "")
-		b.unreadable = true
-		return b, false
+		ci := infoOf(c, "")
+		ci.unreadable = true
+		return ci
 	}
-	return s.compactCert(c, a.Format), true
+	return infoOf(c, a.Format)
 }
 
-func (s *Service) device(ctx context.Context, id string) (standing, error) {
-	d, gen, ok := s.devices.get(id)
+func (s *Service) device(ctx context.Context, k devKey, id string) (standing, error) {
+	d, gen, ok := s.devices.get(k)
 	if ok {
 		return d, nil
 	}
@@ -464,17 +528,18 @@ func (s *Service) device(ctx context.Context, id string) (standing, error) {
 		return standing{}, err
 	}
 	d = compactDevice(rec)
-	s.devices.put(id, d, gen)
+	s.devices.put(k, d, gen)
 	return d, nil
 }
 
 // Bindings and devices are cached separately, so a device change drops only
 // the device; a binding change (issuance, revocation) drops only its hash.
-func (s *Service) invalidateDevice(id string) { s.devices.del(id) }
+func (s *Service) invalidateDevice(id string) { s.devices.del(keyOf(id)) }
 
 func (s *Service) invalidateCert(sha store.Hash) { s.certs.del(sha) }
 
 func (s *Service) invalidateAll() {
 	s.certs.clear()
 	s.devices.clear()
+	s.longIDs.clear()
 }

@@ -56,7 +56,7 @@ func (s *Service) warmDevices(ctx context.Context) (n, full int, err error) {
 			return n, full, fmt.Errorf("posture: warm devices: %w", err)
 		}
 		for _, d := range page {
-			if s.devices.fill(d.ID, compactDevice(d), &gens) {
+			if s.devices.fill(keyOf(d.ID), compactDevice(d), &gens) {
 				n++
 			} else {
 				full++
@@ -85,7 +85,8 @@ func (s *Service) warmCerts(ctx context.Context) (n, full int, err error) {
 			return n, full, fmt.Errorf("posture: warm bindings: %w", err)
 		}
 		for _, c := range page {
-			b, ok := s.loadCert(ctx, c)
+			ci := s.loadCert(ctx, c)
+			b, ok := s.compact(&ci)
 			if !ok {
 				continue
 			}
