@@ -64,6 +64,15 @@ func (cf *clientFlags) client(e *env) (*apiClient, error) {
 	}, nil
 }
 
+// call makes one admin API request with a client built from the flags.
+func (cf *clientFlags) call(ctx context.Context, e *env, method, path string, body, out any) error {
+	c, err := cf.client(e)
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, method, path, body, out)
+}
+
 // do sends a request and decodes the JSON answer into out (if non-nil).
 func (c *apiClient) do(ctx context.Context, method, path string, body, out any) error {
 	var rd io.Reader

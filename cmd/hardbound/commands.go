@@ -82,10 +82,6 @@ func newDeviceCmd(e *env, cf *clientFlags) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List devices", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.client(e)
-			if err != nil {
-				return err
-			}
 			q := url.Values{}
 			setQ(q, "status", status)
 			setQ(q, "compliance", compliance)
@@ -95,7 +91,7 @@ func newDeviceCmd(e *env, cf *clientFlags) *cobra.Command {
 				q.Set("limit", fmt.Sprint(limit))
 			}
 			var out admin.List[*store.Device]
-			if err := c.do(cmd.Context(), "GET", "/api/v1/devices?"+q.Encode(), nil, &out); err != nil {
+			if err := cf.call(cmd.Context(), e, "GET", "/api/v1/devices?"+q.Encode(), nil, &out); err != nil {
 				return err
 			}
 			return output(e, cf, out, func(w io.Writer) {
@@ -115,12 +111,8 @@ func newDeviceCmd(e *env, cf *clientFlags) *cobra.Command {
 	show := &cobra.Command{
 		Use: "show ID", Short: "Show a device with its certificates and live sessions", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client(e)
-			if err != nil {
-				return err
-			}
 			var out admin.DeviceDetail
-			if err := c.do(cmd.Context(), "GET", "/api/v1/devices/"+url.PathEscape(args[0]), nil, &out); err != nil {
+			if err := cf.call(cmd.Context(), e, "GET", "/api/v1/devices/"+url.PathEscape(args[0]), nil, &out); err != nil {
 				return err
 			}
 			return output(e, cf, out, func(w io.Writer) {
@@ -137,23 +129,19 @@ func newDeviceCmd(e *env, cf *clientFlags) *cobra.Command {
 		c := &cobra.Command{
 			Use: name + " ID", Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := cf.client(e)
-				if err != nil {
-					return err
-				}
 				var body any
 				if name == "revoke" {
 					body = admin.RevokeRequest{Reason: reason}
 				}
 				var out json.RawMessage
-				if err := c.do(cmd.Context(), "POST", "/api/v1/devices/"+url.PathEscape(args[0])+"/"+name, body, &out); err != nil {
+				if err := cf.call(cmd.Context(), e, "POST", "/api/v1/devices/"+url.PathEscape(args[0])+"/"+name, body, &out); err != nil {
 					return err
 				}
 				if cf.json {
 					_, err := fmt.Fprintln(e.stdout, string(out))
 					return err
 				}
-				_, err = fmt.Fprintf(e.stdout, "%s: %s done\n", args[0], name)
+				_, err := fmt.Fprintf(e.stdout, "%s: %s done\n", args[0], name)
 				return err
 			},
 		}
@@ -183,10 +171,6 @@ func newCertCmd(e *env, cf *clientFlags) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List certificates", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.client(e)
-			if err != nil {
-				return err
-			}
 			q := url.Values{}
 			setQ(q, "device", device)
 			setQ(q, "after", after)
@@ -197,7 +181,7 @@ func newCertCmd(e *env, cf *clientFlags) *cobra.Command {
 				q.Set("limit", fmt.Sprint(limit))
 			}
 			var out admin.List[*store.Cert]
-			if err := c.do(cmd.Context(), "GET", "/api/v1/certs?"+q.Encode(), nil, &out); err != nil {
+			if err := cf.call(cmd.Context(), e, "GET", "/api/v1/certs?"+q.Encode(), nil, &out); err != nil {
 				return err
 			}
 			return output(e, cf, out, func(w io.Writer) { certRows(w, out.Items) })
@@ -211,13 +195,9 @@ func newCertCmd(e *env, cf *clientFlags) *cobra.Command {
 	revoke := &cobra.Command{
 		Use: "revoke SERIAL", Short: "Revoke a certificate (hex serial)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client(e)
-			if err != nil {
-				return err
-			}
 			var out store.Cert
 			serial := strings.ToLower(strings.TrimPrefix(args[0], "0x"))
-			if err := c.do(cmd.Context(), "POST", "/api/v1/certs/"+url.PathEscape(serial)+"/revoke", admin.RevokeRequest{Reason: reason}, &out); err != nil {
+			if err := cf.call(cmd.Context(), e, "POST", "/api/v1/certs/"+url.PathEscape(serial)+"/revoke", admin.RevokeRequest{Reason: reason}, &out); err != nil {
 				return err
 			}
 			return output(e, cf, out, func(w io.Writer) { certRows(w, []*store.Cert{&out}) })
@@ -242,12 +222,8 @@ func newChallengeCmd(e *env, cf *clientFlags) *cobra.Command {
 				}
 				req.KeySHA256 = h
 			}
-			c, err := cf.client(e)
-			if err != nil {
-				return err
-			}
 			var out admin.ChallengeResponse
-			if err := c.do(cmd.Context(), "POST", "/api/v1/scep/challenges", req, &out); err != nil {
+			if err := cf.call(cmd.Context(), e, "POST", "/api/v1/scep/challenges", req, &out); err != nil {
 				return err
 			}
 			return output(e, cf, out, func(w io.Writer) {
@@ -272,12 +248,8 @@ func newPostureCmd(e *env, cf *clientFlags) *cobra.Command {
 	set := &cobra.Command{
 		Use: "set ID compliant|noncompliant|unknown", Short: "Set compliance", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client(e)
-			if err != nil {
-				return err
-			}
 			var out store.Device
-			if err := c.do(cmd.Context(), "POST", "/api/v1/devices/"+url.PathEscape(args[0])+"/posture",
+			if err := cf.call(cmd.Context(), e, "POST", "/api/v1/devices/"+url.PathEscape(args[0])+"/posture",
 				admin.PostureRequest{State: store.Compliance(args[1])}, &out); err != nil {
 				return err
 			}
@@ -295,17 +267,13 @@ func newSessionCmd(e *env, cf *clientFlags) *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List live sessions", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.client(e)
-			if err != nil {
-				return err
-			}
 			q := url.Values{}
 			setQ(q, "device", device)
 			if all {
 				q.Set("all", "true")
 			}
 			var out admin.List[*store.Session]
-			if err := c.do(cmd.Context(), "GET", "/api/v1/sessions?"+q.Encode(), nil, &out); err != nil {
+			if err := cf.call(cmd.Context(), e, "GET", "/api/v1/sessions?"+q.Encode(), nil, &out); err != nil {
 				return err
 			}
 			return output(e, cf, out, func(w io.Writer) { sessionRows(w, out.Items) })
@@ -323,12 +291,8 @@ func newAuditCmd(e *env, cf *clientFlags) *cobra.Command {
 	tail := &cobra.Command{
 		Use: "tail", Short: "Show the latest audit events", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.client(e)
-			if err != nil {
-				return err
-			}
 			var out admin.List[*store.AuditEvent]
-			if err := c.do(cmd.Context(), "GET", fmt.Sprintf("/api/v1/audit?n=%d", n), nil, &out); err != nil {
+			if err := cf.call(cmd.Context(), e, "GET", fmt.Sprintf("/api/v1/audit?n=%d", n), nil, &out); err != nil {
 				return err
 			}
 			return output(e, cf, out, func(w io.Writer) { auditRows(w, out.Items) })
@@ -338,12 +302,8 @@ func newAuditCmd(e *env, cf *clientFlags) *cobra.Command {
 	verify := &cobra.Command{
 		Use: "verify", Short: "Recompute the audit chain", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := cf.client(e)
-			if err != nil {
-				return err
-			}
 			var out store.VerifyResult
-			if err := c.do(cmd.Context(), "GET", "/api/v1/audit/verify", nil, &out); err != nil {
+			if err := cf.call(cmd.Context(), e, "GET", "/api/v1/audit/verify", nil, &out); err != nil {
 				return err
 			}
 			if err := output(e, cf, out, func(w io.Writer) {
