@@ -10,12 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"hardbound/enroll/ca/catest"
+	"hardbound/store/badger/badgertest"
+
 	"hardbound/admin"
-	"hardbound/enroll/ca"
 	"hardbound/enroll/devbind"
 	"hardbound/posture"
 	"hardbound/store"
-	"hardbound/store/badger"
 )
 
 const token = "s3cret-token"
@@ -32,18 +33,8 @@ func newEnv(t *testing.T) (*env, *devbind.Device) {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	if err := ca.Init(ca.InitOptions{Dir: dir}); err != nil {
-		t.Fatal(err)
-	}
-	c, err := ca.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := badger.Open(ctx, "", badger.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	c := catest.New(t, dir)
+	st := badgertest.Memory(t)
 	svc, err := posture.New(st, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"hardbound/enroll/ca/catest"
+
 	jose "github.com/go-jose/go-jose/v4"
 
 	"hardbound/enroll"
@@ -19,7 +21,6 @@ import (
 	"hardbound/enroll/acme/acmetest"
 	"hardbound/enroll/attest"
 	"hardbound/enroll/attest/attesttest"
-	"hardbound/enroll/ca"
 	"hardbound/enroll/limit"
 	"hardbound/store"
 	"hardbound/store/badger"
@@ -32,13 +33,7 @@ func TestEnrollOverHTTPSThenRevoke(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	dir := t.TempDir()
-	if err := ca.Init(ca.InitOptions{Dir: dir}); err != nil {
-		t.Fatal(err)
-	}
-	c, err := ca.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := catest.New(t, dir)
 	st, err := badger.Open(ctx, t.TempDir())
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"hardbound/enroll/ca/catest"
+	"hardbound/store/badger/badgertest"
+
 	"hardbound/enroll"
 	"hardbound/enroll/attest"
 	"hardbound/enroll/attest/attesttest"
@@ -66,18 +69,8 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	clk := &clock{t: time.Now()}
 	dir := t.TempDir()
-	if err := ca.Init(ca.InitOptions{Dir: dir}); err != nil {
-		t.Fatal(err)
-	}
-	c, err := ca.Load(dir, ca.WithClock(clk.now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := badger.Open(context.Background(), "", badger.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	c := catest.New(t, dir, ca.WithClock(clk.now))
+	st := badgertest.Memory(t)
 	auth, err := attesttest.NewAuthority()
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"hardbound/enroll/ca/catest"
+	"hardbound/store/badger/badgertest"
+
 	"hardbound/enroll/ca"
 	"hardbound/enroll/devbind"
 	"hardbound/posture"
@@ -36,18 +39,8 @@ func newFixture(t *testing.T, profiles ...posture.Profile) *fixture {
 	ctx := context.Background()
 	dir := t.TempDir()
 	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
-	if err := ca.Init(ca.InitOptions{Dir: dir}); err != nil {
-		t.Fatal(err)
-	}
-	c, err := ca.Load(dir, ca.WithClock(clk.now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := badger.Open(ctx, "", badger.WithInMemory(), badger.WithClock(clk.now))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	c := catest.New(t, dir, ca.WithClock(clk.now))
+	st := badgertest.Memory(t, badger.WithClock(clk.now))
 	svc, err := posture.New(st, profiles, posture.WithClock(clk.now))
 	if err != nil {
 		t.Fatal(err)

@@ -5,19 +5,13 @@ import (
 	"context"
 	"testing"
 
-	"hardbound/enroll/ca"
+	"hardbound/enroll/ca/catest"
 )
 
 func TestServerCertReuse(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	if err := ca.Init(ca.InitOptions{Dir: dir}); err != nil {
-		t.Fatal(err)
-	}
-	c, err := ca.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := catest.New(t, dir)
 	ctx := context.Background()
 	issue := func(names []string, loopback bool) []byte {
 		kp, err := serverCert(ctx, c, dir, "radius", names, loopback)

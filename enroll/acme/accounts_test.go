@@ -16,12 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"hardbound/enroll/ca/catest"
+
 	jose "github.com/go-jose/go-jose/v4"
 
 	"hardbound/enroll/acme"
 	"hardbound/enroll/acme/acmetest"
 	"hardbound/enroll/attest"
-	"hardbound/enroll/ca"
 	"hardbound/store"
 	"hardbound/store/badger"
 )
@@ -206,17 +207,12 @@ func TestAccountSurvivesRestart(t *testing.T) {
 			t.Parallel()
 			ctx := t.Context()
 			caDir, dataDir := t.TempDir(), t.TempDir()
-			if err := ca.Init(ca.InitOptions{Dir: caDir, Org: "hardbound test"}); err != nil {
-				t.Fatal(err)
-			}
-			issuer, err := ca.Load(caDir)
-			if err != nil {
-				t.Fatal(err)
-			}
+			issuer := catest.New(t, caDir)
 			auth := authority(t)
 			var (
-				sw swapHandler
-				st *badger.Store
+				sw  swapHandler
+				st  *badger.Store
+				err error
 			)
 			// start (re)opens the store and puts a fresh ACME server behind the listener.
 			start := func() {

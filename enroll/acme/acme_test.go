@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"hardbound/enroll/ca/catest"
+	"hardbound/store/badger/badgertest"
+
 	"hardbound/enroll/acme"
 	"hardbound/enroll/attest"
 	"hardbound/enroll/attest/attesttest"
@@ -81,18 +84,8 @@ func authority(t testing.TB) *attesttest.Authority {
 func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	dir := t.TempDir()
-	if err := ca.Init(ca.InitOptions{Dir: dir, Org: "hardbound test"}); err != nil {
-		t.Fatal(err)
-	}
-	c, err := ca.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := badger.Open(context.Background(), "", badger.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	c := catest.New(t, dir)
+	st := badgertest.Memory(t)
 	auth := authority(t)
 	if o.profiles == nil {
 		o.profiles = []acme.Profile{{Name: "devices", Validity: 7 * 24 * time.Hour}}

@@ -17,10 +17,12 @@ import (
 	"sync"
 	"testing"
 
+	"hardbound/enroll/ca/catest"
+	"hardbound/store/badger/badgertest"
+
 	smscep "github.com/smallstep/scep"
 	"github.com/smallstep/scep/x509util"
 
-	"hardbound/enroll/ca"
 	"hardbound/enroll/challenge"
 	"hardbound/enroll/limit"
 	"hardbound/enroll/scep"
@@ -40,18 +42,8 @@ func newSCEPEnv(t *testing.T, profiles []scep.Profile) *scepEnv {
 	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
-	if err := ca.Init(ca.InitOptions{Dir: dir}); err != nil {
-		t.Fatal(err)
-	}
-	c, err := ca.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := badger.Open(ctx, "", badger.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	c := catest.New(t, dir)
+	st := badgertest.Memory(t)
 	ra, err := scep.LoadOrCreateRA(ctx, dir, c)
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,9 @@ import (
 	"testing"
 	"time"
 
+	"hardbound/enroll/ca/catest"
+	"hardbound/store/badger/badgertest"
+
 	smscep "github.com/smallstep/scep"
 
 	"hardbound/enroll/ca"
@@ -99,18 +102,8 @@ func newEnv(t testing.TB, mutate func(*scep.Config)) *env {
 	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
-	if err := ca.Init(ca.InitOptions{Dir: dir}); err != nil {
-		t.Fatal(err)
-	}
-	c, err := ca.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := badger.Open(ctx, "", badger.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	c := catest.New(t, dir)
+	st := badgertest.Memory(t)
 	// A fixture RA key keeps setup fast (RSA key generation is slow under
 	// the fuzzer's coverage instrumentation); LoadOrCreateRA issues its cert.
 	if err := os.MkdirAll(filepath.Join(dir, "scep"), 0o700); err != nil {
@@ -277,13 +270,7 @@ func TestGetCACert(t *testing.T) {
 func TestLoadOrCreateRAReusesKey(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
-	if err := ca.Init(ca.InitOptions{Dir: dir}); err != nil {
-		t.Fatal(err)
-	}
-	c, err := ca.Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := catest.New(t, dir)
 	first, err := scep.LoadOrCreateRA(ctx, dir, c)
 	if err != nil {
 		t.Fatal(err)

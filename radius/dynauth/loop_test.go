@@ -9,10 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"hardbound/store/badger/badgertest"
+
 	"hardbound/posture"
 	"hardbound/posture/mdm"
 	"hardbound/store"
-	"hardbound/store/badger"
 )
 
 // TestLoopMDMWebhookToDisconnect runs the whole posture loop with the real
@@ -23,11 +24,7 @@ import (
 func TestLoopMDMWebhookToDisconnect(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	st, err := badger.Open(ctx, "", badger.WithInMemory())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := badgertest.Memory(t)
 	svc, err := posture.New(st, []posture.Profile{{Name: "laptops", MaxAge: time.Hour, Noncompliant: posture.ActionReject}})
 	if err != nil {
 		t.Fatal(err)

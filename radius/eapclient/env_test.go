@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"hardbound/enroll/ca/catest"
+
 	"hardbound/eaptls"
 	"hardbound/enroll/ca"
 	"hardbound/enroll/devbind"
@@ -40,13 +42,7 @@ func newEnv(t testing.TB) *testEnv {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	dir := t.TempDir()
-	if err := ca.Init(ca.InitOptions{Dir: dir}); err != nil {
-		t.Fatal(err)
-	}
-	c, err := ca.Load(dir, ca.WithLogger(quietLog()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := catest.New(t, dir, ca.WithLogger(quietLog()))
 	st, err := badger.Open(ctx, "", badger.WithInMemory(), badger.WithLogger(quietLog()))
 	if err != nil {
 		t.Fatal(err)
