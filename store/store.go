@@ -337,6 +337,12 @@ type Store interface {
 
 	// Audit chain. AppendAudit fills Seq, PrevHash and Hash.
 	AppendAudit(ctx context.Context, ev *AuditEvent) error
+	// AppendAudits appends evs in order as one group: normally one
+	// transaction and one fsync for all of them, which is what makes an
+	// event per RADIUS decision affordable. It fills each event like
+	// AppendAudit. On error a prefix may be durable: exactly the events
+	// with Seq != 0 were written.
+	AppendAudits(ctx context.Context, evs []*AuditEvent) error
 	TailAudit(ctx context.Context, n int) ([]*AuditEvent, error)
 	// ScanAudit calls fn for events with Seq >= from, in order.
 	ScanAudit(ctx context.Context, from uint64, fn func(*AuditEvent) error) error

@@ -57,6 +57,41 @@ func (s *Store) AppendAudit(ctx context.Context, ev *store.AuditEvent) error {
 	return nil
 }
 
+// AppendAudits appends evs in order in as few transactions as Badger's
+// size limit allows (normally one, so one fsync). It does not go through
+// the group-commit queue: the caller already grouped the events, and
+// holding auditMu orders the run with every other chain write. Events that
+// were written are filled in (Seq != 0); the first failure is returned.
+func (s *Store) AppendAudits(ctx context.Context, evs []*store.AuditEvent) error {
+	if len(evs) == 0 {
+		return nil
+	}
+	reqs := make([]*auditReq, len(evs))
+	for i, ev := range evs {
+		if ev == nil {
+			return fmt.Errorf("store/badger: append audits: nil event at %d", i)
+		}
+		reqs[i] = &auditReq{ctx: ctx, ev: *ev}
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("store/badger: append audits: %w", err)
+	}
+	s.auditMu.Lock()
+	s.writeAuditBatch(reqs)
+	s.auditMu.Unlock()
+	var first error
+	for i, r := range reqs {
+		if r.err != nil {
+			if first == nil {
+				first = r.err
+			}
+			continue
+		}
+		*evs[i] = r.out
+	}
+	return first
+}
+
 // maxAuditBatch caps the events one leader commits: it bounds the
 // transaction and how long the leader's own caller is held up. Badger's
 // transaction limit is handled separately (commitAuditPrefix splits).

@@ -221,6 +221,13 @@ func (f *Faulty) AppendAudit(ctx context.Context, ev *store.AuditEvent) error {
 	return f.Store.AppendAudit(ctx, ev)
 }
 
+func (f *Faulty) AppendAudits(ctx context.Context, evs []*store.AuditEvent) error {
+	if err := f.fail("AppendAudits"); err != nil {
+		return err
+	}
+	return f.Store.AppendAudits(ctx, evs)
+}
+
 func (f *Faulty) TailAudit(ctx context.Context, n int) ([]*store.AuditEvent, error) {
 	if err := f.fail("TailAudit"); err != nil {
 		return nil, err

@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"audit_chain", testAudit},
 		{"audit_concurrent_appends_form_one_chain", testAuditConcurrency},
 		{"audit_64_concurrent_callers_each_get_their_own_stored_event", testAuditCallersGetTheirEvents},
+		{"audit_groups_are_appended_in_order_and_filled", testAuditGroups},
 		{"backup_restore", testBackupRestore},
 		{"canceled_context", testCanceled},
 	}
@@ -1180,6 +1181,59 @@ func testAudit(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Fatalf("ScanAudit continued after fn error: %d calls", n)
 	}
 	verifyOK(t, s, 12)
+}
+
+func testAuditGroups(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	noErr(t, "AppendAudits(empty)", s.AppendAudits(ctx, nil))
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := s.AppendAudits(canceled, []*store.AuditEvent{auditEv("radius.auth", "x")}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("AppendAudits(canceled) = %v, want context.Canceled", err)
+	}
+	if n := auditCount(t, s); n != 0 {
+		t.Fatalf("canceled group wrote %d events", n)
+	}
+
+	// Groups from several goroutines and single appends interleave, but
+	// each group's events stay in order and consecutive in the chain.
+	const groups, size = 8, 5
+	var wg sync.WaitGroup
+	errs := make(chan error, groups*2)
+	got := make([][]*store.AuditEvent, groups)
+	for g := range groups {
+		evs := make([]*store.AuditEvent, size)
+		for i := range evs {
+			evs[i] = auditEv("radius.auth", fmt.Sprintf("g%d-%d", g, i))
+		}
+		got[g] = evs
+		wg.Go(func() {
+			errs <- s.AppendAudits(ctx, evs)
+			errs <- s.AppendAudit(ctx, auditEv("admin.single", fmt.Sprintf("g%d", g)))
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		noErr(t, "concurrent append", err)
+	}
+	verifyOK(t, s, groups*size+groups)
+	bySeq := map[uint64]string{}
+	noErr(t, "ScanAudit", s.ScanAudit(ctx, 1, func(e *store.AuditEvent) error { bySeq[e.Seq] = e.Subject; return nil }))
+	for g, evs := range got {
+		for i, ev := range evs {
+			if ev.Seq == 0 || ev.Hash.IsZero() || ev.V != store.RecordVersion {
+				t.Fatalf("group %d event %d not filled in: %+v", g, i, ev)
+			}
+			if i > 0 && ev.Seq != evs[i-1].Seq+1 {
+				t.Fatalf("group %d: seq %d after %d, want consecutive", g, ev.Seq, evs[i-1].Seq)
+			}
+			if want := fmt.Sprintf("g%d-%d", g, i); bySeq[ev.Seq] != want {
+				t.Fatalf("seq %d holds %q, want %q", ev.Seq, bySeq[ev.Seq], want)
+			}
+		}
+	}
 }
 
 func testAuditConcurrency(t *testing.T, open func(t *testing.T) store.Store) {
