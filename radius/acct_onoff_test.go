@@ -23,6 +23,10 @@ func (failingAudit) AppendAudit(context.Context, *store.AuditEvent) error {
 	return errors.New("audit disk full")
 }
 
+func (failingAudit) AppendAudits(context.Context, []*store.AuditEvent) error {
+	return errors.New("audit disk full")
+}
+
 // seedSessions gives the NAS ap1 two live sessions from before t, one
 // already stopped and one started after t, and ap2 one live session.
 func seedSessions(t *testing.T, m *memSessions, at time.Time) {
@@ -142,7 +146,7 @@ func TestAccountingOnOffClosesTheNASSessions(t *testing.T) {
 						k, got.StoppedAt, got.TerminateCause, want.StoppedAt, want.TerminateCause)
 				}
 			}
-			evs := h.audit.all()
+			evs := h.audited()
 			switch {
 			case tc.wantAudit == nil && len(evs) != 0:
 				t.Fatalf("audited %+v, want nothing", evs)
@@ -188,7 +192,7 @@ func TestAccountingOnIsRetriedAfterStoreErrorAndIdempotent(t *testing.T) {
 		t.Fatal("second Accounting-On not answered")
 	}
 	var reasons []string
-	for _, ev := range h.audit.all() {
+	for _, ev := range h.audited() {
 		reasons = append(reasons, ev.Reason)
 	}
 	if len(reasons) != 2 || reasons[0] != "closed 2 sessions" || reasons[1] != "closed 0 sessions" {

@@ -363,27 +363,33 @@ func (s *Server) record(ctx context.Context, n *nas, from netip.AddrPort, c *con
 	if ok {
 		result = "ok"
 	}
-	attrs := []slog.Attr{
-		slog.String("nas", n.Name), slog.String("from", from.Addr().String()),
-		slog.String("result", result), slog.String("reason", reason),
-		slog.String("identity", c.sess.Identity()),
-		slog.Duration("took", s.now().Sub(c.started)),
-	}
 	subject := ""
 	if v != nil {
 		subject = v.DeviceID
-		attrs = append(attrs, slog.String("device", v.DeviceID))
-		if !v.CertSHA256.IsZero() {
-			attrs = append(attrs, slog.String("cert_sha256", v.CertSHA256.String()[:16]))
-		}
-		if v.VLAN != "" {
-			attrs = append(attrs, slog.String("vlan", v.VLAN))
-		}
 	}
-	s.log.LogAttrs(ctx, slog.LevelInfo, "authentication", attrs...)
+	// The attributes cost allocations per decision: build them only when
+	// the line is written.
+	if s.log.Enabled(ctx, slog.LevelInfo) {
+		attrs := []slog.Attr{
+			slog.String("nas", n.Name), slog.String("from", from.Addr().String()),
+			slog.String("result", result), slog.String("reason", reason),
+			slog.String("identity", c.sess.Identity()),
+			slog.Duration("took", s.now().Sub(c.started)),
+		}
+		if v != nil {
+			attrs = append(attrs, slog.String("device", v.DeviceID))
+			if !v.CertSHA256.IsZero() {
+				attrs = append(attrs, slog.String("cert_sha256", v.CertSHA256.String()[:16]))
+			}
+			if v.VLAN != "" {
+				attrs = append(attrs, slog.String("vlan", v.VLAN))
+			}
+		}
+		s.log.LogAttrs(ctx, slog.LevelInfo, "authentication", attrs...)
+	}
 	actx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	err := s.audit.AppendAudit(actx, &store.AuditEvent{
+	err := s.groups.append(actx, &store.AuditEvent{
 		V:       store.RecordVersion,
 		Time:    s.now().UTC(),
 		Actor:   "nas:" + n.Name,

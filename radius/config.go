@@ -73,6 +73,20 @@ type Config struct {
 	// that packets are dropped (cause queue_full) and the NAS retransmits.
 	Workers int
 	Queue   int
+	// AuditFlush is how long decisions gather before they are written to
+	// the audit chain as one group, with one fsync (default 10ms; negative:
+	// no gathering beyond what queues during a write).
+	//
+	// AuditSync makes every Access-Accept/Reject wait until its decision is
+	// durable. Off (the default), a decision is durable within AuditFlush
+	// plus one fsync after its reply left: a crash can lose that window of
+	// authentication records (never enrollment, admin or accounting
+	// records, which are always written before their reply), and the server
+	// spends noticeably less CPU per authentication at low concurrency.
+	// With AuditSync, a group lingers only while decisions keep coming,
+	// adding up to AuditFlush to the last round trip.
+	AuditFlush time.Duration
+	AuditSync  bool
 	// AcctInterimInterval, if > 0, is sent in Access-Accept (>= 60s).
 	AcctInterimInterval time.Duration
 }
@@ -98,6 +112,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Queue <= 0 {
 		c.Queue = 1024
+	}
+	if c.AuditFlush == 0 {
+		c.AuditFlush = 10 * time.Millisecond
 	}
 }
 

@@ -264,12 +264,23 @@ func (m *memSessions) get(nas, id string) (store.Session, bool) {
 type memAudit struct {
 	mu     sync.Mutex
 	events []store.AuditEvent
+	groups []int // sizes of the AppendAudits calls
 }
 
 func (m *memAudit) AppendAudit(_ context.Context, ev *store.AuditEvent) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.events = append(m.events, *ev)
+	return nil
+}
+
+func (m *memAudit) AppendAudits(_ context.Context, evs []*store.AuditEvent) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, ev := range evs {
+		m.events = append(m.events, *ev)
+	}
+	m.groups = append(m.groups, len(evs))
 	return nil
 }
 

@@ -234,7 +234,7 @@ func TestIntegrationEAPTLSRejects(t *testing.T) {
 		})
 	}
 	var rejects int
-	for _, ev := range ls.audit.all() {
+	for _, ev := range ls.audited() {
 		if ev.Action == "radius.auth" && ev.Result == "reject" && ev.Actor == "nas:lo" {
 			rejects++
 		}
@@ -337,4 +337,11 @@ func TestIntegrationClientTLSMaxVersion(t *testing.T) {
 	if version != tls.VersionTLS12 {
 		t.Fatalf("negotiated %x, want TLS 1.2", version)
 	}
+}
+
+// audited returns the audit events once every decision made so far is
+// written (decisions reach the chain in groups, after their replies).
+func (ls *liveServer) audited() []store.AuditEvent {
+	ls.s.groups.flush()
+	return ls.audit.all()
 }

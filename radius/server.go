@@ -34,9 +34,11 @@ type Sessions interface {
 	CloseNASSessions(ctx context.Context, nas string, at time.Time, cause uint32) (int, error)
 }
 
-// Auditor appends to the audit chain; store.Store satisfies it.
+// Auditor appends to the audit chain; store.Store satisfies it. Decisions
+// are appended in groups (AppendAudits), other events one by one.
 type Auditor interface {
 	AppendAudit(ctx context.Context, ev *store.AuditEvent) error
+	AppendAudits(ctx context.Context, evs []*store.AuditEvent) error
 }
 
 // Option customizes a Server.
@@ -64,6 +66,7 @@ type Server struct {
 	dec      Decider
 	sessions Sessions
 	audit    Auditor
+	groups   *auditGroups
 	log      *slog.Logger
 	metrics  Metrics
 	now      func() time.Time
@@ -112,6 +115,12 @@ func New(cfg Config, eap *eaptls.Server, dec Decider, sessions Sessions, audit A
 		o(s)
 	}
 	s.log = s.log.With("component", "radius")
+	s.groups = newAuditGroups(audit, cfg.AuditFlush, cfg.AuditSync, func(n int, err error) {
+		for range n {
+			s.metrics.AuditError()
+		}
+		s.log.Error("audit append failed", "decisions", n, "err", err)
+	})
 	for _, c := range cfg.Clients {
 		if !c.RequireMessageAuthenticator {
 			s.log.Warn("WARNING: Message-Authenticator not required for NAS client; Access-Requests without it are accepted (BlastRADIUS exposure)",
@@ -217,6 +226,7 @@ func (s *Server) Serve(ctx context.Context, auth, acct net.PacketConn) error {
 	readers.Wait()
 	close(jobs)
 	workers.Wait()
+	s.groups.flush() // decisions already answered reach the chain before Serve returns
 	bg.Wait()
 	for _, c := range s.convs.drain() {
 		c.close()

@@ -346,7 +346,7 @@ func TestAcceptCarriesKeysAndAuthorization(t *testing.T) {
 				t.Fatalf("Class = %q (%v)", p.Get(attrClass), err)
 			}
 			tt.check(t, p, req)
-			ev := h.audit.all()
+			ev := h.audited()
 			if len(ev) != 1 || ev[0].Result != "ok" || ev[0].Actor != "nas:ap1" || ev[0].Subject != v.DeviceID || ev[0].Action != "radius.auth" {
 				t.Fatalf("audit = %+v", ev)
 			}
@@ -396,7 +396,7 @@ func TestRejects(t *testing.T) {
 			if h.metrics.get("reject/"+tt.wantReason) != 1 {
 				t.Fatalf("reject/%s not counted: %v", tt.wantReason, h.metrics)
 			}
-			ev := h.audit.all()
+			ev := h.audited()
 			if len(ev) != 1 || ev[0].Result != "reject" || ev[0].Reason != tt.wantReason {
 				t.Fatalf("audit = %+v", ev)
 			}
@@ -701,4 +701,11 @@ func TestListenAndServeReportsBadAddress(t *testing.T) {
 	if err := h.s.ListenAndServe(context.Background(), "127.0.0.1:notaport", ""); err == nil {
 		t.Fatal("no error for a bad address")
 	}
+}
+
+// audited returns the audit events once every decision made so far is
+// written (decisions reach the chain in groups, after their replies).
+func (h *harness) audited() []store.AuditEvent {
+	h.s.groups.flush()
+	return h.audit.all()
 }

@@ -77,6 +77,8 @@ func (in *instance) startRADIUS() error {
 		ConversationIdle:       rc.IdleTimeout.D(),
 		MaxConversations:       rc.MaxConversations,
 		MaxConversationsPerNAS: rc.MaxPerNAS,
+		AuditFlush:             rc.AuditFlush.D(),
+		AuditSync:              rc.AuditSync,
 	}, eap, in.posture, in.posture.Store(), in.posture.Store(), radius.WithLogger(in.log), radius.WithMetrics(m))
 	if err != nil {
 		return err

@@ -82,7 +82,11 @@ type RADIUSConfig struct {
 	// (a hint some supplicants use to pick among several client certs). Off
 	// by default: without it a TLS 1.3 authentication takes 4 RADIUS round
 	// trips at Framed-MTU 1400 instead of 5. The chain is verified either way.
-	SendCANames bool           `yaml:"send_ca_names"`
+	SendCANames bool `yaml:"send_ca_names"`
+	// AuditFlush and AuditSync: how authentication decisions reach the
+	// audit chain (radius.Config.AuditFlush / AuditSync).
+	AuditFlush  Duration       `yaml:"audit_flush"`
+	AuditSync   bool           `yaml:"audit_sync"`
 	ServerNames []string       `yaml:"server_names"`
 	Clients     []ClientConfig `yaml:"clients"`
 	CoA         CoAConfig      `yaml:"coa"`
@@ -349,6 +353,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RADIUS.MaxPerNAS <= 0 {
 		return fieldErr("radius.max_conversations_per_nas", "must be > 0")
+	}
+	if c.RADIUS.AuditFlush < 0 || c.RADIUS.AuditFlush.D() > time.Second {
+		return fieldErr("radius.audit_flush", "must be between 0 and 1s")
 	}
 	if c.RADIUS.IdleTimeout <= 0 {
 		return fieldErr("radius.conversation_idle_timeout", "must be > 0")

@@ -1,0 +1,233 @@
+package radius
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"hardbound/store"
+)
+
+// appendAll runs n concurrent appends and returns their errors.
+func appendAll(ctx context.Context, a *auditGroups, n int) []error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = a.append(ctx, &store.AuditEvent{Action: "radius.auth", Subject: fmt.Sprint(i)})
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+func TestAuditGroupsSyncWriteEveryDecisionBeforeReturning(t *testing.T) {
+	m := &memAudit{}
+	a := newAuditGroups(m, 20*time.Millisecond, true, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	// Make the server look busy so the leaders linger.
+	if err := a.append(ctx, &store.AuditEvent{Action: "radius.auth", Subject: "warm"}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 100
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			subject := fmt.Sprint(i)
+			if err := a.append(ctx, &store.AuditEvent{Action: "radius.auth", Subject: subject}); err != nil {
+				t.Errorf("append %d: %v", i, err)
+				return
+			}
+			// Durable before return: the event is already in the store.
+			found := false
+			for _, ev := range m.all() {
+				found = found || ev.Subject == subject
+			}
+			if !found {
+				t.Errorf("append %d returned before its event was written", i)
+			}
+		})
+	}
+	wg.Wait()
+	if got := len(m.all()); got != n+1 {
+		t.Fatalf("wrote %d events, want %d", got, n+1)
+	}
+	m.mu.Lock()
+	groups := len(m.groups)
+	m.mu.Unlock()
+	if groups >= n {
+		t.Fatalf("%d events in %d groups: decisions were not grouped", n+1, groups)
+	}
+	t.Logf("%d events in %d groups", n+1, groups)
+}
+
+func TestAuditGroupsSyncDoNotLingerWhenQuietOrFull(t *testing.T) {
+	// With an hour of linger, only the two exits that skip the wait can
+	// let these appends finish within the test's deadline.
+	m := &memAudit{}
+	a := newAuditGroups(m, time.Hour, true, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := a.append(ctx, &store.AuditEvent{Action: "radius.auth"}); err != nil {
+		t.Fatalf("lone decision on a quiet server: %v", err)
+	}
+	// Now busy: a group is written early only once it is full.
+	for i, err := range appendAll(ctx, a, maxAuditGroup) {
+		if err != nil {
+			t.Fatalf("append %d of a full group: %v", i, err)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.groups) != 2 || m.groups[1] != maxAuditGroup {
+		t.Fatalf("groups %v, want [1 %d]", m.groups, maxAuditGroup)
+	}
+}
+
+func TestAuditGroupsSyncReportTheWriteErrorToEveryMember(t *testing.T) {
+	a := newAuditGroups(failingAudit{}, 5*time.Millisecond, true, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for i, err := range appendAll(ctx, a, 20) {
+		if err == nil {
+			t.Fatalf("append %d: no error from a failing audit store", i)
+		}
+	}
+}
+
+func TestAuditGroupsSyncWaiterLeavesWhenItsContextEnds(t *testing.T) {
+	m := &memAudit{}
+	a := newAuditGroups(m, time.Hour, true, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := a.append(ctx, &store.AuditEvent{Action: "warm"}); err != nil {
+		t.Fatal(err)
+	}
+	lead := make(chan error, 1)
+	go func() { lead <- a.append(ctx, &store.AuditEvent{Action: "lead"}) }()
+	for { // until the leader's group is open
+		a.mu.Lock()
+		open := a.open != nil
+		a.mu.Unlock()
+		if open {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	wctx, wcancel := context.WithCancel(ctx)
+	wcancel()
+	if err := a.append(wctx, &store.AuditEvent{Action: "late"}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("append with ended context = %v, want context.Canceled", err)
+	}
+	// Fill the group so the leader stops lingering; the leader and the
+	// rest are unaffected by the waiter that left.
+	for i, err := range appendAll(ctx, a, maxAuditGroup-2) {
+		if err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+	if err := <-lead; err != nil {
+		t.Fatalf("leader: %v", err)
+	}
+}
+
+func TestAuditGroupsAsyncReturnAtOnceAndFlushWritesEverything(t *testing.T) {
+	m := &memAudit{}
+	// An hour's window: only flush can end the gathering.
+	a := newAuditGroups(m, time.Hour, false, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	const n = 300 // more than one group
+	for i, err := range appendAll(ctx, a, n) {
+		if err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+	a.flush()
+	if got := len(m.all()); got != n {
+		t.Fatalf("after flush %d events written, want %d", got, n)
+	}
+	m.mu.Lock()
+	groups := len(m.groups)
+	m.mu.Unlock()
+	if groups != 2 {
+		t.Fatalf("%d events in %d groups, want 2 (one full, one flushed)", n, groups)
+	}
+	// After flush nothing lingers: an append is written before it returns.
+	if err := a.append(ctx, &store.AuditEvent{Action: "late"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(m.all()); got != n+1 {
+		t.Fatalf("append after flush not written at once: %d events", got)
+	}
+}
+
+func TestAuditGroupsAsyncReportFailedGroups(t *testing.T) {
+	var mu sync.Mutex
+	failed := 0
+	a := newAuditGroups(failingAudit{}, time.Millisecond, false, func(n int, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		failed += n
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for i, err := range appendAll(ctx, a, 40) {
+		if err != nil {
+			t.Fatalf("append %d: async append reported %v to the caller", i, err)
+		}
+	}
+	a.flush()
+	mu.Lock()
+	defer mu.Unlock()
+	if failed != 40 {
+		t.Fatalf("failed reported for %d decisions, want 40", failed)
+	}
+}
+
+func TestAuditGroupsAsyncWriteInlineWhenTooManyWritesAreInFlight(t *testing.T) {
+	b := &blockingAudit{release: make(chan struct{}), entered: make(chan struct{}, maxAuditWrites+1)}
+	a := newAuditGroups(b, -1, false, nil) // no gathering: one group per append
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for range maxAuditWrites {
+		if err := a.append(ctx, &store.AuditEvent{Action: "bg"}); err != nil {
+			t.Fatal(err)
+		}
+		<-b.entered // that group's write has started and closed the group
+	}
+	inline := make(chan error, 1)
+	go func() { inline <- a.append(ctx, &store.AuditEvent{Action: "inline"}) }()
+	// Every slot is taken, so the 17th writer to enter is the caller itself.
+	<-b.entered
+	select {
+	case err := <-inline:
+		t.Fatalf("append returned (%v) while its own write was blocked", err)
+	default:
+	}
+	close(b.release)
+	if err := <-inline; err != nil {
+		t.Fatal(err)
+	}
+	a.flush()
+	if got := len(b.all()); got != maxAuditWrites+1 {
+		t.Fatalf("%d events written, want %d", got, maxAuditWrites+1)
+	}
+}
+
+// blockingAudit holds every AppendAudits until release is closed.
+type blockingAudit struct {
+	memAudit
+	release chan struct{}
+	entered chan struct{}
+}
+
+func (b *blockingAudit) AppendAudits(ctx context.Context, evs []*store.AuditEvent) error {
+	b.entered <- struct{}{}
+	<-b.release
+	return b.memAudit.AppendAudits(ctx, evs)
+}
