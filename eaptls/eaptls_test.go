@@ -277,6 +277,19 @@ type countingMetrics struct {
 	got map[string]int
 }
 
+func (m *countingMetrics) ChainCache(hit bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.got == nil {
+		m.got = map[string]int{}
+	}
+	k := "chain/miss"
+	if hit {
+		k = "chain/hit"
+	}
+	m.got[k]++
+}
+
 func (m *countingMetrics) Handshake(version string, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -5,6 +5,9 @@ package eaptls
 // bounded. Implementations must be safe for concurrent use.
 type Metrics interface {
 	Handshake(version string, ok bool)
+	// ChainCache reports one client chain looked up in the cache of
+	// verified chains.
+	ChainCache(hit bool)
 }
 
 // NopMetrics discards everything; it is the default.
@@ -12,3 +15,6 @@ type NopMetrics struct{}
 
 // Handshake implements Metrics.
 func (NopMetrics) Handshake(string, bool) {}
+
+// ChainCache implements Metrics.
+func (NopMetrics) ChainCache(bool) {}

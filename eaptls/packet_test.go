@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"testing"
@@ -344,7 +345,16 @@ func TestVerifyConnectionEMSPolicy(t *testing.T) {
 			sess := srv.NewSession(context.Background(), SessionOptions{})
 			defer sess.Close()
 			sess.ems = tc.ems
-			if err := sess.verifyConnection(tls.ConnectionState{Version: tc.version}); !errors.Is(err, tc.want) {
+			var certs []*x509.Certificate
+			for _, der := range f.client.Certificate {
+				c, err := x509.ParseCertificate(der)
+				if err != nil {
+					t.Fatal(err)
+				}
+				certs = append(certs, c)
+			}
+			cs := tls.ConnectionState{Version: tc.version, PeerCertificates: certs}
+			if err := sess.verifyConnection(cs); !errors.Is(err, tc.want) {
 				t.Fatalf("err %v, want %v", err, tc.want)
 			}
 		})
@@ -358,8 +368,10 @@ func TestServerTLSDefaultsAndOverrides(t *testing.T) {
 		c.TLS.CurvePreferences = []tls.CurveID{tls.CurveP256}
 		c.TLS.VerifyConnection = func(tls.ConnectionState) error { userCalled = true; return nil }
 	})
-	if !srv.base.SessionTicketsDisabled || srv.base.ClientAuth != tls.RequireAndVerifyClientCert {
-		t.Fatal("base config lacks tickets off / required client auth")
+	// The chain is verified in VerifyConnection (cached), so Go is only
+	// told to require a certificate and check CertificateVerify.
+	if !srv.base.SessionTicketsDisabled || srv.base.ClientAuth != tls.RequireAnyClientCert || srv.clientCAs == nil {
+		t.Fatal("base config lacks tickets off / required client cert / our own chain check")
 	}
 	if def := f.newServer(t, nil); len(def.base.CurvePreferences) != 2 || def.base.CurvePreferences[0] != tls.X25519 {
 		t.Fatalf("default curves %v", def.base.CurvePreferences)

@@ -52,8 +52,14 @@ type ServerConfig struct {
 	// of 5. Supplicants that pick among several client certificates by the
 	// server's CA hint (some Windows configurations) then choose without it.
 	OmitCANames bool
-	Logger      *slog.Logger
-	Metrics     Metrics
+	// ChainCache is how many verified client chains are remembered, keyed
+	// by the exact certificates the peer sent, so a device that
+	// re-authenticates skips the CA signature check (its validity window
+	// is still checked each time). 0 means DefaultChainCache, negative
+	// none.
+	ChainCache int
+	Logger     *slog.Logger
+	Metrics    Metrics
 }
 
 // Authorizer runs from tls.Config.VerifyConnection after the chain verified;
@@ -110,9 +116,10 @@ type Server struct {
 	cfg        ServerConfig
 	base       *tls.Config
 	userVerify func(tls.ConnectionState) error
-	// clientCAs is set when the server verifies client chains itself
-	// (OmitCANames).
+	// clientCAs verifies client chains (verifyClientChain); chains
+	// remembers the ones that did (nil: no cache).
 	clientCAs *x509.CertPool
+	chains    *chainCache
 	log       *slog.Logger
 	metrics   Metrics
 	pool      bufPool
@@ -150,14 +157,18 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		cfg.Metrics = NopMetrics{}
 	}
 	base := cfg.TLS.Clone()
-	base.ClientAuth = tls.RequireAndVerifyClientCert
-	var clientCAs *x509.CertPool
+	// The client chain is verified in VerifyConnection (verifyClientChain),
+	// not by crypto/tls, so that verified chains can be cached. Go still
+	// checks the peer's CertificateVerify with RequireAnyClientCert, and
+	// still sends the ClientCAs subjects as CA names whenever ClientCAs is
+	// set: OmitCANames gives it none.
+	clientCAs := base.ClientCAs
+	base.ClientAuth = tls.RequireAnyClientCert
 	if cfg.OmitCANames {
-		// Go sends the ClientCAs subjects whenever ClientCAs is set; keep
-		// the pool for our own verification and give Go none.
-		clientCAs = base.ClientCAs
 		base.ClientCAs = nil
-		base.ClientAuth = tls.RequireAnyClientCert
+	}
+	if cfg.ChainCache == 0 {
+		cfg.ChainCache = DefaultChainCache
 	}
 	// Resumption needs shared ticket keys, cached authorization and policy
 	// re-runs (RFC 9190 §5.7); off until that exists.
@@ -175,6 +186,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		clientCAs:  clientCAs,
 		log:        cfg.Logger,
 		metrics:    cfg.Metrics,
+	}
+	if cfg.ChainCache > 0 {
+		s.chains = newChainCache(cfg.ChainCache)
 	}
 	base.VerifyConnection = nil
 	if cfg.AllowNoEMS {
@@ -435,7 +449,11 @@ func (s *Session) run() {
 	tc := tls.Server(&s.conn, cfg)
 	err := tc.Handshake()
 	if err == nil {
+		// crypto/tls did not verify the chain (verifyConnection did), so
+		// its state lacks the chains verifyConnection kept.
+		chains := s.cs.VerifiedChains
 		s.cs = tc.ConnectionState()
+		s.cs.VerifiedChains = chains
 		cr, sr := s.cr[:], s.sr[:]
 		if !s.haveRand[0] || !s.haveRand[1] {
 			cr, sr = nil, nil
@@ -457,13 +475,11 @@ func (s *Session) run() {
 // ClientCAs (clientAuth EKU): EMS policy, the caller's VerifyConnection,
 // then the Authorizer. An error here makes Go send a fatal alert.
 func (s *Session) verifyConnection(cs tls.ConnectionState) error {
-	if s.srv.clientCAs != nil {
-		chains, err := s.srv.verifyClientChain(cs.PeerCertificates)
-		if err != nil {
-			return err
-		}
-		cs.VerifiedChains = chains
+	chains, err := s.srv.verifyClientChain(cs.PeerCertificates)
+	if err != nil {
+		return err
 	}
+	cs.VerifiedChains = chains
 	s.cs = cs
 	if cs.Version == tls.VersionTLS12 && !s.ems && !s.srv.cfg.AllowNoEMS {
 		return ErrNoEMS
@@ -484,18 +500,30 @@ func (s *Session) verifyConnection(cs tls.ConnectionState) error {
 
 // verifyClientChain does what crypto/tls does for RequireAndVerifyClientCert
 // (ClientCAs as roots, the rest of the peer's chain as intermediates, the
-// clientAuth EKU, the current time), for servers that omit the CA names.
+// clientAuth EKU, the current time), answering from the chain cache when
+// the peer sent exactly these certificates before.
 func (srv *Server) verifyClientChain(certs []*x509.Certificate) ([][]*x509.Certificate, error) {
 	if len(certs) == 0 {
 		return nil, errors.New("tls: client didn't provide a certificate")
+	}
+	now := time.Now()
+	if srv.base.Time != nil {
+		now = srv.base.Time()
+	}
+	var key [32]byte
+	if srv.chains != nil {
+		key = chainKey(certs)
+		if chains, ok := srv.chains.get(key, certs, now); ok {
+			srv.metrics.ChainCache(true)
+			return chains, nil
+		}
+		srv.metrics.ChainCache(false)
 	}
 	opts := x509.VerifyOptions{
 		Roots:         srv.clientCAs,
 		Intermediates: x509.NewCertPool(),
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if srv.base.Time != nil {
-		opts.CurrentTime = srv.base.Time()
+		CurrentTime:   now,
 	}
 	for _, c := range certs[1:] {
 		opts.Intermediates.AddCert(c)
@@ -503,6 +531,9 @@ func (srv *Server) verifyClientChain(certs []*x509.Certificate) ([][]*x509.Certi
 	chains, err := certs[0].Verify(opts)
 	if err != nil {
 		return nil, &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err}
+	}
+	if srv.chains != nil {
+		srv.chains.put(key, chains)
 	}
 	return chains, nil
 }

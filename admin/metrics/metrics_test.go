@@ -26,6 +26,7 @@ func TestRegistryExposesAdapters(t *testing.T) {
 	rm.Drop("missing_message_authenticator")
 	rm.AuthDuration("accept", 3*time.Millisecond)
 	rm.Handshake("1.3", true)
+	rm.ChainCache(true)
 	e := r.Enroll()
 	e.Enrollment("acme", "tpm", "ok")
 	e.Refused(limit.KindIP)
@@ -43,6 +44,7 @@ func TestRegistryExposesAdapters(t *testing.T) {
 		`hardbound_radius_drops_total{cause="missing_message_authenticator"} 1`,
 		`hardbound_radius_auth_duration_seconds_count{result="accept"} 1`,
 		`hardbound_eaptls_handshakes_total{result="ok",version="1.3"} 1`,
+		`hardbound_eaptls_chain_cache_total{result="hit"} 1`,
 		`hardbound_enroll_enrollments_total{format="tpm",protocol="acme",result="ok"} 1`,
 		`hardbound_enroll_rate_limited_total{kind="ip"} 1`,
 		`hardbound_dynauth_answers_total{code="disconnect",result="ack"} 1`,

@@ -15,6 +15,7 @@ type radiusMetrics struct {
 	accounting    *prometheus.CounterVec
 	auditErrors   prometheus.Counter
 	handshakes    *prometheus.CounterVec
+	chainCache    *prometheus.CounterVec
 }
 
 // RADIUS returns the adapter for radius.Metrics and eaptls.Metrics; it is
@@ -30,6 +31,7 @@ func (r *Registry) RADIUS() *RADIUSMetrics {
 			accounting:    r.counterVec("radius", "accounting_requests_total", "Accounting-Requests by Acct-Status-Type and result.", "status", "result"),
 			auditErrors:   r.counter("radius", "audit_errors_total", "Decisions whose audit append failed."),
 			handshakes:    r.counterVec("eaptls", "handshakes_total", "Finished EAP-TLS sessions by TLS version and outcome.", "version", "result"),
+			chainCache:    r.counterVec("eaptls", "chain_cache_total", "Client certificate chains looked up in the cache of verified chains, by result (hit skips the CA signature check).", "result"),
 		}}
 	})
 	return r.radius
@@ -59,4 +61,13 @@ func (a *RADIUSMetrics) Handshake(version string, ok bool) {
 		r = "ok"
 	}
 	a.m.handshakes.WithLabelValues(version, r).Inc()
+}
+
+// ChainCache implements eaptls.Metrics.
+func (a *RADIUSMetrics) ChainCache(hit bool) {
+	r := "miss"
+	if hit {
+		r = "hit"
+	}
+	a.m.chainCache.WithLabelValues(r).Inc()
 }

@@ -66,6 +66,7 @@ func (in *instance) startRADIUS() error {
 		MaxFragment: rc.MaxFragment,
 		AllowNoEMS:  rc.AllowNoEMS,
 		OmitCANames: !rc.SendCANames,
+		ChainCache:  rc.ChainCache,
 		Logger:      in.log,
 		Metrics:     m,
 	})

@@ -85,7 +85,10 @@ type RADIUSConfig struct {
 	SendCANames bool `yaml:"send_ca_names"`
 	// AuditFlush and AuditSync: how authentication decisions reach the
 	// audit chain (radius.Config.AuditFlush / AuditSync).
-	AuditFlush  Duration       `yaml:"audit_flush"`
+	AuditFlush Duration `yaml:"audit_flush"`
+	// ChainCache: verified client chains remembered (eaptls.ServerConfig);
+	// 0 the default, -1 none.
+	ChainCache  int            `yaml:"chain_cache"`
 	AuditSync   bool           `yaml:"audit_sync"`
 	ServerNames []string       `yaml:"server_names"`
 	Clients     []ClientConfig `yaml:"clients"`
@@ -353,6 +356,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RADIUS.MaxPerNAS <= 0 {
 		return fieldErr("radius.max_conversations_per_nas", "must be > 0")
+	}
+	if c.RADIUS.ChainCache < -1 || c.RADIUS.ChainCache > 1<<24 {
+		return fieldErr("radius.chain_cache", "must be -1 (off), 0 (default) or up to 16777216 entries")
 	}
 	if c.RADIUS.AuditFlush < 0 || c.RADIUS.AuditFlush.D() > time.Second {
 		return fieldErr("radius.audit_flush", "must be between 0 and 1s")

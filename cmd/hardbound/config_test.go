@@ -35,6 +35,8 @@ func TestLoadConfig(t *testing.T) {
 		{"fail/duplicate-client", "radius:\n  clients:\n    - {name: a, cidr: 10.0.0.0/8, secret: x}\n    - {name: a, cidr: 10.0.0.0/8, secret: y}\n", "radius.clients[1].name"},
 		{"fail/bad-duration", "radius:\n  conversation_idle_timeout: soon\n", "bad duration"},
 		{"ok/audit-sync", "radius:\n  audit_flush: 2ms\n  audit_sync: true\n", ""},
+		{"ok/chain-cache-off", "radius:\n  chain_cache: -1\n", ""},
+		{"fail/chain-cache-negative", "radius:\n  chain_cache: -5\n", "radius.chain_cache"},
 		{"fail/audit-flush-too-long", "radius:\n  audit_flush: 5s\n", "radius.audit_flush"},
 		{"fail/bad-tls", "radius:\n  tls_max_version: \"1.1\"\n", "radius.tls_max_version"},
 		{"fail/bad-addr", "admin:\n  addr: nonsense\n", "admin.addr"},
