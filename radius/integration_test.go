@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,6 +30,7 @@ type liveServer struct {
 	sessions   *memSessions
 	audit      *memAudit
 	pki        *testPKI
+	stop       func() // cancels Serve and waits for it; also run at cleanup
 }
 
 func startLive(t *testing.T, mod func(*Config)) *liveServer {
@@ -61,21 +63,25 @@ func startLive(t *testing.T, mod func(*Config)) *liveServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, a, b) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Serve did not return after cancel")
-		}
-		if n := s.convs.len(); n != 0 {
-			t.Errorf("%d conversations left after shutdown", n)
-		}
-	})
+	var once sync.Once
+	ls.stop = func() { once.Do(func() { stopLive(t, s, cancel, done) }) }
+	t.Cleanup(ls.stop)
 	return ls
+}
+
+func stopLive(t *testing.T, s *Server, cancel context.CancelFunc, done <-chan error) {
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("Serve did not return after cancel")
+	}
+	if n := s.convs.len(); n != 0 {
+		t.Errorf("%d conversations left after shutdown", n)
+	}
 }
 
 type eapRun struct {
@@ -193,6 +199,26 @@ func TestIntegrationEAPTLSAccept(t *testing.T) {
 				t.Fatalf("session %+v", s)
 			}
 		})
+	}
+}
+
+func TestIntegrationShutdownWritesAnsweredDecisions(t *testing.T) {
+	t.Parallel()
+	// An hour's flush window: only Serve's shutdown can write the group.
+	ls := startLive(t, func(c *Config) { c.AuditFlush = time.Hour })
+	nas := newUDPNAS(t, ls.auth, []byte(testSecret))
+	peer := eaptls.NewPeer(context.Background(), eaptls.PeerConfig{TLS: ls.pki.peerTLS("ok", tls.VersionTLS13), Identity: "anonymous@example.org", MTU: 1400})
+	defer peer.Close()
+	if r := runEAP(t, nas, peer, 1400); r.final.Code != radius.CodeAccessAccept {
+		t.Fatalf("code %v", r.final.Code)
+	}
+	if n := len(ls.audit.all()); n != 0 {
+		t.Fatalf("%d events written before the window closed; the test needs them pending", n)
+	}
+	ls.stop()
+	evs := ls.audit.all()
+	if len(evs) != 1 || evs[0].Action != "radius.auth" || evs[0].Result != "ok" {
+		t.Fatalf("after shutdown audit = %+v, want the answered accept", evs)
 	}
 }
 
