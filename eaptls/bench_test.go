@@ -65,14 +65,7 @@ func BenchmarkHandshakeTLS13NoChainCache(b *testing.B) {
 // (hash of the certificates, lookup, validity window) against x509.Verify.
 func BenchmarkVerifyClientChain(b *testing.B) {
 	f := getFixture(b)
-	var certs []*x509.Certificate
-	for _, der := range f.client.Certificate {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			b.Fatal(err)
-		}
-		certs = append(certs, c)
-	}
+	certs := parseChain(b, f.client)
 	for _, tc := range []struct {
 		name  string
 		cache int

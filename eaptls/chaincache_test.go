@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-func parseChain(t *testing.T, c tls.Certificate) []*x509.Certificate {
+func parseChain(t testing.TB, c tls.Certificate) []*x509.Certificate {
 	t.Helper()
 	var out []*x509.Certificate
 	for _, der := range c.Certificate {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"testing"
@@ -345,15 +344,7 @@ func TestVerifyConnectionEMSPolicy(t *testing.T) {
 			sess := srv.NewSession(context.Background(), SessionOptions{})
 			defer sess.Close()
 			sess.ems = tc.ems
-			var certs []*x509.Certificate
-			for _, der := range f.client.Certificate {
-				c, err := x509.ParseCertificate(der)
-				if err != nil {
-					t.Fatal(err)
-				}
-				certs = append(certs, c)
-			}
-			cs := tls.ConnectionState{Version: tc.version, PeerCertificates: certs}
+			cs := tls.ConnectionState{Version: tc.version, PeerCertificates: parseChain(t, f.client)}
 			if err := sess.verifyConnection(cs); !errors.Is(err, tc.want) {
 				t.Fatalf("err %v, want %v", err, tc.want)
 			}
