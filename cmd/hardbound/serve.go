@@ -166,7 +166,22 @@ func start(parent context.Context, cfg *Config, log *slog.Logger) (_ *instance, 
 	in.wg.Add(1)
 	go func() {
 		defer in.wg.Done()
-		_ = in.posture.Warm(in.ctx) // logs its own outcome
+		if err := in.posture.Warm(in.ctx); err != nil {
+			return // logged by Warm; cancelled on shutdown
+		}
+		// The warm read every device and binding through Badger's mapped
+		// tables: hand those pages back to the kernel (they stay on disk;
+		// Decide now answers from the caches). Tables written later are
+		// released by the store itself.
+		t0 := time.Now()
+		rel, err := st.ReleaseTablePages(in.ctx)
+		switch {
+		case err != nil && in.ctx.Err() == nil:
+			in.log.Warn("release table pages after warm", "err", err)
+		case err == nil:
+			in.log.Info("released table pages after warm", "tables", rel.Tables, "mapped_bytes", rel.Bytes,
+				"took", time.Since(t0).Round(time.Millisecond))
+		}
 	}()
 	if err := in.startComponents(); err != nil {
 		return nil, err

@@ -14,6 +14,11 @@
 // existing one), and the store chmods every regular file in it to 0600 at
 // open, on every GC tick and after close. The 0700 directory is what keeps
 // other users out in between: a file created 0644 inside it is unreachable.
+//
+// Memory: Badger memory-maps its table files, and a table it writes (flush,
+// compaction) is resident in full. On Linux the store hands those pages
+// back to the kernel once a minute for tables written since, and on demand
+// (ReleaseTablePages, after a scan of the whole store); see pages.go.
 package badger
 
 import (
@@ -68,6 +73,8 @@ type config struct {
 	gcInterval time.Duration
 	// compression of new table blocks; set by tests to compare.
 	compression options.CompressionType
+	// pageInterval: see WithPageReleaseInterval (pages.go).
+	pageInterval time.Duration
 }
 
 // WithLogger sets the logger; Badger's own messages go to it as well
@@ -111,6 +118,13 @@ type Store struct {
 	// transaction; an error fails the transaction as a commit error would.
 	beforeAuditCommit func(events int) error
 
+	// mapsDir is dir as /proc/self/maps prints it ("" in memory), and
+	// released the table files whose pages were last released (pages.go);
+	// pageMu serialises releases.
+	mapsDir  string
+	pageMu   sync.Mutex
+	released map[string]struct{}
+
 	closeOnce sync.Once
 	stop      chan struct{}
 	gcDone    sync.WaitGroup
@@ -118,7 +132,7 @@ type Store struct {
 
 // Open opens (creating if needed) the store in dir.
 func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
-	cfg := config{gcInterval: defaultGCInterval, compression: defaultCompression}
+	cfg := config{gcInterval: defaultGCInterval, compression: defaultCompression, pageInterval: defaultPageReleaseInterval}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -161,11 +175,24 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store/badger: open %q: %w", dir, err)
 	}
-	s := &Store{db: db, dir: dir, log: log, clock: cfg.clock, stop: make(chan struct{})}
+	s := &Store{db: db, dir: dir, log: log, clock: cfg.clock, stop: make(chan struct{}), released: map[string]struct{}{}}
 	s.tightenFiles()
 	if !cfg.inMemory && cfg.gcInterval > 0 {
 		s.gcDone.Add(1)
 		go s.gcLoop(cfg.gcInterval)
+	}
+	if !cfg.inMemory && pageReleaseSupported {
+		if s.mapsDir, err = mapsDirOf(dir); err != nil {
+			// Releasing pages is an optimisation: without it the store
+			// works, with more of its tables resident.
+			log.Warn("table page release off", "err", err)
+			s.mapsDir = ""
+		}
+		s.seedReleased()
+		if s.mapsDir != "" && cfg.pageInterval > 0 {
+			s.gcDone.Add(1)
+			go s.pageLoop(cfg.pageInterval)
+		}
 	}
 	return s, nil
 }
