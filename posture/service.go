@@ -476,7 +476,7 @@ func (s *Service) cert(ctx context.Context, sha store.Hash) (certInfo, error) {
 		}
 	}
 	s.metrics.CacheLookup(false)
-	c, err := s.st.GetCert(ctx, sha)
+	c, err := s.st.GetCertBinding(ctx, sha)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		// A binding is written before its cert is handed out, so an unknown

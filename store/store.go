@@ -296,6 +296,10 @@ type Store interface {
 	// Certificate bindings.
 	RecordIssuance(ctx context.Context, is Issuance) error
 	GetCert(ctx context.Context, sha Hash) (*Cert, error)
+	// GetCertBinding is GetCert without the DER (Cert.DER nil): the
+	// binding alone, one read, for the authentication path, which has the
+	// certificate in hand.
+	GetCertBinding(ctx context.Context, sha Hash) (*Cert, error)
 	GetCertBySerial(ctx context.Context, serial string) (*Cert, error)
 	ListCerts(ctx context.Context, f CertFilter, p Page) ([]*Cert, string, error)
 	// RevokeCert marks one cert revoked (idempotent: an already revoked cert keeps its first record).

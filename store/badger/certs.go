@@ -190,6 +190,19 @@ func (s *Store) GetCert(ctx context.Context, sha store.Hash) (*store.Cert, error
 	return c, nil
 }
 
+// GetCertBinding implements store.Store: GetCert without the DER, which
+// is a second key (and, on a cold read, other table blocks).
+func (s *Store) GetCertBinding(ctx context.Context, sha store.Hash) (*store.Cert, error) {
+	c := new(store.Cert)
+	err := s.view(ctx, "get cert binding", func(txn *bdb.Txn) error {
+		return getCertNoDERTxn(txn, sha, c)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
 // GetCertBySerial looks a cert up by serial (hex; case, colons and leading
 // zeros are ignored).
 func (s *Store) GetCertBySerial(ctx context.Context, serial string) (*store.Cert, error) {

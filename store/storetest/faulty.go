@@ -88,6 +88,13 @@ func (f *Faulty) RecordIssuance(ctx context.Context, is store.Issuance) error {
 	return f.Store.RecordIssuance(ctx, is)
 }
 
+func (f *Faulty) GetCertBinding(ctx context.Context, sha store.Hash) (*store.Cert, error) {
+	if err := f.fail("GetCertBinding"); err != nil {
+		return nil, err
+	}
+	return f.Store.GetCertBinding(ctx, sha)
+}
+
 func (f *Faulty) GetCert(ctx context.Context, sha store.Hash) (*store.Cert, error) {
 	if err := f.fail("GetCert"); err != nil {
 		return nil, err

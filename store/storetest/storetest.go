@@ -400,6 +400,11 @@ func testIssuance(t *testing.T, open func(t *testing.T) store.Store) {
 	gotCert, err := s.GetCert(ctx, c.SHA256)
 	noErr(t, "GetCert", err)
 	sameJSON(t, "GetCert", gotCert, &want)
+	binding, err := s.GetCertBinding(ctx, c.SHA256)
+	noErr(t, "GetCertBinding", err)
+	noDER := want
+	noDER.DER = nil
+	sameJSON(t, "GetCertBinding", binding, &noDER)
 	bySerial, err := s.GetCertBySerial(ctx, c.Serial)
 	noErr(t, "GetCertBySerial", err)
 	sameJSON(t, "GetCertBySerial", bySerial, &want)
@@ -446,6 +451,8 @@ func testIssuance(t *testing.T, open func(t *testing.T) store.Store) {
 	// Lookups of absent things.
 	_, err = s.GetCert(ctx, hashOf("nope"))
 	wantErr(t, "GetCert(missing)", err, store.ErrNotFound)
+	_, err = s.GetCertBinding(ctx, hashOf("nope"))
+	wantErr(t, "GetCertBinding(missing)", err, store.ErrNotFound)
 	_, err = s.GetCertBySerial(ctx, "abcdef")
 	wantErr(t, "GetCertBySerial(missing)", err, store.ErrNotFound)
 	verifyOK(t, s, 3)
