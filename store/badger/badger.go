@@ -17,7 +17,7 @@
 //
 // Memory: Badger memory-maps its table files, and a table it writes (flush,
 // compaction) is resident in full. On Linux the store hands those pages
-// back to the kernel once a minute for tables written since, and on demand
+// back to the kernel whenever it finds new tables (every 10 s), and on demand
 // (ReleaseTablePages, after a scan of the whole store); see pages.go.
 package badger
 
@@ -119,7 +119,7 @@ type Store struct {
 	beforeAuditCommit func(events int) error
 
 	// mapsDir is dir as /proc/self/maps prints it ("" in memory), and
-	// released the table files whose pages were last released (pages.go);
+	// released the table files mapped at the last release or check (pages.go);
 	// pageMu serialises releases.
 	mapsDir  string
 	pageMu   sync.Mutex

@@ -34,8 +34,11 @@ import (
 )
 
 // defaultPageReleaseInterval is how often the store looks for table files
-// mapped since the last release (flushes, compactions) and releases them.
-const defaultPageReleaseInterval = time.Minute
+// mapped since the last look (a flush or a compaction is running or just
+// ran) and then releases every table. A look is one read of
+// /proc/self/maps; a compaction that rewrites a level in ~10-20 s is caught
+// while it runs, not only after.
+const defaultPageReleaseInterval = 10 * time.Second
 
 // tableSuffix names Badger's table files. Value-log files (.vlog) hold only
 // values above the value threshold, which hardbound's records never reach
@@ -46,9 +49,10 @@ const tableSuffix = ".sst"
 // errMapsLine reports a /proc/self/maps line that does not parse.
 var errMapsLine = errors.New("store/badger: malformed maps line")
 
-// WithPageReleaseInterval sets how often the store releases the resident
-// pages of table files written since the last release (default 1m; 0 turns
-// it off). See ReleaseTablePages. Linux only; elsewhere it has no effect.
+// WithPageReleaseInterval sets how often the store checks whether Badger
+// wrote table files since the last check, and if so releases the resident
+// pages of every table (default 10s; 0 turns it off). See
+// ReleaseTablePages. Linux only; elsewhere it has no effect.
 func WithPageReleaseInterval(d time.Duration) Option {
 	return func(c *config) { c.pageInterval = d }
 }
@@ -74,9 +78,17 @@ func (s *Store) ReleaseTablePages(ctx context.Context) (PageRelease, error) {
 	return s.releaseTables(ctx, false)
 }
 
-// releaseTables advises every table mapping (onlyNew false) or those not
-// released by an earlier call (onlyNew true: tables written since).
-func (s *Store) releaseTables(ctx context.Context, onlyNew bool) (PageRelease, error) {
+// releaseTables advises every table mapping, always (ifChanged false) or
+// only when a table appeared since the last call (ifChanged true).
+//
+// Why all tables and not only the new ones: a compaction reads its input
+// tables through their mappings (making them resident again, until it
+// deletes them) while it writes its outputs, so while tables keep
+// appearing, both kinds grow the RSS. When no table appeared, nothing is
+// advised: pages that reads brought back in since (a Decide miss, the
+// audit head) stay, and a quiet store costs one read of /proc/self/maps
+// per tick.
+func (s *Store) releaseTables(ctx context.Context, ifChanged bool) (PageRelease, error) {
 	var rel PageRelease
 	if s.mapsDir == "" || !pageReleaseSupported {
 		return rel, nil
@@ -97,13 +109,17 @@ func (s *Store) releaseTables(ctx context.Context, onlyNew bool) (PageRelease, e
 		return rel, fmt.Errorf("store/badger: release table pages: %w", err)
 	}
 	seen := make(map[string]struct{}, len(tables))
+	changed := false
 	for _, m := range tables {
 		seen[m.path] = struct{}{}
-		if onlyNew {
-			if _, done := s.released[m.path]; done {
-				continue
-			}
+		if _, ok := s.released[m.path]; !ok {
+			changed = true
 		}
+	}
+	if ifChanged && !changed {
+		return rel, nil
+	}
+	for _, m := range tables {
 		if err := ctx.Err(); err != nil {
 			return rel, fmt.Errorf("store/badger: release table pages: %w", err)
 		}
@@ -122,8 +138,9 @@ func (s *Store) releaseTables(ctx context.Context, onlyNew bool) (PageRelease, e
 	return rel, nil
 }
 
-// pageLoop releases, every tick, the tables written since the last
-// release: a table is fully resident when Badger opens it after writing it.
+// pageLoop releases every table's pages on a tick that finds new tables
+// (see releaseTables): a table is fully resident when Badger opens it
+// after writing it.
 func (s *Store) pageLoop(every time.Duration) {
 	defer s.gcDone.Done()
 	t := time.NewTicker(every)
@@ -145,14 +162,14 @@ func (s *Store) pageLoop(every time.Duration) {
 		case err != nil && !errors.Is(err, ErrClosed) && ctx.Err() == nil:
 			s.log.Warn("release table pages", "err", err)
 		case rel.Tables > 0:
-			s.log.Debug("released pages of new tables", "tables", rel.Tables, "mapped_bytes", rel.Bytes)
+			s.log.Debug("new tables: released table pages", "tables", rel.Tables, "mapped_bytes", rel.Bytes)
 		}
 	}
 }
 
-// seedReleased records the tables mapped at open as released without
-// advising them: opening a table reads only its index, so they are not
-// resident; tables a compaction writes afterwards have new names.
+// seedReleased records the tables mapped at open as seen, without advising
+// them: opening a table reads only its index, so they are not resident;
+// tables a compaction writes afterwards have new names.
 func (s *Store) seedReleased() {
 	if s.mapsDir == "" || !pageReleaseSupported {
 		return

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	bdb "github.com/dgraph-io/badger/v4"
+
 	"hardbound/store"
 )
 
@@ -35,7 +37,7 @@ func testDevice(i int) *store.Device {
 // in table files (written, then flushed by a close and reopened), as after
 // a restart. The devices go in with one write batch: a PutDevice each
 // would cost testDevices fsyncs.
-func openWithTables(t *testing.T) (*Store, string) {
+func openWithTables(t *testing.T, opts ...Option) *Store {
 	t.Helper()
 	dir := t.TempDir()
 	s, err := Open(t.Context(), dir, WithPageReleaseInterval(0))
@@ -59,12 +61,12 @@ func openWithTables(t *testing.T) (*Store, string) {
 	if err := s.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	s, err = Open(t.Context(), dir, WithPageReleaseInterval(0))
+	s, err = Open(t.Context(), dir, append([]Option{WithPageReleaseInterval(0)}, opts...)...)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
-	return s, dir
+	return s
 }
 
 func readAllDevices(ctx context.Context, s *Store) error {
@@ -115,7 +117,7 @@ func tableRSS(t *testing.T, s *Store) int64 {
 }
 
 func TestReleaseTablePagesDropsResidencyAndKeepsReads(t *testing.T) {
-	s, _ := openWithTables(t)
+	s := openWithTables(t)
 	ctx := t.Context()
 	if err := readAllDevices(ctx, s); err != nil {
 		t.Fatal(err)
@@ -154,7 +156,7 @@ func TestReleaseTablePagesDropsResidencyAndKeepsReads(t *testing.T) {
 }
 
 func TestReleaseTablePagesConcurrentWithReadsAndWrites(t *testing.T) {
-	s, _ := openWithTables(t)
+	s := openWithTables(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	errc := make(chan error, 4)
@@ -201,18 +203,18 @@ func TestReleaseTablePagesConcurrentWithReadsAndWrites(t *testing.T) {
 	}
 }
 
-func TestReleaseNewTablesSkipsReleasedOnes(t *testing.T) {
-	s, _ := openWithTables(t)
+func TestReleaseIfChangedAdvisesAllTablesOnlyWhenOneIsNew(t *testing.T) {
+	s := openWithTables(t)
 	ctx := t.Context()
-	// Tables mapped at open count as released: opening reads only indexes.
+	// Tables mapped at open count as seen: opening reads only indexes.
 	if rel, err := s.releaseTables(ctx, true); err != nil || rel.Tables != 0 {
-		t.Fatalf("releaseTables(new) right after open = %+v, %v; want nothing advised", rel, err)
+		t.Fatalf("releaseTables(ifChanged) right after open = %+v, %v; want nothing advised", rel, err)
 	}
 	all, err := s.ReleaseTablePages(ctx)
 	if err != nil || all.Tables == 0 {
 		t.Fatalf("ReleaseTablePages = %+v, %v; want tables advised", all, err)
 	}
-	// A table the store has not released yet (as if a compaction wrote it).
+	// A table the store has not seen yet (as if a compaction wrote it).
 	s.pageMu.Lock()
 	var forgot string
 	for p := range s.released {
@@ -222,11 +224,51 @@ func TestReleaseNewTablesSkipsReleasedOnes(t *testing.T) {
 	delete(s.released, forgot)
 	s.pageMu.Unlock()
 	rel, err := s.releaseTables(ctx, true)
-	if err != nil || rel.Tables != 1 {
-		t.Fatalf("releaseTables(new) with %s unreleased = %+v, %v; want one table", forgot, rel, err)
+	if err != nil || rel.Tables != all.Tables {
+		t.Fatalf("releaseTables(ifChanged) with %s new = %+v, %v; want all %d tables", forgot, rel, err, all.Tables)
 	}
 	if rel, err := s.releaseTables(ctx, true); err != nil || rel.Tables != 0 {
-		t.Fatalf("releaseTables(new) again = %+v, %v; want nothing advised", rel, err)
+		t.Fatalf("releaseTables(ifChanged) again = %+v, %v; want nothing advised", rel, err)
+	}
+}
+
+func TestPageLoopReleasesAllTablesWhenATableIsWritten(t *testing.T) {
+	s := openWithTables(t, WithPageReleaseInterval(20*time.Millisecond))
+	ctx := t.Context()
+	if err := readAllDevices(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	before := tableRSS(t, s)
+	if before == 0 {
+		t.Fatal("no table pages resident after reading every device")
+	}
+	// A device in the memtable, to be flushed below.
+	if err := s.PutDevice(ctx, testDevice(testDevices+1)); err != nil {
+		t.Fatalf("PutDevice: %v", err)
+	}
+	// Dropping a prefix flushes the memtable into a new table, as a full
+	// memtable would (Badger skips the flush when no key has the prefix).
+	if err := s.db.Update(func(txn *bdb.Txn) error { return txn.Set([]byte("zz-test/x"), []byte("x")) }); err != nil {
+		t.Fatalf("set: %v", err)
+	}
+	if err := s.db.DropPrefix([]byte("zz-test/")); err != nil {
+		t.Fatalf("DropPrefix: %v", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	after := tableRSS(t, s)
+	for after >= before/2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		after = tableRSS(t, s)
+	}
+	t.Logf("table RSS %d KiB -> %d KiB", before>>10, after>>10)
+	if after >= before/2 {
+		t.Fatalf("table RSS still %d bytes (was %d) after a new table: the loop did not release", after, before)
+	}
+	if err := readAllDevices(ctx, s); err != nil {
+		t.Fatalf("after the loop's release: %v", err)
+	}
+	if got, err := s.GetDevice(ctx, testDevice(testDevices+1).ID); err != nil || got.ID != testDevice(testDevices+1).ID {
+		t.Fatalf("GetDevice of the flushed device = %+v, %v", got, err)
 	}
 }
 
@@ -255,7 +297,7 @@ func TestReleaseTablePagesOutcomes(t *testing.T) {
 	})
 	t.Run("cancelled context stops the release", func(t *testing.T) {
 		t.Parallel()
-		s, _ := openWithTables(t)
+		s := openWithTables(t)
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
 		if _, err := s.ReleaseTablePages(ctx); !errors.Is(err, context.Canceled) {
