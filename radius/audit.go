@@ -66,8 +66,8 @@ func newAuditGroups(a Auditor, window time.Duration, sync bool, failed func(int,
 // append adds ev to the open group (opening one if none). In sync mode it
 // returns once that group is written; a member whose ctx ends first returns
 // ctx's error, and its event may still be written with the group. In async
-// mode it returns at once unless maxAuditWrites groups are already being
-// written, and write errors go to failed.
+// mode it returns nil: at once unless maxAuditWrites groups are already
+// being written, and write errors go to failed, counted per decision.
 func (a *auditGroups) append(ctx context.Context, ev *store.AuditEvent) error {
 	now := time.Now()
 	a.mu.Lock()
@@ -106,9 +106,9 @@ func (a *auditGroups) append(ctx context.Context, ev *store.AuditEvent) error {
 			return ctx.Err()
 		}
 	}
-	if stopped { // after flush: write now, alone
+	if stopped { // after flush: write now
 		a.write(ctx, g, false)
-		return g.err
+		return a.result(g)
 	}
 	defer a.writes.Done()
 	if a.sync {
@@ -122,15 +122,26 @@ func (a *auditGroups) append(ctx context.Context, ev *store.AuditEvent) error {
 			defer a.writes.Done()
 			a.write(ctx, g, linger)
 			<-a.slots
-			if g.err != nil && a.failed != nil {
-				a.failed(len(g.evs), g.err)
-			}
+			_ = a.result(g)
 		}()
 		return nil
 	default: // too many writes in flight: this caller writes its group
 		a.write(ctx, g, linger)
+		return a.result(g)
+	}
+}
+
+// result is what the leader returns for its written group. Sync members
+// each return the group's error themselves; async members already
+// returned nil, so a failure is reported once for all of them.
+func (a *auditGroups) result(g *auditGroup) error {
+	if a.sync || g.err == nil {
 		return g.err
 	}
+	if a.failed != nil {
+		a.failed(len(g.evs), g.err)
+	}
+	return nil
 }
 
 // write lingers (unless told not to, the group fills, or flush starts),

@@ -231,3 +231,26 @@ func (b *blockingAudit) AppendAudits(ctx context.Context, evs []*store.AuditEven
 	<-b.release
 	return b.memAudit.AppendAudits(ctx, evs)
 }
+
+func TestAuditGroupsAsyncReportInlineFailuresOnce(t *testing.T) {
+	var mu sync.Mutex
+	failed := 0
+	a := newAuditGroups(failingAudit{}, time.Millisecond, false, func(n int, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		failed += n
+	})
+	a.flush() // from now on every group is written inline by its leader
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for i, err := range appendAll(ctx, a, 10) {
+		if err != nil {
+			t.Fatalf("append %d: async append reported %v to the caller", i, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if failed != 10 {
+		t.Fatalf("failed reported for %d decisions, want 10", failed)
+	}
+}
