@@ -109,6 +109,13 @@ func (c *dupCache) evictLocked(now time.Time) {
 	}
 }
 
+// expire drops the entries past their ttl.
+func (c *dupCache) expire(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.evictLocked(now)
+}
+
 func (c *dupCache) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -348,6 +348,10 @@ func (s *Server) janitor(ctx context.Context) {
 				s.log.Debug("conversation expired", "nas", c.nas.Name)
 			}
 			s.metrics.Conversations(live)
+			// Expired responses are otherwise dropped only when the next
+			// packet arrives: after a storm an idle server would keep
+			// the whole cache (~64 MiB at its cap) until traffic resumes.
+			s.dups.expire(s.now())
 		}
 	}
 }

@@ -239,6 +239,15 @@ func TestDupCache(t *testing.T) {
 	if n := c.len(); n > 4 {
 		t.Fatalf("cache holds %d entries, max 4", n)
 	}
+	// An idle server lets the janitor drop what expired.
+	c.expire(now.Add(10 * time.Second))
+	if n := c.len(); n == 0 {
+		t.Fatal("expire dropped entries still within their ttl")
+	}
+	c.expire(now.Add(22 * time.Second))
+	if n := c.len(); n != 0 {
+		t.Fatalf("%d entries left after their ttl", n)
+	}
 }
 
 func TestClassRoundTrip(t *testing.T) {
