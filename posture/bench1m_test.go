@@ -39,6 +39,9 @@ import (
 //	HARDBOUND_BENCH_WARM     1: Service.Warm before timing (the server's
 //	                         state once its start-up warming is done);
 //	                         reports its time and the heap it added
+//	HARDBOUND_BENCH_RELEASE  1: (*badger.Store).ReleaseTablePages just
+//	                         before timing, as serve does after the warm;
+//	                         reports its time, the bytes advised and RSS
 func benchEnvInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
 		return v
@@ -190,6 +193,19 @@ func BenchmarkDecide1M(b *testing.B) {
 		b.Logf("Warm: %v; live heap %d -> %d MiB (+%d B per device); RSS %d MiB",
 			took.Round(time.Millisecond), before>>20, after>>20, (after-before)/uint64(n), benchRSS()>>20)
 		warmMetrics = map[string]float64{"warm-s": took.Seconds(), "heap-MiB": float64(after >> 20), "rss-MiB": float64(benchRSS() >> 20)}
+	}
+	if os.Getenv("HARDBOUND_BENCH_RELEASE") == "1" {
+		t := time.Now()
+		rel, err := st.ReleaseTablePages(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if warmMetrics == nil {
+			warmMetrics = map[string]float64{}
+		}
+		warmMetrics["release-ms"] = float64(time.Since(t).Milliseconds())
+		warmMetrics["released-MiB"] = float64(rel.Bytes >> 20)
+		warmMetrics["rss-MiB"] = float64(benchRSS() >> 20)
 	}
 	rng := mrand.New(mrand.NewPCG(1, 2))
 	// b.N is unknown before b.Loop starts: keep up to 10M samples.
