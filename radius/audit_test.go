@@ -167,13 +167,8 @@ func TestAuditGroupsAsyncReturnAtOnceAndFlushWritesEverything(t *testing.T) {
 }
 
 func TestAuditGroupsAsyncReportFailedGroups(t *testing.T) {
-	var mu sync.Mutex
-	failed := 0
-	a := newAuditGroups(failingAudit{}, time.Millisecond, false, func(n int, err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		failed += n
-	})
+	var failed failCount
+	a := newAuditGroups(failingAudit{}, time.Millisecond, false, failed.add)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	for i, err := range appendAll(ctx, a, 40) {
@@ -182,11 +177,27 @@ func TestAuditGroupsAsyncReportFailedGroups(t *testing.T) {
 		}
 	}
 	a.flush()
-	mu.Lock()
-	defer mu.Unlock()
-	if failed != 40 {
-		t.Fatalf("failed reported for %d decisions, want 40", failed)
+	if n := failed.get(); n != 40 {
+		t.Fatalf("failed reported for %d decisions, want 40", n)
 	}
+}
+
+// failCount sums what auditGroups reports as failed.
+type failCount struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (f *failCount) add(n int, _ error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n += n
+}
+
+func (f *failCount) get() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n
 }
 
 func TestAuditGroupsAsyncWriteInlineWhenTooManyWritesAreInFlight(t *testing.T) {
@@ -233,13 +244,8 @@ func (b *blockingAudit) AppendAudits(ctx context.Context, evs []*store.AuditEven
 }
 
 func TestAuditGroupsAsyncReportInlineFailuresOnce(t *testing.T) {
-	var mu sync.Mutex
-	failed := 0
-	a := newAuditGroups(failingAudit{}, time.Millisecond, false, func(n int, err error) {
-		mu.Lock()
-		defer mu.Unlock()
-		failed += n
-	})
+	var failed failCount
+	a := newAuditGroups(failingAudit{}, time.Millisecond, false, failed.add)
 	a.flush() // from now on every group is written inline by its leader
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -248,9 +254,7 @@ func TestAuditGroupsAsyncReportInlineFailuresOnce(t *testing.T) {
 			t.Fatalf("append %d: async append reported %v to the caller", i, err)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if failed != 10 {
-		t.Fatalf("failed reported for %d decisions, want 10", failed)
+	if n := failed.get(); n != 10 {
+		t.Fatalf("failed reported for %d decisions, want 10", n)
 	}
 }
