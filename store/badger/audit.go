@@ -339,6 +339,30 @@ func (s *Store) linkAudit(ev *store.AuditEvent, seq uint64, prev store.Hash) sto
 	return e
 }
 
+// updateAudited runs fn in one write transaction and, if ev is set,
+// appends ev to the chain in that same transaction, filling *ev once it is
+// committed. auditMu is held for the whole transaction when ev is set (see
+// appendAuditTxn).
+func (s *Store) updateAudited(ctx context.Context, op string, ev *store.AuditEvent, fn func(txn *bdb.Txn) error) error {
+	if ev == nil {
+		return s.update(ctx, op, fn)
+	}
+	s.auditMu.Lock()
+	defer s.auditMu.Unlock()
+	var done store.AuditEvent
+	err := s.update(ctx, op, func(txn *bdb.Txn) error {
+		if err := fn(txn); err != nil {
+			return err
+		}
+		return s.appendAuditTxn(txn, ev, &done)
+	})
+	if err != nil {
+		return err
+	}
+	*ev = done
+	return nil
+}
+
 // appendAuditTxn links a copy of ev after the current head inside txn and
 // stores it in *out. The caller must hold auditMu for the whole transaction:
 // that is what makes the head read and the head write one step, and what

@@ -25,15 +25,12 @@ func (s *Store) RecordIssuance(ctx context.Context, is store.Issuance) error {
 	if err := validIssuance(is); err != nil {
 		return fmt.Errorf("store/badger: record issuance: %w", err)
 	}
-	s.auditMu.Lock()
-	defer s.auditMu.Unlock()
 	var (
-		evDone  store.AuditEvent
 		devDone store.Device
 		crtDone store.Cert
 		attDone store.Attestation
 	)
-	err := s.update(ctx, "record issuance", func(txn *bdb.Txn) error {
+	err := s.updateAudited(ctx, "record issuance", is.Audit, func(txn *bdb.Txn) error {
 		now := s.now()
 		c := *is.Cert
 		c.V = store.RecordVersion
@@ -89,13 +86,12 @@ func (s *Store) RecordIssuance(ctx context.Context, is store.Issuance) error {
 			return err
 		}
 		crtDone = c
-		return s.appendAuditTxn(txn, is.Audit, &evDone)
+		return nil
 	})
 	if err != nil {
 		return err
 	}
 	// Hand back what was stored, as PutDevice and AppendAudit do.
-	*is.Audit = evDone
 	*is.Cert = crtDone
 	if is.Device != nil {
 		*is.Device = devDone
@@ -277,34 +273,19 @@ func (s *Store) ListCerts(ctx context.Context, f store.CertFilter, p store.Page)
 // revocation; ev (optional) is appended either way, since the attempt is an
 // administrative action worth recording.
 func (s *Store) RevokeCert(ctx context.Context, sha store.Hash, r store.Revocation, ev *store.AuditEvent) (*store.Cert, error) {
-	if ev != nil {
-		s.auditMu.Lock()
-		defer s.auditMu.Unlock()
-	}
-	var (
-		out    store.Cert
-		evDone store.AuditEvent
-	)
-	err := s.update(ctx, "revoke cert", func(txn *bdb.Txn) error {
+	var out store.Cert
+	err := s.updateAudited(ctx, "revoke cert", ev, func(txn *bdb.Txn) error {
 		if err := getCertTxn(txn, sha, &out); err != nil {
 			return err
 		}
 		if out.Revoked == nil {
 			out.Revoked = s.revocation(r)
-			if err := putCertTxn(txn, &out, false); err != nil {
-				return err
-			}
-		}
-		if ev != nil {
-			return s.appendAuditTxn(txn, ev, &evDone)
+			return putCertTxn(txn, &out, false)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
-	}
-	if ev != nil {
-		*ev = evDone
 	}
 	return &out, nil
 }
@@ -312,16 +293,11 @@ func (s *Store) RevokeCert(ctx context.Context, sha store.Hash, r store.Revocati
 // RevokeDevice marks the device revoked and revokes every cert of it that is
 // not revoked yet, in one transaction. It returns all the device's certs.
 func (s *Store) RevokeDevice(ctx context.Context, id string, r store.Revocation, ev *store.AuditEvent) (*store.Device, []*store.Cert, error) {
-	if ev != nil {
-		s.auditMu.Lock()
-		defer s.auditMu.Unlock()
-	}
 	var (
-		dev    store.Device
-		certs  []*store.Cert
-		evDone store.AuditEvent
+		dev   store.Device
+		certs []*store.Cert
 	)
-	err := s.update(ctx, "revoke device", func(txn *bdb.Txn) error {
+	err := s.updateAudited(ctx, "revoke device", ev, func(txn *bdb.Txn) error {
 		certs = certs[:0]
 		if err := getJSON(txn, keyDevice(id), &dev); err != nil {
 			return err
@@ -352,16 +328,10 @@ func (s *Store) RevokeDevice(ctx context.Context, id string, r store.Revocation,
 			}
 			certs = append(certs, c)
 		}
-		if ev != nil {
-			return s.appendAuditTxn(txn, ev, &evDone)
-		}
 		return nil
 	})
 	if err != nil {
 		return nil, nil, err
-	}
-	if ev != nil {
-		*ev = evDone
 	}
 	return &dev, certs, nil
 }

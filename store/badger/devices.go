@@ -63,15 +63,8 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Devi
 	if fn == nil {
 		return nil, errors.New("store/badger: update device: nil fn")
 	}
-	if ev != nil {
-		s.auditMu.Lock()
-		defer s.auditMu.Unlock()
-	}
-	var (
-		out    store.Device
-		evDone store.AuditEvent
-	)
-	err := s.update(ctx, "update device", func(txn *bdb.Txn) error {
+	var out store.Device
+	err := s.updateAudited(ctx, "update device", ev, func(txn *bdb.Txn) error {
 		var old store.Device
 		if err := getJSON(txn, keyDevice(id), &old); err != nil {
 			return err
@@ -87,19 +80,10 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Devi
 			return err
 		}
 		s.stampDevice(&out, &old)
-		if err := putDeviceTxn(txn, &out, &old); err != nil {
-			return err
-		}
-		if ev != nil {
-			return s.appendAuditTxn(txn, ev, &evDone)
-		}
-		return nil
+		return putDeviceTxn(txn, &out, &old)
 	})
 	if err != nil {
 		return nil, err
-	}
-	if ev != nil {
-		*ev = evDone
 	}
 	return &out, nil
 }
