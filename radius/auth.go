@@ -389,7 +389,7 @@ func (s *Server) record(ctx context.Context, n *nas, from netip.AddrPort, c *con
 	}
 	actx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	err := s.groups.append(actx, &store.AuditEvent{
+	err := s.groups.Append(actx, &store.AuditEvent{
 		V:       store.RecordVersion,
 		Time:    s.now().UTC(),
 		Actor:   "nas:" + n.Name,

@@ -264,7 +264,6 @@ func (m *memSessions) get(nas, id string) (store.Session, bool) {
 type memAudit struct {
 	mu     sync.Mutex
 	events []store.AuditEvent
-	groups []int // sizes of the AppendAudits calls
 }
 
 func (m *memAudit) AppendAudit(_ context.Context, ev *store.AuditEvent) error {
@@ -280,7 +279,6 @@ func (m *memAudit) AppendAudits(_ context.Context, evs []*store.AuditEvent) erro
 	for _, ev := range evs {
 		m.events = append(m.events, *ev)
 	}
-	m.groups = append(m.groups, len(evs))
 	return nil
 }
 

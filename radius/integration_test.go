@@ -368,6 +368,6 @@ func TestIntegrationClientTLSMaxVersion(t *testing.T) {
 // audited returns the audit events once every decision made so far is
 // written (decisions reach the chain in groups, after their replies).
 func (ls *liveServer) audited() []store.AuditEvent {
-	ls.s.groups.flush()
+	ls.s.groups.Flush()
 	return ls.audit.all()
 }

@@ -15,6 +15,7 @@ import (
 	"hardbound/eaptls"
 	"hardbound/posture"
 	"hardbound/store"
+	"hardbound/store/auditgroup"
 )
 
 // Decider is the authorization decision (posture.Decide). It runs inside
@@ -66,7 +67,7 @@ type Server struct {
 	dec      Decider
 	sessions Sessions
 	audit    Auditor
-	groups   *auditGroups
+	groups   *auditgroup.Writer
 	log      *slog.Logger
 	metrics  Metrics
 	now      func() time.Time
@@ -115,11 +116,17 @@ func New(cfg Config, eap *eaptls.Server, dec Decider, sessions Sessions, audit A
 		o(s)
 	}
 	s.log = s.log.With("component", "radius")
-	s.groups = newAuditGroups(audit, cfg.AuditFlush, cfg.AuditSync, func(n int, err error) {
-		for range n {
-			s.metrics.AuditError()
-		}
-		s.log.Error("audit append failed", "decisions", n, "err", err)
+	// Decisions reach the chain in groups: per decision, a synced append of
+	// its own cost as much CPU as the handshake's signature checks
+	// (BENCHMARKS.md).
+	s.groups = auditgroup.New(audit, auditgroup.Options{
+		Window: cfg.AuditFlush, Sync: cfg.AuditSync, Timeout: storeTimeout,
+		Failed: func(n int, err error) {
+			for range n {
+				s.metrics.AuditError()
+			}
+			s.log.Error("audit append failed", "decisions", n, "err", err)
+		},
 	})
 	for _, c := range cfg.Clients {
 		if !c.RequireMessageAuthenticator {
@@ -226,7 +233,7 @@ func (s *Server) Serve(ctx context.Context, auth, acct net.PacketConn) error {
 	readers.Wait()
 	close(jobs)
 	workers.Wait()
-	s.groups.flush() // decisions already answered reach the chain before Serve returns
+	s.groups.Flush() // decisions already answered reach the chain before Serve returns
 	bg.Wait()
 	for _, c := range s.convs.drain() {
 		c.close()

@@ -706,6 +706,6 @@ func TestListenAndServeReportsBadAddress(t *testing.T) {
 // audited returns the audit events once every decision made so far is
 // written (decisions reach the chain in groups, after their replies).
 func (h *harness) audited() []store.AuditEvent {
-	h.s.groups.flush()
+	h.s.groups.Flush()
 	return h.audit.all()
 }

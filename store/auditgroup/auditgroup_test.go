@@ -1,4 +1,4 @@
-package radius
+package auditgroup
 
 import (
 	"context"
@@ -12,25 +12,25 @@ import (
 )
 
 // appendAll runs n concurrent appends and returns their errors.
-func appendAll(ctx context.Context, a *auditGroups, n int) []error {
+func appendAll(ctx context.Context, a *Writer, n int) []error {
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			errs[i] = a.append(ctx, &store.AuditEvent{Action: "radius.auth", Subject: fmt.Sprint(i)})
+			errs[i] = a.Append(ctx, &store.AuditEvent{Action: "radius.auth", Subject: fmt.Sprint(i)})
 		})
 	}
 	wg.Wait()
 	return errs
 }
 
-func TestAuditGroupsSyncWriteEveryDecisionBeforeReturning(t *testing.T) {
+func TestWriterSyncWriteEveryDecisionBeforeReturning(t *testing.T) {
 	m := &memAudit{}
-	a := newAuditGroups(m, 20*time.Millisecond, true, nil)
+	a := New(m, Options{Window: 20 * time.Millisecond, Sync: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	// Make the server look busy so the leaders linger.
-	if err := a.append(ctx, &store.AuditEvent{Action: "radius.auth", Subject: "warm"}); err != nil {
+	if err := a.Append(ctx, &store.AuditEvent{Action: "radius.auth", Subject: "warm"}); err != nil {
 		t.Fatal(err)
 	}
 	const n = 100
@@ -38,7 +38,7 @@ func TestAuditGroupsSyncWriteEveryDecisionBeforeReturning(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			subject := fmt.Sprint(i)
-			if err := a.append(ctx, &store.AuditEvent{Action: "radius.auth", Subject: subject}); err != nil {
+			if err := a.Append(ctx, &store.AuditEvent{Action: "radius.auth", Subject: subject}); err != nil {
 				t.Errorf("append %d: %v", i, err)
 				return
 			}
@@ -65,31 +65,31 @@ func TestAuditGroupsSyncWriteEveryDecisionBeforeReturning(t *testing.T) {
 	t.Logf("%d events in %d groups", n+1, groups)
 }
 
-func TestAuditGroupsSyncDoNotLingerWhenQuietOrFull(t *testing.T) {
+func TestWriterSyncDoNotLingerWhenQuietOrFull(t *testing.T) {
 	// With an hour of linger, only the two exits that skip the wait can
 	// let these appends finish within the test's deadline.
 	m := &memAudit{}
-	a := newAuditGroups(m, time.Hour, true, nil)
+	a := New(m, Options{Window: time.Hour, Sync: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	if err := a.append(ctx, &store.AuditEvent{Action: "radius.auth"}); err != nil {
+	if err := a.Append(ctx, &store.AuditEvent{Action: "radius.auth"}); err != nil {
 		t.Fatalf("lone decision on a quiet server: %v", err)
 	}
 	// Now busy: a group is written early only once it is full.
-	for i, err := range appendAll(ctx, a, maxAuditGroup) {
+	for i, err := range appendAll(ctx, a, MaxGroup) {
 		if err != nil {
 			t.Fatalf("append %d of a full group: %v", i, err)
 		}
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.groups) != 2 || m.groups[1] != maxAuditGroup {
-		t.Fatalf("groups %v, want [1 %d]", m.groups, maxAuditGroup)
+	if len(m.groups) != 2 || m.groups[1] != MaxGroup {
+		t.Fatalf("groups %v, want [1 %d]", m.groups, MaxGroup)
 	}
 }
 
-func TestAuditGroupsSyncReportTheWriteErrorToEveryMember(t *testing.T) {
-	a := newAuditGroups(failingAudit{}, 5*time.Millisecond, true, nil)
+func TestWriterSyncReportTheWriteErrorToEveryMember(t *testing.T) {
+	a := New(failingAudit{}, Options{Window: 5 * time.Millisecond, Sync: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	for i, err := range appendAll(ctx, a, 20) {
@@ -99,16 +99,16 @@ func TestAuditGroupsSyncReportTheWriteErrorToEveryMember(t *testing.T) {
 	}
 }
 
-func TestAuditGroupsSyncWaiterLeavesWhenItsContextEnds(t *testing.T) {
+func TestWriterSyncWaiterLeavesWhenItsContextEnds(t *testing.T) {
 	m := &memAudit{}
-	a := newAuditGroups(m, time.Hour, true, nil)
+	a := New(m, Options{Window: time.Hour, Sync: true})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	if err := a.append(ctx, &store.AuditEvent{Action: "warm"}); err != nil {
+	if err := a.Append(ctx, &store.AuditEvent{Action: "warm"}); err != nil {
 		t.Fatal(err)
 	}
 	lead := make(chan error, 1)
-	go func() { lead <- a.append(ctx, &store.AuditEvent{Action: "lead"}) }()
+	go func() { lead <- a.Append(ctx, &store.AuditEvent{Action: "lead"}) }()
 	for { // until the leader's group is open
 		a.mu.Lock()
 		open := a.open != nil
@@ -120,12 +120,12 @@ func TestAuditGroupsSyncWaiterLeavesWhenItsContextEnds(t *testing.T) {
 	}
 	wctx, wcancel := context.WithCancel(ctx)
 	wcancel()
-	if err := a.append(wctx, &store.AuditEvent{Action: "late"}); !errors.Is(err, context.Canceled) {
+	if err := a.Append(wctx, &store.AuditEvent{Action: "late"}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("append with ended context = %v, want context.Canceled", err)
 	}
 	// Fill the group so the leader stops lingering; the leader and the
 	// rest are unaffected by the waiter that left.
-	for i, err := range appendAll(ctx, a, maxAuditGroup-2) {
+	for i, err := range appendAll(ctx, a, MaxGroup-2) {
 		if err != nil {
 			t.Fatalf("append %d: %v", i, err)
 		}
@@ -135,10 +135,10 @@ func TestAuditGroupsSyncWaiterLeavesWhenItsContextEnds(t *testing.T) {
 	}
 }
 
-func TestAuditGroupsAsyncReturnAtOnceAndFlushWritesEverything(t *testing.T) {
+func TestWriterAsyncReturnAtOnceAndFlushWritesEverything(t *testing.T) {
 	m := &memAudit{}
 	// An hour's window: only flush can end the gathering.
-	a := newAuditGroups(m, time.Hour, false, nil)
+	a := New(m, Options{Window: time.Hour})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	const n = 300 // more than one group
@@ -147,7 +147,7 @@ func TestAuditGroupsAsyncReturnAtOnceAndFlushWritesEverything(t *testing.T) {
 			t.Fatalf("append %d: %v", i, err)
 		}
 	}
-	a.flush()
+	a.Flush()
 	if got := len(m.all()); got != n {
 		t.Fatalf("after flush %d events written, want %d", got, n)
 	}
@@ -158,7 +158,7 @@ func TestAuditGroupsAsyncReturnAtOnceAndFlushWritesEverything(t *testing.T) {
 		t.Fatalf("%d events in %d groups, want 2 (one full, one flushed)", n, groups)
 	}
 	// After flush nothing lingers: an append is written before it returns.
-	if err := a.append(ctx, &store.AuditEvent{Action: "late"}); err != nil {
+	if err := a.Append(ctx, &store.AuditEvent{Action: "late"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := len(m.all()); got != n+1 {
@@ -166,9 +166,9 @@ func TestAuditGroupsAsyncReturnAtOnceAndFlushWritesEverything(t *testing.T) {
 	}
 }
 
-func TestAuditGroupsAsyncReportFailedGroups(t *testing.T) {
+func TestWriterAsyncReportFailedGroups(t *testing.T) {
 	var failed failCount
-	a := newAuditGroups(failingAudit{}, time.Millisecond, false, failed.add)
+	a := New(failingAudit{}, Options{Window: time.Millisecond, Failed: failed.add})
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	for i, err := range appendAll(ctx, a, 40) {
@@ -176,7 +176,7 @@ func TestAuditGroupsAsyncReportFailedGroups(t *testing.T) {
 			t.Fatalf("append %d: async append reported %v to the caller", i, err)
 		}
 	}
-	a.flush()
+	a.Flush()
 	if n := failed.get(); n != 40 {
 		t.Fatalf("failed reported for %d decisions, want 40", n)
 	}
@@ -200,19 +200,19 @@ func (f *failCount) get() int {
 	return f.n
 }
 
-func TestAuditGroupsAsyncWriteInlineWhenTooManyWritesAreInFlight(t *testing.T) {
-	b := &blockingAudit{release: make(chan struct{}), entered: make(chan struct{}, maxAuditWrites+1)}
-	a := newAuditGroups(b, -1, false, nil) // no gathering: one group per append
+func TestWriterAsyncWriteInlineWhenTooManyWritesAreInFlight(t *testing.T) {
+	b := &blockingAudit{release: make(chan struct{}), entered: make(chan struct{}, MaxWrites+1)}
+	a := New(b, Options{Window: -1}) // no gathering: one group per append
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	for range maxAuditWrites {
-		if err := a.append(ctx, &store.AuditEvent{Action: "bg"}); err != nil {
+	for range MaxWrites {
+		if err := a.Append(ctx, &store.AuditEvent{Action: "bg"}); err != nil {
 			t.Fatal(err)
 		}
 		<-b.entered // that group's write has started and closed the group
 	}
 	inline := make(chan error, 1)
-	go func() { inline <- a.append(ctx, &store.AuditEvent{Action: "inline"}) }()
+	go func() { inline <- a.Append(ctx, &store.AuditEvent{Action: "inline"}) }()
 	// Every slot is taken, so the 17th writer to enter is the caller itself.
 	<-b.entered
 	select {
@@ -224,9 +224,9 @@ func TestAuditGroupsAsyncWriteInlineWhenTooManyWritesAreInFlight(t *testing.T) {
 	if err := <-inline; err != nil {
 		t.Fatal(err)
 	}
-	a.flush()
-	if got := len(b.all()); got != maxAuditWrites+1 {
-		t.Fatalf("%d events written, want %d", got, maxAuditWrites+1)
+	a.Flush()
+	if got := len(b.all()); got != MaxWrites+1 {
+		t.Fatalf("%d events written, want %d", got, MaxWrites+1)
 	}
 }
 
@@ -243,10 +243,10 @@ func (b *blockingAudit) AppendAudits(ctx context.Context, evs []*store.AuditEven
 	return b.memAudit.AppendAudits(ctx, evs)
 }
 
-func TestAuditGroupsAsyncReportInlineFailuresOnce(t *testing.T) {
+func TestWriterAsyncReportInlineFailuresOnce(t *testing.T) {
 	var failed failCount
-	a := newAuditGroups(failingAudit{}, time.Millisecond, false, failed.add)
-	a.flush() // from now on every group is written inline by its leader
+	a := New(failingAudit{}, Options{Window: time.Millisecond, Failed: failed.add})
+	a.Flush() // from now on every group is written inline by its leader
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	for i, err := range appendAll(ctx, a, 10) {
@@ -257,4 +257,33 @@ func TestAuditGroupsAsyncReportInlineFailuresOnce(t *testing.T) {
 	if n := failed.get(); n != 10 {
 		t.Fatalf("failed reported for %d decisions, want 10", n)
 	}
+}
+
+// memAudit records what was appended and the size of every group.
+type memAudit struct {
+	mu     sync.Mutex
+	events []store.AuditEvent
+	groups []int
+}
+
+func (m *memAudit) AppendAudits(_ context.Context, evs []*store.AuditEvent) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, ev := range evs {
+		m.events = append(m.events, *ev)
+	}
+	m.groups = append(m.groups, len(evs))
+	return nil
+}
+
+func (m *memAudit) all() []store.AuditEvent {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]store.AuditEvent(nil), m.events...)
+}
+
+type failingAudit struct{}
+
+func (failingAudit) AppendAudits(context.Context, []*store.AuditEvent) error {
+	return errors.New("audit disk full")
 }
