@@ -11,6 +11,7 @@ import (
 
 	"hardbound/posture"
 	"hardbound/store"
+	"hardbound/store/auditgroup"
 )
 
 // Events is the posture event source (*posture.Service satisfies it).
@@ -30,8 +31,12 @@ type Profiles interface {
 
 // Auditor appends to the audit chain (store.Store satisfies it).
 type Auditor interface {
-	AppendAudit(ctx context.Context, ev *store.AuditEvent) error
+	AppendAudits(ctx context.Context, evs []*store.AuditEvent) error
 }
+
+// auditWindow is how long enforcement outcomes gather before they reach
+// the audit chain as one group: a mass quarantine records thousands.
+const auditWindow = 10 * time.Millisecond
 
 // Exchanger sends one request (*Sender satisfies it).
 type Exchanger interface {
@@ -74,8 +79,6 @@ type EnforcerConfig struct {
 	Workers int
 	// MaxPending bounds devices waiting for a worker (default 1,000,000).
 	MaxPending int
-	// AuditQueue bounds audit events waiting for the writer (default 65536).
-	AuditQueue int
 }
 
 // Enforcer turns posture events into Disconnect/CoA requests to every NAS
@@ -92,9 +95,8 @@ type Enforcer struct {
 	running int
 	wg      sync.WaitGroup
 
-	auditMu  sync.RWMutex
-	auditing bool // Run's audit writer is active
-	auditQ   chan *store.AuditEvent
+	auditMu sync.RWMutex
+	audit   *auditgroup.Writer // while Run is active
 }
 
 type devState struct {
@@ -129,9 +131,6 @@ func NewEnforcer(cfg EnforcerConfig) (*Enforcer, error) {
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = 1_000_000
 	}
-	if cfg.AuditQueue <= 0 {
-		cfg.AuditQueue = 65536
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -143,7 +142,6 @@ func NewEnforcer(cfg EnforcerConfig) (*Enforcer, error) {
 		log:     cfg.Logger.With("component", "radius", "sub", "dynauth"),
 		m:       cfg.Metrics,
 		pending: make(map[string]*devState),
-		auditQ:  make(chan *store.AuditEvent, cfg.AuditQueue),
 	}, nil
 }
 
@@ -154,19 +152,20 @@ func (e *Enforcer) Run(ctx context.Context, ready chan<- struct{}) error {
 	ch, cancel := e.cfg.Events.Subscribe(e.cfg.Buffer)
 	defer cancel()
 	if e.cfg.Auditor != nil {
-		stop, done := make(chan struct{}), make(chan struct{})
+		w := auditgroup.New(e.cfg.Auditor, auditgroup.Options{
+			Window: auditWindow,
+			Failed: func(n int, err error) { e.log.Error("audit append failed", "events", n, "err", err) },
+		})
 		e.auditMu.Lock()
-		e.auditing = true
+		e.audit = w
 		e.auditMu.Unlock()
-		go e.auditWriter(stop, done)
-		// Runs after the workers are done (defers are LIFO): every queued
-		// audit event is written before Run returns.
+		// Runs after the workers are done (defers are LIFO): every
+		// outcome is in the chain before Run returns.
 		defer func() {
 			e.auditMu.Lock()
-			e.auditing = false
+			e.audit = nil
 			e.auditMu.Unlock()
-			close(stop)
-			<-done
+			w.Flush()
 		}()
 	}
 	if ready != nil {
@@ -429,47 +428,21 @@ func (e *Enforcer) record(ctx context.Context, ev posture.Event, r SessionOutcom
 		Reason:  reason,
 		Source:  "nas:" + r.Session.NAS,
 	}
-	// While Run is active a writer goroutine appends, so a slow audit chain
-	// (one fsync'd writer) never delays the next Disconnect. A full queue
-	// falls back to appending here: backpressure, never loss.
+	// While Run is active outcomes are written in groups, in the
+	// background, so a slow audit chain never delays the next Disconnect;
+	// the writer pushes back once too many groups are in flight. Outside
+	// Run (tests, one-off calls) the outcome is written here.
 	e.auditMu.RLock()
-	if e.auditing {
-		select {
-		case e.auditQ <- ae:
-			e.auditMu.RUnlock()
-			return
-		default:
-		}
-	}
+	w := e.audit
 	e.auditMu.RUnlock()
-	e.appendAudit(ae)
-}
-
-func (e *Enforcer) appendAudit(ae *store.AuditEvent) {
-	// Audit even when the caller's ctx is cancelled: the packet was sent.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := e.cfg.Auditor.AppendAudit(ctx, ae); err != nil {
-		e.log.Error("audit append failed", "action", ae.Action, "device", ae.Subject, "err", err)
+	if w != nil {
+		_ = w.Append(ctx, ae) // failures are logged by the writer
+		return
 	}
-}
-
-// auditWriter drains auditQ until stop, then empties it and returns.
-func (e *Enforcer) auditWriter(stop <-chan struct{}, done chan<- struct{}) {
-	defer close(done)
-	for {
-		select {
-		case ae := <-e.auditQ:
-			e.appendAudit(ae)
-		case <-stop:
-			for {
-				select {
-				case ae := <-e.auditQ:
-					e.appendAudit(ae)
-				default:
-					return
-				}
-			}
-		}
+	// Audit even when the caller's ctx is cancelled: the packet was sent.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := e.cfg.Auditor.AppendAudits(actx, []*store.AuditEvent{ae}); err != nil {
+		e.log.Error("audit append failed", "action", ae.Action, "device", ae.Subject, "err", err)
 	}
 }

@@ -58,10 +58,10 @@ type recAuditor struct {
 	evs []*store.AuditEvent
 }
 
-func (a *recAuditor) AppendAudit(_ context.Context, ev *store.AuditEvent) error {
+func (a *recAuditor) AppendAudits(_ context.Context, evs []*store.AuditEvent) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.evs = append(a.evs, ev)
+	a.evs = append(a.evs, evs...)
 	return nil
 }
 
