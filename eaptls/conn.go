@@ -1,28 +1,42 @@
 package eaptls
 
 import (
+	"iter"
 	"net"
 	"sync"
 	"time"
 )
 
-// memConn is the in-memory net.Conn under one tls.Conn. The EAP driver
-// (Session.Step / Peer.Step) feeds a whole reassembled peer message and then
-// waits until the TLS goroutine either blocks in Read with nothing left to
-// read (its flight is complete) or finishes. No polling: both sides wait on
-// one sync.Cond.
+// memConn is the in-memory net.Conn under one tls.Conn. crypto/tls only
+// offers a blocking API, so the handshake runs on its own stack, but as a
+// coroutine (iter.Pull) rather than a goroutine: the EAP driver (Session.Step
+// / Peer.Step) hands in a whole reassembled peer message and switches to the
+// handshake, which runs on the driver's thread until it blocks in Read with
+// nothing left to read (its flight is complete) or finishes, and switches
+// back. No scheduler round trip, no wake-up of another thread, no lock
+// hand-off per EAP round: on a 2-core machine those cost more than the
+// RADIUS layer around them.
 type memConn struct {
 	pool *bufPool
 
+	// drive is held by whoever runs the coroutine (exchange, or closeWith
+	// stopping it); it guards everything below it. The coroutine itself
+	// never takes it: it only runs while its driver holds it.
+	drive   sync.Mutex
+	next    func() (struct{}, bool)
+	stop    func()
+	yield   func(struct{}) bool
+	in      []byte // unread inbound bytes; aliases the driver's buffer
+	out     []byte // bytes written by TLS since the last drain
+	done    bool   // the handshake function returned
+	err     error  // its result
+	stopped bool
+
+	// mu guards closed and closeErr: Close may come from any goroutine
+	// while the coroutine runs (its Read checks them).
 	mu       sync.Mutex
-	cond     sync.Cond
-	in       []byte // unread inbound bytes; aliases the driver's buffer
-	out      []byte // bytes written by TLS since the last drain
-	reading  bool   // TLS goroutine is blocked in Read on an empty inbound
 	closed   bool
 	closeErr error
-	done     bool  // TLS goroutine returned
-	err      error // its result
 }
 
 // connStatus is what the driver learns after one exchange.
@@ -35,25 +49,40 @@ type connStatus struct {
 
 func (c *memConn) init(pool *bufPool) {
 	c.pool = pool
-	c.cond.L = &c.mu
 }
 
-// Read blocks until inbound data arrives or the conn is closed. Returning
-// (0, nil) would make crypto/tls spin.
-func (c *memConn) Read(p []byte) (int, error) {
+// start prepares the handshake coroutine; it first runs at the next
+// exchange. run must call finish before it returns.
+func (c *memConn) start(run func()) {
+	c.drive.Lock()
+	defer c.drive.Unlock()
+	if c.next != nil {
+		return
+	}
+	c.next, c.stop = iter.Pull(func(yield func(struct{}) bool) {
+		c.yield = yield
+		run()
+	})
+}
+
+func (c *memConn) isClosed() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.closed
+}
+
+// Read returns inbound data; with none left it yields to the driver (the
+// flight is complete) and continues once the driver brings more. Returning
+// (0, nil) would make crypto/tls spin.
+func (c *memConn) Read(p []byte) (int, error) {
 	for len(c.in) == 0 {
-		if c.closed {
+		if c.isClosed() || c.yield == nil {
 			return 0, net.ErrClosed
 		}
-		if !c.reading {
-			c.reading = true
-			c.cond.Broadcast()
+		if !c.yield(struct{}{}) { // stopped by closeWith
+			return 0, net.ErrClosed
 		}
-		c.cond.Wait()
 	}
-	c.reading = false
 	n := copy(p, c.in)
 	c.in = c.in[n:]
 	return n, nil
@@ -61,9 +90,7 @@ func (c *memConn) Read(p []byte) (int, error) {
 
 // Write appends to the outbound flight.
 func (c *memConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
+	if c.isClosed() {
 		return 0, net.ErrClosed
 	}
 	if c.out == nil {
@@ -73,52 +100,75 @@ func (c *memConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Close wakes a blocked Read (which then fails) and a waiting driver.
+// Close fails the handshake's next Read and ends the coroutine.
 func (c *memConn) Close() error {
 	c.closeWith(ErrClosed)
 	return nil
 }
 
+// closeWith may be called from any goroutine. A handshake suspended in
+// Read is resumed with an error and runs to its end here, so no coroutine
+// outlives its session; one running on a driver ends there first (its
+// next Read fails), and closeWith waits for that.
 func (c *memConn) closeWith(err error) {
 	c.mu.Lock()
 	if !c.closed {
 		c.closed = true
 		c.closeErr = err
-		c.cond.Broadcast()
 	}
 	c.mu.Unlock()
+	c.drive.Lock()
+	defer c.drive.Unlock()
+	c.stopLocked()
 }
 
-// finish records the TLS goroutine's result and wakes the driver.
+func (c *memConn) stopLocked() {
+	if c.stop != nil && !c.stopped {
+		c.stopped = true
+		c.in = nil
+		c.stop()
+		// Whatever TLS wrote while unwinding (an alert) has no reader.
+		c.pool.put(c.out)
+		c.out = nil
+	}
+}
+
+// finish records the handshake function's result; called on the coroutine
+// as its last step.
 func (c *memConn) finish(err error) {
-	c.mu.Lock()
 	c.done = true
 	c.err = err
-	c.cond.Broadcast()
-	c.mu.Unlock()
 }
 
-// exchange hands in to TLS (nil just waits for the first flight) and returns
-// everything TLS wrote until its flight was complete. in must stay valid
-// until exchange returns; leftovers are dropped, never retained.
+// result is the handshake function's outcome so far.
+func (c *memConn) result() (done bool, err error) {
+	c.drive.Lock()
+	defer c.drive.Unlock()
+	return c.done, c.err
+}
+
+// exchange hands in to TLS (nil just runs it to its first flight) and
+// returns everything TLS wrote until its flight was complete. in must stay
+// valid until exchange returns; leftovers are dropped, never retained.
 func (c *memConn) exchange(in []byte) ([]byte, connStatus) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(in) > 0 {
+	c.drive.Lock()
+	defer c.drive.Unlock()
+	if c.next != nil && !c.done && !c.stopped {
 		c.in = in
-		c.reading = false
-		c.cond.Broadcast()
-	}
-	// After Close the driver still waits for the goroutine to return (its
-	// Read fails at once; only an Authorizer ignoring its ctx can delay
-	// it), so everything the goroutine wrote is visible to the driver.
-	for !c.done && !(c.reading && len(c.in) == 0 && !c.closed) {
-		c.cond.Wait()
+		c.next()
 	}
 	out := c.out
 	c.out = nil
 	c.in = nil
-	return out, connStatus{done: c.done, err: c.err, closed: c.closed, closeErr: c.closeErr}
+	c.mu.Lock()
+	closed, closeErr := c.closed, c.closeErr
+	c.mu.Unlock()
+	if closed {
+		// A close during the run: the coroutine may still be suspended in
+		// Read if the close came after that Read's check.
+		c.stopLocked()
+	}
+	return out, connStatus{done: c.done, err: c.err, closed: closed, closeErr: closeErr}
 }
 
 type eapAddr struct{}

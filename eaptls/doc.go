@@ -47,13 +47,15 @@
 //
 // # Concurrency and resources
 //
-// Each session runs crypto/tls in one goroutine over an in-memory net.Conn;
-// Step feeds it a complete peer message and waits (sync.Cond, no polling)
-// until TLS blocks for more input or finishes. The goroutine starts with
-// the first TLS message and exits when the handshake ends, on Close, or when
-// HandshakeTimeout / the session context expires. Step is not safe for
+// Each session runs crypto/tls as a coroutine (iter.Pull) over an
+// in-memory net.Conn: Step hands it a complete peer message and switches to
+// it on the calling goroutine until TLS blocks for more input or finishes,
+// so an EAP round costs no scheduler hand-off. The coroutine starts with
+// the first TLS message and ends when the handshake ends, on Close, or when
+// HandshakeTimeout / the session context expires (Close resumes a suspended
+// handshake with an error and runs it to its end). Step is not safe for
 // concurrent use; Close is, and is idempotent. An Authorizer must honour
-// its context, or Step waits for it.
+// its context, or Step (and a concurrent Close) waits for it.
 //
 // # Metrics
 //

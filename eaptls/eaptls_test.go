@@ -614,7 +614,10 @@ func TestCancelledContextFails(t *testing.T) {
 	}
 }
 
-func TestCloseStopsHandshakeGoroutines(t *testing.T) {
+// A handshake suspended between EAP rounds is a parked coroutine: Close,
+// or the end of the session's context with no further Step (an idle NAS),
+// must end it, for server sessions and peers alike.
+func TestCloseEndsSuspendedHandshakes(t *testing.T) {
 	f := getFixture(t)
 	srv := f.newServer(t, nil)
 	// settle waits (bounded) for exiting goroutines to be reaped.
@@ -625,31 +628,53 @@ func TestCloseStopsHandshakeGoroutines(t *testing.T) {
 		}
 		return n
 	}
-	before := runtimeNumGoroutine()
-	const sessions = 20
-	var closers []func()
-	for range sessions {
-		sess, id := startSession(t, srv)
-		peer := NewPeer(context.Background(), PeerConfig{TLS: f.peerTLS(&f.client, 0), MTU: 1400})
-		hello, _, err := peer.Step([]byte{CodeRequest, id, 0, 6, TypeTLS, flagStart})
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Server and peer goroutines are now both blocked in Read.
-		if res, err := sess.Step(hello); err != nil || res.Outcome != Continue {
-			t.Fatal(res.Outcome, err)
-		}
-		closers = append(closers, sess.Close, peer.Close)
-	}
-	if n := runtimeNumGoroutine(); n < before+sessions {
-		t.Fatalf("expected handshake goroutines: %d before, %d now", before, n)
-	}
-	for _, c := range closers {
-		c()
-		c() // idempotent
-	}
-	if n := settle(before); n > before {
-		t.Fatalf("%d goroutines after Close, %d before", n, before)
+	for _, how := range []string{"close", "context"} {
+		t.Run(how, func(t *testing.T) {
+			before := runtimeNumGoroutine()
+			const sessions = 20
+			var ends []func()
+			var sessList []*Session
+			for range sessions {
+				ctx, cancel := context.WithCancel(context.Background())
+				sess := srv.NewSession(ctx, SessionOptions{MTU: 1400})
+				res, err := sess.Step(Packet{Code: CodeResponse, ID: 3, Type: TypeIdentity, Data: []byte("x")}.Encode())
+				if err != nil || res.Outcome != Continue {
+					t.Fatal(res.Outcome, err)
+				}
+				peer := NewPeer(ctx, PeerConfig{TLS: f.peerTLS(&f.client, 0), MTU: 1400})
+				hello, _, err := peer.Step(res.Reply)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Server and peer handshakes are now both suspended in Read.
+				if res, err := sess.Step(hello); err != nil || res.Outcome != Continue {
+					t.Fatal(res.Outcome, err)
+				}
+				sessList = append(sessList, sess)
+				if how == "close" {
+					ends = append(ends, sess.Close, peer.Close, cancel)
+				} else {
+					ends = append(ends, cancel)
+					t.Cleanup(sess.Close)
+					t.Cleanup(peer.Close)
+				}
+			}
+			if n := runtimeNumGoroutine(); n < before+sessions {
+				t.Fatalf("expected suspended handshakes: %d before, %d now", before, n)
+			}
+			for _, end := range ends {
+				end()
+				end() // idempotent
+			}
+			if n := settle(before); n > before {
+				t.Fatalf("%d goroutines after the end, %d before", n, before)
+			}
+			// A NAS retransmitting afterwards gets a clean failure.
+			res, err := sessList[0].Step(tlsResp(5, 0, 0x16, 3, 3, 0, 0))
+			if res.Outcome != Failure || !errors.Is(err, ErrClosed) {
+				t.Fatalf("step after end: %v %v", res.Outcome, err)
+			}
+		})
 	}
 }
 

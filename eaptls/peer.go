@@ -38,7 +38,7 @@ type Peer struct {
 	finished bool
 	outcome  error
 
-	// Written by the TLS goroutine before it finishes.
+	// Written by the TLS coroutine before it finishes.
 	keys    keyMaterial
 	prot    bool // TLS 1.3 protected success indication received
 	version uint16
@@ -82,7 +82,7 @@ func (p *Peer) SessionID() []byte {
 	return p.keys.id()
 }
 
-// Close stops the TLS goroutine. Idempotent.
+// Close ends the TLS coroutine. Idempotent; safe from any goroutine.
 func (p *Peer) Close() {
 	p.unreg()
 	p.conn.closeWith(ErrClosed)
@@ -106,9 +106,7 @@ func (p *Peer) Step(req []byte) (resp []byte, done bool, err error) {
 	case CodeSuccess:
 		return nil, p.success() == nil, p.outcome
 	case CodeFailure:
-		p.conn.mu.Lock()
-		cause := p.conn.err
-		p.conn.mu.Unlock()
+		_, cause := p.conn.result()
 		if cause != nil && p.started {
 			return nil, false, p.end(fmt.Errorf("%w: %w", ErrFailure, cause))
 		}
@@ -144,7 +142,7 @@ func (p *Peer) request(pkt Packet) ([]byte, error) {
 			return nil, fmt.Errorf("%w: second EAP-TLS Start", ErrProtocol)
 		}
 		p.started = true
-		go p.run()
+		p.conn.start(p.run)
 		return p.exchange(pkt.ID, nil)
 	}
 	if !p.started {
@@ -201,7 +199,7 @@ func (p *Peer) exchange(id uint8, msg []byte) ([]byte, error) {
 	return p.frag.next(CodeResponse, id), nil
 }
 
-// run is the peer's TLS goroutine: the handshake, then for TLS 1.3 one read
+// run is the peer's TLS coroutine: the handshake, then for TLS 1.3 one read
 // for the protected success indication.
 func (p *Peer) run() {
 	tc := tls.Client(&p.conn, p.tlsc)
@@ -230,9 +228,7 @@ func (p *Peer) run() {
 }
 
 func (p *Peer) success() error {
-	p.conn.mu.Lock()
-	done, err := p.conn.done, p.conn.err
-	p.conn.mu.Unlock()
+	done, err := p.conn.result()
 	switch {
 	case !p.started:
 		return p.end(fmt.Errorf("%w: EAP-Success before EAP-TLS started", ErrProtocol))

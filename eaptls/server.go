@@ -231,8 +231,8 @@ type Session struct {
 	cr, sr   [32]byte
 	haveRand [2]bool
 
-	// Written by the TLS goroutine before it blocks in Read or finishes;
-	// the memConn mutex orders those writes before the driver's reads.
+	// Written by the TLS coroutine before it yields in Read or finishes;
+	// the coroutine switch orders those writes before the driver's reads.
 	authErr error
 	cs      tls.ConnectionState
 	keys    keyMaterial
@@ -280,7 +280,7 @@ func (s *Session) ConnectionState() tls.ConnectionState { return s.cs }
 // AuthErr returns the Authorizer's error, if it rejected the peer.
 func (s *Session) AuthErr() error { return s.authErr }
 
-// Close stops the handshake goroutine (a blocked Read fails) and releases
+// Close ends the handshake coroutine (a suspended Read fails) and releases
 // the timer. Idempotent and safe to call concurrently with Step.
 func (s *Session) Close() {
 	s.unreg()
@@ -366,7 +366,8 @@ func (s *Session) Step(eap []byte) (Result, error) {
 		}
 		return s.succeed(p.ID), nil
 	case stAlerted:
-		return s.fail(p.ID, s.conn.err)
+		_, err := s.conn.result()
+		return s.fail(p.ID, err)
 	}
 	if ack {
 		return s.fail(p.ID, fmt.Errorf("%w: ACK while TLS data was expected", ErrProtocol))
@@ -394,7 +395,7 @@ func (s *Session) exchange(respID uint8, msg []byte) (Result, error) {
 				s.haveRand[0] = true
 			}
 		}
-		go s.run()
+		s.conn.start(s.run)
 	}
 	out, st := s.conn.exchange(msg)
 	s.reasm.release()
@@ -438,7 +439,7 @@ func (s *Session) sendFragment() Result {
 	return Result{Reply: s.last, Outcome: Continue}
 }
 
-// run is the handshake goroutine. It ends when the handshake finishes or
+// run is the handshake coroutine. It ends when the handshake finishes or
 // the conn is closed (Close, timeout).
 func (s *Session) run() {
 	cfg := s.srv.base.Clone()
