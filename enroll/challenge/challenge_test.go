@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -22,6 +23,7 @@ import (
 
 	smscep "github.com/smallstep/scep"
 	"github.com/smallstep/scep/x509util"
+	"golang.org/x/oauth2"
 
 	"hardbound/enroll/challenge"
 	"hardbound/enroll/limit"
@@ -211,30 +213,33 @@ type fakeIntune struct {
 	calls         []string          // op names in order
 	bodies        map[string]map[string]any
 	tokenRequests int
+	expiresIn     int  // of issued tokens (default 3599)
+	revokeOnce    bool // answer the next ScepActions call 401, as for a revoked token
 }
 
 var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
 func newFakeIntune(t *testing.T) *fakeIntune {
-	f := &fakeIntune{t: t, validateCode: "Success", successCode: "Success", tokens: map[string]string{}, bodies: map[string]map[string]any{}}
+	f := &fakeIntune{t: t, validateCode: "Success", successCode: "Success", tokens: map[string]string{}, bodies: map[string]map[string]any{}, expiresIn: 3599}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /tenant-1/oauth2/v2.0/token", func(w http.ResponseWriter, r *http.Request) {
 		if err := r.ParseForm(); err != nil {
 			http.Error(w, "bad form", 400)
 			return
 		}
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		if r.PostForm.Get("grant_type") != "client_credentials" || r.PostForm.Get("client_id") != "app-1" || r.PostForm.Get("client_secret") != "secret-1" {
 			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = io.WriteString(w, `{"error":"invalid_client"}`)
+			_, _ = io.WriteString(w, `{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}`)
 			return
 		}
 		f.mu.Lock()
 		f.tokenRequests++
-		tok := "tok-" + hex.EncodeToString([]byte(r.PostForm.Get("scope")))
+		tok := fmt.Sprintf("tok-%d-%x", f.tokenRequests, r.PostForm.Get("scope"))
 		f.tokens[tok] = r.PostForm.Get("scope")
+		expiresIn := f.expiresIn
 		f.mu.Unlock()
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": 3599})
+		_ = json.NewEncoder(w).Encode(map[string]any{"access_token": tok, "token_type": "Bearer", "expires_in": expiresIn})
 	})
 	mux.HandleFunc("GET /v1.0/servicePrincipals/{id}/endpoints", func(w http.ResponseWriter, r *http.Request) {
 		if r.PathValue("id") != "appId=0000000a-0000-0000-c000-000000000000" || f.scopeOf(r) != f.srv.URL+"/.default" {
@@ -248,7 +253,11 @@ func newFakeIntune(t *testing.T) *fakeIntune {
 	})
 	mux.HandleFunc("POST /intune/ScepActions/{op}", func(w http.ResponseWriter, r *http.Request) {
 		op := r.PathValue("op")
-		if f.scopeOf(r) != "https://api.manage.microsoft.com//.default" {
+		f.mu.Lock()
+		revoked := f.revokeOnce
+		f.revokeOnce = false
+		f.mu.Unlock()
+		if revoked || f.scopeOf(r) != "https://api.manage.microsoft.com//.default" {
 			http.Error(w, "bad token", http.StatusUnauthorized)
 			return
 		}
@@ -469,6 +478,64 @@ func TestIntuneErrorCarriesCode(t *testing.T) {
 	defer f.mu.Unlock()
 	if f.tokenRequests != 2 {
 		t.Errorf("%d token requests, want 2 (cached)", f.tokenRequests)
+	}
+}
+
+func TestIntuneTokenLifecycle(t *testing.T) {
+	tests := []struct {
+		name       string
+		expiresIn  int
+		revokeOnce bool
+		// token requests for two Validate calls: the first also fetches
+		// Graph's for discovery.
+		wantTokens int
+	}{
+		{name: "ok/cached_while_valid", expiresIn: 3599, wantTokens: 2},
+		// x/oauth2 deems a token expired 10 s before expires_in runs out:
+		// a 1 s Intune token is fetched again for every call, no waiting.
+		{name: "ok/expired_token_refetched", expiresIn: 1, wantTokens: 3},
+		{name: "ok/401_refetches_once", expiresIn: 3599, revokeOnce: true, wantTokens: 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFakeIntune(t)
+			f.expiresIn, f.revokeOnce = tc.expiresIn, tc.revokeOnce
+			c := f.client(t)
+			for _, txn := range []string{"txn-1", "txn-2"} {
+				if err := c.Validate(t.Context(), txn, []byte{0x30, 0x00}); err != nil {
+					t.Fatalf("Validate %s: %v", txn, err)
+				}
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.tokenRequests != tc.wantTokens {
+				t.Errorf("%d token requests, want %d", f.tokenRequests, tc.wantTokens)
+			}
+		})
+	}
+}
+
+func TestIntuneTokenErrorIsClear(t *testing.T) {
+	f := newFakeIntune(t)
+	c, err := challenge.NewIntune(challenge.IntuneConfig{TenantID: "tenant-1", ClientID: "app-1", ClientSecret: "wrong-secret",
+		LoginURL: f.srv.URL, GraphURL: f.srv.URL, HTTPClient: f.srv.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Validate(t.Context(), "txn-1", []byte{0x30, 0x00})
+	if err == nil || !strings.Contains(err.Error(), `HTTP 401 error="invalid_client"`) {
+		t.Fatalf("Validate: %v, want the token endpoint's status and error code", err)
+	}
+	// error_description can echo the request: it stays out of the message.
+	if strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "AADSTS") {
+		t.Errorf("error carries the secret or the server's description: %v", err)
+	}
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) || re.Response.StatusCode != http.StatusUnauthorized {
+		t.Errorf("error does not unwrap to the 401 RetrieveError: %v", err)
+	}
+	if errors.Is(err, challenge.ErrIntuneRejected) {
+		t.Error("a token failure is not Intune's verdict on the request")
 	}
 }
 

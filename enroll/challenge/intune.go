@@ -18,6 +18,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 )
 
 // Intune defaults (Microsoft's Intune-Resource-Access CsrValidation library).
@@ -33,7 +36,6 @@ const (
 	intuneFailurePath         = "ScepActions/failureNotification"
 	intuneMaxResponse         = 1 << 20
 	intuneDefaultHTTPTimeout  = 30 * time.Second
-	intuneTokenRefreshMargin  = 2 * time.Minute
 	intuneFailureHResult      = 0x80004005 // E_FAIL: Intune shows it to the admin with our description
 	intuneMaxErrorDescription = 255
 )
@@ -90,7 +92,6 @@ type IntuneConfig struct {
 	IssuerName string
 	HTTPClient *http.Client
 	Logger     *slog.Logger
-	Now        func() time.Time
 }
 
 // Intune validates Intune-minted SCEP challenges. It implements
@@ -100,16 +101,11 @@ type Intune struct {
 	cfg  IntuneConfig
 	http *http.Client
 	log  *slog.Logger
-	now  func() time.Time
+	// graphToken authorizes discovery, intuneToken the validation service.
+	graphToken, intuneToken *bearer
 
 	mu       sync.Mutex
-	tokens   map[string]cachedToken
 	endpoint string // discovered validation service URL
-}
-
-type cachedToken struct {
-	value   string
-	expires time.Time
 }
 
 // NewIntune builds the client.
@@ -141,7 +137,7 @@ func NewIntune(cfg IntuneConfig) (*Intune, error) {
 			return nil, fmt.Errorf("%w: intune: %s: not an absolute http(s) URL", ErrConfig, name)
 		}
 	}
-	c := &Intune{cfg: cfg, http: cfg.HTTPClient, log: cfg.Logger, now: cfg.Now, tokens: map[string]cachedToken{}}
+	c := &Intune{cfg: cfg, http: cfg.HTTPClient, log: cfg.Logger}
 	if c.http == nil {
 		c.http = &http.Client{Timeout: intuneDefaultHTTPTimeout}
 	}
@@ -149,9 +145,11 @@ func NewIntune(cfg IntuneConfig) (*Intune, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	c.log = c.log.With("component", "enroll", "provider", "intune")
-	if c.now == nil {
-		c.now = time.Now
-	}
+	tokenURL := strings.TrimRight(cfg.LoginURL, "/") + "/" + url.PathEscape(cfg.TenantID) + "/oauth2/v2.0/token"
+	c.graphToken = newBearer(cfg, c.http, tokenURL, strings.TrimRight(cfg.GraphURL, "/")+"/.default")
+	// The Intune resource ends in "/", so its scope has two: Entra's rule
+	// for resource URIs with a trailing slash.
+	c.intuneToken = newBearer(cfg, c.http, tokenURL, strings.TrimRight(cfg.ResourceURL, "/")+"//.default")
 	return c, nil
 }
 
@@ -214,24 +212,26 @@ func (c *Intune) post(ctx context.Context, op, path, transactionID string, body 
 	if err != nil {
 		return err
 	}
-	tok, err := c.token(ctx, strings.TrimRight(c.cfg.ResourceURL, "/")+"//.default")
-	if err != nil {
-		return err
-	}
 	b, err := json.Marshal(body)
 	if err != nil {
 		return fmt.Errorf("challenge: intune %s: %w", op, err)
 	}
 	reqID := newUUID()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+"/"+path, bytes.NewReader(b))
-	if err != nil {
-		return fmt.Errorf("challenge: intune %s: %w", op, err)
+	resp, err := c.send(ctx, c.intuneToken, func(tok string) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+"/"+path, bytes.NewReader(b))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json; charset=utf-8")
+		req.Header.Set("api-version", c.cfg.APIVersion)
+		req.Header.Set("client-request-id", reqID)
+		return req, nil
+	})
+	var te *tokenError
+	if errors.As(err, &te) {
+		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Content-Type", "application/json; charset=utf-8")
-	req.Header.Set("api-version", c.cfg.APIVersion)
-	req.Header.Set("client-request-id", reqID)
-	resp, err := c.http.Do(req)
 	if err != nil {
 		c.forgetEndpoint()
 		return fmt.Errorf("challenge: intune %s (client-request-id %s): %w", op, reqID, err)
@@ -273,18 +273,20 @@ func (c *Intune) serviceURL(ctx context.Context) (string, error) {
 	if ep != "" {
 		return ep, nil
 	}
-	tok, err := c.token(ctx, strings.TrimRight(c.cfg.GraphURL, "/")+"/.default")
-	if err != nil {
+	u := strings.TrimRight(c.cfg.GraphURL, "/") + "/v1.0/servicePrincipals/appId=" + intuneAppID + "/endpoints"
+	resp, err := c.send(ctx, c.graphToken, func(tok string) (*http.Request, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("client-request-id", newUUID())
+		return req, nil
+	})
+	var te *tokenError
+	if errors.As(err, &te) {
 		return "", err
 	}
-	u := strings.TrimRight(c.cfg.GraphURL, "/") + "/v1.0/servicePrincipals/appId=" + intuneAppID + "/endpoints"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return "", fmt.Errorf("challenge: intune discovery: %w", err)
-	}
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("client-request-id", newUUID())
-	resp, err := c.http.Do(req)
 	if err != nil {
 		return "", fmt.Errorf("challenge: intune discovery: %w", err)
 	}
@@ -327,56 +329,90 @@ func (c *Intune) forgetEndpoint() {
 	c.mu.Unlock()
 }
 
-// token returns a cached or fresh OAuth2 client-credentials access token.
-func (c *Intune) token(ctx context.Context, scope string) (string, error) {
-	now := c.now()
-	c.mu.Lock()
-	t, ok := c.tokens[scope]
-	c.mu.Unlock()
-	if ok && now.Before(t.expires) {
-		return t.value, nil
+// send sends the request mk builds around a bearer token from b. A 401
+// means the token expired or was revoked early: it is dropped and the
+// request sent once more with a new one (Microsoft's services answer 401
+// before acting on the request).
+func (c *Intune) send(ctx context.Context, b *bearer, mk func(token string) (*http.Request, error)) (*http.Response, error) {
+	for retried := false; ; retried = true {
+		tok, err := b.token(ctx)
+		if err != nil {
+			return nil, err
+		}
+		req, err := mk(tok)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := c.http.Do(req)
+		if err != nil || resp.StatusCode != http.StatusUnauthorized || retried {
+			return resp, err
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, intuneMaxResponse))
+		resp.Body.Close()
+		b.drop()
 	}
-	form := url.Values{
-		"grant_type":    {"client_credentials"},
-		"client_id":     {c.cfg.ClientID},
-		"client_secret": {c.cfg.ClientSecret},
-		"scope":         {scope},
-	}
-	u := strings.TrimRight(c.cfg.LoginURL, "/") + "/" + url.PathEscape(c.cfg.TenantID) + "/oauth2/v2.0/token"
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
-	if err != nil {
-		return "", fmt.Errorf("challenge: intune token: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("challenge: intune token: %w", err)
-	}
-	defer resp.Body.Close()
-	rb, err := io.ReadAll(io.LimitReader(resp.Body, intuneMaxResponse))
-	if err != nil {
-		return "", fmt.Errorf("challenge: intune token: read: %w", err)
-	}
-	var tr struct {
-		AccessToken string `json:"access_token"`
-		ExpiresIn   int64  `json:"expires_in"`
-		Error       string `json:"error"`
-	}
-	_ = json.Unmarshal(rb, &tr)
-	if resp.StatusCode != http.StatusOK || tr.AccessToken == "" {
-		// The error code is safe to log; the description may echo the request.
-		return "", fmt.Errorf("challenge: intune token: HTTP %d error=%q", resp.StatusCode, truncate(tr.Error, 64))
-	}
-	life := time.Duration(tr.ExpiresIn) * time.Second
-	if life <= 0 {
-		life = 5 * time.Minute
-	}
-	exp := now.Add(max(life-intuneTokenRefreshMargin, life/2))
-	c.mu.Lock()
-	c.tokens[scope] = cachedToken{value: tr.AccessToken, expires: exp}
-	c.mu.Unlock()
-	return tr.AccessToken, nil
 }
+
+// bearer caches one client-credentials access token for one scope.
+type bearer struct {
+	oauth clientcredentials.Config
+	http  *http.Client
+
+	mu  sync.Mutex // serializes fetches; guards tok
+	tok *oauth2.Token
+}
+
+func newBearer(cfg IntuneConfig, hc *http.Client, tokenURL, scope string) *bearer {
+	return &bearer{http: hc, oauth: clientcredentials.Config{
+		ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
+		TokenURL: tokenURL, Scopes: []string{scope},
+		// Entra ID's v2.0 token endpoint documents the secret as a form field.
+		AuthStyle: oauth2.AuthStyleInParams,
+	}}
+}
+
+// token returns the cached token while x/oauth2 deems it valid (until 10 s
+// before expires_in runs out), else fetches one. Config.Token rather than a
+// long-lived TokenSource: a TokenSource would run every refresh under the
+// context of the call that created it.
+func (b *bearer) token(ctx context.Context) (string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.tok.Valid() {
+		return b.tok.AccessToken, nil
+	}
+	tok, err := b.oauth.Token(context.WithValue(ctx, oauth2.HTTPClient, b.http))
+	if err != nil {
+		return "", &tokenError{scope: b.oauth.Scopes[0], err: err}
+	}
+	b.tok = tok
+	return tok.AccessToken, nil
+}
+
+func (b *bearer) drop() {
+	b.mu.Lock()
+	b.tok = nil
+	b.mu.Unlock()
+}
+
+// tokenError is a failed token fetch. Its message carries the HTTP status
+// and OAuth error code only: Entra's error_description can echo the
+// request, and a body is the server's text, of any length. Unwrap still
+// reaches x/oauth2's *RetrieveError.
+type tokenError struct {
+	scope string
+	err   error
+}
+
+func (e *tokenError) Error() string {
+	var re *oauth2.RetrieveError
+	if !errors.As(e.err, &re) {
+		return fmt.Sprintf("challenge: intune token for %s: %v", e.scope, e.err)
+	}
+	return fmt.Sprintf("challenge: intune token for %s: HTTP %d error=%q", e.scope, re.Response.StatusCode, truncate(re.ErrorCode, 64))
+}
+
+func (e *tokenError) Unwrap() error { return e.err }
 
 // newUUID returns a random (version 4) UUID for client-request-id.
 func newUUID() string {

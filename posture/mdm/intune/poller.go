@@ -14,6 +14,9 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+
 	"hardbound/posture/mdm"
 	"hardbound/store"
 )
@@ -24,7 +27,9 @@ const (
 	DefaultGraphURL = "https://graph.microsoft.com"
 	DefaultInterval = 15 * time.Minute
 	maxPageBody     = 32 << 20
-	maxTokenBody    = 64 << 10
+	// maxDrain is read from a response that is retried, so that its
+	// connection can be reused.
+	maxDrain = 64 << 10
 )
 
 // Config configures the poller.
@@ -65,10 +70,13 @@ type Poller struct {
 	log   *slog.Logger
 	m     mdm.Metrics
 	graph *url.URL
+	oauth clientcredentials.Config
+	// tokenHTTP carries x/oauth2's token requests through send, so that
+	// Entra's throttling gets the same backoff as Graph's.
+	tokenHTTP *http.Client
 
-	tokMu  sync.Mutex
-	token  string
-	expiry time.Time
+	tokMu sync.Mutex // serializes token fetches; guards tok
+	tok   *oauth2.Token
 
 	mu   sync.Mutex // serializes polls; guards last
 	last map[string]seen
@@ -132,11 +140,20 @@ func New(cfg Config) (*Poller, error) {
 	if cfg.Sleep == nil {
 		cfg.Sleep = sleep
 	}
-	return &Poller{
+	p := &Poller{
 		cfg: cfg, graph: g, m: cfg.Metrics,
-		log:  cfg.Logger.With("component", "posture", "mdm", cfg.Source),
+		log: cfg.Logger.With("component", "posture", "mdm", cfg.Source),
+		oauth: clientcredentials.Config{
+			ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
+			TokenURL: cfg.LoginURL + "/" + url.PathEscape(cfg.TenantID) + "/oauth2/v2.0/token",
+			Scopes:   []string{cfg.GraphURL + "/.default"},
+			// Entra ID's v2.0 token endpoint documents the secret as a form field.
+			AuthStyle: oauth2.AuthStyleInParams,
+		},
 		last: make(map[string]seen),
-	}, nil
+	}
+	p.tokenHTTP = &http.Client{Transport: retrying{p}}
+	return p, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -287,7 +304,7 @@ func (p *Poller) fetchPage(ctx context.Context, raw string) (*Page, error) {
 			req.Header.Set("Authorization", "Bearer "+tok)
 			req.Header.Set("Accept", "application/json")
 			return req, nil
-		}, maxPageBody)
+		})
 		if err != nil {
 			return nil, err
 		}
@@ -302,39 +319,51 @@ func (p *Poller) fetchPage(ctx context.Context, raw string) (*Page, error) {
 	}
 }
 
-// do sends the request built by mk, retrying 429, 5xx and transport errors
-// with exponential backoff that honours Retry-After. It returns the final
-// status and body (capped at limit).
-func (p *Poller) do(ctx context.Context, mk func() (*http.Request, error), limit int64) ([]byte, int, error) {
+// do sends the request built by mk through send and returns the final
+// status and body (capped at maxPageBody).
+func (p *Poller) do(ctx context.Context, mk func() (*http.Request, error)) ([]byte, int, error) {
+	resp, err := p.send(ctx, mk)
+	if err != nil {
+		return nil, 0, fmt.Errorf("intune: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxPageBody+1))
+	if err != nil {
+		return nil, 0, fmt.Errorf("intune: reading %s: %w", resp.Request.URL.Path, err)
+	}
+	if len(body) > maxPageBody {
+		return nil, 0, fmt.Errorf("%w: body of %s exceeds %d bytes", ErrMalformed, resp.Request.URL.Path, maxPageBody)
+	}
+	return body, resp.StatusCode, nil
+}
+
+// send sends the request built by mk, retrying 429, 5xx and transport
+// errors with exponential backoff that honours Retry-After. It returns the
+// final response, whose body the caller closes.
+func (p *Poller) send(ctx context.Context, mk func() (*http.Request, error)) (*http.Response, error) {
 	backoff := time.Second
 	for attempt := 0; ; attempt++ {
 		req, err := mk()
 		if err != nil {
-			return nil, 0, fmt.Errorf("intune: request: %w", err)
+			return nil, fmt.Errorf("request: %w", err)
 		}
 		resp, err := p.cfg.HTTPClient.Do(req)
 		var wait time.Duration
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, 0, ctx.Err()
+				return nil, ctx.Err()
 			}
 			if attempt >= p.cfg.MaxRetries {
-				return nil, 0, fmt.Errorf("intune: %s %s: %w", req.Method, req.URL.Path, err)
+				return nil, err
 			}
 			wait = backoff
 		} else {
-			body, rerr := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-			resp.Body.Close()
-			if rerr != nil {
-				return nil, 0, fmt.Errorf("intune: reading %s: %w", req.URL.Path, rerr)
-			}
-			if int64(len(body)) > limit {
-				return nil, 0, fmt.Errorf("%w: body of %s exceeds %d bytes", ErrMalformed, req.URL.Path, limit)
-			}
 			retryable := resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500
 			if !retryable || attempt >= p.cfg.MaxRetries {
-				return body, resp.StatusCode, nil
+				return resp, nil
 			}
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
+			resp.Body.Close()
 			wait = retryAfter(resp.Header.Get("Retry-After"), p.cfg.Now())
 			if wait <= 0 {
 				wait = backoff
@@ -343,10 +372,39 @@ func (p *Poller) do(ctx context.Context, mk func() (*http.Request, error), limit
 		}
 		wait = min(wait, p.cfg.MaxBackoff)
 		if err := p.cfg.Sleep(ctx, wait); err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 		backoff = min(backoff*2, p.cfg.MaxBackoff)
 	}
+}
+
+// retrying is tokenHTTP's transport: each attempt of send replays the token
+// request x/oauth2 built, on the configured HTTPClient.
+type retrying struct{ p *Poller }
+
+func (t retrying) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		req.Body.Close()
+		if req.GetBody == nil {
+			return nil, errors.New("intune: token request body cannot be replayed")
+		}
+	}
+	resp, err := t.p.send(req.Context(), func() (*http.Request, error) {
+		r := req.Clone(req.Context())
+		if req.GetBody != nil {
+			body, err := req.GetBody()
+			if err != nil {
+				return nil, err
+			}
+			r.Body = body
+		}
+		return r, nil
+	})
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err // the caller's http.Client names the request again
+	}
+	return resp, err
 }
 
 // retryAfter parses Retry-After as delta-seconds or an HTTP date (RFC 9110 §10.2.3).
@@ -367,76 +425,34 @@ func retryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-// accessToken returns a cached token, fetching one 2 minutes before expiry.
+// accessToken returns the cached token while x/oauth2 deems it valid (until
+// 10 s before expires_in runs out), else fetches one. Config.Token rather
+// than a long-lived TokenSource: a TokenSource would run every refresh
+// (and its backoff) under the context of the call that created it.
 func (p *Poller) accessToken(ctx context.Context) (string, error) {
 	p.tokMu.Lock()
 	defer p.tokMu.Unlock()
-	if p.token != "" && p.cfg.Now().Before(p.expiry) {
-		return p.token, nil
+	if p.tok.Valid() {
+		return p.tok.AccessToken, nil
 	}
-	form := url.Values{}
-	form.Set("grant_type", "client_credentials")
-	form.Set("client_id", p.cfg.ClientID)
-	form.Set("client_secret", p.cfg.ClientSecret)
-	form.Set("scope", p.cfg.GraphURL+"/.default")
-	endpoint := p.cfg.LoginURL + "/" + url.PathEscape(p.cfg.TenantID) + "/oauth2/v2.0/token"
-	body, status, err := p.do(ctx, func() (*http.Request, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
-		if err != nil {
-			return nil, err
-		}
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Accept", "application/json")
-		return req, nil
-	}, maxTokenBody)
+	tok, err := p.oauth.Token(context.WithValue(ctx, oauth2.HTTPClient, p.tokenHTTP))
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		// Status and OAuth error code only: error_description can echo
+		// request details, and the body is the server's, of any length.
+		return "", fmt.Errorf("intune: token endpoint: HTTP %d error %q", re.Response.StatusCode, truncate(re.ErrorCode, 64))
+	}
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("intune: token endpoint: %w", err)
 	}
-	tok, err := parseToken(body, status)
-	if err != nil {
-		return "", err
-	}
-	p.token = tok.AccessToken
-	life := time.Duration(tok.ExpiresIn) * time.Second
-	p.expiry = p.cfg.Now().Add(max(life-2*time.Minute, life/2))
-	return p.token, nil
+	p.tok = tok
+	return tok.AccessToken, nil
 }
 
 func (p *Poller) dropToken() {
 	p.tokMu.Lock()
-	p.token = ""
+	p.tok = nil
 	p.tokMu.Unlock()
-}
-
-type tokenResponse struct {
-	TokenType   string      `json:"token_type"`
-	AccessToken string      `json:"access_token"`
-	ExpiresIn   json.Number `json:"expires_in"`
-	Error       string      `json:"error"`
-	// error_description is not logged: it can echo request details.
-}
-
-type token struct {
-	AccessToken string
-	ExpiresIn   int64
-}
-
-func parseToken(body []byte, status int) (*token, error) {
-	var tr tokenResponse
-	if err := json.Unmarshal(body, &tr); err != nil {
-		return nil, fmt.Errorf("%w: token (HTTP %d): %v", ErrMalformed, status, err)
-	}
-	if status != http.StatusOK || tr.Error != "" {
-		return nil, fmt.Errorf("intune: token endpoint: HTTP %d error %q", status, truncate(tr.Error, 64))
-	}
-	if tr.AccessToken == "" || !strings.EqualFold(tr.TokenType, "bearer") {
-		return nil, fmt.Errorf("%w: token response without a bearer access_token", ErrMalformed)
-	}
-	exp, err := tr.ExpiresIn.Int64()
-	if err != nil || exp <= 0 {
-		exp = 300 // be conservative when the field is odd
-	}
-	return &token{AccessToken: tr.AccessToken, ExpiresIn: exp}, nil
 }
 
 func graphError(body []byte) string {

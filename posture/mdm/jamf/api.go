@@ -12,6 +12,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
 )
 
 // ErrLookupUnsupported is returned by a GroupLookup that cannot answer for a
@@ -27,7 +30,6 @@ type APIConfig struct {
 	ClientID     string
 	ClientSecret string
 	HTTPClient   *http.Client
-	Now          func() time.Time
 }
 
 // APIClient is a GroupLookup over the Jamf Pro API:
@@ -35,10 +37,10 @@ type APIConfig struct {
 // OAuth client-credentials token from POST /api/oauth/token. Mobile devices
 // are not looked up (ErrLookupUnsupported).
 type APIClient struct {
-	cfg    APIConfig
-	mu     sync.Mutex
-	token  string
-	expiry time.Time
+	cfg   APIConfig
+	oauth clientcredentials.Config
+	mu    sync.Mutex // serializes token fetches; guards tok
+	tok   *oauth2.Token
 }
 
 // NewAPIClient validates cfg.
@@ -54,10 +56,12 @@ func NewAPIClient(cfg APIConfig) (*APIClient, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	return &APIClient{cfg: cfg}, nil
+	return &APIClient{cfg: cfg, oauth: clientcredentials.Config{
+		ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
+		TokenURL: cfg.BaseURL + "/api/oauth/token",
+		// Jamf Pro documents client_id and client_secret as form fields.
+		AuthStyle: oauth2.AuthStyleInParams,
+	}}, nil
 }
 
 const maxAPIBody = 4 << 20
@@ -88,7 +92,7 @@ func (c *APIClient) Groups(ctx context.Context, t DeviceType, jssID int) ([]Grou
 		}
 		if status == http.StatusUnauthorized && !refreshed {
 			c.mu.Lock()
-			c.token = ""
+			c.tok = nil // expired or revoked early: get a new one once
 			c.mu.Unlock()
 			continue
 		}
@@ -121,43 +125,31 @@ func parseGroupMemberships(body []byte) ([]Group, error) {
 	return out, nil
 }
 
+// accessToken returns the cached token while x/oauth2 deems it valid (until
+// 10 s before expires_in runs out), else fetches one. Config.Token rather
+// than a long-lived TokenSource: a TokenSource would run every refresh under
+// the context of the call that created it.
 func (c *APIClient) accessToken(ctx context.Context) (string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.token != "" && c.cfg.Now().Before(c.expiry) {
-		return c.token, nil
+	if c.tok.Valid() {
+		return c.tok.AccessToken, nil
 	}
-	form := url.Values{}
-	form.Set("grant_type", "client_credentials")
-	form.Set("client_id", c.cfg.ClientID)
-	form.Set("client_secret", c.cfg.ClientSecret)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.BaseURL+"/api/oauth/token", strings.NewReader(form.Encode()))
+	tok, err := c.oauth.Token(context.WithValue(ctx, oauth2.HTTPClient, c.cfg.HTTPClient))
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		// Status and OAuth error code only: the description and body are
+		// the server's words, of any length.
+		if re.ErrorCode == "" {
+			return "", fmt.Errorf("jamf: api token: HTTP %d", re.Response.StatusCode)
+		}
+		return "", fmt.Errorf("jamf: api token: HTTP %d error %q", re.Response.StatusCode, re.ErrorCode[:min(len(re.ErrorCode), 64)])
+	}
 	if err != nil {
 		return "", fmt.Errorf("jamf: api token: %w", err)
 	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	body, status, err := c.do(req)
-	if err != nil {
-		return "", err
-	}
-	if status != http.StatusOK {
-		return "", fmt.Errorf("jamf: api token: HTTP %d", status)
-	}
-	var tr struct {
-		AccessToken string      `json:"access_token"`
-		ExpiresIn   json.Number `json:"expires_in"`
-	}
-	if err := json.Unmarshal(body, &tr); err != nil || tr.AccessToken == "" {
-		return "", fmt.Errorf("%w: token response", ErrMalformed)
-	}
-	secs, err := tr.ExpiresIn.Int64()
-	if err != nil || secs <= 0 {
-		secs = 60
-	}
-	life := time.Duration(secs) * time.Second
-	c.token, c.expiry = tr.AccessToken, c.cfg.Now().Add(life-life/5)
-	return c.token, nil
+	c.tok = tok
+	return tok.AccessToken, nil
 }
 
 func (c *APIClient) do(req *http.Request) ([]byte, int, error) {

@@ -6,13 +6,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 )
 
 // fakeJamf serves the Jamf Pro API token and computer-inventory endpoints.
-func fakeJamf(t *testing.T, expireFirst bool) (*httptest.Server, *atomic.Int32) {
+// tokenReply, if set, answers valid token requests instead of the sample.
+func fakeJamf(t *testing.T, expireFirst bool, tokenReply http.HandlerFunc) (*httptest.Server, *atomic.Int32) {
 	t.Helper()
 	var tokens atomic.Int32
 	var rejected atomic.Bool
@@ -25,6 +26,11 @@ func fakeJamf(t *testing.T, expireFirst bool) (*httptest.Server, *atomic.Int32) 
 				return
 			}
 			tokens.Add(1)
+			if tokenReply != nil {
+				tokenReply(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
 			w.Write([]byte(sample(t, "jamf-api-oauth-token.json")))
 		case "/api/v1/computers-inventory/13":
 			if r.URL.Query().Get("section") != "GROUP_MEMBERSHIPS" || r.Header.Get("Authorization") != "Bearer eyJhbGciOiJIUzI1NiJ9.jamf-test-token.sig" {
@@ -47,7 +53,7 @@ func fakeJamf(t *testing.T, expireFirst bool) (*httptest.Server, *atomic.Int32) 
 func TestAPIClientGroups(t *testing.T) {
 	t.Parallel()
 	for _, expire := range []bool{false, true} {
-		srv, tokens := fakeJamf(t, expire)
+		srv, tokens := fakeJamf(t, expire, nil)
 		c, err := NewAPIClient(APIConfig{BaseURL: srv.URL, ClientID: "cid", ClientSecret: "csecret"})
 		if err != nil {
 			t.Fatal(err)
@@ -78,22 +84,72 @@ func TestAPIClientGroups(t *testing.T) {
 	}
 }
 
-func TestAPIClientTokenExpiry(t *testing.T) {
+// x/oauth2 treats a token as expired 10 s before expires_in runs out, so a
+// 1 s token is never reused: each lookup fetches one, without any waiting.
+func TestAPIClientRefetchesExpiredToken(t *testing.T) {
 	t.Parallel()
-	srv, tokens := fakeJamf(t, false)
-	clock := time.Unix(1_790_000_000, 0)
-	c, _ := NewAPIClient(APIConfig{BaseURL: srv.URL, ClientID: "cid", ClientSecret: "csecret", Now: func() time.Time { return clock }})
-	c.Groups(context.Background(), Computer, 13)
-	clock = clock.Add(4 * time.Minute) // 299 s token, refreshed at 80 % of its life
-	c.Groups(context.Background(), Computer, 13)
-	if n := tokens.Load(); n != 2 {
-		t.Fatalf("%d token requests, want 2", n)
+	srv, tokens := fakeJamf(t, false, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"access_token":"eyJhbGciOiJIUzI1NiJ9.jamf-test-token.sig","token_type":"Bearer","expires_in":1}`))
+	})
+	c, err := NewAPIClient(APIConfig{BaseURL: srv.URL, ClientID: "cid", ClientSecret: "csecret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := c.Groups(context.Background(), Computer, 13); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := tokens.Load(); n != 3 {
+		t.Fatalf("%d token requests, want 3", n)
+	}
+}
+
+func TestAPIClientTokenErrorsAreClear(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name   string
+		secret string
+		reply  http.HandlerFunc
+		want   string
+	}{
+		{name: "fail/bad_secret_status_and_code", secret: "wrong-secret", want: "HTTP 401"},
+		{name: "fail/oauth_error_code", secret: "csecret", reply: func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"error":"invalid_client","error_description":"client csecret is disabled"}`))
+		}, want: `HTTP 400 error "invalid_client"`},
+		{name: "fail/server_error_page", secret: "csecret", reply: func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, strings.Repeat("<html>csecret</html>", 1000), http.StatusServiceUnavailable)
+		}, want: "HTTP 503"},
+		{name: "fail/no_access_token", secret: "csecret", reply: func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"token_type":"Bearer","expires_in":299}`))
+		}, want: "missing access_token"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			srv, _ := fakeJamf(t, false, tc.reply)
+			c, err := NewAPIClient(APIConfig{BaseURL: srv.URL, ClientID: "cid", ClientSecret: tc.secret})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.Groups(context.Background(), Computer, 13)
+			if err == nil || !strings.HasPrefix(err.Error(), "jamf: api token: ") || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want jamf: api token: ...%s", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "secret") || len(err.Error()) > 200 {
+				t.Fatalf("error leaks the server's text or the secret: %.300s", err)
+			}
+		})
 	}
 }
 
 func TestHandlerWithAPIConfirmsInventory(t *testing.T) {
 	t.Parallel()
-	srv, _ := fakeJamf(t, false)
+	srv, _ := fakeJamf(t, false, nil)
 	api, err := NewAPIClient(APIConfig{BaseURL: srv.URL, ClientID: "cid", ClientSecret: "csecret"})
 	if err != nil {
 		t.Fatal(err)
