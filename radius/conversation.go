@@ -37,7 +37,7 @@ type conversation struct {
 	sess    eapSession
 	cancel  context.CancelFunc
 	started time.Time
-	// verdict is written by the Authorizer on the handshake goroutine and
+	// verdict is written by the Authorizer on the handshake coroutine and
 	// read by the worker after Step returns.
 	verdict atomic.Pointer[posture.Verdict]
 	// ended is set when the conversation finished; a worker that waited on
@@ -51,7 +51,7 @@ type conversation struct {
 	done     bool
 }
 
-// close releases the eaptls session and its handshake goroutine.
+// close releases the eaptls session and its handshake coroutine.
 func (c *conversation) close() {
 	c.sess.Close()
 	if c.cancel != nil {

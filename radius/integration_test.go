@@ -293,7 +293,7 @@ func TestIntegrationParallel(t *testing.T) {
 }
 
 // TestIntegrationAbandonedConversationsAreReaped starts handshakes and walks
-// away: the janitor must expire them (closing their TLS goroutines) and a
+// away: the janitor must expire them (ending their TLS coroutines) and a
 // shutdown must leave no goroutines behind.
 func TestIntegrationAbandonedConversationsAreReaped(t *testing.T) {
 	base := runtime.NumGoroutine()
@@ -305,7 +305,7 @@ func TestIntegrationAbandonedConversationsAreReaped(t *testing.T) {
 	for i := range 5 {
 		nas := newUDPNAS(t, ls.auth, []byte(testSecret))
 		peer := eaptls.NewPeer(context.Background(), eaptls.PeerConfig{TLS: ls.pki.peerTLS("ok", tls.VersionTLS13), Identity: "x"})
-		// Identity, then the ClientHello: the server's TLS goroutine runs.
+		// Identity, then the ClientHello: the server's TLS coroutine runs.
 		eap := peer.Identity(0)
 		var state []byte
 		for round := range 2 {

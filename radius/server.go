@@ -339,7 +339,7 @@ func (s *Server) process(ctx context.Context, j job) {
 	}
 }
 
-// janitor expires idle conversations (closing their TLS goroutines).
+// janitor expires idle conversations (ending their TLS coroutines).
 func (s *Server) janitor(ctx context.Context) {
 	every := min(max(s.cfg.ConversationIdle/4, 100*time.Millisecond), 5*time.Second)
 	t := time.NewTicker(every)
