@@ -23,7 +23,7 @@ fmt-check:
 vet:
 	$(GO) vet $(PKGS)
 
-# Unit, integration and interop tests (eapol_test, radclient, swtpm, hostapd
+# Unit, integration and interop tests (eapol_test, radclient, freeradius, swtpm, hostapd
 # must be installed; .ci/run installs them). Under CI=true a missing peer fails.
 test: fmt-check vet
 	$(GO) test -race -count=1 -timeout 40m $(PKGS)

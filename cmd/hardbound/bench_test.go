@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -25,30 +26,41 @@ func TestBenchEAPTLSAgainstDevServer(t *testing.T) {
 	writeDevice(t, unboundDir, "bench-unbound", in, in.bind(t, devbind.Request{DeviceID: "bench-unbound", NoBinding: true}))
 	secretFile := filepath.Join(in.cfg.DataDir, "radius.secret")
 
-	tests := []struct {
-		name             string
-		dir, tls         string
-		accepts, rejects int
-	}{
+	runBenchCases(t, in.Addr("radius-auth"), []string{"--secret-file", secretFile}, []benchCase{
 		{"accept/tls1.3", okDir, "1.3", 12, 0},
 		{"accept/tls1.2", okDir, "1.2", 12, 0},
 		{"reject/unbound-cert-is-a-reject-not-an-error", unboundDir, "1.3", 0, 12},
-	}
-	for _, tt := range tests {
+	})
+}
+
+// benchCase is one `bench eaptls` run and the outcome it must report.
+type benchCase struct {
+	name             string
+	dir, tls         string
+	accepts, rejects int
+}
+
+// runBenchCases runs each case against server in parallel subtests: every
+// authentication must end accepted (MPPE keys matching the supplicant's
+// MSK) or rejected, never as an error, timeout or key mismatch, and the
+// report must be consistent.
+func runBenchCases(t *testing.T, server string, secret []string, cases []benchCase) {
+	t.Helper()
+	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
+			n := tt.accepts + tt.rejects
 			var out, errb bytes.Buffer
-			code := run(context.Background(), []string{"bench", "eaptls", "--json",
-				"--server", in.Addr("radius-auth"), "--secret-file", secretFile, "--cert-dir", tt.dir,
-				"--tls", tt.tls, "--count", "12", "--concurrency", "3"}, func(string) string { return "" }, nil, &out, &errb)
-			if code != 0 {
+			args := append([]string{"bench", "eaptls", "--json", "--server", server, "--cert-dir", tt.dir,
+				"--tls", tt.tls, "--count", fmt.Sprint(n), "--concurrency", "3"}, secret...)
+			if code := run(context.Background(), args, func(string) string { return "" }, nil, &out, &errb); code != 0 {
 				t.Fatalf("exit %d: %s %s", code, out.String(), errb.String())
 			}
 			var rep benchReport
 			if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 				t.Fatalf("%v: %s", err, out.String())
 			}
-			if rep.Auths != 12 || rep.Accepts != tt.accepts || rep.Rejects != tt.rejects || rep.Errors+rep.Timeouts+rep.KeyMismatches != 0 {
+			if rep.Auths != n || rep.Accepts != tt.accepts || rep.Rejects != tt.rejects || rep.Errors+rep.Timeouts+rep.KeyMismatches != 0 {
 				t.Fatalf("report %+v", rep)
 			}
 			if rep.RoundTripsPer < 3 || rep.P99 <= 0 || rep.P99 < rep.P50 || rep.Max < rep.P99 {
