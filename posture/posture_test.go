@@ -317,3 +317,55 @@ func TestUnknownCertCached(t *testing.T) {
 		t.Errorf("cache misses %d hits %d decisions %v; want 1, 2, 3 unknown_cert", m.miss, m.hit, m.decisions)
 	}
 }
+
+// DecideCached answers only from memory: nothing before the first Decide,
+// the same verdict as Decide afterwards, nothing again once a write path
+// invalidated the device, and a cached unknown certificate is an answer.
+func TestDecideCached(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	m := &countingMetrics{decisions: map[posture.Reason]int{}}
+	svc, err := posture.New(f.st, nil, posture.WithMetrics(m), posture.WithClock(f.clock.now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := devbind.Bind(f.ctx, f.ca, svc.Store(), f.clock.now(), devbind.Request{DeviceID: "dev-cached", Posture: store.ComplianceCompliant})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := svc.DecideCached(d.Leaf); ok {
+		t.Fatalf("cold cache answered %+v", v)
+	}
+	if m.hit+m.miss != 0 || len(m.decisions) != 0 {
+		t.Fatalf("a cache-only miss was counted: hits %d misses %d decisions %v", m.hit, m.miss, m.decisions)
+	}
+	want := svc.Decide(f.ctx, d.Leaf)
+	got, ok := svc.DecideCached(d.Leaf)
+	if !ok || got != want || !got.Allow {
+		t.Fatalf("DecideCached = %+v, %v; Decide said %+v", got, ok, want)
+	}
+	if m.miss != 1 || m.hit != 1 || m.decisions[posture.ReasonOK] != 2 {
+		t.Errorf("cache misses %d hits %d decisions %v; want 1, 1, 2 ok", m.miss, m.hit, m.decisions)
+	}
+	if _, err := svc.Quarantine(f.ctx, d.ID, "admin:test"); err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := svc.DecideCached(d.Leaf); ok {
+		t.Fatalf("answered %+v after the device changed", v)
+	}
+	if v := svc.Decide(f.ctx, d.Leaf); v.Reason != posture.ReasonDeviceQuarantined {
+		t.Fatalf("Decide after quarantine = %+v", v)
+	}
+	if v, ok := svc.DecideCached(d.Leaf); !ok || v.Reason != posture.ReasonDeviceQuarantined {
+		t.Fatalf("DecideCached after quarantine = %+v, %v", v, ok)
+	}
+
+	unknown := &x509.Certificate{Raw: []byte("not a binding"), NotAfter: time.Now().Add(time.Hour)}
+	if _, ok := svc.DecideCached(unknown); ok {
+		t.Fatal("unknown certificate answered before any lookup")
+	}
+	svc.Decide(f.ctx, unknown)
+	if v, ok := svc.DecideCached(unknown); !ok || v.Reason != posture.ReasonUnknownCert || v.Allow {
+		t.Fatalf("cached unknown certificate = %+v, %v", v, ok)
+	}
+}

@@ -363,27 +363,49 @@ func (s *Service) Profile(name string) *Profile {
 // posture_unknown clear when the MDM reports again. A store error other than
 // not-found yields unknown_cert (fail closed) and is logged.
 func (s *Service) Decide(ctx context.Context, leaf *x509.Certificate) Verdict {
-	v := s.decide(ctx, leaf)
+	v, _ := s.decide(ctx, leaf, false)
 	s.metrics.Decision(v.Reason, v.Allow)
 	return v
 }
 
-func (s *Service) decide(ctx context.Context, leaf *x509.Certificate) Verdict {
+// DecideCached is Decide answered from memory only: ok is false, and
+// nothing is counted, when the answer would need a store read. Callers that
+// must not block (a RADIUS reader answering on its own goroutine) try it
+// first and call Decide when it fails.
+func (s *Service) DecideCached(leaf *x509.Certificate) (v Verdict, ok bool) {
+	v, ok = s.decide(context.Background(), leaf, true)
+	if ok {
+		s.metrics.CacheLookup(true)
+		s.metrics.Decision(v.Reason, v.Allow)
+	}
+	return v, ok
+}
+
+// errCacheMiss stops a cache-only decide before the store.
+var errCacheMiss = errors.New("posture: not cached")
+
+// decide reports false only in cacheOnly mode, when a store read was needed.
+func (s *Service) decide(ctx context.Context, leaf *x509.Certificate, cacheOnly bool) (Verdict, bool) {
 	now := s.now()
 	nowNs := unixNano(now)
 	sha := store.HashCert(leaf)
 	v := Verdict{CertSHA256: sha, Reason: ReasonUnknownCert}
-	c, err := s.cert(ctx, sha)
+	c, err := s.cert(ctx, sha, cacheOnly)
 	if err != nil {
-		return v
+		return v, !errors.Is(err, errCacheMiss)
 	}
 	v.DeviceID = c.deviceID
 	v.Profile = c.profile
 	p := s.Profile(c.profile)
-	d, err := s.device(ctx, c.dev, c.deviceID)
+	d, err := s.device(ctx, c.dev, c.deviceID, cacheOnly)
 	if err != nil {
-		return v
+		return v, !errors.Is(err, errCacheMiss)
 	}
+	return s.judge(v, p, now, nowNs, leaf, &c, d), true
+}
+
+// judge applies the profile and the device's standing to a known binding.
+func (s *Service) judge(v Verdict, p *Profile, now time.Time, nowNs int64, leaf *x509.Certificate, c *certInfo, d standing) Verdict {
 	// A revoked device is reported as such even though its certs were
 	// revoked with it: the operator wants the cause, not the mechanism.
 	if d.status == statusRevoked {
@@ -410,23 +432,23 @@ func (s *Service) decide(ctx context.Context, leaf *x509.Certificate) Verdict {
 	}
 	if d.status == statusQuarantined {
 		v.Reason = ReasonDeviceQuarantined
-		return s.apply(v, p, ActionQuarantine, nowNs, &c, d)
+		return s.apply(v, p, ActionQuarantine, nowNs, c, d)
 	}
 	switch {
 	case d.state == stateNoncompliant:
 		v.Reason = ReasonNoncompliant
-		return s.apply(v, p, p.Noncompliant, nowNs, &c, d)
+		return s.apply(v, p, p.Noncompliant, nowNs, c, d)
 	case p.MaxAge > 0 && (d.state != stateCompliant || d.updatedAt == math.MinInt64):
 		v.Reason = ReasonPostureUnknown
-		return s.apply(v, p, p.Unknown, nowNs, &c, d)
+		return s.apply(v, p, p.Unknown, nowNs, c, d)
 	case p.MaxAge > 0 && nowNs-d.updatedAt > int64(p.MaxAge):
 		v.Reason = ReasonPostureStale
-		return s.apply(v, p, p.Unknown, nowNs, &c, d)
+		return s.apply(v, p, p.Unknown, nowNs, c, d)
 	}
 	v.Reason = ReasonOK
 	v.Allow = true
 	v.VLAN = p.VLAN
-	v.SessionTimeout = s.sessionTimeout(p, nowNs, &c, d)
+	v.SessionTimeout = s.sessionTimeout(p, nowNs, c, d)
 	return v
 }
 
@@ -463,17 +485,25 @@ func (s *Service) sessionTimeout(p *Profile, now int64, c *certInfo, d standing)
 	return t.Truncate(time.Second)
 }
 
-func (s *Service) cert(ctx context.Context, sha store.Hash) (certInfo, error) {
+// cert counts the lookup unless cacheOnly (DecideCached counts its hit).
+func (s *Service) cert(ctx context.Context, sha store.Hash, cacheOnly bool) (certInfo, error) {
 	b, gen, ok := s.certs.get(sha)
 	if ok && !b.known {
-		s.metrics.CacheLookup(true)
+		if !cacheOnly {
+			s.metrics.CacheLookup(true)
+		}
 		return certInfo{}, store.ErrNotFound
 	}
 	if ok {
 		if ci, ok := s.expand(&b); ok {
-			s.metrics.CacheLookup(true)
+			if !cacheOnly {
+				s.metrics.CacheLookup(true)
+			}
 			return ci, nil
 		}
+	}
+	if cacheOnly {
+		return certInfo{}, errCacheMiss
 	}
 	s.metrics.CacheLookup(false)
 	c, err := s.st.GetCertBinding(ctx, sha)
@@ -515,10 +545,13 @@ func (s *Service) loadCert(ctx context.Context, c *store.Cert) certInfo {
 	return infoOf(c, a.Format)
 }
 
-func (s *Service) device(ctx context.Context, k devKey, id string) (standing, error) {
+func (s *Service) device(ctx context.Context, k devKey, id string, cacheOnly bool) (standing, error) {
 	d, gen, ok := s.devices.get(k)
 	if ok {
 		return d, nil
+	}
+	if cacheOnly {
+		return standing{}, errCacheMiss
 	}
 	rec, err := s.st.GetDevice(ctx, id)
 	if err != nil {

@@ -82,7 +82,9 @@ func (s *Server) access(ctx context.Context, n *nas, from netip.AddrPort, p *pac
 		s.convs.release(s.now(), c)
 		return s.reject(n, p, failureFor(eap), RejectUnknownState)
 	}
+	c.packetCtx = ctx
 	res, stepErr := c.sess.Step(eap)
+	c.packetCtx = nil
 	c.step.Unlock()
 
 	switch {
@@ -102,9 +104,20 @@ func (s *Server) authorizer(c *conversation) eaptls.Authorizer {
 		if len(cs.PeerCertificates) == 0 {
 			return errNoCert
 		}
-		v := s.dec.Decide(ctx, cs.PeerCertificates[0])
+		leaf := cs.PeerCertificates[0]
+		var v posture.Verdict
+		cached := false
+		if cd, ok := s.dec.(cachedDecider); ok {
+			v, cached = cd.DecideCached(leaf)
+		}
+		if !cached {
+			if c.packetCtx != nil {
+				beforeBlocking(c.packetCtx)
+			}
+			v = s.dec.Decide(ctx, leaf)
+		}
 		if v.CertSHA256.IsZero() {
-			v.CertSHA256 = store.HashCert(cs.PeerCertificates[0])
+			v.CertSHA256 = store.HashCert(leaf)
 		}
 		c.verdict.Store(&v)
 		if !v.Allow {

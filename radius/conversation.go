@@ -40,6 +40,10 @@ type conversation struct {
 	// verdict is written by the Authorizer on the handshake coroutine and
 	// read by the worker after Step returns.
 	verdict atomic.Pointer[posture.Verdict]
+	// packetCtx is the context of the packet being stepped (set around
+	// Step, under step): the Authorizer runs inside Step and learns from it
+	// whether that packet is answered on the reading goroutine.
+	packetCtx context.Context
 	// ended is set when the conversation finished; a worker that waited on
 	// step for a concurrent packet of the same conversation checks it.
 	ended atomic.Bool

@@ -35,6 +35,13 @@ type liveServer struct {
 
 func startLive(t *testing.T, mod func(*Config)) *liveServer {
 	t.Helper()
+	return startLiveWith(t, mod, nil)
+}
+
+// startLiveWith is startLive with the Decider made by dec (nil: the PKI's
+// table decider).
+func startLiveWith(t *testing.T, mod func(*Config), dec func(*testPKI) Decider) *liveServer {
+	t.Helper()
 	pki := newPKI(t)
 	ls := &liveServer{metrics: newCountMetrics(), sessions: newMemSessions(), audit: &memAudit{}, pki: pki}
 	cfg := Config{Clients: []Client{{
@@ -44,7 +51,11 @@ func startLive(t *testing.T, mod func(*Config)) *liveServer {
 	if mod != nil {
 		mod(&cfg)
 	}
-	s, err := New(cfg, pki.eapServer(t), pki.decider(), ls.sessions, ls.audit,
+	var d Decider = pki.decider()
+	if dec != nil {
+		d = dec(pki)
+	}
+	s, err := New(cfg, pki.eapServer(t), d, ls.sessions, ls.audit,
 		WithMetrics(ls.metrics), WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 	if err != nil {
 		t.Fatal(err)

@@ -26,6 +26,13 @@ type Decider interface {
 	Decide(ctx context.Context, leaf *x509.Certificate) posture.Verdict
 }
 
+// cachedDecider is a Decider that can also answer from memory alone
+// (posture.Service): ok is false when Decide would read the store. A
+// packet answered on the reading goroutine tries it first.
+type cachedDecider interface {
+	DecideCached(leaf *x509.Certificate) (v posture.Verdict, ok bool)
+}
+
 // Sessions stores accounting sessions; store.Store satisfies it.
 type Sessions interface {
 	PutSession(ctx context.Context, s *store.Session) error
@@ -77,6 +84,8 @@ type Server struct {
 	dups       *dupCache
 	bufs       sync.Pool // *[]byte of maxPacket+1: one more detects oversize datagrams
 	serving    atomic.Bool
+	inflight   atomic.Int64 // packets being processed, by workers or inline
+	reliefs    atomic.Int64 // relief readers started (see reader)
 }
 
 // New validates cfg and builds a Server. eap runs the EAP-TLS sessions, dec
@@ -181,7 +190,9 @@ type job struct {
 // Serve answers on auth (1812) and accounting (1813) until ctx is done; either
 // conn may be nil. It owns the conns and closes them. Packets are read into
 // pooled buffers and handled by a fixed pool of workers behind a bounded
-// queue, so a flood costs drops, not goroutines or memory.
+// queue, so a flood costs drops, not goroutines or memory; an idle server
+// answers a lone authentication packet on the reading goroutine (see
+// reader).
 func (s *Server) Serve(ctx context.Context, auth, acct net.PacketConn) error {
 	if auth == nil && acct == nil {
 		return errors.New("radius: serve: no listener")
@@ -199,10 +210,24 @@ func (s *Server) Serve(ctx context.Context, auth, acct net.PacketConn) error {
 		workers.Go(func() {
 			for j := range jobs {
 				s.process(ctx, j)
+				s.inflight.Add(-1)
 			}
 		})
 	}
 	errc := make(chan error, 2)
+	var spawnMu sync.Mutex
+	stopping := false
+	// spawn starts a relief reader; after stopping is set, readers.Wait may
+	// run, so no reader may be added.
+	spawn := func(f func()) bool {
+		spawnMu.Lock()
+		defer spawnMu.Unlock()
+		if stopping {
+			return false
+		}
+		readers.Go(f)
+		return true
+	}
 	conns := []struct {
 		c    net.PacketConn
 		port byte
@@ -211,8 +236,9 @@ func (s *Server) Serve(ctx context.Context, auth, acct net.PacketConn) error {
 		if pc.c == nil {
 			continue
 		}
+		r := s.newReader(pc.c, pc.port, jobs, spawn)
 		readers.Go(func() {
-			if err := s.read(ctx, pc.c, pc.port, jobs); err != nil {
+			if err := r.run(ctx); err != nil {
 				errc <- err
 			}
 		})
@@ -225,6 +251,9 @@ func (s *Server) Serve(ctx context.Context, auth, acct net.PacketConn) error {
 	case err = <-errc:
 	}
 	cancel()
+	spawnMu.Lock()
+	stopping = true
+	spawnMu.Unlock()
 	for _, pc := range conns {
 		if pc.c != nil {
 			_ = pc.c.Close() // unblocks the readers
@@ -271,55 +300,6 @@ func (s *Server) ListenAndServe(ctx context.Context, authAddr, acctAddr string) 
 		s.log.Info("listening", "addr", c.LocalAddr().String(), "port", []string{"auth", "acct"}[i])
 	}
 	return s.Serve(ctx, conns[0], conns[1])
-}
-
-// read is one socket's receive loop.
-func (s *Server) read(ctx context.Context, conn net.PacketConn, port byte, jobs chan<- job) error {
-	uc, _ := conn.(*net.UDPConn)
-	for {
-		bp := s.bufs.Get().(*[]byte)
-		var (
-			n    int
-			from netip.AddrPort
-			err  error
-		)
-		if uc != nil {
-			n, from, err = uc.ReadFromUDPAddrPort(*bp)
-		} else {
-			var a net.Addr
-			n, a, err = conn.ReadFrom(*bp)
-			if ua, ok := a.(*net.UDPAddr); ok {
-				from = ua.AddrPort()
-			}
-		}
-		if err != nil {
-			s.bufs.Put(bp)
-			if ctx.Err() != nil {
-				return nil
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return fmt.Errorf("radius: listener closed: %w", err)
-			}
-			s.log.Warn("read failed", "err", err)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(10 * time.Millisecond): // avoid spinning on a persistent error
-			}
-			continue
-		}
-		if !from.IsValid() {
-			s.bufs.Put(bp)
-			s.metrics.Drop(DropUnknownClient)
-			continue
-		}
-		select {
-		case jobs <- job{buf: bp, n: n, from: from, port: port, conn: conn}:
-		default:
-			s.bufs.Put(bp)
-			s.metrics.Drop(DropQueueFull)
-		}
-	}
 }
 
 func (s *Server) process(ctx context.Context, j job) {
