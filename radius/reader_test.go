@@ -13,6 +13,10 @@ import (
 	"hardbound/posture"
 )
 
+// The server's real Decider answers from memory when it can; without this
+// every inline packet with a decision would start a relief reader.
+var _ cachedDecider = (*posture.Service)(nil)
+
 // blockingDecider never answers from memory, and its Decide waits until
 // released: a posture decision stuck on a slow store.
 type blockingDecider struct {
