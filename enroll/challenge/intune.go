@@ -21,6 +21,8 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"hardbound/posture/mdm"
 )
 
 // Intune defaults (Microsoft's Intune-Resource-Access CsrValidation library).
@@ -102,7 +104,7 @@ type Intune struct {
 	http *http.Client
 	log  *slog.Logger
 	// graphToken authorizes discovery, intuneToken the validation service.
-	graphToken, intuneToken *bearer
+	graphToken, intuneToken bearer
 
 	mu       sync.Mutex
 	endpoint string // discovered validation service URL
@@ -333,7 +335,7 @@ func (c *Intune) forgetEndpoint() {
 // means the token expired or was revoked early: it is dropped and the
 // request sent once more with a new one (Microsoft's services answer 401
 // before acting on the request).
-func (c *Intune) send(ctx context.Context, b *bearer, mk func(token string) (*http.Request, error)) (*http.Response, error) {
+func (c *Intune) send(ctx context.Context, b bearer, mk func(token string) (*http.Request, error)) (*http.Response, error) {
 	for retried := false; ; retried = true {
 		tok, err := b.token(ctx)
 		if err != nil {
@@ -349,50 +351,31 @@ func (c *Intune) send(ctx context.Context, b *bearer, mk func(token string) (*ht
 		}
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, intuneMaxResponse))
 		resp.Body.Close()
-		b.drop()
+		b.Drop()
 	}
 }
 
-// bearer caches one client-credentials access token for one scope.
+// bearer is the token for one scope; its errors name the scope.
 type bearer struct {
-	oauth clientcredentials.Config
-	http  *http.Client
-
-	mu  sync.Mutex // serializes fetches; guards tok
-	tok *oauth2.Token
+	*mdm.Bearer
+	scope string
 }
 
-func newBearer(cfg IntuneConfig, hc *http.Client, tokenURL, scope string) *bearer {
-	return &bearer{http: hc, oauth: clientcredentials.Config{
+func newBearer(cfg IntuneConfig, hc *http.Client, tokenURL, scope string) bearer {
+	return bearer{scope: scope, Bearer: mdm.NewBearer(clientcredentials.Config{
 		ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
 		TokenURL: tokenURL, Scopes: []string{scope},
 		// Entra ID's v2.0 token endpoint documents the secret as a form field.
 		AuthStyle: oauth2.AuthStyleInParams,
-	}}
+	}, hc)}
 }
 
-// token returns the cached token while x/oauth2 deems it valid (until 10 s
-// before expires_in runs out), else fetches one. Config.Token rather than a
-// long-lived TokenSource: a TokenSource would run every refresh under the
-// context of the call that created it.
-func (b *bearer) token(ctx context.Context) (string, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.tok.Valid() {
-		return b.tok.AccessToken, nil
-	}
-	tok, err := b.oauth.Token(context.WithValue(ctx, oauth2.HTTPClient, b.http))
+func (b bearer) token(ctx context.Context) (string, error) {
+	tok, err := b.Token(ctx)
 	if err != nil {
-		return "", &tokenError{scope: b.oauth.Scopes[0], err: err}
+		return "", &tokenError{scope: b.scope, err: err}
 	}
-	b.tok = tok
-	return tok.AccessToken, nil
-}
-
-func (b *bearer) drop() {
-	b.mu.Lock()
-	b.tok = nil
-	b.mu.Unlock()
+	return tok, nil
 }
 
 // tokenError is a failed token fetch. Its message carries the HTTP status

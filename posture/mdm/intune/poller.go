@@ -70,13 +70,7 @@ type Poller struct {
 	log   *slog.Logger
 	m     mdm.Metrics
 	graph *url.URL
-	oauth clientcredentials.Config
-	// tokenHTTP carries x/oauth2's token requests through send, so that
-	// Entra's throttling gets the same backoff as Graph's.
-	tokenHTTP *http.Client
-
-	tokMu sync.Mutex // serializes token fetches; guards tok
-	tok   *oauth2.Token
+	token *mdm.Bearer
 
 	mu   sync.Mutex // serializes polls; guards last
 	last map[string]seen
@@ -142,17 +136,18 @@ func New(cfg Config) (*Poller, error) {
 	}
 	p := &Poller{
 		cfg: cfg, graph: g, m: cfg.Metrics,
-		log: cfg.Logger.With("component", "posture", "mdm", cfg.Source),
-		oauth: clientcredentials.Config{
-			ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
-			TokenURL: cfg.LoginURL + "/" + url.PathEscape(cfg.TenantID) + "/oauth2/v2.0/token",
-			Scopes:   []string{cfg.GraphURL + "/.default"},
-			// Entra ID's v2.0 token endpoint documents the secret as a form field.
-			AuthStyle: oauth2.AuthStyleInParams,
-		},
+		log:  cfg.Logger.With("component", "posture", "mdm", cfg.Source),
 		last: make(map[string]seen),
 	}
-	p.tokenHTTP = &http.Client{Transport: retrying{p}}
+	// Token requests go through send too, so that Entra's throttling gets
+	// the same backoff as Graph's.
+	p.token = mdm.NewBearer(clientcredentials.Config{
+		ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
+		TokenURL: cfg.LoginURL + "/" + url.PathEscape(cfg.TenantID) + "/oauth2/v2.0/token",
+		Scopes:   []string{cfg.GraphURL + "/.default"},
+		// Entra ID's v2.0 token endpoint documents the secret as a form field.
+		AuthStyle: oauth2.AuthStyleInParams,
+	}, &http.Client{Transport: retrying{p}})
 	return p, nil
 }
 
@@ -309,7 +304,7 @@ func (p *Poller) fetchPage(ctx context.Context, raw string) (*Page, error) {
 			return nil, err
 		}
 		if status == http.StatusUnauthorized && !refreshed {
-			p.dropToken() // expired or revoked early: get a new one once
+			p.token.Drop() // expired or revoked early: get a new one once
 			continue
 		}
 		if status != http.StatusOK {
@@ -378,8 +373,8 @@ func (p *Poller) send(ctx context.Context, mk func() (*http.Request, error)) (*h
 	}
 }
 
-// retrying is tokenHTTP's transport: each attempt of send replays the token
-// request x/oauth2 built, on the configured HTTPClient.
+// retrying is the token client's transport: each attempt of send replays
+// the token request x/oauth2 built, on the configured HTTPClient.
 type retrying struct{ p *Poller }
 
 func (t retrying) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -425,17 +420,9 @@ func retryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-// accessToken returns the cached token while x/oauth2 deems it valid (until
-// 10 s before expires_in runs out), else fetches one. Config.Token rather
-// than a long-lived TokenSource: a TokenSource would run every refresh
-// (and its backoff) under the context of the call that created it.
+// accessToken is the cached or a new token, with the poller's errors.
 func (p *Poller) accessToken(ctx context.Context) (string, error) {
-	p.tokMu.Lock()
-	defer p.tokMu.Unlock()
-	if p.tok.Valid() {
-		return p.tok.AccessToken, nil
-	}
-	tok, err := p.oauth.Token(context.WithValue(ctx, oauth2.HTTPClient, p.tokenHTTP))
+	tok, err := p.token.Token(ctx)
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
 		// Status and OAuth error code only: error_description can echo
@@ -445,14 +432,7 @@ func (p *Poller) accessToken(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("intune: token endpoint: %w", err)
 	}
-	p.tok = tok
-	return tok.AccessToken, nil
-}
-
-func (p *Poller) dropToken() {
-	p.tokMu.Lock()
-	p.tok = nil
-	p.tokMu.Unlock()
+	return tok, nil
 }
 
 func graphError(body []byte) string {

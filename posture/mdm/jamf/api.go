@@ -10,11 +10,12 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"hardbound/posture/mdm"
 )
 
 // ErrLookupUnsupported is returned by a GroupLookup that cannot answer for a
@@ -38,9 +39,7 @@ type APIConfig struct {
 // are not looked up (ErrLookupUnsupported).
 type APIClient struct {
 	cfg   APIConfig
-	oauth clientcredentials.Config
-	mu    sync.Mutex // serializes token fetches; guards tok
-	tok   *oauth2.Token
+	token *mdm.Bearer
 }
 
 // NewAPIClient validates cfg.
@@ -56,12 +55,12 @@ func NewAPIClient(cfg APIConfig) (*APIClient, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
 	}
-	return &APIClient{cfg: cfg, oauth: clientcredentials.Config{
+	return &APIClient{cfg: cfg, token: mdm.NewBearer(clientcredentials.Config{
 		ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
 		TokenURL: cfg.BaseURL + "/api/oauth/token",
 		// Jamf Pro documents client_id and client_secret as form fields.
 		AuthStyle: oauth2.AuthStyleInParams,
-	}}, nil
+	}, cfg.HTTPClient)}, nil
 }
 
 const maxAPIBody = 4 << 20
@@ -91,9 +90,7 @@ func (c *APIClient) Groups(ctx context.Context, t DeviceType, jssID int) ([]Grou
 			return nil, err
 		}
 		if status == http.StatusUnauthorized && !refreshed {
-			c.mu.Lock()
-			c.tok = nil // expired or revoked early: get a new one once
-			c.mu.Unlock()
+			c.token.Drop() // expired or revoked early: get a new one once
 			continue
 		}
 		if status != http.StatusOK {
@@ -125,17 +122,9 @@ func parseGroupMemberships(body []byte) ([]Group, error) {
 	return out, nil
 }
 
-// accessToken returns the cached token while x/oauth2 deems it valid (until
-// 10 s before expires_in runs out), else fetches one. Config.Token rather
-// than a long-lived TokenSource: a TokenSource would run every refresh under
-// the context of the call that created it.
+// accessToken is the cached or a new token, with Jamf's errors.
 func (c *APIClient) accessToken(ctx context.Context) (string, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.tok.Valid() {
-		return c.tok.AccessToken, nil
-	}
-	tok, err := c.oauth.Token(context.WithValue(ctx, oauth2.HTTPClient, c.cfg.HTTPClient))
+	tok, err := c.token.Token(ctx)
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) {
 		// Status and OAuth error code only: the description and body are
@@ -148,8 +137,7 @@ func (c *APIClient) accessToken(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("jamf: api token: %w", err)
 	}
-	c.tok = tok
-	return tok.AccessToken, nil
+	return tok, nil
 }
 
 func (c *APIClient) do(req *http.Request) ([]byte, int, error) {
