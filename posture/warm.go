@@ -45,16 +45,13 @@ func (s *Service) Warm(ctx context.Context) error {
 // warmDevices returns how many devices it cached and how many found their
 // shard full.
 func (s *Service) warmDevices(ctx context.Context) (n, full int, err error) {
-	p := store.Page{Limit: warmPage}
-	for {
-		if err := ctx.Err(); err != nil {
-			return n, full, err
-		}
+	return warmPages(ctx, func(ctx context.Context, p store.Page) (int, int, string, error) {
 		gens := s.devices.gens()
 		page, next, err := s.st.ListDevices(ctx, store.DeviceFilter{}, p)
 		if err != nil {
-			return n, full, fmt.Errorf("posture: warm devices: %w", err)
+			return 0, 0, "", fmt.Errorf("posture: warm devices: %w", err)
 		}
+		n, full := 0, 0
 		for _, d := range page {
 			if s.devices.fill(keyOf(d.ID), compactDevice(d), &gens) {
 				n++
@@ -62,28 +59,21 @@ func (s *Service) warmDevices(ctx context.Context) (n, full int, err error) {
 				full++
 			}
 		}
-		if next == "" {
-			return n, full, nil
-		}
-		p.After = next
-		runtime.Gosched()
-	}
+		return n, full, next, nil
+	})
 }
 
 // warmCerts returns how many bindings it cached and how many found their
 // shard full. Each attested binding costs one more read, for its
 // attestation's format.
 func (s *Service) warmCerts(ctx context.Context) (n, full int, err error) {
-	p := store.Page{Limit: warmPage}
-	for {
-		if err := ctx.Err(); err != nil {
-			return n, full, err
-		}
+	return warmPages(ctx, func(ctx context.Context, p store.Page) (int, int, string, error) {
 		gens := s.certs.gens()
 		page, next, err := s.st.ListCerts(ctx, store.CertFilter{NoDER: true}, p)
 		if err != nil {
-			return n, full, fmt.Errorf("posture: warm bindings: %w", err)
+			return 0, 0, "", fmt.Errorf("posture: warm bindings: %w", err)
 		}
+		n, full := 0, 0
 		for _, c := range page {
 			ci := s.loadCert(ctx, c)
 			b, ok := s.compact(&ci)
@@ -96,8 +86,24 @@ func (s *Service) warmCerts(ctx context.Context) (n, full int, err error) {
 				full++
 			}
 		}
-		if next == "" {
-			return n, full, nil
+		return n, full, next, nil
+	})
+}
+
+// warmPages runs fill over every page of warmPage records until the last
+// one or ctx's end, yielding between pages so that authentications running
+// meanwhile are not held up. fill takes its cache generations before it
+// lists, so a write racing the warm is never overwritten by stale data.
+func warmPages(ctx context.Context, fill func(context.Context, store.Page) (n, full int, next string, err error)) (n, full int, err error) {
+	p := store.Page{Limit: warmPage}
+	for {
+		if err := ctx.Err(); err != nil {
+			return n, full, err
+		}
+		pn, pfull, next, err := fill(ctx, p)
+		n, full = n+pn, full+pfull
+		if err != nil || next == "" {
+			return n, full, err
 		}
 		p.After = next
 		runtime.Gosched()
