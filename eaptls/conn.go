@@ -22,15 +22,14 @@ type memConn struct {
 	// drive is held by whoever runs the coroutine (exchange, or closeWith
 	// stopping it); it guards everything below it. The coroutine itself
 	// never takes it: it only runs while its driver holds it.
-	drive   sync.Mutex
-	next    func() (struct{}, bool)
-	stop    func()
-	yield   func(struct{}) bool
-	in      []byte // unread inbound bytes; aliases the driver's buffer
-	out     []byte // bytes written by TLS since the last drain
-	done    bool   // the handshake function returned
-	err     error  // its result
-	stopped bool
+	drive sync.Mutex
+	next  func() (struct{}, bool)
+	stop  func()
+	yield func(struct{}) bool
+	in    []byte // unread inbound bytes; aliases the driver's buffer
+	out   []byte // bytes written by TLS since the last drain
+	done  bool   // the handshake function returned
+	err   error  // its result
 
 	// mu guards closed and closeErr: Close may come from any goroutine
 	// while the coroutine runs (its Read checks them).
@@ -76,7 +75,7 @@ func (c *memConn) isClosed() bool {
 // (0, nil) would make crypto/tls spin.
 func (c *memConn) Read(p []byte) (int, error) {
 	for len(c.in) == 0 {
-		if c.isClosed() || c.yield == nil {
+		if c.isClosed() {
 			return 0, net.ErrClosed
 		}
 		if !c.yield(struct{}{}) { // stopped by closeWith
@@ -122,9 +121,10 @@ func (c *memConn) closeWith(err error) {
 	c.stopLocked()
 }
 
+// stopLocked ends the coroutine (iter.Pull's stop is idempotent, and next
+// after it returns at once).
 func (c *memConn) stopLocked() {
-	if c.stop != nil && !c.stopped {
-		c.stopped = true
+	if c.stop != nil {
 		c.in = nil
 		c.stop()
 		// Whatever TLS wrote while unwinding (an alert) has no reader.
@@ -153,7 +153,7 @@ func (c *memConn) result() (done bool, err error) {
 func (c *memConn) exchange(in []byte) ([]byte, connStatus) {
 	c.drive.Lock()
 	defer c.drive.Unlock()
-	if c.next != nil && !c.done && !c.stopped {
+	if c.next != nil && !c.done {
 		c.in = in
 		c.next()
 	}
