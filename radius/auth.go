@@ -107,8 +107,8 @@ func (s *Server) authorizer(c *conversation) eaptls.Authorizer {
 		leaf := cs.PeerCertificates[0]
 		var v posture.Verdict
 		cached := false
-		if cd, ok := s.dec.(cachedDecider); ok {
-			v, cached = cd.DecideCached(leaf)
+		if s.cached != nil {
+			v, cached = s.cached.DecideCached(leaf)
 		}
 		if !cached {
 			if c.packetCtx != nil {

@@ -72,6 +72,7 @@ type Server struct {
 	cfg      Config
 	clients  *clientTable
 	dec      Decider
+	cached   cachedDecider // dec, when it can answer from memory; else nil
 	sessions Sessions
 	audit    Auditor
 	groups   *auditgroup.Writer
@@ -117,6 +118,7 @@ func New(cfg Config, eap *eaptls.Server, dec Decider, sessions Sessions, audit A
 		convs:    newConvTable(cfg.MaxConversations, cfg.MaxConversationsPerNAS, cfg.ConversationIdle),
 		dups:     newDupCache(cfg.DuplicateTTL, cfg.DuplicateEntries),
 	}
+	s.cached, _ = dec.(cachedDecider)
 	s.newSession = func(ctx context.Context, o eaptls.SessionOptions) eapSession {
 		return eap.NewSession(ctx, o)
 	}
