@@ -2,7 +2,7 @@
 // carrying EAP-TLS and accounting (1813), for the NASes configured as
 // Clients.
 //
-// The pipeline for every datagram, in this order (protocols.md §2.6):
+// The pipeline for every datagram, in this order (docs/radius.md):
 //
 //  1. client lookup by source address (most specific prefix); unknown
 //     sources are dropped and counted;

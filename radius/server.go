@@ -346,7 +346,7 @@ func (s *Server) janitor(ctx context.Context) {
 }
 
 // handle runs one datagram through the pipeline and returns the encoded
-// response, or nil to stay silent. Order matters (protocols.md §2.6): client
+// response, or nil to stay silent. Order matters (docs/radius.md): client
 // lookup, framing, authenticity (Message-Authenticator / Request
 // Authenticator) BEFORE the duplicate cache, so forged packets can neither
 // fill nor poison it; then the cache; then EAP or accounting.
@@ -421,7 +421,7 @@ func (s *Server) drop(n *nas, kind, cause string) {
 	s.log.Debug("packet dropped", "nas", n.Name, "packet", kind, "cause", cause)
 }
 
-// checkAccessAuth applies the BlastRADIUS rules (protocols.md §2.5-2.6) to
+// checkAccessAuth applies the BlastRADIUS rules (CVE-2024-3596) to
 // an Access-Request; false means silently discard.
 func (s *Server) checkAccessAuth(n *nas, p *packet) bool {
 	const kind = "access_request"

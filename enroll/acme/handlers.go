@@ -315,7 +315,7 @@ func (s *Server) handleAuthz(w http.ResponseWriter, req *request) *Problem {
 }
 
 // handleChallenge validates device-attest-01 synchronously
-// (attestation.md §1.4): the payload {"attObj": base64url(CBOR)} is
+// (docs/attestation.md §1.2): the payload {"attObj": base64url(CBOR)} is
 // verified against this challenge's key authorization, the format must be
 // allowed by the profile, and the attestation must prove the order's device
 // identity. A failure invalidates challenge, authorization and order.
@@ -411,8 +411,8 @@ func (s *Server) handleChallenge(w http.ResponseWriter, req *request) *Problem {
 	return nil
 }
 
-// handleFinalize checks the CSR against the attestation (attestation.md
-// §1.5), issues, and records the issuance durably before answering.
+// handleFinalize checks the CSR against the attestation (docs/attestation.md
+// §1.3), issues, and records the issuance durably before answering.
 func (s *Server) handleFinalize(w http.ResponseWriter, req *request) *Problem {
 	base := s.base(req.r)
 	o, p := s.lookup(req, 'o', "order")

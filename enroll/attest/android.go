@@ -363,9 +363,9 @@ type androidStmt struct {
 	X5C [][]byte `cbor:"x5c"`
 }
 
-// verifyAndroid implements attestation.md §4.4 including the extra checks
-// (KeyMint security level, origin, root of trust from hardwareEnforced only,
-// SIGN purpose).
+// verifyAndroid implements docs/attestation.md §4, including the checks
+// beyond chain and challenge (KeyMint security level, origin, root of trust
+// from hardwareEnforced only, SIGN purpose).
 func (v *Verifier) verifyAndroid(raw []byte, challenge []byte) (*Result, error) {
 	var st androidStmt
 	if err := v.dec.Unmarshal(raw, &st); err != nil {
@@ -387,7 +387,7 @@ func (v *Verifier) verifyAndroid(raw []byte, challenge []byte) (*Result, error) 
 	}
 	leaf := certs[0]
 	now := v.now()
-	// OEM leaves carry odd validity dates (attestation.md §4.4 step 9), so
+	// OEM leaves carry odd validity dates (docs/attestation.md §4.1), so
 	// the chain is built at a time inside the leaf's window and every
 	// issuer's validity is then checked against the real clock.
 	at := now
@@ -492,7 +492,7 @@ func (v *Verifier) verifyAndroid(raw []byte, challenge []byte) (*Result, error) 
 }
 
 // verifyChallengeSig checks the attested key's signature over the key
-// authorization (attestation.md §4.1).
+// authorization (docs/attestation.md §4.1).
 func verifyChallengeSig(pub crypto.PublicKey, msg, sig []byte) error {
 	sum := sha256.Sum256(msg)
 	switch k := pub.(type) {

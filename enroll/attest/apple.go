@@ -40,7 +40,7 @@ type appleStmt struct {
 	X5C [][]byte `cbor:"x5c"`
 }
 
-// verifyApple implements attestation.md §2.4. The nonce extension is
+// verifyApple implements docs/attestation.md §2. The nonce extension is
 // required (step-ca skips the check when it is absent; we don't).
 func (v *Verifier) verifyApple(raw []byte, token string) (*Result, error) {
 	var st appleStmt

@@ -9,7 +9,7 @@
 // Every failure wraps ErrBadAttestation (ACME maps it to
 // urn:ietf:params:acme:error:badAttestationStatement) and says what failed.
 //
-// See /work/shared/docs/attestation.md for the formats and the nonce rules:
+// See docs/attestation.md for the formats and the nonce rules:
 // apple binds SHA-256(token), tpm binds SHA-256(keyAuthorization) and
 // android-key binds keyAuthorization itself.
 //

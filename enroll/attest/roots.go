@@ -10,7 +10,7 @@ import (
 )
 
 // The vendor roots are public certificates, pinned by SPKI SHA-256 in
-// roots_test.go against the values in attestation.md.
+// roots_test.go against the values in docs/attestation.md §5.
 //
 //go:embed roots/*.pem
 var rootFS embed.FS

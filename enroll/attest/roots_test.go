@@ -9,7 +9,7 @@ import (
 )
 
 // TestEmbeddedRootsPinned pins the shipped vendor roots by SPKI SHA-256
-// (attestation.md §2.2, §4.3) so a wrong or swapped PEM fails loudly.
+// (docs/attestation.md §5) so a wrong or swapped PEM fails loudly.
 func TestEmbeddedRootsPinned(t *testing.T) {
 	t.Parallel()
 	tests := map[string]struct {

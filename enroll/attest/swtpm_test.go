@@ -29,7 +29,7 @@ import (
 )
 
 // requireTool skips when a real peer is missing, except in CI where a
-// missing peer is a failure (design.md, Tests).
+// missing peer is a failure.
 func requireTool(t *testing.T, names ...string) {
 	t.Helper()
 	for _, n := range names {
@@ -73,7 +73,7 @@ func startSWTPM(t *testing.T) *swtpm {
 		return p
 	}
 	// Own localca config: the default one is machine-global
-	// (/var/lib/swtpm-localca), attestation.md gotcha 10.
+	// (/var/lib/swtpm-localca), docs/attestation.md §3.4.
 	localca := write("swtpm-localca.conf", fmt.Sprintf("statedir = %[1]s\nsignkey = %[1]s/signkey.pem\nsigningkey = %[1]s/signkey.pem\nissuercert = %[1]s/issuercert.pem\ncertserial = %[1]s/certserial\n", ca))
 	opts := write("swtpm-localca.options", "--platform-manufacturer hardbound\n--platform-version 2.1\n--platform-model test\n")
 	setup := write("swtpm_setup.conf", fmt.Sprintf("create_certs_tool = %s\ncreate_certs_tool_config = %s\ncreate_certs_tool_options = %s\nactive_pcr_banks = sha256\n", mustLook(t, "swtpm_localca"), localca, opts))
@@ -241,7 +241,7 @@ func TestVerifyTPMWithSWTPM(t *testing.T) {
 	if res.Facts["tpm_model"] != "swtpm" || res.Facts["tpm_manufacturer"] != "id:00001014" {
 		t.Errorf("facts = %v", res.Facts)
 	}
-	// The certified key signs for the CSR (attestation.md §5.4).
+	// The certified key signs for the CSR (docs/attestation.md §3.3).
 	priv, err := key.Private(key.Public())
 	if err != nil {
 		t.Fatal(err)

@@ -53,10 +53,10 @@ type tpmStmt struct {
 	PubArea  []byte   `cbor:"pubArea"`
 }
 
-// verifyACMETPM implements attestation.md §3.3 with §3.7's additions: the AK
-// cert chains to Roots.TPMAK, has the WebAuthn/TCG AK profile, certified
-// the key with extraData = SHA-256(keyAuthorization), and raw or TPMT sig
-// encodings are both accepted.
+// verifyACMETPM implements docs/attestation.md §3.1: the AK cert chains to
+// Roots.TPMAK, has the WebAuthn/TCG AK profile, certified the key with
+// extraData = SHA-256(keyAuthorization), and raw or TPMT sig encodings are
+// both accepted.
 func (v *Verifier) verifyACMETPM(raw []byte, keyAuth string) (*Result, error) {
 	var st tpmStmt
 	if err := v.dec.Unmarshal(raw, &st); err != nil {
@@ -265,7 +265,8 @@ func readTPMDirName(dn pkix.Name, man, model, ver *string) {
 }
 
 // checkAKCertProfile applies the WebAuthn "TPM attestation statement
-// certificate requirements" (attestation.md §3.2).
+// certificate requirements" (WebAuthn Level 2 §8.3.1; docs/attestation.md
+// §3.2).
 func checkAKCertProfile(c *x509.Certificate, san *akSAN) error {
 	if c.Version != 3 {
 		return badf("tpm: AK certificate version is %d, want 3", c.Version)

@@ -245,8 +245,9 @@ func (d *TPMDevice) Evidence(pub crypto.PublicKey, nonce []byte) (attest.TPMEvid
 	}, nil
 }
 
-// IssueAKCert issues an AK certificate (the §3.2 profile ACME "tpm" expects)
-// from the Authority's AK CA for any AK public key, e.g. a genuine swtpm AK.
+// IssueAKCert issues an AK certificate with the profile ACME "tpm" expects
+// (docs/attestation.md §3.2) from the Authority's AK CA for any AK public
+// key, e.g. a genuine swtpm AK.
 func (a *Authority) IssueAKCert(akPub crypto.PublicKey, deviceID string) ([]byte, error) {
 	return a.akCertFor(akPub, deviceID, "")
 }

@@ -16,7 +16,7 @@ import (
 // tpmGeneratedMagic is TPM_GENERATED_VALUE ("\xffTCG").
 const tpmGeneratedMagic = 0xff544347
 
-// Attribute sets seen on real TPMs (attestation.md §3.4).
+// Attribute sets seen on real TPMs (docs/attestation.md §3.4).
 const (
 	appKeyAttrs = tpm2.FlagSign | tpm2.FlagFixedTPM | tpm2.FlagFixedParent |
 		tpm2.FlagSensitiveDataOrigin | tpm2.FlagUserWithAuth

@@ -1,7 +1,7 @@
 // Package intune polls Microsoft Intune through Microsoft Graph
 // (deviceManagement/managedDevices, complianceState) and reports compliance
-// changes. Intune offers no push for managedDevice to third parties
-// (mdm.md), so hardbound pulls.
+// changes. Graph change notifications do not cover managedDevice
+// (docs/mdm.md §4.1), so hardbound pulls.
 //
 // Authentication is OAuth 2.0 client credentials against Entra ID for an app
 // holding DeviceManagementManagedDevices.Read.All. The bearer token is only

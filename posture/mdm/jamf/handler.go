@@ -28,7 +28,7 @@ type Group struct {
 }
 
 // GroupLookup confirms a device's current smart-group membership through the
-// Jamf Pro API (mdm.md: "webhook = hint, then confirm by API").
+// Jamf Pro API: a webhook is a hint, the API confirms (docs/mdm.md §3).
 type GroupLookup interface {
 	Groups(ctx context.Context, t DeviceType, jssID int) ([]Group, error)
 }

@@ -2,11 +2,11 @@
 // and inventory events into compliance reports.
 //
 // Jamf Pro has no compliance flag of its own; hardbound models
-// "noncompliant" as membership of admin-named smart groups (mdm.md). A
-// device entering such a group is noncompliant; leaving it is compliant.
-// Inventory and check-in events carry no membership, so they act only when a
-// GroupLookup (the Jamf Pro API) is configured to confirm membership;
-// otherwise they are acknowledged and ignored.
+// "noncompliant" as membership of admin-named smart groups (docs/mdm.md
+// §3.1). A device entering such a group is noncompliant; leaving it is
+// compliant. Inventory and check-in events carry no membership, so they act
+// only when a GroupLookup (the Jamf Pro API) is configured to confirm
+// membership; otherwise they are acknowledged and ignored.
 package jamf
 
 import (
