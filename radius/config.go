@@ -13,6 +13,14 @@ import (
 // DefaultCoAPort is the RFC 5176 dynamic authorization port on the NAS.
 const DefaultCoAPort = 3799
 
+// Defaults of Config, which are also those of hardbound.yaml's radius:
+// section (DefaultFileConfig).
+const (
+	defaultConversationIdle       = 30 * time.Second
+	defaultMaxConversations       = 20000
+	defaultMaxConversationsPerNAS = 5000
+)
+
 // Status-Server answers per NAS client: a watchdog every few seconds per
 // proxy is normal; more is a flood.
 const (
@@ -59,8 +67,8 @@ type Config struct {
 	Clients []Client
 	// ConversationIdle expires an EAP conversation without a packet; default 30s.
 	ConversationIdle time.Duration
-	// MaxConversations caps live EAP conversations in total (default 10000)
-	// and per NAS client (MaxConversationsPerNAS, default 2000).
+	// MaxConversations caps live EAP conversations in total (default 20000)
+	// and per NAS client (MaxConversationsPerNAS, default 5000).
 	MaxConversations       int
 	MaxConversationsPerNAS int
 	// DuplicateTTL is how long responses stay cached for retransmissions
@@ -93,13 +101,13 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.ConversationIdle <= 0 {
-		c.ConversationIdle = 30 * time.Second
+		c.ConversationIdle = defaultConversationIdle
 	}
 	if c.MaxConversations <= 0 {
-		c.MaxConversations = 10000
+		c.MaxConversations = defaultMaxConversations
 	}
 	if c.MaxConversationsPerNAS <= 0 {
-		c.MaxConversationsPerNAS = 2000
+		c.MaxConversationsPerNAS = defaultMaxConversationsPerNAS
 	}
 	if c.DuplicateTTL <= 0 {
 		c.DuplicateTTL = 10 * time.Second

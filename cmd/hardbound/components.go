@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net"
 
@@ -25,26 +24,6 @@ func (in *instance) startComponents() error {
 	return in.startEnforcer()
 }
 
-func (in *instance) radiusClients() []radius.Client {
-	var out []radius.Client
-	for _, c := range in.cfg.RADIUS.Clients {
-		rc := radius.Client{
-			Name: c.Name, Prefix: c.prefix, Secret: c.secret, CoAPort: c.CoAPort,
-			RequireMessageAuthenticator: c.RequireMessageAuthenticator == nil || *c.RequireMessageAuthenticator,
-			LimitProxyState:             true,
-			SendRejectReason:            c.SendRejectReason,
-		}
-		if c.CoASecret != "" {
-			rc.CoASecret = []byte(c.CoASecret)
-		}
-		if c.TLSMaxVersion != "" {
-			rc.TLSMaxVersion, _ = tlsVersion(c.TLSMaxVersion) // validated at load
-		}
-		out = append(out, rc)
-	}
-	return out
-}
-
 func (in *instance) startRADIUS() error {
 	rc := in.cfg.RADIUS
 	if rc.AuthAddr == "" && rc.AcctAddr == "" {
@@ -54,33 +33,14 @@ func (in *instance) startRADIUS() error {
 	if err != nil {
 		return err
 	}
-	maxV, _ := tlsVersion(rc.TLSMaxVersion)
 	m := in.metrics.RADIUS()
-	eap, err := eaptls.NewServer(eaptls.ServerConfig{
-		TLS: &tls.Config{
-			Certificates: []tls.Certificate{kp},
-			ClientCAs:    in.ca.Pool(),
-			MinVersion:   tls.VersionTLS12,
-			MaxVersion:   maxV,
-		},
-		MaxFragment: rc.MaxFragment,
-		AllowNoEMS:  rc.AllowNoEMS,
-		OmitCANames: !rc.SendCANames,
-		ChainCache:  rc.ChainCache,
-		Logger:      in.log,
-		Metrics:     m,
-	})
+	ecfg := rc.EAP(kp, in.ca.Pool())
+	ecfg.Logger, ecfg.Metrics = in.log, m
+	eap, err := eaptls.NewServer(ecfg)
 	if err != nil {
 		return fmt.Errorf("eaptls: %w", err)
 	}
-	srv, err := radius.New(radius.Config{
-		Clients:                in.radiusClients(),
-		ConversationIdle:       rc.IdleTimeout.D(),
-		MaxConversations:       rc.MaxConversations,
-		MaxConversationsPerNAS: rc.MaxPerNAS,
-		AuditFlush:             rc.AuditFlush.D(),
-		AuditSync:              rc.AuditSync,
-	}, eap, in.posture, in.posture.Store(), in.posture.Store(), radius.WithLogger(in.log), radius.WithMetrics(m))
+	srv, err := radius.New(rc.Server(), eap, in.posture, in.posture.Store(), in.posture.Store(), radius.WithLogger(in.log), radius.WithMetrics(m))
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,10 @@ import (
 	"layeh.com/radius/rfc2869"
 
 	"hardbound/admin"
+	"hardbound/config"
 	"hardbound/enroll/devbind"
+	hbradius "hardbound/radius"
+	"hardbound/radius/dynauth"
 	"hardbound/radius/eapclient"
 	"hardbound/store"
 )
@@ -156,8 +159,8 @@ func TestE2ELiveSessionDisconnect(t *testing.T) {
 	const secret = "e2e-live-nas-secret"
 	das := newE2EDAS(t, secret)
 	in := startE2E(t, func(cfg *Config) {
-		cfg.RADIUS.Clients = []ClientConfig{{Name: "nas1", CIDR: "127.0.0.1/32", Secret: secret, CoAPort: das.port()}}
-		cfg.RADIUS.CoA.Timeout = Duration(500 * time.Millisecond)
+		cfg.RADIUS.Clients = []hbradius.FileClient{{Name: "nas1", CIDR: "127.0.0.1/32", Secret: secret, CoAPort: das.port()}}
+		cfg.RADIUS.CoA.Timeout = config.Duration(500 * time.Millisecond)
 	})
 	// Runs after the parallel subtests, before the server stops: the audit
 	// chain written concurrently by RADIUS, the enforcer and the admin API
@@ -457,8 +460,8 @@ func TestE2ELiveCoAQuarantineAndRecovery(t *testing.T) {
 	const secret = "e2e-coa-nas-secret"
 	das := newE2EDAS(t, secret)
 	in := startE2E(t, func(cfg *Config) {
-		cfg.RADIUS.Clients = []ClientConfig{{Name: "nas-coa", CIDR: "127.0.0.1/32", Secret: secret, CoAPort: das.port()}}
-		cfg.RADIUS.CoA = CoAConfig{Timeout: Duration(500 * time.Millisecond), Retries: 2, PreferCoA: true, ReauthOnRecovery: true}
+		cfg.RADIUS.Clients = []hbradius.FileClient{{Name: "nas-coa", CIDR: "127.0.0.1/32", Secret: secret, CoAPort: das.port()}}
+		cfg.RADIUS.CoA = dynauth.FileConfig{Timeout: config.Duration(500 * time.Millisecond), Retries: 2, PreferCoA: true, ReauthOnRecovery: true}
 		cfg.Profiles = []ProfileConfig{{Name: "default"}, {Name: "quar", Noncompliant: "quarantine", QuarantineVLAN: "666"}}
 	})
 	ctx := e2eContext(t)

@@ -17,9 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"hardbound/config"
 	"hardbound/enroll/devbind"
 	"hardbound/enroll/scep/sceptest"
 	"hardbound/posture/mdm"
+	"hardbound/posture/mdm/intune"
+	"hardbound/posture/mdm/jamf"
 	"hardbound/store"
 )
 
@@ -258,7 +261,7 @@ func TestE2EMDMNoncompliance(t *testing.T) {
 		{
 			name: "jamf_pro_webhook",
 			configure: func(t *testing.T, cfg *Config) any {
-				cfg.MDM.Jamf = JamfConfig{Username: e2eJamfUser, PasswordFile: writeSecret(t, "jamf.password", e2eJamfPassword),
+				cfg.MDM.Jamf = jamf.FileConfig{Username: e2eJamfUser, PasswordFile: writeSecret(t, "jamf.password", e2eJamfPassword),
 					NoncompliantGroups: []string{"42"}}
 				return nil
 			},
@@ -288,9 +291,9 @@ func TestE2EMDMNoncompliance(t *testing.T) {
 				for i := range 2 {
 					f.set(fmt.Sprintf("intune-e2e-%d", i), fmt.Sprintf("PF3INTUNE%d", i), "compliant")
 				}
-				cfg.MDM.Intune = IntuneConfig{TenantID: e2eTenant, ClientID: e2eClientID,
+				cfg.MDM.Intune = intune.FileConfig{TenantID: e2eTenant, ClientID: e2eClientID,
 					ClientSecretFile: writeSecret(t, "intune.secret", e2eClientSecret),
-					PollInterval:     Duration(200 * time.Millisecond), LoginURL: f.srv.URL, GraphURL: f.srv.URL}
+					PollInterval:     config.Duration(200 * time.Millisecond), LoginURL: f.srv.URL, GraphURL: f.srv.URL}
 				return f
 			},
 			aliases: func(i int) map[string]string {
@@ -375,10 +378,10 @@ func TestE2EMDMIntuneRefreshKeepsPostureFresh(t *testing.T) {
 	f := newFakeIntune(t)
 	f.set("intune-fresh-1", "PF3FRESH1", "compliant")
 	in := startE2E(t, func(cfg *Config) {
-		cfg.Profiles = []ProfileConfig{{Name: "default"}, {Name: "fresh", PostureMaxAge: Duration(maxAge)}}
-		cfg.MDM.Intune = IntuneConfig{TenantID: e2eTenant, ClientID: e2eClientID,
+		cfg.Profiles = []ProfileConfig{{Name: "default"}, {Name: "fresh", PostureMaxAge: config.Duration(maxAge)}}
+		cfg.MDM.Intune = intune.FileConfig{TenantID: e2eTenant, ClientID: e2eClientID,
 			ClientSecretFile: writeSecret(t, "intune.secret", e2eClientSecret),
-			PollInterval:     Duration(200 * time.Millisecond), LoginURL: f.srv.URL, GraphURL: f.srv.URL}
+			PollInterval:     config.Duration(200 * time.Millisecond), LoginURL: f.srv.URL, GraphURL: f.srv.URL}
 	})
 	dev := in.bind(t, devbind.Request{DeviceID: "intune-fresh-1", Profile: "fresh"})
 	in.setAliases(t, dev.ID, map[string]string{mdm.KindSerial: "PF3FRESH1"})
@@ -404,7 +407,7 @@ func TestE2EMDMPostureStale(t *testing.T) {
 	const maxAge = 2 * time.Second
 	in := startE2E(t, func(cfg *Config) {
 		cfg.MDM.Webhook.SecretFile = writeSecret(t, "webhook.secret", e2eWebhookSecret)
-		cfg.Profiles = []ProfileConfig{{Name: "default"}, {Name: "fresh", PostureMaxAge: Duration(maxAge)}}
+		cfg.Profiles = []ProfileConfig{{Name: "default"}, {Name: "fresh", PostureMaxAge: config.Duration(maxAge)}}
 	})
 	dev := in.bind(t, devbind.Request{DeviceID: "stale-1", Profile: "fresh"})
 	in.setAliases(t, dev.ID, map[string]string{mdm.KindUDID: "00008030-STALE1"})
@@ -435,7 +438,7 @@ func TestE2EMDMBadInput(t *testing.T) {
 	t.Parallel()
 	in := startE2E(t, func(cfg *Config) {
 		cfg.MDM.Webhook.SecretFile = writeSecret(t, "webhook.secret", e2eWebhookSecret)
-		cfg.MDM.Jamf = JamfConfig{Username: e2eJamfUser, PasswordFile: writeSecret(t, "jamf.password", e2eJamfPassword),
+		cfg.MDM.Jamf = jamf.FileConfig{Username: e2eJamfUser, PasswordFile: writeSecret(t, "jamf.password", e2eJamfPassword),
 			NoncompliantGroups: []string{"42"}}
 	})
 	dev := in.bind(t, devbind.Request{DeviceID: "bad-input-1", Posture: store.ComplianceCompliant})
@@ -533,7 +536,7 @@ func TestE2EJamfEndToEnd(t *testing.T) {
 			{Name: "default"},
 			{Name: "jamf", Formats: []string{"apple", "none"}, SCEP: SCEPProfileConfig{Identity: "cn", Alias: mdm.KindSerial, Platform: "apple"}},
 		}
-		cfg.MDM.Jamf = JamfConfig{Username: e2eJamfUser, PasswordFile: writeSecret(t, "jamf.password", e2eJamfPassword),
+		cfg.MDM.Jamf = jamf.FileConfig{Username: e2eJamfUser, PasswordFile: writeSecret(t, "jamf.password", e2eJamfPassword),
 			NoncompliantGroups: []string{group}, ChallengeProfile: "jamf"}
 	})
 	ctx := e2eContext(t)
@@ -609,9 +612,9 @@ func TestE2EIntuneEndToEnd(t *testing.T) {
 			{Name: "intune", Formats: []string{"tpm", "none"}, SCEP: SCEPProfileConfig{Identity: "san_uri", URIPrefix: "IntuneDeviceId://",
 				Alias: mdm.KindIntuneID, Intune: true, Platform: "windows"}},
 		}
-		cfg.MDM.Intune = IntuneConfig{TenantID: e2eTenant, ClientID: e2eClientID,
+		cfg.MDM.Intune = intune.FileConfig{TenantID: e2eTenant, ClientID: e2eClientID,
 			ClientSecretFile: writeSecret(t, "intune.secret", e2eClientSecret),
-			PollInterval:     Duration(200 * time.Millisecond), LoginURL: f.srv.URL, GraphURL: f.srv.URL}
+			PollInterval:     config.Duration(200 * time.Millisecond), LoginURL: f.srv.URL, GraphURL: f.srv.URL}
 	})
 	ctx := e2eContext(t)
 	sc := &sceptest.Client{URL: "http://" + in.Addr("enroll-http") + "/scep/intune", HTTP: &http.Client{Timeout: 20 * time.Second}}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 
+	"hardbound/config"
 	"hardbound/posture/mdm"
 	"hardbound/posture/mdm/intune"
 	"hardbound/posture/mdm/jamf"
@@ -19,12 +20,9 @@ func (in *instance) startMDM() error {
 	st := in.posture.Store()
 	mc := in.cfg.MDM
 	if mc.Webhook.SecretFile != "" {
-		secret, err := readSecret("mdm.webhook.secret_file", mc.Webhook.SecretFile)
-		if err != nil {
-			return err
-		}
-		h, err := mdm.NewWebhook(mdm.WebhookConfig{Secret: []byte(secret), Window: mc.Webhook.Window.D(), Updater: in.posture,
-			Auditor: st, Metrics: m, Logger: in.log})
+		wcfg := mc.Webhook.Webhook()
+		wcfg.Updater, wcfg.Auditor, wcfg.Metrics, wcfg.Logger = in.posture, st, m, in.log
+		h, err := mdm.NewWebhook(wcfg)
 		if err != nil {
 			return err
 		}
@@ -35,14 +33,14 @@ func (in *instance) startMDM() error {
 		if err != nil {
 			return err
 		}
-		jcfg := jamf.Config{Username: mc.Jamf.Username, Password: pw, NoncompliantGroups: mc.Jamf.NoncompliantGroups,
-			Updater: in.posture, Auditor: st, Metrics: m, Logger: in.log}
+		jcfg := mc.Jamf.Handler(pw)
+		jcfg.Updater, jcfg.Auditor, jcfg.Metrics, jcfg.Logger = in.posture, st, m, in.log
 		if mc.Jamf.URL != "" {
 			secret, err := readSecret("mdm.jamf.api_client_secret_file", mc.Jamf.APIClientSecretFile)
 			if err != nil {
 				return err
 			}
-			api, err := jamf.NewAPIClient(jamf.APIConfig{BaseURL: mc.Jamf.URL, ClientID: mc.Jamf.APIClientID, ClientSecret: secret})
+			api, err := jamf.NewAPIClient(mc.Jamf.API(secret))
 			if err != nil {
 				return err
 			}
@@ -59,9 +57,9 @@ func (in *instance) startMDM() error {
 		if err != nil {
 			return err
 		}
-		p, err := intune.New(intune.Config{TenantID: ic.TenantID, ClientID: ic.ClientID, ClientSecret: secret,
-			LoginURL: ic.LoginURL, GraphURL: ic.GraphURL, Interval: ic.PollInterval.D(), Refresh: in.intuneRefresh().D(),
-			Updater: in.posture, Metrics: m, Logger: in.log})
+		icfg := ic.Poller(secret)
+		icfg.Refresh, icfg.Updater, icfg.Metrics, icfg.Logger = in.intuneRefresh().D(), in.posture, m, in.log
+		p, err := intune.New(icfg)
 		if err != nil {
 			return err
 		}
@@ -76,7 +74,7 @@ func (in *instance) startMDM() error {
 
 // intuneRefresh re-reports unchanged Intune states often enough that no
 // profile's posture max age sees them stale.
-func (in *instance) intuneRefresh() (d Duration) {
+func (in *instance) intuneRefresh() (d config.Duration) {
 	for _, p := range in.cfg.Profiles {
 		if p.PostureMaxAge > 0 && (d == 0 || p.PostureMaxAge/2 < d) {
 			d = p.PostureMaxAge / 2
@@ -92,29 +90,24 @@ func (in *instance) startEnforcer() error {
 		return nil
 	}
 	m := in.metrics.Dynauth()
-	sender := dynauth.NewSender(dynauth.SenderConfig{Tries: in.cfg.RADIUS.CoA.Retries + 1, Timeout: in.cfg.RADIUS.CoA.Timeout.D(),
-		Logger: in.log, Metrics: m})
+	scfg := in.cfg.RADIUS.CoA.Sender()
+	scfg.Logger, scfg.Metrics = in.log, m
+	sender := dynauth.NewSender(scfg)
 	st := in.posture.Store()
-	e, err := dynauth.NewEnforcer(dynauth.EnforcerConfig{
-		Events: in.posture, Profiles: in.posture, Sessions: st, Auditor: st, Sender: sender,
-		NAS: func(name string) (dynauth.NAS, bool) {
-			c, ok := in.radius.Client(name)
-			if !ok {
-				return dynauth.NAS{}, false
-			}
-			secret := c.CoASecret
-			if len(secret) == 0 {
-				secret = c.Secret
-			}
-			// Addr empty: the session's NAS source address is used, which
-			// suits clients configured by prefix.
-			return dynauth.NAS{Name: c.Name, Port: c.CoAPort, Secret: secret}, true
-		},
-		PreferCoA:        in.cfg.RADIUS.CoA.PreferCoA,
-		ReauthOnRecovery: in.cfg.RADIUS.CoA.ReauthOnRecovery,
-		Logger:           in.log,
-		Metrics:          m,
-	})
+	ecfg := in.cfg.RADIUS.CoA.Enforcer()
+	ecfg.Events, ecfg.Profiles, ecfg.Sessions, ecfg.Auditor, ecfg.Sender = in.posture, in.posture, st, st, sender
+	ecfg.NAS = func(name string) (dynauth.NAS, bool) {
+		// The server's clients carry the CoA port and secret with their
+		// defaults applied. Addr empty: the session's NAS source address is
+		// used, which suits clients configured by prefix.
+		c, ok := in.radius.Client(name)
+		if !ok {
+			return dynauth.NAS{}, false
+		}
+		return dynauth.NAS{Name: c.Name, Port: c.CoAPort, Secret: c.CoASecret}, true
+	}
+	ecfg.Logger, ecfg.Metrics = in.log, m
+	e, err := dynauth.NewEnforcer(ecfg)
 	if err != nil {
 		return err
 	}

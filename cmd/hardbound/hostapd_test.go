@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"hardbound/enroll/devbind"
+	"hardbound/radius"
 	"hardbound/store"
 )
 
@@ -106,7 +107,7 @@ func TestHostapdDisconnect(t *testing.T) {
 	const secret = "hostapd-lab-secret"
 	dasPort := freeUDPPort(t)
 	cfg := testConfig(t)
-	cfg.RADIUS.Clients = []ClientConfig{{Name: "hostapd", CIDR: "127.0.0.1/32", Secret: secret, CoAPort: dasPort}}
+	cfg.RADIUS.Clients = []radius.FileClient{{Name: "hostapd", CIDR: "127.0.0.1/32", Secret: secret, CoAPort: dasPort}}
 	in := startTest(t, cfg)
 	dev := in.bind(t, devbind.Request{DeviceID: "lab-device-1", Posture: store.ComplianceCompliant})
 

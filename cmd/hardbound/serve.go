@@ -281,11 +281,7 @@ func (in *instance) startMetrics() error {
 }
 
 func (in *instance) startAdmin() error {
-	tokenFile := in.cfg.Admin.TokenFile
-	if tokenFile == "" {
-		tokenFile = filepath.Join(in.cfg.DataDir, "admin.tokens")
-	}
-	tokens, err := admin.LoadTokens(tokenFile)
+	tokens, err := in.cfg.Admin.Tokens(in.cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("%w (serve --dev creates one; or write \"name sha256hex\" lines)", err)
 	}
@@ -388,7 +384,7 @@ func (in *instance) devBootstrap() error {
 		}
 	}
 	if !hasLocal {
-		in.cfg.RADIUS.Clients = append(in.cfg.RADIUS.Clients, ClientConfig{Name: "localhost", CIDR: "127.0.0.0/8", SecretFile: secretPath})
+		in.cfg.RADIUS.Clients = append(in.cfg.RADIUS.Clients, radius.FileClient{Name: "localhost", CIDR: "127.0.0.0/8", SecretFile: secretPath})
 		if err := in.cfg.Validate(); err != nil {
 			return err
 		}

@@ -45,12 +45,13 @@ type Config struct {
 }
 
 // DefaultConfig is a conservative setting for enrollment: a device enrolls a
-// few times a day, an IP (possibly a NAT of many devices) more often.
+// few times a day, an IP (possibly a NAT of many devices) more often. It is
+// also the default of hardbound.yaml's enroll.rate_limits.
 func DefaultConfig() Config {
 	return Config{
-		PerDevice:  Rate{Every: 10 * time.Minute, Burst: 10},
-		PerIP:      Rate{Every: time.Second, Burst: 60},
-		PerProfile: Rate{Every: 10 * time.Millisecond, Burst: 1000},
+		PerDevice:  Rate{Every: time.Minute, Burst: 5},
+		PerIP:      Rate{Every: time.Second, Burst: 50},
+		PerProfile: Rate{Every: time.Millisecond, Burst: 1000},
 	}
 }
 

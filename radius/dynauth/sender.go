@@ -16,6 +16,13 @@ import (
 // DefaultPort is the RFC 5176 DAS port on the NAS.
 const DefaultPort = 3799
 
+// Defaults of SenderConfig, which are also those of hardbound.yaml's
+// radius.coa section (FileConfig): the first try and three retransmissions.
+const (
+	defaultTries   = 4
+	defaultTimeout = time.Second
+)
+
 // NAS is where and how to reach one NAS's Dynamic Authorization Server.
 type NAS struct {
 	// Name is the NAS client name from config (logs, audit).
@@ -44,12 +51,12 @@ func (n NAS) address() (string, error) {
 
 // SenderConfig configures a Sender. Zero values take the defaults noted.
 type SenderConfig struct {
-	// Tries is the number of transmissions per request (default 3). Each
+	// Tries is the number of transmissions per request (default 4). Each
 	// try is a new packet (new Identifier, fresh Event-Timestamp); a late
 	// answer to an earlier try is still accepted.
 	Tries int
 	// Timeout is the wait after the first try (default 1s); it doubles after
-	// every try (1s, 2s, 4s: about 7 s in all by default).
+	// every try (1s, 2s, 4s, 8s: about 15 s in all by default).
 	Timeout time.Duration
 	// MaxInFlight bounds concurrent requests in all; default 512.
 	MaxInFlight int
@@ -86,10 +93,10 @@ type Sender struct {
 // NewSender returns a Sender with cfg's defaults filled in.
 func NewSender(cfg SenderConfig) *Sender {
 	if cfg.Tries <= 0 {
-		cfg.Tries = 3
+		cfg.Tries = defaultTries
 	}
 	if cfg.Timeout <= 0 {
-		cfg.Timeout = time.Second
+		cfg.Timeout = defaultTimeout
 	}
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 512

@@ -1,0 +1,35 @@
+package admin
+
+import (
+	"path/filepath"
+
+	"hardbound/config"
+)
+
+// FileConfig is the admin: section of hardbound.yaml.
+type FileConfig struct {
+	// Addr is the HTTPS listener; keep it on localhost or a management
+	// network. Empty turns the API off.
+	Addr string `yaml:"addr"`
+	// TokenFile holds "name sha256hex" lines; defaults to <data_dir>/admin.tokens.
+	TokenFile string `yaml:"token_file"`
+}
+
+// DefaultFileConfig is the section before the file is laid over it.
+func DefaultFileConfig() FileConfig { return FileConfig{Addr: "127.0.0.1:9443"} }
+
+// Validate names the field of a bad value; path is the section's place in
+// the file ("admin").
+func (c FileConfig) Validate(path string) error {
+	return config.CheckAddr(path+".addr", c.Addr)
+}
+
+// Tokens loads the token file (LoadTokens); without token_file it is
+// admin.tokens in dataDir.
+func (c FileConfig) Tokens(dataDir string) ([]Token, error) {
+	path := c.TokenFile
+	if path == "" {
+		path = filepath.Join(dataDir, "admin.tokens")
+	}
+	return LoadTokens(path)
+}

@@ -1,0 +1,90 @@
+package enroll
+
+import (
+	"os"
+
+	"hardbound/config"
+	"hardbound/enroll/limit"
+)
+
+// FileConfig is the enroll: section of hardbound.yaml. DefaultFileConfig is
+// laid under the file; Validate names the field of every bad value.
+type FileConfig struct {
+	HTTPSAddr   string   `yaml:"https_addr"`
+	HTTPAddr    string   `yaml:"http_addr"`
+	ServerNames []string `yaml:"server_names"`
+	// Roots: PEM bundles replacing the built-in vendor roots.
+	AppleRoots   string     `yaml:"apple_roots"`
+	TPMRoots     string     `yaml:"tpm_roots"`
+	AndroidRoots string     `yaml:"android_roots"`
+	RateLimits   RateLimits `yaml:"rate_limits"`
+}
+
+// RateLimits is enroll.rate_limits: the token buckets of limit.Config.
+type RateLimits struct {
+	PerDevice  RateConfig `yaml:"per_device"`
+	PerIP      RateConfig `yaml:"per_ip"`
+	PerProfile RateConfig `yaml:"per_profile"`
+}
+
+// RateConfig is one bucket: a token every Every, up to Burst saved.
+type RateConfig struct {
+	Every config.Duration `yaml:"every"`
+	Burst int             `yaml:"burst"`
+}
+
+// DefaultFileConfig is the section before the file is laid over it; the
+// rate limits are limit.DefaultConfig.
+func DefaultFileConfig() FileConfig {
+	d := limit.DefaultConfig()
+	rate := func(r limit.Rate) RateConfig { return RateConfig{Every: config.Duration(r.Every), Burst: r.Burst} }
+	return FileConfig{
+		HTTPSAddr:   "0.0.0.0:8443",
+		HTTPAddr:    "0.0.0.0:8080",
+		ServerNames: []string{"localhost"},
+		RateLimits:  RateLimits{PerDevice: rate(d.PerDevice), PerIP: rate(d.PerIP), PerProfile: rate(d.PerProfile)},
+	}
+}
+
+// Validate checks every field; the root bundles must be readable (they are
+// parsed when the attestation verifier is built). path is the section's
+// place in the file ("enroll"); errors are *config.FieldError.
+func (c FileConfig) Validate(path string) error {
+	if err := config.CheckAddr(path+".https_addr", c.HTTPSAddr); err != nil {
+		return err
+	}
+	if err := config.CheckAddr(path+".http_addr", c.HTTPAddr); err != nil {
+		return err
+	}
+	for _, f := range []struct{ name, path string }{
+		{"apple_roots", c.AppleRoots}, {"tpm_roots", c.TPMRoots}, {"android_roots", c.AndroidRoots},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.ReadFile(f.path); err != nil {
+			return config.Errorf(path+"."+f.name, "%w", err)
+		}
+	}
+	for _, r := range []struct {
+		name string
+		RateConfig
+	}{
+		{"per_device", c.RateLimits.PerDevice}, {"per_ip", c.RateLimits.PerIP}, {"per_profile", c.RateLimits.PerProfile},
+	} {
+		if r.Every <= 0 || r.Burst <= 0 {
+			return config.Errorf(path+".rate_limits."+r.name, "every and burst must be > 0")
+		}
+	}
+	return nil
+}
+
+// Limits is the limiter's Config from the section.
+func (c FileConfig) Limits() limit.Config {
+	rate := func(r RateConfig) limit.Rate { return limit.Rate{Every: r.Every.D(), Burst: r.Burst} }
+	return limit.Config{
+		PerDevice:  rate(c.RateLimits.PerDevice),
+		PerIP:      rate(c.RateLimits.PerIP),
+		PerProfile: rate(c.RateLimits.PerProfile),
+	}
+}
