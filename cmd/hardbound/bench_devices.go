@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"hardbound/policy"
 )
 
 // devDeviceRequest and devDeviceResponse are the contract of
@@ -63,8 +65,8 @@ layout "bench eaptls --cert-dir" reads.`,
 	fl := cmd.Flags()
 	fl.IntVar(&f.n, "n", 1000, "number of devices")
 	fl.StringVar(&f.out, "out", "", "output directory (created 0700)")
-	fl.StringVar(&f.format, "format", "tpm", "attestation format recorded: tpm, apple, android-key or none")
-	fl.StringVar(&f.profile, "profile", "default", "enrollment profile")
+	fl.StringVar(&f.format, "format", policy.FormatTPM, "attestation format recorded: tpm, apple, android-key or none")
+	fl.StringVar(&f.profile, "profile", policy.DefaultProfile, "enrollment profile")
 	fl.StringVar(&f.posture, "posture", "compliant", "initial posture: compliant, noncompliant or unknown")
 	fl.StringVar(&f.prefix, "prefix", "", "device id prefix (default bench-<random>-)")
 	fl.IntVar(&f.concurrency, "concurrency", 8, "requests in flight")
@@ -80,9 +82,7 @@ func runMakeDevices(ctx context.Context, e *env, cf *clientFlags, f *makeDevices
 	case f.concurrency < 1:
 		return errors.New("--concurrency must be at least 1")
 	}
-	switch f.format {
-	case "tpm", "apple", "android-key", "none":
-	default:
+	if !policy.Known(f.format) {
 		return fmt.Errorf("--format %q: want tpm, apple, android-key or none", f.format)
 	}
 	switch f.posture {

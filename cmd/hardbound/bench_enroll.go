@@ -30,6 +30,7 @@ import (
 	"hardbound/enroll/acme/acmetest"
 	"hardbound/enroll/attest/attesttest"
 	"hardbound/enroll/scep/sceptest"
+	"hardbound/policy"
 	"hardbound/radius/eapclient"
 )
 
@@ -70,7 +71,7 @@ A server outside --dev refuses the test evidence, and so the ACME half.`,
 	fl.StringVar(&f.enrollURL, "enroll-url", "https://127.0.0.1:8443", "enrollment listener base URL")
 	fl.StringVar(&f.protocol, "protocol", "both", "acme, scep or both")
 	fl.StringVar(&f.profile, "profile", "", "SCEP enrollment profile (default: the server's default)")
-	fl.StringVar(&f.format, "format", "tpm", "ACME attestation format: tpm, apple or android-key")
+	fl.StringVar(&f.format, "format", policy.FormatTPM, "ACME attestation format: tpm, apple or android-key")
 	fl.StringVar(&f.dataDir, "data-dir", "./data", "the --dev server's data dir (for dev-attest/)")
 	fl.StringVar(&f.prefix, "prefix", "", "device id / serial prefix (default enroll-<random>-)")
 	fl.IntVar(&f.count, "count", 100, "enrollments per protocol")
@@ -120,9 +121,7 @@ func runBenchEnroll(ctx context.Context, e *env, cf *clientFlags, f *benchEnroll
 	default:
 		return fmt.Errorf("--protocol %q: want acme, scep or both", f.protocol)
 	}
-	switch f.format {
-	case "tpm", "apple", "android-key":
-	default:
+	if !policy.IsHardware(f.format) {
 		return fmt.Errorf("--format %q: want tpm, apple or android-key", f.format)
 	}
 	prefix := f.prefix
@@ -276,9 +275,9 @@ func acmeEnroller(f *benchEnrollFlags, hc *http.Client, base, prefix string) (en
 	}
 	evidence := func(key *ecdsa.PrivateKey, serial, keyAuth string) ([]byte, error) {
 		switch f.format {
-		case "apple":
+		case policy.FormatApple:
 			return auth.Apple(key.Public(), serial, "UDID-"+serial, keyAuth)
-		case "android-key":
+		case policy.FormatAndroidKey:
 			return auth.Android(key, serial, keyAuth)
 		}
 		return auth.TPM(key.Public(), serial, keyAuth)

@@ -24,6 +24,7 @@ import (
 	"hardbound/enroll/devbind"
 	"hardbound/enroll/limit"
 	"hardbound/enroll/scep"
+	"hardbound/policy"
 	"hardbound/store"
 )
 
@@ -92,8 +93,8 @@ func (in *instance) attestRoots() (attest.Roots, error) {
 		p.AddCert(c)
 		return p
 	}
-	r.Apple = add(r.Apple, attest.DefaultAppleRoots, tr[attest.FormatApple])
-	r.Android = add(r.Android, attest.DefaultAndroidRoots, tr[attest.FormatAndroidKey])
+	r.Apple = add(r.Apple, attest.DefaultAppleRoots, tr[policy.FormatApple])
+	r.Android = add(r.Android, attest.DefaultAndroidRoots, tr[policy.FormatAndroidKey])
 	r.TPM = add(r.TPM, nil, tr["tpm-ek"])
 	r.TPMAK = add(r.TPMAK, nil, tr["tpm-ak"])
 	return r, nil
@@ -342,11 +343,6 @@ func (in *instance) devEnroll(ctx context.Context, body []byte, actor string) (a
 	}
 	if err := ca.CheckCSR(csr); err != nil {
 		return nil, fmt.Errorf("%w: %v", admin.ErrBadRequest, err)
-	}
-	switch req.Format {
-	case "", "tpm", "apple", "android-key", "none":
-	default:
-		return nil, fmt.Errorf("%w: format %q", admin.ErrBadRequest, req.Format)
 	}
 	switch store.Compliance(req.Posture) {
 	case "", store.ComplianceCompliant, store.ComplianceNoncompliant, store.ComplianceUnknown:
