@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"hardbound/policy"
+	"hardbound/posture"
 )
 
 // Config is hardbound.yaml. Zero values mean "use the default"; Validate
@@ -449,40 +452,28 @@ func (c *Config) Validate() error {
 	for i := range c.Profiles {
 		p := &c.Profiles[i]
 		f := fmt.Sprintf("profiles[%d]", i)
-		if p.Name == "" {
-			return fieldErr(f+".name", "must not be empty")
+		if err := policy.CheckName(p.Name); err != nil {
+			return fieldErr(f+".name", "%v", err)
 		}
 		if seen[p.Name] {
 			return fieldErr(f+".name", "duplicate profile %q", p.Name)
 		}
 		seen[p.Name] = true
-		for _, fm := range p.Formats {
-			switch fm {
-			case "apple", "tpm", "android-key", "none":
-			default:
-				return fieldErr(f+".formats", "unknown format %q (apple, tpm, android-key, none)", fm)
-			}
+		if err := policy.Formats(p.Formats).Check(); err != nil {
+			return fieldErr(f+".formats", "%v", err)
 		}
 		for k, v := range map[string]*string{".noncompliant": &p.Noncompliant, ".unknown": &p.Unknown} {
-			switch *v {
-			case "":
-				*v = "reject"
-			case "reject", "quarantine":
-			default:
-				return fieldErr(f+k, "must be reject or quarantine, not %q", *v)
+			a, err := posture.ParseAction(*v)
+			if err != nil {
+				return fieldErr(f+k, "%v", err)
 			}
-			if *v == "quarantine" && p.QuarantineVLAN == "" {
+			*v = string(a)
+			if a == posture.ActionQuarantine && p.QuarantineVLAN == "" {
 				return fieldErr(f+".quarantine_vlan", "required when %s is quarantine", strings.TrimPrefix(k, "."))
 			}
 		}
-		switch p.SCEP.Identity {
-		case "", "cn", "serial":
-		case "san_uri":
-			if p.SCEP.URIPrefix == "" {
-				return fieldErr(f+".scep.uri_prefix", "required with identity san_uri")
-			}
-		default:
-			return fieldErr(f+".scep.identity", "must be cn, serial or san_uri, not %q", p.SCEP.Identity)
+		if err := p.scepIdentity().Check(); err != nil {
+			return fieldErr(f+".scep.identity", "%v", err)
 		}
 		if p.SCEP.Intune && c.MDM.Intune.TenantID == "" {
 			return fieldErr(f+".scep.intune", "needs mdm.intune to be configured")
@@ -503,7 +494,7 @@ func (c *Config) Validate() error {
 	if jc := c.MDM.Jamf; (jc.URL != "") != (jc.APIClientID != "" && jc.APIClientSecretFile != "") {
 		return fieldErr("mdm.jamf.url", "url, api_client_id and api_client_secret_file go together")
 	}
-	if jc := c.MDM.Jamf; jc.ChallengeProfile != "" && !seen[jc.ChallengeProfile] && !(len(c.Profiles) == 0 && jc.ChallengeProfile == "default") {
+	if jc := c.MDM.Jamf; jc.ChallengeProfile != "" && !seen[jc.ChallengeProfile] && !(len(c.Profiles) == 0 && jc.ChallengeProfile == policy.DefaultProfile) {
 		return fieldErr("mdm.jamf.challenge_profile", "no profile named %q", jc.ChallengeProfile)
 	}
 	if c.MDM.Webhook.SecretFile != "" {

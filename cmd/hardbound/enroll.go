@@ -37,14 +37,6 @@ type enrollment struct {
 	jamf     http.Handler // Jamf dynamic-challenge webhook, nil when unconfigured
 }
 
-// effectiveProfiles is the configured profiles, or one strict default.
-func (c *Config) effectiveProfiles() []ProfileConfig {
-	if len(c.Profiles) > 0 {
-		return c.Profiles
-	}
-	return []ProfileConfig{{Name: "default", Noncompliant: "reject", Unknown: "reject"}}
-}
-
 // attestRoots loads the configured trust roots; in --dev the test authority
 // in data/dev-attest is trusted in addition to the vendor roots.
 func (in *instance) attestRoots() (attest.Roots, error) {
@@ -136,17 +128,8 @@ func (in *instance) startEnroll() error {
 	var names []string
 	for _, p := range in.cfg.effectiveProfiles() {
 		names = append(names, p.Name)
-		acmeProfiles = append(acmeProfiles, acme.Profile{Name: p.Name, Validity: p.Validity.D(), Formats: p.Formats})
-		sp := scep.Profile{
-			Name: p.Name, Validity: p.Validity.D(), Platform: p.SCEP.Platform,
-			Identity:           scep.Identity{Source: scep.IdentitySource(p.SCEP.Identity), URIPrefix: p.SCEP.URIPrefix, Alias: p.SCEP.Alias},
-			StaticChallenge:    p.SCEP.static,
-			RequireAttestation: p.SCEP.RequireAttestation,
-		}
-		if p.SCEP.Intune {
-			sp.Validator = intune
-		}
-		scepProfiles = append(scepProfiles, sp)
+		acmeProfiles = append(acmeProfiles, p.acmeView())
+		scepProfiles = append(scepProfiles, p.scepView(intune))
 	}
 	ra, err := scep.LoadOrCreateRA(in.ctx, in.cfg.DataDir, in.ca)
 	if err != nil {

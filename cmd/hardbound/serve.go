@@ -157,7 +157,7 @@ func start(parent context.Context, cfg *Config, log *slog.Logger) (_ *instance, 
 	}
 	in.st = st
 
-	in.posture, err = posture.New(st, postureProfiles(cfg), posture.WithLogger(log), posture.WithMetrics(in.metrics.Posture()))
+	in.posture, err = posture.New(st, cfg.postureProfiles(), posture.WithLogger(log), posture.WithMetrics(in.metrics.Posture()))
 	if err != nil {
 		return nil, err
 	}
@@ -193,18 +193,6 @@ func start(parent context.Context, cfg *Config, log *slog.Logger) (_ *instance, 
 		return nil, err
 	}
 	return in, nil
-}
-
-func postureProfiles(cfg *Config) []posture.Profile {
-	var out []posture.Profile
-	for _, p := range cfg.Profiles {
-		out = append(out, posture.Profile{
-			Name: p.Name, Formats: p.Formats, MaxAge: p.PostureMaxAge.D(),
-			Noncompliant: posture.Action(p.Noncompliant), Unknown: posture.Action(p.Unknown),
-			QuarantineVLAN: p.QuarantineVLAN, VLAN: p.VLAN, SessionTimeout: p.SessionTimeout.D(),
-		})
-	}
-	return out
 }
 
 func (in *instance) onClose(f func(context.Context) error) {
