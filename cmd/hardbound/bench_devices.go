@@ -20,6 +20,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"hardbound/internal/atomicfile"
 	"hardbound/policy"
 )
 
@@ -115,7 +116,7 @@ func runMakeDevices(ctx context.Context, e *env, cf *clientFlags, f *makeDevices
 	if err != nil {
 		return fmt.Errorf("root CA: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(f.out, "ca.crt"), root, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(f.out, "ca.crt"), root, 0o644); err != nil {
 		return err
 	}
 
@@ -190,8 +191,8 @@ func makeDevice(ctx context.Context, c *apiClient, f *makeDevicesFlags, id strin
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(f.out, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(f.out, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(f.out, name+".crt"), []byte(resp.Certificate), 0o644)
+	return atomicfile.Write(filepath.Join(f.out, name+".crt"), []byte(resp.Certificate), 0o644)
 }

@@ -24,6 +24,7 @@ import (
 	"hardbound/admin"
 	"hardbound/admin/metrics"
 	"hardbound/enroll/ca"
+	"hardbound/internal/atomicfile"
 	"hardbound/posture"
 	"hardbound/radius"
 	"hardbound/store"
@@ -346,10 +347,10 @@ func (in *instance) devBootstrap() error {
 		}
 		h := admin.HashToken(tok)
 		// The clear token is written once, for the CLI; the server keeps only the hash.
-		if err := writeFileAtomic(in.adminTokenPath, []byte(tok+"\n"), 0o600); err != nil {
+		if err := atomicfile.Write(in.adminTokenPath, []byte(tok+"\n"), 0o600); err != nil {
 			return fmt.Errorf("dev: admin token: %w", err)
 		}
-		if err := writeFileAtomic(tokens, []byte("dev "+hex.EncodeToString(h[:])+"\n"), 0o600); err != nil {
+		if err := atomicfile.Write(tokens, []byte("dev "+hex.EncodeToString(h[:])+"\n"), 0o600); err != nil {
 			return fmt.Errorf("dev: admin token: %w", err)
 		}
 		in.log.Info("dev: created admin token", "file", in.adminTokenPath)
@@ -362,7 +363,7 @@ func (in *instance) devBootstrap() error {
 			return rerr
 		}
 		b = []byte(s)
-		if err := writeFileAtomic(secretPath, b, 0o600); err != nil {
+		if err := atomicfile.Write(secretPath, b, 0o600); err != nil {
 			return fmt.Errorf("dev: radius secret: %w", err)
 		}
 	} else if err != nil {
