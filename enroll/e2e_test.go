@@ -22,6 +22,7 @@ import (
 	"hardbound/enroll/attest"
 	"hardbound/enroll/attest/attesttest"
 	"hardbound/enroll/limit"
+	"hardbound/policy"
 	"hardbound/store"
 	"hardbound/store/badger"
 )
@@ -44,7 +45,7 @@ func TestEnrollOverHTTPSThenRevoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc, err := enroll.New(enroll.Config{
-		Profiles: []enroll.Profile{{Name: "corp", Validity: 24 * time.Hour, Formats: []string{attest.FormatApple}}},
+		Profiles: []enroll.Profile{{Name: "corp", Validity: 24 * time.Hour, Formats: []string{policy.FormatApple}}},
 		Limits:   limit.DefaultConfig(),
 	}, enroll.Deps{CA: c, Store: st, Attester: attest.New(auth.Roots())})
 	if err != nil {

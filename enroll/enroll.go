@@ -26,8 +26,9 @@ import (
 )
 
 // Profile is an enrollment profile: its name (used in URLs, records and
-// metrics), the device certificate validity and the attestation formats it
-// accepts ("apple", "tpm", "android-key"; empty = any).
+// metrics; policy.CheckName), the device certificate validity and the
+// attestation formats it accepts (policy.Formats; empty = any hardware
+// format).
 type Profile = acme.Profile
 
 // CA is what the service needs from the issuing CA; *ca.CA satisfies it.

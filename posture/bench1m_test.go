@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"hardbound/policy"
 	"hardbound/posture"
 	"hardbound/store"
 	"hardbound/store/badger"
@@ -91,11 +92,11 @@ func fillDecideStore(ctx context.Context, st store.Store, n, writers int) (added
 				key := store.HashKey(leaf.Raw[8:40])
 				attID := "att-" + key.String()[:32]
 				err := st.RecordIssuance(ctx, store.Issuance{
-					Device: &store.Device{V: store.RecordVersion, ID: id, Platform: "windows", Profile: posture.DefaultProfile,
+					Device: &store.Device{V: store.RecordVersion, ID: id, Platform: "windows", Profile: policy.DefaultProfile,
 						Status: store.DeviceActive, Posture: store.Posture{State: store.ComplianceCompliant, Source: "bench", UpdatedAt: now},
 						CreatedAt: now, UpdatedAt: now},
 					Cert: &store.Cert{V: store.RecordVersion, SHA256: sha, Serial: fmt.Sprintf("be%x", i+1), DeviceID: id, KeySHA256: key,
-						NotBefore: now.Add(-time.Minute), NotAfter: notAfter, Profile: posture.DefaultProfile, Protocol: "bench",
+						NotBefore: now.Add(-time.Minute), NotAfter: notAfter, Profile: policy.DefaultProfile, Protocol: "bench",
 						AttestationID: attID, Attested: true, DER: leaf.Raw},
 					Attestation: &store.Attestation{V: store.RecordVersion, ID: attID, DeviceID: id, Format: "tpm", KeySHA256: key, VerifiedAt: now},
 					Audit:       &store.AuditEvent{Time: now, Actor: "bench", Action: "enroll.bench", Subject: id, Result: "ok"},

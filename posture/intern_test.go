@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"hardbound/enroll/devbind"
+	"hardbound/policy"
 	"hardbound/posture"
 )
 
@@ -30,7 +31,7 @@ func TestDecideKeepsLongIDsAndUnconfiguredProfiles(t *testing.T) {
 			d := f.bind(t, devbind.Request{DeviceID: tc.id, Profile: tc.profile})
 			want := tc.profile
 			if want == "" {
-				want = posture.DefaultProfile
+				want = policy.DefaultProfile
 			}
 			for range 2 { // load, then from the cache
 				v := f.svc.Decide(f.ctx, d.Leaf)

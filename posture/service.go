@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"hardbound/policy"
 	"hardbound/store"
 )
 
@@ -22,18 +23,29 @@ const (
 	ActionQuarantine Action = "quarantine"
 )
 
-// FormatNone in Profile.Formats admits certificates without hardware
-// attestation. WARNING: it reopens the "key in a file" gap; use only for
-// migration profiles.
-const FormatNone = "none"
+// ErrUnknownAction is wrapped by ParseAction's errors.
+var ErrUnknownAction = errors.New("posture: unknown action")
+
+// ParseAction returns the action s names; empty is ActionReject, the strict
+// default. New applies it to every profile; configuration loaders call it
+// to report a bad action where it was written.
+func ParseAction(s string) (Action, error) {
+	switch a := Action(s); a {
+	case "":
+		return ActionReject, nil
+	case ActionReject, ActionQuarantine:
+		return a, nil
+	}
+	return "", fmt.Errorf("%w %q: must be %s or %s", ErrUnknownAction, s, ActionReject, ActionQuarantine)
+}
 
 // Profile is the authorization policy of a group of devices.
 type Profile struct {
 	Name string
-	// Formats lists the attestation formats admitted ("apple", "tpm",
-	// "android-key"; "none" admits unattested bindings). Empty means every
+	// Formats lists the attestation formats admitted (policy.Format*;
+	// policy.FormatNone admits unattested bindings). Empty means every
 	// hardware format.
-	Formats []string
+	Formats policy.Formats
 	// MaxAge is how old an MDM posture report may be. Zero means the profile
 	// does not require posture: only an explicit noncompliant report acts.
 	MaxAge time.Duration
@@ -48,21 +60,14 @@ type Profile struct {
 	SessionTimeout time.Duration
 }
 
-// HardwareFormats are the attestation formats hardbound verifies.
-var HardwareFormats = []string{"apple", "tpm", "android-key"}
-
 func (p *Profile) allows(format string, attested bool) Reason {
 	if !attested {
-		if slices.Contains(p.Formats, FormatNone) {
+		if p.Formats.AdmitsUnattested() {
 			return ReasonOK
 		}
 		return ReasonUnattested
 	}
-	formats := p.Formats
-	if len(formats) == 0 {
-		formats = HardwareFormats
-	}
-	if slices.Contains(formats, format) {
+	if p.Formats.Admits(format) {
 		return ReasonOK
 	}
 	return ReasonAttestationNotAllowed
@@ -104,9 +109,6 @@ func WithCacheSize(n int) Option { return func(s *Service) { s.cacheSize = n } }
 
 // DefaultCacheSize is the default bound of each cache (2^21 entries).
 const DefaultCacheSize = 1 << 21
-
-// DefaultProfile is used for bindings whose profile is not configured.
-const DefaultProfile = "default"
 
 // Service holds device standing and makes the authorization decision.
 // Reads are cached; every write that goes through the Service, or through
@@ -290,8 +292,9 @@ func compactDevice(d *store.Device) standing {
 	return st
 }
 
-// New builds a Service over st. profiles must include "default" or one is
-// added with the strict defaults.
+// New builds a Service over st. Bindings whose profile is not configured
+// get policy.DefaultProfile, which is added with the strict defaults unless
+// profiles has it.
 func New(st store.Store, profiles []Profile, opts ...Option) (*Service, error) {
 	s := &Service{
 		st:        st,
@@ -313,24 +316,19 @@ func New(st store.Store, profiles []Profile, opts ...Option) (*Service, error) {
 		if _, dup := s.profiles[p.Name]; dup {
 			return nil, fmt.Errorf("posture: profiles[%d]: duplicate name %q", i, p.Name)
 		}
-		if p.Noncompliant == "" {
-			p.Noncompliant = ActionReject
-		}
-		if p.Unknown == "" {
-			p.Unknown = ActionReject
-		}
-		for _, a := range []Action{p.Noncompliant, p.Unknown} {
-			if a != ActionReject && a != ActionQuarantine {
-				return nil, fmt.Errorf("posture: profile %q: unknown action %q", p.Name, a)
+		for _, a := range []*Action{&p.Noncompliant, &p.Unknown} {
+			var err error
+			if *a, err = ParseAction(string(*a)); err != nil {
+				return nil, fmt.Errorf("posture: profile %q: %w", p.Name, err)
 			}
 		}
-		if slices.Contains(p.Formats, FormatNone) {
+		if p.Formats.AdmitsUnattested() {
 			s.log.Warn("WARNING: profile admits unattested certificates", "profile", p.Name)
 		}
 		s.profiles[p.Name] = &p
 	}
-	if _, ok := s.profiles[DefaultProfile]; !ok {
-		s.profiles[DefaultProfile] = &Profile{Name: DefaultProfile, Noncompliant: ActionReject, Unknown: ActionReject}
+	if _, ok := s.profiles[policy.DefaultProfile]; !ok {
+		s.profiles[policy.DefaultProfile] = &Profile{Name: policy.DefaultProfile, Noncompliant: ActionReject, Unknown: ActionReject}
 	}
 	if s.cacheSize < 1 {
 		return nil, fmt.Errorf("posture: cache size %d: must be positive", s.cacheSize)
@@ -344,7 +342,7 @@ func New(st store.Store, profiles []Profile, opts ...Option) (*Service, error) {
 	}
 	slices.Sort(names)
 	s.profileN = newInterner(names...)
-	s.formatN = newInterner(append([]string{"", FormatNone}, HardwareFormats...)...)
+	s.formatN = newInterner(append([]string{"", policy.FormatNone}, policy.HardwareFormats()...)...)
 	return s, nil
 }
 
@@ -353,7 +351,7 @@ func (s *Service) Profile(name string) *Profile {
 	if p, ok := s.profiles[name]; ok {
 		return p
 	}
-	return s.profiles[DefaultProfile]
+	return s.profiles[policy.DefaultProfile]
 }
 
 // Decide says whether leaf may authenticate now. The caller must already have

@@ -17,6 +17,8 @@ import (
 	"hardbound/admin/metrics"
 	"hardbound/config"
 	"hardbound/enroll"
+	"hardbound/policy"
+	"hardbound/posture"
 	"hardbound/posture/mdm"
 	"hardbound/posture/mdm/intune"
 	"hardbound/posture/mdm/jamf"
@@ -205,40 +207,28 @@ func (c *Config) Validate() error {
 	for i := range c.Profiles {
 		p := &c.Profiles[i]
 		f := fmt.Sprintf("profiles[%d]", i)
-		if p.Name == "" {
-			return fieldErr(f+".name", "must not be empty")
+		if err := policy.CheckName(p.Name); err != nil {
+			return fieldErr(f+".name", "%v", err)
 		}
 		if seen[p.Name] {
 			return fieldErr(f+".name", "duplicate profile %q", p.Name)
 		}
 		seen[p.Name] = true
-		for _, fm := range p.Formats {
-			switch fm {
-			case "apple", "tpm", "android-key", "none":
-			default:
-				return fieldErr(f+".formats", "unknown format %q (apple, tpm, android-key, none)", fm)
-			}
+		if err := policy.Formats(p.Formats).Check(); err != nil {
+			return fieldErr(f+".formats", "%v", err)
 		}
 		for k, v := range map[string]*string{".noncompliant": &p.Noncompliant, ".unknown": &p.Unknown} {
-			switch *v {
-			case "":
-				*v = "reject"
-			case "reject", "quarantine":
-			default:
-				return fieldErr(f+k, "must be reject or quarantine, not %q", *v)
+			a, err := posture.ParseAction(*v)
+			if err != nil {
+				return fieldErr(f+k, "%v", err)
 			}
-			if *v == "quarantine" && p.QuarantineVLAN == "" {
+			*v = string(a)
+			if a == posture.ActionQuarantine && p.QuarantineVLAN == "" {
 				return fieldErr(f+".quarantine_vlan", "required when %s is quarantine", strings.TrimPrefix(k, "."))
 			}
 		}
-		switch p.SCEP.Identity {
-		case "", "cn", "serial":
-		case "san_uri":
-			if p.SCEP.URIPrefix == "" {
-				return fieldErr(f+".scep.uri_prefix", "required with identity san_uri")
-			}
-		default:
-			return fieldErr(f+".scep.identity", "must be cn, serial or san_uri, not %q", p.SCEP.Identity)
+		if err := p.scepIdentity().Check(); err != nil {
+			return fieldErr(f+".scep.identity", "%v", err)
 		}
 		if p.SCEP.Intune && c.MDM.Intune.TenantID == "" {
 			return fieldErr(f+".scep.intune", "needs mdm.intune to be configured")
@@ -259,7 +249,7 @@ func (c *Config) Validate() error {
 	if err := c.MDM.Jamf.Validate("mdm.jamf"); err != nil {
 		return err
 	}
-	if jc := c.MDM.Jamf; jc.ChallengeProfile != "" && !seen[jc.ChallengeProfile] && !(len(c.Profiles) == 0 && jc.ChallengeProfile == "default") {
+	if jc := c.MDM.Jamf; jc.ChallengeProfile != "" && !seen[jc.ChallengeProfile] && !(len(c.Profiles) == 0 && jc.ChallengeProfile == policy.DefaultProfile) {
 		return fieldErr("mdm.jamf.challenge_profile", "no profile named %q", jc.ChallengeProfile)
 	}
 	if err := c.MDM.Webhook.Validate("mdm.webhook"); err != nil {

@@ -24,6 +24,7 @@ import (
 	"hardbound/enroll/devbind"
 	"hardbound/enroll/limit"
 	"hardbound/enroll/scep"
+	"hardbound/policy"
 	"hardbound/store"
 )
 
@@ -34,14 +35,6 @@ type enrollment struct {
 	minter   *scep.Minter
 	verifier *attest.Verifier
 	jamf     http.Handler // Jamf dynamic-challenge webhook, nil when unconfigured
-}
-
-// effectiveProfiles is the configured profiles, or one strict default.
-func (c *Config) effectiveProfiles() []ProfileConfig {
-	if len(c.Profiles) > 0 {
-		return c.Profiles
-	}
-	return []ProfileConfig{{Name: "default", Noncompliant: "reject", Unknown: "reject"}}
 }
 
 // attestRoots loads the configured trust roots; in --dev the test authority
@@ -92,8 +85,8 @@ func (in *instance) attestRoots() (attest.Roots, error) {
 		p.AddCert(c)
 		return p
 	}
-	r.Apple = add(r.Apple, attest.DefaultAppleRoots, tr[attest.FormatApple])
-	r.Android = add(r.Android, attest.DefaultAndroidRoots, tr[attest.FormatAndroidKey])
+	r.Apple = add(r.Apple, attest.DefaultAppleRoots, tr[policy.FormatApple])
+	r.Android = add(r.Android, attest.DefaultAndroidRoots, tr[policy.FormatAndroidKey])
 	r.TPM = add(r.TPM, nil, tr["tpm-ek"])
 	r.TPMAK = add(r.TPMAK, nil, tr["tpm-ak"])
 	return r, nil
@@ -135,17 +128,8 @@ func (in *instance) startEnroll() error {
 	var names []string
 	for _, p := range in.cfg.effectiveProfiles() {
 		names = append(names, p.Name)
-		acmeProfiles = append(acmeProfiles, acme.Profile{Name: p.Name, Validity: p.Validity.D(), Formats: p.Formats})
-		sp := scep.Profile{
-			Name: p.Name, Validity: p.Validity.D(), Platform: p.SCEP.Platform,
-			Identity:           scep.Identity{Source: scep.IdentitySource(p.SCEP.Identity), URIPrefix: p.SCEP.URIPrefix, Alias: p.SCEP.Alias},
-			StaticChallenge:    p.SCEP.static,
-			RequireAttestation: p.SCEP.RequireAttestation,
-		}
-		if p.SCEP.Intune {
-			sp.Validator = intune
-		}
-		scepProfiles = append(scepProfiles, sp)
+		acmeProfiles = append(acmeProfiles, p.acmeView())
+		scepProfiles = append(scepProfiles, p.scepView(intune))
 	}
 	ra, err := scep.LoadOrCreateRA(in.ctx, in.cfg.DataDir, in.ca)
 	if err != nil {
@@ -342,11 +326,6 @@ func (in *instance) devEnroll(ctx context.Context, body []byte, actor string) (a
 	}
 	if err := ca.CheckCSR(csr); err != nil {
 		return nil, fmt.Errorf("%w: %v", admin.ErrBadRequest, err)
-	}
-	switch req.Format {
-	case "", "tpm", "apple", "android-key", "none":
-	default:
-		return nil, fmt.Errorf("%w: format %q", admin.ErrBadRequest, req.Format)
 	}
 	switch store.Compliance(req.Posture) {
 	case "", store.ComplianceCompliant, store.ComplianceNoncompliant, store.ComplianceUnknown:

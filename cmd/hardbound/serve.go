@@ -24,6 +24,7 @@ import (
 	"hardbound/admin"
 	"hardbound/admin/metrics"
 	"hardbound/enroll/ca"
+	"hardbound/internal/atomicfile"
 	"hardbound/posture"
 	"hardbound/radius"
 	"hardbound/store"
@@ -157,7 +158,7 @@ func start(parent context.Context, cfg *Config, log *slog.Logger) (_ *instance, 
 	}
 	in.st = st
 
-	in.posture, err = posture.New(st, postureProfiles(cfg), posture.WithLogger(log), posture.WithMetrics(in.metrics.Posture()))
+	in.posture, err = posture.New(st, cfg.postureProfiles(), posture.WithLogger(log), posture.WithMetrics(in.metrics.Posture()))
 	if err != nil {
 		return nil, err
 	}
@@ -193,18 +194,6 @@ func start(parent context.Context, cfg *Config, log *slog.Logger) (_ *instance, 
 		return nil, err
 	}
 	return in, nil
-}
-
-func postureProfiles(cfg *Config) []posture.Profile {
-	var out []posture.Profile
-	for _, p := range cfg.Profiles {
-		out = append(out, posture.Profile{
-			Name: p.Name, Formats: p.Formats, MaxAge: p.PostureMaxAge.D(),
-			Noncompliant: posture.Action(p.Noncompliant), Unknown: posture.Action(p.Unknown),
-			QuarantineVLAN: p.QuarantineVLAN, VLAN: p.VLAN, SessionTimeout: p.SessionTimeout.D(),
-		})
-	}
-	return out
 }
 
 func (in *instance) onClose(f func(context.Context) error) {
@@ -354,10 +343,10 @@ func (in *instance) devBootstrap() error {
 		}
 		h := admin.HashToken(tok)
 		// The clear token is written once, for the CLI; the server keeps only the hash.
-		if err := writeFileAtomic(in.adminTokenPath, []byte(tok+"\n"), 0o600); err != nil {
+		if err := atomicfile.Write(in.adminTokenPath, []byte(tok+"\n"), 0o600); err != nil {
 			return fmt.Errorf("dev: admin token: %w", err)
 		}
-		if err := writeFileAtomic(tokens, []byte("dev "+hex.EncodeToString(h[:])+"\n"), 0o600); err != nil {
+		if err := atomicfile.Write(tokens, []byte("dev "+hex.EncodeToString(h[:])+"\n"), 0o600); err != nil {
 			return fmt.Errorf("dev: admin token: %w", err)
 		}
 		in.log.Info("dev: created admin token", "file", in.adminTokenPath)
@@ -370,7 +359,7 @@ func (in *instance) devBootstrap() error {
 			return rerr
 		}
 		b = []byte(s)
-		if err := writeFileAtomic(secretPath, b, 0o600); err != nil {
+		if err := atomicfile.Write(secretPath, b, 0o600); err != nil {
 			return fmt.Errorf("dev: radius secret: %w", err)
 		}
 	} else if err != nil {

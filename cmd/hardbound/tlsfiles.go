@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"hardbound/enroll/ca"
+	"hardbound/internal/atomicfile"
 )
 
 // serverCert loads dir/tls/<name>.{crt,key} when it was issued by the
@@ -62,37 +63,11 @@ func serverCert(ctx context.Context, c *ca.CA, dataDir, name string, names []str
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	if err := writeFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	if err := atomicfile.Write(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		return tls.Certificate{}, err
 	}
-	if err := writeFileAtomic(crtPath, crt, 0o644); err != nil {
+	if err := atomicfile.Write(crtPath, crt, 0o644); err != nil {
 		return tls.Certificate{}, err
 	}
 	return kp, nil
-}
-
-// writeFileAtomic writes through a temp file and rename so a crash never
-// leaves a truncated file.
-func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

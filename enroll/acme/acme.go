@@ -32,36 +32,22 @@ import (
 	"hardbound/enroll/attest"
 	"hardbound/enroll/ca"
 	"hardbound/enroll/limit"
+	"hardbound/policy"
 	"hardbound/store"
 )
-
-// FormatNone marks a profile that also admits unattested (SCEP) enrollment.
-const FormatNone = "none"
 
 // Profile is an enrollment profile as the ACME server needs it.
 type Profile struct {
 	Name     string
 	Validity time.Duration // zero: the CA default
-	// Formats lists the attestation formats the profile accepts ("apple",
-	// "tpm", "android-key"; "none" matters to SCEP only); empty means any
-	// hardware format.
-	Formats []string
+	// Formats lists the attestation formats the profile accepts; empty
+	// means any hardware format. policy.FormatNone matters to SCEP only:
+	// device-attest-01 is attestation.
+	Formats policy.Formats
 }
 
 func (p Profile) allows(format string) bool {
-	hardware := format == attest.FormatApple || format == attest.FormatTPM || format == attest.FormatAndroidKey
-	if !hardware {
-		return false
-	}
-	if len(p.Formats) == 0 {
-		return true
-	}
-	for _, f := range p.Formats {
-		if f == format {
-			return true
-		}
-	}
-	return false
+	return policy.IsHardware(format) && p.Formats.Admits(format)
 }
 
 // Issuer signs device certificates; *ca.CA satisfies it.
@@ -222,18 +208,14 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 		o(s)
 	}
 	for i, p := range cfg.Profiles {
-		if p.Name == "" || strings.ContainsAny(p.Name, "/?#% ") {
-			return nil, fmt.Errorf("acme: profiles[%d].name %q: must be non-empty and URL-path safe", i, p.Name)
+		if err := policy.CheckName(p.Name); err != nil {
+			return nil, fmt.Errorf("acme: profiles[%d].name: %w", i, err)
 		}
 		if _, dup := s.profiles[p.Name]; dup {
 			return nil, fmt.Errorf("acme: profiles[%d].name %q: duplicate", i, p.Name)
 		}
-		for _, f := range p.Formats {
-			// "none" (unattested SCEP) is a valid profile format; ACME
-			// never accepts it, since device-attest-01 is attestation.
-			if f != attest.FormatApple && f != attest.FormatTPM && f != attest.FormatAndroidKey && f != FormatNone {
-				return nil, fmt.Errorf("acme: profiles[%d].formats: unknown format %q", i, f)
-			}
+		if err := p.Formats.Check(); err != nil {
+			return nil, fmt.Errorf("acme: profiles[%d].formats: %w", i, err)
 		}
 		s.profiles[p.Name] = p
 	}
@@ -339,7 +321,7 @@ func (s *Server) handleDirectory(w http.ResponseWriter, r *http.Request) {
 
 func formatsOf(p Profile) []string {
 	var out []string
-	for _, f := range []string{attest.FormatApple, attest.FormatTPM, attest.FormatAndroidKey} {
+	for _, f := range policy.HardwareFormats() {
 		if p.allows(f) {
 			out = append(out, f)
 		}

@@ -22,6 +22,7 @@ import (
 	"hardbound/enroll/attest/attesttest"
 	"hardbound/enroll/ca"
 	"hardbound/enroll/limit"
+	"hardbound/policy"
 	"hardbound/store"
 	"hardbound/store/badger"
 )
@@ -131,11 +132,11 @@ func attestFor(t *testing.T, a *attesttest.Authority, format string, key crypto.
 		err error
 	)
 	switch format {
-	case attest.FormatApple:
+	case policy.FormatApple:
 		obj, err = a.Apple(key.Public(), serial, "UDID-"+serial, keyAuth)
-	case attest.FormatTPM:
+	case policy.FormatTPM:
 		obj, err = a.TPM(key.Public(), serial, keyAuth)
-	case attest.FormatAndroidKey:
+	case policy.FormatAndroidKey:
 		obj, err = a.Android(key, serial, keyAuth)
 	default:
 		t.Fatalf("unknown format %q", format)
@@ -148,7 +149,7 @@ func attestFor(t *testing.T, a *attesttest.Authority, format string, key crypto.
 
 func TestEnrollIssuesAttestedCertificate(t *testing.T) {
 	t.Parallel()
-	for _, format := range []string{attest.FormatApple, attest.FormatTPM, attest.FormatAndroidKey} {
+	for _, format := range []string{policy.FormatApple, policy.FormatTPM, policy.FormatAndroidKey} {
 		t.Run("ok/"+format, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, envOpts{})
@@ -239,7 +240,7 @@ func TestRenewalIsANewOrderWithFreshAttestation(t *testing.T) {
 		o := c.newOrder(acme.TypePermanentIdentifier, "SN-RENEW")
 		chURL, keyAuth := c.challenge(o)
 		dev := p256(t)
-		c.mustPost(chURL, attPayload(attestFor(t, e.auth, attest.FormatApple, dev, "SN-RENEW", keyAuth)), http.StatusOK, nil)
+		c.mustPost(chURL, attPayload(attestFor(t, e.auth, policy.FormatApple, dev, "SN-RENEW", keyAuth)), http.StatusOK, nil)
 		var ord orderObj
 		c.mustPost(o.Finalize, csrFor(t, dev, ""), http.StatusOK, &ord)
 		if ord.Status != "valid" {

@@ -13,13 +13,13 @@ import (
 
 	"hardbound/enroll/acme"
 	"hardbound/enroll/acme/acmetest"
-	"hardbound/enroll/attest"
+	"hardbound/policy"
 )
 
 // BenchmarkEnroll measures one whole device-attest-01 enrollment over
 // HTTPS (loopback): order, attestation verify, issuance, durable record.
 func BenchmarkEnroll(b *testing.B) {
-	for _, format := range []string{attest.FormatApple, attest.FormatTPM, attest.FormatAndroidKey} {
+	for _, format := range []string{policy.FormatApple, policy.FormatTPM, policy.FormatAndroidKey} {
 		b.Run(format, func(b *testing.B) {
 			e := newEnv(b, envOpts{})
 			ctx := context.Background()
@@ -39,9 +39,9 @@ func BenchmarkEnroll(b *testing.B) {
 				b.StartTimer()
 				_, err := cl.Enroll(ctx, acme.TypePermanentIdentifier, serial, func(keyAuth string) ([]byte, error) {
 					switch format {
-					case attest.FormatApple:
+					case policy.FormatApple:
 						return e.auth.Apple(dev.Public(), serial, "", keyAuth)
-					case attest.FormatTPM:
+					case policy.FormatTPM:
 						return e.auth.TPM(dev.Public(), serial, keyAuth)
 					default:
 						return e.auth.Android(dev, serial, keyAuth)

@@ -16,6 +16,7 @@ import (
 
 	"hardbound/enroll/attest"
 	"hardbound/enroll/ca"
+	"hardbound/policy"
 	"hardbound/store"
 )
 
@@ -150,7 +151,7 @@ func FuzzPayload(f *testing.F) {
 			path = "/chall/" + o.challID
 		default:
 			s.orders.mu.Lock()
-			o.status, o.attested = StatusReady, &attest.Result{Format: attest.FormatApple, PublicKey: key.Public(), DeviceID: "SN"}
+			o.status, o.attested = StatusReady, &attest.Result{Format: policy.FormatApple, PublicKey: key.Public(), DeviceID: "SN"}
 			s.orders.mu.Unlock()
 			path = "/order/" + o.id + "/finalize"
 		}

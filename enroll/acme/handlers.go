@@ -14,6 +14,7 @@ import (
 
 	"hardbound/enroll/attest"
 	"hardbound/enroll/ca"
+	"hardbound/policy"
 	"hardbound/store"
 )
 
@@ -560,9 +561,9 @@ func platform(res *attest.Result) string {
 		return p
 	}
 	switch res.Format {
-	case attest.FormatApple:
+	case policy.FormatApple:
 		return "apple"
-	case attest.FormatAndroidKey:
+	case policy.FormatAndroidKey:
 		return "android"
 	}
 	return ""

@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"hardbound/enroll/acme"
-	"hardbound/enroll/attest"
 	"hardbound/enroll/attest/attesttest"
 	"hardbound/enroll/limit"
+	"hardbound/policy"
 	"hardbound/store"
 )
 
@@ -34,7 +34,7 @@ func readyOrder(t *testing.T, e *env, c *testClient, serial string) (orderObj, *
 	o := c.newOrder(acme.TypePermanentIdentifier, serial)
 	chURL, keyAuth := c.challenge(o)
 	dev := p256(t)
-	c.mustPost(chURL, attPayload(attestFor(t, e.auth, attest.FormatApple, dev, serial, keyAuth)), http.StatusOK, nil)
+	c.mustPost(chURL, attPayload(attestFor(t, e.auth, policy.FormatApple, dev, serial, keyAuth)), http.StatusOK, nil)
 	return o, dev
 }
 
@@ -154,7 +154,7 @@ func TestAttestationAndCSRChecks(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{profiles: []acme.Profile{
 		{Name: "devices"},
-		{Name: "apple-only", Formats: []string{attest.FormatApple}},
+		{Name: "apple-only", Formats: []string{policy.FormatApple}},
 	}})
 
 	t.Run("reject/csr_key_is_not_attested_key", func(t *testing.T) {
@@ -189,7 +189,7 @@ func TestAttestationAndCSRChecks(t *testing.T) {
 		o := c.newOrder(acme.TypePermanentIdentifier, "SN-CLAIMED")
 		chURL, keyAuth := c.challenge(o)
 		dev := p256(t)
-		r := c.post(chURL, attPayload(attestFor(t, e.auth, attest.FormatApple, dev, "SN-ACTUAL", keyAuth)))
+		r := c.post(chURL, attPayload(attestFor(t, e.auth, policy.FormatApple, dev, "SN-ACTUAL", keyAuth)))
 		wantProblem(t, r, http.StatusBadRequest, acme.ProblemBadAttestationStatement)
 		if !strings.Contains(string(r.body), acme.ProblemRejectedIdentifier) {
 			t.Errorf("no rejectedIdentifier subproblem: %s", r.body)
@@ -224,7 +224,7 @@ func TestAttestationAndCSRChecks(t *testing.T) {
 		// Android binds the whole key authorization: another account's
 		// thumbprint must fail.
 		wrong := strings.SplitN(keyAuth, ".", 2)[0] + ".AAAA"
-		wantProblem(t, c.post(chURL, attPayload(attestFor(t, e.auth, attest.FormatAndroidKey, dev, "SN-KEYAUTH", wrong))), http.StatusBadRequest, acme.ProblemBadAttestationStatement)
+		wantProblem(t, c.post(chURL, attPayload(attestFor(t, e.auth, policy.FormatAndroidKey, dev, "SN-KEYAUTH", wrong))), http.StatusBadRequest, acme.ProblemBadAttestationStatement)
 	})
 
 	t.Run("reject/garbage_attestation", func(t *testing.T) {
@@ -250,7 +250,7 @@ func TestAttestationAndCSRChecks(t *testing.T) {
 		o := c.newOrder(acme.TypePermanentIdentifier, "SN-TPMONAPPLE")
 		chURL, keyAuth := c.challenge(o)
 		dev := p256(t)
-		wantProblem(t, c.post(chURL, attPayload(attestFor(t, e.auth, attest.FormatTPM, dev, "SN-TPMONAPPLE", keyAuth))), http.StatusBadRequest, acme.ProblemBadAttestationStatement)
+		wantProblem(t, c.post(chURL, attPayload(attestFor(t, e.auth, policy.FormatTPM, dev, "SN-TPMONAPPLE", keyAuth))), http.StatusBadRequest, acme.ProblemBadAttestationStatement)
 	})
 
 	t.Run("reject/revoked_device", func(t *testing.T) {

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"hardbound/policy"
 )
 
 // OIDAndroidKeyDescription is the Android Key Attestation extension.
@@ -374,7 +376,7 @@ func (v *Verifier) verifyAndroid(raw []byte, challenge []byte) (*Result, error) 
 	if len(st.Sig) == 0 || len(st.Sig) > 1024 {
 		return nil, badf("android-key: sig is missing or too large")
 	}
-	certs, err := parseX5C(FormatAndroidKey, st.X5C, 2)
+	certs, err := parseX5C(policy.FormatAndroidKey, st.X5C, 2)
 	if err != nil {
 		return nil, err
 	}
@@ -397,7 +399,7 @@ func (v *Verifier) verifyAndroid(raw []byte, challenge []byte) (*Result, error) 
 	if at.After(leaf.NotAfter) {
 		at = leaf.NotAfter
 	}
-	chains, err := verifyChain(FormatAndroidKey, leaf, certs[1:], nil, v.roots.Android, at)
+	chains, err := verifyChain(policy.FormatAndroidKey, leaf, certs[1:], nil, v.roots.Android, at)
 	if err != nil {
 		return nil, err
 	}
@@ -464,7 +466,7 @@ func (v *Verifier) verifyAndroid(raw []byte, challenge []byte) (*Result, error) 
 		return nil, badf("android-key: osPatchLevel below policy minimum %d", v.android.MinOSPatchLevel)
 	}
 
-	res, err := newResult(FormatAndroidKey, att.PublicKey)
+	res, err := newResult(policy.FormatAndroidKey, att.PublicKey)
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,8 @@ import (
 	"encoding/asn1"
 	"strconv"
 	"unicode/utf8"
+
+	"hardbound/policy"
 )
 
 // Apple Managed Device Attestation leaf extensions (1.2.840.113635.100.8.*).
@@ -47,12 +49,12 @@ func (v *Verifier) verifyApple(raw []byte, token string) (*Result, error) {
 	if err := v.dec.Unmarshal(raw, &st); err != nil {
 		return nil, badf("apple: attStmt: %v", err)
 	}
-	certs, err := parseX5C(FormatApple, st.X5C, 1)
+	certs, err := parseX5C(policy.FormatApple, st.X5C, 1)
 	if err != nil {
 		return nil, err
 	}
 	leaf := certs[0]
-	if _, err := verifyChain(FormatApple, leaf, certs[1:], nil, v.roots.Apple, v.now()); err != nil {
+	if _, err := verifyChain(policy.FormatApple, leaf, certs[1:], nil, v.roots.Apple, v.now()); err != nil {
 		return nil, err
 	}
 	if leaf.KeyUsage != 0 && leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
@@ -83,7 +85,7 @@ func (v *Verifier) verifyApple(raw []byte, token string) (*Result, error) {
 		return nil, badf("apple: nonce does not match SHA-256 of the challenge token")
 	}
 
-	res, err := newResult(FormatApple, pub)
+	res, err := newResult(policy.FormatApple, pub)
 	if err != nil {
 		return nil, err
 	}

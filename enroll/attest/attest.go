@@ -34,14 +34,8 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
+	"hardbound/policy"
 	"hardbound/store"
-)
-
-// Attestation formats (the ACME attObj "fmt" values).
-const (
-	FormatApple      = "apple"
-	FormatTPM        = "tpm"
-	FormatAndroidKey = "android-key"
 )
 
 // Sentinel errors, matched with errors.Is.
@@ -67,7 +61,7 @@ const (
 
 // Result is what a successful verification proves.
 type Result struct {
-	Format      string           // "apple" | "tpm" | "android-key"
+	Format      string           // policy.FormatApple, FormatTPM or FormatAndroidKey
 	PublicKey   crypto.PublicKey // the attested key
 	KeySHA256   store.Hash       // store.HashKey(SPKI DER of PublicKey)
 	DeviceID    string           // permanent identifier it proves (serial / UDID / EK-derived id)
@@ -297,13 +291,13 @@ func (v *Verifier) VerifyACME(ctx context.Context, attObj []byte, keyAuthorizati
 		return nil, err
 	}
 	switch f {
-	case FormatApple:
+	case policy.FormatApple:
 		format = f
 		return v.verifyApple(stmt, token)
-	case FormatTPM:
+	case policy.FormatTPM:
 		format = f
 		return v.verifyACMETPM(stmt, keyAuthorization)
-	case FormatAndroidKey:
+	case policy.FormatAndroidKey:
 		format = f
 		return v.verifyAndroid(stmt, []byte(keyAuthorization))
 	default:

@@ -26,6 +26,8 @@ import (
 	x509ext "github.com/google/go-attestation/x509"
 	"github.com/google/go-tpm/legacy/tpm2"
 	"github.com/google/go-tpm/legacy/tpm2/credactivation"
+
+	"hardbound/policy"
 )
 
 // TCG OIDs.
@@ -68,7 +70,7 @@ func (v *Verifier) verifyACMETPM(raw []byte, keyAuth string) (*Result, error) {
 	if v.roots.TPMAK == nil {
 		return nil, fmt.Errorf("%w: %w: tpm: no AK certificate roots configured (Roots.TPMAK)", ErrBadAttestation, ErrNotConfigured)
 	}
-	certs, err := parseX5C(FormatTPM, st.X5C, 1)
+	certs, err := parseX5C(policy.FormatTPM, st.X5C, 1)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +80,7 @@ func (v *Verifier) verifyACMETPM(raw []byte, keyAuth string) (*Result, error) {
 		return nil, err
 	}
 	dropCriticalSAN(ak)
-	if _, err := verifyChain(FormatTPM, ak, certs[1:], nil, v.roots.TPMAK, v.now()); err != nil {
+	if _, err := verifyChain(policy.FormatTPM, ak, certs[1:], nil, v.roots.TPMAK, v.now()); err != nil {
 		return nil, err
 	}
 	if err := checkAKCertProfile(ak, san); err != nil {
@@ -104,7 +106,7 @@ func (v *Verifier) verifyACMETPM(raw []byte, keyAuth string) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := newResult(FormatTPM, pub)
+	res, err := newResult(policy.FormatTPM, pub)
 	if err != nil {
 		return nil, err
 	}
@@ -389,7 +391,7 @@ func (v *Verifier) ActivateTPM(ctx context.Context, req TPMActivationRequest) (*
 // TPM-generated, non-exportable and certified by that AK for this nonce.
 // The caller must make the nonce single-use (store its hash as consumed).
 func (v *Verifier) VerifyTPM(ctx context.Context, ev TPMEvidence, nonce []byte) (res *Result, err error) {
-	defer func() { v.observe(ctx, FormatTPM, err) }()
+	defer func() { v.observe(ctx, policy.FormatTPM, err) }()
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("attest: %w", err)
 	}
@@ -415,7 +417,7 @@ func (v *Verifier) VerifyTPM(ctx context.Context, ev TPMEvidence, nonce []byte) 
 	if err != nil {
 		return nil, err
 	}
-	res, err = newResult(FormatTPM, pub)
+	res, err = newResult(policy.FormatTPM, pub)
 	if err != nil {
 		return nil, err
 	}
@@ -452,11 +454,11 @@ func (v *Verifier) verifyEK(der []byte, chain [][]byte) (*x509ext.EKCertificate,
 	if err != nil {
 		return nil, nil, badf("tpm: ek_cert profile: %v", err)
 	}
-	inter, err := parseX5C(FormatTPM, chain, 0)
+	inter, err := parseX5C(policy.FormatTPM, chain, 0)
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, err := verifyChain(FormatTPM, ek.Certificate, inter, v.roots.TPMIntermediates, v.roots.TPM, v.now()); err != nil {
+	if _, err := verifyChain(policy.FormatTPM, ek.Certificate, inter, v.roots.TPMIntermediates, v.roots.TPM, v.now()); err != nil {
 		return nil, nil, fmt.Errorf("%w (EK certificate)", err)
 	}
 	switch ek.PublicKey.(type) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"hardbound/enroll/attest"
+	"hardbound/policy"
 )
 
 // TestVerifyTPMSoftwareDevice runs the SCEP TPM flow against attesttest's
@@ -44,7 +45,7 @@ func TestVerifyTPMSoftwareDevice(t *testing.T) {
 	if !res.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(key.Public()) || res.DeviceID != d.EKID() {
 		t.Errorf("result = %+v, want key and EK id %s", res, d.EKID())
 	}
-	if res.Format != attest.FormatTPM || res.KeySHA256 != keyHash(t, key.Public()) || res.Facts["tpm_model"] != "attesttest-soft" {
+	if res.Format != policy.FormatTPM || res.KeySHA256 != keyHash(t, key.Public()) || res.Facts["tpm_model"] != "attesttest-soft" {
 		t.Errorf("result = %+v", res)
 	}
 

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"hardbound/internal/atomicfile"
 )
 
 // File layout under the data directory. The whole ca/ directory appears in
@@ -160,7 +162,7 @@ func Init(opts InitOptions) error {
 			return fmt.Errorf("ca: init: %w", err)
 		}
 	}
-	if err := syncDir(tmp); err != nil {
+	if err := atomicfile.SyncDir(tmp); err != nil {
 		return fmt.Errorf("ca: init: %w", err)
 	}
 	// An empty ca/ left by an operator is removed first (rmdir only removes
@@ -176,7 +178,7 @@ func Init(opts InitOptions) error {
 		return fmt.Errorf("ca: init: %w", err)
 	}
 	renamed = true
-	if err := syncDir(opts.Dir); err != nil {
+	if err := atomicfile.SyncDir(opts.Dir); err != nil {
 		return fmt.Errorf("ca: init: %w", err)
 	}
 	return nil
@@ -219,15 +221,6 @@ func writeSynced(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 func certPEM(der []byte) []byte {

@@ -20,15 +20,13 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/clientcredentials"
 
 	"hardbound/posture/mdm"
+	"hardbound/posture/mdm/entra"
 )
 
 // Intune defaults (Microsoft's Intune-Resource-Access CsrValidation library).
 const (
-	DefaultIntuneLoginURL     = "https://login.microsoftonline.com"
-	DefaultIntuneGraphURL     = "https://graph.microsoft.com"
 	DefaultIntuneResourceURL  = "https://api.manage.microsoft.com/"
 	DefaultIntuneAPIVersion   = "2018-02-20"
 	intuneAppID               = "0000000a-0000-0000-c000-000000000000"
@@ -75,11 +73,11 @@ type IntuneConfig struct {
 	TenantID     string
 	ClientID     string
 	ClientSecret string
-	// LoginURL is the Entra authority; the token endpoint is
-	// {LoginURL}/{TenantID}/oauth2/v2.0/token.
+	// LoginURL is the Entra authority (default entra.DefaultLoginURL); the
+	// token endpoint is {LoginURL}/{TenantID}/oauth2/v2.0/token.
 	LoginURL string
-	// GraphURL is used to discover the ScepRequestValidationFEService
-	// endpoint, unless ValidationURL is set.
+	// GraphURL (default entra.DefaultGraphURL) is used to discover the
+	// ScepRequestValidationFEService endpoint, unless ValidationURL is set.
 	GraphURL string
 	// ValidationURL, if set, is the ScepRequestValidationFEService base URL
 	// (no discovery).
@@ -101,6 +99,7 @@ type IntuneConfig struct {
 // concurrent use.
 type Intune struct {
 	cfg  IntuneConfig
+	app  *entra.App
 	http *http.Client
 	log  *slog.Logger
 	// graphToken authorizes discovery, intuneToken the validation service.
@@ -112,14 +111,10 @@ type Intune struct {
 
 // NewIntune builds the client.
 func NewIntune(cfg IntuneConfig) (*Intune, error) {
-	if cfg.TenantID == "" || cfg.ClientID == "" || cfg.ClientSecret == "" {
-		return nil, fmt.Errorf("%w: intune: tenant_id, client_id and client_secret are required", ErrConfig)
-	}
-	if cfg.LoginURL == "" {
-		cfg.LoginURL = DefaultIntuneLoginURL
-	}
-	if cfg.GraphURL == "" {
-		cfg.GraphURL = DefaultIntuneGraphURL
+	app, err := entra.New(entra.Config{TenantID: cfg.TenantID, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
+		LoginURL: cfg.LoginURL, GraphURL: cfg.GraphURL})
+	if err != nil {
+		return nil, fmt.Errorf("%w: intune: %w", ErrConfig, err)
 	}
 	if cfg.ResourceURL == "" {
 		cfg.ResourceURL = DefaultIntuneResourceURL
@@ -130,16 +125,13 @@ func NewIntune(cfg IntuneConfig) (*Intune, error) {
 	if cfg.CallerInfo == "" {
 		cfg.CallerInfo = "hardbound"
 	}
-	for name, u := range map[string]string{"login_url": cfg.LoginURL, "graph_url": cfg.GraphURL, "validation_url": cfg.ValidationURL} {
-		if u == "" {
-			continue
-		}
-		pu, err := url.Parse(u)
+	if cfg.ValidationURL != "" {
+		pu, err := url.Parse(cfg.ValidationURL)
 		if err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" {
-			return nil, fmt.Errorf("%w: intune: %s: not an absolute http(s) URL", ErrConfig, name)
+			return nil, fmt.Errorf("%w: intune: validation_url: not an absolute http(s) URL", ErrConfig)
 		}
 	}
-	c := &Intune{cfg: cfg, http: cfg.HTTPClient, log: cfg.Logger}
+	c := &Intune{cfg: cfg, app: app, http: cfg.HTTPClient, log: cfg.Logger}
 	if c.http == nil {
 		c.http = &http.Client{Timeout: intuneDefaultHTTPTimeout}
 	}
@@ -147,11 +139,10 @@ func NewIntune(cfg IntuneConfig) (*Intune, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	c.log = c.log.With("component", "enroll", "provider", "intune")
-	tokenURL := strings.TrimRight(cfg.LoginURL, "/") + "/" + url.PathEscape(cfg.TenantID) + "/oauth2/v2.0/token"
-	c.graphToken = newBearer(cfg, c.http, tokenURL, strings.TrimRight(cfg.GraphURL, "/")+"/.default")
+	c.graphToken = newBearer(app, c.http, app.GraphScope())
 	// The Intune resource ends in "/", so its scope has two: Entra's rule
 	// for resource URIs with a trailing slash.
-	c.intuneToken = newBearer(cfg, c.http, tokenURL, strings.TrimRight(cfg.ResourceURL, "/")+"//.default")
+	c.intuneToken = newBearer(app, c.http, strings.TrimRight(cfg.ResourceURL, "/")+"//.default")
 	return c, nil
 }
 
@@ -275,7 +266,7 @@ func (c *Intune) serviceURL(ctx context.Context) (string, error) {
 	if ep != "" {
 		return ep, nil
 	}
-	u := strings.TrimRight(c.cfg.GraphURL, "/") + "/v1.0/servicePrincipals/appId=" + intuneAppID + "/endpoints"
+	u := c.app.GraphURL() + "/v1.0/servicePrincipals/appId=" + intuneAppID + "/endpoints"
 	resp, err := c.send(ctx, c.graphToken, func(tok string) (*http.Request, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
@@ -361,13 +352,8 @@ type bearer struct {
 	scope string
 }
 
-func newBearer(cfg IntuneConfig, hc *http.Client, tokenURL, scope string) bearer {
-	return bearer{scope: scope, Bearer: mdm.NewBearer(clientcredentials.Config{
-		ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
-		TokenURL: tokenURL, Scopes: []string{scope},
-		// Entra ID's v2.0 token endpoint documents the secret as a form field.
-		AuthStyle: oauth2.AuthStyleInParams,
-	}, hc)}
+func newBearer(app *entra.App, hc *http.Client, scope string) bearer {
+	return bearer{scope: scope, Bearer: app.Bearer(scope, hc)}
 }
 
 func (b bearer) token(ctx context.Context) (string, error) {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"hardbound/enroll/ca"
+	"hardbound/policy"
 	"hardbound/store"
 )
 
@@ -35,11 +36,12 @@ type Recorder interface {
 }
 
 // Request describes the device to make. Zero values pick defaults: format
-// "tpm", profile "default", status active, posture unknown.
+// policy.FormatTPM, profile policy.DefaultProfile, status active, posture
+// unknown.
 type Request struct {
 	DeviceID string
-	// Format is the attestation format to record; "none" records an
-	// unattested binding.
+	// Format is the attestation format to record; policy.FormatNone
+	// records an unattested binding.
 	Format   string
 	Profile  string
 	Validity time.Duration
@@ -71,10 +73,13 @@ func Bind(ctx context.Context, iss Issuer, rec Recorder, now time.Time, r Reques
 		return nil, fmt.Errorf("%w: device id is required", ErrInvalid)
 	}
 	if r.Format == "" {
-		r.Format = "tpm"
+		r.Format = policy.FormatTPM
+	}
+	if !policy.Known(r.Format) {
+		return nil, fmt.Errorf("%w: format %q", ErrInvalid, r.Format)
 	}
 	if r.Profile == "" {
-		r.Profile = "default"
+		r.Profile = policy.DefaultProfile
 	}
 	if r.Posture == "" {
 		r.Posture = store.ComplianceUnknown
@@ -118,7 +123,7 @@ func Bind(ctx context.Context, iss Issuer, rec Recorder, now time.Time, r Reques
 		Cert:  c,
 		Audit: &store.AuditEvent{Time: now, Actor: "dev", Action: "enroll.dev", Subject: r.DeviceID, Result: "ok", Reason: r.Format},
 	}
-	if r.Format != "none" {
+	if r.Format != policy.FormatNone {
 		a := &store.Attestation{V: store.RecordVersion, ID: "dev-" + keySHA.String()[:32], DeviceID: r.DeviceID,
 			Format: r.Format, KeySHA256: keySHA, Facts: map[string]string{"source": "devbind (asserted, not verified)"}, VerifiedAt: now}
 		is.Attestation = a
@@ -135,11 +140,11 @@ func Bind(ctx context.Context, iss Issuer, rec Recorder, now time.Time, r Reques
 
 func platform(format string) string {
 	switch format {
-	case "apple":
+	case policy.FormatApple:
 		return "apple"
-	case "android-key":
+	case policy.FormatAndroidKey:
 		return "android"
-	case "tpm":
+	case policy.FormatTPM:
 		return "windows"
 	}
 	return ""

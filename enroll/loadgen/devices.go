@@ -17,6 +17,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"hardbound/internal/atomicfile"
+	"hardbound/policy"
 )
 
 // devDeviceRequest and devDeviceResponse are the JSON shapes of admin's
@@ -97,7 +100,7 @@ func MakeDevices(ctx context.Context, cfg DevicesConfig) (DevicesReport, error) 
 	if err != nil {
 		return DevicesReport{}, fmt.Errorf("root CA: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(cfg.Out, "ca.crt"), root, 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(cfg.Out, "ca.crt"), root, 0o644); err != nil {
 		return DevicesReport{}, err
 	}
 
@@ -142,9 +145,7 @@ func (cfg DevicesConfig) Validate() error {
 	case cfg.Concurrency < 1:
 		return errors.New("concurrency must be at least 1")
 	}
-	switch cfg.Format {
-	case "tpm", "apple", "android-key", "none":
-	default:
+	if !policy.Known(cfg.Format) {
 		return fmt.Errorf("format %q: want tpm, apple, android-key or none", cfg.Format)
 	}
 	switch cfg.Posture {
@@ -194,10 +195,10 @@ func makeDevice(ctx context.Context, cfg DevicesConfig, id string) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(cfg.Out, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(cfg.Out, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(cfg.Out, name+".crt"), []byte(resp.Certificate), 0o644)
+	return atomicfile.Write(filepath.Join(cfg.Out, name+".crt"), []byte(resp.Certificate), 0o644)
 }
 
 // WriteText writes the report as hardbound bench make-devices prints it.
@@ -205,31 +206,4 @@ func (r DevicesReport) WriteText(w io.Writer) error {
 	_, err := fmt.Fprintf(w, "created %d device(s) in %s (%.1f/s) in %s\n", r.Created, r.Elapsed.Round(time.Millisecond),
 		float64(r.Created)/r.Elapsed.Seconds(), r.Out)
 	return err
-}
-
-// writeFileAtomic writes through a synced temp file and a rename, so that a
-// run stopped midway never leaves a truncated key or certificate for
-// radius/loadgen to trip over.
-func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

@@ -40,6 +40,8 @@ import (
 	"hardbound/enroll/attest/attesttest"
 	"hardbound/enroll/scep/sceptest"
 	"hardbound/radius/eapclient"
+
+	"hardbound/policy"
 )
 
 // API makes one request to hardbound's admin API: body, when not nil, is
@@ -118,11 +120,10 @@ func (cfg Config) Validate() error {
 	case !cfg.ACME && !cfg.SCEP:
 		return errors.New("no protocol: want acme, scep or both")
 	}
-	switch cfg.Format {
-	case "tpm", "apple", "android-key":
-		return nil
+	if !policy.IsHardware(cfg.Format) {
+		return fmt.Errorf("format %q: want tpm, apple or android-key", cfg.Format)
 	}
-	return fmt.Errorf("format %q: want tpm, apple or android-key", cfg.Format)
+	return nil
 }
 
 // enroller is one protocol's load: setup runs once per worker before the
@@ -293,9 +294,9 @@ func acmeEnroller(cfg Config, hc *http.Client, base, prefix string) (enroller, e
 	}
 	evidence := func(key *ecdsa.PrivateKey, serial, keyAuth string) ([]byte, error) {
 		switch cfg.Format {
-		case "apple":
+		case policy.FormatApple:
 			return auth.Apple(key.Public(), serial, "UDID-"+serial, keyAuth)
-		case "android-key":
+		case policy.FormatAndroidKey:
 			return auth.Android(key, serial, keyAuth)
 		}
 		return auth.TPM(key.Public(), serial, keyAuth)

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"hardbound/policy"
 )
 
 // DefaultMaxBodyBytes caps a PKIOperation body (POST) or message (GET).
@@ -88,8 +90,8 @@ func (c *Config) validate() error {
 	}
 	seen := make(map[string]bool, len(c.Profiles))
 	for i, p := range c.Profiles {
-		if p.Name == "" || strings.ContainsAny(p.Name, "/?#") {
-			return fmt.Errorf("%w: profiles[%d].name: must be non-empty and contain no '/', '?' or '#'", ErrConfig, i)
+		if err := policy.CheckName(p.Name); err != nil {
+			return fmt.Errorf("%w: profiles[%d].name: %w", ErrConfig, i, err)
 		}
 		if seen[p.Name] {
 			return fmt.Errorf("%w: profiles[%d].name: duplicate %q", ErrConfig, i, p.Name)
@@ -98,20 +100,30 @@ func (c *Config) validate() error {
 		if p.Validity < 0 {
 			return fmt.Errorf("%w: profiles[%d].validity: must not be negative", ErrConfig, i)
 		}
-		switch p.Identity.Source {
-		case "", IdentityCN, IdentitySerial:
-		case IdentitySANURI:
-			if p.Identity.URIPrefix == "" {
-				return fmt.Errorf("%w: profiles[%d].identity.uri_prefix: required for source san_uri", ErrConfig, i)
-			}
-		default:
-			return fmt.Errorf("%w: profiles[%d].identity.source: unknown %q", ErrConfig, i, p.Identity.Source)
+		if err := p.Identity.Check(); err != nil {
+			return fmt.Errorf("%w: profiles[%d].identity: %v", ErrConfig, i, err)
 		}
 	}
 	if c.DefaultProfile != "" && !seen[c.DefaultProfile] {
 		return fmt.Errorf("%w: default_profile: no profile named %q", ErrConfig, c.DefaultProfile)
 	}
 	return nil
+}
+
+// Check reports whether id can be used: a known source, and a URI prefix
+// for IdentitySANURI. Its errors name the source as configured, so that a
+// configuration loader can report them under its own field names.
+func (id Identity) Check() error {
+	switch id.Source {
+	case "", IdentityCN, IdentitySerial:
+		return nil
+	case IdentitySANURI:
+		if id.URIPrefix == "" {
+			return fmt.Errorf("%s needs a uri_prefix", IdentitySANURI)
+		}
+		return nil
+	}
+	return fmt.Errorf("unknown source %q (%s, %s or %s)", id.Source, IdentityCN, IdentitySerial, IdentitySANURI)
 }
 
 // identity extracts the device identity from csr according to id.

@@ -16,6 +16,7 @@ import (
 	"github.com/smallstep/scep"
 
 	"hardbound/enroll/ca"
+	"hardbound/policy"
 	"hardbound/store"
 )
 
@@ -74,11 +75,11 @@ func (h *Handler) pkiOperation(ctx context.Context, raw []byte, ip, pathProfile 
 	start := h.now()
 	env, err := parseEnvelope(raw)
 	if err != nil {
-		h.metrics.Enrollment(Protocol, "none", string(ReasonBadMessage))
+		h.metrics.Enrollment(Protocol, policy.FormatNone, string(ReasonBadMessage))
 		h.log.Info("SCEP message refused", "ip", ip, "reason", ReasonBadMessage, "err", err)
 		return opResult{status: http.StatusBadRequest, text: "malformed SCEP message"}
 	}
-	req := &request{env: env, ip: ip, op: "other", format: "none"}
+	req := &request{env: env, ip: ip, op: "other", format: policy.FormatNone}
 	switch env.messageType {
 	case scep.PKCSReq:
 		req.op = "pkcsreq"
@@ -260,7 +261,7 @@ func (h *Handler) authorizeNew(ctx context.Context, req *request) (*refusal, err
 				return refuse(ReasonAttestationRequired, scep.BadRequest, "static challenge on a profile that requires attestation"), nil
 			}
 			// A static secret proves nothing about the device: never attested.
-			req.format = "none"
+			req.format = policy.FormatNone
 			return nil, nil
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"hardbound/internal/atomicfile"
 )
 
 // RA file names under <data dir>/scep.
@@ -65,7 +67,7 @@ func LoadOrCreateRA(ctx context.Context, dir string, signer RASigner) (*RA, erro
 		if err != nil {
 			return nil, fmt.Errorf("scep: ra: marshal key: %w", err)
 		}
-		if err := writeFileAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		if err := atomicfile.Write(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
 			return nil, fmt.Errorf("scep: ra: %w", err)
 		}
 	case err != nil:
@@ -89,7 +91,7 @@ func LoadOrCreateRA(ctx context.Context, dir string, signer RASigner) (*RA, erro
 	if err != nil {
 		return nil, fmt.Errorf("scep: ra: sign certificate: %w", err)
 	}
-	if err := writeFileAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o644); err != nil {
+	if err := atomicfile.Write(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o644); err != nil {
 		return nil, fmt.Errorf("scep: ra: %w", err)
 	}
 	return &RA{Cert: cert, Key: key}, nil
@@ -140,31 +142,4 @@ func readRACert(path string) (*x509.Certificate, error) {
 		return nil, fmt.Errorf("scep: ra: parse certificate: %w", err)
 	}
 	return c, nil
-}
-
-// writeFileAtomic writes via a synced temp file and rename so a crash never
-// leaves a truncated key behind.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	name := tmp.Name()
-	defer os.Remove(name) //nolint:errcheck // no-op after a successful rename
-	if err := tmp.Chmod(mode); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(name, path)
 }

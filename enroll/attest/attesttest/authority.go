@@ -27,6 +27,7 @@ import (
 	x509ext "github.com/google/go-attestation/x509"
 
 	"hardbound/enroll/attest"
+	"hardbound/policy"
 )
 
 // ca is one software CA: certificate and key.
@@ -101,8 +102,8 @@ func (a *Authority) Roots() attest.Roots {
 // e.g. to write PEM files for a --dev config.
 func (a *Authority) RootCerts() map[string]*x509.Certificate {
 	return map[string]*x509.Certificate{
-		attest.FormatApple:      a.appleRoot.cert,
-		attest.FormatAndroidKey: a.androidRoot.cert,
+		policy.FormatApple:      a.appleRoot.cert,
+		policy.FormatAndroidKey: a.androidRoot.cert,
 		"tpm-ek":                a.ekRoot.cert,
 		"tpm-ak":                a.akCA.cert,
 	}
@@ -223,7 +224,7 @@ func (a *Authority) AppleWith(pub crypto.PublicKey, serial, udid, keyAuthorizati
 	if err != nil {
 		return nil, fmt.Errorf("attesttest: apple leaf: %w", err)
 	}
-	return encodeAttObj(attest.FormatApple, map[string]any{"x5c": [][]byte{leaf, a.appleInt.cert.Raw}})
+	return encodeAttObj(policy.FormatApple, map[string]any{"x5c": [][]byte{leaf, a.appleInt.cert.Raw}})
 }
 
 func cutDot(s string) (string, string, bool) {
@@ -281,7 +282,7 @@ func (a *Authority) TPMWith(pub crypto.PublicKey, deviceID, keyAuthorization str
 	if err != nil {
 		return nil, err
 	}
-	return encodeAttObj(attest.FormatTPM, map[string]any{
+	return encodeAttObj(policy.FormatTPM, map[string]any{
 		"ver":      "2.0",
 		"alg":      int64(attest.COSEAlgES256),
 		"x5c":      [][]byte{akCert},
@@ -425,7 +426,7 @@ func (a *Authority) AndroidWith(key crypto.Signer, serial, keyAuthorization stri
 	if !o.OmitRoot {
 		x5c = append(x5c, a.androidRoot.cert.Raw)
 	}
-	return encodeAttObj(attest.FormatAndroidKey, map[string]any{"alg": alg, "sig": sig, "x5c": x5c})
+	return encodeAttObj(policy.FormatAndroidKey, map[string]any{"alg": alg, "sig": sig, "x5c": x5c})
 }
 
 func signKeyAuth(s crypto.Signer, msg []byte) ([]byte, int64, error) {

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"hardbound/internal/atomicfile"
 )
 
 // The files an Authority is saved to; `serve --dev` keeps them in
@@ -41,11 +43,10 @@ func (a *Authority) Save(dir string) error {
 		return fmt.Errorf("attesttest: save ak: %w", err)
 	}
 	out = append(out, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Headers: map[string]string{"Name": "ak"}, Bytes: ak})...)
-	tmp := filepath.Join(dir, ".authority.pem.tmp")
-	if err := os.WriteFile(tmp, out, 0o600); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, "authority.pem"), out, 0o600); err != nil {
 		return fmt.Errorf("attesttest: save: %w", err)
 	}
-	return os.Rename(tmp, filepath.Join(dir, "authority.pem"))
+	return nil
 }
 
 // Load reads an authority written by Save.

@@ -15,16 +15,14 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/clientcredentials"
 
 	"hardbound/posture/mdm"
+	"hardbound/posture/mdm/entra"
 	"hardbound/store"
 )
 
 // Defaults.
 const (
-	DefaultLoginURL = "https://login.microsoftonline.com"
-	DefaultGraphURL = "https://graph.microsoft.com"
 	DefaultInterval = 15 * time.Minute
 	maxPageBody     = 32 << 20
 	// maxDrain is read from a response that is retried, so that its
@@ -40,7 +38,8 @@ type Config struct {
 	ClientID     string
 	ClientSecret string
 	// LoginURL and GraphURL are the endpoints' origins (national clouds,
-	// tests); defaults are the public cloud.
+	// tests); defaults are the public cloud's (entra.DefaultLoginURL,
+	// entra.DefaultGraphURL).
 	LoginURL string
 	GraphURL string
 	// Interval between polls (default 15m).
@@ -69,7 +68,7 @@ type Poller struct {
 	cfg   Config
 	log   *slog.Logger
 	m     mdm.Metrics
-	graph *url.URL
+	app   *entra.App
 	token *mdm.Bearer
 
 	mu   sync.Mutex // serializes polls; guards last
@@ -84,28 +83,16 @@ type seen struct {
 
 // New validates cfg.
 func New(cfg Config) (*Poller, error) {
-	switch {
-	case cfg.Updater == nil:
+	if cfg.Updater == nil {
 		return nil, errors.New("intune: Updater is required")
-	case cfg.TenantID == "" || cfg.ClientID == "" || cfg.ClientSecret == "":
-		return nil, errors.New("intune: tenant_id, client_id and client_secret are required")
-	case strings.ContainsAny(cfg.TenantID, "/?#"):
-		return nil, errors.New("intune: tenant_id: invalid")
+	}
+	app, err := entra.New(entra.Config{TenantID: cfg.TenantID, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
+		LoginURL: cfg.LoginURL, GraphURL: cfg.GraphURL})
+	if err != nil {
+		return nil, fmt.Errorf("intune: %w", err)
 	}
 	if cfg.Source == "" {
 		cfg.Source = "intune"
-	}
-	if cfg.LoginURL == "" {
-		cfg.LoginURL = DefaultLoginURL
-	}
-	if cfg.GraphURL == "" {
-		cfg.GraphURL = DefaultGraphURL
-	}
-	cfg.LoginURL = strings.TrimRight(cfg.LoginURL, "/")
-	cfg.GraphURL = strings.TrimRight(cfg.GraphURL, "/")
-	g, err := url.Parse(cfg.GraphURL)
-	if err != nil || g.Host == "" || (g.Scheme != "https" && g.Scheme != "http") {
-		return nil, fmt.Errorf("intune: graph_url %q: must be an absolute http(s) URL", cfg.GraphURL)
 	}
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
@@ -135,19 +122,13 @@ func New(cfg Config) (*Poller, error) {
 		cfg.Sleep = sleep
 	}
 	p := &Poller{
-		cfg: cfg, graph: g, m: cfg.Metrics,
+		cfg: cfg, app: app, m: cfg.Metrics,
 		log:  cfg.Logger.With("component", "posture", "mdm", cfg.Source),
 		last: make(map[string]seen),
 	}
 	// Token requests go through send too, so that Entra's throttling gets
 	// the same backoff as Graph's.
-	p.token = mdm.NewBearer(clientcredentials.Config{
-		ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
-		TokenURL: cfg.LoginURL + "/" + url.PathEscape(cfg.TenantID) + "/oauth2/v2.0/token",
-		Scopes:   []string{cfg.GraphURL + "/.default"},
-		// Entra ID's v2.0 token endpoint documents the secret as a form field.
-		AuthStyle: oauth2.AuthStyleInParams,
-	}, &http.Client{Transport: retrying{p}})
+	p.token = app.Bearer(app.GraphScope(), &http.Client{Transport: retrying{p}})
 	return p, nil
 }
 
@@ -205,7 +186,7 @@ func (p *Poller) poll(ctx context.Context) (Stats, error) {
 	q := url.Values{}
 	q.Set("$select", "id,azureADDeviceId,serialNumber,complianceState")
 	q.Set("$top", strconv.Itoa(p.cfg.PageSize))
-	next := p.cfg.GraphURL + "/v1.0/deviceManagement/managedDevices?" + q.Encode()
+	next := p.app.GraphURL() + "/v1.0/deviceManagement/managedDevices?" + q.Encode()
 	listed := make(map[string]bool, len(p.last))
 	for pages := 0; next != ""; pages++ {
 		if pages >= 100_000 {
@@ -283,8 +264,8 @@ func (p *Poller) report(ctx context.Context, dev string, state store.Compliance)
 // fetchPage GETs one page; the URL must be on the Graph origin.
 func (p *Poller) fetchPage(ctx context.Context, raw string) (*Page, error) {
 	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != p.graph.Scheme || u.Host != p.graph.Host {
-		return nil, fmt.Errorf("%w: nextLink %q leaves the Graph origin %s", ErrMalformed, truncate(raw, 80), p.cfg.GraphURL)
+	if err != nil || !p.app.OnGraph(u) {
+		return nil, fmt.Errorf("%w: nextLink %q leaves the Graph origin %s", ErrMalformed, truncate(raw, 80), p.app.GraphURL())
 	}
 	for refreshed := false; ; refreshed = true {
 		tok, err := p.accessToken(ctx)
