@@ -105,6 +105,8 @@ type Store struct {
 	auditMu sync.Mutex
 	// auditQ batches AppendAudit calls (group commit, see audit.go).
 	auditQ auditQueue
+	// feed announces committed changes to watchers (feed.go).
+	feed feed
 
 	// closeMu orders writes with Close: writes hold it shared and fail
 	// with ErrClosed once closed is set, and Close takes it exclusively,
