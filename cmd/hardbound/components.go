@@ -80,7 +80,7 @@ func (in *instance) startRADIUS() error {
 		MaxConversationsPerNAS: rc.MaxPerNAS,
 		AuditFlush:             rc.AuditFlush.D(),
 		AuditSync:              rc.AuditSync,
-	}, eap, in.posture, in.posture.Store(), in.posture.Store(), radius.WithLogger(in.log), radius.WithMetrics(m))
+	}, eap, in.posture, in.st, in.st, radius.WithLogger(in.log), radius.WithMetrics(m))
 	if err != nil {
 		return err
 	}
@@ -127,7 +127,7 @@ func listenUDP(addr string) (net.PacketConn, error) {
 }
 
 func (in *instance) adminDeps() admin.Deps {
-	d := admin.Deps{Store: in.posture.Store(), Standing: in.posture}
+	d := admin.Deps{Store: in.st, Standing: in.posture}
 	if in.enroll != nil {
 		d.MintChallenge = in.mintChallenge
 		d.ActivateTPM = in.activateTPM

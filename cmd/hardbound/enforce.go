@@ -16,7 +16,7 @@ import (
 func (in *instance) startMDM() error {
 	in.mdmHandlers = map[string]http.Handler{}
 	m := in.metrics.Dynauth()
-	st := in.posture.Store()
+	st := in.st
 	mc := in.cfg.MDM
 	if mc.Webhook.SecretFile != "" {
 		secret, err := readSecret("mdm.webhook.secret_file", mc.Webhook.SecretFile)
@@ -94,7 +94,7 @@ func (in *instance) startEnforcer() error {
 	m := in.metrics.Dynauth()
 	sender := dynauth.NewSender(dynauth.SenderConfig{Tries: in.cfg.RADIUS.CoA.Retries + 1, Timeout: in.cfg.RADIUS.CoA.Timeout.D(),
 		Logger: in.log, Metrics: m})
-	st := in.posture.Store()
+	st := in.st
 	e, err := dynauth.NewEnforcer(dynauth.EnforcerConfig{
 		Events: in.posture, Profiles: in.posture, Sessions: st, Auditor: st, Sender: sender,
 		NAS: func(name string) (dynauth.NAS, bool) {
