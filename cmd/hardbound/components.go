@@ -132,7 +132,6 @@ func (in *instance) adminDeps() admin.Deps {
 		d.MintChallenge = in.mintChallenge
 		d.ActivateTPM = in.activateTPM
 		d.Attest = in.attestTPM
-		d.Revoked = in.enroll.svc.InvalidateCRL
 	}
 	if in.cfg.Dev {
 		d.DevEnroll = in.devEnroll
