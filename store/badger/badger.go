@@ -6,6 +6,8 @@
 // SyncWrites is on so a write is on disk before the method returns.
 // Concurrent AppendAudit calls share one transaction and one fsync (group
 // commit, audit.go); each still returns only once its own event is durable.
+// Writes that change a device, a binding or an attestation are announced to
+// watchers in commit order before they return (feed.go).
 //
 // File permissions: Badger creates its data files with mode 0666 minus the
 // process umask (ristretto's mmap helper), and offers no option to change
