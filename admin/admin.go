@@ -120,8 +120,6 @@ type Deps struct {
 	Attest func(ctx context.Context, body []byte, actor string) (any, error)
 	// DevEnroll creates a bound, attested test device; set only in --dev.
 	DevEnroll func(ctx context.Context, body []byte, actor string) (any, error)
-	// Revoked is called after any revocation (the CRL is rebuilt).
-	Revoked func()
 }
 
 // ErrBadRequest marks errors from Deps funcs that are the caller's fault.
@@ -445,9 +443,6 @@ func (s *Server) revokeDevice(w http.ResponseWriter, r *http.Request) {
 		s.deviceResult(w, r, nil, err, "device.revoke")
 		return
 	}
-	if s.deps.Revoked != nil {
-		s.deps.Revoked()
-	}
 	for _, c := range certs {
 		c.DER = nil
 	}
@@ -465,9 +460,6 @@ func (s *Server) revokeCert(w http.ResponseWriter, r *http.Request) {
 			Result: "error", Reason: errReason(err), Source: r.RemoteAddr})
 		s.fail(w, r, err)
 		return
-	}
-	if s.deps.Revoked != nil {
-		s.deps.Revoked()
 	}
 	c.DER = nil
 	writeJSON(w, http.StatusOK, c)

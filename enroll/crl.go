@@ -9,33 +9,50 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"hardbound/store"
 )
 
 // crlCache holds the last CRL built. It is rebuilt on the first request
-// after InvalidateCRL or once it is older than CRLMaxAge.
+// after a revocation (or a reset) reaches it from the store's change feed,
+// or once it is older than CRLMaxAge.
 type crlCache struct {
 	mu     sync.Mutex
 	der    []byte
 	pem    []byte
 	built  time.Time
 	number *big.Int
-	dirty  bool
+	// listed is the value of changes when the CRL in der was listed.
+	listed uint64
+	// changes counts invalidations. It is not guarded by mu, which a
+	// rebuild holds for a whole listing and signature: the store's change
+	// feed calls invalidateCRL while it holds its writers up. A revocation
+	// committed during a rebuild leaves changes ahead of listed, so the
+	// next request rebuilds again.
+	changes atomic.Uint64
 }
 
 // maxCRLPages bounds the revoked-cert listing (with the store's default
 // page size this is far beyond any realistic fleet).
 const maxCRLPages = 10000
 
-// InvalidateCRL marks the CRL stale; the next request rebuilds it. Call it
-// after every revocation (the admin API does).
-func (s *Service) InvalidateCRL() {
-	s.crl.mu.Lock()
-	s.crl.dirty = true
-	s.crl.mu.Unlock()
+// onChange marks the CRL stale when a change can alter it: a revocation,
+// by whichever writer, or a reset of the store.
+func (s *Service) onChange(c store.Change) {
+	switch c.Kind {
+	case store.ChangeCertRevoked, store.ChangeDeviceRevoked, store.ChangeReset:
+		s.invalidateCRL()
+	}
 }
+
+// invalidateCRL marks the CRL stale; the next request rebuilds it.
+func (s *Service) invalidateCRL() { s.crl.changes.Add(1) }
+
+// Close ends the Service's subscription to its store's changes. Call it
+// when the Service is dropped while the store lives on.
+func (s *Service) Close() { s.stopWatch() }
 
 // CRL returns the current CRL (DER), rebuilding it if stale.
 func (s *Service) CRL(ctx context.Context) ([]byte, error) {
@@ -48,7 +65,8 @@ func (s *Service) currentCRL(ctx context.Context) (der, pemBytes []byte, built t
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := s.now()
-	if c.der != nil && !c.dirty && now.Sub(c.built) < s.cfg.CRLMaxAge {
+	changes := c.changes.Load()
+	if c.der != nil && c.listed == changes && now.Sub(c.built) < s.cfg.CRLMaxAge {
 		return c.der, c.pem, c.built, nil
 	}
 	der, number, err := s.buildCRL(ctx, now, c.number)
@@ -60,7 +78,7 @@ func (s *Service) currentCRL(ctx context.Context) (der, pemBytes []byte, built t
 		}
 		return nil, nil, time.Time{}, err
 	}
-	c.der, c.number, c.built, c.dirty = der, number, now, false
+	c.der, c.number, c.built, c.listed = der, number, now, changes
 	c.pem = pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
 	s.log.Info("crl built", "number", number.String(), "bytes", len(der))
 	return c.der, c.pem, c.built, nil

@@ -18,6 +18,7 @@ import (
 	"math/big"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"hardbound/enroll/acme"
@@ -38,8 +39,10 @@ type CA interface {
 }
 
 // Store is what the service needs from the store; store.Store satisfies it.
+// The CRL follows the store's change feed (Watch).
 type Store interface {
 	acme.Store
+	store.Watcher
 	ListCerts(ctx context.Context, f store.CertFilter, p store.Page) ([]*store.Cert, string, error)
 }
 
@@ -60,7 +63,7 @@ type Config struct {
 	// ACME caps its own at 128 KiB and answers with a problem document.
 	MaxBodyBytes int64
 	// CRLMaxAge is how long a built CRL is served before it is rebuilt even
-	// without InvalidateCRL (default 1h).
+	// without a revocation (default 1h).
 	CRLMaxAge time.Duration
 	// CRLValidity is nextUpdate - thisUpdate (default 24h).
 	CRLValidity time.Duration
@@ -108,6 +111,8 @@ type Service struct {
 	log   *slog.Logger
 	now   func() time.Time
 	crl   crlCache
+
+	stopWatch func() // ends the store subscription (Close)
 }
 
 // New builds the service and its ACME server.
@@ -157,7 +162,9 @@ func New(cfg Config, deps Deps, opts ...Option) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
-	return &Service{cfg: cfg, ca: deps.CA, store: deps.Store, scep: deps.SCEP, acme: as, log: log, now: o.now}, nil
+	s := &Service{cfg: cfg, ca: deps.CA, store: deps.Store, scep: deps.SCEP, acme: as, log: log, now: o.now}
+	s.stopWatch = sync.OnceFunc(deps.Store.Watch(s.onChange))
+	return s, nil
 }
 
 // Handler is the HTTPS handler: /acme/, /scep, /crl, /crl.pem.

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -166,11 +167,13 @@ func TestCRLFollowsRevocations(t *testing.T) {
 		t.Errorf("CRL validity %s, want ~24h", d)
 	}
 
-	f.revoke(t, a)
+	// Writes that revoke nothing leave the CRL as built.
+	f.issue(t, "dev-c")
 	if crl := fetchCRL(t, f, h); crl.Number.Cmp(crl0.Number) != 0 {
-		t.Fatal("CRL rebuilt without invalidation or age")
+		t.Fatal("CRL rebuilt without a revocation or age")
 	}
-	f.svc.InvalidateCRL()
+	// A revocation written to the store by anyone reaches the CRL.
+	f.revoke(t, a)
 	crl1 := fetchCRL(t, f, h)
 	if got := serials(crl1); len(got) != 1 || got[ca.SerialString(a.SerialNumber)] != 1 {
 		t.Fatalf("CRL after revoking a = %v", got)
@@ -178,14 +181,27 @@ func TestCRLFollowsRevocations(t *testing.T) {
 	if crl1.Number.Cmp(crl0.Number) <= 0 {
 		t.Fatalf("CRL number not increasing: %s then %s", crl0.Number, crl1.Number)
 	}
+	// Revoking it again changes nothing, so the CRL is not rebuilt.
+	f.revoke(t, a)
+	if crl := fetchCRL(t, f, h); crl.Number.Cmp(crl1.Number) != 0 {
+		t.Fatal("CRL rebuilt after an idempotent revocation")
+	}
 
-	f.revoke(t, b)
-	f.clk.add(61 * time.Minute) // older than CRLMaxAge: rebuilt without invalidation
+	// A device revocation revokes its certs: b joins the CRL.
+	if _, _, err := f.store.RevokeDevice(context.Background(), "dev-b", store.Revocation{At: f.clk.now(), Reason: 5, Actor: "admin:test"}, nil); err != nil {
+		t.Fatal(err)
+	}
 	crl2 := fetchCRL(t, f, h)
-	if got := serials(crl2); len(got) != 2 {
+	if got := serials(crl2); len(got) != 2 || got[ca.SerialString(b.SerialNumber)] != 5 {
+		t.Fatalf("CRL after revoking dev-b = %v, want a and b", got)
+	}
+
+	f.clk.add(61 * time.Minute) // older than CRLMaxAge: rebuilt without a revocation
+	crl3 := fetchCRL(t, f, h)
+	if got := serials(crl3); len(got) != 2 {
 		t.Fatalf("CRL after age-out = %v, want both", got)
 	}
-	if crl2.Number.Cmp(crl1.Number) <= 0 {
+	if crl3.Number.Cmp(crl2.Number) <= 0 {
 		t.Fatal("CRL number not increasing")
 	}
 
@@ -201,8 +217,8 @@ func TestCRLNumberMonotonicWithinOneSecond(t *testing.T) {
 	f := newFixture(t)
 	h := f.svc.Handler()
 	var last *big.Int
-	for range 3 {
-		f.svc.InvalidateCRL()
+	for i := range 3 {
+		f.revoke(t, f.issue(t, fmt.Sprintf("dev-%d", i)))
 		n := fetchCRL(t, f, h).Number
 		if last != nil && n.Cmp(last) <= 0 {
 			t.Fatalf("CRL number %s after %s", n, last)

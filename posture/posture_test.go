@@ -50,7 +50,7 @@ func newFixture(t *testing.T, profiles ...posture.Profile) *fixture {
 
 func (f *fixture) bind(t *testing.T, r devbind.Request) *devbind.Device {
 	t.Helper()
-	d, err := devbind.Bind(f.ctx, f.ca, f.svc.Store(), f.clock.now(), r)
+	d, err := devbind.Bind(f.ctx, f.ca, f.st, f.clock.now(), r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +240,7 @@ func TestResolveDevice(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	f.bind(t, devbind.Request{DeviceID: "SER123"})
-	if _, err := f.svc.Store().UpdateDevice(f.ctx, "SER123", func(d *store.Device) error {
+	if _, err := f.st.UpdateDevice(f.ctx, "SER123", func(d *store.Device) error {
 		d.Aliases = map[string]string{"udid": "UDID-1"}
 		return nil
 	}, nil); err != nil {
@@ -329,7 +329,7 @@ func TestDecideCached(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := devbind.Bind(f.ctx, f.ca, svc.Store(), f.clock.now(), devbind.Request{DeviceID: "dev-cached", Posture: store.ComplianceCompliant})
+	d, err := devbind.Bind(f.ctx, f.ca, f.st, f.clock.now(), devbind.Request{DeviceID: "dev-cached", Posture: store.ComplianceCompliant})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -111,8 +111,9 @@ func WithCacheSize(n int) Option { return func(s *Service) { s.cacheSize = n } }
 const DefaultCacheSize = 1 << 21
 
 // Service holds device standing and makes the authorization decision.
-// Reads are cached; every write that goes through the Service, or through
-// the store returned by Store, invalidates what it touches.
+// Reads are cached; the caches follow the store's change feed
+// (store.Watcher), so a write by any writer of the store, or by another
+// node sharing it, invalidates what it touches before it returns.
 type Service struct {
 	st        store.Store
 	profiles  map[string]*Profile
@@ -134,6 +135,8 @@ type Service struct {
 	mu   sync.Mutex
 	subs map[int]chan Event
 	next int
+
+	stopWatch func() // ends the store subscription (Close)
 }
 
 // certInfo is what Decide needs of a store.Cert and its attestation. The
@@ -343,6 +346,7 @@ func New(st store.Store, profiles []Profile, opts ...Option) (*Service, error) {
 	slices.Sort(names)
 	s.profileN = newInterner(names...)
 	s.formatN = newInterner(append([]string{"", policy.FormatNone}, policy.HardwareFormats()...)...)
+	s.stopWatch = sync.OnceFunc(st.Watch(s.onChange))
 	return s, nil
 }
 
@@ -563,8 +567,8 @@ func (s *Service) device(ctx context.Context, k devKey, id string, cacheOnly boo
 	return d, nil
 }
 
-// Bindings and devices are cached separately, so a device change drops only
-// the device; a binding change (issuance, revocation) drops only its hash.
+// Invalidation bumps the shard generation, so a load that raced with the
+// change is not cached (cache.put).
 func (s *Service) invalidateDevice(id string) { s.devices.del(keyOf(id)) }
 
 func (s *Service) invalidateCert(sha store.Hash) { s.certs.del(sha) }

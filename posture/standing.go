@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"hardbound/store"
@@ -21,7 +20,10 @@ const (
 	EventCertRevoked   EventKind = "cert_revoked"
 )
 
-// Event is published after a standing change is durable.
+// Event is published after a standing change is durable. Events are
+// derived from the store's change feed, so a change written by any writer
+// of the store is published, whichever wrote it. Device is shared with
+// every subscriber: read it, never modify it.
 type Event struct {
 	Kind       EventKind
 	DeviceID   string
@@ -72,29 +74,24 @@ func (s *Service) audit(actor, action, subject, result, reason string) *store.Au
 	return &store.AuditEvent{Time: s.now(), Actor: actor, Action: action, Subject: subject, Result: result, Reason: reason}
 }
 
-// SetCompliance records an MDM (or admin) posture report. It publishes an
-// event only when the state changes; a repeated report refreshes UpdatedAt.
+// SetCompliance records an MDM (or admin) posture report. An event is
+// published only when the state changes; a repeated report refreshes
+// UpdatedAt.
 func (s *Service) SetCompliance(ctx context.Context, deviceID string, state store.Compliance, source, actor string) (*store.Device, error) {
 	switch state {
 	case store.ComplianceCompliant, store.ComplianceNoncompliant, store.ComplianceUnknown:
 	default:
 		return nil, fmt.Errorf("%w: compliance state %q", ErrInvalid, state)
 	}
-	var prev store.Compliance
 	now := s.now()
 	d, err := s.st.UpdateDevice(ctx, deviceID, func(d *store.Device) error {
-		prev = d.Posture.State
 		d.Posture = store.Posture{State: state, Source: source, UpdatedAt: now}
 		return nil
 	}, s.audit(actor, "posture.set", deviceID, "ok", string(state)))
-	s.invalidateDevice(deviceID)
 	if err != nil {
 		return nil, fmt.Errorf("posture: set compliance of %q: %w", deviceID, err)
 	}
 	s.metrics.PostureChange(source, state)
-	if prev != state {
-		s.publish(Event{Kind: EventCompliance, DeviceID: deviceID, Device: d, Source: source, At: now})
-	}
 	return d, nil
 }
 
@@ -119,16 +116,15 @@ func (s *Service) ResolveDevice(ctx context.Context, kind, value string) (string
 
 // Quarantine sets the device's status to quarantined.
 func (s *Service) Quarantine(ctx context.Context, deviceID, actor string) (*store.Device, error) {
-	return s.setStatus(ctx, deviceID, store.DeviceQuarantined, "device.quarantine", actor, EventQuarantined)
+	return s.setStatus(ctx, deviceID, store.DeviceQuarantined, "device.quarantine", actor)
 }
 
 // Release returns a quarantined device to active. A revoked device stays revoked.
 func (s *Service) Release(ctx context.Context, deviceID, actor string) (*store.Device, error) {
-	return s.setStatus(ctx, deviceID, store.DeviceActive, "device.release", actor, EventReleased)
+	return s.setStatus(ctx, deviceID, store.DeviceActive, "device.release", actor)
 }
 
-func (s *Service) setStatus(ctx context.Context, id string, status store.DeviceStatus, action, actor string, kind EventKind) (*store.Device, error) {
-	now := s.now()
+func (s *Service) setStatus(ctx context.Context, id string, status store.DeviceStatus, action, actor string) (*store.Device, error) {
 	d, err := s.st.UpdateDevice(ctx, id, func(d *store.Device) error {
 		if d.Status == store.DeviceRevoked {
 			return fmt.Errorf("%w: device %q is revoked", ErrInvalid, id)
@@ -136,27 +132,19 @@ func (s *Service) setStatus(ctx context.Context, id string, status store.DeviceS
 		d.Status = status
 		return nil
 	}, s.audit(actor, action, id, "ok", ""))
-	s.invalidateDevice(id)
 	if err != nil {
 		return nil, fmt.Errorf("posture: %s %q: %w", action, id, err)
 	}
-	s.publish(Event{Kind: kind, DeviceID: id, Device: d, Source: actor, At: now})
 	return d, nil
 }
 
 // RevokeDevice revokes the device and every certificate of it.
 func (s *Service) RevokeDevice(ctx context.Context, deviceID string, reason int, actor string) (*store.Device, []*store.Cert, error) {
-	now := s.now()
-	d, certs, err := s.st.RevokeDevice(ctx, deviceID, store.Revocation{At: now, Reason: reason, Actor: actor},
+	d, certs, err := s.st.RevokeDevice(ctx, deviceID, store.Revocation{At: s.now(), Reason: reason, Actor: actor},
 		s.audit(actor, "device.revoke", deviceID, "ok", fmt.Sprintf("crl_reason=%d", reason)))
-	s.invalidateDevice(deviceID)
-	for _, c := range certs {
-		s.invalidateCert(c.SHA256)
-	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("posture: revoke device %q: %w", deviceID, err)
 	}
-	s.publish(Event{Kind: EventDeviceRevoked, DeviceID: deviceID, Device: d, Source: actor, At: now})
 	return d, certs, nil
 }
 
@@ -166,80 +154,88 @@ func (s *Service) RevokeCert(ctx context.Context, serial string, reason int, act
 	if err != nil {
 		return nil, fmt.Errorf("posture: revoke cert %s: %w", serial, err)
 	}
-	now := s.now()
-	c, err = s.st.RevokeCert(ctx, c.SHA256, store.Revocation{At: now, Reason: reason, Actor: actor},
+	c, err = s.st.RevokeCert(ctx, c.SHA256, store.Revocation{At: s.now(), Reason: reason, Actor: actor},
 		s.audit(actor, "cert.revoke", serial, "ok", fmt.Sprintf("crl_reason=%d", reason)))
-	if c != nil {
-		s.invalidateCert(c.SHA256)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("posture: revoke cert %s: %w", serial, err)
 	}
-	s.publish(Event{Kind: EventCertRevoked, DeviceID: c.DeviceID, CertSHA256: c.SHA256, Source: actor, At: now})
 	return c, nil
 }
 
-// Store returns st wrapped so that every write through it invalidates this
-// Service's cache. Give it to every other writer (enrollment, admin).
-func (s *Service) Store() store.Store { return &invalidating{Store: s.st, s: s} }
-
-type invalidating struct {
-	store.Store
-	s *Service
-}
-
-func (w *invalidating) PutDevice(ctx context.Context, d *store.Device) error {
-	err := w.Store.PutDevice(ctx, d)
-	w.s.invalidateDevice(d.ID)
-	return err
-}
-
-func (w *invalidating) UpdateDevice(ctx context.Context, id string, fn func(*store.Device) error, ev *store.AuditEvent) (*store.Device, error) {
-	d, err := w.Store.UpdateDevice(ctx, id, fn, ev)
-	w.s.invalidateDevice(id)
-	return d, err
-}
-
-func (w *invalidating) RecordIssuance(ctx context.Context, is store.Issuance) error {
-	err := w.Store.RecordIssuance(ctx, is)
-	if is.Device != nil {
-		w.s.invalidateDevice(is.Device.ID)
+// onChange keeps the caches and the event stream in step with the store.
+// The store calls it after each committed change and before the write
+// returns, so a Decide issued after any write (through this Service or
+// not) never answers from what the write replaced.
+func (s *Service) onChange(c store.Change) {
+	switch c.Kind {
+	case store.ChangeReset:
+		s.invalidateAll()
+		return
+	case store.ChangeAttestation:
+		s.invalidateDeviceCerts(context.Background(), c.DeviceID)
+		return
 	}
-	// The new binding carries its attestation's format when it is next
-	// cached; an attestation recorded again for the same key keeps its
-	// format (the key's hardware), so other bindings stay valid.
-	if is.Cert != nil {
-		w.s.invalidateCert(is.Cert.SHA256)
+	// Bindings and devices are cached apart: a device change drops only
+	// the device, a binding change only its hash. An issuance's
+	// attestation is new, or the key's again (same hardware, same
+	// format), so other bindings of the device stay valid.
+	if c.Device != nil {
+		s.invalidateDevice(c.DeviceID)
 	}
-	return err
-}
-
-func (w *invalidating) RevokeCert(ctx context.Context, sha store.Hash, r store.Revocation, ev *store.AuditEvent) (*store.Cert, error) {
-	c, err := w.Store.RevokeCert(ctx, sha, r, ev)
-	w.s.invalidateCert(sha)
-	return c, err
-}
-
-func (w *invalidating) RevokeDevice(ctx context.Context, id string, r store.Revocation, ev *store.AuditEvent) (*store.Device, []*store.Cert, error) {
-	d, certs, err := w.Store.RevokeDevice(ctx, id, r, ev)
-	w.s.invalidateDevice(id)
-	for _, c := range certs {
-		w.s.invalidateCert(c.SHA256)
+	if c.Cert != nil {
+		s.invalidateCert(c.CertSHA256)
 	}
-	return d, certs, err
+	for _, b := range c.Certs {
+		s.invalidateCert(b.SHA256)
+	}
+	s.publishChange(c)
 }
 
-func (w *invalidating) PutAttestation(ctx context.Context, a *store.Attestation) error {
-	err := w.Store.PutAttestation(ctx, a)
-	w.s.invalidateDeviceCerts(ctx, a.DeviceID)
-	return err
+// publishChange publishes the standing changes c made: a revocation, or a
+// device whose status or compliance differs from before. The source is
+// the actor, or for compliance the reporting MDM.
+func (s *Service) publishChange(c store.Change) {
+	switch c.Kind {
+	case store.ChangeCertRevoked:
+		s.publish(Event{Kind: EventCertRevoked, DeviceID: c.DeviceID, CertSHA256: c.CertSHA256, Source: c.Actor, At: c.At})
+		return
+	case store.ChangeDeviceRevoked:
+		if c.Prev == nil || c.Prev.Status != store.DeviceRevoked {
+			// Covers every binding of the device.
+			s.publish(Event{Kind: EventDeviceRevoked, DeviceID: c.DeviceID, Device: c.Device, Source: c.Actor, At: c.At})
+			return
+		}
+		for _, b := range c.Certs {
+			s.publish(Event{Kind: EventCertRevoked, DeviceID: c.DeviceID, CertSHA256: b.SHA256, Source: c.Actor, At: c.At})
+		}
+		return
+	}
+	if c.Prev == nil || c.Device == nil {
+		return // created: nothing was admitted under an earlier standing
+	}
+	if c.Prev.Status != c.Device.Status {
+		kind := EventKind("")
+		switch c.Device.Status {
+		case store.DeviceQuarantined:
+			kind = EventQuarantined
+		case store.DeviceActive:
+			kind = EventReleased
+		case store.DeviceRevoked:
+			kind = EventDeviceRevoked
+		}
+		if kind != "" {
+			s.publish(Event{Kind: kind, DeviceID: c.DeviceID, Device: c.Device, Source: c.Actor, At: c.At})
+		}
+	}
+	if c.Prev.Posture.State != c.Device.Posture.State {
+		s.publish(Event{Kind: EventCompliance, DeviceID: c.DeviceID, Device: c.Device, Source: c.Device.Posture.Source, At: c.At})
+	}
 }
 
-func (w *invalidating) Restore(ctx context.Context, r io.Reader) error {
-	err := w.Store.Restore(ctx, r)
-	w.s.invalidateAll()
-	return err
-}
+// Close ends the Service's subscription to its store's changes: its caches
+// no longer follow the store, and no more events are published. Call it
+// when the Service is dropped while the store lives on.
+func (s *Service) Close() { s.stopWatch() }
 
 // invalidateDeviceCerts drops the cached bindings of one device, which carry
 // their attestation's format. Attestations are not rewritten in practice,
@@ -251,7 +247,7 @@ func (s *Service) invalidateDeviceCerts(ctx context.Context, deviceID string) {
 	}
 	var p store.Page
 	for {
-		certs, next, err := s.st.ListCerts(ctx, store.CertFilter{DeviceID: deviceID}, p)
+		certs, next, err := s.st.ListCerts(ctx, store.CertFilter{DeviceID: deviceID, NoDER: true}, p)
 		if err != nil {
 			s.log.ErrorContext(ctx, "list bindings to invalidate: dropping all", "device", deviceID, "err", err)
 			s.certs.clear()

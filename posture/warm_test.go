@@ -55,7 +55,7 @@ func TestWarmedEntriesAreInvalidatedByWrites(t *testing.T) {
 	if _, err := f.svc.Quarantine(f.ctx, d.ID, "admin:test"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.svc.Store().RevokeCert(f.ctx, d2.Binding.SHA256, store.Revocation{Reason: 1, Actor: "admin:test"}, nil); err != nil {
+	if _, err := f.st.RevokeCert(f.ctx, d2.Binding.SHA256, store.Revocation{Reason: 1, Actor: "admin:test"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if v := f.svc.Decide(f.ctx, d.Leaf); v.Allow || v.Reason != posture.ReasonDeviceQuarantined {
@@ -82,7 +82,7 @@ func TestWarmStopsWhenContextIsDone(t *testing.T) {
 }
 
 // A cached binding carries its attestation's format; rewriting the
-// attestation through Store() drops the device's bindings.
+// attestation in the store, by any writer, drops the device's bindings.
 func TestPutAttestationInvalidatesBindingFormat(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, profiles...)
@@ -95,7 +95,7 @@ func TestPutAttestationInvalidatesBindingFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.Format = "apple"
-	if err := f.svc.Store().PutAttestation(f.ctx, a); err != nil {
+	if err := f.st.PutAttestation(f.ctx, a); err != nil {
 		t.Fatal(err)
 	}
 	if v := f.svc.Decide(f.ctx, d.Leaf); !v.Allow || v.Reason != posture.ReasonOK {

@@ -280,8 +280,12 @@ type Issuance struct {
 }
 
 // Store is hardbound's persistence. Every method takes ctx first; reads that
-// find nothing return an error wrapping ErrNotFound.
+// find nothing return an error wrapping ErrNotFound. Every write that
+// changes a device, a binding or an attestation is announced to Watch
+// (change.go).
 type Store interface {
+	Watcher
+
 	// Devices.
 	PutDevice(ctx context.Context, d *Device) error
 	GetDevice(ctx context.Context, id string) (*Device, error)

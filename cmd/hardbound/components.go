@@ -40,7 +40,7 @@ func (in *instance) startRADIUS() error {
 	if err != nil {
 		return fmt.Errorf("eaptls: %w", err)
 	}
-	srv, err := radius.New(rc.Server(), eap, in.posture, in.posture.Store(), in.posture.Store(), radius.WithLogger(in.log), radius.WithMetrics(m))
+	srv, err := radius.New(rc.Server(), eap, in.posture, in.st, in.st, radius.WithLogger(in.log), radius.WithMetrics(m))
 	if err != nil {
 		return err
 	}
@@ -87,12 +87,11 @@ func listenUDP(addr string) (net.PacketConn, error) {
 }
 
 func (in *instance) adminDeps() admin.Deps {
-	d := admin.Deps{Store: in.posture.Store(), Standing: in.posture}
+	d := admin.Deps{Store: in.st, Standing: in.posture}
 	if in.enroll != nil {
 		d.MintChallenge = in.mintChallenge
 		d.ActivateTPM = in.activateTPM
 		d.Attest = in.attestTPM
-		d.Revoked = in.enroll.svc.InvalidateCRL
 	}
 	if in.cfg.Dev {
 		d.DevEnroll = in.devEnroll

@@ -276,7 +276,7 @@ func (in *instance) device(t *testing.T, id string) *store.Device {
 // setAliases records MDM identities for a device, as enrollment would.
 func (in *instance) setAliases(t *testing.T, id string, aliases map[string]string) {
 	t.Helper()
-	_, err := in.posture.Store().UpdateDevice(context.Background(), id, func(d *store.Device) error {
+	_, err := in.st.UpdateDevice(context.Background(), id, func(d *store.Device) error {
 		if d.Aliases == nil {
 			d.Aliases = map[string]string{}
 		}

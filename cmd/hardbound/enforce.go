@@ -17,7 +17,7 @@ import (
 func (in *instance) startMDM() error {
 	in.mdmHandlers = map[string]http.Handler{}
 	m := in.metrics.Dynauth()
-	st := in.posture.Store()
+	st := in.st
 	mc := in.cfg.MDM
 	if mc.Webhook.SecretFile != "" {
 		wcfg := mc.Webhook.Webhook()
@@ -93,7 +93,7 @@ func (in *instance) startEnforcer() error {
 	scfg := in.cfg.RADIUS.CoA.Sender()
 	scfg.Logger, scfg.Metrics = in.log, m
 	sender := dynauth.NewSender(scfg)
-	st := in.posture.Store()
+	st := in.st
 	ecfg := in.cfg.RADIUS.CoA.Enforcer()
 	ecfg.Events, ecfg.Profiles, ecfg.Sessions, ecfg.Auditor, ecfg.Sender = in.posture, in.posture, st, st, sender
 	ecfg.NAS = func(name string) (dynauth.NAS, bool) {

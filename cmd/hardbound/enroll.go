@@ -108,7 +108,7 @@ func (in *instance) startEnroll() error {
 		PerIP:      limit.Rate{Every: ec.RateLimits.PerIP.Every.D(), Burst: ec.RateLimits.PerIP.Burst},
 		PerProfile: limit.Rate{Every: ec.RateLimits.PerProfile.Every.D(), Burst: ec.RateLimits.PerProfile.Burst},
 	}, limit.WithMetrics(m))
-	st := in.posture.Store()
+	st := in.st
 
 	var intune scep.Validator
 	if ic := in.cfg.MDM.Intune; ic.TenantID != "" {
@@ -332,7 +332,7 @@ func (in *instance) devEnroll(ctx context.Context, body []byte, actor string) (a
 	default:
 		return nil, fmt.Errorf("%w: posture %q", admin.ErrBadRequest, req.Posture)
 	}
-	d, err := devbind.Bind(ctx, in.ca, in.posture.Store(), time.Now(), devbind.Request{DeviceID: req.DeviceID, Format: req.Format,
+	d, err := devbind.Bind(ctx, in.ca, in.st, time.Now(), devbind.Request{DeviceID: req.DeviceID, Format: req.Format,
 		Profile: req.Profile, Posture: store.Compliance(req.Posture), PublicKey: csr.PublicKey})
 	if err != nil {
 		if errors.Is(err, store.ErrExists) || errors.Is(err, ca.ErrInvalidRequest) || errors.Is(err, devbind.ErrInvalid) {

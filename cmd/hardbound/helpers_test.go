@@ -74,7 +74,7 @@ func startTest(t *testing.T, cfg *Config) *instance {
 // bind makes a bound device in the running instance.
 func (in *instance) bind(t *testing.T, r devbind.Request) *devbind.Device {
 	t.Helper()
-	d, err := devbind.Bind(context.Background(), in.ca, in.posture.Store(), time.Now(), r)
+	d, err := devbind.Bind(context.Background(), in.ca, in.st, time.Now(), r)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,12 +65,12 @@ func newEnv(t testing.TB) *testEnv {
 	srv, err := radius.New(radius.Config{Clients: []radius.Client{{
 		Name: "lo", Prefix: netip.MustParsePrefix("127.0.0.0/8"), Secret: []byte(testSecret),
 		RequireMessageAuthenticator: true, LimitProxyState: true, SendRejectReason: true,
-	}}}, eap, svc, svc.Store(), svc.Store(), radius.WithLogger(quietLog()))
+	}}}, eap, svc, st, st, radius.WithLogger(quietLog()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	a, b := listenLo(t), listenLo(t)
-	e := &testEnv{ctx: ctx, ca: c, st: svc.Store(), eap: eap,
+	e := &testEnv{ctx: ctx, ca: c, st: st, eap: eap,
 		auth: a.LocalAddr().(*net.UDPAddr).AddrPort(), acct: b.LocalAddr().(*net.UDPAddr).AddrPort()}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, a, b) }()

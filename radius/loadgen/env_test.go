@@ -66,13 +66,13 @@ func newEnv(t testing.TB) *testEnv {
 	srv, err := radius.New(radius.Config{Clients: []radius.Client{{
 		Name: "lo", Prefix: netip.MustParsePrefix("127.0.0.0/8"), Secret: []byte(testSecret),
 		RequireMessageAuthenticator: true, LimitProxyState: true, SendRejectReason: true,
-	}}}, eap, svc, svc.Store(), svc.Store(), radius.WithLogger(quietLog()))
+	}}}, eap, svc, st, st, radius.WithLogger(quietLog()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	a, b := listenUDP(t), listenUDP(t)
 	dir := t.TempDir()
-	e := &testEnv{ctx: ctx, ca: c, st: svc.Store(), auth: a.LocalAddr().String(),
+	e := &testEnv{ctx: ctx, ca: c, st: st, auth: a.LocalAddr().String(),
 		serverCert: filepath.Join(dir, "radius.crt"), serverKey: filepath.Join(dir, "radius.key")}
 	writePEM(t, e.serverCert, "CERTIFICATE", kp.Certificate...)
 	writeKey(t, e.serverKey, kp.PrivateKey)

@@ -30,14 +30,33 @@ const maxPendingWrites = 256
 // any record fails with store.ErrExists. Badger's loader must not race with
 // other transactions, so nothing else may use the store during Restore
 // (it is a setup-time operation); audit appends are held off regardless.
+//
+// Once loading has begun Restore announces store.ChangeReset, even when it
+// fails part way: some of the backup may be in.
 func (s *Store) Restore(ctx context.Context, r io.Reader) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("store/badger: restore: %w", err)
 	}
-	s.auditMu.Lock()
-	defer s.auditMu.Unlock()
-	s.closeMu.RLock()
-	defer s.closeMu.RUnlock()
+	var loadErr error
+	err := s.announcing(func() ([]store.Change, error) {
+		s.auditMu.Lock()
+		defer s.auditMu.Unlock()
+		s.closeMu.RLock()
+		defer s.closeMu.RUnlock()
+		if err := s.checkEmpty(); err != nil {
+			return nil, err
+		}
+		loadErr = s.load(r)
+		return []store.Change{{Kind: store.ChangeReset, At: s.now()}}, nil
+	})
+	if err != nil {
+		return err
+	}
+	return loadErr
+}
+
+// checkEmpty fails unless the store is open and holds no record.
+func (s *Store) checkEmpty() error {
 	if s.closed {
 		return fmt.Errorf("store/badger: restore: %w", ErrClosed)
 	}
@@ -56,6 +75,11 @@ func (s *Store) Restore(ctx context.Context, r io.Reader) error {
 	if !empty {
 		return fmt.Errorf("store/badger: restore: %w: store is not empty", store.ErrExists)
 	}
+	return nil
+}
+
+// load streams the backup in and syncs it.
+func (s *Store) load(r io.Reader) error {
 	if err := s.db.Load(r, maxPendingWrites); err != nil {
 		return fmt.Errorf("store/badger: restore: %w", err)
 	}

@@ -6,6 +6,8 @@
 // SyncWrites is on so a write is on disk before the method returns.
 // Concurrent AppendAudit calls share one transaction and one fsync (group
 // commit, audit.go); each still returns only once its own event is durable.
+// Writes that change a device, a binding or an attestation are announced to
+// watchers in commit order before they return (feed.go).
 //
 // File permissions: Badger creates its data files with mode 0666 minus the
 // process umask (ristretto's mmap helper), and offers no option to change
@@ -105,6 +107,8 @@ type Store struct {
 	auditMu sync.Mutex
 	// auditQ batches AppendAudit calls (group commit, see audit.go).
 	auditQ auditQueue
+	// feed announces committed changes to watchers (feed.go).
+	feed feed
 
 	// closeMu orders writes with Close: writes hold it shared and fail
 	// with ErrClosed once closed is set, and Close takes it exclusively,

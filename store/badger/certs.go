@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"time"
 
 	bdb "github.com/dgraph-io/badger/v4"
 
@@ -29,64 +30,24 @@ func (s *Store) RecordIssuance(ctx context.Context, is store.Issuance) error {
 		devDone store.Device
 		crtDone store.Cert
 		attDone store.Attestation
+		prev    *store.Device
+		at      time.Time
 	)
-	err := s.updateAudited(ctx, "record issuance", is.Audit, func(txn *bdb.Txn) error {
-		now := s.now()
-		c := *is.Cert
-		c.V = store.RecordVersion
-
-		if is.Challenge != nil {
-			if _, err := consumeTxn(txn, *is.Challenge, now, c.DeviceID, c.KeySHA256, true); err != nil {
-				return err
-			}
+	err := s.announcing(func() ([]store.Change, error) {
+		err := s.updateAudited(ctx, "record issuance", is.Audit, func(txn *bdb.Txn) error {
+			prev = nil
+			at = s.now()
+			return s.issueTxn(txn, is, at, &devDone, &crtDone, &attDone, &prev)
+		})
+		if err != nil {
+			return nil, err
 		}
-
-		var old store.Device
-		switch err := getJSON(txn, keyDevice(c.DeviceID), &old); {
-		case err == nil:
-			d := mergeDevice(&old, is.Device)
-			s.stampDevice(&d, &old)
-			if err := putDeviceTxn(txn, &d, &old); err != nil {
-				return err
-			}
-			devDone = d
-		case errors.Is(err, store.ErrNotFound) && is.Device != nil:
-			d := cloneDevice(is.Device)
-			s.stampDevice(&d, nil)
-			if err := putDeviceTxn(txn, &d, nil); err != nil {
-				return err
-			}
-			devDone = d
-		default:
-			return fmt.Errorf("device %q: %w", c.DeviceID, err)
-		}
-
+		ch := store.Change{Kind: store.ChangeIssued, DeviceID: crtDone.DeviceID, CertSHA256: crtDone.SHA256,
+			Device: deviceCopy(&devDone), Prev: prev, Cert: bindingCopy(&crtDone), Actor: actorOf(is.Audit), At: at}
 		if is.Attestation != nil {
-			a := *is.Attestation
-			a.V = store.RecordVersion
-			if err := putAttestationTxn(txn, &a); err != nil {
-				return err
-			}
-			attDone = a
+			ch.Attestation = attestationCopy(&attDone)
 		}
-
-		if ok, err := exists(txn, keyCert(c.SHA256)); err != nil || ok {
-			return errors.Join(err, fmt.Errorf("%w: cert %s", store.ErrExists, c.SHA256))
-		}
-		if ok, err := exists(txn, keyCertSerial(c.Serial)); err != nil || ok {
-			return errors.Join(err, fmt.Errorf("%w: serial %s", store.ErrExists, c.Serial))
-		}
-		if err := putCertTxn(txn, &c, true); err != nil {
-			return err
-		}
-		if err := setRef(txn, keyCertSerial(c.Serial), c.SHA256.String()); err != nil {
-			return err
-		}
-		if err := txn.Set(keyDeviceCert(c.DeviceID, c.SHA256), nil); err != nil {
-			return err
-		}
-		crtDone = c
-		return nil
+		return []store.Change{ch}, nil
 	})
 	if err != nil {
 		return err
@@ -99,6 +60,67 @@ func (s *Store) RecordIssuance(ctx context.Context, is store.Issuance) error {
 	if is.Attestation != nil {
 		*is.Attestation = attDone
 	}
+	return nil
+}
+
+// issueTxn writes one issuance in txn (see RecordIssuance), filling what it
+// stored and, when the device existed, *prev with it as it was.
+func (s *Store) issueTxn(txn *bdb.Txn, is store.Issuance, now time.Time, devDone *store.Device, crtDone *store.Cert, attDone *store.Attestation, prev **store.Device) error {
+	c := *is.Cert
+	c.V = store.RecordVersion
+
+	if is.Challenge != nil {
+		if _, err := consumeTxn(txn, *is.Challenge, now, c.DeviceID, c.KeySHA256, true); err != nil {
+			return err
+		}
+	}
+
+	var old store.Device
+	switch err := getJSON(txn, keyDevice(c.DeviceID), &old); {
+	case err == nil:
+		d := mergeDevice(&old, is.Device)
+		s.stampDevice(&d, &old)
+		if err := putDeviceTxn(txn, &d, &old); err != nil {
+			return err
+		}
+		*devDone = d
+		*prev = &old
+	case errors.Is(err, store.ErrNotFound) && is.Device != nil:
+		d := cloneDevice(is.Device)
+		s.stampDevice(&d, nil)
+		if err := putDeviceTxn(txn, &d, nil); err != nil {
+			return err
+		}
+		*devDone = d
+	default:
+		return fmt.Errorf("device %q: %w", c.DeviceID, err)
+	}
+
+	if is.Attestation != nil {
+		a := *is.Attestation
+		a.V = store.RecordVersion
+		if err := putAttestationTxn(txn, &a); err != nil {
+			return err
+		}
+		*attDone = a
+	}
+
+	if ok, err := exists(txn, keyCert(c.SHA256)); err != nil || ok {
+		return errors.Join(err, fmt.Errorf("%w: cert %s", store.ErrExists, c.SHA256))
+	}
+	if ok, err := exists(txn, keyCertSerial(c.Serial)); err != nil || ok {
+		return errors.Join(err, fmt.Errorf("%w: serial %s", store.ErrExists, c.Serial))
+	}
+	if err := putCertTxn(txn, &c, true); err != nil {
+		return err
+	}
+	if err := setRef(txn, keyCertSerial(c.Serial), c.SHA256.String()); err != nil {
+		return err
+	}
+	if err := txn.Set(keyDeviceCert(c.DeviceID, c.SHA256), nil); err != nil {
+		return err
+	}
+	*crtDone = c
 	return nil
 }
 
@@ -273,16 +295,29 @@ func (s *Store) ListCerts(ctx context.Context, f store.CertFilter, p store.Page)
 // revocation; ev (optional) is appended either way, since the attempt is an
 // administrative action worth recording.
 func (s *Store) RevokeCert(ctx context.Context, sha store.Hash, r store.Revocation, ev *store.AuditEvent) (*store.Cert, error) {
-	var out store.Cert
-	err := s.updateAudited(ctx, "revoke cert", ev, func(txn *bdb.Txn) error {
-		if err := getCertTxn(txn, sha, &out); err != nil {
-			return err
+	var (
+		out     store.Cert
+		revoked bool
+		at      time.Time
+	)
+	err := s.announcing(func() ([]store.Change, error) {
+		err := s.updateAudited(ctx, "revoke cert", ev, func(txn *bdb.Txn) error {
+			out, revoked, at = store.Cert{}, false, s.now()
+			if err := getCertTxn(txn, sha, &out); err != nil {
+				return err
+			}
+			if out.Revoked == nil {
+				out.Revoked = s.revocation(r, at)
+				revoked = true
+				return putCertTxn(txn, &out, false)
+			}
+			return nil
+		})
+		if err != nil || !revoked {
+			return nil, err
 		}
-		if out.Revoked == nil {
-			out.Revoked = s.revocation(r)
-			return putCertTxn(txn, &out, false)
-		}
-		return nil
+		return []store.Change{{Kind: store.ChangeCertRevoked, DeviceID: out.DeviceID, CertSHA256: out.SHA256,
+			Cert: bindingCopy(&out), Actor: revocationActor(ev, r), At: at}}, nil
 	})
 	if err != nil {
 		return nil, err
@@ -290,45 +325,67 @@ func (s *Store) RevokeCert(ctx context.Context, sha store.Hash, r store.Revocati
 	return &out, nil
 }
 
+// revocationActor is the actor a Change reports for a revocation.
+func revocationActor(ev *store.AuditEvent, r store.Revocation) string {
+	if ev != nil {
+		return ev.Actor
+	}
+	return r.Actor
+}
+
 // RevokeDevice marks the device revoked and revokes every cert of it that is
 // not revoked yet, in one transaction. It returns all the device's certs.
 func (s *Store) RevokeDevice(ctx context.Context, id string, r store.Revocation, ev *store.AuditEvent) (*store.Device, []*store.Cert, error) {
 	var (
-		dev   store.Device
-		certs []*store.Cert
+		dev, prev store.Device
+		certs     []*store.Cert
+		newly     []*store.Cert // revoked by this write
+		at        time.Time
 	)
-	err := s.updateAudited(ctx, "revoke device", ev, func(txn *bdb.Txn) error {
-		certs = certs[:0]
-		if err := getJSON(txn, keyDevice(id), &dev); err != nil {
-			return err
-		}
-		rev := s.revocation(r)
-		if dev.Status != store.DeviceRevoked {
-			old := cloneDevice(&dev)
-			dev.Status = store.DeviceRevoked
-			s.stampDevice(&dev, &old)
-			if err := setJSON(txn, keyDevice(id), &dev); err != nil {
+	err := s.announcing(func() ([]store.Change, error) {
+		err := s.updateAudited(ctx, "revoke device", ev, func(txn *bdb.Txn) error {
+			certs, newly, dev, at = certs[:0], newly[:0], store.Device{}, s.now()
+			if err := getJSON(txn, keyDevice(id), &dev); err != nil {
 				return err
 			}
-		}
-		hashes, err := deviceCertHashes(txn, id)
-		if err != nil {
-			return err
-		}
-		for _, h := range hashes {
-			c := new(store.Cert)
-			if err := getCertTxn(txn, h, c); err != nil {
-				return fmt.Errorf("device index -> cert %s: %w", h, err)
-			}
-			if c.Revoked == nil {
-				c.Revoked = rev
-				if err := putCertTxn(txn, c, false); err != nil {
+			prev = cloneDevice(&dev)
+			rev := s.revocation(r, at)
+			if dev.Status != store.DeviceRevoked {
+				dev.Status = store.DeviceRevoked
+				s.stampDevice(&dev, &prev)
+				if err := setJSON(txn, keyDevice(id), &dev); err != nil {
 					return err
 				}
 			}
-			certs = append(certs, c)
+			hashes, err := deviceCertHashes(txn, id)
+			if err != nil {
+				return err
+			}
+			for _, h := range hashes {
+				c := new(store.Cert)
+				if err := getCertTxn(txn, h, c); err != nil {
+					return fmt.Errorf("device index -> cert %s: %w", h, err)
+				}
+				if c.Revoked == nil {
+					c.Revoked = rev
+					if err := putCertTxn(txn, c, false); err != nil {
+						return err
+					}
+					newly = append(newly, c)
+				}
+				certs = append(certs, c)
+			}
+			return nil
+		})
+		if err != nil || (prev.Status == store.DeviceRevoked && len(newly) == 0) {
+			return nil, err
 		}
-		return nil
+		ch := store.Change{Kind: store.ChangeDeviceRevoked, DeviceID: id, Device: deviceCopy(&dev), Prev: &prev,
+			Certs: make([]*store.Cert, len(newly)), Actor: revocationActor(ev, r), At: at}
+		for i, c := range newly {
+			ch.Certs[i] = bindingCopy(c)
+		}
+		return []store.Change{ch}, nil
 	})
 	if err != nil {
 		return nil, nil, err
@@ -336,9 +393,10 @@ func (s *Store) RevokeDevice(ctx context.Context, id string, r store.Revocation,
 	return &dev, certs, nil
 }
 
-func (s *Store) revocation(r store.Revocation) *store.Revocation {
+// revocation is r with its time filled in (now) if unset.
+func (s *Store) revocation(r store.Revocation, now time.Time) *store.Revocation {
 	if r.At.IsZero() {
-		r.At = s.now()
+		r.At = now
 	}
 	return &r
 }

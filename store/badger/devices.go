@@ -21,19 +21,28 @@ func (s *Store) PutDevice(ctx context.Context, d *store.Device) error {
 	if err := validDevice(d); err != nil {
 		return fmt.Errorf("store/badger: put device: %w", err)
 	}
-	var out store.Device
-	err := s.update(ctx, "put device", func(txn *bdb.Txn) error {
-		var old *store.Device
-		var prev store.Device
-		switch err := getJSON(txn, keyDevice(d.ID), &prev); {
-		case err == nil:
-			old = &prev
-		case !errors.Is(err, store.ErrNotFound):
-			return err
+	var (
+		out  store.Device
+		prev *store.Device
+	)
+	err := s.announcing(func() ([]store.Change, error) {
+		err := s.update(ctx, "put device", func(txn *bdb.Txn) error {
+			var stored store.Device
+			prev = nil
+			switch err := getJSON(txn, keyDevice(d.ID), &stored); {
+			case err == nil:
+				prev = &stored
+			case !errors.Is(err, store.ErrNotFound):
+				return err
+			}
+			out = cloneDevice(d)
+			s.stampDevice(&out, prev)
+			return putDeviceTxn(txn, &out, prev)
+		})
+		if err != nil {
+			return nil, err
 		}
-		out = cloneDevice(d)
-		s.stampDevice(&out, old)
-		return putDeviceTxn(txn, &out, old)
+		return []store.Change{{Kind: store.ChangeDevice, DeviceID: out.ID, Device: deviceCopy(&out), Prev: prev, At: out.UpdatedAt}}, nil
 	})
 	if err != nil {
 		return err
@@ -63,24 +72,31 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Devi
 	if fn == nil {
 		return nil, errors.New("store/badger: update device: nil fn")
 	}
-	var out store.Device
-	err := s.updateAudited(ctx, "update device", ev, func(txn *bdb.Txn) error {
-		var old store.Device
-		if err := getJSON(txn, keyDevice(id), &old); err != nil {
-			return err
+	var out, old store.Device
+	err := s.announcing(func() ([]store.Change, error) {
+		err := s.updateAudited(ctx, "update device", ev, func(txn *bdb.Txn) error {
+			old = store.Device{}
+			if err := getJSON(txn, keyDevice(id), &old); err != nil {
+				return err
+			}
+			out = cloneDevice(&old)
+			if err := fn(&out); err != nil {
+				return err
+			}
+			if out.ID != old.ID {
+				return fmt.Errorf("%w: fn changed device id", errBadID)
+			}
+			if err := validDevice(&out); err != nil {
+				return err
+			}
+			s.stampDevice(&out, &old)
+			return putDeviceTxn(txn, &out, &old)
+		})
+		if err != nil {
+			return nil, err
 		}
-		out = cloneDevice(&old)
-		if err := fn(&out); err != nil {
-			return err
-		}
-		if out.ID != old.ID {
-			return fmt.Errorf("%w: fn changed device id", errBadID)
-		}
-		if err := validDevice(&out); err != nil {
-			return err
-		}
-		s.stampDevice(&out, &old)
-		return putDeviceTxn(txn, &out, &old)
+		return []store.Change{{Kind: store.ChangeDevice, DeviceID: out.ID, Device: deviceCopy(&out), Prev: &old,
+			Actor: actorOf(ev), At: out.UpdatedAt}}, nil
 	})
 	if err != nil {
 		return nil, err

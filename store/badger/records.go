@@ -22,8 +22,13 @@ func (s *Store) PutAttestation(ctx context.Context, a *store.Attestation) error 
 	}
 	c := *a
 	c.V = store.RecordVersion
-	if err := s.update(ctx, "put attestation", func(txn *bdb.Txn) error {
-		return putAttestationTxn(txn, &c)
+	if err := s.announcing(func() ([]store.Change, error) {
+		if err := s.update(ctx, "put attestation", func(txn *bdb.Txn) error {
+			return putAttestationTxn(txn, &c)
+		}); err != nil {
+			return nil, err
+		}
+		return []store.Change{{Kind: store.ChangeAttestation, DeviceID: c.DeviceID, Attestation: attestationCopy(&c), At: s.now()}}, nil
 	}); err != nil {
 		return err
 	}

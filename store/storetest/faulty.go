@@ -46,6 +46,10 @@ func (f *Faulty) fail(m string) error {
 	return f.Fail(m)
 }
 
+// Watch passes through: a write that Fail refuses never reaches the store,
+// so it announces nothing, like any failed write.
+func (f *Faulty) Watch(fn func(store.Change)) (stop func()) { return f.Store.Watch(fn) }
+
 func (f *Faulty) PutDevice(ctx context.Context, d *store.Device) error {
 	if err := f.fail("PutDevice"); err != nil {
 		return err

@@ -41,3 +41,24 @@ func TestFailOnFailsOnlyTheNthCallOfTheMethod(t *testing.T) {
 		t.Fatalf("GetDevice errors = %v, want [nil boom nil]", got)
 	}
 }
+
+// Watch reaches the wrapped store, and an injected failure announces nothing.
+func TestFaultyPassesWatchThrough(t *testing.T) {
+	t.Parallel()
+	boom := errors.New("boom")
+	f := &storetest.Faulty{Store: openMem(t), Fail: storetest.FailOn("PutDevice", 2, boom)}
+	defer f.Close()
+	var got []store.Change
+	stop := f.Watch(func(c store.Change) { got = append(got, c) })
+	defer stop()
+	ctx := t.Context()
+	if err := f.PutDevice(ctx, &store.Device{ID: "d1"}); err != nil {
+		t.Fatalf("PutDevice: %v", err)
+	}
+	if err := f.PutDevice(ctx, &store.Device{ID: "d2"}); !errors.Is(err, boom) {
+		t.Fatalf("PutDevice = %v, want the injected failure", err)
+	}
+	if len(got) != 1 || got[0].Kind != store.ChangeDevice || got[0].DeviceID != "d1" {
+		t.Fatalf("announced %+v, want the one device change of d1", got)
+	}
+}

@@ -47,6 +47,14 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"audit_groups_are_appended_in_order_and_filled", testAuditGroups},
 		{"backup_restore", testBackupRestore},
 		{"canceled_context", testCanceled},
+		{"changes/devices", testChangesDevices},
+		{"changes/issuance", testChangesIssuance},
+		{"changes/revocation", testChangesRevocation},
+		{"changes/attestation", testChangesAttestation},
+		{"changes/quiet_writes_announce_nothing", testChangesQuietWrites},
+		{"changes/commit_order_under_concurrency", testChangesOrder},
+		{"changes/stop", testChangesStop},
+		{"changes/restore_resets", testChangesRestore},
 	}
 	for _, tc := range suite {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1425,6 +1433,7 @@ func testBackupRestore(t *testing.T, open func(t *testing.T) store.Store) {
 
 func testCanceled(t *testing.T, open func(t *testing.T) store.Store) {
 	s := newStore(t, open)
+	r := watch(t, s)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	tests := []struct {
@@ -1448,4 +1457,5 @@ func testCanceled(t *testing.T, open func(t *testing.T) store.Store) {
 	if n := auditCount(t, s); n != 0 {
 		t.Fatalf("canceled calls wrote %d audit events", n)
 	}
+	r.none(t, "canceled writes")
 }
