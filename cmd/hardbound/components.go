@@ -8,6 +8,7 @@ import (
 
 	"hardbound/admin"
 	"hardbound/eaptls"
+	"hardbound/enroll/devbind"
 	"hardbound/radius"
 )
 
@@ -126,16 +127,16 @@ func listenUDP(addr string) (net.PacketConn, error) {
 	return net.ListenPacket("udp", addr)
 }
 
+// adminDeps are the admin API's collaborators: the enrollment endpoints
+// only with enrollment configured, test enrollment only in --dev.
 func (in *instance) adminDeps() admin.Deps {
 	d := admin.Deps{Store: in.posture.Store(), Standing: in.posture}
 	if in.enroll != nil {
-		d.MintChallenge = in.mintChallenge
-		d.ActivateTPM = in.activateTPM
-		d.Attest = in.attestTPM
-		d.Revoked = in.enroll.svc.InvalidateCRL
+		d.Challenges = in.enroll.minter
+		d.TPM = in.enroll.minter
 	}
 	if in.cfg.Dev {
-		d.DevEnroll = in.devEnroll
+		d.DevEnroll = devbind.NewEnroller(in.ca, in.posture.Store())
 	}
 	return d
 }
