@@ -12,6 +12,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"hardbound/admin"
 )
 
 type clientFlags struct {
@@ -101,9 +103,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, out any) 
 		return fmt.Errorf("admin API: %w", err)
 	}
 	if resp.StatusCode >= 300 {
-		var eb struct {
-			Error string `json:"error"`
-		}
+		var eb admin.ErrorBody
 		if json.Unmarshal(b, &eb) == nil && eb.Error != "" {
 			return fmt.Errorf("server: %s (HTTP %d)", eb.Error, resp.StatusCode)
 		}

@@ -41,7 +41,7 @@ func orDash(s string) string {
 	return s
 }
 
-func deviceRows(w io.Writer, ds []*store.Device) {
+func deviceRows(w io.Writer, ds []admin.Device) {
 	fmt.Fprintln(w, "ID\tSTATUS\tPOSTURE\tSOURCE\tPOSTURE AT\tPROFILE\tPLATFORM")
 	for _, d := range ds {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Status, orDash(string(d.Posture.State)),
@@ -49,7 +49,7 @@ func deviceRows(w io.Writer, ds []*store.Device) {
 	}
 }
 
-func certRows(w io.Writer, cs []*store.Cert) {
+func certRows(w io.Writer, cs []admin.Cert) {
 	fmt.Fprintln(w, "SERIAL\tDEVICE\tPROTOCOL\tATTESTED\tNOT AFTER\tREVOKED")
 	for _, c := range cs {
 		rev := "-"
@@ -60,7 +60,7 @@ func certRows(w io.Writer, cs []*store.Cert) {
 	}
 }
 
-func sessionRows(w io.Writer, ss []*store.Session) {
+func sessionRows(w io.Writer, ss []admin.Session) {
 	fmt.Fprintln(w, "NAS\tACCT-SESSION-ID\tDEVICE\tCALLING-STATION\tSTARTED\tUPDATED\tSTOPPED")
 	for _, s := range ss {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.NAS, s.AcctSessionID, orDash(s.DeviceID),
@@ -68,7 +68,7 @@ func sessionRows(w io.Writer, ss []*store.Session) {
 	}
 }
 
-func auditRows(w io.Writer, evs []*store.AuditEvent) {
+func auditRows(w io.Writer, evs []admin.AuditEvent) {
 	fmt.Fprintln(w, "SEQ\tTIME\tACTOR\tACTION\tSUBJECT\tRESULT\tREASON")
 	for _, ev := range evs {
 		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", ev.Seq, ts(ev.Time), ev.Actor, ev.Action, orDash(ev.Subject), ev.Result, orDash(ev.Reason))
@@ -90,7 +90,7 @@ func newDeviceCmd(e *env, cf *clientFlags) *cobra.Command {
 			if limit > 0 {
 				q.Set("limit", fmt.Sprint(limit))
 			}
-			var out admin.List[*store.Device]
+			var out admin.List[admin.Device]
 			if err := cf.call(cmd.Context(), e, "GET", "/api/v1/devices?"+q.Encode(), nil, &out); err != nil {
 				return err
 			}
@@ -116,7 +116,7 @@ func newDeviceCmd(e *env, cf *clientFlags) *cobra.Command {
 				return err
 			}
 			return output(e, cf, out, func(w io.Writer) {
-				deviceRows(w, []*store.Device{out.Device})
+				deviceRows(w, []admin.Device{*out.Device})
 				fmt.Fprintln(w)
 				certRows(w, out.Certs)
 				fmt.Fprintln(w)
@@ -180,7 +180,7 @@ func newCertCmd(e *env, cf *clientFlags) *cobra.Command {
 			if limit > 0 {
 				q.Set("limit", fmt.Sprint(limit))
 			}
-			var out admin.List[*store.Cert]
+			var out admin.List[admin.Cert]
 			if err := cf.call(cmd.Context(), e, "GET", "/api/v1/certs?"+q.Encode(), nil, &out); err != nil {
 				return err
 			}
@@ -195,12 +195,12 @@ func newCertCmd(e *env, cf *clientFlags) *cobra.Command {
 	revoke := &cobra.Command{
 		Use: "revoke SERIAL", Short: "Revoke a certificate (hex serial)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var out store.Cert
+			var out admin.Cert
 			serial := strings.ToLower(strings.TrimPrefix(args[0], "0x"))
 			if err := cf.call(cmd.Context(), e, "POST", "/api/v1/certs/"+url.PathEscape(serial)+"/revoke", admin.RevokeRequest{Reason: reason}, &out); err != nil {
 				return err
 			}
-			return output(e, cf, out, func(w io.Writer) { certRows(w, []*store.Cert{&out}) })
+			return output(e, cf, out, func(w io.Writer) { certRows(w, []admin.Cert{out}) })
 		},
 	}
 	revoke.Flags().StringVar(&reason, "reason", "", "RFC 5280 reason (keyCompromise, superseded, ...)")
@@ -248,12 +248,12 @@ func newPostureCmd(e *env, cf *clientFlags) *cobra.Command {
 	set := &cobra.Command{
 		Use: "set ID compliant|noncompliant|unknown", Short: "Set compliance", Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var out store.Device
+			var out admin.Device
 			if err := cf.call(cmd.Context(), e, "POST", "/api/v1/devices/"+url.PathEscape(args[0])+"/posture",
 				admin.PostureRequest{State: store.Compliance(args[1])}, &out); err != nil {
 				return err
 			}
-			return output(e, cf, out, func(w io.Writer) { deviceRows(w, []*store.Device{&out}) })
+			return output(e, cf, out, func(w io.Writer) { deviceRows(w, []admin.Device{out}) })
 		},
 	}
 	cmd.AddCommand(set)
@@ -272,7 +272,7 @@ func newSessionCmd(e *env, cf *clientFlags) *cobra.Command {
 			if all {
 				q.Set("all", "true")
 			}
-			var out admin.List[*store.Session]
+			var out admin.List[admin.Session]
 			if err := cf.call(cmd.Context(), e, "GET", "/api/v1/sessions?"+q.Encode(), nil, &out); err != nil {
 				return err
 			}
@@ -291,7 +291,7 @@ func newAuditCmd(e *env, cf *clientFlags) *cobra.Command {
 	tail := &cobra.Command{
 		Use: "tail", Short: "Show the latest audit events", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var out admin.List[*store.AuditEvent]
+			var out admin.List[admin.AuditEvent]
 			if err := cf.call(cmd.Context(), e, "GET", fmt.Sprintf("/api/v1/audit?n=%d", n), nil, &out); err != nil {
 				return err
 			}
@@ -302,7 +302,7 @@ func newAuditCmd(e *env, cf *clientFlags) *cobra.Command {
 	verify := &cobra.Command{
 		Use: "verify", Short: "Recompute the audit chain", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var out store.VerifyResult
+			var out admin.VerifyResult
 			if err := cf.call(cmd.Context(), e, "GET", "/api/v1/audit/verify", nil, &out); err != nil {
 				return err
 			}

@@ -7,6 +7,7 @@ import (
 
 	"hardbound/admin"
 	"hardbound/eaptls"
+	"hardbound/enroll/devbind"
 	"hardbound/radius"
 )
 
@@ -86,15 +87,16 @@ func listenUDP(addr string) (net.PacketConn, error) {
 	return net.ListenPacket("udp", addr)
 }
 
+// adminDeps are the admin API's collaborators: the enrollment endpoints
+// only with enrollment configured, test enrollment only in --dev.
 func (in *instance) adminDeps() admin.Deps {
 	d := admin.Deps{Store: in.st, Standing: in.posture}
 	if in.enroll != nil {
-		d.MintChallenge = in.mintChallenge
-		d.ActivateTPM = in.activateTPM
-		d.Attest = in.attestTPM
+		d.Challenges = in.enroll.minter
+		d.TPM = in.enroll.minter
 	}
 	if in.cfg.Dev {
-		d.DevEnroll = in.devEnroll
+		d.DevEnroll = devbind.NewEnroller(in.ca, in.st)
 	}
 	return d
 }

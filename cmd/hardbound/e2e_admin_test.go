@@ -27,7 +27,7 @@ func TestE2EAdminCLIRevokeCert(t *testing.T) {
 	in.mustAccept(t, nas, dev.Certificate)
 	serial := dev.Binding.Serial
 
-	var revoked store.Cert
+	var revoked admin.Cert
 	in.cliJSON(t, &revoked, "cert", "revoke", serial, "--reason", "keyCompromise")
 	if revoked.Serial != serial || revoked.Revoked == nil || revoked.Revoked.Reason != 1 {
 		t.Fatalf("cert revoke answered %+v", revoked)
@@ -35,7 +35,7 @@ func TestE2EAdminCLIRevokeCert(t *testing.T) {
 
 	// cert list --json (and --revoked) shows it revoked, reason 1.
 	for _, args := range [][]string{{"cert", "list"}, {"cert", "list", "--revoked"}, {"cert", "list", "--device", dev.ID}} {
-		var list admin.List[*store.Cert]
+		var list admin.List[admin.Cert]
 		in.cliJSON(t, &list, args...)
 		found := false
 		for _, c := range list.Items {
@@ -82,7 +82,7 @@ func TestE2EAdminCLIRevokeCert(t *testing.T) {
 	}
 
 	// The audit chain: the revocation with its actor, and still intact.
-	var tail admin.List[*store.AuditEvent]
+	var tail admin.List[admin.AuditEvent]
 	in.cliJSON(t, &tail, "audit", "tail", "-n", "50")
 	hasRevoke := false
 	for _, ev := range tail.Items {
@@ -96,7 +96,7 @@ func TestE2EAdminCLIRevokeCert(t *testing.T) {
 	if out := in.cliOK(t, "audit", "verify"); !strings.Contains(out, "audit chain OK") {
 		t.Errorf("audit verify printed %q", out)
 	}
-	var vr store.VerifyResult
+	var vr admin.VerifyResult
 	in.cliJSON(t, &vr, "audit", "verify")
 	if !vr.OK || vr.Events == 0 {
 		t.Errorf("audit verify --json = %+v", vr)
@@ -179,7 +179,7 @@ func TestE2EAdminCLIOutputAndAuth(t *testing.T) {
 	dev := in.bind(t, devbind.Request{DeviceID: "adm-out-1", Posture: store.ComplianceCompliant})
 
 	t.Run("json_parses", func(t *testing.T) {
-		var devs admin.List[*store.Device]
+		var devs admin.List[admin.Device]
 		in.cliJSON(t, &devs, "device", "list")
 		if len(devs.Items) != 1 || devs.Items[0].ID != dev.ID {
 			t.Fatalf("device list --json = %+v", devs.Items)
@@ -189,14 +189,14 @@ func TestE2EAdminCLIOutputAndAuth(t *testing.T) {
 		if detail.Device == nil || detail.Device.ID != dev.ID || len(detail.Certs) != 1 || detail.Certs[0].Serial != dev.Binding.Serial {
 			t.Fatalf("device show --json = %+v", detail)
 		}
-		var d store.Device
+		var d admin.Device
 		in.cliJSON(t, &d, "posture", "set", dev.ID, "compliant")
 		if d.Posture.State != store.ComplianceCompliant || d.Posture.Source != "admin" {
 			t.Fatalf("posture set --json = %+v", d.Posture)
 		}
-		var sessions admin.List[*store.Session]
+		var sessions admin.List[admin.Session]
 		in.cliJSON(t, &sessions, "session", "list")
-		var tail admin.List[*store.AuditEvent]
+		var tail admin.List[admin.AuditEvent]
 		in.cliJSON(t, &tail, "audit", "tail")
 		if len(tail.Items) == 0 {
 			t.Fatal("audit tail --json is empty")
@@ -217,7 +217,7 @@ func TestE2EAdminCLIOutputAndAuth(t *testing.T) {
 			if after != "" {
 				args = append(args, "--after", after)
 			}
-			var page admin.List[*store.Device]
+			var page admin.List[admin.Device]
 			in.cliJSON(t, &page, args...)
 			if len(page.Items) > 2 {
 				t.Fatalf("--limit 2 returned %d devices", len(page.Items))

@@ -252,7 +252,7 @@ func TestE2ESCEPTPMAttested(t *testing.T) {
 			t.Fatal(err)
 		}
 		var ch admin.ChallengeResponse
-		in.adminPost(t, "/api/v1/attestations", AttestRequest{Evidence: ev, Nonce: nonce}, &ch)
+		in.adminPost(t, "/api/v1/attestations", admin.AttestRequest{Evidence: ev, Nonce: nonce}, &ch)
 		if ch.Challenge == "" || ch.KeySHA256 == "" || ch.DeviceID == "" {
 			t.Fatalf("attestation answered %+v", ch)
 		}
@@ -367,7 +367,7 @@ func TestE2ERevokedDeviceCannotReenroll(t *testing.T) {
 			t.Fatal("SCEP issued a certificate to a revoked device")
 		}
 	}
-	var certs admin.List[*store.Cert]
+	var certs admin.List[admin.Cert]
 	in.cliJSON(t, &certs, "cert", "list", "--device", serial)
 	if len(certs.Items) != 1 || certs.Items[0].Revoked == nil {
 		t.Fatalf("certificates of the revoked device: %+v", certs.Items)

@@ -166,7 +166,7 @@ func TestE2ELiveSessionDisconnect(t *testing.T) {
 	// chain written concurrently by RADIUS, the enforcer and the admin API
 	// still verifies.
 	t.Cleanup(func() {
-		var vr store.VerifyResult
+		var vr admin.VerifyResult
 		in.cliJSON(t, &vr, "audit", "verify")
 		if !vr.OK || vr.Events == 0 {
 			t.Errorf("audit verify = %+v", vr)
@@ -219,7 +219,7 @@ func TestE2ELiveSessionDisconnect(t *testing.T) {
 				t.Fatalf("Accounting-Start: %v", err)
 			}
 
-			var sessions admin.List[*store.Session]
+			var sessions admin.List[admin.Session]
 			in.cliJSON(t, &sessions, "session", "list", "--device", dev.ID)
 			if len(sessions.Items) != 1 {
 				t.Fatalf("session list --device %s: %d sessions, want 1", dev.ID, len(sessions.Items))

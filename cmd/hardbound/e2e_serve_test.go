@@ -176,7 +176,7 @@ func TestE2ERestartKeepsState(t *testing.T) {
 	nas := second.nasClient(t, "", nil)
 	second.mustAccept(t, nas, good.Certificate)
 	second.mustReject(t, nas, quar.Certificate, quar.ID, "device_quarantined")
-	var vr store.VerifyResult
+	var vr admin.VerifyResult
 	second.cliJSON(t, &vr, "audit", "verify")
 	if !vr.OK {
 		t.Fatalf("audit chain after restart: %+v", vr)

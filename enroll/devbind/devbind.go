@@ -149,3 +149,39 @@ func platform(format string) string {
 	}
 	return ""
 }
+
+// Enroller binds devices whose keys stay with their owner: it issues for
+// the key of a CSR, the way `serve --dev` lets the admin API make test
+// devices (bench make-devices) for keys generated elsewhere.
+type Enroller struct {
+	iss Issuer
+	rec Recorder
+	now func() time.Time
+}
+
+// NewEnroller builds an Enroller over a CA and a store.
+func NewEnroller(iss Issuer, rec Recorder) *Enroller {
+	return &Enroller{iss: iss, rec: rec, now: time.Now}
+}
+
+// Enroll checks csr against the CA's CSR policy and binds r.DeviceID to
+// its key. Only the formats and postures a real enrollment can record are
+// accepted; r.Key and r.PublicKey are ignored (the key is the CSR's).
+// Refused requests wrap ErrInvalid.
+func (e *Enroller) Enroll(ctx context.Context, csr *x509.CertificateRequest, r Request) (*Device, error) {
+	if err := ca.CheckCSR(csr); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	switch r.Format {
+	case "", "tpm", "apple", "android-key", "none":
+	default:
+		return nil, fmt.Errorf("%w: format %q", ErrInvalid, r.Format)
+	}
+	switch r.Posture {
+	case "", store.ComplianceCompliant, store.ComplianceNoncompliant, store.ComplianceUnknown:
+	default:
+		return nil, fmt.Errorf("%w: posture %q", ErrInvalid, r.Posture)
+	}
+	r.Key, r.PublicKey = nil, csr.PublicKey
+	return Bind(ctx, e.iss, e.rec, e.now(), r)
+}

@@ -57,18 +57,22 @@ type MinterConfig struct {
 	// handler's profiles); a challenge for another profile could never be
 	// redeemed.
 	Profiles []string
-	Logger   *slog.Logger
-	Now      func() time.Time
+	// DefaultProfile is the profile of a request that names none (the SCEP
+	// handler's default); empty: every request must name one.
+	DefaultProfile string
+	Logger         *slog.Logger
+	Now            func() time.Time
 }
 
 // Minter mints one-time SCEP challenges for the admin API, the Jamf
 // webhook and the TPM attestation flow. Only SHA-256 of a value is stored.
 type Minter struct {
-	store    MinterStore
-	tpm      TPMVerifier
-	profiles []string
-	log      *slog.Logger
-	now      func() time.Time
+	store      MinterStore
+	tpm        TPMVerifier
+	profiles   []string
+	defProfile string
+	log        *slog.Logger
+	now        func() time.Time
 }
 
 // NewMinter builds a Minter.
@@ -76,7 +80,11 @@ func NewMinter(cfg MinterConfig) (*Minter, error) {
 	if cfg.Store == nil {
 		return nil, fmt.Errorf("%w: minter: Store is required", ErrConfig)
 	}
-	m := &Minter{store: cfg.Store, tpm: cfg.TPM, profiles: slices.Clone(cfg.Profiles), log: cfg.Logger, now: cfg.Now}
+	if cfg.DefaultProfile != "" && len(cfg.Profiles) > 0 && !slices.Contains(cfg.Profiles, cfg.DefaultProfile) {
+		return nil, fmt.Errorf("%w: minter: default profile %q is not one of Profiles", ErrConfig, cfg.DefaultProfile)
+	}
+	m := &Minter{store: cfg.Store, tpm: cfg.TPM, profiles: slices.Clone(cfg.Profiles), defProfile: cfg.DefaultProfile,
+		log: cfg.Logger, now: cfg.Now}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
@@ -97,7 +105,8 @@ type MintRequest struct {
 	KeySHA256 store.Hash
 	// AttestationID links the attestation that proved KeySHA256.
 	AttestationID string
-	Profile       string
+	// Profile defaults to MinterConfig.DefaultProfile.
+	Profile string
 	// TTL defaults to DefaultChallengeTTL and may not exceed MaxChallengeTTL.
 	TTL time.Duration
 	// Source defaults to SourceAdmin.
@@ -114,6 +123,9 @@ type MintRequest struct {
 func (m *Minter) Mint(ctx context.Context, req MintRequest) (string, *store.Challenge, error) {
 	if req.Source == "" {
 		req.Source = SourceAdmin
+	}
+	if req.Profile == "" {
+		req.Profile = m.defProfile
 	}
 	if req.Profile == "" {
 		return "", nil, fmt.Errorf("%w: profile is required", ErrInvalidRequest)
@@ -200,6 +212,9 @@ func (m *Minter) ActivateTPM(ctx context.Context, req attest.TPMActivationReques
 func (m *Minter) MintFromTPM(ctx context.Context, ev attest.TPMEvidence, nonce []byte, req MintRequest) (string, *store.Challenge, *store.Attestation, error) {
 	if m.tpm == nil {
 		return "", nil, nil, fmt.Errorf("%w: TPM attestation is not configured", ErrConfig)
+	}
+	if req.Profile == "" {
+		req.Profile = m.defProfile
 	}
 	if req.Profile == "" {
 		return "", nil, nil, fmt.Errorf("%w: profile is required", ErrInvalidRequest)

@@ -825,6 +825,33 @@ func TestMintValidation(t *testing.T) {
 	})
 }
 
+// TestMintDefaultProfile: a request naming no profile gets the configured
+// default, and a default that is not one of the profiles is refused at once.
+func TestMintDefaultProfile(t *testing.T) {
+	e := newEnv(t, nil)
+	m, err := scep.NewMinter(scep.MinterConfig{Store: e.store, Profiles: []string{"corp", "static"}, DefaultProfile: "static"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, profile, want string
+	}{
+		{"ok/unnamed_gets_default", "", "static"},
+		{"ok/named_kept", "corp", "corp"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, ch, err := m.Mint(t.Context(), scep.MintRequest{DeviceID: "d", Profile: tc.profile})
+			if err != nil || ch.Profile != tc.want {
+				t.Fatalf("Mint(profile %q) = %+v, %v; want profile %q", tc.profile, ch, err, tc.want)
+			}
+		})
+	}
+	if _, err := scep.NewMinter(scep.MinterConfig{Store: e.store, Profiles: []string{"corp"}, DefaultProfile: "nope"}); !errors.Is(err, scep.ErrConfig) {
+		t.Errorf("NewMinter with a default outside Profiles: %v, want ErrConfig", err)
+	}
+}
+
 func TestStaticChallengeLogsWarningAtStartup(t *testing.T) {
 	var buf bytes.Buffer
 	newEnv(t, func(c *scep.Config) {

@@ -1,0 +1,73 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"hardbound/enroll/attest"
+	"hardbound/enroll/ca"
+	"hardbound/enroll/devbind"
+	"hardbound/enroll/scep"
+	"hardbound/posture"
+	"hardbound/store"
+)
+
+// errBadRequest marks the API's own refusals of a malformed request.
+var errBadRequest = errors.New("admin: bad request")
+
+// classify is the one mapping of errors to an HTTP status and the reason
+// a refused action is audited with.
+func classify(err error) (status int, reason string) {
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound, "not_found"
+	case errors.Is(err, posture.ErrInvalid):
+		// A change the device's standing forbids (releasing a revoked device).
+		return http.StatusConflict, "invalid"
+	case errors.Is(err, errBadRequest), errors.As(err, &mbe),
+		// Enrollment requests the domain refuses, a TPM flow on a server
+		// without TPM attestation (scep.ErrConfig) included.
+		errors.Is(err, scep.ErrInvalidRequest), errors.Is(err, scep.ErrConfig), errors.Is(err, scep.ErrNonce),
+		errors.Is(err, scep.ErrAttestation), errors.Is(err, attest.ErrBadAttestation),
+		errors.Is(err, devbind.ErrInvalid), errors.Is(err, ca.ErrInvalidRequest), errors.Is(err, store.ErrExists):
+		return http.StatusBadRequest, "invalid"
+	}
+	return http.StatusInternalServerError, "internal"
+}
+
+// fail answers err with its status. A 500 is logged and the client sees a
+// generic message; a 404 says only "not found".
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	switch code, _ := classify(err); code {
+	case http.StatusNotFound:
+		writeErr(w, code, "not found")
+	case http.StatusInternalServerError:
+		s.log.ErrorContext(r.Context(), "admin request failed", "path", r.URL.Path, "err", err)
+		writeErr(w, code, "internal error")
+	default:
+		writeErr(w, code, err.Error())
+	}
+}
+
+// refuse audits a refused action and answers like fail. An action that
+// succeeds is audited by the domain, in the same transaction as its change.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, action, subject string, err error) {
+	_, reason := classify(err)
+	s.record(r.Context(), &store.AuditEvent{Actor: actorOf(r.Context()), Action: action, Subject: subject,
+		Result: "error", Reason: reason, Source: r.RemoteAddr})
+	s.fail(w, r, err)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, ErrorBody{Error: msg})
+}
