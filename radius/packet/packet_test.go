@@ -85,7 +85,7 @@ func TestRFC2865Example(t *testing.T) {
 		t.Fatalf("Response Authenticator %x, want %x", got, rfc2865Accept[4:20])
 	}
 	// A PAP request without Message-Authenticator passes only where the
-	// policy allows it; the 1997 Access-Accept, which has none, is refused
+	// policy allows it; the example Access-Accept, which has none, is refused
 	// by the BlastRADIUS rule.
 	if err := s.VerifyRequest(&req, Policy{}); err != nil {
 		t.Fatalf("request under the lax policy: %v", err)
