@@ -2,12 +2,14 @@ package radius
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"time"
 
+	lradius "layeh.com/radius"
+
+	"hardbound/radius/packet"
 	"hardbound/store"
 )
 
@@ -42,21 +44,13 @@ func acctStatusName(v uint32) string {
 	}
 }
 
-func (p *packet) uint32Attr(typ byte) (uint32, bool) {
-	v, ok := p.first(typ)
-	if !ok || len(v) != 4 {
-		return 0, false
-	}
-	return binary.BigEndian.Uint32(v), true
-}
-
-func (p *packet) stringAttr(typ byte) string {
-	v, _ := p.first(typ)
+func stringAttr(p *packet.Packet, typ lradius.Type) string {
+	v, _ := p.Lookup(typ)
 	return string(v)
 }
 
-func (p *packet) ipAttr(typ byte) string {
-	v, ok := p.first(typ)
+func ipAttr(p *packet.Packet, typ lradius.Type) string {
+	v, ok := p.Lookup(typ)
 	if !ok || len(v) != 4 {
 		return ""
 	}
@@ -66,9 +60,9 @@ func (p *packet) ipAttr(typ byte) string {
 // accounting handles an authentic, non-duplicate Accounting-Request. The
 // Accounting-Response goes out only after the store write succeeded; on a
 // store error there is no answer and the NAS retransmits (RFC 2866 §2).
-func (s *Server) accounting(ctx context.Context, n *nas, from netip.AddrPort, p *packet) []byte {
+func (s *Server) accounting(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet) []byte {
 	const kind = "accounting_request"
-	status, ok := p.uint32Attr(attrAcctStatusType)
+	status, ok := p.Uint32(attrAcctStatusType)
 	if !ok {
 		s.drop(n, kind, DropMalformed)
 		return nil
@@ -98,7 +92,7 @@ func (s *Server) accounting(ctx context.Context, n *nas, from netip.AddrPort, p 
 		}
 	}
 	s.metrics.Accounting(name, result)
-	resp, err := encodeResponse(n.hp, n.Secret, codeAccountingResponse, p.id, p.authenticator(), false, p.proxyStates(nil))
+	resp, err := n.sec.EncodeResponse(p, lradius.CodeAccountingResponse, false, p.AppendProxyStates(nil))
 	if err != nil {
 		s.drop(n, kind, DropInternal)
 		return nil
@@ -109,12 +103,12 @@ func (s *Server) accounting(ctx context.Context, n *nas, from netip.AddrPort, p 
 
 // eventTime is when the NAS says the event happened: Event-Timestamp, else
 // now minus Acct-Delay-Time.
-func (s *Server) eventTime(p *packet) time.Time {
+func (s *Server) eventTime(p *packet.Packet) time.Time {
 	now := s.now().UTC()
-	if ts, ok := p.uint32Attr(attrEventTimestamp); ok && ts != 0 {
+	if ts, ok := p.Uint32(attrEventTimestamp); ok && ts != 0 {
 		return time.Unix(int64(ts), 0).UTC()
 	}
-	if d, ok := p.uint32Attr(attrAcctDelayTime); ok {
+	if d, ok := p.Uint32(attrAcctDelayTime); ok {
 		return now.Add(-time.Duration(d) * time.Second)
 	}
 	return now
@@ -127,10 +121,10 @@ func (s *Server) eventTime(p *packet) time.Time {
 // NAS's Start records, so a session it started after the reboot (its Start
 // overtook a retransmitted Accounting-On) stays open. A retransmission
 // closes nothing more and is audited again with its own count.
-func (s *Server) closeNASSessions(ctx context.Context, n *nas, from netip.AddrPort, p *packet, name string) error {
+func (s *Server) closeNASSessions(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet, name string) error {
 	at := s.eventTime(p)
 	cause := uint32(terminateNASReboot)
-	if v, ok := p.uint32Attr(attrAcctTerminateCause); ok {
+	if v, ok := p.Uint32(attrAcctTerminateCause); ok {
 		cause = v
 	}
 	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
@@ -164,8 +158,8 @@ func (s *Server) closeNASSessions(ctx context.Context, n *nas, from netip.AddrPo
 // recordSession creates, updates or closes the store.Session keyed by
 // (NAS name, Acct-Session-Id). Writes are idempotent: a retransmitted
 // packet rewrites the same values. It returns the metric result.
-func (s *Server) recordSession(ctx context.Context, n *nas, from netip.AddrPort, p *packet, status uint32) (string, error) {
-	id := p.stringAttr(attrAcctSessionID)
+func (s *Server) recordSession(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet, status uint32) (string, error) {
+	id := stringAttr(p, attrAcctSessionID)
 	if id == "" {
 		return "", fmt.Errorf("%w: accounting without Acct-Session-Id", ErrMalformed)
 	}
@@ -197,7 +191,7 @@ func (s *Server) recordSession(ctx context.Context, n *nas, from netip.AddrPort,
 	sess.NASAddr = from.Addr().Unmap().String()
 
 	result := "ok"
-	if cls, ok := p.first(attrClass); ok {
+	if cls, ok := p.Lookup(attrClass); ok {
 		if h, dev, err := parseClass(cls); err == nil {
 			sess.CertSHA256, sess.DeviceID = h, dev
 		} else if sess.DeviceID == "" {
@@ -206,32 +200,32 @@ func (s *Server) recordSession(ctx context.Context, n *nas, from netip.AddrPort,
 	} else if sess.DeviceID == "" {
 		result = "no_class"
 	}
-	if v := p.stringAttr(attrUserName); v != "" {
+	if v := stringAttr(p, attrUserName); v != "" {
 		sess.UserName = v
 	}
-	if v := p.stringAttr(attrCallingStationID); v != "" {
+	if v := stringAttr(p, attrCallingStationID); v != "" {
 		sess.CallingStationID = v
 	}
-	if v := p.stringAttr(attrCalledStationID); v != "" {
+	if v := stringAttr(p, attrCalledStationID); v != "" {
 		sess.CalledStationID = v
 	}
-	if v := p.stringAttr(attrNASIdentifier); v != "" {
+	if v := stringAttr(p, attrNASIdentifier); v != "" {
 		sess.NASIdentifier = v
 	}
-	if v := p.ipAttr(attrNASIPAddress); v != "" {
+	if v := ipAttr(p, attrNASIPAddress); v != "" {
 		sess.NASIPAddress = v
 	}
-	if v, ok := p.uint32Attr(attrNASPort); ok {
+	if v, ok := p.Uint32(attrNASPort); ok {
 		sess.NASPort = v
 	}
-	if v := p.ipAttr(attrFramedIPAddress); v != "" {
+	if v := ipAttr(p, attrFramedIPAddress); v != "" {
 		sess.FramedIP = v
 	}
 	if status != acctStart {
-		in, okIn := p.uint32Attr(attrAcctInputOctets)
-		inG, _ := p.uint32Attr(attrAcctInputGigawords)
-		out, okOut := p.uint32Attr(attrAcctOutputOctets)
-		outG, _ := p.uint32Attr(attrAcctOutputGigawords)
+		in, okIn := p.Uint32(attrAcctInputOctets)
+		inG, _ := p.Uint32(attrAcctInputGigawords)
+		out, okOut := p.Uint32(attrAcctOutputOctets)
+		outG, _ := p.Uint32(attrAcctOutputGigawords)
 		if okIn {
 			sess.InputOctets = uint64(inG)<<32 | uint64(in)
 		}
@@ -242,7 +236,7 @@ func (s *Server) recordSession(ctx context.Context, n *nas, from netip.AddrPort,
 	sess.UpdatedAt = at
 	if status == acctStop {
 		sess.StoppedAt = at
-		if v, ok := p.uint32Attr(attrAcctTerminateCause); ok {
+		if v, ok := p.Uint32(attrAcctTerminateCause); ok {
 			sess.TerminateCause = v
 		}
 	}

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"layeh.com/radius"
+	lradius "layeh.com/radius"
 
 	"hardbound/store"
 	"hardbound/store/badger"
@@ -50,7 +50,7 @@ func TestAccountingOnOffClosesTheNASSessions(t *testing.T) {
 	// The harness clock reads 01:00; the NAS says it rebooted at 00:50.
 	now := time.Date(2026, 11, 22, 1, 0, 0, 0, time.UTC)
 	reboot := now.Add(-10 * time.Minute)
-	ts := &radius.AVP{Type: attrEventTimestamp, Attribute: u32(uint32(reboot.Unix()))}
+	ts := &lradius.AVP{Type: attrEventTimestamp, Attribute: u32(uint32(reboot.Unix()))}
 	closedAt := func(at time.Time, cause uint32, keys ...string) map[string]store.Session {
 		m := map[string]store.Session{}
 		for _, k := range keys {
@@ -61,7 +61,7 @@ func TestAccountingOnOffClosesTheNASSessions(t *testing.T) {
 	tests := []struct {
 		name       string
 		status     uint32
-		extra      []*radius.AVP
+		extra      []*lradius.AVP
 		failClose  error
 		failAudit  bool
 		wantResp   bool
@@ -70,7 +70,7 @@ func TestAccountingOnOffClosesTheNASSessions(t *testing.T) {
 		wantMetric string
 	}{
 		{
-			name: "on_closes_sessions_started_before_the_reboot", status: acctOn, extra: []*radius.AVP{ts},
+			name: "on_closes_sessions_started_before_the_reboot", status: acctOn, extra: []*lradius.AVP{ts},
 			wantResp:   true,
 			wantClosed: closedAt(reboot, terminateNASReboot, "ap1/old1", "ap1/old2"),
 			wantAudit: &store.AuditEvent{Actor: "nas:ap1", Action: "radius.accounting_on", Subject: "ap1", Result: "ok",
@@ -79,7 +79,7 @@ func TestAccountingOnOffClosesTheNASSessions(t *testing.T) {
 		},
 		{
 			name: "off_keeps_the_nas_terminate_cause", status: acctOff,
-			extra:      []*radius.AVP{ts, {Type: attrAcctTerminateCause, Attribute: u32(10)}},
+			extra:      []*lradius.AVP{ts, {Type: attrAcctTerminateCause, Attribute: u32(10)}},
 			wantResp:   true,
 			wantClosed: closedAt(reboot, 10, "ap1/old1", "ap1/old2"),
 			wantAudit: &store.AuditEvent{Actor: "nas:ap1", Action: "radius.accounting_off", Subject: "ap1", Result: "ok",
@@ -89,7 +89,7 @@ func TestAccountingOnOffClosesTheNASSessions(t *testing.T) {
 		{
 			// No Event-Timestamp: now - Acct-Delay-Time (00:59:30), after "new" started.
 			name: "without_timestamp_uses_now_minus_delay", status: acctOn,
-			extra:      []*radius.AVP{{Type: attrAcctDelayTime, Attribute: u32(30)}},
+			extra:      []*lradius.AVP{{Type: attrAcctDelayTime, Attribute: u32(30)}},
 			wantResp:   true,
 			wantClosed: closedAt(now.Add(-30*time.Second), terminateNASReboot, "ap1/old1", "ap1/old2", "ap1/new"),
 			wantAudit: &store.AuditEvent{Actor: "nas:ap1", Action: "radius.accounting_on", Subject: "ap1", Result: "ok",
@@ -97,13 +97,13 @@ func TestAccountingOnOffClosesTheNASSessions(t *testing.T) {
 			wantMetric: "acct/accounting_on/ok",
 		},
 		{
-			name: "store_error_sends_no_response_and_audits_nothing", status: acctOn, extra: []*radius.AVP{ts},
+			name: "store_error_sends_no_response_and_audits_nothing", status: acctOn, extra: []*lradius.AVP{ts},
 			failClose:  errors.New("disk full"),
 			wantResp:   false,
 			wantMetric: "drop/store_error",
 		},
 		{
-			name: "audit_error_still_answers", status: acctOn, extra: []*radius.AVP{ts},
+			name: "audit_error_still_answers", status: acctOn, extra: []*lradius.AVP{ts},
 			failAudit:  true,
 			wantResp:   true,
 			wantClosed: closedAt(reboot, terminateNASReboot, "ap1/old1", "ap1/old2"),
@@ -130,7 +130,7 @@ func TestAccountingOnOffClosesTheNASSessions(t *testing.T) {
 				t.Fatalf("response = %v, want %v", got, tc.wantResp)
 			}
 			if resp != nil {
-				if p := checkResponse(t, resp, req, h.secret); p.Code != radius.CodeAccountingResponse {
+				if p := checkResponse(t, resp, req, h.secret); p.Code != lradius.CodeAccountingResponse {
 					t.Fatalf("code %v", p.Code)
 				}
 			}
@@ -175,7 +175,7 @@ func TestAccountingOnIsRetriedAfterStoreErrorAndIdempotent(t *testing.T) {
 	h := newHarness(t, nil)
 	reboot := time.Date(2026, 11, 22, 0, 50, 0, 0, time.UTC)
 	seedSessions(t, h.sessions, reboot)
-	ts := &radius.AVP{Type: attrEventTimestamp, Attribute: u32(uint32(reboot.Unix()))}
+	ts := &lradius.AVP{Type: attrEventTimestamp, Attribute: u32(uint32(reboot.Unix()))}
 	req := acctRequest(t, h.secret, 7, acctOn, "", ts)
 
 	h.sessions.failClose = errors.New("disk full")
@@ -188,7 +188,7 @@ func TestAccountingOnIsRetriedAfterStoreErrorAndIdempotent(t *testing.T) {
 	}
 	// hostapd retransmits with a new identifier when Acct-Delay-Time changes.
 	if h.handle(h.nasAddr, portAcct, acctRequest(t, h.secret, 8, acctOn, "", ts,
-		&radius.AVP{Type: attrAcctDelayTime, Attribute: u32(3)})) == nil {
+		&lradius.AVP{Type: attrAcctDelayTime, Attribute: u32(3)})) == nil {
 		t.Fatal("second Accounting-On not answered")
 	}
 	var reasons []string

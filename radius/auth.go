@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,11 +12,12 @@ import (
 	"strings"
 	"time"
 
-	"layeh.com/radius"
+	lradius "layeh.com/radius"
 	"layeh.com/radius/vendors/microsoft"
 
 	"hardbound/eaptls"
 	"hardbound/posture"
+	"hardbound/radius/packet"
 	"hardbound/store"
 )
 
@@ -38,8 +38,8 @@ const (
 )
 
 // access handles an authenticated, non-duplicate Access-Request.
-func (s *Server) access(ctx context.Context, n *nas, from netip.AddrPort, p *packet) []byte {
-	eap, hasEAP, err := p.eapMessage()
+func (s *Server) access(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet) []byte {
+	eap, hasEAP, err := p.EAPMessage()
 	if !hasEAP {
 		// hardbound only speaks EAP-TLS; PAP/CHAP get a plain reject.
 		return s.reject(n, p, nil, RejectNoEAP)
@@ -51,7 +51,7 @@ func (s *Server) access(ctx context.Context, n *nas, from netip.AddrPort, p *pac
 
 	now := s.now()
 	var c *conversation
-	if state, ok := p.first(attrState); ok {
+	if state, ok := p.Lookup(attrState); ok {
 		c = s.convs.acquire(now, n, state)
 		if c == nil {
 			return s.reject(n, p, failureFor(eap), RejectUnknownState)
@@ -127,12 +127,11 @@ func (s *Server) authorizer(c *conversation) eaptls.Authorizer {
 	}
 }
 
-func framedMTU(p *packet) int {
-	v, ok := p.first(attrFramedMTU)
-	if !ok || len(v) != 4 {
+func framedMTU(p *packet.Packet) int {
+	mtu, ok := p.Uint32(attrFramedMTU)
+	if !ok {
 		return 0
 	}
-	mtu := binary.BigEndian.Uint32(v)
 	if mtu < minFramedMTU || mtu > 65535 {
 		return 0 // RFC 3579 §2.4 values below ~100 are nonsense; use the default
 	}
@@ -152,20 +151,20 @@ func failureFor(eap []byte) []byte {
 // challenge sends the next EAP-Request with a fresh State. ignored marks a
 // re-sent request answering a stale EAP Identifier: RFC 3579 §2.2 suggests
 // Error-Cause 202 "Invalid EAP Packet (Ignored)".
-func (s *Server) challenge(n *nas, p *packet, c *conversation, eap []byte, ignored bool) []byte {
+func (s *Server) challenge(n *nas, p *packet.Packet, c *conversation, eap []byte, ignored bool) []byte {
 	state, ok := s.convs.rotate(c)
 	s.convs.release(s.now(), c)
 	if !ok {
 		return s.reject(n, p, failureFor(eap), RejectUnknownState)
 	}
-	attrs := make(radius.Attributes, 0, 4+len(eap)/maxAttr)
-	attrs = p.proxyStates(attrs)
-	attrs = appendEAP(attrs, eap)
-	attrs = append(attrs, &radius.AVP{Type: attrState, Attribute: state[:]})
+	attrs := make(lradius.Attributes, 0, 4+len(eap)/maxAttr)
+	attrs = p.AppendProxyStates(attrs)
+	attrs = packet.AppendEAP(attrs, eap)
+	attrs = append(attrs, &lradius.AVP{Type: attrState, Attribute: state[:]})
 	if ignored {
-		attrs = append(attrs, &radius.AVP{Type: attrErrorCause, Attribute: radius.NewInteger(errorCauseInvalidEAP)})
+		attrs = append(attrs, &lradius.AVP{Type: attrErrorCause, Attribute: lradius.NewInteger(errorCauseInvalidEAP)})
 	}
-	resp, err := encodeResponse(n.hp, n.Secret, codeAccessChallenge, p.id, p.authenticator(), true, attrs)
+	resp, err := n.sec.EncodeResponse(p, lradius.CodeAccessChallenge, true, attrs)
 	if err != nil {
 		s.log.Error("encode Access-Challenge", "nas", n.Name, "err", err)
 		s.finish(c)
@@ -183,7 +182,7 @@ func (s *Server) finish(c *conversation) {
 
 // accept builds the Access-Accept: MA first, echoed Proxy-State, EAP-Success,
 // MPPE keys (RFC 2548 / RFC 5216 §2.3), and the verdict's authorization.
-func (s *Server) accept(ctx context.Context, n *nas, from netip.AddrPort, p *packet, c *conversation, success []byte) []byte {
+func (s *Server) accept(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet, c *conversation, success []byte) []byte {
 	defer s.finish(c)
 	v := c.verdict.Load()
 	msk, _ := c.sess.Keys()
@@ -216,11 +215,13 @@ func eapID(eap []byte) uint8 {
 	return 0
 }
 
-func (s *Server) buildAccept(n *nas, p *packet, v *posture.Verdict, msk, success []byte) ([]byte, error) {
-	rp := &radius.Packet{Code: radius.CodeAccessAccept, Identifier: p.id, Secret: n.Secret}
-	copy(rp.Authenticator[:], p.authenticator())
-	rp.Attributes = p.proxyStates(rp.Attributes)
-	rp.Attributes = appendEAP(rp.Attributes, success)
+func (s *Server) buildAccept(n *nas, p *packet.Packet, v *posture.Verdict, msk, success []byte) ([]byte, error) {
+	// The MPPE keys are encrypted with the secret and the Request
+	// Authenticator (RFC 2548 §2.4.2), which layeh reads from the Packet.
+	rp := &lradius.Packet{Code: lradius.CodeAccessAccept, Identifier: p.Identifier(), Secret: n.Secret}
+	copy(rp.Authenticator[:], p.Authenticator())
+	rp.Attributes = p.AppendProxyStates(rp.Attributes)
+	rp.Attributes = packet.AppendEAP(rp.Attributes, success)
 	if err := addMPPEKeys(rp, msk); err != nil {
 		return nil, err
 	}
@@ -229,34 +230,34 @@ func (s *Server) buildAccept(n *nas, p *packet, v *posture.Verdict, msk, success
 		if len(id) > maxAttr {
 			id = id[:maxAttr]
 		}
-		rp.Add(attrUserName, radius.Attribute(id))
+		rp.Add(attrUserName, lradius.Attribute(id))
 	}
 	if v.SessionTimeout > 0 {
 		secs := uint32(min(v.SessionTimeout/time.Second, 1<<32-1))
-		rp.Add(attrSessionTimeout, radius.NewInteger(max(secs, 1)))
-		rp.Add(attrTerminationAction, radius.NewInteger(terminationRADIUSReq))
+		rp.Add(attrSessionTimeout, lradius.NewInteger(max(secs, 1)))
+		rp.Add(attrTerminationAction, lradius.NewInteger(terminationRADIUSReq))
 	}
 	if v.VLAN != "" {
 		if len(v.VLAN) > maxTunnelGroupIDBytes {
 			return nil, fmt.Errorf("radius: vlan %q too long", v.VLAN)
 		}
 		// One tag (0) for all three attributes: hostapd groups them by tag.
-		rp.Add(attrTunnelType, radius.NewInteger(tunnelTypeVLAN))
-		rp.Add(attrTunnelMediumType, radius.NewInteger(tunnelMediumIEEE802))
-		rp.Add(attrTunnelPrivateGroup, append(radius.Attribute{0}, v.VLAN...))
+		rp.Add(attrTunnelType, lradius.NewInteger(tunnelTypeVLAN))
+		rp.Add(attrTunnelMediumType, lradius.NewInteger(tunnelMediumIEEE802))
+		rp.Add(attrTunnelPrivateGroup, append(lradius.Attribute{0}, v.VLAN...))
 	}
 	rp.Add(attrClass, encodeClass(v.CertSHA256, v.DeviceID))
 	if s.cfg.AcctInterimInterval > 0 {
-		rp.Add(attrAcctInterimInterval, radius.NewInteger(uint32(s.cfg.AcctInterimInterval/time.Second)))
+		rp.Add(attrAcctInterimInterval, lradius.NewInteger(uint32(s.cfg.AcctInterimInterval/time.Second)))
 	}
-	return encodeResponse(n.hp, n.Secret, codeAccessAccept, p.id, p.authenticator(), true, rp.Attributes)
+	return n.sec.EncodeResponse(p, lradius.CodeAccessAccept, true, rp.Attributes)
 }
 
 // addMPPEKeys adds MS-MPPE-Recv-Key = MSK[0:32] and MS-MPPE-Send-Key =
 // MSK[32:64] (RFC 5216 §2.3, RFC 2548 §2.4.2-3), with distinct salts: RFC
 // 2548 requires each salt in a packet to be unique and layeh draws them at
 // random (a 1/32768 collision), so redraw on a clash.
-func addMPPEKeys(rp *radius.Packet, msk []byte) error {
+func addMPPEKeys(rp *lradius.Packet, msk []byte) error {
 	if err := microsoft.MSMPPERecvKey_Add(rp, msk[:32]); err != nil {
 		return fmt.Errorf("radius: mppe recv key: %w", err)
 	}
@@ -274,7 +275,7 @@ func addMPPEKeys(rp *radius.Packet, msk []byte) error {
 }
 
 // mppeSalt returns the salt of a Microsoft VSA (vendor id 4, type 1, len 1).
-func mppeSalt(vsa radius.Attribute) []byte {
+func mppeSalt(vsa lradius.Attribute) []byte {
 	if len(vsa) < 8 {
 		return nil
 	}
@@ -282,7 +283,7 @@ func mppeSalt(vsa radius.Attribute) []byte {
 }
 
 // fail handles Step errors and EAP-Failure outcomes.
-func (s *Server) fail(ctx context.Context, n *nas, from netip.AddrPort, p *packet, c *conversation, eap []byte, res eaptls.Result, stepErr error) []byte {
+func (s *Server) fail(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet, c *conversation, eap []byte, res eaptls.Result, stepErr error) []byte {
 	defer s.finish(c)
 	reply := res.Reply
 	if len(reply) < 4 || reply[0] != eaptls.CodeFailure {
@@ -297,7 +298,7 @@ func (s *Server) fail(ctx context.Context, n *nas, from netip.AddrPort, p *packe
 }
 
 // decide sends an Access-Reject that ends a conversation, with audit.
-func (s *Server) decide(ctx context.Context, n *nas, from netip.AddrPort, p *packet, c *conversation, v *posture.Verdict, failure []byte, reason string) []byte {
+func (s *Server) decide(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet, c *conversation, v *posture.Verdict, failure []byte, reason string) []byte {
 	s.record(ctx, n, from, c, v, reason, false)
 	s.metrics.AuthDuration("reject", s.now().Sub(c.started))
 	return s.reject(n, p, failure, reason)
@@ -351,14 +352,14 @@ func classifyFailure(v *posture.Verdict, authErr, stepErr error) string {
 
 // reject encodes an Access-Reject: MA first, Proxy-State, EAP-Failure if
 // this was EAP, Reply-Message only if the client asked for reasons.
-func (s *Server) reject(n *nas, p *packet, failure []byte, reason string) []byte {
-	attrs := make(radius.Attributes, 0, 3)
-	attrs = p.proxyStates(attrs)
-	attrs = appendEAP(attrs, failure)
+func (s *Server) reject(n *nas, p *packet.Packet, failure []byte, reason string) []byte {
+	attrs := make(lradius.Attributes, 0, 3)
+	attrs = p.AppendProxyStates(attrs)
+	attrs = packet.AppendEAP(attrs, failure)
 	if n.SendRejectReason {
-		attrs = append(attrs, &radius.AVP{Type: attrReplyMessage, Attribute: radius.Attribute("rejected: " + reason)})
+		attrs = append(attrs, &lradius.AVP{Type: attrReplyMessage, Attribute: lradius.Attribute("rejected: " + reason)})
 	}
-	resp, err := encodeResponse(n.hp, n.Secret, codeAccessReject, p.id, p.authenticator(), true, attrs)
+	resp, err := n.sec.EncodeResponse(p, lradius.CodeAccessReject, true, attrs)
 	if err != nil {
 		s.log.Error("encode Access-Reject", "nas", n.Name, "err", err)
 		return nil

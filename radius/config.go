@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"hardbound/radius/packet"
 )
 
 // DefaultCoAPort is the RFC 5176 dynamic authorization port on the NAS.
@@ -174,11 +176,13 @@ func normPrefix(p netip.Prefix) netip.Prefix {
 	return netip.PrefixFrom(a, bits).Masked()
 }
 
-// nas is a configured client plus its hashing pool (hmac.New and md5.New
-// allocate; reusing them keeps the hot path allocation-free).
+// nas is a configured client plus its secret's codec (which pools the hash
+// states, keeping the hot path allocation-free).
 type nas struct {
 	Client
-	hp *hasherPool
+	sec *packet.Secret
+	// policy is what its Access-Requests must carry (BlastRADIUS).
+	policy packet.Policy
 	// status rate-limits Status-Server (RFC 5997 §4: servers SHOULD), which
 	// has no duplicate entry: each one costs a signed answer.
 	status *rate.Limiter
@@ -195,7 +199,8 @@ func newNAS(c Client) *nas {
 	if len(n.CoASecret) == 0 {
 		n.CoASecret = n.Secret
 	}
-	n.hp = newHasherPool(n.Secret)
+	n.sec = packet.NewSecret(n.Secret)
+	n.policy = packet.Policy{RequireMessageAuthenticator: c.RequireMessageAuthenticator, LimitProxyState: c.LimitProxyState}
 	n.status = rate.NewLimiter(statusServerRate, statusServerBurst)
 	return n
 }

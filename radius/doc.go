@@ -11,7 +11,9 @@
 //     §3.2, HMAC-MD5, hmac.Equal) required on every Access-Request and
 //     Status-Server (BlastRADIUS, CVE-2024-3596), the RFC 2866 Request
 //     Authenticator on Accounting-Request; failures are silently discarded
-//     and never touch the duplicate cache;
+//     and never touch the duplicate cache. Framing, authenticators and
+//     encoding are the codec's (radius/packet), shared with radius/dynauth
+//     and radius/eapclient;
 //  4. the RFC 5080 §2.2.2 duplicate cache: a retransmission gets the cached
 //     encoded response byte for byte, one still in progress is dropped;
 //  5. EAP: conversations keyed by a fresh 16-byte random State per round,

@@ -5,8 +5,6 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
-	"crypto/hmac"
-	"crypto/md5"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -24,10 +22,11 @@ import (
 	"testing"
 	"time"
 
-	"layeh.com/radius"
+	lradius "layeh.com/radius"
 
 	"hardbound/eaptls"
 	"hardbound/posture"
+	"hardbound/radius/packet"
 	"hardbound/store"
 )
 
@@ -328,69 +327,56 @@ func (m *countMetrics) AuditError()                            { m.inc("audit_er
 const testSecret = "s3cret-for-tests"
 
 // buildRequest encodes a request. For Access-Request/Status-Server withMA
-// appends a correct Message-Authenticator; badMA corrupts it.
-func buildRequest(t testing.TB, code radius.Code, id byte, secret []byte, attrs radius.Attributes, withMA, badMA bool) []byte {
+// appends a correct Message-Authenticator, last, as hostapd and eapol_test
+// send it (the server accepts it anywhere); badMA corrupts it.
+func buildRequest(t testing.TB, code lradius.Code, id byte, secret []byte, attrs lradius.Attributes, withMA, badMA bool) []byte {
 	t.Helper()
-	p := &radius.Packet{Code: code, Identifier: id, Secret: secret, Attributes: attrs}
-	if code != radius.CodeAccountingRequest {
+	p := &lradius.Packet{Code: code, Identifier: id, Attributes: attrs}
+	if code != lradius.CodeAccountingRequest {
 		if _, err := rand.Read(p.Authenticator[:]); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if withMA {
-		p.Attributes = append(p.Attributes, &radius.AVP{Type: attrMessageAuth, Attribute: make([]byte, 16)})
+		p.Attributes = append(p.Attributes, &lradius.AVP{Type: attrMessageAuth, Attribute: make([]byte, 16)})
 	}
 	b, err := p.MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code == radius.CodeAccountingRequest {
-		clear(b[4:20])
+	if err := packet.NewSecret(secret).SignRequest(b); err != nil {
+		t.Fatal(err)
 	}
-	if withMA {
-		mac := hmac.New(md5.New, secret)
-		mac.Write(b)
-		sum := mac.Sum(nil)
-		if badMA {
-			sum[0] ^= 0xff
-		}
-		copy(b[len(b)-16:], sum)
-	}
-	if code == radius.CodeAccountingRequest {
-		h := md5.New()
-		h.Write(b)
-		h.Write(secret)
-		copy(b[4:20], h.Sum(nil))
+	if withMA && badMA {
+		b[len(b)-16] ^= 0xff
 	}
 	return b
 }
 
-// checkResponse verifies the Response Authenticator and, for codes that
-// need it, that Message-Authenticator is the FIRST attribute and correct.
-func checkResponse(t testing.TB, resp, req, secret []byte) *radius.Packet {
+// checkResponse verifies the Response Authenticator (with layeh's own
+// check as well as the codec's) and, for codes that need it, that
+// Message-Authenticator is the FIRST attribute and correct.
+func checkResponse(t testing.TB, resp, req, secret []byte) *lradius.Packet {
 	t.Helper()
-	if !radius.IsAuthenticResponse(resp, req, secret) {
+	if !lradius.IsAuthenticResponse(resp, req, secret) {
 		t.Fatalf("response authenticator does not verify")
 	}
-	p, err := radius.Parse(resp, secret)
+	p, err := lradius.Parse(resp, secret)
 	if err != nil {
 		t.Fatalf("parse response: %v", err)
 	}
 	switch p.Code {
-	case radius.CodeAccessAccept, radius.CodeAccessReject, radius.CodeAccessChallenge:
+	case lradius.CodeAccessAccept, lradius.CodeAccessReject, lradius.CodeAccessChallenge:
 		if len(p.Attributes) == 0 || p.Attributes[0].Type != attrMessageAuth {
 			t.Fatalf("%v: Message-Authenticator is not the first attribute", p.Code)
 		}
 	}
-	if len(resp) >= 38 && resp[20] == attrMessageAuth {
-		b := append([]byte(nil), resp...)
-		copy(b[4:20], req[4:20])
-		clear(b[22:38])
-		mac := hmac.New(md5.New, secret)
-		mac.Write(b)
-		if !hmac.Equal(mac.Sum(nil), resp[22:38]) {
-			t.Fatalf("%v: bad Message-Authenticator", p.Code)
-		}
+	v, err := packet.Parse(resp)
+	if err != nil {
+		t.Fatalf("%v: %v", p.Code, err)
+	}
+	if err := packet.NewSecret(secret).VerifyResponse(&v, req[4:20], packet.Policy{}); err != nil {
+		t.Fatalf("%v: %v", p.Code, err)
 	}
 	return p
 }
@@ -437,7 +423,7 @@ func (u *udpNAS) exchange(req []byte, wait time.Duration) ([]byte, error) {
 	}
 }
 
-func u32(v uint32) radius.Attribute {
+func u32(v uint32) lradius.Attribute {
 	b := make([]byte, 4)
 	binary.BigEndian.PutUint32(b, v)
 	return b

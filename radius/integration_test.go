@@ -15,10 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"layeh.com/radius"
+	lradius "layeh.com/radius"
 	"layeh.com/radius/vendors/microsoft"
 
 	"hardbound/eaptls"
+	"hardbound/radius/packet"
 	"hardbound/store"
 )
 
@@ -96,8 +97,8 @@ func stopLive(t *testing.T, s *Server, cancel context.CancelFunc, done <-chan er
 }
 
 type eapRun struct {
-	final   *radius.Packet
-	lastReq *radius.Packet
+	final   *lradius.Packet
+	lastReq *lradius.Packet
 	peerErr error
 	msk     []byte
 	rounds  int
@@ -111,34 +112,34 @@ func runEAP(t *testing.T, nas *udpNAS, peer *eaptls.Peer, mtu uint32) eapRun {
 	var state []byte
 	id := byte(0)
 	for round := 1; round <= 100; round++ {
-		attrs := radius.Attributes{
+		attrs := lradius.Attributes{
 			{Type: attrUserName, Attribute: []byte("anonymous@example.org")},
 			{Type: attrCallingStationID, Attribute: []byte("02-00-00-00-00-01")},
 		}
 		if mtu != 0 {
-			attrs = append(attrs, &radius.AVP{Type: attrFramedMTU, Attribute: u32(mtu)})
+			attrs = append(attrs, &lradius.AVP{Type: attrFramedMTU, Attribute: u32(mtu)})
 		}
-		attrs = append(attrs, appendEAP(nil, eap)...)
+		attrs = append(attrs, packet.AppendEAP(nil, eap)...)
 		if state != nil {
-			attrs = append(attrs, &radius.AVP{Type: attrState, Attribute: state})
+			attrs = append(attrs, &lradius.AVP{Type: attrState, Attribute: state})
 		}
 		id++
-		reqB := buildRequest(t, radius.CodeAccessRequest, id, nas.secret, attrs, true, false)
+		reqB := buildRequest(t, lradius.CodeAccessRequest, id, nas.secret, attrs, true, false)
 		respB, err := nas.exchange(reqB, 10*time.Second)
 		if err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
 		p := checkResponse(t, respB, reqB, nas.secret)
-		req, _ := radius.Parse(reqB, nas.secret)
+		req, _ := lradius.Parse(reqB, nas.secret)
 		switch p.Code {
-		case radius.CodeAccessChallenge:
+		case lradius.CodeAccessChallenge:
 			state = p.Get(attrState)
 			out, _, err := peer.Step(eapOf(p))
 			if err != nil {
 				t.Fatalf("round %d: peer: %v", round, err)
 			}
 			eap = out
-		case radius.CodeAccessAccept, radius.CodeAccessReject:
+		case lradius.CodeAccessAccept, lradius.CodeAccessReject:
 			_, done, err := peer.Step(eapOf(p))
 			r := eapRun{final: p, lastReq: req, peerErr: err, rounds: round}
 			if done {
@@ -173,7 +174,7 @@ func TestIntegrationEAPTLSAccept(t *testing.T) {
 			peer := eaptls.NewPeer(context.Background(), eaptls.PeerConfig{TLS: ls.pki.peerTLS("ok", tt.version), Identity: "anonymous@example.org", MTU: int(tt.mtu)})
 			defer peer.Close()
 			r := runEAP(t, nas, peer, tt.mtu)
-			if r.final.Code != radius.CodeAccessAccept || r.peerErr != nil || len(r.msk) != 64 {
+			if r.final.Code != lradius.CodeAccessAccept || r.peerErr != nil || len(r.msk) != 64 {
 				t.Fatalf("code %v, peer err %v, msk %d", r.final.Code, r.peerErr, len(r.msk))
 			}
 			recv, err := microsoft.MSMPPERecvKey_Lookup(r.final, r.lastReq)
@@ -190,19 +191,19 @@ func TestIntegrationEAPTLSAccept(t *testing.T) {
 			if string(r.final.Get(attrUserName)) != "dev-ok" {
 				t.Fatalf("User-Name %q", r.final.Get(attrUserName))
 			}
-			if v, _ := radius.Integer(r.final.Get(attrAcctInterimInterval)); v != 300 {
+			if v, _ := lradius.Integer(r.final.Get(attrAcctInterimInterval)); v != 300 {
 				t.Fatalf("Acct-Interim-Interval %d", v)
 			}
 
 			// Accounting Start echoing the Class maps the session to the device.
 			acct := newUDPNAS(t, ls.acct, []byte(testSecret))
 			sid := "SID-" + tt.name
-			req := acctRequest(t, []byte(testSecret), 1, acctStart, sid, &radius.AVP{Type: attrClass, Attribute: r.final.Get(attrClass)})
+			req := acctRequest(t, []byte(testSecret), 1, acctStart, sid, &lradius.AVP{Type: attrClass, Attribute: r.final.Get(attrClass)})
 			resp, err := acct.exchange(req, 5*time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p := checkResponse(t, resp, req, []byte(testSecret)); p.Code != radius.CodeAccountingResponse {
+			if p := checkResponse(t, resp, req, []byte(testSecret)); p.Code != lradius.CodeAccountingResponse {
 				t.Fatalf("acct code %v", p.Code)
 			}
 			s, ok := ls.sessions.get("lo", sid)
@@ -220,7 +221,7 @@ func TestIntegrationShutdownWritesAnsweredDecisions(t *testing.T) {
 	nas := newUDPNAS(t, ls.auth, []byte(testSecret))
 	peer := eaptls.NewPeer(context.Background(), eaptls.PeerConfig{TLS: ls.pki.peerTLS("ok", tls.VersionTLS13), Identity: "anonymous@example.org", MTU: 1400})
 	defer peer.Close()
-	if r := runEAP(t, nas, peer, 1400); r.final.Code != radius.CodeAccessAccept {
+	if r := runEAP(t, nas, peer, 1400); r.final.Code != lradius.CodeAccessAccept {
 		t.Fatalf("code %v", r.final.Code)
 	}
 	if n := len(ls.audit.all()); n != 0 {
@@ -256,7 +257,7 @@ func TestIntegrationEAPTLSRejects(t *testing.T) {
 			peer := eaptls.NewPeer(context.Background(), eaptls.PeerConfig{TLS: ls.pki.peerTLS(tt.client, tt.version), Identity: "anonymous@example.org"})
 			defer peer.Close()
 			r := runEAP(t, nas, peer, 1400)
-			if r.final.Code != radius.CodeAccessReject {
+			if r.final.Code != lradius.CodeAccessReject {
 				t.Fatalf("code %v", r.final.Code)
 			}
 			if e := eapOf(r.final); len(e) != 4 || e[0] != eaptls.CodeFailure {
@@ -296,7 +297,7 @@ func TestIntegrationParallel(t *testing.T) {
 			nas := newUDPNAS(t, ls.auth, []byte(testSecret))
 			peer := eaptls.NewPeer(context.Background(), eaptls.PeerConfig{TLS: ls.pki.peerTLS("ok", v), Identity: "x"})
 			defer peer.Close()
-			if r := runEAP(t, nas, peer, 1400); r.final.Code != radius.CodeAccessAccept {
+			if r := runEAP(t, nas, peer, 1400); r.final.Code != lradius.CodeAccessAccept {
 				t.Fatalf("code %v", r.final.Code)
 			}
 		})
@@ -320,11 +321,11 @@ func TestIntegrationAbandonedConversationsAreReaped(t *testing.T) {
 		eap := peer.Identity(0)
 		var state []byte
 		for round := range 2 {
-			attrs := appendEAP(nil, eap)
+			attrs := packet.AppendEAP(nil, eap)
 			if state != nil {
-				attrs = append(attrs, &radius.AVP{Type: attrState, Attribute: state})
+				attrs = append(attrs, &lradius.AVP{Type: attrState, Attribute: state})
 			}
-			req := buildRequest(t, radius.CodeAccessRequest, byte(i*10+round), nas.secret, attrs, true, false)
+			req := buildRequest(t, lradius.CodeAccessRequest, byte(i*10+round), nas.secret, attrs, true, false)
 			resp, err := nas.exchange(req, 5*time.Second)
 			if err != nil {
 				t.Fatal(err)
@@ -368,7 +369,7 @@ func TestIntegrationClientTLSMaxVersion(t *testing.T) {
 	cfg.VerifyConnection = func(cs tls.ConnectionState) error { version = cs.Version; return nil }
 	peer := eaptls.NewPeer(context.Background(), eaptls.PeerConfig{TLS: cfg, Identity: "x"})
 	defer peer.Close()
-	if r := runEAP(t, nas, peer, 1400); r.final.Code != radius.CodeAccessAccept {
+	if r := runEAP(t, nas, peer, 1400); r.final.Code != lradius.CodeAccessAccept {
 		t.Fatalf("code %v", r.final.Code)
 	}
 	if version != tls.VersionTLS12 {

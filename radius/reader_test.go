@@ -7,10 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"layeh.com/radius"
+	lradius "layeh.com/radius"
 
 	"hardbound/eaptls"
 	"hardbound/posture"
+	"hardbound/radius/packet"
 )
 
 // The server's real Decider answers from memory when it can; without this
@@ -70,11 +71,11 @@ func TestIntegrationSlowDecisionDoesNotHoldTheSocket(t *testing.T) {
 		if id > 10 {
 			t.Fatal("the decision never ran")
 		}
-		attrs := appendEAP(nil, eap)
+		attrs := packet.AppendEAP(nil, eap)
 		if state != nil {
-			attrs = append(attrs, &radius.AVP{Type: attrState, Attribute: state})
+			attrs = append(attrs, &lradius.AVP{Type: attrState, Attribute: state})
 		}
-		req := buildRequest(t, radius.CodeAccessRequest, id, nas.secret, attrs, true, false)
+		req := buildRequest(t, lradius.CodeAccessRequest, id, nas.secret, attrs, true, false)
 		if _, err := nas.conn.WriteToUDPAddrPort(req, nas.server); err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +96,7 @@ func TestIntegrationSlowDecisionDoesNotHoldTheSocket(t *testing.T) {
 
 	// The decision is stuck; another NAS must still be answered.
 	other := newUDPNAS(t, ls.auth, []byte(testSecret))
-	ss := buildRequest(t, codeStatusServer, 99, other.secret, nil, true, false)
+	ss := buildRequest(t, lradius.CodeStatusServer, 99, other.secret, nil, true, false)
 	if _, err := other.exchange(ss, 10*time.Second); err != nil {
 		t.Fatalf("Status-Server while a decision is stuck: %v", err)
 	}
@@ -105,7 +106,7 @@ func TestIntegrationSlowDecisionDoesNotHoldTheSocket(t *testing.T) {
 	close(dec.release)
 	select {
 	case resp := <-replies:
-		if p := checkResponse(t, resp, blockedReq, nas.secret); p.Code != radius.CodeAccessChallenge {
+		if p := checkResponse(t, resp, blockedReq, nas.secret); p.Code != lradius.CodeAccessChallenge {
 			t.Fatalf("reply to the stuck round: %v", p.Code)
 		}
 	case <-time.After(10 * time.Second):

@@ -12,8 +12,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	lradius "layeh.com/radius"
+
 	"hardbound/eaptls"
 	"hardbound/posture"
+	"hardbound/radius/packet"
 	"hardbound/store"
 	"hardbound/store/auditgroup"
 )
@@ -357,7 +360,7 @@ func (s *Server) handle(ctx context.Context, port byte, from netip.AddrPort, b [
 		s.log.Debug("packet from unknown client", "from", from)
 		return nil
 	}
-	p, err := parsePacket(b)
+	p, err := packet.Parse(b)
 	if err != nil {
 		cause := DropMalformed
 		if errors.Is(err, ErrTooLarge) {
@@ -368,22 +371,20 @@ func (s *Server) handle(ctx context.Context, port byte, from netip.AddrPort, b [
 		return nil
 	}
 	kind := ""
-	switch {
-	case p.code == codeStatusServer:
+	switch code := p.Code(); {
+	case code == lradius.CodeStatusServer:
 		return s.statusServer(n, port, &p)
-	case port == portAuth && p.code == codeAccessRequest:
+	case port == portAuth && code == lradius.CodeAccessRequest:
 		kind = "access_request"
 		if !s.checkAccessAuth(n, &p) {
 			return nil
 		}
-	case port == portAcct && p.code == codeAccountingRequest:
+	case port == portAcct && code == lradius.CodeAccountingRequest:
+		// The Request Authenticator is mandatory, Message-Authenticator
+		// optional (RFC 2866 §3).
 		kind = "accounting_request"
-		if !verifyAccountingAuthenticator(n.hp, n.Secret, &p) {
-			s.drop(n, kind, DropBadAuthenticator)
-			return nil
-		}
-		if p.maOff >= 0 && !verifyMessageAuthenticator(n.hp, &p, true) {
-			s.drop(n, kind, DropBadMsgAuth)
+		if err := n.sec.VerifyRequest(&p, packet.Policy{}); err != nil {
+			s.drop(n, kind, authDrop(err))
 			return nil
 		}
 	default:
@@ -391,8 +392,8 @@ func (s *Server) handle(ctx context.Context, port byte, from netip.AddrPort, b [
 		return nil
 	}
 
-	key := dupKey{port: port, from: from, id: p.id}
-	auth := p.authenticator()
+	key := dupKey{port: port, from: from, id: p.Identifier()}
+	auth := p.Authenticator()
 	switch res, cached := s.dups.begin(s.now(), key, auth); res {
 	case dupCached:
 		s.metrics.Request(kind, "cached")
@@ -421,41 +422,49 @@ func (s *Server) drop(n *nas, kind, cause string) {
 	s.log.Debug("packet dropped", "nas", n.Name, "packet", kind, "cause", cause)
 }
 
-// checkAccessAuth applies the BlastRADIUS rules (CVE-2024-3596) to
-// an Access-Request; false means silently discard.
-func (s *Server) checkAccessAuth(n *nas, p *packet) bool {
-	const kind = "access_request"
-	if p.maOff >= 0 {
-		if !verifyMessageAuthenticator(n.hp, p, false) {
-			s.drop(n, kind, DropBadMsgAuth)
-			s.log.Info("Access-Request with bad Message-Authenticator discarded (wrong secret?)", "nas", n.Name)
-			return false
-		}
-		return true
+// authDrop is the drop cause for an authenticity failure of the codec.
+func authDrop(err error) string {
+	switch {
+	case errors.Is(err, packet.ErrBadMessageAuthenticator):
+		return DropBadMsgAuth
+	case errors.Is(err, packet.ErrNoMessageAuthenticator):
+		return DropMissingMsgAuth
+	case errors.Is(err, packet.ErrProxyStateWithoutMessageAuthenticator):
+		return DropProxyStateNoMsgAuth
+	case errors.Is(err, packet.ErrBadAuthenticator):
+		return DropBadAuthenticator
+	default:
+		return DropMalformed
 	}
-	// RFC 3579 §3.2: EAP always needs MA, whatever the NAS setting.
-	if n.RequireMessageAuthenticator || p.eap > 0 {
-		s.drop(n, kind, DropMissingMsgAuth)
-		s.log.Info("Access-Request without Message-Authenticator discarded", "nas", n.Name)
-		return false
-	}
-	if n.LimitProxyState && p.proxy > 0 {
-		s.drop(n, kind, DropProxyStateNoMsgAuth)
-		return false
-	}
-	return true
 }
 
-// statusServer answers RFC 5997 Status-Server: MA required, no side
-// effects, no duplicate entry (clients use a new Identifier each time).
-func (s *Server) statusServer(n *nas, port byte, p *packet) []byte {
-	const kind = "status_server"
-	if p.maOff < 0 {
-		s.drop(n, kind, DropMissingMsgAuth)
-		return nil
+// checkAccessAuth applies the NAS's BlastRADIUS policy (the codec requires
+// Message-Authenticator whenever EAP-Message is present, RFC 3579 §3.2) to
+// an Access-Request; false means silently discard.
+func (s *Server) checkAccessAuth(n *nas, p *packet.Packet) bool {
+	const kind = "access_request"
+	err := n.sec.VerifyRequest(p, n.policy)
+	if err == nil {
+		return true
 	}
-	if !verifyMessageAuthenticator(n.hp, p, false) {
-		s.drop(n, kind, DropBadMsgAuth)
+	cause := authDrop(err)
+	s.drop(n, kind, cause)
+	switch cause {
+	case DropBadMsgAuth:
+		s.log.Info("Access-Request with bad Message-Authenticator discarded (wrong secret?)", "nas", n.Name)
+	case DropMissingMsgAuth:
+		s.log.Info("Access-Request without Message-Authenticator discarded", "nas", n.Name)
+	}
+	return false
+}
+
+// statusServer answers RFC 5997 Status-Server: MA required (the codec's
+// rule), no side effects, no duplicate entry (clients use a new Identifier
+// each time).
+func (s *Server) statusServer(n *nas, port byte, p *packet.Packet) []byte {
+	const kind = "status_server"
+	if err := n.sec.VerifyRequest(p, packet.Policy{}); err != nil {
+		s.drop(n, kind, authDrop(err))
 		return nil
 	}
 	// After the MA check, so spoofed floods cannot starve the real watchdog.
@@ -463,11 +472,11 @@ func (s *Server) statusServer(n *nas, port byte, p *packet) []byte {
 		s.drop(n, kind, DropRateLimited)
 		return nil
 	}
-	code := byte(codeAccessAccept)
+	code := lradius.CodeAccessAccept
 	if port == portAcct {
-		code = codeAccountingResponse
+		code = lradius.CodeAccountingResponse
 	}
-	resp, err := encodeResponse(n.hp, n.Secret, code, p.id, p.authenticator(), true, nil)
+	resp, err := n.sec.EncodeResponse(p, code, true, nil)
 	if err != nil {
 		s.drop(n, kind, DropInternal)
 		return nil

@@ -15,10 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"layeh.com/radius"
+	lradius "layeh.com/radius"
 	"layeh.com/radius/vendors/microsoft"
 
 	"hardbound/eaptls"
+	"hardbound/radius/packet"
 	"hardbound/store"
 )
 
@@ -130,20 +131,20 @@ func (h *harness) handle(from netip.AddrPort, port byte, b []byte) []byte {
 
 // accessRequest builds an Access-Request with an EAP-Response (type 1
 // identity unless eap is given), optional State and extra attributes.
-func (h *harness) accessRequest(id byte, eap []byte, state []byte, extra ...*radius.AVP) []byte {
+func (h *harness) accessRequest(id byte, eap []byte, state []byte, extra ...*lradius.AVP) []byte {
 	if eap == nil {
 		eap = []byte{2, 0, 0, 9, 1, 'a', 'n', 'o', 'n'}
 	}
-	attrs := radius.Attributes(extra)
-	attrs = append(attrs, &radius.AVP{Type: attrUserName, Attribute: []byte("anon")})
-	attrs = append(attrs, appendEAP(nil, eap)...)
+	attrs := lradius.Attributes(extra)
+	attrs = append(attrs, &lradius.AVP{Type: attrUserName, Attribute: []byte("anon")})
+	attrs = append(attrs, packet.AppendEAP(nil, eap)...)
 	if state != nil {
-		attrs = append(attrs, &radius.AVP{Type: attrState, Attribute: state})
+		attrs = append(attrs, &lradius.AVP{Type: attrState, Attribute: state})
 	}
-	return buildRequest(h.t, radius.CodeAccessRequest, id, h.secret, attrs, true, false)
+	return buildRequest(h.t, lradius.CodeAccessRequest, id, h.secret, attrs, true, false)
 }
 
-func eapOf(p *radius.Packet) []byte {
+func eapOf(p *lradius.Packet) []byte {
 	var b []byte
 	for _, a := range p.Attributes {
 		if a.Type == attrEAPMessage {
@@ -154,7 +155,7 @@ func eapOf(p *radius.Packet) []byte {
 }
 
 // runToEnd drives a conversation: identity, then one TLS round.
-func (h *harness) runToEnd(from netip.AddrPort, extra ...*radius.AVP) (req, resp []byte) {
+func (h *harness) runToEnd(from netip.AddrPort, extra ...*lradius.AVP) (req, resp []byte) {
 	h.t.Helper()
 	req1 := h.accessRequest(1, nil, nil, extra...)
 	r1 := h.handle(from, portAuth, req1)
@@ -162,7 +163,7 @@ func (h *harness) runToEnd(from netip.AddrPort, extra ...*radius.AVP) (req, resp
 		h.t.Fatal("no challenge")
 	}
 	c := checkResponse(h.t, r1, req1, h.secret)
-	if c.Code != radius.CodeAccessChallenge {
+	if c.Code != lradius.CodeAccessChallenge {
 		h.t.Fatalf("first response %v", c.Code)
 	}
 	ch := eapOf(c)
@@ -178,27 +179,27 @@ func TestAccessRequestAuthenticity(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
 	legacy := netip.MustParseAddrPort("198.51.100.7:1812")
-	eapAttr := appendEAP(nil, []byte{2, 0, 0, 9, 1, 'a', 'n', 'o', 'n'})
-	plain := radius.Attributes{{Type: attrUserName, Attribute: []byte("bob")}}
-	withProxy := radius.Attributes{{Type: attrUserName, Attribute: []byte("bob")}, {Type: attrProxyState, Attribute: []byte("ps")}}
+	eapAttr := packet.AppendEAP(nil, []byte{2, 0, 0, 9, 1, 'a', 'n', 'o', 'n'})
+	plain := lradius.Attributes{{Type: attrUserName, Attribute: []byte("bob")}}
+	withProxy := lradius.Attributes{{Type: attrUserName, Attribute: []byte("bob")}, {Type: attrProxyState, Attribute: []byte("ps")}}
 	tests := []struct {
 		name     string
 		from     netip.AddrPort
 		pkt      []byte
-		wantCode radius.Code // 0: silently discarded
+		wantCode lradius.Code // 0: silently discarded
 		wantDrop string
 	}{
-		{"drop/missing-ma", h.nasAddr, buildRequest(t, radius.CodeAccessRequest, 1, h.secret, eapAttr, false, false), 0, DropMissingMsgAuth},
-		{"drop/bad-ma", h.nasAddr, buildRequest(t, radius.CodeAccessRequest, 2, h.secret, eapAttr, true, true), 0, DropBadMsgAuth},
-		{"drop/wrong-secret", h.nasAddr, buildRequest(t, radius.CodeAccessRequest, 3, []byte("nope"), eapAttr, true, false), 0, DropBadMsgAuth},
-		{"drop/unknown-client", netip.MustParseAddrPort("192.168.9.9:1000"), buildRequest(t, radius.CodeAccessRequest, 4, h.secret, eapAttr, true, false), 0, DropUnknownClient},
-		{"drop/legacy-eap-without-ma", legacy, buildRequest(t, radius.CodeAccessRequest, 5, h.secret, eapAttr, false, false), 0, DropMissingMsgAuth},
-		{"drop/legacy-proxy-state-without-ma", legacy, buildRequest(t, radius.CodeAccessRequest, 6, h.secret, withProxy, false, false), 0, DropProxyStateNoMsgAuth},
+		{"drop/missing-ma", h.nasAddr, buildRequest(t, lradius.CodeAccessRequest, 1, h.secret, eapAttr, false, false), 0, DropMissingMsgAuth},
+		{"drop/bad-ma", h.nasAddr, buildRequest(t, lradius.CodeAccessRequest, 2, h.secret, eapAttr, true, true), 0, DropBadMsgAuth},
+		{"drop/wrong-secret", h.nasAddr, buildRequest(t, lradius.CodeAccessRequest, 3, []byte("nope"), eapAttr, true, false), 0, DropBadMsgAuth},
+		{"drop/unknown-client", netip.MustParseAddrPort("192.168.9.9:1000"), buildRequest(t, lradius.CodeAccessRequest, 4, h.secret, eapAttr, true, false), 0, DropUnknownClient},
+		{"drop/legacy-eap-without-ma", legacy, buildRequest(t, lradius.CodeAccessRequest, 5, h.secret, eapAttr, false, false), 0, DropMissingMsgAuth},
+		{"drop/legacy-proxy-state-without-ma", legacy, buildRequest(t, lradius.CodeAccessRequest, 6, h.secret, withProxy, false, false), 0, DropProxyStateNoMsgAuth},
 		{"drop/malformed", h.nasAddr, []byte{1, 2, 0, 30, 0}, 0, DropMalformed},
 		{"drop/too-large", h.nasAddr, make([]byte, 4097), 0, DropTooLarge},
-		{"drop/accounting-code-on-auth-port", h.nasAddr, buildRequest(t, radius.CodeAccountingRequest, 8, h.secret, nil, false, false), 0, DropUnexpectedCode},
-		{"reject/legacy-no-eap-no-ma", legacy, buildRequest(t, radius.CodeAccessRequest, 9, h.secret, plain, false, false), radius.CodeAccessReject, ""},
-		{"challenge/good-ma", h.nasAddr, buildRequest(t, radius.CodeAccessRequest, 10, h.secret, eapAttr, true, false), radius.CodeAccessChallenge, ""},
+		{"drop/accounting-code-on-auth-port", h.nasAddr, buildRequest(t, lradius.CodeAccountingRequest, 8, h.secret, nil, false, false), 0, DropUnexpectedCode},
+		{"reject/legacy-no-eap-no-ma", legacy, buildRequest(t, lradius.CodeAccessRequest, 9, h.secret, plain, false, false), lradius.CodeAccessReject, ""},
+		{"challenge/good-ma", h.nasAddr, buildRequest(t, lradius.CodeAccessRequest, 10, h.secret, eapAttr, true, false), lradius.CodeAccessChallenge, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -237,16 +238,16 @@ func TestStatusServer(t *testing.T) {
 		port     byte
 		withMA   bool
 		badMA    bool
-		wantCode radius.Code
+		wantCode lradius.Code
 	}{
-		{"ok/auth-port-access-accept", portAuth, true, false, radius.CodeAccessAccept},
-		{"ok/acct-port-accounting-response", portAcct, true, false, radius.CodeAccountingResponse},
+		{"ok/auth-port-access-accept", portAuth, true, false, lradius.CodeAccessAccept},
+		{"ok/acct-port-accounting-response", portAcct, true, false, lradius.CodeAccountingResponse},
 		{"drop/no-ma", portAuth, false, false, 0},
 		{"drop/bad-ma", portAcct, true, true, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req := buildRequest(t, radius.CodeStatusServer, 77, h.secret, nil, tt.withMA, tt.badMA)
+			req := buildRequest(t, lradius.CodeStatusServer, 77, h.secret, nil, tt.withMA, tt.badMA)
 			resp := h.handle(h.nasAddr, tt.port, req)
 			if tt.wantCode == 0 {
 				if resp != nil {
@@ -273,20 +274,20 @@ func TestAcceptCarriesKeysAndAuthorization(t *testing.T) {
 	tests := []struct {
 		name   string
 		client string
-		check  func(t *testing.T, p, req *radius.Packet)
+		check  func(t *testing.T, p, req *lradius.Packet)
 	}{
-		{"accept/session-timeout", "ok", func(t *testing.T, p, _ *radius.Packet) {
-			if v, err := radius.Integer(p.Get(attrSessionTimeout)); err != nil || v != 3600 {
+		{"accept/session-timeout", "ok", func(t *testing.T, p, _ *lradius.Packet) {
+			if v, err := lradius.Integer(p.Get(attrSessionTimeout)); err != nil || v != 3600 {
 				t.Fatalf("Session-Timeout = %d, %v", v, err)
 			}
-			if v, _ := radius.Integer(p.Get(attrTerminationAction)); v != 1 {
+			if v, _ := lradius.Integer(p.Get(attrTerminationAction)); v != 1 {
 				t.Fatalf("Termination-Action = %d", v)
 			}
 			if p.Get(attrTunnelType) != nil {
 				t.Fatal("VLAN attributes without a VLAN verdict")
 			}
 		}},
-		{"accept/vlan", "vlan", func(t *testing.T, p, _ *radius.Packet) {
+		{"accept/vlan", "vlan", func(t *testing.T, p, _ *lradius.Packet) {
 			if !bytes.Equal(p.Get(attrTunnelType), []byte{0, 0, 0, 13}) ||
 				!bytes.Equal(p.Get(attrTunnelMediumType), []byte{0, 0, 0, 6}) ||
 				!bytes.Equal(p.Get(attrTunnelPrivateGroup), []byte{0, '4', '2'}) {
@@ -302,13 +303,13 @@ func TestAcceptCarriesKeysAndAuthorization(t *testing.T) {
 			t.Parallel()
 			h := newHarness(t, nil)
 			h.leaf = h.pki.clients[tt.client].cert
-			ps := []*radius.AVP{{Type: attrProxyState, Attribute: []byte("first")}, {Type: attrProxyState, Attribute: []byte("second")}}
+			ps := []*lradius.AVP{{Type: attrProxyState, Attribute: []byte("first")}, {Type: attrProxyState, Attribute: []byte("second")}}
 			reqB, resp := h.runToEnd(h.nasAddr, ps...)
 			p := checkResponse(t, resp, reqB, h.secret)
-			if p.Code != radius.CodeAccessAccept {
+			if p.Code != lradius.CodeAccessAccept {
 				t.Fatalf("code %v", p.Code)
 			}
-			req, _ := radius.Parse(reqB, h.secret)
+			req, _ := lradius.Parse(reqB, h.secret)
 			// MA first, then the Proxy-States in order.
 			if p.Attributes[1].Type != attrProxyState || string(p.Attributes[1].Attribute) != "first" ||
 				p.Attributes[2].Type != attrProxyState || string(p.Attributes[2].Attribute) != "second" {
@@ -378,7 +379,7 @@ func TestRejects(t *testing.T) {
 			from := netip.MustParseAddrPort(tt.from)
 			req, resp := h.runToEnd(from)
 			p := checkResponse(t, resp, req, h.secret)
-			if p.Code != radius.CodeAccessReject {
+			if p.Code != lradius.CodeAccessReject {
 				t.Fatalf("code %v", p.Code)
 			}
 			if e := eapOf(p); len(e) != 4 || e[0] != eaptls.CodeFailure {
@@ -454,7 +455,7 @@ func TestStateHandling(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			req := h.accessRequest(byte(10+i), []byte{2, 2, 0, 6, 13, 0}, tt.state)
 			p := checkResponse(t, h.handle(tt.from, portAuth, req), req, h.secret)
-			if p.Code != radius.CodeAccessReject {
+			if p.Code != lradius.CodeAccessReject {
 				t.Fatalf("code %v", p.Code)
 			}
 			if e := eapOf(p); len(e) != 4 || e[0] != eaptls.CodeFailure {
@@ -472,7 +473,7 @@ func TestStateHandling(t *testing.T) {
 		t.Fatalf("expired %d, live %d", len(gone), live)
 	}
 	req := h.accessRequest(20, []byte{2, 2, 0, 6, 13, 0}, state)
-	if p := checkResponse(t, h.handle(h.nasAddr, portAuth, req), req, h.secret); p.Code != radius.CodeAccessReject {
+	if p := checkResponse(t, h.handle(h.nasAddr, portAuth, req), req, h.secret); p.Code != lradius.CodeAccessReject {
 		t.Fatalf("expired State: %v", p.Code)
 	}
 }
@@ -480,12 +481,12 @@ func TestStateHandling(t *testing.T) {
 func TestConversationCaps(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, func(c *Config) { c.MaxConversations = 3; c.MaxConversationsPerNAS = 2 })
-	codes := []radius.Code{}
+	codes := []lradius.Code{}
 	for i := range 3 {
 		req := h.accessRequest(byte(i), nil, nil)
 		codes = append(codes, checkResponse(t, h.handle(h.nasAddr, portAuth, req), req, h.secret).Code)
 	}
-	want := []radius.Code{radius.CodeAccessChallenge, radius.CodeAccessChallenge, radius.CodeAccessReject}
+	want := []lradius.Code{lradius.CodeAccessChallenge, lradius.CodeAccessChallenge, lradius.CodeAccessReject}
 	for i := range want {
 		if codes[i] != want[i] {
 			t.Fatalf("codes %v, want %v", codes, want)
@@ -494,11 +495,11 @@ func TestConversationCaps(t *testing.T) {
 	// Another NAS still has room under the global cap, then hits it.
 	other := netip.MustParseAddrPort("203.0.113.1:9")
 	req := h.accessRequest(50, nil, nil)
-	if p := checkResponse(t, h.handle(other, portAuth, req), req, h.secret); p.Code != radius.CodeAccessChallenge {
+	if p := checkResponse(t, h.handle(other, portAuth, req), req, h.secret); p.Code != lradius.CodeAccessChallenge {
 		t.Fatalf("other NAS: %v", p.Code)
 	}
 	req = h.accessRequest(51, nil, nil)
-	if p := checkResponse(t, h.handle(other, portAuth, req), req, h.secret); p.Code != radius.CodeAccessReject {
+	if p := checkResponse(t, h.handle(other, portAuth, req), req, h.secret); p.Code != lradius.CodeAccessReject {
 		t.Fatalf("global cap: %v", p.Code)
 	}
 	if h.metrics.get("reject/over_capacity") != 2 {
@@ -531,7 +532,7 @@ func TestMalformedEAPIsRejected(t *testing.T) {
 	h := newHarness(t, nil)
 	req := h.accessRequest(1, []byte{2, 7, 0, 99, 1, 'x'}, nil)
 	p := checkResponse(t, h.handle(h.nasAddr, portAuth, req), req, h.secret)
-	if p.Code != radius.CodeAccessReject || !bytes.Equal(eapOf(p), []byte{4, 7, 0, 4}) {
+	if p.Code != lradius.CodeAccessReject || !bytes.Equal(eapOf(p), []byte{4, 7, 0, 4}) {
 		t.Fatalf("code %v eap %x", p.Code, eapOf(p))
 	}
 	if h.metrics.get("reject/"+RejectMalformedEAP) != 1 {
@@ -539,34 +540,34 @@ func TestMalformedEAPIsRejected(t *testing.T) {
 	}
 }
 
-func acctRequest(t *testing.T, secret []byte, id byte, status uint32, sessionID string, extra ...*radius.AVP) []byte {
-	attrs := radius.Attributes{
+func acctRequest(t *testing.T, secret []byte, id byte, status uint32, sessionID string, extra ...*lradius.AVP) []byte {
+	attrs := lradius.Attributes{
 		{Type: attrAcctStatusType, Attribute: u32(status)},
 		{Type: attrAcctSessionID, Attribute: []byte(sessionID)},
 		{Type: attrCallingStationID, Attribute: []byte("02-00-00-00-00-01")},
 	}
 	attrs = append(attrs, extra...)
-	return buildRequest(t, radius.CodeAccountingRequest, id, secret, attrs, false, false)
+	return buildRequest(t, lradius.CodeAccountingRequest, id, secret, attrs, false, false)
 }
 
 func TestAccounting(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
 	cert := store.HashCert(h.pki.clients["ok"].cert)
-	class := &radius.AVP{Type: attrClass, Attribute: encodeClass(cert, "dev-ok")}
-	send := func(req []byte) *radius.Packet {
+	class := &lradius.AVP{Type: attrClass, Attribute: encodeClass(cert, "dev-ok")}
+	send := func(req []byte) *lradius.Packet {
 		t.Helper()
 		resp := h.handle(h.nasAddr, portAcct, req)
 		if resp == nil {
 			return nil
 		}
 		p := checkResponse(t, resp, req, h.secret)
-		if p.Code != radius.CodeAccountingResponse {
+		if p.Code != lradius.CodeAccountingResponse {
 			t.Fatalf("code %v", p.Code)
 		}
 		return p
 	}
-	if send(acctRequest(t, h.secret, 1, acctStart, "S1", class, &radius.AVP{Type: attrProxyState, Attribute: []byte("px")})) == nil {
+	if send(acctRequest(t, h.secret, 1, acctStart, "S1", class, &lradius.AVP{Type: attrProxyState, Attribute: []byte("px")})) == nil {
 		t.Fatal("no response to Start")
 	}
 	s, ok := h.sessions.get("ap1", "S1")
@@ -575,12 +576,12 @@ func TestAccounting(t *testing.T) {
 	}
 	h.advance(time.Minute)
 	send(acctRequest(t, h.secret, 2, acctInterimUpdate, "S1", class,
-		&radius.AVP{Type: attrAcctInputOctets, Attribute: u32(5)}, &radius.AVP{Type: attrAcctInputGigawords, Attribute: u32(1)}))
+		&lradius.AVP{Type: attrAcctInputOctets, Attribute: u32(5)}, &lradius.AVP{Type: attrAcctInputGigawords, Attribute: u32(1)}))
 	s, _ = h.sessions.get("ap1", "S1")
 	if s.InputOctets != 1<<32+5 || !s.Live() {
 		t.Fatalf("after Interim: %+v", s)
 	}
-	stop := acctRequest(t, h.secret, 3, acctStop, "S1", class, &radius.AVP{Type: attrAcctTerminateCause, Attribute: u32(1)})
+	stop := acctRequest(t, h.secret, 3, acctStop, "S1", class, &lradius.AVP{Type: attrAcctTerminateCause, Attribute: u32(1)})
 	r1 := h.handle(h.nasAddr, portAcct, stop)
 	s, _ = h.sessions.get("ap1", "S1")
 	if s.Live() || s.TerminateCause != 1 {
@@ -604,7 +605,7 @@ func TestAccounting(t *testing.T) {
 		wantMetric string
 	}{
 		{"ok/no-class-counted", acctRequest(t, h.secret, 10, acctStart, "S2"), nil, true, "acct/start/no_class"},
-		{"ok/foreign-class-counted", acctRequest(t, h.secret, 11, acctStart, "S3", &radius.AVP{Type: attrClass, Attribute: []byte("other-server")}), nil, true, "acct/start/bad_class"},
+		{"ok/foreign-class-counted", acctRequest(t, h.secret, 11, acctStart, "S3", &lradius.AVP{Type: attrClass, Attribute: []byte("other-server")}), nil, true, "acct/start/bad_class"},
 		{"ok/accounting-on", acctRequest(t, h.secret, 12, acctOn, ""), nil, true, "acct/accounting_on/ok"},
 		{"drop/store-error-no-response", acctRequest(t, h.secret, 13, acctStart, "S4", class), errors.New("disk full"), false, "drop/store_error"},
 		{"drop/missing-session-id", acctRequest(t, h.secret, 14, acctStart, ""), nil, false, "drop/malformed"},
@@ -642,21 +643,21 @@ func TestSessionOptionsFromRequestAndClient(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name    string
-		mtu     radius.Attribute // nil: absent
+		mtu     lradius.Attribute // nil: absent
 		wantMTU int
 	}{
 		{"framed-mtu-1400", u32(1400), 1400},
 		{"framed-mtu-below-100-ignored", u32(50), 0},
-		{"framed-mtu-wrong-size-ignored", radius.Attribute{1, 2}, 0},
+		{"framed-mtu-wrong-size-ignored", lradius.Attribute{1, 2}, 0},
 		{"framed-mtu-absent", nil, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			h := newHarness(t, func(c *Config) { c.Clients[0].TLSMaxVersion = tls.VersionTLS12 })
-			var extra []*radius.AVP
+			var extra []*lradius.AVP
 			if tt.mtu != nil {
-				extra = append(extra, &radius.AVP{Type: attrFramedMTU, Attribute: tt.mtu})
+				extra = append(extra, &lradius.AVP{Type: attrFramedMTU, Attribute: tt.mtu})
 			}
 			req := h.accessRequest(1, nil, nil, extra...)
 			if h.handle(h.nasAddr, portAuth, req) == nil {
@@ -675,7 +676,7 @@ func TestStatusServerIsRateLimitedPerClient(t *testing.T) {
 	h := newHarness(t, nil)
 	answered := 0
 	for i := range statusServerBurst + 10 {
-		req := buildRequest(t, radius.CodeStatusServer, byte(i), h.secret, nil, true, false)
+		req := buildRequest(t, lradius.CodeStatusServer, byte(i), h.secret, nil, true, false)
 		if h.handle(h.nasAddr, portAuth, req) != nil {
 			answered++
 		}
@@ -689,7 +690,7 @@ func TestStatusServerIsRateLimitedPerClient(t *testing.T) {
 		t.Fatal("rate-limited drops not counted")
 	}
 	// Another client has its own budget.
-	req := buildRequest(t, radius.CodeStatusServer, 1, h.secret, nil, true, false)
+	req := buildRequest(t, lradius.CodeStatusServer, 1, h.secret, nil, true, false)
 	if h.handle(netip.MustParseAddrPort("203.0.113.1:1"), portAuth, req) == nil {
 		t.Fatal("other client limited too")
 	}

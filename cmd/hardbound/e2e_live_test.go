@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/md5"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -25,6 +23,7 @@ import (
 	hbradius "hardbound/radius"
 	"hardbound/radius/dynauth"
 	"hardbound/radius/eapclient"
+	"hardbound/radius/packet"
 	"hardbound/store"
 )
 
@@ -34,6 +33,7 @@ import (
 type e2eDAS struct {
 	conn   *net.UDPConn
 	secret []byte
+	sec    *packet.Secret
 
 	mu      sync.Mutex
 	valid   []*radius.Packet
@@ -46,7 +46,7 @@ func newE2EDAS(t *testing.T, secret string) *e2eDAS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &e2eDAS{conn: conn, secret: []byte(secret)}
+	d := &e2eDAS{conn: conn, secret: []byte(secret), sec: packet.NewSecret([]byte(secret))}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -73,7 +73,7 @@ func (d *e2eDAS) serve() {
 		if err != nil {
 			return
 		}
-		p, err := d.check(buf[:n])
+		v, p, err := d.check(buf[:n])
 		d.mu.Lock()
 		if err != nil {
 			d.invalid = append(d.invalid, err.Error())
@@ -88,60 +88,28 @@ func (d *e2eDAS) serve() {
 		if p.Code == radius.CodeCoARequest {
 			code = radius.CodeCoAACK
 		}
-		resp := p.Response(code)
-		if b, err := resp.Encode(); err == nil {
+		if b, err := d.sec.EncodeResponse(&v, code, false, nil); err == nil {
 			_, _ = d.conn.WriteToUDP(b, from)
 		}
 	}
 }
 
-// check validates a request as RFC 5176 and RFC 3579 §3.2 require.
-func (d *e2eDAS) check(raw []byte) (*radius.Packet, error) {
-	if !radius.IsAuthenticRequest(raw, d.secret) {
-		return nil, errors.New("bad Request Authenticator")
+// check validates a request as RFC 5176 and RFC 3579 §3.2 require: the
+// Request Authenticator and a Message-Authenticator computed over a zero
+// Request Authenticator. The codec's view aliases raw.
+func (d *e2eDAS) check(raw []byte) (packet.Packet, *radius.Packet, error) {
+	v, err := packet.Parse(raw)
+	if err != nil {
+		return v, nil, err
+	}
+	if c := v.Code(); c != radius.CodeDisconnectRequest && c != radius.CodeCoARequest {
+		return v, nil, fmt.Errorf("unexpected code %v", c)
+	}
+	if err := d.sec.VerifyRequest(&v, packet.Policy{RequireMessageAuthenticator: true}); err != nil {
+		return v, nil, err
 	}
 	p, err := radius.Parse(raw, d.secret)
-	if err != nil {
-		return nil, err
-	}
-	if p.Code != radius.CodeDisconnectRequest && p.Code != radius.CodeCoARequest {
-		return nil, fmt.Errorf("unexpected code %v", p.Code)
-	}
-	ma, err := rfc2869.MessageAuthenticator_Lookup(p)
-	if err != nil || len(ma) != md5.Size {
-		return nil, errors.New("no Message-Authenticator")
-	}
-	// HMAC-MD5 over the packet with a zero Request Authenticator and a
-	// zero Message-Authenticator.
-	zero := make([]byte, len(raw))
-	copy(zero, raw)
-	clear(zero[4:20])
-	off, err := maOffset(zero)
-	if err != nil {
-		return nil, err
-	}
-	clear(zero[off : off+md5.Size])
-	mac := hmac.New(md5.New, d.secret)
-	mac.Write(zero)
-	if !hmac.Equal(mac.Sum(nil), ma) {
-		return nil, errors.New("wrong Message-Authenticator")
-	}
-	return p, nil
-}
-
-// maOffset finds the value of the Message-Authenticator attribute.
-func maOffset(b []byte) (int, error) {
-	for i := 20; i+2 <= len(b); {
-		typ, l := b[i], int(b[i+1])
-		if l < 2 || i+l > len(b) {
-			return 0, errors.New("bad attribute length")
-		}
-		if typ == byte(rfc2869.MessageAuthenticator_Type) && l == 2+md5.Size {
-			return i + 2, nil
-		}
-		i += l
-	}
-	return 0, errors.New("no Message-Authenticator")
+	return v, p, err
 }
 
 func (d *e2eDAS) requests() []*radius.Packet {
@@ -286,24 +254,16 @@ func accessRequest(t *testing.T, secret string, withMA bool) []byte {
 	eap := append([]byte{2, 7, 0, byte(5 + len(id)), 1}, id...)
 	p.Attributes = append(p.Attributes, &radius.AVP{Type: rfc2869.EAPMessage_Type, Attribute: eap})
 	if !withMA {
-		b, err := p.Encode()
+		b, err := p.MarshalBinary() // an Access-Request's Authenticator is the random one
 		if err != nil {
 			t.Fatal(err)
 		}
 		return b
 	}
-	p.Attributes = append(p.Attributes, &radius.AVP{Type: rfc2869.MessageAuthenticator_Type, Attribute: make([]byte, md5.Size)})
-	b, err := p.Encode()
+	b, err := packet.NewSecret([]byte(secret)).EncodeRequest(p.Code, p.Identifier, p.Attributes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	off, err := maOffset(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mac := hmac.New(md5.New, []byte(secret))
-	mac.Write(b)
-	copy(b[off:], mac.Sum(nil))
 	return b
 }
 
@@ -416,22 +376,10 @@ func TestE2ERADIUSWire(t *testing.T) {
 
 	t.Run("status_server/answered", func(t *testing.T) {
 		c := dial(t)
-		p := radius.New(radius.CodeStatusServer, []byte(in.radiusSecret))
-		if _, err := rand.Read(p.Authenticator[:]); err != nil {
-			t.Fatal(err)
-		}
-		p.Attributes = append(p.Attributes, &radius.AVP{Type: rfc2869.MessageAuthenticator_Type, Attribute: make([]byte, md5.Size)})
-		req, err := p.MarshalBinary()
+		req, err := packet.NewSecret([]byte(in.radiusSecret)).EncodeRequest(radius.CodeStatusServer, 99, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		off, err := maOffset(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mac := hmac.New(md5.New, []byte(in.radiusSecret))
-		mac.Write(req)
-		copy(req[off:], mac.Sum(nil))
 		reply, ok := udpExchange(t, c, req, 5*time.Second)
 		if !ok || radius.Code(reply[0]) != radius.CodeAccessAccept || !radius.IsAuthenticResponse(reply, req, []byte(in.radiusSecret)) {
 			t.Fatalf("Status-Server: reply %v %x, want an authentic Access-Accept", ok, reply)

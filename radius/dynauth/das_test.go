@@ -1,8 +1,6 @@
 package dynauth
 
 import (
-	"crypto/hmac"
-	"crypto/md5"
 	"errors"
 	"net"
 	"sync"
@@ -12,6 +10,8 @@ import (
 	"layeh.com/radius"
 	"layeh.com/radius/rfc2869"
 	"layeh.com/radius/rfc3576"
+
+	"hardbound/radius/packet"
 )
 
 // fakeDAS is a NAS's Dynamic Authorization Server on 127.0.0.1 that checks
@@ -77,30 +77,21 @@ func (d *fakeDAS) serve() {
 }
 
 func (d *fakeDAS) handle(raw []byte) ([]byte, error) {
-	if !radius.IsAuthenticRequest(raw, d.secret) {
-		return nil, errors.New("bad request authenticator")
+	v, err := packet.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	// Request Authenticator and a Message-Authenticator over the
+	// zero-authenticator packet, both required (RFC 5176 §2.3, §3.4).
+	if err := packet.NewSecret(d.secret).VerifyRequest(&v, packet.Policy{RequireMessageAuthenticator: true}); err != nil {
+		return nil, err
+	}
+	if c := v.Code(); c != radius.CodeDisconnectRequest && c != radius.CodeCoARequest {
+		return nil, errors.New("not a dynamic authorization request")
 	}
 	p, err := radius.Parse(raw, d.secret)
 	if err != nil {
 		return nil, err
-	}
-	ma, err := rfc2869.MessageAuthenticator_Lookup(p)
-	if err != nil || len(ma) != 16 {
-		return nil, errors.New("no message-authenticator")
-	}
-	// Recompute over the packet with a zero authenticator and zero MA.
-	cp := *p
-	cp.Authenticator = [16]byte{}
-	cp.Attributes = append(radius.Attributes(nil), p.Attributes...)
-	rfc2869.MessageAuthenticator_Set(&cp, make([]byte, 16))
-	b, err := cp.MarshalBinary()
-	if err != nil {
-		return nil, err
-	}
-	mac := hmac.New(md5.New, d.secret)
-	mac.Write(b)
-	if !hmac.Equal(mac.Sum(nil), ma) {
-		return nil, errors.New("bad message-authenticator")
 	}
 	if _, err := rfc2869.EventTimestamp_Lookup(p); err != nil {
 		return nil, errors.New("no event-timestamp")
@@ -129,28 +120,23 @@ func (d *fakeDAS) handle(raw []byte) ([]byte, error) {
 	if d.answerKey != nil {
 		key = d.answerKey
 	}
-	r := p.Response(code)
-	r.Secret = key
-	if !d.noMA {
-		rfc2869.MessageAuthenticator_Set(r, make([]byte, 16))
-	}
+	var r radius.Packet
 	if cause != 0 {
-		rfc3576.ErrorCause_Add(r, rfc3576.ErrorCause(cause))
+		rfc3576.ErrorCause_Add(&r, rfc3576.ErrorCause(cause))
 	}
-	if !d.noMA {
-		b, err := r.MarshalBinary() // header carries the request authenticator (RFC 5176 §3)
-		if err != nil {
-			return nil, err
-		}
-		mac := hmac.New(md5.New, key)
-		mac.Write(b)
-		sum := mac.Sum(nil)
-		if d.badMA {
-			sum[0] ^= 0xff
-		}
-		rfc2869.MessageAuthenticator_Set(r, sum)
+	sec := packet.NewSecret(key)
+	b, err := sec.EncodeResponse(&v, code, !d.noMA, r.Attributes)
+	if err != nil {
+		return nil, err
 	}
-	return r.Encode()
+	if d.badMA && !d.noMA {
+		// Corrupt the Message-Authenticator (first) and re-sign only the
+		// Response Authenticator, so that only the MA check catches it.
+		b[packet.HeaderLen+2] ^= 0xff
+		ra := sec.ResponseAuthenticator(b, v.Authenticator())
+		copy(b[4:packet.HeaderLen], ra[:])
+	}
+	return b, nil
 }
 
 func (d *fakeDAS) last() *radius.Packet {

@@ -8,6 +8,8 @@ import (
 	"syscall"
 
 	"layeh.com/radius"
+
+	"hardbound/radius/packet"
 )
 
 // muxer shares connected UDP sockets per NAS address. Identifiers are the
@@ -149,7 +151,7 @@ func (x *muxer) read(mc *muxConn) {
 			}
 			return // closed (or broken: waiting requests time out)
 		}
-		if n < headerLen {
+		if n < packet.HeaderLen {
 			x.m.InvalidResponse("short")
 			continue
 		}

@@ -1,9 +1,6 @@
 package dynauth
 
 import (
-	"crypto/hmac"
-	"crypto/md5"
-	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -20,6 +17,7 @@ import (
 	"layeh.com/radius/rfc3576"
 	"layeh.com/radius/rfc3580"
 
+	"hardbound/radius/packet"
 	"hardbound/store"
 )
 
@@ -170,28 +168,16 @@ func (e *NAKError) Error() string {
 // Is makes errors.Is(err, ErrNAK) true.
 func (e *NAKError) Is(target error) bool { return target == ErrNAK }
 
-const (
-	headerLen = 20
-	maOffset  = headerLen + 2 // the Message-Authenticator is always our first attribute
-	maLen     = 16
-)
-
-// encodeRequest builds the wire form of req with the given Identifier.
-// Order (RFC 5176 §3 + RFC 3579 §3.2): Message-Authenticator first with a
-// zero value and a zero Authenticator field, HMAC-MD5 over that, write it,
-// then the Request Authenticator MD5(Code|Id|Length|16 zero|Attrs|Secret).
-func encodeRequest(req Request, id byte, secret []byte, now time.Time) ([]byte, error) {
-	if len(secret) == 0 {
-		return nil, fmt.Errorf("%w: empty secret", ErrBadRequest)
-	}
+// encodeRequest builds the wire form of req with the given Identifier. The
+// codec puts Message-Authenticator first, computed over a zero
+// Authenticator field, then the Request Authenticator over the final
+// octets (RFC 5176 §2.3, §3.4).
+func encodeRequest(req Request, id byte, sec *packet.Secret, now time.Time) ([]byte, error) {
 	ident := req.Identity
 	if ident.AcctSessionID == "" && ident.UserName == "" && ident.CallingStationID == "" {
 		return nil, fmt.Errorf("%w: no session identification attribute", ErrBadRequest)
 	}
-	p := &radius.Packet{Code: req.Kind.code(), Identifier: id, Secret: secret}
-	if err := rfc2869.MessageAuthenticator_Set(p, make([]byte, maLen)); err != nil {
-		return nil, fmt.Errorf("dynauth: message-authenticator: %w", err)
-	}
+	p := &radius.Packet{Code: req.Kind.code(), Identifier: id}
 	if ident.NASIPAddress != "" {
 		ip := net.ParseIP(ident.NASIPAddress)
 		var err error
@@ -243,26 +229,11 @@ func encodeRequest(req Request, id byte, secret []byte, now time.Time) ([]byte, 
 			return nil, fmt.Errorf("%w: VLAN: %v", ErrBadRequest, err)
 		}
 	}
-	b, err := p.MarshalBinary() // Authenticator field is zero here
+	b, err := sec.EncodeRequest(p.Code, id, p.Attributes)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
-	reauthenticate(b, secret)
 	return b, nil
-}
-
-// reauthenticate (re)computes Message-Authenticator and the Request
-// Authenticator of an encoded request, e.g. after its Identifier changed.
-func reauthenticate(b, secret []byte) {
-	clear(b[4:headerLen])
-	clear(b[maOffset : maOffset+maLen])
-	mac := hmac.New(md5.New, secret)
-	mac.Write(b)
-	mac.Sum(b[maOffset : maOffset : maOffset+maLen])
-	h := md5.New()
-	h.Write(b) // the Authenticator field is zero here
-	h.Write(secret)
-	h.Sum(b[4:4:headerLen])
 }
 
 // Response is a parsed, authenticated answer.
@@ -275,24 +246,24 @@ type Response struct {
 }
 
 // parseResponse validates raw as the answer to request (the exact bytes we
-// sent) under secret: length, code, identifier, Response Authenticator
-// (MD5(Code|Id|Length|RequestAuth|Attrs|Secret), RFC 5176 §3) and, when
-// present or required, Message-Authenticator computed with the request's
-// authenticator in the header. Any failure is ErrBadPacket and the caller
-// keeps waiting, as RFC 2865 §3 requires for invalid responses.
-func parseResponse(raw, request, secret []byte, requireMA bool) (*Response, error) {
-	if len(raw) < headerLen {
+// sent) under sec: framing, code, identifier, then the codec's
+// Message-Authenticator (when present or required, computed with the
+// request's authenticator in the header) and Response Authenticator
+// (MD5(Code|Id|Length|RequestAuth|Attrs|Secret), RFC 5176 §2.3). Any
+// failure is ErrBadPacket and the caller keeps waiting, as RFC 2865 §3
+// requires for invalid responses.
+func parseResponse(raw, request []byte, sec *packet.Secret, requireMA bool) (*Response, error) {
+	if len(raw) < packet.HeaderLen {
 		return nil, badPacket("short", "short packet (%d bytes)", len(raw))
 	}
-	if len(request) < headerLen || len(secret) == 0 {
+	if len(request) < packet.HeaderLen {
 		return nil, badPacket("malformed", "no request to match")
 	}
-	length := int(binary.BigEndian.Uint16(raw[2:4]))
-	if length < headerLen || length > radius.MaxPacketLength || length > len(raw) {
-		return nil, badPacket("length", "bad length field %d", length)
+	p, err := packet.Parse(raw) // octets past Length are padding (RFC 2865 §3)
+	if err != nil {
+		return nil, badPacket(framingWhy(err), "%v", err)
 	}
-	raw = raw[:length] // octets past Length are padding (RFC 2865 §3)
-	code := radius.Code(raw[0])
+	code := p.Code()
 	var kind Kind
 	switch radius.Code(request[0]) {
 	case radius.CodeCoARequest:
@@ -306,60 +277,42 @@ func parseResponse(raw, request, secret []byte, requireMA bool) (*Response, erro
 	if code != ack && code != nak {
 		return nil, badPacket("code", "unexpected code %d", code)
 	}
-	if raw[1] != request[1] {
-		return nil, badPacket("identifier", "identifier %d, want %d", raw[1], request[1])
+	if p.Identifier() != request[1] {
+		return nil, badPacket("identifier", "identifier %d, want %d", p.Identifier(), request[1])
 	}
-	h := md5.New()
-	h.Write(raw[:4])
-	h.Write(request[4:headerLen])
-	h.Write(raw[headerLen:])
-	h.Write(secret)
-	var sum [md5.Size]byte
-	if subtle.ConstantTimeCompare(h.Sum(sum[:0]), raw[4:headerLen]) != 1 {
-		return nil, badPacket("authenticator", "response authenticator mismatch")
-	}
-	attrs, err := radius.ParseAttributes(raw[headerLen:])
-	if err != nil {
-		return nil, badPacket("attributes", "attributes: %v", err)
-	}
-	resp := &Response{Code: code, ACK: code == ack}
-	maAt := -1
-	off := headerLen
-	for _, a := range attrs {
-		if a.Type == rfc2869.MessageAuthenticator_Type {
-			if maAt >= 0 {
-				return nil, badPacket("message_authenticator", "more than one Message-Authenticator")
-			}
-			if len(a.Attribute) != maLen {
-				return nil, badPacket("message_authenticator", "Message-Authenticator length %d", len(a.Attribute))
-			}
-			maAt = off + 2
+	if err := sec.VerifyResponse(&p, request[4:packet.HeaderLen], packet.Policy{RequireMessageAuthenticator: requireMA}); err != nil {
+		why := "message_authenticator"
+		if errors.Is(err, packet.ErrBadAuthenticator) {
+			why = "authenticator"
 		}
-		off += 2 + len(a.Attribute)
+		return nil, badPacket(why, "%v", err)
 	}
-	if maAt >= 0 {
-		buf := make([]byte, len(raw))
-		copy(buf, raw)
-		copy(buf[4:headerLen], request[4:headerLen])
-		clear(buf[maAt : maAt+maLen])
-		mac := hmac.New(md5.New, secret)
-		mac.Write(buf)
-		if !hmac.Equal(mac.Sum(nil), raw[maAt:maAt+maLen]) {
-			return nil, badPacket("message_authenticator", "Message-Authenticator mismatch")
-		}
-		resp.HasMA = true
-	} else if requireMA {
-		return nil, badPacket("message_authenticator", "Message-Authenticator missing")
-	}
+	resp := &Response{Code: code, ACK: code == ack, HasMA: p.HasMessageAuthenticator()}
 	if !resp.ACK {
-		for _, a := range attrs {
-			if a.Type == rfc3576.ErrorCause_Type && len(a.Attribute) == 4 {
-				resp.ErrorCause = ErrorCause(binary.BigEndian.Uint32(a.Attribute))
+		for t, v := range p.All() {
+			if t == rfc3576.ErrorCause_Type && len(v) == 4 {
+				resp.ErrorCause = ErrorCause(binary.BigEndian.Uint32(v))
 				break
 			}
 		}
 	}
 	return resp, nil
+}
+
+// framingWhy is the metric label of a framing error.
+func framingWhy(err error) string {
+	switch {
+	case errors.Is(err, packet.ErrShort):
+		return "short"
+	case errors.Is(err, packet.ErrLength), errors.Is(err, packet.ErrTooLarge):
+		return "length"
+	case errors.Is(err, packet.ErrMessageAuthenticatorForm):
+		return "message_authenticator"
+	case errors.Is(err, packet.ErrAttributes):
+		return "attributes"
+	default:
+		return "malformed"
+	}
 }
 
 // packetError is a discarded answer; why is a bounded metric label.

@@ -1,8 +1,6 @@
 package dynauth
 
 import (
-	"crypto/hmac"
-	"crypto/md5"
 	"encoding/binary"
 	"errors"
 	"testing"
@@ -11,18 +9,26 @@ import (
 	"layeh.com/radius"
 	"layeh.com/radius/rfc2869"
 	"layeh.com/radius/rfc3576"
+
+	"hardbound/radius/packet"
 )
+
+// maOffset is where the Message-Authenticator value of our requests and of
+// the test answers sits: the codec puts it first.
+const maOffset = packet.HeaderLen + 2
 
 func TestEncodeRequestIsAuthentic(t *testing.T) {
 	t.Parallel()
 	secret := []byte("s3cret")
+	sec := packet.NewSecret(secret)
 	now := time.Unix(1_790_000_000, 0)
 	for _, kind := range []Kind{Disconnect, CoA} {
 		t.Run(kind.String(), func(t *testing.T) {
-			b, err := encodeRequest(Request{Kind: kind, Identity: testIdent, VLAN: "99"}, 7, secret, now)
+			b, err := encodeRequest(Request{Kind: kind, Identity: testIdent, VLAN: "99"}, 7, sec, now)
 			if err != nil {
 				t.Fatal(err)
 			}
+			// layeh.com/radius checks the Request Authenticator on its own.
 			if !radius.IsAuthenticRequest(b, secret) {
 				t.Fatal("request authenticator does not verify")
 			}
@@ -36,14 +42,17 @@ func TestEncodeRequestIsAuthentic(t *testing.T) {
 			if ts := rfc2869.EventTimestamp_Get(p); !ts.Equal(now) {
 				t.Fatalf("Event-Timestamp = %v", ts)
 			}
-			// MA over the packet with zero authenticator and zero MA (RFC 5176 §3).
-			z := append([]byte(nil), b...)
-			clear(z[4:20])
-			clear(z[maOffset : maOffset+maLen])
-			mac := hmac.New(md5.New, secret)
-			mac.Write(z)
-			if !hmac.Equal(mac.Sum(nil), rfc2869.MessageAuthenticator_Get(p)) {
-				t.Fatal("Message-Authenticator does not verify")
+			// MA first, over the packet with zero authenticator and zero MA
+			// (RFC 5176 §3.4).
+			v, err := packet.Parse(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !v.MessageAuthenticatorFirst() {
+				t.Fatal("Message-Authenticator is not the first attribute")
+			}
+			if err := sec.VerifyRequest(&v, packet.Policy{RequireMessageAuthenticator: true}); err != nil {
+				t.Fatal(err)
 			}
 		})
 	}
@@ -52,24 +61,15 @@ func TestEncodeRequestIsAuthentic(t *testing.T) {
 // answer builds a response to req with the given mutations.
 func answer(t testing.TB, req []byte, secret []byte, code radius.Code, cause uint32, withMA bool) []byte {
 	t.Helper()
-	p, err := radius.Parse(req, secret)
+	p, err := packet.Parse(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := p.Response(code)
-	if withMA {
-		rfc2869.MessageAuthenticator_Set(r, make([]byte, 16))
-	}
+	var r radius.Packet
 	if cause != 0 {
-		rfc3576.ErrorCause_Add(r, rfc3576.ErrorCause(cause))
+		rfc3576.ErrorCause_Add(&r, rfc3576.ErrorCause(cause))
 	}
-	if withMA {
-		b, _ := r.MarshalBinary()
-		mac := hmac.New(md5.New, secret)
-		mac.Write(b)
-		rfc2869.MessageAuthenticator_Set(r, mac.Sum(nil))
-	}
-	b, err := r.Encode()
+	b, err := packet.NewSecret(secret).EncodeResponse(&p, code, withMA, r.Attributes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,8 @@ func answer(t testing.TB, req []byte, secret []byte, code radius.Code, cause uin
 func TestParseResponse(t *testing.T) {
 	t.Parallel()
 	secret := []byte("s3cret")
-	req, err := encodeRequest(Request{Identity: testIdent}, 42, secret, time.Unix(1_790_000_000, 0))
+	sec := packet.NewSecret(secret)
+	req, err := encodeRequest(Request{Identity: testIdent}, 42, sec, time.Unix(1_790_000_000, 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,12 +88,8 @@ func TestParseResponse(t *testing.T) {
 	nak := answer(t, req, secret, radius.CodeDisconnectNAK, 503, true)
 	noMA := answer(t, req, secret, radius.CodeDisconnectACK, 0, false)
 	reauth := func(b []byte) []byte { // recompute the response authenticator after tampering
-		h := md5.New()
-		h.Write(b[:4])
-		h.Write(req[4:20])
-		h.Write(b[20:])
-		h.Write(secret)
-		h.Sum(b[4:4:20])
+		ra := sec.ResponseAuthenticator(b, req[4:20])
+		copy(b[4:20], ra[:])
 		return b
 	}
 	mutate := func(b []byte, f func([]byte) []byte) []byte { return f(append([]byte(nil), b...)) }
@@ -111,6 +108,7 @@ func TestParseResponse(t *testing.T) {
 		{name: "bad/ma_required", raw: noMA, requireMA: true, why: "message_authenticator"},
 		{name: "bad/short", raw: ack[:19], why: "short"},
 		{name: "bad/length_over_datagram", raw: mutate(ack, func(b []byte) []byte { binary.BigEndian.PutUint16(b[2:], uint16(len(b)+1)); return b }), why: "length"},
+		{name: "bad/datagram_over_4096", raw: append(append([]byte(nil), ack...), make([]byte, 4097-len(ack))...), why: "length"},
 		{name: "bad/length_under_header", raw: mutate(ack, func(b []byte) []byte { binary.BigEndian.PutUint16(b[2:], 19); return b }), why: "length"},
 		{name: "bad/coa_code_for_disconnect", raw: mutate(ack, func(b []byte) []byte { b[0] = byte(radius.CodeCoAACK); return reauth(b) }), why: "code"},
 		{name: "bad/identifier", raw: mutate(ack, func(b []byte) []byte { b[1]++; return reauth(b) }), why: "identifier"},
@@ -130,7 +128,7 @@ func TestParseResponse(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			r, err := parseResponse(tc.raw, req, secret, tc.requireMA)
+			r, err := parseResponse(tc.raw, req, sec, tc.requireMA)
 			if tc.why != "" {
 				var pe *packetError
 				if !errors.Is(err, ErrBadPacket) || !errors.As(err, &pe) || pe.why != tc.why {
@@ -159,7 +157,8 @@ func TestErrorCauseString(t *testing.T) {
 
 func FuzzParseResponse(f *testing.F) {
 	secret := []byte("fuzz-secret")
-	req, err := encodeRequest(Request{Identity: testIdent}, 9, secret, time.Unix(1_790_000_000, 0))
+	sec := packet.NewSecret(secret)
+	req, err := encodeRequest(Request{Identity: testIdent}, 9, sec, time.Unix(1_790_000_000, 0))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -168,7 +167,7 @@ func FuzzParseResponse(f *testing.F) {
 	f.Add(answer(f, req, secret, radius.CodeDisconnectACK, 0, false))
 	f.Add([]byte{41, 9, 0, 20})
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		r, err := parseResponse(raw, req, secret, false)
+		r, err := parseResponse(raw, req, sec, false)
 		if err != nil {
 			if !errors.Is(err, ErrBadPacket) {
 				t.Fatalf("error not ErrBadPacket: %v", err)

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"hardbound/radius/packet"
 )
 
 // DefaultPort is the RFC 5176 DAS port on the NAS.
@@ -167,8 +169,12 @@ func (s *Sender) Send(ctx context.Context, nas NAS, req Request) (Outcome, error
 
 func (s *Sender) exchange(ctx context.Context, addr string, secret []byte, req Request) (Outcome, error) {
 	out := Outcome{Result: ResultError}
+	if len(secret) == 0 {
+		return out, fmt.Errorf("%w: empty secret", ErrBadRequest)
+	}
+	sec := packet.NewSecret(secret)
 	// Encode the first try before taking a socket slot: bad input fails fast.
-	first, err := encodeRequest(req, 0, secret, s.cfg.Now())
+	first, err := encodeRequest(req, 0, sec, s.cfg.Now())
 	if err != nil {
 		return out, err
 	}
@@ -187,12 +193,14 @@ func (s *Sender) exchange(ctx context.Context, addr string, secret []byte, req R
 		pkt := first
 		if try == 0 {
 			pkt[1] = lease.ids[0]
-			reauthenticate(pkt, secret)
+			if err := sec.SignRequest(pkt); err != nil {
+				return out, fmt.Errorf("dynauth: %w", err)
+			}
 		} else {
 			// A retransmission is a new packet: fresh Event-Timestamp, and a
 			// new Identifier while the socket has one free.
 			id := s.mux.nextID(lease)
-			if pkt, err = encodeRequest(req, id, secret, s.cfg.Now()); err != nil {
+			if pkt, err = encodeRequest(req, id, sec, s.cfg.Now()); err != nil {
 				return out, err
 			}
 		}
@@ -214,7 +222,7 @@ func (s *Sender) exchange(ctx context.Context, addr string, secret []byte, req R
 			case <-timer.C:
 				break recv
 			case raw := <-lease.ch:
-				resp, perr := s.match(raw, sent, secret)
+				resp, perr := s.match(raw, sent, sec)
 				if perr != nil {
 					s.log.Debug("discarding invalid answer", "nas_addr", addr, "err", perr)
 					continue
@@ -247,8 +255,8 @@ func (s *Sender) nasSlot(addr string) chan struct{} {
 }
 
 // match finds the try an answer belongs to and validates it.
-func (s *Sender) match(raw []byte, sent [][]byte, secret []byte) (*Response, error) {
-	if len(raw) < headerLen {
+func (s *Sender) match(raw []byte, sent [][]byte, sec *packet.Secret) (*Response, error) {
+	if len(raw) < packet.HeaderLen {
 		s.m.InvalidResponse("short")
 		return nil, badPacket("short", "short packet")
 	}
@@ -256,7 +264,7 @@ func (s *Sender) match(raw []byte, sent [][]byte, secret []byte) (*Response, err
 		if req[1] != raw[1] {
 			continue
 		}
-		resp, err := parseResponse(raw, req, secret, s.cfg.RequireResponseMA)
+		resp, err := parseResponse(raw, req, sec, s.cfg.RequireResponseMA)
 		if err != nil {
 			s.m.InvalidResponse(invalidWhy(err))
 		}

@@ -57,7 +57,7 @@ func BenchmarkAuthUDPTLS13Parallel(b *testing.B) { benchmarkAuth(b, tls.VersionT
 // Response Authenticator, Message-Authenticator and a parse.
 func BenchmarkVerifyReply(b *testing.B) {
 	secret := []byte(testSecret)
-	c := &Client{cfg: Config{Secret: secret}}
+	c := testClient(secret)
 	req := c.accessRequest([]byte("anonymous"), make([]byte, 1200), make([]byte, 16))
 	reqB, err := c.seal(req)
 	if err != nil {
@@ -70,7 +70,7 @@ func BenchmarkVerifyReply(b *testing.B) {
 	})
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := verifyReply(resp, reqB, secret); err != nil {
+		if _, err := c.verifyReply(resp, reqB); err != nil {
 			b.Fatal(err)
 		}
 	}

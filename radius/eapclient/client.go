@@ -18,9 +18,7 @@ package eapclient
 import (
 	"context"
 	"crypto/hmac"
-	"crypto/md5"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -33,6 +31,7 @@ import (
 	"layeh.com/radius/vendors/microsoft"
 
 	"hardbound/eaptls"
+	"hardbound/radius/packet"
 )
 
 // RADIUS attribute types used here (RFC 2865, 2868, 2869).
@@ -52,7 +51,7 @@ const (
 	attrMessageAuth      = 80
 	attrTunnelPrivateGID = 81
 
-	maxAttrValue = 253
+	maxAttrValue = packet.MaxValue
 )
 
 // NAS-Port-Type values (RFC 2865, RFC 3580).
@@ -146,6 +145,7 @@ type Result struct {
 // concurrency.
 type Client struct {
 	cfg        Config
+	sec        *packet.Secret
 	auth, acct netip.AddrPort
 	nasIP      netip.Addr
 
@@ -223,7 +223,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	var id [1]byte
 	_, _ = rand.Read(id[:])
-	return &Client{cfg: cfg, auth: auth, acct: acct, nasIP: nasIP, conn: lc, id: id[0], buf: make([]byte, radius.MaxPacketLength+1)}, nil
+	return &Client{cfg: cfg, sec: packet.NewSecret(cfg.Secret), auth: auth, acct: acct, nasIP: nasIP, conn: lc, id: id[0], buf: make([]byte, packet.MaxLen+1)}, nil
 }
 
 func resolve(hostport, defPort string) (netip.AddrPort, error) {
@@ -314,8 +314,8 @@ func (c *Client) Authenticate(ctx context.Context, peer *eaptls.Peer) (res Resul
 
 func (c *Client) accessRequest(identity, eap, state []byte) *radius.Packet {
 	c.id++
+	// seal draws the Request Authenticator.
 	p := &radius.Packet{Code: radius.CodeAccessRequest, Identifier: c.id, Secret: c.cfg.Secret}
-	_, _ = rand.Read(p.Authenticator[:])
 	if len(identity) > 0 {
 		p.Add(attrUserName, radius.Attribute(clip(identity)))
 	}
@@ -325,11 +325,7 @@ func (c *Client) accessRequest(identity, eap, state []byte) *radius.Packet {
 	if c.cfg.FramedMTU > 0 {
 		p.Add(attrFramedMTU, u32(uint32(c.cfg.FramedMTU)))
 	}
-	for len(eap) > 0 {
-		n := min(len(eap), maxAttrValue)
-		p.Add(attrEAPMessage, radius.Attribute(eap[:n]))
-		eap = eap[n:]
-	}
+	p.Attributes = packet.AppendEAP(p.Attributes, eap)
 	if state != nil {
 		p.Add(attrState, radius.Attribute(state))
 	}
@@ -352,30 +348,17 @@ func u32(v uint32) radius.Attribute {
 	return b
 }
 
-// seal encodes p with a Message-Authenticator (RFC 3579 §3.2). For
-// Access-Request the Request Authenticator is p's own random one; for
-// Accounting-Request the MA is computed over a zero authenticator field and
-// the Request Authenticator computed last, over the final bytes.
+// seal encodes p with a Message-Authenticator, first (radius/packet): for
+// Access-Request over a fresh random Request Authenticator, for
+// Accounting-Request over a zero one with the Request Authenticator
+// computed last. p.Authenticator is set to what was sent (the MPPE keys of
+// the answer are encrypted with it).
 func (c *Client) seal(p *radius.Packet) ([]byte, error) {
-	p.Add(attrMessageAuth, make(radius.Attribute, md5.Size))
-	b, err := p.MarshalBinary()
+	b, err := c.sec.EncodeRequest(p.Code, p.Identifier, p.Attributes)
 	if err != nil {
 		return nil, fmt.Errorf("eapclient: encode: %w", err)
 	}
-	if p.Code == radius.CodeAccountingRequest {
-		clear(b[4:20])
-	}
-	mac := hmac.New(md5.New, c.cfg.Secret)
-	mac.Write(b)
-	mac.Sum(b[len(b)-md5.Size : len(b)-md5.Size])
-	if p.Code == radius.CodeAccountingRequest {
-		h := md5.New()
-		h.Write(b)
-		h.Write(c.cfg.Secret)
-		h.Sum(b[4:4])
-		copy(p.Authenticator[:], b[4:20])
-	}
-	copy(p.Attributes[len(p.Attributes)-1].Attribute, b[len(b)-md5.Size:])
+	copy(p.Authenticator[:], b[4:packet.HeaderLen])
 	return b, nil
 }
 
@@ -412,10 +395,10 @@ func (c *Client) exchange(ctx context.Context, dst netip.AddrPort, reqB []byte, 
 			if netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) != dst {
 				continue // not from the server
 			}
-			if n < 20 || c.buf[1] != reqB[1] {
+			if n < packet.HeaderLen || c.buf[1] != reqB[1] {
 				continue // another exchange's (late) reply
 			}
-			p, err := verifyReply(c.buf[:n], reqB, c.cfg.Secret)
+			p, err := c.verifyReply(c.buf[:n], reqB)
 			if err != nil {
 				discarded++
 				res.Discarded++
@@ -433,63 +416,20 @@ func (c *Client) exchange(ctx context.Context, dst netip.AddrPort, reqB []byte, 
 	return nil, ErrTimeout
 }
 
-// verifyReply checks the Response Authenticator and, for Access-Accept,
-// Access-Reject and Access-Challenge, that exactly one valid
-// Message-Authenticator is present (required by RFC 3579 for EAP and by
-// BlastRADIUS mitigations for every Access-* reply). The reply is parsed
+// verifyReply checks, through radius/packet, the framing, the
+// Message-Authenticator (required on Access-Accept, Access-Reject and
+// Access-Challenge: by RFC 3579 for EAP and by BlastRADIUS mitigations for
+// every Access-* reply) and the Response Authenticator. The reply is parsed
 // into a copy so the caller may reuse the buffer.
-func verifyReply(resp, req, secret []byte) (*radius.Packet, error) {
-	if len(resp) < 20 {
-		return nil, fmt.Errorf("%w: short reply", ErrBadReply)
+func (c *Client) verifyReply(resp, req []byte) (*radius.Packet, error) {
+	v, err := packet.Parse(resp)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadReply, err)
 	}
-	length := int(binary.BigEndian.Uint16(resp[2:4]))
-	if length < 20 || length > len(resp) || length > radius.MaxPacketLength {
-		return nil, fmt.Errorf("%w: bad length", ErrBadReply)
+	if err := c.sec.VerifyResponse(&v, req[4:packet.HeaderLen], packet.Policy{}); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadReply, err)
 	}
-	resp = resp[:length]
-	h := md5.New()
-	h.Write(resp[:4])
-	h.Write(req[4:20])
-	h.Write(resp[20:])
-	h.Write(secret)
-	var sum [md5.Size]byte
-	if subtle.ConstantTimeCompare(h.Sum(sum[:0]), resp[4:20]) != 1 {
-		return nil, fmt.Errorf("%w: bad response authenticator", ErrBadReply)
-	}
-	code := radius.Code(resp[0])
-	maOff := -1
-	for off := 20; off < length; {
-		if off+2 > length || resp[off+1] < 2 || off+int(resp[off+1]) > length {
-			return nil, fmt.Errorf("%w: malformed attributes", ErrBadReply)
-		}
-		if resp[off] == attrMessageAuth {
-			if maOff >= 0 || resp[off+1] != 2+md5.Size {
-				return nil, fmt.Errorf("%w: bad Message-Authenticator", ErrBadReply)
-			}
-			maOff = off + 2
-		}
-		off += int(resp[off+1])
-	}
-	switch code {
-	case radius.CodeAccessAccept, radius.CodeAccessReject, radius.CodeAccessChallenge:
-		if maOff < 0 {
-			return nil, fmt.Errorf("%w: no Message-Authenticator", ErrBadReply)
-		}
-	}
-	cp := append([]byte(nil), resp...)
-	if maOff >= 0 {
-		got := append([]byte(nil), cp[maOff:maOff+md5.Size]...)
-		clear(cp[maOff : maOff+md5.Size])
-		copy(cp[4:20], req[4:20])
-		mac := hmac.New(md5.New, secret)
-		mac.Write(cp)
-		if !hmac.Equal(mac.Sum(nil), got) {
-			return nil, fmt.Errorf("%w: bad Message-Authenticator", ErrBadReply)
-		}
-		copy(cp[maOff:], got)
-		copy(cp[4:20], resp[4:20])
-	}
-	p, err := radius.Parse(cp, secret)
+	p, err := radius.Parse(v.Bytes(), c.cfg.Secret)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadReply, err)
 	}

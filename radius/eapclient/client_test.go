@@ -3,9 +3,8 @@ package eapclient
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/md5"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"layeh.com/radius"
 	"layeh.com/radius/vendors/microsoft"
 
+	"hardbound/radius/packet"
 	"hardbound/store"
 )
 
@@ -154,13 +154,14 @@ func TestAuthenticateTimesOutWithoutServer(t *testing.T) {
 // resign rewrites a reply's Response Authenticator after tampering, so only
 // the Message-Authenticator check can catch it.
 func resign(b, reqAuth, secret []byte) []byte {
-	h := md5.New()
-	h.Write(b[:4])
-	h.Write(reqAuth)
-	h.Write(b[20:])
-	h.Write(secret)
-	copy(b[4:20], h.Sum(nil))
+	ra := packet.NewSecret(secret).ResponseAuthenticator(b, reqAuth)
+	copy(b[4:20], ra[:])
 	return b
+}
+
+// testClient is a Client that only encodes and verifies.
+func testClient(secret []byte) *Client {
+	return &Client{cfg: Config{Secret: secret}, sec: packet.NewSecret(secret)}
 }
 
 func TestAuthenticateDiscardsRepliesWithBadMessageAuthenticator(t *testing.T) {
@@ -215,20 +216,17 @@ func reply(t testing.TB, req *radius.Packet, code radius.Code, withMA bool, buil
 	if err != nil {
 		t.Fatal(err)
 	}
-	if withMA {
-		mac := hmac.New(md5.New, req.Secret)
-		mac.Write(b)
-		copy(b[22:38], mac.Sum(nil))
+	if err := packet.NewSecret(req.Secret).SignResponse(b, req.Authenticator[:]); err != nil {
+		t.Fatal(err)
 	}
-	return resign(b, req.Authenticator[:], req.Secret)
+	return b
 }
 
 func TestVerifyReply(t *testing.T) {
 	t.Parallel()
 	secret := []byte(testSecret)
-	c := &Client{cfg: Config{Secret: secret}}
+	c := testClient(secret)
 	req := &radius.Packet{Code: radius.CodeAccessRequest, Identifier: 7, Secret: secret}
-	req.Authenticator[0] = 1
 	reqB, err := c.seal(req)
 	if err != nil {
 		t.Fatal(err)
@@ -250,7 +248,14 @@ func TestVerifyReply(t *testing.T) {
 			return resign(b, req.Authenticator[:], secret)
 		}, false},
 		{"bad/two-mas", func() []byte {
-			return reply(t, req, radius.CodeAccessAccept, true, func(p *radius.Packet) { p.Add(attrMessageAuth, make(radius.Attribute, 16)) })
+			b := reply(t, req, radius.CodeAccessAccept, true, eap)
+			b = append(b, b[20:38]...)
+			binary.BigEndian.PutUint16(b[2:4], uint16(len(b)))
+			return resign(b, req.Authenticator[:], secret)
+		}, false},
+		{"bad/ma-wrong-secret", func() []byte {
+			b := reply(t, req, radius.CodeAccessAccept, true, eap)
+			return resign(b, req.Authenticator[:], []byte("other"))
 		}, false},
 		{"bad/response-authenticator", func() []byte {
 			b := reply(t, req, radius.CodeAccessAccept, true, eap)
@@ -266,7 +271,7 @@ func TestVerifyReply(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := verifyReply(tt.resp(), reqB, secret)
+			_, err := c.verifyReply(tt.resp(), reqB)
 			if (err == nil) != tt.ok {
 				t.Fatalf("err %v, want ok=%v", err, tt.ok)
 			}
@@ -339,22 +344,24 @@ func TestNewRejectsBadConfig(t *testing.T) {
 
 func FuzzVerifyReply(f *testing.F) {
 	secret := []byte(testSecret)
-	c := &Client{cfg: Config{Secret: secret}}
+	c := testClient(secret)
 	req := &radius.Packet{Code: radius.CodeAccessRequest, Identifier: 7, Secret: secret}
 	reqB, err := c.seal(req)
 	if err != nil {
 		f.Fatal(err)
 	}
-	p := req.Response(radius.CodeAccessAccept)
-	p.Add(attrMessageAuth, make(radius.Attribute, 16))
-	p.Add(attrEAPMessage, radius.Attribute{3, 1, 0, 4})
-	b, _ := p.MarshalBinary()
-	f.Add(b)
+	f.Add(reply(f, req, radius.CodeAccessAccept, true, func(p *radius.Packet) { p.Add(attrEAPMessage, radius.Attribute{3, 1, 0, 4}) }))
+	f.Add(reply(f, req, radius.CodeAccountingResponse, false, nil))
 	f.Add([]byte{2, 7, 0, 20})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		p, err := verifyReply(b, reqB, secret)
-		if err == nil {
-			_, _ = eapMessage(p)
+		p, err := c.verifyReply(b, reqB)
+		if err != nil {
+			return
 		}
+		// layeh.com/radius checks the Response Authenticator on its own.
+		if !radius.IsAuthenticResponse(b[:binary.BigEndian.Uint16(b[2:4])], reqB, secret) {
+			t.Fatalf("accepted an unauthentic reply: %x", b)
+		}
+		_, _ = eapMessage(p)
 	})
 }
