@@ -16,7 +16,8 @@
 //     SessionID are valid from now on, never before.
 //   - Outcome Failure: Reply is EAP-Failure; answer Access-Reject. Step's
 //     error says why (match with errors.Is: ErrMalformed, ErrProtocol,
-//     ErrTooLarge, ErrTooManyRounds, ErrNak, ErrNoEMS, ErrKeys, ErrTimeout,
+//     ErrTooLarge, ErrTooManyRounds, ErrNak, ErrNoClientCert,
+//     ErrCertExpired, ErrUnknownIssuer, ErrNoEMS, ErrKeys, ErrTimeout,
 //     ErrClosed); AuthErr holds the Authorizer's own error.
 //
 // This package owns everything inside EAP-TLS: the Identity and Start
@@ -40,10 +41,11 @@
 // ServerConfig.AllowNoEMS is set, which additionally needs
 // GODEBUG=tlsunsafeekm=1 (this package does not reimplement the TLS PRF).
 //
-// Policy: the Authorizer runs inside tls.Config.VerifyConnection, after Go
-// verified the client chain against ClientCAs with the clientAuth EKU, so a
-// rejection becomes a TLS alert before the TLS 1.2 Finished or the TLS 1.3
-// success indication. Session tickets are disabled (no resumption).
+// Policy: the Authorizer runs inside tls.Config.VerifyConnection, after the
+// client chain verified against ClientCAs with the clientAuth EKU
+// (verifyClientChain, which names a missing, expired or not yet valid, or
+// foreign certificate with its sentinel), so a rejection becomes a TLS
+// alert before the TLS 1.2 Finished or the TLS 1.3 success indication. Session tickets are disabled (no resumption).
 //
 // # Concurrency and resources
 //

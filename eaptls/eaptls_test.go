@@ -20,6 +20,7 @@ type fixture struct {
 	client  tls.Certificate
 	foreign tls.Certificate // client cert from an unrelated CA
 	expired tls.Certificate
+	future  tls.Certificate // client cert not valid yet
 	srvEKU  tls.Certificate // client cert with serverAuth EKU only
 }
 
@@ -42,6 +43,8 @@ func getFixture(t testing.TB) *fixture {
 			foreign: other.leaf(t, leafOpts{cn: "dev2", eku: x509.ExtKeyUsageClientAuth}),
 			expired: p.leaf(t, leafOpts{cn: "dev3", eku: x509.ExtKeyUsageClientAuth,
 				notBefore: time.Now().Add(-48 * time.Hour), notAfter: time.Now().Add(-24 * time.Hour)}),
+			future: p.leaf(t, leafOpts{cn: "dev5", eku: x509.ExtKeyUsageClientAuth,
+				notBefore: time.Now().Add(24 * time.Hour), notAfter: time.Now().Add(48 * time.Hour)}),
 			srvEKU: p.leaf(t, leafOpts{cn: "dev4", eku: x509.ExtKeyUsageServerAuth}),
 		}
 	})
@@ -307,31 +310,51 @@ func TestConversationFails(t *testing.T) {
 	f := getFixture(t)
 	errDenied := errors.New("device quarantined")
 	deny := func(context.Context, tls.ConnectionState) error { return errDenied }
+	incompatible := func(err error) bool {
+		inv, ok := errors.AsType[x509.CertificateInvalidError](err)
+		return ok && inv.Reason == x509.IncompatibleUsage
+	}
 	tests := []struct {
 		name       string
 		cert       *tls.Certificate
 		version    uint16
+		omitCAs    bool
 		authorize  Authorizer
-		wantAuth   bool // AuthErr must be errDenied
-		wantAlert  bool // server sent TLS data right before EAP-Failure
+		wantErr    error            // a sentinel the Step error wraps
+		wantCause  func(error) bool // or another check of it
+		wantAuth   bool             // AuthErr must be errDenied
+		wantAlert  bool             // server sent TLS data right before EAP-Failure
 		wantMetric string
 	}{
-		{name: "authorizer_rejects_tls12", cert: &f.client, version: tls.VersionTLS12, authorize: deny, wantAuth: true, wantAlert: true, wantMetric: "1.2/fail"},
-		{name: "authorizer_rejects_tls13", cert: &f.client, version: tls.VersionTLS13, authorize: deny, wantAuth: true, wantAlert: true, wantMetric: "1.3/fail"},
-		{name: "no_client_cert_tls12", version: tls.VersionTLS12, wantAlert: true},
-		{name: "no_client_cert_tls13", version: tls.VersionTLS13, wantAlert: true},
-		{name: "foreign_ca_tls12", cert: &f.foreign, version: tls.VersionTLS12, wantAlert: true},
-		{name: "foreign_ca_tls13", cert: &f.foreign, version: tls.VersionTLS13, wantAlert: true},
-		{name: "expired_cert_tls13", cert: &f.expired, version: tls.VersionTLS13, wantAlert: true},
-		{name: "expired_cert_tls12", cert: &f.expired, version: tls.VersionTLS12, wantAlert: true},
-		{name: "server_auth_eku_only_tls13", cert: &f.srvEKU, version: tls.VersionTLS13, wantAlert: true},
+		{name: "authorizer_rejects_tls12", cert: &f.client, version: tls.VersionTLS12, authorize: deny, wantErr: errDenied, wantAuth: true, wantAlert: true, wantMetric: "1.2/fail"},
+		{name: "authorizer_rejects_tls13", cert: &f.client, version: tls.VersionTLS13, authorize: deny, wantErr: errDenied, wantAuth: true, wantAlert: true, wantMetric: "1.3/fail"},
+		{name: "no_client_cert_tls12", version: tls.VersionTLS12, wantErr: ErrNoClientCert, wantAlert: true},
+		{name: "no_client_cert_tls13", version: tls.VersionTLS13, wantErr: ErrNoClientCert, wantAlert: true},
+		{name: "no_client_cert_omit_ca_names_tls13", version: tls.VersionTLS13, omitCAs: true, wantErr: ErrNoClientCert, wantAlert: true},
+		{name: "foreign_ca_tls12", cert: &f.foreign, version: tls.VersionTLS12, wantErr: ErrUnknownIssuer, wantAlert: true},
+		{name: "foreign_ca_tls13", cert: &f.foreign, version: tls.VersionTLS13, wantErr: ErrUnknownIssuer, wantAlert: true},
+		{name: "foreign_ca_omit_ca_names_tls12", cert: &f.foreign, version: tls.VersionTLS12, omitCAs: true, wantErr: ErrUnknownIssuer, wantAlert: true},
+		{name: "expired_cert_tls13", cert: &f.expired, version: tls.VersionTLS13, wantErr: ErrCertExpired, wantAlert: true},
+		{name: "expired_cert_tls12", cert: &f.expired, version: tls.VersionTLS12, wantErr: ErrCertExpired, wantAlert: true},
+		{name: "not_yet_valid_cert_tls12", cert: &f.future, version: tls.VersionTLS12, wantErr: ErrCertExpired, wantAlert: true},
+		{name: "not_yet_valid_cert_tls13", cert: &f.future, version: tls.VersionTLS13, wantErr: ErrCertExpired, wantAlert: true},
+		{name: "server_auth_eku_only_tls13", cert: &f.srvEKU, version: tls.VersionTLS13, wantCause: incompatible, wantAlert: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			m := &countingMetrics{}
-			srv := f.newServer(t, func(c *ServerConfig) { c.Metrics = m })
-			peer := NewPeer(context.Background(), PeerConfig{TLS: f.peerTLS(tc.cert, tc.version), Identity: "x", MTU: 1400})
+			srv := f.newServer(t, func(c *ServerConfig) { c.Metrics = m; c.OmitCANames = tc.omitCAs })
+			ptls := f.peerTLS(tc.cert, tc.version)
+			if tc.cert != nil {
+				// GetClientCertificate, not Certificates: Go's client
+				// silently sends no certificate when it does not chain to
+				// the server's CA names, and the foreign-CA cases must
+				// really present theirs.
+				ptls.Certificates = nil
+				ptls.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return tc.cert, nil }
+			}
+			peer := NewPeer(context.Background(), PeerConfig{TLS: ptls, Identity: "x", MTU: 1400})
 			defer peer.Close()
 			called := false
 			authorize := tc.authorize
@@ -344,6 +367,19 @@ func TestConversationFails(t *testing.T) {
 			c := converse(t, sess, peer)
 			if c.res.Outcome != Failure || c.err == nil {
 				t.Fatalf("server outcome %v err %v", c.res.Outcome, c.err)
+			}
+			if tc.wantErr != nil && !errors.Is(c.err, tc.wantErr) {
+				t.Fatalf("err %v, want %v", c.err, tc.wantErr)
+			}
+			if tc.wantCause != nil && !tc.wantCause(c.err) {
+				t.Fatalf("err %v does not carry the expected cause", c.err)
+			}
+			// Each cause carries its own sentinel only, so a caller's
+			// errors.Is switch cannot pick the wrong one.
+			for _, other := range []error{ErrNoClientCert, ErrUnknownIssuer, ErrCertExpired} {
+				if other != tc.wantErr && errors.Is(c.err, other) {
+					t.Fatalf("err %v also matches %v", c.err, other)
+				}
 			}
 			if !errors.Is(c.peerErr, ErrFailure) {
 				t.Fatalf("peer err %v, want ErrFailure", c.peerErr)

@@ -359,10 +359,11 @@ func TestServerTLSDefaultsAndOverrides(t *testing.T) {
 		c.TLS.CurvePreferences = []tls.CurveID{tls.CurveP256}
 		c.TLS.VerifyConnection = func(tls.ConnectionState) error { userCalled = true; return nil }
 	})
-	// The chain is verified in VerifyConnection (cached), so Go is only
-	// told to require a certificate and check CertificateVerify.
-	if !srv.base.SessionTicketsDisabled || srv.base.ClientAuth != tls.RequireAnyClientCert || srv.clientCAs == nil {
-		t.Fatal("base config lacks tickets off / required client cert / our own chain check")
+	// The chain, and that there is one, is checked in VerifyConnection
+	// (cached), so Go is only told to ask for a certificate and check
+	// CertificateVerify.
+	if !srv.base.SessionTicketsDisabled || srv.base.ClientAuth != tls.RequestClientCert || srv.clientCAs == nil {
+		t.Fatal("base config lacks tickets off / requested client cert / our own chain check")
 	}
 	if def := f.newServer(t, nil); len(def.base.CurvePreferences) != 2 || def.base.CurvePreferences[0] != tls.X25519 {
 		t.Fatalf("default curves %v", def.base.CurvePreferences)

@@ -158,12 +158,19 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	base := cfg.TLS.Clone()
 	// The client chain is verified in VerifyConnection (verifyClientChain),
-	// not by crypto/tls, so that verified chains can be cached. Go still
-	// checks the peer's CertificateVerify with RequireAnyClientCert, and
-	// still sends the ClientCAs subjects as CA names whenever ClientCAs is
-	// set: OmitCANames gives it none.
+	// not by crypto/tls, so that verified chains can be cached and every
+	// refusal of the peer's certificate carries an error of this package
+	// (ErrNoClientCert, ErrCertExpired, ErrUnknownIssuer). That includes no
+	// certificate at all, hence RequestClientCert: with RequireAnyClientCert
+	// crypto/tls refuses an empty Certificate message itself, before
+	// VerifyConnection, with an error only its text identifies. The price
+	// is the alert for that case, bad_certificate instead of
+	// certificate_required (TLS 1.3) or handshake_failure (TLS 1.2). Go
+	// still checks the CertificateVerify of a peer that sent a certificate,
+	// and still sends the ClientCAs subjects as CA names whenever ClientCAs
+	// is set: OmitCANames gives it none.
 	clientCAs := base.ClientCAs
-	base.ClientAuth = tls.RequireAnyClientCert
+	base.ClientAuth = tls.RequestClientCert
 	if cfg.OmitCANames {
 		base.ClientCAs = nil
 	}
@@ -472,9 +479,10 @@ func (s *Session) run() {
 	s.conn.finish(err)
 }
 
-// verifyConnection runs after Go verified the client chain against
-// ClientCAs (clientAuth EKU): EMS policy, the caller's VerifyConnection,
-// then the Authorizer. An error here makes Go send a fatal alert.
+// verifyConnection runs on the TLS coroutine once the peer's certificate
+// message arrived: the client chain against ClientCAs (clientAuth EKU), EMS
+// policy, the caller's VerifyConnection, then the Authorizer. An error here
+// makes Go send a fatal alert.
 func (s *Session) verifyConnection(cs tls.ConnectionState) error {
 	chains, err := s.srv.verifyClientChain(cs.PeerCertificates)
 	if err != nil {
@@ -500,12 +508,14 @@ func (s *Session) verifyConnection(cs tls.ConnectionState) error {
 }
 
 // verifyClientChain does what crypto/tls does for RequireAndVerifyClientCert
-// (ClientCAs as roots, the rest of the peer's chain as intermediates, the
-// clientAuth EKU, the current time), answering from the chain cache when
-// the peer sent exactly these certificates before.
+// (a certificate is required; ClientCAs as roots, the rest of the peer's
+// chain as intermediates, the clientAuth EKU, the current time), answering
+// from the chain cache when the peer sent exactly these certificates
+// before. A cache hit outside the chain's validity window is a miss, so
+// every refusal comes from x509.Verify.
 func (srv *Server) verifyClientChain(certs []*x509.Certificate) ([][]*x509.Certificate, error) {
 	if len(certs) == 0 {
-		return nil, errors.New("tls: client didn't provide a certificate")
+		return nil, ErrNoClientCert
 	}
 	now := time.Now()
 	if srv.base.Time != nil {
@@ -531,12 +541,28 @@ func (srv *Server) verifyClientChain(certs []*x509.Certificate) ([][]*x509.Certi
 	}
 	chains, err := certs[0].Verify(opts)
 	if err != nil {
-		return nil, &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err}
+		return nil, chainError(certs, err)
 	}
 	if srv.chains != nil {
 		srv.chains.put(key, chains)
 	}
 	return chains, nil
+}
+
+// chainError is x509.Verify's refusal of certs as crypto/tls reports it
+// (tls.CertificateVerificationError, so errors.As still finds the x509
+// error), marked with this package's sentinel for the causes a caller
+// tells apart.
+func chainError(certs []*x509.Certificate, err error) error {
+	cve := &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err}
+	// x509 reports "not yet valid" with the Expired reason too.
+	if inv, ok := errors.AsType[x509.CertificateInvalidError](err); ok && inv.Reason == x509.Expired {
+		return fmt.Errorf("%w: %w", ErrCertExpired, cve)
+	}
+	if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
+		return fmt.Errorf("%w: %w", ErrUnknownIssuer, cve)
+	}
+	return cve
 }
 
 // ctxErr maps the session context's end to the package sentinels.

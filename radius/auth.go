@@ -4,13 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"strings"
 	"time"
 
 	"layeh.com/radius"
@@ -303,18 +301,23 @@ func (s *Server) decide(ctx context.Context, n *nas, from netip.AddrPort, p *pac
 	return s.reject(n, p, failure, reason)
 }
 
-// classifyFailure maps a failed handshake to a bounded reason label.
+// classifyFailure maps a failed handshake to a bounded reason label: the
+// Decider's reason when it refused, else the sentinel the errors wrap
+// (eaptls names the certificate refusals itself).
 func classifyFailure(v *posture.Verdict, authErr, stepErr error) string {
 	if v != nil && !v.Allow {
 		return string(v.Reason)
 	}
 	for _, err := range []error{authErr, stepErr} {
-		if err == nil {
-			continue
-		}
 		switch {
-		case errors.Is(err, errNoCert):
+		case err == nil:
+			continue
+		case errors.Is(err, errNoCert), errors.Is(err, eaptls.ErrNoClientCert):
 			return RejectNoClientCert
+		case errors.Is(err, eaptls.ErrCertExpired):
+			return RejectCertExpired
+		case errors.Is(err, eaptls.ErrUnknownIssuer):
+			return RejectUnknownIssuer
 		case errors.Is(err, eaptls.ErrNoEMS):
 			return RejectNoEMS
 		case errors.Is(err, eaptls.ErrNak):
@@ -324,23 +327,6 @@ func classifyFailure(v *posture.Verdict, authErr, stepErr error) string {
 		case errors.Is(err, eaptls.ErrMalformed), errors.Is(err, eaptls.ErrProtocol),
 			errors.Is(err, eaptls.ErrTooLarge), errors.Is(err, eaptls.ErrTooManyRounds):
 			return RejectEAPProtocol
-		}
-		var inv x509.CertificateInvalidError
-		if errors.As(err, &inv) && inv.Reason == x509.Expired {
-			return RejectCertExpired
-		}
-		var ua x509.UnknownAuthorityError
-		if errors.As(err, &ua) {
-			return RejectUnknownIssuer
-		}
-		msg := err.Error()
-		switch {
-		case strings.Contains(msg, "didn't provide a certificate"):
-			return RejectNoClientCert
-		case strings.Contains(msg, "expired") || strings.Contains(msg, "not yet valid"):
-			return RejectCertExpired
-		case strings.Contains(msg, "unknown authority"):
-			return RejectUnknownIssuer
 		}
 	}
 	if stepErr == nil && authErr == nil {
