@@ -153,9 +153,9 @@ func TestChainCacheHandshakes(t *testing.T) {
 	m := &countingMetrics{}
 	srv := f.newServer(t, func(c *ServerConfig) { c.Metrics = m })
 	for i, version := range []uint16{tls.VersionTLS13, tls.VersionTLS12, tls.VersionTLS13} {
-		sess := srv.NewSession(context.Background(), SessionOptions{MTU: 1400})
+		sess := NewSession[string](context.Background(), srv, SessionOptions{MTU: 1400})
 		peer := NewPeer(context.Background(), PeerConfig{TLS: f.peerTLS(&f.client, version), MTU: 1400})
-		c := converse(t, sess, peer)
+		c := converse(t, sess, peer, nil)
 		if c.res.Outcome != Success || c.err != nil {
 			t.Fatalf("handshake %d: outcome %v err %v", i, c.res.Outcome, c.err)
 		}
@@ -170,9 +170,9 @@ func TestChainCacheHandshakes(t *testing.T) {
 	}
 	// A foreign device is still refused on every attempt.
 	for range 2 {
-		sess := srv.NewSession(context.Background(), SessionOptions{MTU: 1400})
+		sess := NewSession[string](context.Background(), srv, SessionOptions{MTU: 1400})
 		peer := NewPeer(context.Background(), PeerConfig{TLS: f.peerTLS(&f.foreign, 0), MTU: 1400})
-		c := converse(t, sess, peer)
+		c := converse(t, sess, peer, nil)
 		if c.res.Outcome == Success {
 			t.Fatal("foreign certificate accepted")
 		}

@@ -44,7 +44,7 @@ func TestClassifyFailure(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := classifyFailure(tt.verdict, nil, tt.err); got != tt.want {
+			if got := classifyFailure(tt.verdict, tt.err); got != tt.want {
 				t.Fatalf("classifyFailure = %q, want %q", got, tt.want)
 			}
 		})

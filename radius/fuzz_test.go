@@ -90,7 +90,7 @@ func FuzzAccessRequest(f *testing.F) {
 		copy(b[len(b)-16:], mac.Sum(nil))
 
 		for _, port := range []byte{portAuth, portAcct} {
-			resp := s.handle(context.Background(), port, from, b)
+			resp := s.handle(context.Background(), nil, port, from, b)
 			if resp != nil {
 				checkResponse(t, resp, b, []byte(testSecret))
 			}
