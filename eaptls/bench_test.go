@@ -13,10 +13,10 @@ import (
 // process, and fails the benchmark unless both succeed.
 func benchConverse(b *testing.B, srv *Server, ptls *tls.Config) {
 	peer := NewPeer(context.Background(), PeerConfig{TLS: ptls, Identity: "bench", MTU: 1400})
-	sess := srv.NewSession(context.Background(), SessionOptions{MTU: 1400})
+	sess := NewSession[string](context.Background(), srv, SessionOptions{MTU: 1400})
 	msg := peer.Identity(1)
 	for range 20 {
-		res, err := sess.Step(msg)
+		res, err := sess.Step(context.Background(), msg, nil)
 		if res.Outcome == Success {
 			if _, done, err := peer.Step(res.Reply); !done || err != nil {
 				b.Fatalf("peer: %v %v", done, err)

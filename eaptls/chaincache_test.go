@@ -37,12 +37,15 @@ func TestChainCacheAnswersRepeatsAndRechecksTime(t *testing.T) {
 	})
 	certs := parseChain(t, f.client)
 	later := certs[0].NotAfter.Add(time.Minute)
+	earlier := certs[0].NotBefore.Add(-time.Minute)
 
+	// Refusals carry the sentinel of their cause, whether the chain was in
+	// the cache (its validity window then makes the lookup a miss) or not.
 	tests := []struct {
 		name     string
 		certs    []*x509.Certificate
 		at       time.Time
-		wantErr  bool
+		wantErr  error
 		wantHit  int
 		wantMiss int
 	}{
@@ -50,10 +53,12 @@ func TestChainCacheAnswersRepeatsAndRechecksTime(t *testing.T) {
 		{name: "same_certificates_hit", certs: certs, wantHit: 1, wantMiss: 1},
 		// A fresh parse of the same bytes is the next handshake's view.
 		{name: "same_bytes_reparsed_hit", certs: parseChain(t, f.client), wantHit: 2, wantMiss: 1},
-		{name: "leaf_alone_is_another_key", certs: certs[:1], wantErr: true, wantHit: 2, wantMiss: 2},
-		{name: "past_not_after_misses_and_fails", certs: certs, at: later, wantErr: true, wantHit: 2, wantMiss: 3},
-		{name: "foreign_chain_misses", certs: parseChain(t, f.foreign), wantErr: true, wantHit: 2, wantMiss: 4},
-		{name: "failures_are_not_cached", certs: parseChain(t, f.foreign), wantErr: true, wantHit: 2, wantMiss: 5},
+		{name: "leaf_alone_is_another_key", certs: certs[:1], wantErr: ErrUnknownIssuer, wantHit: 2, wantMiss: 2},
+		{name: "past_not_after_misses_and_fails", certs: certs, at: later, wantErr: ErrCertExpired, wantHit: 2, wantMiss: 3},
+		{name: "before_not_before_misses_and_fails", certs: certs, at: earlier, wantErr: ErrCertExpired, wantHit: 2, wantMiss: 4},
+		{name: "foreign_chain_misses", certs: parseChain(t, f.foreign), wantErr: ErrUnknownIssuer, wantHit: 2, wantMiss: 5},
+		{name: "failures_are_not_cached", certs: parseChain(t, f.foreign), wantErr: ErrUnknownIssuer, wantHit: 2, wantMiss: 6},
+		{name: "no_certificate_is_no_lookup", certs: nil, wantErr: ErrNoClientCert, wantHit: 2, wantMiss: 6},
 	}
 	for _, tc := range tests {
 		at := time.Now()
@@ -62,8 +67,12 @@ func TestChainCacheAnswersRepeatsAndRechecksTime(t *testing.T) {
 		}
 		now.Store(at.UnixNano())
 		chains, err := srv.verifyClientChain(tc.certs)
-		if (err != nil) != tc.wantErr {
-			t.Fatalf("%s: err %v, want error %v", tc.name, err, tc.wantErr)
+		if (err != nil) != (tc.wantErr != nil) || !errors.Is(err, tc.wantErr) {
+			t.Fatalf("%s: err %v, want %v", tc.name, err, tc.wantErr)
+		}
+		// The x509 cause stays reachable as crypto/tls reports it.
+		if _, ok := errors.AsType[*tls.CertificateVerificationError](err); err != nil && tc.certs != nil && !ok {
+			t.Fatalf("%s: err %v is no tls.CertificateVerificationError", tc.name, err)
 		}
 		if err == nil {
 			if len(chains) == 0 || chains[0][0] != tc.certs[0] || len(chains[0]) != 3 {
@@ -144,9 +153,9 @@ func TestChainCacheHandshakes(t *testing.T) {
 	m := &countingMetrics{}
 	srv := f.newServer(t, func(c *ServerConfig) { c.Metrics = m })
 	for i, version := range []uint16{tls.VersionTLS13, tls.VersionTLS12, tls.VersionTLS13} {
-		sess := srv.NewSession(context.Background(), SessionOptions{MTU: 1400})
+		sess := NewSession[string](context.Background(), srv, SessionOptions{MTU: 1400})
 		peer := NewPeer(context.Background(), PeerConfig{TLS: f.peerTLS(&f.client, version), MTU: 1400})
-		c := converse(t, sess, peer)
+		c := converse(t, sess, peer, nil)
 		if c.res.Outcome != Success || c.err != nil {
 			t.Fatalf("handshake %d: outcome %v err %v", i, c.res.Outcome, c.err)
 		}
@@ -161,9 +170,9 @@ func TestChainCacheHandshakes(t *testing.T) {
 	}
 	// A foreign device is still refused on every attempt.
 	for range 2 {
-		sess := srv.NewSession(context.Background(), SessionOptions{MTU: 1400})
+		sess := NewSession[string](context.Background(), srv, SessionOptions{MTU: 1400})
 		peer := NewPeer(context.Background(), PeerConfig{TLS: f.peerTLS(&f.foreign, 0), MTU: 1400})
-		c := converse(t, sess, peer)
+		c := converse(t, sess, peer, nil)
 		if c.res.Outcome == Success {
 			t.Fatal("foreign certificate accepted")
 		}

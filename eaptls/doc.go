@@ -6,8 +6,9 @@
 //
 // The caller (the RADIUS layer) owns transport: RADIUS framing, EAP-Message
 // splitting into 253-byte attributes, State, retransmission and duplicate
-// detection. It hands Session.Step one whole EAP packet per Access-Request
-// and sends back Result.Reply:
+// detection. It hands Session.Step one whole EAP packet per Access-Request,
+// with the request's context and its Authorizer, and sends back
+// Result.Reply:
 //
 //   - Outcome Continue: Reply is an EAP-Request; answer Access-Challenge.
 //     Result.Ignored marks a stale Identifier: Reply is the outstanding
@@ -16,8 +17,14 @@
 //     SessionID are valid from now on, never before.
 //   - Outcome Failure: Reply is EAP-Failure; answer Access-Reject. Step's
 //     error says why (match with errors.Is: ErrMalformed, ErrProtocol,
-//     ErrTooLarge, ErrTooManyRounds, ErrNak, ErrNoEMS, ErrKeys, ErrTimeout,
-//     ErrClosed); AuthErr holds the Authorizer's own error.
+//     ErrTooLarge, ErrTooManyRounds, ErrNak, ErrNoClientCert,
+//     ErrCertExpired, ErrUnknownIssuer, ErrNoEMS, ErrKeys, ErrTimeout,
+//     ErrClosed, or the Authorizer's own error); AuthErr holds the
+//     Authorizer's error alone.
+//
+// Result.Decision is what the Authorizer returned (Result.Decided: it ran),
+// whether it allowed the peer or not; a Session[D] is generic over that
+// decision's type so that it comes back typed, without an allocation.
 //
 // This package owns everything inside EAP-TLS: the Identity and Start
 // exchange, fragmentation both ways (L/M flags, ACKs, a new Identifier per
@@ -40,10 +47,14 @@
 // ServerConfig.AllowNoEMS is set, which additionally needs
 // GODEBUG=tlsunsafeekm=1 (this package does not reimplement the TLS PRF).
 //
-// Policy: the Authorizer runs inside tls.Config.VerifyConnection, after Go
-// verified the client chain against ClientCAs with the clientAuth EKU, so a
-// rejection becomes a TLS alert before the TLS 1.2 Finished or the TLS 1.3
-// success indication. Session tickets are disabled (no resumption).
+// Policy: the Authorizer runs inside tls.Config.VerifyConnection, after the
+// client chain verified against ClientCAs with the clientAuth EKU
+// (verifyClientChain, which names a missing, expired or not yet valid, or
+// foreign certificate with its sentinel), so a rejection becomes a TLS
+// alert before the TLS 1.2 Finished or the TLS 1.3 success indication. It
+// runs on the goroutine calling Step, in the Step whose packet completes
+// the peer's certificate flight, with that Step's context. Session tickets
+// are disabled (no resumption).
 //
 // # Concurrency and resources
 //
@@ -55,7 +66,8 @@
 // HandshakeTimeout / the session context expires (Close resumes a suspended
 // handshake with an error and runs it to its end). Step is not safe for
 // concurrent use; Close is, and is idempotent. An Authorizer must honour
-// its context, or Step (and a concurrent Close) waits for it.
+// its Step's context, or Step (and a concurrent Close, or the end of
+// HandshakeTimeout) waits for it.
 //
 // # Metrics
 //

@@ -20,6 +20,7 @@ type fixture struct {
 	client  tls.Certificate
 	foreign tls.Certificate // client cert from an unrelated CA
 	expired tls.Certificate
+	future  tls.Certificate // client cert not valid yet
 	srvEKU  tls.Certificate // client cert with serverAuth EKU only
 }
 
@@ -42,6 +43,8 @@ func getFixture(t testing.TB) *fixture {
 			foreign: other.leaf(t, leafOpts{cn: "dev2", eku: x509.ExtKeyUsageClientAuth}),
 			expired: p.leaf(t, leafOpts{cn: "dev3", eku: x509.ExtKeyUsageClientAuth,
 				notBefore: time.Now().Add(-48 * time.Hour), notAfter: time.Now().Add(-24 * time.Hour)}),
+			future: p.leaf(t, leafOpts{cn: "dev5", eku: x509.ExtKeyUsageClientAuth,
+				notBefore: time.Now().Add(24 * time.Hour), notAfter: time.Now().Add(48 * time.Hour)}),
 			srvEKU: p.leaf(t, leafOpts{cn: "dev4", eku: x509.ExtKeyUsageServerAuth}),
 		}
 	})
@@ -77,7 +80,7 @@ func (f *fixture) peerTLS(cert *tls.Certificate, maxVersion uint16) *tls.Config 
 
 // conv records one in-process conversation.
 type conv struct {
-	res      Result
+	res      Result[string]
 	err      error
 	rounds   int // server Step calls (= RADIUS round trips)
 	replies  [][]byte
@@ -86,14 +89,15 @@ type conv struct {
 	peerErr  error
 }
 
-// converse drives sess and peer until the server ends the conversation.
-func converse(t testing.TB, sess *Session, peer *Peer) conv {
+// converse drives sess and peer until the server ends the conversation,
+// with authorize deciding (nil allows).
+func converse(t testing.TB, sess *Session[string], peer *Peer, authorize Authorizer[string]) conv {
 	t.Helper()
 	var c conv
 	msg := peer.Identity(7)
 	for range 300 {
 		c.resps = append(c.resps, msg)
-		res, err := sess.Step(msg)
+		res, err := sess.Step(context.Background(), msg, authorize)
 		c.rounds++
 		c.res, c.err = res, err
 		c.replies = append(c.replies, res.Reply)
@@ -144,10 +148,10 @@ func TestConversationSucceeds(t *testing.T) {
 			ptls.KeyLogWriter = &keylog
 			peer := NewPeer(context.Background(), PeerConfig{TLS: ptls, Identity: "anonymous@hb", MTU: tc.peerMTU})
 			defer peer.Close()
-			sess := srv.NewSession(context.Background(), SessionOptions{MTU: tc.srvMTU, MaxVersion: tc.sessMax})
+			sess := NewSession[string](context.Background(), srv, SessionOptions{MTU: tc.srvMTU, MaxVersion: tc.sessMax})
 			defer sess.Close()
 
-			c := converse(t, sess, peer)
+			c := converse(t, sess, peer, nil)
 			if c.res.Outcome != Success || c.err != nil {
 				t.Fatalf("server outcome %v err %v", c.res.Outcome, c.err)
 			}
@@ -223,7 +227,7 @@ func checkSizes(t *testing.T, c conv, srvMTU, peerMTU, maxFrag int) {
 	check("peer", c.resps, peerMTU, 0)
 }
 
-func checkKeys(t *testing.T, sess *Session, peer *Peer, cs *tls.ConnectionState, keylog string) {
+func checkKeys(t *testing.T, sess *Session[string], peer *Peer, cs *tls.ConnectionState, keylog string) {
 	t.Helper()
 	msk, emsk := sess.Keys()
 	pmsk, pemsk := peer.Keys()
@@ -306,44 +310,77 @@ func (m *countingMetrics) Handshake(version string, ok bool) {
 func TestConversationFails(t *testing.T) {
 	f := getFixture(t)
 	errDenied := errors.New("device quarantined")
-	deny := func(context.Context, tls.ConnectionState) error { return errDenied }
+	deny := func(context.Context, tls.ConnectionState) (string, error) { return "quarantined", errDenied }
+	incompatible := func(err error) bool {
+		inv, ok := errors.AsType[x509.CertificateInvalidError](err)
+		return ok && inv.Reason == x509.IncompatibleUsage
+	}
 	tests := []struct {
 		name       string
 		cert       *tls.Certificate
 		version    uint16
-		authorize  Authorizer
-		wantAuth   bool // AuthErr must be errDenied
-		wantAlert  bool // server sent TLS data right before EAP-Failure
+		omitCAs    bool
+		authorize  Authorizer[string]
+		wantErr    error            // a sentinel the Step error wraps
+		wantCause  func(error) bool // or another check of it
+		wantAuth   bool             // AuthErr must be errDenied, the decision returned
+		wantAlert  bool             // server sent TLS data right before EAP-Failure
 		wantMetric string
 	}{
-		{name: "authorizer_rejects_tls12", cert: &f.client, version: tls.VersionTLS12, authorize: deny, wantAuth: true, wantAlert: true, wantMetric: "1.2/fail"},
-		{name: "authorizer_rejects_tls13", cert: &f.client, version: tls.VersionTLS13, authorize: deny, wantAuth: true, wantAlert: true, wantMetric: "1.3/fail"},
-		{name: "no_client_cert_tls12", version: tls.VersionTLS12, wantAlert: true},
-		{name: "no_client_cert_tls13", version: tls.VersionTLS13, wantAlert: true},
-		{name: "foreign_ca_tls12", cert: &f.foreign, version: tls.VersionTLS12, wantAlert: true},
-		{name: "foreign_ca_tls13", cert: &f.foreign, version: tls.VersionTLS13, wantAlert: true},
-		{name: "expired_cert_tls13", cert: &f.expired, version: tls.VersionTLS13, wantAlert: true},
-		{name: "expired_cert_tls12", cert: &f.expired, version: tls.VersionTLS12, wantAlert: true},
-		{name: "server_auth_eku_only_tls13", cert: &f.srvEKU, version: tls.VersionTLS13, wantAlert: true},
+		{name: "authorizer_rejects_tls12", cert: &f.client, version: tls.VersionTLS12, authorize: deny, wantErr: errDenied, wantAuth: true, wantAlert: true, wantMetric: "1.2/fail"},
+		{name: "authorizer_rejects_tls13", cert: &f.client, version: tls.VersionTLS13, authorize: deny, wantErr: errDenied, wantAuth: true, wantAlert: true, wantMetric: "1.3/fail"},
+		{name: "no_client_cert_tls12", version: tls.VersionTLS12, wantErr: ErrNoClientCert, wantAlert: true},
+		{name: "no_client_cert_tls13", version: tls.VersionTLS13, wantErr: ErrNoClientCert, wantAlert: true},
+		{name: "no_client_cert_omit_ca_names_tls13", version: tls.VersionTLS13, omitCAs: true, wantErr: ErrNoClientCert, wantAlert: true},
+		{name: "foreign_ca_tls12", cert: &f.foreign, version: tls.VersionTLS12, wantErr: ErrUnknownIssuer, wantAlert: true},
+		{name: "foreign_ca_tls13", cert: &f.foreign, version: tls.VersionTLS13, wantErr: ErrUnknownIssuer, wantAlert: true},
+		{name: "foreign_ca_omit_ca_names_tls12", cert: &f.foreign, version: tls.VersionTLS12, omitCAs: true, wantErr: ErrUnknownIssuer, wantAlert: true},
+		{name: "expired_cert_tls13", cert: &f.expired, version: tls.VersionTLS13, wantErr: ErrCertExpired, wantAlert: true},
+		{name: "expired_cert_tls12", cert: &f.expired, version: tls.VersionTLS12, wantErr: ErrCertExpired, wantAlert: true},
+		{name: "not_yet_valid_cert_tls12", cert: &f.future, version: tls.VersionTLS12, wantErr: ErrCertExpired, wantAlert: true},
+		{name: "not_yet_valid_cert_tls13", cert: &f.future, version: tls.VersionTLS13, wantErr: ErrCertExpired, wantAlert: true},
+		{name: "server_auth_eku_only_tls13", cert: &f.srvEKU, version: tls.VersionTLS13, wantCause: incompatible, wantAlert: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			m := &countingMetrics{}
-			srv := f.newServer(t, func(c *ServerConfig) { c.Metrics = m })
-			peer := NewPeer(context.Background(), PeerConfig{TLS: f.peerTLS(tc.cert, tc.version), Identity: "x", MTU: 1400})
+			srv := f.newServer(t, func(c *ServerConfig) { c.Metrics = m; c.OmitCANames = tc.omitCAs })
+			ptls := f.peerTLS(tc.cert, tc.version)
+			if tc.cert != nil {
+				// GetClientCertificate, not Certificates: Go's client
+				// silently sends no certificate when it does not chain to
+				// the server's CA names, and the foreign-CA cases must
+				// really present theirs.
+				ptls.Certificates = nil
+				ptls.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return tc.cert, nil }
+			}
+			peer := NewPeer(context.Background(), PeerConfig{TLS: ptls, Identity: "x", MTU: 1400})
 			defer peer.Close()
 			called := false
 			authorize := tc.authorize
 			if authorize == nil {
-				authorize = func(context.Context, tls.ConnectionState) error { called = true; return nil }
+				authorize = func(context.Context, tls.ConnectionState) (string, error) { called = true; return "allowed", nil }
 			}
-			sess := srv.NewSession(context.Background(), SessionOptions{MTU: 1400, Authorize: authorize})
+			sess := NewSession[string](context.Background(), srv, SessionOptions{MTU: 1400})
 			defer sess.Close()
 
-			c := converse(t, sess, peer)
+			c := converse(t, sess, peer, authorize)
 			if c.res.Outcome != Failure || c.err == nil {
 				t.Fatalf("server outcome %v err %v", c.res.Outcome, c.err)
+			}
+			if tc.wantErr != nil && !errors.Is(c.err, tc.wantErr) {
+				t.Fatalf("err %v, want %v", c.err, tc.wantErr)
+			}
+			if tc.wantCause != nil && !tc.wantCause(c.err) {
+				t.Fatalf("err %v does not carry the expected cause", c.err)
+			}
+			// Each cause carries its own sentinel only, so a caller's
+			// errors.Is switch cannot pick the wrong one.
+			for _, other := range []error{ErrNoClientCert, ErrUnknownIssuer, ErrCertExpired} {
+				if other != tc.wantErr && errors.Is(c.err, other) {
+					t.Fatalf("err %v also matches %v", c.err, other)
+				}
 			}
 			if !errors.Is(c.peerErr, ErrFailure) {
 				t.Fatalf("peer err %v, want ErrFailure", c.peerErr)
@@ -357,8 +394,15 @@ func TestConversationFails(t *testing.T) {
 			if called {
 				t.Fatalf("Authorizer ran for an unverified chain")
 			}
-			if tc.wantAuth && !errors.Is(sess.AuthErr(), errDenied) {
-				t.Fatalf("AuthErr = %v", sess.AuthErr())
+			if tc.wantAuth {
+				if !errors.Is(sess.AuthErr(), errDenied) {
+					t.Fatalf("AuthErr = %v", sess.AuthErr())
+				}
+				if !c.res.Decided || c.res.Decision != "quarantined" {
+					t.Fatalf("final result carries decision %q (decided %v)", c.res.Decision, c.res.Decided)
+				}
+			} else if c.res.Decided {
+				t.Fatalf("decision %q without an Authorizer run", c.res.Decision)
 			}
 			last := c.replies[len(c.replies)-1]
 			if len(last) != 4 || last[0] != CodeFailure {
@@ -389,11 +433,11 @@ func TestConversationFails(t *testing.T) {
 
 // startSession returns a session that has sent EAP-TLS Start and its
 // Identifier.
-func startSession(t *testing.T, srv *Server) (*Session, uint8) {
+func startSession(t *testing.T, srv *Server) (*Session[string], uint8) {
 	t.Helper()
-	sess := srv.NewSession(context.Background(), SessionOptions{MTU: 1400})
+	sess := NewSession[string](context.Background(), srv, SessionOptions{MTU: 1400})
 	t.Cleanup(sess.Close)
-	res, err := sess.Step(Packet{Code: CodeResponse, ID: 3, Type: TypeIdentity, Data: []byte("x")}.Encode())
+	res, err := sess.Step(context.Background(), Packet{Code: CodeResponse, ID: 3, Type: TypeIdentity, Data: []byte("x")}.Encode(), nil)
 	if err != nil || res.Outcome != Continue {
 		t.Fatalf("identity: %v %v", res.Outcome, err)
 	}
@@ -460,10 +504,10 @@ func TestStepRejectsBadPackets(t *testing.T) {
 			srv := f.newServer(t, func(c *ServerConfig) { c.MaxMessage = tc.maxMsg })
 			sess, id := startSession(t, srv)
 			pkts := tc.packets(id)
-			var res Result
+			var res Result[string]
 			var err error
 			for i, p := range pkts {
-				res, err = sess.Step(p)
+				res, err = sess.Step(context.Background(), p, nil)
 				if i < len(pkts)-1 && (res.Outcome != Continue || err != nil) {
 					t.Fatalf("packet %d: %v %v", i, res.Outcome, err)
 				}
@@ -472,7 +516,7 @@ func TestStepRejectsBadPackets(t *testing.T) {
 				// Garbage TLS: the server answers with an alert, then fails
 				// on the peer's ACK.
 				if res.Outcome == Continue {
-					res, err = sess.Step(tlsResp(res.Reply[1], 0))
+					res, err = sess.Step(context.Background(), tlsResp(res.Reply[1], 0), nil)
 				}
 				if res.Outcome != Failure || err == nil {
 					t.Fatalf("got %v %v, want Failure", res.Outcome, err)
@@ -486,7 +530,7 @@ func TestStepRejectsBadPackets(t *testing.T) {
 				t.Fatalf("reply % x", res.Reply)
 			}
 			// Once finished, Step repeats the final answer.
-			if res2, err := sess.Step(pkts[0]); !errors.Is(err, ErrDone) || res2.Outcome != Failure {
+			if res2, err := sess.Step(context.Background(), pkts[0], nil); !errors.Is(err, ErrDone) || res2.Outcome != Failure {
 				t.Fatalf("after end: %v %v", res2.Outcome, err)
 			}
 		})
@@ -508,14 +552,14 @@ func TestStaleIdentifierIgnored(t *testing.T) {
 	// server re-sends Start unchanged.
 	stale := bytes.Clone(hello)
 	stale[1] = id - 1
-	res, err := sess.Step(stale)
+	res, err := sess.Step(context.Background(), stale, nil)
 	if err != nil || res.Outcome != Continue || !res.Ignored || !bytes.Equal(res.Reply, start) {
 		t.Fatalf("stale: %v %v ignored=%v % x", res.Outcome, err, res.Ignored, res.Reply)
 	}
 	// The real one continues normally to Success.
 	msg := hello
 	for range 10 {
-		res, err = sess.Step(msg)
+		res, err = sess.Step(context.Background(), msg, nil)
 		if res.Outcome != Continue {
 			break
 		}
@@ -538,10 +582,10 @@ func TestStaleIdentifierIgnored(t *testing.T) {
 func TestTooManyStaleIdentifiersFail(t *testing.T) {
 	f := getFixture(t)
 	sess, id := startSession(t, f.newServer(t, nil))
-	var res Result
+	var res Result[string]
 	var err error
 	for range maxIgnored + 1 {
-		res, err = sess.Step(tlsResp(id+100, 0))
+		res, err = sess.Step(context.Background(), tlsResp(id+100, 0), nil)
 	}
 	if res.Outcome != Failure || !errors.Is(err, ErrTooManyRounds) {
 		t.Fatalf("got %v %v", res.Outcome, err)
@@ -553,9 +597,9 @@ func TestMaxRoundsFail(t *testing.T) {
 	srv := f.newServer(t, func(c *ServerConfig) { c.MaxRounds = 3 })
 	peer := NewPeer(context.Background(), PeerConfig{TLS: f.peerTLS(&f.client, 0), MTU: 200})
 	defer peer.Close()
-	sess := srv.NewSession(context.Background(), SessionOptions{MTU: 200})
+	sess := NewSession[string](context.Background(), srv, SessionOptions{MTU: 200})
 	defer sess.Close()
-	c := converse(t, sess, peer)
+	c := converse(t, sess, peer, nil)
 	if c.res.Outcome != Failure || !errors.Is(c.err, ErrTooManyRounds) || c.rounds != 4 {
 		t.Fatalf("got %v %v after %d rounds", c.res.Outcome, c.err, c.rounds)
 	}
@@ -563,9 +607,9 @@ func TestMaxRoundsFail(t *testing.T) {
 
 func TestIdentityRequestForEmptyStart(t *testing.T) {
 	f := getFixture(t)
-	sess := f.newServer(t, nil).NewSession(context.Background(), SessionOptions{})
+	sess := NewSession[string](context.Background(), f.newServer(t, nil), SessionOptions{})
 	defer sess.Close()
-	res, err := sess.Step(nil)
+	res, err := sess.Step(context.Background(), nil, nil)
 	if err != nil || res.Outcome != Continue {
 		t.Fatal(res.Outcome, err)
 	}
@@ -573,7 +617,7 @@ func TestIdentityRequestForEmptyStart(t *testing.T) {
 	if err != nil || p.Code != CodeRequest || p.Type != TypeIdentity {
 		t.Fatalf("reply % x (%v)", res.Reply, err)
 	}
-	res, err = sess.Step(Packet{Code: CodeResponse, ID: p.ID, Type: TypeIdentity, Data: []byte("a")}.Encode())
+	res, err = sess.Step(context.Background(), Packet{Code: CodeResponse, ID: p.ID, Type: TypeIdentity, Data: []byte("a")}.Encode(), nil)
 	if err != nil || res.Outcome != Continue || res.Reply[5] != flagStart || res.Reply[1] != p.ID+1 {
 		t.Fatalf("start % x %v", res.Reply, err)
 	}
@@ -584,19 +628,75 @@ func TestHandshakeTimeoutFails(t *testing.T) {
 	srv := f.newServer(t, func(c *ServerConfig) { c.HandshakeTimeout = 50 * time.Millisecond })
 	peer := NewPeer(context.Background(), PeerConfig{TLS: f.peerTLS(&f.client, 0), MTU: 1400})
 	defer peer.Close()
-	// The Authorizer blocks until the session context ends, so the timeout
-	// fires deterministically mid-handshake.
-	sess := srv.NewSession(context.Background(), SessionOptions{MTU: 1400, Authorize: func(ctx context.Context, _ tls.ConnectionState) error {
-		<-ctx.Done()
-		return ctx.Err()
-	}})
+	sess := NewSession[string](context.Background(), srv, SessionOptions{MTU: 1400})
 	defer sess.Close()
-	c := converse(t, sess, peer)
-	if c.res.Outcome != Failure {
-		t.Fatalf("outcome %v", c.res.Outcome)
+	// The Authorizer (whose Step ctx never ends) allows only once the
+	// session's own deadline closed the conn, so the timeout fires
+	// deterministically mid-handshake and the handshake cannot finish.
+	authorize := func(context.Context, tls.ConnectionState) (string, error) {
+		for deadline := time.Now().Add(10 * time.Second); !sess.conn.isClosed(); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				return "", errors.New("session deadline never closed the conn")
+			}
+		}
+		return "allowed", nil
 	}
-	if !errors.Is(c.err, ErrTimeout) && !errors.Is(sess.AuthErr(), context.DeadlineExceeded) {
-		t.Fatalf("err %v, AuthErr %v", c.err, sess.AuthErr())
+	c := converse(t, sess, peer, authorize)
+	if c.res.Outcome != Failure || !errors.Is(c.err, ErrTimeout) {
+		t.Fatalf("outcome %v err %v, want Failure with ErrTimeout", c.res.Outcome, c.err)
+	}
+	if msk, _ := sess.Keys(); msk != nil {
+		t.Fatal("keys after a timeout")
+	}
+}
+
+// The Authorizer runs with the ctx of the Step that delivered the peer's
+// certificate, and from that Step on every Result carries its decision,
+// for both TLS versions (TLS 1.2 decides in the round before the server's
+// Finished, TLS 1.3 in the round that ends with the success indication).
+func TestStepReturnsDecision(t *testing.T) {
+	f := getFixture(t)
+	type roundKey struct{}
+	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		t.Run(tls.VersionName(version), func(t *testing.T) {
+			t.Parallel()
+			srv := f.newServer(t, nil)
+			sess := NewSession[string](context.Background(), srv, SessionOptions{MTU: 1400})
+			defer sess.Close()
+			peer := NewPeer(context.Background(), PeerConfig{TLS: f.peerTLS(&f.client, version), MTU: 1400})
+			defer peer.Close()
+			decidedIn := 0
+			authorize := func(ctx context.Context, cs tls.ConnectionState) (string, error) {
+				decidedIn = ctx.Value(roundKey{}).(int)
+				return cs.PeerCertificates[0].Subject.CommonName, nil
+			}
+			msg := peer.Identity(1)
+			for round := 1; ; round++ {
+				if round > 10 {
+					t.Fatal("conversation did not end")
+				}
+				res, err := sess.Step(context.WithValue(context.Background(), roundKey{}, round), msg, authorize)
+				if err != nil {
+					t.Fatalf("round %d: %v", round, err)
+				}
+				if want := decidedIn != 0; res.Decided != want || (want && res.Decision != "dev1") {
+					t.Fatalf("round %d (decided in %d): decision %q, decided %v", round, decidedIn, res.Decision, res.Decided)
+				}
+				if res.Outcome == Success {
+					break
+				}
+				if msg, _, err = peer.Step(res.Reply); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if decidedIn == 0 {
+				t.Fatal("the Authorizer never ran")
+			}
+			// Once finished, Step repeats the final answer, decision included.
+			if res, err := sess.Step(context.Background(), msg, nil); !errors.Is(err, ErrDone) || res.Outcome != Success || res.Decision != "dev1" {
+				t.Fatalf("after the end: %v %v %q", res.Outcome, err, res.Decision)
+			}
+		})
 	}
 }
 
@@ -604,11 +704,11 @@ func TestCancelledContextFails(t *testing.T) {
 	f := getFixture(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	sess := f.newServer(t, nil).NewSession(ctx, SessionOptions{MTU: 1400})
+	sess := NewSession[string](ctx, f.newServer(t, nil), SessionOptions{MTU: 1400})
 	defer sess.Close()
 	peer := NewPeer(context.Background(), PeerConfig{TLS: f.peerTLS(&f.client, 0), MTU: 1400})
 	defer peer.Close()
-	c := converse(t, sess, peer)
+	c := converse(t, sess, peer, nil)
 	if c.res.Outcome != Failure || !errors.Is(c.err, ErrClosed) {
 		t.Fatalf("got %v %v", c.res.Outcome, c.err)
 	}
@@ -633,11 +733,11 @@ func TestCloseEndsSuspendedHandshakes(t *testing.T) {
 			before := runtimeNumGoroutine()
 			const sessions = 20
 			var ends []func()
-			var sessList []*Session
+			var sessList []*Session[string]
 			for range sessions {
 				ctx, cancel := context.WithCancel(context.Background())
-				sess := srv.NewSession(ctx, SessionOptions{MTU: 1400})
-				res, err := sess.Step(Packet{Code: CodeResponse, ID: 3, Type: TypeIdentity, Data: []byte("x")}.Encode())
+				sess := NewSession[string](ctx, srv, SessionOptions{MTU: 1400})
+				res, err := sess.Step(context.Background(), Packet{Code: CodeResponse, ID: 3, Type: TypeIdentity, Data: []byte("x")}.Encode(), nil)
 				if err != nil || res.Outcome != Continue {
 					t.Fatal(res.Outcome, err)
 				}
@@ -647,7 +747,7 @@ func TestCloseEndsSuspendedHandshakes(t *testing.T) {
 					t.Fatal(err)
 				}
 				// Server and peer handshakes are now both suspended in Read.
-				if res, err := sess.Step(hello); err != nil || res.Outcome != Continue {
+				if res, err := sess.Step(context.Background(), hello, nil); err != nil || res.Outcome != Continue {
 					t.Fatal(res.Outcome, err)
 				}
 				sessList = append(sessList, sess)
@@ -670,7 +770,7 @@ func TestCloseEndsSuspendedHandshakes(t *testing.T) {
 				t.Fatalf("%d goroutines after the end, %d before", n, before)
 			}
 			// A NAS retransmitting afterwards gets a clean failure.
-			res, err := sessList[0].Step(tlsResp(5, 0, 0x16, 3, 3, 0, 0))
+			res, err := sessList[0].Step(context.Background(), tlsResp(5, 0, 0x16, 3, 3, 0, 0), nil)
 			if res.Outcome != Failure || !errors.Is(err, ErrClosed) {
 				t.Fatalf("step after end: %v %v", res.Outcome, err)
 			}

@@ -31,6 +31,16 @@ var (
 	ErrClosed = errors.New("eaptls: session closed")
 	// ErrDone is returned by Step once the session already ended.
 	ErrDone = errors.New("eaptls: session already finished")
+	// ErrNoClientCert means the peer answered the CertificateRequest with
+	// no certificate.
+	ErrNoClientCert = errors.New("eaptls: peer sent no client certificate")
+	// ErrCertExpired means the peer's certificate chain is outside its
+	// validity window at the time of the handshake (expired or not yet
+	// valid).
+	ErrCertExpired = errors.New("eaptls: client certificate expired or not yet valid")
+	// ErrUnknownIssuer means the peer's certificate does not chain to
+	// ServerConfig.TLS.ClientCAs.
+	ErrUnknownIssuer = errors.New("eaptls: client certificate from an unknown issuer")
 	// ErrNoSuccessIndication means a TLS 1.3 server sent EAP-Success before
 	// the protected success indication (RFC 9190 §2.5).
 	ErrNoSuccessIndication = errors.New("eaptls: EAP-Success before protected success indication")

@@ -157,14 +157,14 @@ func TestPeerRejectsPrematureSuccess(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := f.newServer(t, nil)
-			sess := srv.NewSession(context.Background(), SessionOptions{MTU: 1400})
+			sess := NewSession[string](context.Background(), srv, SessionOptions{MTU: 1400})
 			defer sess.Close()
 			peer := NewPeer(context.Background(), PeerConfig{TLS: f.peerTLS(&f.client, tc.version), MTU: 1400})
 			defer peer.Close()
 			msg := peer.Identity(1)
 			var id byte = 1
 			for range tc.steps {
-				res, err := sess.Step(msg)
+				res, err := sess.Step(context.Background(), msg, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -191,13 +191,13 @@ func TestPeerAlertsOnUntrustedServer(t *testing.T) {
 	f := getFixture(t)
 	other := newPKI(t, "zz")
 	srv := f.newServer(t, nil)
-	sess := srv.NewSession(context.Background(), SessionOptions{MTU: 1400})
+	sess := NewSession[string](context.Background(), srv, SessionOptions{MTU: 1400})
 	defer sess.Close()
 	ptls := f.peerTLS(&f.client, 0)
 	ptls.RootCAs = other.rootPool
 	peer := NewPeer(context.Background(), PeerConfig{TLS: ptls, MTU: 1400})
 	defer peer.Close()
-	c := converse(t, sess, peer)
+	c := converse(t, sess, peer, nil)
 	// The peer's alert in its EAP-Response ends the session with EAP-Failure
 	// at once (no ACK round for peer alerts).
 	if c.res.Outcome != Failure || c.rounds != 3 || !errors.Is(c.peerErr, ErrFailure) {
@@ -284,9 +284,9 @@ func FuzzSessionStep(f *testing.F) {
 		f.Add(seed, true)
 	}
 	f.Fuzz(func(t *testing.T, in []byte, fixID bool) {
-		sess := srv.NewSession(context.Background(), SessionOptions{MTU: 200})
+		sess := NewSession[string](context.Background(), srv, SessionOptions{MTU: 200})
 		defer sess.Close()
-		res, err := sess.Step(Packet{Code: CodeResponse, ID: 3, Type: TypeIdentity, Data: []byte("f")}.Encode())
+		res, err := sess.Step(context.Background(), Packet{Code: CodeResponse, ID: 3, Type: TypeIdentity, Data: []byte("f")}.Encode(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -295,7 +295,7 @@ func FuzzSessionStep(f *testing.F) {
 				p = bytes.Clone(p)
 				p[1] = res.Reply[1]
 			}
-			res, err = sess.Step(p)
+			res, err = sess.Step(context.Background(), p, nil)
 			if res.Outcome != Continue {
 				if res.Reply == nil && !errors.Is(err, ErrDone) {
 					t.Fatalf("%v without a reply (%v)", res.Outcome, err)
@@ -341,7 +341,7 @@ func TestVerifyConnectionEMSPolicy(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := f.newServer(t, func(c *ServerConfig) { c.AllowNoEMS = tc.allow })
-			sess := srv.NewSession(context.Background(), SessionOptions{})
+			sess := NewSession[string](context.Background(), srv, SessionOptions{})
 			defer sess.Close()
 			sess.ems = tc.ems
 			cs := tls.ConnectionState{Version: tc.version, PeerCertificates: parseChain(t, f.client)}
@@ -359,19 +359,20 @@ func TestServerTLSDefaultsAndOverrides(t *testing.T) {
 		c.TLS.CurvePreferences = []tls.CurveID{tls.CurveP256}
 		c.TLS.VerifyConnection = func(tls.ConnectionState) error { userCalled = true; return nil }
 	})
-	// The chain is verified in VerifyConnection (cached), so Go is only
-	// told to require a certificate and check CertificateVerify.
-	if !srv.base.SessionTicketsDisabled || srv.base.ClientAuth != tls.RequireAnyClientCert || srv.clientCAs == nil {
-		t.Fatal("base config lacks tickets off / required client cert / our own chain check")
+	// The chain, and that there is one, is checked in VerifyConnection
+	// (cached), so Go is only told to ask for a certificate and check
+	// CertificateVerify.
+	if !srv.base.SessionTicketsDisabled || srv.base.ClientAuth != tls.RequestClientCert || srv.clientCAs == nil {
+		t.Fatal("base config lacks tickets off / requested client cert / our own chain check")
 	}
 	if def := f.newServer(t, nil); len(def.base.CurvePreferences) != 2 || def.base.CurvePreferences[0] != tls.X25519 {
 		t.Fatalf("default curves %v", def.base.CurvePreferences)
 	}
-	sess := srv.NewSession(context.Background(), SessionOptions{MTU: 1400})
+	sess := NewSession[string](context.Background(), srv, SessionOptions{MTU: 1400})
 	defer sess.Close()
 	peer := NewPeer(context.Background(), PeerConfig{TLS: f.peerTLS(&f.client, 0), MTU: 1400})
 	defer peer.Close()
-	c := converse(t, sess, peer)
+	c := converse(t, sess, peer, nil)
 	if c.res.Outcome != Success {
 		t.Fatalf("outcome %v %v", c.res.Outcome, c.err)
 	}

@@ -62,10 +62,15 @@ type ServerConfig struct {
 	Metrics    Metrics
 }
 
-// Authorizer runs from tls.Config.VerifyConnection after the chain verified;
-// a non-nil error aborts the handshake with a TLS alert, so a rejected device
-// never gets the TLS 1.2 Finished / TLS 1.3 0x00. ctx ends with the session.
-type Authorizer func(ctx context.Context, cs tls.ConnectionState) error
+// Authorizer decides whether the peer may finish the handshake, and returns
+// the decision its caller acts on (for radius, the posture verdict); Step
+// hands it back in Result.Decision. It runs from tls.Config.VerifyConnection
+// once the client chain verified, so cs.PeerCertificates and
+// cs.VerifiedChains are never empty, inside the Step that delivered the
+// peer's certificate and with that Step's ctx. A non-nil error aborts the
+// handshake with a TLS alert, so a rejected device never gets the TLS 1.2
+// Finished / TLS 1.3 0x00.
+type Authorizer[D any] func(ctx context.Context, cs tls.ConnectionState) (D, error)
 
 // SessionOptions are per-session (per NAS / per request) settings.
 type SessionOptions struct {
@@ -74,8 +79,6 @@ type SessionOptions struct {
 	// MaxVersion caps the TLS version (e.g. tls.VersionTLS12 for a NAS or
 	// realm whose supplicants mishandle TLS 1.3); 0 keeps the base.
 	MaxVersion uint16
-	// Authorize decides policy before the success indication; nil allows.
-	Authorize Authorizer
 }
 
 // Outcome is the kind of packet Step returned.
@@ -101,13 +104,19 @@ func (o Outcome) String() string {
 }
 
 // Result is Step's answer.
-type Result struct {
+type Result[D any] struct {
 	Reply   []byte
 	Outcome Outcome
 	// Ignored is set when the response was stale (wrong Identifier) and
 	// Reply re-carries the outstanding EAP-Request unchanged (RFC 3579
 	// §2.2); a RADIUS layer may add Error-Cause 202.
 	Ignored bool
+	// Decision is what the Authorizer returned and Decided whether it ran.
+	// From the Step that ran it on, every Result of the session carries it,
+	// up to the final Success or Failure: a rejection ends one round
+	// later, when the peer has acknowledged the alert.
+	Decision D
+	Decided  bool
 }
 
 // Server holds the per-process EAP-TLS configuration. It is safe for
@@ -158,12 +167,19 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	base := cfg.TLS.Clone()
 	// The client chain is verified in VerifyConnection (verifyClientChain),
-	// not by crypto/tls, so that verified chains can be cached. Go still
-	// checks the peer's CertificateVerify with RequireAnyClientCert, and
-	// still sends the ClientCAs subjects as CA names whenever ClientCAs is
-	// set: OmitCANames gives it none.
+	// not by crypto/tls, so that verified chains can be cached and every
+	// refusal of the peer's certificate carries an error of this package
+	// (ErrNoClientCert, ErrCertExpired, ErrUnknownIssuer). That includes no
+	// certificate at all, hence RequestClientCert: with RequireAnyClientCert
+	// crypto/tls refuses an empty Certificate message itself, before
+	// VerifyConnection, with an error only its text identifies. The price
+	// is the alert for that case, bad_certificate instead of
+	// certificate_required (TLS 1.3) or handshake_failure (TLS 1.2). Go
+	// still checks the CertificateVerify of a peer that sent a certificate,
+	// and still sends the ClientCAs subjects as CA names whenever ClientCAs
+	// is set: OmitCANames gives it none.
 	clientCAs := base.ClientCAs
-	base.ClientAuth = tls.RequireAnyClientCert
+	base.ClientAuth = tls.RequestClientCert
 	if cfg.OmitCANames {
 		base.ClientCAs = nil
 	}
@@ -206,11 +222,14 @@ const (
 	stDone
 )
 
-// Session is one EAP-TLS authentication. Step is not safe for concurrent
-// use; Close may be called from any goroutine.
-type Session struct {
-	srv   *Server
-	opts  SessionOptions
+// Session is one EAP-TLS authentication whose Authorizer decides a D. Step
+// is not safe for concurrent use; Close may be called from any goroutine.
+type Session[D any] struct {
+	srv  *Server
+	opts SessionOptions
+	// ctx is the session's own lifetime (NewSession's ctx with
+	// HandshakeTimeout): its end closes the conn. The Authorizer never
+	// sees it, only the ctx of its Step.
 	ctx   context.Context
 	stop  context.CancelFunc
 	unreg func() bool
@@ -221,7 +240,7 @@ type Session struct {
 	state    int
 	id       uint8  // Identifier of the outstanding EAP-Request
 	last     []byte // outstanding EAP-Request, re-sent for stale responses
-	final    Result
+	final    Result[D]
 	rounds   int
 	ignored  int
 	started  bool
@@ -231,18 +250,31 @@ type Session struct {
 	cr, sr   [32]byte
 	haveRand [2]bool
 
+	// round is the Step whose peer message the TLS coroutine is reading,
+	// set by exchange around the switch to it and cleared after: crypto/tls
+	// calls VerifyConnection without a context, and a handshake spans
+	// several Steps, so this is how that Step's ctx and Authorizer reach
+	// verifyConnection on the coroutine.
+	round struct {
+		ctx       context.Context
+		authorize Authorizer[D]
+	}
+
 	// Written by the TLS coroutine before it yields in Read or finishes;
 	// the coroutine switch orders those writes before the driver's reads.
-	authErr error
-	cs      tls.ConnectionState
-	keys    keyMaterial
-	postErr bool // failure after the handshake (keys): never send its flight
+	authErr  error
+	decision D
+	decided  bool
+	cs       tls.ConnectionState
+	keys     keyMaterial
+	postErr  bool // failure after the handshake (keys): never send its flight
 }
 
-// NewSession starts an EAP-TLS session. ctx bounds it (with
-// HandshakeTimeout) and is passed to the Authorizer.
-func (s *Server) NewSession(ctx context.Context, o SessionOptions) *Session {
-	ss := &Session{srv: s, opts: o}
+// NewSession starts an EAP-TLS session on s whose Authorizer decides a D.
+// ctx bounds the session (with HandshakeTimeout); each Step brings its own
+// ctx for the Authorizer.
+func NewSession[D any](ctx context.Context, s *Server, o SessionOptions) *Session[D] {
+	ss := &Session[D]{srv: s, opts: o}
 	ss.ctx, ss.stop = context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
 	ss.conn.init(&s.pool)
 	ss.frag = fragmenter{pool: &s.pool, size: fragmentSize(o.MTU, s.cfg.MaxFragment)}
@@ -255,10 +287,10 @@ func (s *Server) NewSession(ctx context.Context, o SessionOptions) *Session {
 
 // Identity is the EAP-Response/Identity; do not use it for authorization
 // (RFC 9190 §2.2: TLS 1.3 peers often send anonymous NAIs).
-func (s *Session) Identity() string { return s.identity }
+func (s *Session[D]) Identity() string { return s.identity }
 
 // Keys returns MSK and EMSK (64 bytes each) after Success, else nil.
-func (s *Session) Keys() (msk, emsk []byte) {
+func (s *Session[D]) Keys() (msk, emsk []byte) {
 	if s.final.Outcome != Success {
 		return nil, nil
 	}
@@ -266,7 +298,7 @@ func (s *Session) Keys() (msk, emsk []byte) {
 }
 
 // SessionID returns the 65-byte EAP-TLS Session-Id after Success.
-func (s *Session) SessionID() []byte {
+func (s *Session[D]) SessionID() []byte {
 	if s.final.Outcome != Success {
 		return nil
 	}
@@ -275,14 +307,14 @@ func (s *Session) SessionID() []byte {
 
 // ConnectionState returns the TLS state: complete after Success, and after
 // an Authorizer rejection the state it was shown (peer certificates).
-func (s *Session) ConnectionState() tls.ConnectionState { return s.cs }
+func (s *Session[D]) ConnectionState() tls.ConnectionState { return s.cs }
 
 // AuthErr returns the Authorizer's error, if it rejected the peer.
-func (s *Session) AuthErr() error { return s.authErr }
+func (s *Session[D]) AuthErr() error { return s.authErr }
 
 // Close ends the handshake coroutine (a suspended Read fails) and releases
 // the timer. Idempotent and safe to call concurrently with Step.
-func (s *Session) Close() {
+func (s *Session[D]) Close() {
 	s.unreg()
 	s.stop()
 	s.conn.closeWith(ErrClosed)
@@ -292,10 +324,24 @@ func (s *Session) Close() {
 // Identity; an empty packet asks for an EAP-Request/Identity, for NASes
 // that forward EAP-Start) and returns the next EAP packet to send.
 //
+// If this packet completes the peer's certificate flight, Step calls
+// authorize (nil allows) with ctx, on the calling goroutine, before it
+// returns; the Result carries its decision from then on. authorize is a
+// parameter of Step rather than of the session because how the decision
+// may block can depend on who answers this packet (a caller running some
+// rounds on a goroutine that must stay free hands its work off before a
+// slow decision); the policy itself should be the same every round.
+//
 // On Failure Reply is an EAP-Failure and err (if any) says why; always send
 // Reply when it is non-nil. After the session ended Step returns the final
 // Result again with ErrDone.
-func (s *Session) Step(eap []byte) (Result, error) {
+func (s *Session[D]) Step(ctx context.Context, eap []byte, authorize Authorizer[D]) (Result[D], error) {
+	res, err := s.step(ctx, eap, authorize)
+	res.Decision, res.Decided = s.decision, s.decided
+	return res, err
+}
+
+func (s *Session[D]) step(ctx context.Context, eap []byte, authorize Authorizer[D]) (Result[D], error) {
 	if s.state == stDone {
 		return s.final, ErrDone
 	}
@@ -313,7 +359,7 @@ func (s *Session) Step(eap []byte) (Result, error) {
 			s.id = 1
 		}
 		s.last = Packet{Code: CodeRequest, ID: s.id, Type: TypeIdentity}.Encode()
-		return Result{Reply: s.last, Outcome: Continue}, nil
+		return Result[D]{Reply: s.last, Outcome: Continue}, nil
 	}
 	p, err := ParsePacket(eap)
 	if err != nil {
@@ -328,7 +374,7 @@ func (s *Session) Step(eap []byte) (Result, error) {
 		if s.ignored > maxIgnored {
 			return s.fail(s.id, fmt.Errorf("%w: %d responses with a stale Identifier", ErrTooManyRounds, s.ignored))
 		}
-		return Result{Reply: s.last, Outcome: Continue, Ignored: true}, nil
+		return Result[D]{Reply: s.last, Outcome: Continue, Ignored: true}, nil
 	}
 	if s.state == stIdentity {
 		if p.Type != TypeIdentity {
@@ -338,7 +384,7 @@ func (s *Session) Step(eap []byte) (Result, error) {
 		s.state = stTLS
 		s.id = p.ID + 1
 		s.last = tlsPacket(CodeRequest, s.id, flagStart, 0, nil)
-		return Result{Reply: s.last, Outcome: Continue}, nil
+		return Result[D]{Reply: s.last, Outcome: Continue}, nil
 	}
 	switch p.Type {
 	case TypeTLS:
@@ -379,14 +425,15 @@ func (s *Session) Step(eap []byte) (Result, error) {
 	if !complete {
 		s.id++
 		s.last = tlsPacket(CodeRequest, s.id, 0, 0, nil)
-		return Result{Reply: s.last, Outcome: Continue}, nil
+		return Result[D]{Reply: s.last, Outcome: Continue}, nil
 	}
-	return s.exchange(p.ID, msg)
+	return s.exchange(ctx, authorize, p.ID, msg)
 }
 
 // exchange feeds one complete peer TLS message and turns TLS's answer into
-// the next EAP packet.
-func (s *Session) exchange(respID uint8, msg []byte) (Result, error) {
+// the next EAP packet. The Authorizer, if this message makes TLS call it,
+// runs inside conn.exchange.
+func (s *Session[D]) exchange(ctx context.Context, authorize Authorizer[D], respID uint8, msg []byte) (Result[D], error) {
 	if !s.started {
 		s.started = true
 		if body, ok := firstHandshake(msg, hsClientHello); ok {
@@ -397,7 +444,9 @@ func (s *Session) exchange(respID uint8, msg []byte) (Result, error) {
 		}
 		s.conn.start(s.run)
 	}
+	s.round.ctx, s.round.authorize = ctx, authorize
 	out, st := s.conn.exchange(msg)
+	s.round.ctx, s.round.authorize = nil, nil
 	s.reasm.release()
 	if !s.sawSH && len(out) > 0 {
 		s.sawSH = true
@@ -433,15 +482,15 @@ func (s *Session) exchange(respID uint8, msg []byte) (Result, error) {
 	return s.sendFragment(), nil
 }
 
-func (s *Session) sendFragment() Result {
+func (s *Session[D]) sendFragment() Result[D] {
 	s.id++
 	s.last = s.frag.next(CodeRequest, s.id)
-	return Result{Reply: s.last, Outcome: Continue}
+	return Result[D]{Reply: s.last, Outcome: Continue}
 }
 
 // run is the handshake coroutine. It ends when the handshake finishes or
 // the conn is closed (Close, timeout).
-func (s *Session) run() {
+func (s *Session[D]) run() {
 	cfg := s.srv.base.Clone()
 	cfg.VerifyConnection = s.verifyConnection
 	if s.opts.MaxVersion != 0 {
@@ -472,10 +521,11 @@ func (s *Session) run() {
 	s.conn.finish(err)
 }
 
-// verifyConnection runs after Go verified the client chain against
-// ClientCAs (clientAuth EKU): EMS policy, the caller's VerifyConnection,
-// then the Authorizer. An error here makes Go send a fatal alert.
-func (s *Session) verifyConnection(cs tls.ConnectionState) error {
+// verifyConnection runs on the TLS coroutine once the peer's certificate
+// message arrived: the client chain against ClientCAs (clientAuth EKU), EMS
+// policy, the caller's VerifyConnection, then the Authorizer of the Step
+// being run. An error here makes Go send a fatal alert.
+func (s *Session[D]) verifyConnection(cs tls.ConnectionState) error {
 	chains, err := s.srv.verifyClientChain(cs.PeerCertificates)
 	if err != nil {
 		return err
@@ -490,8 +540,10 @@ func (s *Session) verifyConnection(cs tls.ConnectionState) error {
 			return err
 		}
 	}
-	if s.opts.Authorize != nil {
-		if err := s.opts.Authorize(s.ctx, cs); err != nil {
+	if authorize := s.round.authorize; authorize != nil {
+		d, err := authorize(s.round.ctx, cs)
+		s.decision, s.decided = d, true
+		if err != nil {
 			s.authErr = err
 			return fmt.Errorf("eaptls: authorization: %w", err)
 		}
@@ -500,12 +552,14 @@ func (s *Session) verifyConnection(cs tls.ConnectionState) error {
 }
 
 // verifyClientChain does what crypto/tls does for RequireAndVerifyClientCert
-// (ClientCAs as roots, the rest of the peer's chain as intermediates, the
-// clientAuth EKU, the current time), answering from the chain cache when
-// the peer sent exactly these certificates before.
+// (a certificate is required; ClientCAs as roots, the rest of the peer's
+// chain as intermediates, the clientAuth EKU, the current time), answering
+// from the chain cache when the peer sent exactly these certificates
+// before. A cache hit outside the chain's validity window is a miss, so
+// every refusal comes from x509.Verify.
 func (srv *Server) verifyClientChain(certs []*x509.Certificate) ([][]*x509.Certificate, error) {
 	if len(certs) == 0 {
-		return nil, errors.New("tls: client didn't provide a certificate")
+		return nil, ErrNoClientCert
 	}
 	now := time.Now()
 	if srv.base.Time != nil {
@@ -531,12 +585,28 @@ func (srv *Server) verifyClientChain(certs []*x509.Certificate) ([][]*x509.Certi
 	}
 	chains, err := certs[0].Verify(opts)
 	if err != nil {
-		return nil, &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err}
+		return nil, chainError(certs, err)
 	}
 	if srv.chains != nil {
 		srv.chains.put(key, chains)
 	}
 	return chains, nil
+}
+
+// chainError is x509.Verify's refusal of certs as crypto/tls reports it
+// (tls.CertificateVerificationError, so errors.As still finds the x509
+// error), marked with this package's sentinel for the causes a caller
+// tells apart.
+func chainError(certs []*x509.Certificate, err error) error {
+	cve := &tls.CertificateVerificationError{UnverifiedCertificates: certs, Err: err}
+	// x509 reports "not yet valid" with the Expired reason too.
+	if inv, ok := errors.AsType[x509.CertificateInvalidError](err); ok && inv.Reason == x509.Expired {
+		return fmt.Errorf("%w: %w", ErrCertExpired, cve)
+	}
+	if _, ok := errors.AsType[x509.UnknownAuthorityError](err); ok {
+		return fmt.Errorf("%w: %w", ErrUnknownIssuer, cve)
+	}
+	return cve
 }
 
 // ctxErr maps the session context's end to the package sentinels.
@@ -547,32 +617,32 @@ func ctxErr(err error) error {
 	return ErrTimeout
 }
 
-func (s *Session) respID(eap []byte) uint8 {
+func (s *Session[D]) respID(eap []byte) uint8 {
 	if len(eap) >= 2 {
 		return eap[1]
 	}
 	return s.id
 }
 
-func (s *Session) succeed(respID uint8) Result {
-	s.final = Result{Reply: Packet{Code: CodeSuccess, ID: respID}.Encode(), Outcome: Success}
+func (s *Session[D]) succeed(respID uint8) Result[D] {
+	s.final = Result[D]{Reply: Packet{Code: CodeSuccess, ID: respID}.Encode(), Outcome: Success}
 	s.finish()
 	s.srv.metrics.Handshake(versionName(s.cs.Version), true)
 	return s.final
 }
 
-func (s *Session) fail(respID uint8, err error) (Result, error) {
+func (s *Session[D]) fail(respID uint8, err error) (Result[D], error) {
 	if err == nil {
 		err = ErrProtocol
 	}
-	s.final = Result{Reply: Packet{Code: CodeFailure, ID: respID}.Encode(), Outcome: Failure}
+	s.final = Result[D]{Reply: Packet{Code: CodeFailure, ID: respID}.Encode(), Outcome: Failure}
 	s.finish()
 	s.srv.metrics.Handshake(versionName(s.cs.Version), false)
 	s.srv.log.Debug("eaptls: authentication failed", "identity", s.identity, "err", err)
 	return s.final, err
 }
 
-func (s *Session) finish() {
+func (s *Session[D]) finish() {
 	s.state = stDone
 	s.last = nil
 	s.frag.reset()

@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"strings"
 	"time"
 
 	lradius "layeh.com/radius"
@@ -25,10 +23,6 @@ import (
 // TLS handshake then fails with an alert.
 var ErrRejected = errors.New("radius: device not authorized")
 
-// errNoCert is the Authorizer's error when no client certificate arrived
-// (crypto/tls normally refuses earlier with RequireAndVerifyClientCert).
-var errNoCert = errors.New("radius: no client certificate")
-
 const (
 	tunnelTypeVLAN        = 13 // RFC 3580 §3.31
 	tunnelMediumIEEE802   = 6
@@ -37,8 +31,9 @@ const (
 	maxTunnelGroupIDBytes = maxAttr - 1 // one tag byte
 )
 
-// access handles an authenticated, non-duplicate Access-Request.
-func (s *Server) access(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet) []byte {
+// access handles an authenticated, non-duplicate Access-Request. inline is
+// the reader answering it itself, nil when a worker does (see reader).
+func (s *Server) access(ctx context.Context, inline *reader, n *nas, from netip.AddrPort, p *packet.Packet) []byte {
 	eap, hasEAP, err := p.EAPMessage()
 	if !hasEAP {
 		// hardbound only speaks EAP-TLS; PAP/CHAP get a plain reject.
@@ -64,17 +59,24 @@ func (s *Server) access(ctx context.Context, n *nas, from netip.AddrPort, p *pac
 			return s.reject(n, p, failureFor(eap), RejectOverCapacity)
 		}
 		s.metrics.Conversations(live)
-		cctx, cancel := context.WithCancel(ctx)
-		c.cancel = cancel
-		c.sess = s.newSession(cctx, eaptls.SessionOptions{
+		// The session's own deadline (eaptls HandshakeTimeout) runs from
+		// here; conversation.close ends it earlier.
+		c.sess = s.newSession(ctx, eaptls.SessionOptions{
 			MTU:        framedMTU(p),
 			MaxVersion: n.TLSMaxVersion,
-			Authorize:  s.authorizer(c),
 		})
 	}
 
+	// Whoever answers the packet decides for it: a packet answered inline
+	// must hand the socket over before a decision that can block.
+	authorize := s.authorize
+	if inline != nil {
+		authorize = inline.authorize
+	}
 	// An empty EAP-Message (EAP-Start, RFC 3579 §2.1) makes Step ask for the
-	// identity.
+	// identity. When eap completes the device's certificate flight, Step
+	// calls authorize on this goroutine, inside the TLS handshake, and
+	// returns the verdict in res.Decision.
 	c.step.Lock()
 	if c.ended.Load() {
 		// A concurrent packet with the same State finished it meanwhile.
@@ -82,48 +84,53 @@ func (s *Server) access(ctx context.Context, n *nas, from netip.AddrPort, p *pac
 		s.convs.release(s.now(), c)
 		return s.reject(n, p, failureFor(eap), RejectUnknownState)
 	}
-	c.packetCtx = ctx
-	res, stepErr := c.sess.Step(eap)
-	c.packetCtx = nil
+	res, stepErr := c.sess.Step(ctx, eap, authorize)
 	c.step.Unlock()
 
 	switch {
 	case stepErr == nil && res.Outcome == eaptls.Continue && len(res.Reply) > 0:
 		return s.challenge(n, p, c, res.Reply, res.Ignored)
 	case stepErr == nil && res.Outcome == eaptls.Success:
-		return s.accept(ctx, n, from, p, c, res.Reply)
+		return s.accept(ctx, n, from, p, c, res)
 	default:
 		return s.fail(ctx, n, from, p, c, eap, res, stepErr)
 	}
 }
 
-// authorizer adapts the Decider to eaptls: it runs in VerifyConnection and
-// keeps the verdict on the conversation.
-func (s *Server) authorizer(c *conversation) eaptls.Authorizer {
-	return func(ctx context.Context, cs tls.ConnectionState) error {
-		if len(cs.PeerCertificates) == 0 {
-			return errNoCert
-		}
-		leaf := cs.PeerCertificates[0]
+// authorizer is the Decider as an eaptls.Authorizer: eaptls calls it from
+// the TLS handshake's VerifyConnection once the client chain verified, so
+// a device the Decider refuses gets an alert (ErrRejected), never the TLS
+// 1.2 Finished / TLS 1.3 success indication; the verdict, allowed or not,
+// comes back from Session.Step. inline is the reader answering the packet
+// itself (nil: a worker): a decision from memory only computes, but before
+// one that reads the store the reader hands its socket to a relief reader,
+// so no other NAS waits behind a slow disk. Built once per Server and per
+// reader, not per packet: a closure per authentication would allocate.
+func (s *Server) authorizer(inline *reader) eaptls.Authorizer[posture.Verdict] {
+	return func(ctx context.Context, cs tls.ConnectionState) (posture.Verdict, error) {
+		leaf := cs.PeerCertificates[0] // never empty: eaptls verified the chain
 		var v posture.Verdict
 		cached := false
 		if s.cached != nil {
 			v, cached = s.cached.DecideCached(leaf)
 		}
 		if !cached {
-			if c.packetCtx != nil {
-				beforeBlocking(c.packetCtx)
+			if inline != nil {
+				inline.takeOver(ctx)
 			}
-			v = s.dec.Decide(ctx, leaf)
+			// Like every store call made while a NAS waits: ctx is the
+			// packet's and ends only with Serve.
+			dctx, cancel := context.WithTimeout(ctx, storeTimeout)
+			v = s.dec.Decide(dctx, leaf)
+			cancel()
 		}
 		if v.CertSHA256.IsZero() {
 			v.CertSHA256 = store.HashCert(leaf)
 		}
-		c.verdict.Store(&v)
 		if !v.Allow {
-			return fmt.Errorf("%w: %s", ErrRejected, v.Reason)
+			return v, fmt.Errorf("%w: %s", ErrRejected, v.Reason)
 		}
-		return nil
+		return v, nil
 	}
 }
 
@@ -182,9 +189,9 @@ func (s *Server) finish(c *conversation) {
 
 // accept builds the Access-Accept: MA first, echoed Proxy-State, EAP-Success,
 // MPPE keys (RFC 2548 / RFC 5216 §2.3), and the verdict's authorization.
-func (s *Server) accept(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet, c *conversation, success []byte) []byte {
+func (s *Server) accept(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet, c *conversation, res eaptls.Result[posture.Verdict]) []byte {
 	defer s.finish(c)
-	v := c.verdict.Load()
+	v, success := verdictOf(&res), res.Reply
 	msk, _ := c.sess.Keys()
 	if v == nil || !v.Allow || len(msk) < 64 || len(success) < 4 || success[0] != eaptls.CodeSuccess {
 		// Never an Accept without a positive verdict and keys.
@@ -206,6 +213,15 @@ func (s *Server) accept(ctx context.Context, n *nas, from netip.AddrPort, p *pac
 	s.metrics.Request("access_request", "accept")
 	s.metrics.AuthDuration("accept", s.now().Sub(c.started))
 	return resp
+}
+
+// verdictOf is the Decider's verdict a Step returned, nil if the handshake
+// ended before the Decider ran.
+func verdictOf(res *eaptls.Result[posture.Verdict]) *posture.Verdict {
+	if !res.Decided {
+		return nil
+	}
+	return &res.Decision
 }
 
 func eapID(eap []byte) uint8 {
@@ -283,14 +299,14 @@ func mppeSalt(vsa lradius.Attribute) []byte {
 }
 
 // fail handles Step errors and EAP-Failure outcomes.
-func (s *Server) fail(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet, c *conversation, eap []byte, res eaptls.Result, stepErr error) []byte {
+func (s *Server) fail(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet, c *conversation, eap []byte, res eaptls.Result[posture.Verdict], stepErr error) []byte {
 	defer s.finish(c)
 	reply := res.Reply
 	if len(reply) < 4 || reply[0] != eaptls.CodeFailure {
 		reply = failureFor(eap)
 	}
-	v := c.verdict.Load()
-	reason := classifyFailure(v, c.sess.AuthErr(), stepErr)
+	v := verdictOf(&res)
+	reason := classifyFailure(v, stepErr)
 	if stepErr != nil {
 		s.log.Info("EAP-TLS failed", "nas", n.Name, "identity", c.sess.Identity(), "err", stepErr)
 	}
@@ -304,48 +320,31 @@ func (s *Server) decide(ctx context.Context, n *nas, from netip.AddrPort, p *pac
 	return s.reject(n, p, failure, reason)
 }
 
-// classifyFailure maps a failed handshake to a bounded reason label.
-func classifyFailure(v *posture.Verdict, authErr, stepErr error) string {
+// classifyFailure maps a failed handshake to a bounded reason label: the
+// Decider's reason when it refused, else the eaptls sentinel in the Step
+// error.
+func classifyFailure(v *posture.Verdict, stepErr error) string {
 	if v != nil && !v.Allow {
 		return string(v.Reason)
 	}
-	for _, err := range []error{authErr, stepErr} {
-		if err == nil {
-			continue
-		}
-		switch {
-		case errors.Is(err, errNoCert):
-			return RejectNoClientCert
-		case errors.Is(err, eaptls.ErrNoEMS):
-			return RejectNoEMS
-		case errors.Is(err, eaptls.ErrNak):
-			return RejectNak
-		case errors.Is(err, eaptls.ErrTimeout):
-			return RejectTimeout
-		case errors.Is(err, eaptls.ErrMalformed), errors.Is(err, eaptls.ErrProtocol),
-			errors.Is(err, eaptls.ErrTooLarge), errors.Is(err, eaptls.ErrTooManyRounds):
-			return RejectEAPProtocol
-		}
-		var inv x509.CertificateInvalidError
-		if errors.As(err, &inv) && inv.Reason == x509.Expired {
-			return RejectCertExpired
-		}
-		var ua x509.UnknownAuthorityError
-		if errors.As(err, &ua) {
-			return RejectUnknownIssuer
-		}
-		msg := err.Error()
-		switch {
-		case strings.Contains(msg, "didn't provide a certificate"):
-			return RejectNoClientCert
-		case strings.Contains(msg, "expired") || strings.Contains(msg, "not yet valid"):
-			return RejectCertExpired
-		case strings.Contains(msg, "unknown authority"):
-			return RejectUnknownIssuer
-		}
-	}
-	if stepErr == nil && authErr == nil {
+	switch {
+	case stepErr == nil:
 		return RejectEAPFailure
+	case errors.Is(stepErr, eaptls.ErrNoClientCert):
+		return RejectNoClientCert
+	case errors.Is(stepErr, eaptls.ErrCertExpired):
+		return RejectCertExpired
+	case errors.Is(stepErr, eaptls.ErrUnknownIssuer):
+		return RejectUnknownIssuer
+	case errors.Is(stepErr, eaptls.ErrNoEMS):
+		return RejectNoEMS
+	case errors.Is(stepErr, eaptls.ErrNak):
+		return RejectNak
+	case errors.Is(stepErr, eaptls.ErrTimeout):
+		return RejectTimeout
+	case errors.Is(stepErr, eaptls.ErrMalformed), errors.Is(stepErr, eaptls.ErrProtocol),
+		errors.Is(stepErr, eaptls.ErrTooLarge), errors.Is(stepErr, eaptls.ErrTooManyRounds):
+		return RejectEAPProtocol
 	}
 	return RejectTLSFailed
 }

@@ -21,11 +21,12 @@ var ErrOverCapacity = errors.New("radius: too many EAP conversations")
 
 // eapSession is what a conversation needs from an eaptls.Session; an
 // interface so unit tests can script outcomes without a TLS handshake.
+// Step runs authorize (the Decider) when eap completes the peer's
+// certificate flight and returns its verdict with the outcome.
 type eapSession interface {
-	Step(eap []byte) (eaptls.Result, error)
+	Step(ctx context.Context, eap []byte, authorize eaptls.Authorizer[posture.Verdict]) (eaptls.Result[posture.Verdict], error)
 	Keys() (msk, emsk []byte)
 	Identity() string
-	AuthErr() error
 	Close()
 }
 
@@ -35,15 +36,7 @@ type conversation struct {
 	step    sync.Mutex // serializes Session.Step (not safe for concurrent use)
 	nas     *nas
 	sess    eapSession
-	cancel  context.CancelFunc
 	started time.Time
-	// verdict is written by the Authorizer on the handshake coroutine and
-	// read by the worker after Step returns.
-	verdict atomic.Pointer[posture.Verdict]
-	// packetCtx is the context of the packet being stepped (set around
-	// Step, under step): the Authorizer runs inside Step and learns from it
-	// whether that packet is answered on the reading goroutine.
-	packetCtx context.Context
 	// ended is set when the conversation finished; a worker that waited on
 	// step for a concurrent packet of the same conversation checks it.
 	ended atomic.Bool
@@ -55,12 +48,9 @@ type conversation struct {
 	done     bool
 }
 
-// close releases the eaptls session and its handshake coroutine.
+// close releases the eaptls session, its handshake coroutine and timer.
 func (c *conversation) close() {
 	c.sess.Close()
-	if c.cancel != nil {
-		c.cancel()
-	}
 }
 
 // convTable maps State values to conversations, with global and per-NAS

@@ -92,7 +92,7 @@ func FuzzAccessRequest(f *testing.F) {
 		_ = sec.SignRequest(b)
 
 		for _, port := range []byte{portAuth, portAcct} {
-			resp := s.handle(context.Background(), port, from, b)
+			resp := s.handle(context.Background(), nil, port, from, b)
 			if resp != nil {
 				checkResponse(t, resp, b, []byte(testSecret))
 			}

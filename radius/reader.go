@@ -9,20 +9,10 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"hardbound/eaptls"
+	"hardbound/posture"
 )
-
-// inlineKey carries, in the context of a packet answered on the reading
-// goroutine, the function to call before anything that may block.
-type inlineKey struct{}
-
-// beforeBlocking is called before an operation that may block (a store
-// read); when the packet is being answered inline it hands the socket to a
-// relief reader.
-func beforeBlocking(ctx context.Context) {
-	if f, ok := ctx.Value(inlineKey{}).(func()); ok {
-		f()
-	}
-}
 
 // reader is one socket's receive loop.
 //
@@ -33,9 +23,10 @@ func beforeBlocking(ctx context.Context) {
 // round, more CPU than the RADIUS layer itself at low and moderate load.
 // Such a packet only computes (the TLS round, a posture decision from
 // memory, encoding); before anything that may block — a posture decision
-// that needs the store — it calls beforeBlocking, and a relief goroutine
-// reads (handing everything to the workers) until the reader is back, so no
-// traffic waits behind a slow packet.
+// that needs the store — the packet's Authorizer (authorize) calls
+// takeOver, and a relief goroutine reads (handing everything to the
+// workers) until the reader is back, so no traffic waits behind a slow
+// packet.
 type reader struct {
 	s     *Server
 	conn  net.PacketConn
@@ -44,6 +35,9 @@ type reader struct {
 	port  byte
 	jobs  chan<- job
 	spawn func(func()) bool // runs a goroutine Serve waits for; false once Serve is stopping
+	// authorize decides the packets this reader answers itself
+	// (Server.authorizer with this reader).
+	authorize eaptls.Authorizer[posture.Verdict]
 
 	busy   atomic.Bool // answering a packet itself
 	relief atomic.Bool // a relief goroutine is reading
@@ -51,6 +45,7 @@ type reader struct {
 
 func (s *Server) newReader(conn net.PacketConn, port byte, jobs chan<- job, spawn func(func()) bool) *reader {
 	r := &reader{s: s, conn: conn, port: port, jobs: jobs, spawn: spawn}
+	r.authorize = s.authorizer(r)
 	r.uc, _ = conn.(*net.UDPConn)
 	// Only authentication rounds are answered inline: accounting waits for a
 	// synced store write, and with audit_sync so does every decision.
@@ -62,7 +57,6 @@ func (s *Server) newReader(conn net.PacketConn, port byte, jobs chan<- job, spaw
 
 // run reads until the conn is closed.
 func (r *reader) run(ctx context.Context) error {
-	ictx := context.WithValue(ctx, inlineKey{}, func() { r.takeOver(ctx) })
 	for {
 		j, err := r.next(ctx)
 		if err != nil {
@@ -76,7 +70,7 @@ func (r *reader) run(ctx context.Context) error {
 		}
 		if r.s.inflight.Add(1) == 1 && r.rc != nil && !pending(r.rc) {
 			r.busy.Store(true)
-			r.s.process(ictx, j)
+			r.s.process(ctx, j, r)
 			r.busy.Store(false)
 			r.s.inflight.Add(-1)
 			continue
@@ -85,10 +79,11 @@ func (r *reader) run(ctx context.Context) error {
 	}
 }
 
-// takeOver starts a relief reader if the reader is still answering a
-// packet itself.
+// takeOver starts a relief reader, called while the reader answers a
+// packet itself, before that packet blocks. The relief reads until the
+// reader is back (busy cleared) or ctx ends.
 func (r *reader) takeOver(ctx context.Context) {
-	if !r.busy.Load() || !r.relief.CompareAndSwap(false, true) {
+	if !r.relief.CompareAndSwap(false, true) {
 		return
 	}
 	started := r.spawn(func() {

@@ -90,6 +90,10 @@ type Server struct {
 	serving    atomic.Bool
 	inflight   atomic.Int64 // packets being processed, by workers or inline
 	reliefs    atomic.Int64 // relief readers started (see reader)
+
+	// authorize decides the packets workers answer (authorizer(nil)); a
+	// reader answering a packet itself uses its own.
+	authorize eaptls.Authorizer[posture.Verdict]
 }
 
 // New validates cfg and builds a Server. eap runs the EAP-TLS sessions, dec
@@ -123,8 +127,9 @@ func New(cfg Config, eap *eaptls.Server, dec Decider, sessions Sessions, audit A
 	}
 	s.cached, _ = dec.(cachedDecider)
 	s.newSession = func(ctx context.Context, o eaptls.SessionOptions) eapSession {
-		return eap.NewSession(ctx, o)
+		return eaptls.NewSession[posture.Verdict](ctx, eap, o)
 	}
+	s.authorize = s.authorizer(nil)
 	s.bufs.New = func() any { b := make([]byte, maxPacket+1); return &b }
 	for _, o := range opts {
 		o(s)
@@ -214,7 +219,7 @@ func (s *Server) Serve(ctx context.Context, auth, acct net.PacketConn) error {
 	for range s.cfg.Workers {
 		workers.Go(func() {
 			for j := range jobs {
-				s.process(ctx, j)
+				s.process(ctx, j, nil)
 				s.inflight.Add(-1)
 			}
 		})
@@ -307,9 +312,11 @@ func (s *Server) ListenAndServe(ctx context.Context, authAddr, acctAddr string) 
 	return s.Serve(ctx, conns[0], conns[1])
 }
 
-func (s *Server) process(ctx context.Context, j job) {
+// process answers j; inline is the reader answering it itself, nil for a
+// worker.
+func (s *Server) process(ctx context.Context, j job, inline *reader) {
 	defer s.bufs.Put(j.buf)
-	resp := s.handle(ctx, j.port, j.from, (*j.buf)[:j.n])
+	resp := s.handle(ctx, inline, j.port, j.from, (*j.buf)[:j.n])
 	if resp == nil {
 		return
 	}
@@ -352,8 +359,9 @@ func (s *Server) janitor(ctx context.Context) {
 // response, or nil to stay silent. Order matters (docs/radius.md): client
 // lookup, framing, authenticity (Message-Authenticator / Request
 // Authenticator) BEFORE the duplicate cache, so forged packets can neither
-// fill nor poison it; then the cache; then EAP or accounting.
-func (s *Server) handle(ctx context.Context, port byte, from netip.AddrPort, b []byte) []byte {
+// fill nor poison it; then the cache; then EAP or accounting. inline is the
+// reader answering b itself, nil for a worker.
+func (s *Server) handle(ctx context.Context, inline *reader, port byte, from netip.AddrPort, b []byte) []byte {
 	n := s.clients.lookup(from.Addr())
 	if n == nil {
 		s.metrics.Drop(DropUnknownClient)
@@ -404,7 +412,7 @@ func (s *Server) handle(ctx context.Context, port byte, from netip.AddrPort, b [
 	}
 	var resp []byte
 	if port == portAuth {
-		resp = s.access(ctx, n, from, &p)
+		resp = s.access(ctx, inline, n, from, &p)
 	} else {
 		resp = s.accounting(ctx, n, from, &p)
 	}

@@ -19,13 +19,15 @@ import (
 	"layeh.com/radius/vendors/microsoft"
 
 	"hardbound/eaptls"
+	"hardbound/posture"
 	"hardbound/radius/packet"
 	"hardbound/store"
 )
 
 // fakeSession scripts an EAP-TLS conversation without TLS: round 1 answers
 // the identity with a Start-sized request, round 2 runs the Authorizer with
-// the configured leaf, then Success (keys = msk) or Failure.
+// the configured leaf, then Success (keys = msk) or Failure, carrying the
+// verdict as eaptls does.
 type fakeSession struct {
 	opts    eaptls.SessionOptions
 	leaf    *x509.Certificate
@@ -35,26 +37,32 @@ type fakeSession struct {
 	closed  atomic.Bool
 	authErr error
 	done    bool
+	// authorize is the Authorizer of the last Step.
+	authorize eaptls.Authorizer[posture.Verdict]
 }
 
-func (f *fakeSession) Step(eap []byte) (eaptls.Result, error) {
+type fakeResult = eaptls.Result[posture.Verdict]
+
+func (f *fakeSession) Step(ctx context.Context, eap []byte, authorize eaptls.Authorizer[posture.Verdict]) (fakeResult, error) {
 	f.steps.Add(1)
+	f.authorize = authorize
 	id := eapID(eap)
 	switch {
 	case len(eap) == 0:
-		return eaptls.Result{Reply: []byte{1, 1, 0, 5, 1}, Outcome: eaptls.Continue}, nil
+		return fakeResult{Reply: []byte{1, 1, 0, 5, 1}, Outcome: eaptls.Continue}, nil
 	case len(eap) >= 5 && eap[4] == eaptls.TypeIdentity:
 		req := make([]byte, max(f.reqSize, 6))
 		req[0], req[1], req[4] = 1, id+1, 13
 		binary.BigEndian.PutUint16(req[2:4], uint16(len(req)))
-		return eaptls.Result{Reply: req, Outcome: eaptls.Continue}, nil
+		return fakeResult{Reply: req, Outcome: eaptls.Continue}, nil
 	default:
 		f.done = true
-		if err := f.opts.Authorize(context.Background(), tls.ConnectionState{PeerCertificates: []*x509.Certificate{f.leaf}}); err != nil {
+		v, err := authorize(ctx, tls.ConnectionState{PeerCertificates: []*x509.Certificate{f.leaf}})
+		if err != nil {
 			f.authErr = err
-			return eaptls.Result{Reply: []byte{4, id, 0, 4}, Outcome: eaptls.Failure}, err
+			return fakeResult{Reply: []byte{4, id, 0, 4}, Outcome: eaptls.Failure, Decision: v, Decided: true}, err
 		}
-		return eaptls.Result{Reply: []byte{3, id, 0, 4}, Outcome: eaptls.Success}, nil
+		return fakeResult{Reply: []byte{3, id, 0, 4}, Outcome: eaptls.Success, Decision: v, Decided: true}, nil
 	}
 }
 
@@ -65,7 +73,6 @@ func (f *fakeSession) Keys() (msk, emsk []byte) {
 	return f.msk, make([]byte, 64)
 }
 func (f *fakeSession) Identity() string { return "anonymous@example.org" }
-func (f *fakeSession) AuthErr() error   { return f.authErr }
 func (f *fakeSession) Close()           { f.closed.Store(true) }
 
 type harness struct {
@@ -126,7 +133,7 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 func (h *harness) advance(d time.Duration) { h.clock.Add(int64(d)) }
 
 func (h *harness) handle(from netip.AddrPort, port byte, b []byte) []byte {
-	return h.s.handle(context.Background(), port, from, b)
+	return h.s.handle(context.Background(), nil, port, from, b)
 }
 
 // accessRequest builds an Access-Request with an EAP-Response (type 1
@@ -664,8 +671,11 @@ func TestSessionOptionsFromRequestAndClient(t *testing.T) {
 				t.Fatal("no response")
 			}
 			o := h.fakes[0].opts
-			if o.MTU != tt.wantMTU || o.MaxVersion != tls.VersionTLS12 || o.Authorize == nil {
+			if o.MTU != tt.wantMTU || o.MaxVersion != tls.VersionTLS12 {
 				t.Fatalf("options %+v", o)
+			}
+			if h.fakes[0].authorize == nil {
+				t.Fatal("Step without the Decider as Authorizer")
 			}
 		})
 	}
