@@ -288,6 +288,18 @@ const socketBuffer = 4 << 20
 // ListenAndServe opens UDP listeners on authAddr and acctAddr (either may
 // be empty to skip it) and calls Serve.
 func (s *Server) ListenAndServe(ctx context.Context, authAddr, acctAddr string) error {
+	auth, acct, err := s.Listen(ctx, authAddr, acctAddr)
+	if err != nil {
+		return err
+	}
+	return s.Serve(ctx, auth, acct)
+}
+
+// Listen opens the UDP listeners Serve takes, with the receive buffer a
+// burst of EAP rounds needs; an empty address yields a nil conn. Callers
+// that must know the bound addresses (port 0) before serving use it instead
+// of ListenAndServe.
+func (s *Server) Listen(ctx context.Context, authAddr, acctAddr string) (auth, acct net.PacketConn, err error) {
 	var conns [2]net.PacketConn
 	for i, addr := range []string{authAddr, acctAddr} {
 		if addr == "" {
@@ -301,7 +313,7 @@ func (s *Server) ListenAndServe(ctx context.Context, authAddr, acctAddr string) 
 					_ = o.Close()
 				}
 			}
-			return fmt.Errorf("radius: listen %s: %w", addr, err)
+			return nil, nil, fmt.Errorf("radius: listen %s: %w", addr, err)
 		}
 		if uc, ok := c.(*net.UDPConn); ok {
 			_ = uc.SetReadBuffer(socketBuffer) // best effort; capped by net.core.rmem_max
@@ -309,11 +321,9 @@ func (s *Server) ListenAndServe(ctx context.Context, authAddr, acctAddr string) 
 		conns[i] = c
 		s.log.Info("listening", "addr", c.LocalAddr().String(), "port", []string{"auth", "acct"}[i])
 	}
-	return s.Serve(ctx, conns[0], conns[1])
+	return conns[0], conns[1], nil
 }
 
-// process answers j; inline is the reader answering it itself, nil for a
-// worker.
 func (s *Server) process(ctx context.Context, j job, inline *reader) {
 	defer s.bufs.Put(j.buf)
 	resp := s.handle(ctx, inline, j.port, j.from, (*j.buf)[:j.n])

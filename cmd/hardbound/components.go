@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 
 	"hardbound/admin"
 	"hardbound/eaptls"
@@ -46,16 +45,10 @@ func (in *instance) startRADIUS() error {
 		return err
 	}
 	in.radius = srv
-	auth, err := listenUDP(rc.AuthAddr)
+	// The server's own listeners carry the receive buffer a login storm needs.
+	auth, acct, err := srv.Listen(in.ctx, rc.AuthAddr, rc.AcctAddr)
 	if err != nil {
-		return fmt.Errorf("radius auth listener: %w", err)
-	}
-	acct, err := listenUDP(rc.AcctAddr)
-	if err != nil {
-		if auth != nil {
-			auth.Close()
-		}
-		return fmt.Errorf("radius accounting listener: %w", err)
+		return fmt.Errorf("radius listener: %w", err)
 	}
 	if auth != nil {
 		in.setAddr("radius-auth", auth.LocalAddr().String())
@@ -78,13 +71,6 @@ func (in *instance) startRADIUS() error {
 		return nil
 	})
 	return nil
-}
-
-func listenUDP(addr string) (net.PacketConn, error) {
-	if addr == "" {
-		return nil, nil
-	}
-	return net.ListenPacket("udp", addr)
 }
 
 // adminDeps are the admin API's collaborators: the enrollment endpoints
