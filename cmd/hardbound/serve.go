@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -23,6 +24,7 @@ import (
 
 	"hardbound/admin"
 	"hardbound/admin/metrics"
+	"hardbound/enroll"
 	"hardbound/enroll/ca"
 	"hardbound/internal/atomicfile"
 	"hardbound/posture"
@@ -235,18 +237,14 @@ func (in *instance) serveHTTP(name, addr string, h http.Handler, tlsCfg *tlsConf
 	if err != nil {
 		return fmt.Errorf("%s listener: %w", name, err)
 	}
-	srv := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(in.log.With("component", name).Handler(), slog.LevelDebug),
-	}
+	// enroll's constructor holds the timeouts and limits of every
+	// listener hardbound serves over HTTP.
+	var tc *tls.Config
 	if tlsCfg != nil {
-		srv.TLSConfig = tlsCfg.Config
+		tc = tlsCfg.Config
 	}
+	srv := enroll.NewHTTPServer(addr, h, tc)
+	srv.ErrorLog = slog.NewLogLogger(in.log.With("component", name).Handler(), slog.LevelDebug)
 	in.setAddr(name, ln.Addr().String())
 	in.wg.Add(1)
 	go func() {
