@@ -9,6 +9,8 @@ package config
 import (
 	"fmt"
 	"net"
+	"os"
+	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -67,4 +69,22 @@ func CheckAddr(field, addr string) error {
 		return Errorf(field, "bad address %q: %v", addr, err)
 	}
 	return nil
+}
+
+// ReadSecret reads a secret kept in a file named by the *_file key field:
+// the file's content without surrounding white space, never empty. Errors
+// are *FieldError naming field, never the secret.
+func ReadSecret(field, path string) (string, error) {
+	if path == "" {
+		return "", Errorf(field, "required")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", Errorf(field, "%w", err)
+	}
+	s := strings.TrimSpace(string(b))
+	if s == "" {
+		return "", Errorf(field, "empty")
+	}
+	return s, nil
 }

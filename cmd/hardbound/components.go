@@ -29,7 +29,7 @@ func (in *instance) startRADIUS() error {
 	if rc.AuthAddr == "" && rc.AcctAddr == "" {
 		return nil
 	}
-	kp, err := serverCert(in.ctx, in.ca, in.cfg.DataDir, "radius", rc.ServerNames, false)
+	kp, err := in.ca.ServerCert(in.ctx, in.cfg.DataDir, "radius", rc.ServerNames, false)
 	if err != nil {
 		return err
 	}

@@ -29,14 +29,14 @@ func (in *instance) startMDM() error {
 		in.mdmHandlers["POST /mdm/webhook"] = h
 	}
 	if mc.Jamf.Username != "" && len(mc.Jamf.NoncompliantGroups) > 0 {
-		pw, err := readSecret("mdm.jamf.password_file", mc.Jamf.PasswordFile)
+		pw, err := config.ReadSecret("mdm.jamf.password_file", mc.Jamf.PasswordFile)
 		if err != nil {
 			return err
 		}
 		jcfg := mc.Jamf.Handler(pw)
 		jcfg.Updater, jcfg.Auditor, jcfg.Metrics, jcfg.Logger = in.posture, st, m, in.log
 		if mc.Jamf.URL != "" {
-			secret, err := readSecret("mdm.jamf.api_client_secret_file", mc.Jamf.APIClientSecretFile)
+			secret, err := config.ReadSecret("mdm.jamf.api_client_secret_file", mc.Jamf.APIClientSecretFile)
 			if err != nil {
 				return err
 			}
@@ -53,7 +53,7 @@ func (in *instance) startMDM() error {
 		in.mdmHandlers["POST /mdm/jamf/webhook"] = h
 	}
 	if ic := mc.Intune; ic.TenantID != "" {
-		secret, err := readSecret("mdm.intune.client_secret_file", ic.ClientSecretFile)
+		secret, err := config.ReadSecret("mdm.intune.client_secret_file", ic.ClientSecretFile)
 		if err != nil {
 			return err
 		}

@@ -6,8 +6,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 
+	"hardbound/config"
 	"hardbound/enroll"
 	"hardbound/enroll/acme"
 	"hardbound/enroll/attest"
@@ -98,7 +98,7 @@ func (in *instance) startEnroll() error {
 
 	var intune scep.Validator
 	if ic := in.cfg.MDM.Intune; ic.TenantID != "" {
-		secret, err := readSecret("mdm.intune.client_secret_file", ic.ClientSecretFile)
+		secret, err := config.ReadSecret("mdm.intune.client_secret_file", ic.ClientSecretFile)
 		if err != nil {
 			return err
 		}
@@ -137,7 +137,7 @@ func (in *instance) startEnroll() error {
 	}
 	in.enroll = &enrollment{svc: svc, minter: minter, verifier: verifier}
 	if jc := in.cfg.MDM.Jamf; jc.Username != "" && jc.ChallengeProfile != "" {
-		pw, err := readSecret("mdm.jamf.password_file", jc.PasswordFile)
+		pw, err := config.ReadSecret("mdm.jamf.password_file", jc.PasswordFile)
 		if err != nil {
 			return err
 		}
@@ -148,7 +148,7 @@ func (in *instance) startEnroll() error {
 		}
 		in.enroll.jamf = j
 	}
-	kp, err := serverCert(in.ctx, in.ca, in.cfg.DataDir, "enroll", ec.ServerNames, true)
+	kp, err := in.ca.ServerCert(in.ctx, in.cfg.DataDir, "enroll", ec.ServerNames, true)
 	if err != nil {
 		return err
 	}
@@ -170,19 +170,4 @@ func (in *instance) enrollMux(h http.Handler) http.Handler {
 		mux.Handle(path, hh)
 	}
 	return mux
-}
-
-func readSecret(field, path string) (string, error) {
-	if path == "" {
-		return "", fmt.Errorf("config: %s: required", field)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("config: %s: %w", field, err)
-	}
-	s := strings.TrimSpace(string(b))
-	if s == "" {
-		return "", fmt.Errorf("config: %s: empty", field)
-	}
-	return s, nil
 }

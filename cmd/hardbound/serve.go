@@ -277,7 +277,7 @@ func (in *instance) startAdmin() error {
 	if err != nil {
 		return err
 	}
-	kp, err := serverCert(in.ctx, in.ca, in.cfg.DataDir, "admin", []string{"localhost", "127.0.0.1", "::1"}, true)
+	kp, err := in.ca.ServerCert(in.ctx, in.cfg.DataDir, "admin", []string{"localhost", "127.0.0.1", "::1"}, true)
 	if err != nil {
 		return err
 	}

@@ -1,9 +1,6 @@
 package mdm
 
 import (
-	"os"
-	"strings"
-
 	"hardbound/config"
 )
 
@@ -29,13 +26,9 @@ func (c *WebhookFileConfig) Validate(path string) error {
 	if c.SecretFile == "" {
 		return nil
 	}
-	b, err := os.ReadFile(c.SecretFile)
+	s, err := config.ReadSecret(path+".secret_file", c.SecretFile)
 	if err != nil {
-		return config.Errorf(path+".secret_file", "%w", err)
-	}
-	s := strings.TrimSpace(string(b))
-	if s == "" {
-		return config.Errorf(path+".secret_file", "empty")
+		return err
 	}
 	c.secret = []byte(s)
 	return nil

@@ -1,4 +1,4 @@
-package main
+package ca_test
 
 import (
 	"bytes"
@@ -14,7 +14,7 @@ func TestServerCertReuse(t *testing.T) {
 	c := catest.New(t, dir)
 	ctx := context.Background()
 	issue := func(names []string, loopback bool) []byte {
-		kp, err := serverCert(ctx, c, dir, "radius", names, loopback)
+		kp, err := c.ServerCert(ctx, dir, "radius", names, loopback)
 		if err != nil {
 			t.Fatal(err)
 		}

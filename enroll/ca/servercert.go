@@ -1,4 +1,4 @@
-package main
+package ca
 
 import (
 	"context"
@@ -12,17 +12,16 @@ import (
 	"slices"
 	"time"
 
-	"hardbound/enroll/ca"
 	"hardbound/internal/atomicfile"
 )
 
-// serverCert loads dir/tls/<name>.{crt,key} when it was issued by the
+// ServerCert loads dataDir/tls/<name>.{crt,key} when it was issued by the
 // current issuing CA and has more than 30 days left; otherwise it issues a
 // new one and writes it (key 0600). Supplicants pin the CA and server name,
 // so a stable certificate across restarts avoids needless churn. With
 // loopbackIPs and no IP among names, 127.0.0.1 and ::1 are added (for the
 // HTTPS listeners the CLI reaches by address).
-func serverCert(ctx context.Context, c *ca.CA, dataDir, name string, names []string, loopbackIPs bool) (tls.Certificate, error) {
+func (c *CA) ServerCert(ctx context.Context, dataDir, name string, names []string, loopbackIPs bool) (tls.Certificate, error) {
 	dir := filepath.Join(dataDir, "tls")
 	crtPath, keyPath := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
 	var dns []string
