@@ -3,7 +3,7 @@ package admin
 import (
 	"path/filepath"
 
-	"hardbound/config"
+	"hardbound/store/config"
 )
 
 // FileConfig is the admin: section of hardbound.yaml.

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"hardbound/admin"
-	"hardbound/config"
+	"hardbound/store/config"
 )
 
 func TestFileConfigValidateNamesTheField(t *testing.T) {

@@ -22,9 +22,9 @@ import (
 	"hardbound/enroll/attest"
 	"hardbound/enroll/attest/attesttest"
 	"hardbound/enroll/limit"
-	"hardbound/policy"
 	"hardbound/store"
 	"hardbound/store/badger"
+	"hardbound/store/policy"
 )
 
 // TestEnrollOverHTTPSThenRevoke drives the service as deployed: HTTPS

@@ -3,8 +3,8 @@ package enroll
 import (
 	"os"
 
-	"hardbound/config"
 	"hardbound/enroll/limit"
+	"hardbound/store/config"
 )
 
 // FileConfig is the enroll: section of hardbound.yaml. DefaultFileConfig is

@@ -12,9 +12,9 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"hardbound/config"
 	"hardbound/enroll"
 	"hardbound/enroll/limit"
+	"hardbound/store/config"
 )
 
 func TestFileConfigValidateNamesTheField(t *testing.T) {

@@ -21,10 +21,10 @@ import (
 	"testing"
 	"time"
 
-	"hardbound/policy"
 	"hardbound/posture"
 	"hardbound/store"
 	"hardbound/store/badger"
+	"hardbound/store/policy"
 )
 
 // Knobs for BenchmarkDecide1M (environment, so `make bench` needs none):

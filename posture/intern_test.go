@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"hardbound/enroll/devbind"
-	"hardbound/policy"
 	"hardbound/posture"
+	"hardbound/store/policy"
 )
 
 // Device ids too long to be kept inline, and profile names that are not

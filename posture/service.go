@@ -11,8 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"hardbound/policy"
 	"hardbound/store"
+	"hardbound/store/policy"
 )
 
 // Action is what a profile does with a device whose posture is not good.

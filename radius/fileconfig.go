@@ -9,9 +9,9 @@ import (
 	"os"
 	"time"
 
-	"hardbound/config"
 	"hardbound/eaptls"
 	"hardbound/radius/dynauth"
+	"hardbound/store/config"
 )
 
 // FileConfig is the radius: section of hardbound.yaml. DefaultFileConfig is

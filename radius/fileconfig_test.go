@@ -14,7 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"hardbound/config"
+	"hardbound/store/config"
 )
 
 // decodeSection lays body (the radius: section's content) over the

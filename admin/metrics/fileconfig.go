@@ -1,6 +1,6 @@
 package metrics
 
-import "hardbound/config"
+import "hardbound/store/config"
 
 // FileConfig is the metrics: section of hardbound.yaml.
 type FileConfig struct {

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"hardbound/config"
+	"hardbound/store/config"
 )
 
 func TestFileConfigValidateNamesTheField(t *testing.T) {

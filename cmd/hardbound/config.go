@@ -15,14 +15,14 @@ import (
 
 	"hardbound/admin"
 	"hardbound/admin/metrics"
-	"hardbound/config"
 	"hardbound/enroll"
-	"hardbound/policy"
 	"hardbound/posture"
 	"hardbound/posture/mdm"
 	"hardbound/posture/mdm/intune"
 	"hardbound/posture/mdm/jamf"
 	"hardbound/radius"
+	"hardbound/store/config"
+	"hardbound/store/policy"
 )
 
 // Config is hardbound.yaml: the process's own keys (data_dir, log,

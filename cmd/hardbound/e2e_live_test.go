@@ -18,13 +18,13 @@ import (
 	"layeh.com/radius/rfc2869"
 
 	"hardbound/admin"
-	"hardbound/config"
 	"hardbound/enroll/devbind"
 	hbradius "hardbound/radius"
 	"hardbound/radius/dynauth"
 	"hardbound/radius/eapclient"
 	"hardbound/radius/packet"
 	"hardbound/store"
+	"hardbound/store/config"
 )
 
 // e2eDAS is a NAS's Dynamic Authorization Server on 127.0.0.1: it checks

@@ -17,13 +17,13 @@ import (
 	"testing"
 	"time"
 
-	"hardbound/config"
 	"hardbound/enroll/devbind"
 	"hardbound/enroll/scep/sceptest"
 	"hardbound/posture/mdm"
 	"hardbound/posture/mdm/intune"
 	"hardbound/posture/mdm/jamf"
 	"hardbound/store"
+	"hardbound/store/config"
 )
 
 const (

@@ -4,11 +4,11 @@ import (
 	"context"
 	"net/http"
 
-	"hardbound/config"
 	"hardbound/posture/mdm"
 	"hardbound/posture/mdm/intune"
 	"hardbound/posture/mdm/jamf"
 	"hardbound/radius/dynauth"
+	"hardbound/store/config"
 )
 
 // startMDM builds the MDM connectors: the signed webhook and Jamf webhooks

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"hardbound/config"
 	"hardbound/enroll"
 	"hardbound/enroll/acme"
 	"hardbound/enroll/attest"
@@ -15,7 +14,8 @@ import (
 	"hardbound/enroll/challenge"
 	"hardbound/enroll/limit"
 	"hardbound/enroll/scep"
-	"hardbound/policy"
+	"hardbound/store/config"
+	"hardbound/store/policy"
 )
 
 // enrollment is the wired enrollment side: ACME, SCEP, the challenge

@@ -3,8 +3,8 @@ package main
 import (
 	"hardbound/enroll/acme"
 	"hardbound/enroll/scep"
-	"hardbound/policy"
 	"hardbound/posture"
+	"hardbound/store/policy"
 )
 
 // A configured profile is seen by three layers, each taking only its part:

@@ -26,10 +26,10 @@ import (
 	"hardbound/admin/metrics"
 	"hardbound/enroll"
 	"hardbound/enroll/ca"
-	"hardbound/internal/atomicfile"
 	"hardbound/posture"
 	"hardbound/radius"
 	"hardbound/store"
+	"hardbound/store/atomicfile"
 	"hardbound/store/badger"
 )
 

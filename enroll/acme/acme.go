@@ -32,8 +32,8 @@ import (
 	"hardbound/enroll/attest"
 	"hardbound/enroll/ca"
 	"hardbound/enroll/limit"
-	"hardbound/policy"
 	"hardbound/store"
+	"hardbound/store/policy"
 )
 
 // Profile is an enrollment profile as the ACME server needs it.

@@ -22,9 +22,9 @@ import (
 	"hardbound/enroll/attest/attesttest"
 	"hardbound/enroll/ca"
 	"hardbound/enroll/limit"
-	"hardbound/policy"
 	"hardbound/store"
 	"hardbound/store/badger"
+	"hardbound/store/policy"
 )
 
 type recMetrics struct {

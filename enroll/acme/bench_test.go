@@ -13,7 +13,7 @@ import (
 
 	"hardbound/enroll/acme"
 	"hardbound/enroll/acme/acmetest"
-	"hardbound/policy"
+	"hardbound/store/policy"
 )
 
 // BenchmarkEnroll measures one whole device-attest-01 enrollment over

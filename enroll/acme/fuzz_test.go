@@ -16,8 +16,8 @@ import (
 
 	"hardbound/enroll/attest"
 	"hardbound/enroll/ca"
-	"hardbound/policy"
 	"hardbound/store"
+	"hardbound/store/policy"
 )
 
 // nullDeps satisfy New for tests that never get past request verification.

@@ -14,8 +14,8 @@ import (
 
 	"hardbound/enroll/attest"
 	"hardbound/enroll/ca"
-	"hardbound/policy"
 	"hardbound/store"
+	"hardbound/store/policy"
 )
 
 const (

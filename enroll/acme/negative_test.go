@@ -12,8 +12,8 @@ import (
 	"hardbound/enroll/acme"
 	"hardbound/enroll/attest/attesttest"
 	"hardbound/enroll/limit"
-	"hardbound/policy"
 	"hardbound/store"
+	"hardbound/store/policy"
 )
 
 func wantProblem(t *testing.T, r *response, status int, typ string) string {

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"hardbound/policy"
+	"hardbound/store/policy"
 )
 
 // OIDAndroidKeyDescription is the Android Key Attestation extension.

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
-	"hardbound/policy"
+	"hardbound/store/policy"
 )
 
 // Apple Managed Device Attestation leaf extensions (1.2.840.113635.100.8.*).

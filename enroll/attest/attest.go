@@ -34,8 +34,8 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 
-	"hardbound/policy"
 	"hardbound/store"
+	"hardbound/store/policy"
 )
 
 // Sentinel errors, matched with errors.Is.

@@ -27,7 +27,7 @@ import (
 	"github.com/google/go-tpm/legacy/tpm2"
 	"github.com/google/go-tpm/legacy/tpm2/credactivation"
 
-	"hardbound/policy"
+	"hardbound/store/policy"
 )
 
 // TCG OIDs.

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"hardbound/enroll/attest"
-	"hardbound/policy"
+	"hardbound/store/policy"
 )
 
 // TestVerifyTPMSoftwareDevice runs the SCEP TPM flow against attesttest's

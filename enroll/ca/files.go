@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"hardbound/internal/atomicfile"
+	"hardbound/store/atomicfile"
 )
 
 // File layout under the data directory. The whole ca/ directory appears in

@@ -12,7 +12,7 @@ import (
 	"slices"
 	"time"
 
-	"hardbound/internal/atomicfile"
+	"hardbound/store/atomicfile"
 )
 
 // ServerCert loads dataDir/tls/<name>.{crt,key} when it was issued by the

@@ -20,8 +20,8 @@ import (
 	"time"
 
 	"hardbound/enroll/ca"
-	"hardbound/policy"
 	"hardbound/store"
+	"hardbound/store/policy"
 )
 
 // Issuer signs device certificates (enroll/ca.CA).

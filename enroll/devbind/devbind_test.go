@@ -8,8 +8,8 @@ import (
 
 	"hardbound/enroll/ca/catest"
 	"hardbound/enroll/devbind"
-	"hardbound/policy"
 	"hardbound/store"
+	"hardbound/store/policy"
 )
 
 // recorder keeps the last issuance.

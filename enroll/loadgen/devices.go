@@ -18,8 +18,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"hardbound/internal/atomicfile"
-	"hardbound/policy"
+	"hardbound/store/atomicfile"
+	"hardbound/store/policy"
 )
 
 // devDeviceRequest and devDeviceResponse are the JSON shapes of admin's

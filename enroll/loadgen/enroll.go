@@ -41,7 +41,7 @@ import (
 	"hardbound/enroll/scep/sceptest"
 	"hardbound/radius/eapclient"
 
-	"hardbound/policy"
+	"hardbound/store/policy"
 )
 
 // API makes one request to hardbound's admin API: body, when not nil, is

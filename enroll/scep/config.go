@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"hardbound/policy"
+	"hardbound/store/policy"
 )
 
 // DefaultMaxBodyBytes caps a PKIOperation body (POST) or message (GET).

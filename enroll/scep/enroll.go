@@ -16,8 +16,8 @@ import (
 	"github.com/smallstep/scep"
 
 	"hardbound/enroll/ca"
-	"hardbound/policy"
 	"hardbound/store"
+	"hardbound/store/policy"
 )
 
 // notifyTimeout bounds a best-effort failure notification to an MDM.

@@ -14,7 +14,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"hardbound/internal/atomicfile"
+	"hardbound/store/atomicfile"
 )
 
 // RA file names under <data dir>/scep.

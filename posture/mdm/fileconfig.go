@@ -1,7 +1,7 @@
 package mdm
 
 import (
-	"hardbound/config"
+	"hardbound/store/config"
 )
 
 // WebhookFileConfig is the mdm.webhook section of hardbound.yaml: the

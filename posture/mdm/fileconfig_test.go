@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"hardbound/config"
+	"hardbound/store/config"
 )
 
 func TestWebhookFileConfigValidateReadsTheSecret(t *testing.T) {

@@ -1,6 +1,6 @@
 package dynauth
 
-import "hardbound/config"
+import "hardbound/store/config"
 
 // FileConfig is the radius.coa section of hardbound.yaml: how standing
 // changes reach the NASes holding live sessions.

@@ -7,7 +7,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"hardbound/config"
+	"hardbound/store/config"
 )
 
 func TestFileConfigValidateNamesTheField(t *testing.T) {

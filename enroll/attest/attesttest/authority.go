@@ -27,7 +27,7 @@ import (
 	x509ext "github.com/google/go-attestation/x509"
 
 	"hardbound/enroll/attest"
-	"hardbound/policy"
+	"hardbound/store/policy"
 )
 
 // ca is one software CA: certificate and key.

@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"hardbound/internal/atomicfile"
+	"hardbound/store/atomicfile"
 )
 
 // The files an Authority is saved to; `serve --dev` keeps them in

@@ -1,6 +1,6 @@
 package intune
 
-import "hardbound/config"
+import "hardbound/store/config"
 
 // FileConfig is the mdm.intune section of hardbound.yaml: the Entra
 // application that polls compliance (and validates SCEP challenges), on

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"hardbound/config"
+	"hardbound/store/config"
 )
 
 func TestFileConfigValidateNamesTheField(t *testing.T) {

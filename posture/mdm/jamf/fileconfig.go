@@ -1,6 +1,6 @@
 package jamf
 
-import "hardbound/config"
+import "hardbound/store/config"
 
 // FileConfig is the mdm.jamf section of hardbound.yaml. Secrets stay in
 // files, read by whoever builds the handler and the API client.

@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"hardbound/config"
+	"hardbound/store/config"
 )
 
 func TestFileConfigValidateNamesTheField(t *testing.T) {

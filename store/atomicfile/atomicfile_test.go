@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"hardbound/internal/atomicfile"
+	"hardbound/store/atomicfile"
 )
 
 func TestWrite(t *testing.T) {

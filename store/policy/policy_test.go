@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"hardbound/policy"
+	"hardbound/store/policy"
 )
 
 func TestFormatNames(t *testing.T) {
