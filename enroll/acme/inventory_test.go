@@ -5,12 +5,16 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"hardbound/enroll/acme"
+	"hardbound/enroll/attest"
 	"hardbound/enroll/attest/attesttest"
+	"hardbound/enroll/attest/statuslist"
 	"hardbound/enroll/ca"
 	"hardbound/store"
 	"hardbound/store/inventory"
@@ -277,4 +281,51 @@ func lastAuditFor(t *testing.T, e *env, subject string) *store.AuditEvent {
 	}
 	t.Fatalf("no audit event about %q", subject)
 	return nil
+}
+
+// TestAndroidStatusListRefusesListedKey: an inventoried Android device
+// whose attestation chain goes through an intermediate on the status list
+// is refused with badAttestationStatement, audited; the same device with
+// the list no longer naming it enrolls.
+func TestAndroidStatusListRefusesListedKey(t *testing.T) {
+	t.Parallel()
+	a := authority(t)
+	src := filepath.Join(t.TempDir(), "status.json")
+	write := func(serial string) {
+		doc := `{"entries":{"` + serial + `":{"status":"REVOKED","reason":"KEY_COMPROMISE"}}}`
+		if err := os.WriteFile(src, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(a.AndroidIntermediate().SerialNumber.Text(16))
+	list, err := statuslist.New(statuslist.Config{Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := list.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, envOpts{profiles: gatedProfiles(t), attest: []attest.Option{attest.WithAndroidStatus(list)}})
+	addDevice(t, e, inventory.Record{Platform: "android", Serial: "R58LEAKED", Profile: "corp"})
+	mk := func(keyAuth string, k *ecdsaKey) []byte {
+		b, err := e.auth.Android(k, "R58LEAKED", keyAuth)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	r, _ := enrollVia(t, e, e.dirURL, "R58LEAKED", mk)
+	if d := wantProblem(t, r, http.StatusBadRequest, acme.ProblemBadAttestationStatement); !strings.Contains(d, "attestation status list (REVOKED/KEY_COMPROMISE)") {
+		t.Errorf("detail %q", d)
+	}
+	if ev := lastAuditFor(t, e, "R58LEAKED"); ev.Result != "reject" || !strings.Contains(ev.Reason, "status list") {
+		t.Errorf("audit %+v", ev)
+	}
+	write("1234")
+	if err := list.Refresh(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, leaf := enrollVia(t, e, e.dirURL, "R58LEAKED", mk); leaf == nil {
+		t.Fatal("refused once the list no longer names the intermediate")
+	}
 }
