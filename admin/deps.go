@@ -66,4 +66,7 @@ type Deps struct {
 	// DevEnroll serves POST /api/v1/dev/devices. Set it only in --dev: the
 	// attestation it records is asserted, not verified. nil answers 403.
 	DevEnroll DevEnroller
+	// Inventory serves device add, inventory import and a device's
+	// attestations (inventory.go); nil answers 501.
+	Inventory *Inventory
 }

@@ -164,6 +164,11 @@ func applyRow(ctx context.Context, st Store, row Row, o Options, rep *Report, se
 	return update(ctx, st, row, old, r, o, rep)
 }
 
+// Find returns the device r names (by id, else by any of its identities),
+// or nil when there is none; identities naming two devices wrap
+// ErrConflict. r should be normalized.
+func Find(ctx context.Context, st Store, r *Record) (*store.Device, error) { return find(ctx, st, r) }
+
 // find returns the device the record names: by id, else by any of its
 // identities; nil when none. Identities naming two devices conflict.
 func find(ctx context.Context, st Store, r *Record) (*store.Device, error) {
