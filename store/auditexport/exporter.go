@@ -42,7 +42,7 @@ type Metrics interface {
 
 type noMetrics struct{}
 
-func (noMetrics) ExportLag(string, uint64)                {}
+func (noMetrics) ExportLag(string, uint64)               {}
 func (noMetrics) ExportDelivered(string, int, time.Time) {}
 func (noMetrics) ExportError(string)                     {}
 
