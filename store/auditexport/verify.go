@@ -153,8 +153,12 @@ func Verify(ctx context.Context, st Store, o VerifyOptions) (*Report, error) {
 				continue // its event is missing: the gap was reported
 			}
 			if cp.Hash != e.Hash {
-				rep.add(e.Seq, ProblemRewritten, "event %d hashes to %s but the checkpoint of %s signed %s",
-					e.Seq, e.Hash, cp.Time.Format("2006-01-02T15:04:05Z07:00"), cp.Hash)
+				since := "seq 1"
+				if rep.AnchorSeq != 0 {
+					since = fmt.Sprintf("the checkpoint of seq %d, which matched", rep.AnchorSeq)
+				}
+				rep.add(e.Seq, ProblemRewritten, "event %d hashes to %s but the checkpoint of %s signed %s: the chain was rewritten after %s",
+					e.Seq, e.Hash, cp.Time.Format("2006-01-02T15:04:05Z07:00"), cp.Hash, since)
 				continue
 			}
 			rep.AnchorSeq = cp.Seq
