@@ -99,6 +99,7 @@ type rsyslog struct {
 	pki      testPKI
 	tlsPort  int
 	tcpPort  int
+	udpPort  int
 	cmd      *exec.Cmd
 	done     chan struct{}
 }
@@ -119,6 +120,17 @@ func startRsyslog(t *testing.T, pki testPKI) *rsyslog {
 
 func (r *rsyslog) tlsFile() string { return filepath.Join(r.dir, "tls.log") }
 func (r *rsyslog) tcpFile() string { return filepath.Join(r.dir, "tcp.log") }
+func (r *rsyslog) udpFile() string { return filepath.Join(r.dir, "udp.log") }
+
+// freeUDPPort picks a port for imudp, which cannot report one it chose.
+func freeUDPPort(t *testing.T) int {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
+}
 
 // start runs rsyslogd; the first start picks free ports (port 0 and
 // listenPortFileName), a restart listens on the same ones.
@@ -126,16 +138,22 @@ func (r *rsyslog) start() {
 	t := r.t
 	t.Helper()
 	port := func(p int) string { return strconv.Itoa(p) }
+	if r.udpPort == 0 {
+		r.udpPort = freeUDPPort(t)
+	}
 	conf := fmt.Sprintf(`global(workDirectory=%q maxMessageSize="64k"
   defaultNetstreamDriverCAFile=%q defaultNetstreamDriverCertFile=%q defaultNetstreamDriverKeyFile=%q)
 module(load="imtcp" maxSessions="50")
 template(name="line" type="string" string="%%msgid%% %%msg%%\n")
 ruleset(name="tls") { action(type="omfile" file=%q template="line") }
 ruleset(name="tcp") { action(type="omfile" file=%q template="line") }
+ruleset(name="udp") { action(type="omfile" file=%q template="line") }
+module(load="imudp")
+input(type="imudp" address="127.0.0.1" port=%q ruleset="udp")
 input(type="imtcp" address="127.0.0.1" port=%q listenPortFileName=%q ruleset="tls"
   streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
 input(type="imtcp" address="127.0.0.1" port=%q listenPortFileName=%q ruleset="tcp")
-`, r.dir, r.pki.caFile, r.pki.certFile, r.pki.keyFile, r.tlsFile(), r.tcpFile(),
+`, r.dir, r.pki.caFile, r.pki.certFile, r.pki.keyFile, r.tlsFile(), r.tcpFile(), r.udpFile(), port(r.udpPort),
 		port(r.tlsPort), filepath.Join(r.dir, "tls.port"), port(r.tcpPort), filepath.Join(r.dir, "tcp.port"))
 	cf := filepath.Join(r.dir, "rsyslog.conf")
 	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
