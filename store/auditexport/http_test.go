@@ -155,7 +155,10 @@ func TestHTTPSink(t *testing.T) {
 				return
 			}
 			waitFor(t, 30*time.Second, func() bool { lag, _, _ := m.get("collector"); d, _, _ := col.snapshot(); return lag == 0 && d == 300 },
-				func() string { d, p, b := col.snapshot(); return "collector got " + itoa(d) + " events in " + itoa(p) + " posts, " + itoa(b) + " refused" })
+				func() string {
+					d, p, b := col.snapshot()
+					return "collector got " + itoa(d) + " events in " + itoa(p) + " posts, " + itoa(b) + " refused"
+				})
 			cancel()
 			wg.Wait()
 			c, err := st.GetAuditCursor(t.Context(), "collector")

@@ -278,7 +278,9 @@ func TestRsyslogUDP(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() { exp.Run(runCtx) })
 	waitFor(t, 20*time.Second, func() bool { return len(readReceived(t, rs.udpFile()).count) == 200 },
-		func() string { return "rsyslog got " + strconv.Itoa(len(readReceived(t, rs.udpFile()).count)) + " of 200 over UDP" })
+		func() string {
+			return "rsyslog got " + strconv.Itoa(len(readReceived(t, rs.udpFile()).count)) + " of 200 over UDP"
+		})
 	stop()
 	wg.Wait()
 	if lag, _, _ := m.get("udp"); lag != 0 {
