@@ -89,7 +89,7 @@ type InventoryRowError struct {
 	Error string `json:"error"`
 }
 
-func reportOf(r *inventory.Report) InventoryReport {
+func inventoryReportOf(r *inventory.Report) InventoryReport {
 	out := InventoryReport{Source: r.Source, DryRun: r.DryRun, Added: r.Added, Updated: r.Updated, Unchanged: r.Unchanged,
 		Removed: r.Removed, Failed: r.Failed, Truncated: r.Truncated,
 		Changes: each(r.Changes, func(c inventory.Change) InventoryChange {
@@ -161,7 +161,7 @@ func (s *Server) addDevice(w http.ResponseWriter, r *http.Request) {
 	if rep.Added > 0 {
 		code = http.StatusCreated
 	}
-	writeJSON(w, code, DeviceAddResponse{Device: deviceOf(d), Report: reportOf(rep)})
+	writeJSON(w, code, DeviceAddResponse{Device: deviceOf(d), Report: inventoryReportOf(rep)})
 }
 
 // importInventory is POST /api/v1/inventory/import: a CSV (text/csv) or
@@ -203,7 +203,7 @@ func (s *Server) importInventory(w http.ResponseWriter, r *http.Request) {
 			Result: "ok", Source: r.RemoteAddr,
 			Reason: fmt.Sprintf("%d records: %d added, %d updated, %d unchanged, %d refused", len(rows), rep.Added, rep.Updated, rep.Unchanged, rep.Failed)})
 	}
-	writeJSON(w, http.StatusOK, reportOf(rep))
+	writeJSON(w, http.StatusOK, inventoryReportOf(rep))
 }
 
 // DeviceAttestation is one binding's verified evidence, with whether it
