@@ -20,6 +20,9 @@ import (
 // reads the changes table, never trusts a notification's content.
 const notifyChannel = "hardbound_changes"
 
+// listenerAppName is the application_name of each node's LISTEN connection.
+const listenerAppName = "hardbound-listener"
+
 // feed delivers changes to watchers (store.Watcher), this node's and
 // every other node's, in feed order.
 //
@@ -415,6 +418,8 @@ func (s *Store) listenOnce(ctx context.Context, woke func()) error {
 	if err != nil {
 		return err
 	}
+	// Named so that an operator (or a test) can tell it in pg_stat_activity.
+	cfg.RuntimeParams["application_name"] = listenerAppName
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return err

@@ -65,6 +65,8 @@ type options struct {
 	listen       bool
 	maxReplay    int
 	retention    time.Duration
+	// noFollow leaves the follower goroutine off (tests drive catchUp).
+	noFollow bool
 }
 
 // WithLogger sets the logger.
@@ -158,8 +160,10 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("store/postgres: open: read feed head: %w", err)
 	}
-	s.done.Add(1)
-	go s.follow()
+	if !o.noFollow {
+		s.done.Add(1)
+		go s.follow()
+	}
 	return s, nil
 }
 
