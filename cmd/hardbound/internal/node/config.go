@@ -22,6 +22,7 @@ import (
 	"hardbound/posture/mdm/jamf"
 	"hardbound/radius"
 	"hardbound/store/config"
+	"hardbound/store/postgres"
 	"hardbound/store/policy"
 )
 
@@ -38,6 +39,9 @@ type Config struct {
 	Metrics  metrics.FileConfig `yaml:"metrics"`
 	Profiles []ProfileConfig    `yaml:"profiles"`
 	MDM      MDMConfig          `yaml:"mdm"`
+	// Store says where the records live (store.go): Badger in
+	// <data_dir>/db by default, or a PostgreSQL database shared by nodes.
+	Store postgres.StoreFileConfig `yaml:"store"`
 	// MemoryLimit is the Go runtime's soft memory limit ("768MiB";
 	// debug.SetMemoryLimit), so that the GC heap goal does not double the
 	// posture caches (~400 MiB live with 1M devices) or a Badger
@@ -138,6 +142,7 @@ func DefaultConfig() *Config {
 		Enroll:  enroll.DefaultFileConfig(),
 		Admin:   admin.DefaultFileConfig(),
 		Metrics: metrics.DefaultFileConfig(),
+		Store:   postgres.DefaultStoreFileConfig(),
 		MDM: MDMConfig{
 			Webhook: mdm.DefaultWebhookFileConfig(),
 			Intune:  intune.DefaultFileConfig(),
@@ -208,6 +213,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Metrics.Validate("metrics"); err != nil {
+		return err
+	}
+	if err := c.Store.Validate("store"); err != nil {
 		return err
 	}
 	seen := map[string]bool{}
