@@ -22,8 +22,8 @@ import (
 	"hardbound/posture/mdm/jamf"
 	"hardbound/radius"
 	"hardbound/store/config"
-	"hardbound/store/postgres"
 	"hardbound/store/policy"
+	"hardbound/store/postgres"
 )
 
 // Config is hardbound.yaml: the process's own keys (data_dir, log,
