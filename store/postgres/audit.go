@@ -79,11 +79,9 @@ func (s *Store) appendAuditTx(ctx context.Context, tx pgx.Tx, evs []*store.Audit
 		}
 		seqs[i], recs[i] = int64(seq), string(b)
 	}
-	if _, err := tx.Exec(ctx, "INSERT INTO audit (seq, rec) SELECT s, r::json FROM unnest($1::bigint[], $2::text[]) AS u(s, r)", seqs, recs); err != nil {
+	if _, err := tx.Exec(ctx, `WITH e AS (INSERT INTO audit (seq, rec) SELECT s, r::json FROM unnest($1::bigint[], $2::text[]) AS u(s, r))
+		UPDATE audit_head SET seq = $3, hash = $4`, seqs, recs, int64(seq), prev.String()); err != nil {
 		return nil, fmt.Errorf("write audit events: %w", err)
-	}
-	if _, err := tx.Exec(ctx, "UPDATE audit_head SET seq = $1, hash = $2", int64(seq), prev.String()); err != nil {
-		return nil, fmt.Errorf("move audit head: %w", err)
 	}
 	return out, nil
 }

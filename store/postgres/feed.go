@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -126,16 +125,16 @@ func (s *Store) writeChange(ctx context.Context, tx pgx.Tx, ft *feedTx, c *store
 		return fmt.Errorf("encode change: %w", err)
 	}
 	seq := ft.head + 1
-	if _, err := tx.Exec(ctx, "INSERT INTO changes (seq, at, change) VALUES ($1, $2, $3)", seq, c.At, b); err != nil {
-		return fmt.Errorf("write change: %w", err)
-	}
-	if _, err := tx.Exec(ctx, "UPDATE feed_head SET seq = $1", seq); err != nil {
-		return fmt.Errorf("move feed head: %w", err)
-	}
+	// One round trip: the change, the head and (with listen) the
+	// notification, which PostgreSQL queues until commit.
+	notify := ""
 	if s.opts.listen {
-		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", notifyChannel, strconv.FormatInt(seq, 10)); err != nil {
-			return fmt.Errorf("notify: %w", err)
-		}
+		notify = notifyChannel
+	}
+	if _, err := tx.Exec(ctx, `WITH c AS (INSERT INTO changes (seq, at, change) VALUES ($1, $2, $3)),
+		h AS (UPDATE feed_head SET seq = $1)
+		SELECT CASE WHEN $4::text <> '' THEN pg_notify($4::text, $1::text) END`, seq, c.At, b, notify); err != nil {
+		return fmt.Errorf("write change: %w", err)
 	}
 	ft.seq = seq
 	return nil
