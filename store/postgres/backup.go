@@ -91,7 +91,14 @@ const (
 // change feed with one store.ChangeReset.
 func (s *Store) Restore(ctx context.Context, r io.Reader) error {
 	br := bufio.NewReaderSize(r, 64<<10)
+	ran := false
 	return s.changing(ctx, "restore", nil, func(tx pgx.Tx) (*store.Change, error) {
+		// A retried transaction would read on from where the reader
+		// stopped: fail instead.
+		if ran {
+			return nil, errors.New("restore interrupted by a conflicting transaction; retry it on an idle store")
+		}
+		ran = true
 		var empty bool
 		if err := tx.QueryRow(ctx, `SELECT NOT (EXISTS (SELECT 1 FROM devices) OR EXISTS (SELECT 1 FROM certs)
 			OR EXISTS (SELECT 1 FROM attestations) OR EXISTS (SELECT 1 FROM challenges) OR EXISTS (SELECT 1 FROM sessions)
