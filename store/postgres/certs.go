@@ -198,9 +198,15 @@ func (s *Store) ListCerts(ctx context.Context, f store.CertFilter, p store.Page)
 	}
 	var out []*store.Cert
 	err := s.read(ctx, "list certs", func(q querier) error {
-		rows, err := q.Query(ctx, "SELECT "+cols+` FROM certs
-			WHERE sha256 > $1 AND ($2 = '' OR device_id = $2) AND (NOT $3 OR revoked)
-			ORDER BY sha256 LIMIT $4`, p.After, f.DeviceID, f.RevokedOnly, n+1)
+		// Two statements rather than one with "$2 = '' OR": a cached
+		// generic plan of the latter may walk every cert for one device.
+		sql := "SELECT " + cols + " FROM certs WHERE sha256 > $1 AND (NOT $2 OR revoked) ORDER BY sha256 LIMIT $3"
+		args := []any{p.After, f.RevokedOnly, n + 1}
+		if f.DeviceID != "" {
+			sql = "SELECT " + cols + " FROM certs WHERE device_id = $4 AND sha256 > $1 AND (NOT $2 OR revoked) ORDER BY sha256 LIMIT $3"
+			args = append(args, f.DeviceID)
+		}
+		rows, err := q.Query(ctx, sql, args...)
 		if err != nil {
 			return err
 		}

@@ -229,9 +229,16 @@ func (s *Store) ListSessions(ctx context.Context, deviceID string, liveOnly bool
 	n := limit(p)
 	var out []*store.Session
 	err = s.read(ctx, "list sessions", func(q querier) error {
-		rows, err := q.Query(ctx, `SELECT rec FROM sessions
-			WHERE (nas, acct_session_id) > ($1, $2) AND ($3 = '' OR device_id = $3) AND (NOT $4 OR live)
-			ORDER BY nas, acct_session_id LIMIT $5`, afterNAS, afterID, deviceID, liveOnly, n+1)
+		// As in ListCerts: one statement per shape, so each has its index.
+		sql := `SELECT rec FROM sessions WHERE (nas, acct_session_id) > ($1, $2) AND (NOT $3 OR live)
+			ORDER BY nas, acct_session_id LIMIT $4`
+		args := []any{afterNAS, afterID, liveOnly, n + 1}
+		if deviceID != "" {
+			sql = `SELECT rec FROM sessions WHERE device_id = $5 AND (nas, acct_session_id) > ($1, $2) AND (NOT $3 OR live)
+				ORDER BY nas, acct_session_id LIMIT $4`
+			args = append(args, deviceID)
+		}
+		rows, err := q.Query(ctx, sql, args...)
 		if err != nil {
 			return err
 		}
