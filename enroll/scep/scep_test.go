@@ -32,6 +32,7 @@ import (
 	"hardbound/enroll/scep/sceptest"
 	"hardbound/store"
 	"hardbound/store/badger"
+	"hardbound/store/policy"
 )
 
 // env is one SCEP server over httptest with a real CA and an in-memory store.
@@ -91,10 +92,15 @@ func (f limiterFunc) Allow(device, ip, profile string) error { return f(device, 
 
 func defaultProfiles() []scep.Profile {
 	return []scep.Profile{
-		{Name: "corp", Platform: "apple"},
-		{Name: "static", StaticChallenge: "let-me-in"},
-		{Name: "attested", RequireAttestation: true},
-		{Name: "jamf", Identity: scep.Identity{Source: scep.IdentityCN, Alias: "serial"}},
+		// The migration profiles admit unattested keys ("none"), as the
+		// posture side of the same profile would.
+		{Name: "corp", Platform: "apple", Formats: policy.Formats{policy.FormatNone, policy.FormatTPM}},
+		{Name: "static", StaticChallenge: "let-me-in", Formats: policy.Formats{policy.FormatNone}},
+		{Name: "attested", RequireAttestation: true, Formats: policy.Formats{policy.FormatNone, policy.FormatTPM}},
+		{Name: "jamf", Identity: scep.Identity{Source: scep.IdentityCN, Alias: "serial"}, Formats: policy.Formats{policy.FormatNone, policy.FormatApple}},
+		// strict is the built-in default's view: hardware formats only.
+		{Name: "strict"},
+		{Name: "apple-only", Formats: policy.Formats{policy.FormatApple}},
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/smallstep/pkcs7"
 	"github.com/smallstep/scep"
 	"github.com/smallstep/scep/x509util"
 
@@ -36,9 +37,14 @@ var ErrFailure = errors.New("sceptest: CertRep FAILURE")
 // Failure is a CertRep FAILURE answer.
 type Failure struct {
 	FailInfo scep.FailInfo
+	// Text is the RFC 8894 failInfoText, when the server sent one.
+	Text string
 }
 
 func (f *Failure) Error() string {
+	if f.Text != "" {
+		return fmt.Sprintf("sceptest: CertRep FAILURE failInfo=%s: %s", string(f.FailInfo), f.Text)
+	}
 	return fmt.Sprintf("sceptest: CertRep FAILURE failInfo=%s", string(f.FailInfo))
 }
 
@@ -245,7 +251,7 @@ func ParseCertRep(resp []byte, signerCert *x509.Certificate, signerKey crypto.Si
 	switch rep.PKIStatus {
 	case scep.SUCCESS:
 	case scep.FAILURE:
-		return nil, &Failure{FailInfo: rep.FailInfo}
+		return nil, &Failure{FailInfo: rep.FailInfo, Text: failInfoText(resp)}
 	default:
 		return nil, fmt.Errorf("sceptest: pkiStatus %q", string(rep.PKIStatus))
 	}
@@ -253,6 +259,19 @@ func ParseCertRep(resp []byte, signerCert *x509.Certificate, signerKey crypto.Si
 		return nil, fmt.Errorf("sceptest: decrypt CertRep: %w", err)
 	}
 	return rep.Certificate, nil
+}
+
+// failInfoText reads the optional failInfoText signed attribute.
+func failInfoText(resp []byte) string {
+	p7, err := pkcs7.Parse(resp)
+	if err != nil {
+		return ""
+	}
+	var s string
+	if err := p7.UnmarshalSignedAttribute(hbscep.OIDFailInfoText, &s); err != nil {
+		return ""
+	}
+	return s
 }
 
 // signer returns the envelope signer: the old cert for a renewal, else a
