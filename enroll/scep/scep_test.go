@@ -106,9 +106,27 @@ func defaultProfiles() []scep.Profile {
 
 func newEnv(t testing.TB, mutate func(*scep.Config)) *env {
 	t.Helper()
+	return newEnvKeyType(t, ca.KeyECDSA, mutate)
+}
+
+// newEnvKeyType is newEnv over a CA of the given key type (ca.KeyRSA for
+// the clients that need RSA throughout the GetCACert chain).
+func newEnvKeyType(t testing.TB, keyType string, mutate func(*scep.Config)) *env {
+	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
-	c := catest.New(t, dir)
+	var c *ca.CA
+	if keyType == ca.KeyECDSA {
+		c = catest.New(t, dir)
+	} else {
+		if err := ca.Init(ca.InitOptions{Dir: dir, KeyType: keyType}); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if c, err = ca.Load(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
 	st := badgertest.Memory(t)
 	// A fixture RA key keeps setup fast (RSA key generation is slow under
 	// the fuzzer's coverage instrumentation); LoadOrCreateRA issues its cert.
