@@ -314,3 +314,38 @@ func SelfSigned(key crypto.Signer, subject pkix.Name) (*x509.Certificate, crypto
 
 // NewKey returns an RSA 2048 device key.
 func NewKey() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 2048) }
+
+// BuildInner builds a PKIMessage whose pkcsPKIEnvelope carries inner as
+// is (normally a PKCS#10 CSR), encrypted to the encipherment-capable
+// caCerts and signed by signerCert/signerKey with messageType mt. Fuzzers
+// use it so that mutated CSR bytes get past the envelope's signature and
+// decryption to the server's CSR, challengePassword and renewal checks.
+func BuildInner(caCerts []*x509.Certificate, inner []byte, mt scep.MessageType, signerCert *x509.Certificate, signerKey crypto.Signer) ([]byte, error) {
+	hbscep.ConfigurePKCS7()
+	// NewCSRRequest encrypts csr.Raw and derives the transactionID from
+	// csr.PublicKey; nothing else of the CSR is read.
+	csr := &x509.CertificateRequest{Raw: inner, PublicKey: signerKey.Public()}
+	msg, err := scep.NewCSRRequest(csr, &scep.PKIMessage{
+		MessageType: mt,
+		Recipients:  caCerts,
+		SignerKey:   signerKey,
+		SignerCert:  signerCert,
+	}, scep.WithCertsSelector(scep.EnciphermentCertsSelector()))
+	if err != nil {
+		return nil, fmt.Errorf("sceptest: PKIMessage: %w", err)
+	}
+	return msg.Raw, nil
+}
+
+// CSR returns the DER of the PKCS#10 request BuildMessage would put in the
+// envelope for r (seed material for fuzzers).
+func CSR(r Request) ([]byte, error) {
+	if r.Key == nil {
+		return nil, errors.New("sceptest: Key is required")
+	}
+	tmpl := &x509util.CertificateRequest{
+		CertificateRequest: x509.CertificateRequest{Subject: r.Subject, URIs: r.URIs},
+		ChallengePassword:  r.Challenge,
+	}
+	return x509util.CreateCertificateRequest(rand.Reader, tmpl, r.Key)
+}
