@@ -3,9 +3,9 @@ package scep_test
 import (
 	"bytes"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
-	"crypto/x509/pkix"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
