@@ -313,3 +313,43 @@ func FuzzAttest(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkCertifyAK measures one AK certification over httptest: /attest
+// (EK chain, AK checks, MakeCredential), the software TPM's
+// ActivateCredential, /secret (AK certificate signed by the CA).
+func BenchmarkCertifyAK(b *testing.B) {
+	e := newEnv(b, 0)
+	dev, err := e.auth.NewTPMDevice()
+	if err != nil {
+		b.Fatal(err)
+	}
+	req, err := json.Marshal(request(b, dev))
+	if err != nil {
+		b.Fatal(err)
+	}
+	post := func(path string, body []byte) []byte {
+		resp, err := e.srv.Client().Post(e.srv.URL+path, "application/json", bytes.NewReader(body))
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out bytes.Buffer
+		_, _ = out.ReadFrom(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("%s = %d: %s", path, resp.StatusCode, out.Bytes())
+		}
+		return out.Bytes()
+	}
+	for b.Loop() {
+		var ar akca.AttestResponse
+		if err := json.Unmarshal(post("/attest", req), &ar); err != nil {
+			b.Fatal(err)
+		}
+		secret, err := dev.ActivateCredential(&attest.TPMActivation{Credential: ar.Credential, Secret: ar.Secret})
+		if err != nil {
+			b.Fatal(err)
+		}
+		body, _ := json.Marshal(akca.SecretRequest{Secret: secret})
+		post("/secret", body)
+	}
+}
