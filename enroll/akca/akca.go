@@ -388,13 +388,23 @@ func (s *Server) Handler() http.Handler {
 	return m
 }
 
+// limited answers 429 when the source is over its budget. Both requests
+// are charged: each refusal costs an audit write.
+func (s *Server) limited(w http.ResponseWriter, ip string) bool {
+	if s.cfg.Limiter == nil {
+		return false
+	}
+	if err := s.cfg.Limiter.Allow("", ip, ""); err != nil {
+		http.Error(w, "rate limited", http.StatusTooManyRequests)
+		return true
+	}
+	return false
+}
+
 func (s *Server) serveAttest(w http.ResponseWriter, r *http.Request) {
 	ip := remoteIP(r)
-	if s.cfg.Limiter != nil {
-		if err := s.cfg.Limiter.Allow("", ip, ""); err != nil {
-			http.Error(w, "rate limited", http.StatusTooManyRequests)
-			return
-		}
+	if s.limited(w, ip) {
+		return
 	}
 	var req AttestRequest
 	if err := decode(w, r, &req); err != nil {
@@ -411,6 +421,9 @@ func (s *Server) serveAttest(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) serveSecret(w http.ResponseWriter, r *http.Request) {
 	ip := remoteIP(r)
+	if s.limited(w, ip) {
+		return
+	}
 	var req SecretRequest
 	if err := decode(w, r, &req); err != nil {
 		s.refuse(r.Context(), w, ip, "", err)

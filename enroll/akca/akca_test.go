@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -351,5 +352,35 @@ func BenchmarkCertifyAK(b *testing.B) {
 		}
 		body, _ := json.Marshal(akca.SecretRequest{Secret: secret})
 		post("/secret", body)
+	}
+}
+
+type refuseAll struct{}
+
+func (refuseAll) Allow(string, string, string) error { return errors.New("over budget") }
+
+// TestRateLimited: both requests are charged to the source address and a
+// refused one costs no audit write.
+func TestRateLimited(t *testing.T) {
+	t.Parallel()
+	auth, err := attesttest.NewAuthority()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := badgertest.Memory(t)
+	s, err := akca.New(akca.Config{EK: attest.New(auth.Roots()), Signer: catest.New(t, ""), Audit: st, Limiter: refuseAll{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/attest", "/secret"} {
+		req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, path, strings.NewReader("{}"))
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		if rec.Code != http.StatusTooManyRequests {
+			t.Errorf("%s = %d, want 429", path, rec.Code)
+		}
+	}
+	if evs, err := st.TailAudit(t.Context(), 10); err != nil || len(evs) != 0 {
+		t.Errorf("audit after rate-limited requests: %d events, %v", len(evs), err)
 	}
 }
