@@ -164,6 +164,18 @@ func TestCertifiedAKVerifiesInACME(t *testing.T) {
 	if ev := e.audit(t); ev.Action != "enroll.tpm.ak_certify" || ev.Result != "ok" || ev.Subject != dev.EKID() {
 		t.Errorf("audit %+v", ev)
 	}
+	// The issuing CA that signs AK certificates also anchors EAP-TLS client
+	// certificates: an AK certificate must not pass as one.
+	akCert, err := x509.ParseCertificate(sr.Chain[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := akCert.Verify(x509.VerifyOptions{Roots: e.ca.Pool(), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err == nil {
+		t.Error("the AK certificate verifies as a TLS client certificate")
+	}
+	if len(akCert.Subject.Names) != 0 || len(akCert.UnknownExtKeyUsage) != 1 || len(akCert.ExtKeyUsage) != 0 {
+		t.Errorf("AK certificate subject %q EKU %v/%v", akCert.Subject, akCert.ExtKeyUsage, akCert.UnknownExtKeyUsage)
+	}
 
 	// ACME device-attest-01 with this AK.
 	const keyAuth = "tok3n.thumbprint"
