@@ -18,7 +18,13 @@ const akcaPrefix = "/tpm-ak"
 // certifies AKs itself (enroll.certify_tpm_aks with EK roots configured).
 // It must run before the verifier is built from roots.
 func (in *Node) trustOwnAKs(roots *attest.Roots) bool {
-	if !in.cfg.Enroll.CertifyTPMAKs || roots.TPM == nil {
+	if roots.TPM == nil {
+		// There is no universal TPM root: without the vendors' EK roots
+		// no TPM evidence verifies.
+		in.log.Info("enroll.tpm_roots is not set: TPM devices cannot enroll (ACME tpm, TPM-attested SCEP)")
+		return false
+	}
+	if !in.cfg.Enroll.CertifyTPMAKs {
 		return false
 	}
 	if roots.TPMAK == nil {
