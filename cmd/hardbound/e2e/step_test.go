@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -25,9 +25,7 @@ import (
 	"github.com/google/go-tpm/tpmutil"
 
 	"hardbound/admin"
-	"hardbound/enroll/ca"
 	"hardbound/radius"
-	"hardbound/store"
 )
 
 // The step CLI the TPM interop test drives; .ci/run installs the same one
@@ -246,8 +244,8 @@ func TestE2EStepCLITPMDeviceAttest(t *testing.T) {
 
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "data")
-	if err := ca.Init(ca.InitOptions{Dir: dataDir, Org: "Step E2E", RootKeyPath: filepath.Join(dir, "offline-root.key")}); err != nil {
-		t.Fatal(err)
+	if r := runCLI(t, "ca", "init", "--data-dir", dataDir, "--org", "Step E2E", "--root-key-out", filepath.Join(dir, "offline-root.key")); r.code != 0 {
+		t.Fatalf("ca init: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	const token = "step-e2e-admin-token-0123456789"
 	h := admin.HashToken(token)
@@ -262,6 +260,10 @@ func TestE2EStepCLITPMDeviceAttest(t *testing.T) {
 	cfg.Enroll.TPMRoots = tpm.rootPEM
 	cfg.Enroll.TPMIntermediates = tpm.issPEM
 	in := startTest(t, cfg)
+	// Outside --dev the test reads records through the admin API with the
+	// token it made.
+	in.adminTokenPath = writeSecret(t, "ops.token", token)
+	in.st = apiStore{in: in}
 
 	rootPath := filepath.Join(dir, "root.crt")
 	if err := os.WriteFile(rootPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: in.ca.Root().Raw}), 0o644); err != nil {
@@ -300,7 +302,7 @@ func TestE2EStepCLITPMDeviceAttest(t *testing.T) {
 	if err := leaf.CheckSignatureFrom(in.ca.Issuing()); err != nil {
 		t.Fatalf("device certificate not from the issuing CA: %v", err)
 	}
-	rec, err := in.st.GetCert(ctx, store.HashCert(leaf))
+	rec, err := in.st.GetCert(ctx, leaf)
 	if err != nil {
 		t.Fatal(err)
 	}
