@@ -11,7 +11,9 @@ type FileConfig struct {
 	// Addr is the HTTPS listener; keep it on localhost or a management
 	// network. Empty turns the API off.
 	Addr string `yaml:"addr"`
-	// TokenFile holds "name sha256hex" lines; defaults to <data_dir>/admin.tokens.
+	// TokenFile holds the tokens (admin/token: "name sha256hex scope=..."
+	// lines, written by `hardbound token create`); defaults to
+	// <data_dir>/admin.tokens.
 	TokenFile string `yaml:"token_file"`
 }
 
@@ -24,12 +26,15 @@ func (c FileConfig) Validate(path string) error {
 	return config.CheckAddr(path+".addr", c.Addr)
 }
 
-// Tokens loads the token file (LoadTokens); without token_file it is
-// admin.tokens in dataDir.
-func (c FileConfig) Tokens(dataDir string) ([]Token, error) {
-	path := c.TokenFile
-	if path == "" {
-		path = filepath.Join(dataDir, "admin.tokens")
+// TokenPath is the token file: token_file, or admin.tokens in dataDir.
+func (c FileConfig) TokenPath(dataDir string) string {
+	if c.TokenFile != "" {
+		return c.TokenFile
 	}
-	return LoadTokens(path)
+	return filepath.Join(dataDir, "admin.tokens")
+}
+
+// Tokens loads the token file (LoadTokens) at TokenPath.
+func (c FileConfig) Tokens(dataDir string) ([]Token, error) {
+	return LoadTokens(c.TokenPath(dataDir))
 }

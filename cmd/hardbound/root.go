@@ -73,6 +73,7 @@ func newRoot(e *env) *cobra.Command {
 		newPostureCmd(e, cf),
 		newSessionCmd(e, cf),
 		newAuditCmd(e, cf),
+		newTokenCmd(e, cf),
 		newBenchCmd(e, cf),
 	)
 	return root

@@ -24,6 +24,7 @@ import (
 
 	"hardbound/admin"
 	"hardbound/admin/metrics"
+	"hardbound/admin/token"
 	"hardbound/enroll"
 	"hardbound/enroll/ca"
 	"hardbound/posture"
@@ -268,12 +269,19 @@ func (in *instance) startMetrics() error {
 }
 
 func (in *instance) startAdmin() error {
-	tokens, err := in.cfg.Admin.Tokens(in.cfg.DataDir)
+	// The token file is re-read when it changes, so `hardbound token
+	// create --data-dir` works on it even while the server runs.
+	path := in.cfg.Admin.TokenPath(in.cfg.DataDir)
+	tokens, err := token.OpenFile(path)
 	if err != nil {
-		return fmt.Errorf("%w (serve --dev creates one; or write \"name sha256hex\" lines)", err)
+		return err
+	}
+	if l, err := tokens.List(time.Now()); err == nil && len(l) == 0 && in.cfg.Admin.Addr != "" {
+		in.log.Warn("no admin token yet; make the first one with: hardbound token create NAME --scope admin --data-dir "+in.cfg.DataDir, "file", path)
 	}
 	deps := in.adminDeps()
-	srv, err := admin.New(deps, tokens, admin.WithLogger(in.log))
+	deps.Tokens = tokens
+	srv, err := admin.New(deps, nil, admin.WithLogger(in.log))
 	if err != nil {
 		return err
 	}
