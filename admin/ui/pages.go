@@ -18,11 +18,11 @@ import (
 
 // The metric families the overview charts (admin/metrics names).
 const (
-	famAuth     = "hardbound_radius_auth_duration_seconds_count"
-	famRejects  = "hardbound_radius_rejects_total"
-	famEnroll   = "hardbound_enroll_enrollments_total"
-	famDynauth  = "hardbound_dynauth_answers_total"
-	famConvs    = "hardbound_radius_conversations"
+	famAuth    = "hardbound_radius_auth_duration_seconds_count"
+	famRejects = "hardbound_radius_rejects_total"
+	famEnroll  = "hardbound_enroll_enrollments_total"
+	famDynauth = "hardbound_dynauth_answers_total"
+	famConvs   = "hardbound_radius_conversations"
 )
 
 // Families are what the console needs its History to keep.
