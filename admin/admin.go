@@ -102,6 +102,7 @@ func New(deps Deps, tokens []Token, opts ...Option) (*Server, error) {
 	s.auth(m, "GET /api/v1/audit", reads, s.tailAudit)
 	s.auth(m, "GET /api/v1/audit/verify", reads, s.verifyAudit)
 	s.auth(m, "POST /api/v1/scep/challenges", writes, s.mintChallenge)
+	s.auth(m, "GET /api/v1/attestations/{id}", reads, s.getAttestation)
 	s.auth(m, "POST /api/v1/attestations/activate", enrolls, s.activate)
 	s.auth(m, "POST /api/v1/attestations", enrolls, s.attest)
 	s.auth(m, "POST /api/v1/dev/devices", writes, s.devEnroll)

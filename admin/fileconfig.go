@@ -2,6 +2,7 @@ package admin
 
 import (
 	"path/filepath"
+	"time"
 
 	"hardbound/store/config"
 )
@@ -15,15 +16,38 @@ type FileConfig struct {
 	// lines, written by `hardbound token create`); defaults to
 	// <data_dir>/admin.tokens.
 	TokenFile string `yaml:"token_file"`
+	// Console is the web console at /ui/ on the same listener.
+	Console ConsoleConfig `yaml:"console"`
 }
 
+// ConsoleConfig is admin.console: the web console (admin/ui).
+type ConsoleConfig struct {
+	// Enabled serves the console at /ui/ (default true; it is only ever
+	// on the admin listener, behind the same tokens).
+	Enabled *bool `yaml:"enabled"`
+	// IdleTimeout ends a console session not used for this long
+	// (default 15m, 1m..24h).
+	IdleTimeout config.Duration `yaml:"idle_timeout"`
+}
+
+// On reports whether the console is served.
+func (c ConsoleConfig) On() bool { return c.Enabled == nil || *c.Enabled }
+
 // DefaultFileConfig is the section before the file is laid over it.
-func DefaultFileConfig() FileConfig { return FileConfig{Addr: "127.0.0.1:9443"} }
+func DefaultFileConfig() FileConfig {
+	return FileConfig{Addr: "127.0.0.1:9443", Console: ConsoleConfig{IdleTimeout: config.Duration(15 * time.Minute)}}
+}
 
 // Validate names the field of a bad value; path is the section's place in
 // the file ("admin").
 func (c FileConfig) Validate(path string) error {
-	return config.CheckAddr(path+".addr", c.Addr)
+	if err := config.CheckAddr(path+".addr", c.Addr); err != nil {
+		return err
+	}
+	if d := c.Console.IdleTimeout.D(); d != 0 && (d < time.Minute || d > 24*time.Hour) {
+		return config.Errorf(path+".console.idle_timeout", "must be between 1m and 24h, not %s", d)
+	}
+	return nil
 }
 
 // TokenPath is the token file: token_file, or admin.tokens in dataDir.

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"hardbound/cmd/hardbound/internal/node"
 	"hardbound/eaptls"
 	"hardbound/radius/eapclient"
 	"hardbound/store"
@@ -32,7 +33,7 @@ func e2eContext(t *testing.T) context.Context {
 
 // startE2E starts a --dev instance on ephemeral 127.0.0.1 ports after mod
 // adjusted the configuration.
-func startE2E(t *testing.T, mod func(cfg *Config)) *instance {
+func startE2E(t *testing.T, mod func(cfg *node.Config)) *instance {
 	t.Helper()
 	cfg := testConfig(t)
 	if mod != nil {

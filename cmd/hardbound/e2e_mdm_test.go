@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"hardbound/cmd/hardbound/internal/node"
 	"hardbound/enroll/devbind"
 	"hardbound/enroll/scep/sceptest"
 	"hardbound/posture/mdm"
@@ -35,8 +36,8 @@ const (
 
 // mdmProfiles: "default" rejects noncompliant devices, "quar" admits them
 // into the quarantine VLAN.
-func mdmProfiles(cfg *Config) {
-	cfg.Profiles = []ProfileConfig{
+func mdmProfiles(cfg *node.Config) {
+	cfg.Profiles = []node.ProfileConfig{
 		{Name: "default"},
 		{Name: "quar", Noncompliant: "quarantine", QuarantineVLAN: e2eQuarVLAN},
 	}
@@ -231,7 +232,7 @@ func TestE2EMDMNoncompliance(t *testing.T) {
 	t.Parallel()
 	type connector struct {
 		name      string
-		configure func(t *testing.T, cfg *Config) any
+		configure func(t *testing.T, cfg *node.Config) any
 		// aliases returns the MDM identities of device i (0: reject, 1: quar).
 		aliases func(i int) map[string]string
 		// report makes the MDM say devices are compliant or noncompliant.
@@ -240,7 +241,7 @@ func TestE2EMDMNoncompliance(t *testing.T) {
 	connectors := []connector{
 		{
 			name: "signed_webhook",
-			configure: func(t *testing.T, cfg *Config) any {
+			configure: func(t *testing.T, cfg *node.Config) any {
 				cfg.MDM.Webhook.SecretFile = writeSecret(t, "webhook.secret", e2eWebhookSecret)
 				return nil
 			},
@@ -260,7 +261,7 @@ func TestE2EMDMNoncompliance(t *testing.T) {
 		},
 		{
 			name: "jamf_pro_webhook",
-			configure: func(t *testing.T, cfg *Config) any {
+			configure: func(t *testing.T, cfg *node.Config) any {
 				cfg.MDM.Jamf = jamf.FileConfig{Username: e2eJamfUser, PasswordFile: writeSecret(t, "jamf.password", e2eJamfPassword),
 					NoncompliantGroups: []string{"42"}}
 				return nil
@@ -286,7 +287,7 @@ func TestE2EMDMNoncompliance(t *testing.T) {
 		},
 		{
 			name: "intune_poller",
-			configure: func(t *testing.T, cfg *Config) any {
+			configure: func(t *testing.T, cfg *node.Config) any {
 				f := newFakeIntune(t)
 				for i := range 2 {
 					f.set(fmt.Sprintf("intune-e2e-%d", i), fmt.Sprintf("PF3INTUNE%d", i), "compliant")
@@ -312,7 +313,7 @@ func TestE2EMDMNoncompliance(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			var state any
-			in := startE2E(t, func(cfg *Config) {
+			in := startE2E(t, func(cfg *node.Config) {
 				mdmProfiles(cfg)
 				state = c.configure(t, cfg)
 			})
@@ -377,8 +378,8 @@ func TestE2EMDMIntuneRefreshKeepsPostureFresh(t *testing.T) {
 	const maxAge = 2 * time.Second
 	f := newFakeIntune(t)
 	f.set("intune-fresh-1", "PF3FRESH1", "compliant")
-	in := startE2E(t, func(cfg *Config) {
-		cfg.Profiles = []ProfileConfig{{Name: "default"}, {Name: "fresh", PostureMaxAge: config.Duration(maxAge)}}
+	in := startE2E(t, func(cfg *node.Config) {
+		cfg.Profiles = []node.ProfileConfig{{Name: "default"}, {Name: "fresh", PostureMaxAge: config.Duration(maxAge)}}
 		cfg.MDM.Intune = intune.FileConfig{TenantID: e2eTenant, ClientID: e2eClientID,
 			ClientSecretFile: writeSecret(t, "intune.secret", e2eClientSecret),
 			PollInterval:     config.Duration(200 * time.Millisecond), LoginURL: f.srv.URL, GraphURL: f.srv.URL}
@@ -405,9 +406,9 @@ func TestE2EMDMIntuneRefreshKeepsPostureFresh(t *testing.T) {
 func TestE2EMDMPostureStale(t *testing.T) {
 	t.Parallel()
 	const maxAge = 2 * time.Second
-	in := startE2E(t, func(cfg *Config) {
+	in := startE2E(t, func(cfg *node.Config) {
 		cfg.MDM.Webhook.SecretFile = writeSecret(t, "webhook.secret", e2eWebhookSecret)
-		cfg.Profiles = []ProfileConfig{{Name: "default"}, {Name: "fresh", PostureMaxAge: config.Duration(maxAge)}}
+		cfg.Profiles = []node.ProfileConfig{{Name: "default"}, {Name: "fresh", PostureMaxAge: config.Duration(maxAge)}}
 	})
 	dev := in.bind(t, devbind.Request{DeviceID: "stale-1", Profile: "fresh"})
 	in.setAliases(t, dev.ID, map[string]string{mdm.KindUDID: "00008030-STALE1"})
@@ -436,7 +437,7 @@ func TestE2EMDMPostureStale(t *testing.T) {
 // are audited with their reason.
 func TestE2EMDMBadInput(t *testing.T) {
 	t.Parallel()
-	in := startE2E(t, func(cfg *Config) {
+	in := startE2E(t, func(cfg *node.Config) {
 		cfg.MDM.Webhook.SecretFile = writeSecret(t, "webhook.secret", e2eWebhookSecret)
 		cfg.MDM.Jamf = jamf.FileConfig{Username: e2eJamfUser, PasswordFile: writeSecret(t, "jamf.password", e2eJamfPassword),
 			NoncompliantGroups: []string{"42"}}
@@ -531,10 +532,10 @@ func TestE2EJamfEndToEnd(t *testing.T) {
 	t.Parallel()
 	const serial = "C02JAMFE2E01"
 	const group = "Noncompliant - FileVault off"
-	in := startE2E(t, func(cfg *Config) {
-		cfg.Profiles = []ProfileConfig{
+	in := startE2E(t, func(cfg *node.Config) {
+		cfg.Profiles = []node.ProfileConfig{
 			{Name: "default"},
-			{Name: "jamf", Formats: []string{"apple", "none"}, SCEP: SCEPProfileConfig{Identity: "cn", Alias: mdm.KindSerial, Platform: "apple"}},
+			{Name: "jamf", Formats: []string{"apple", "none"}, SCEP: node.SCEPProfileConfig{Identity: "cn", Alias: mdm.KindSerial, Platform: "apple"}},
 		}
 		cfg.MDM.Jamf = jamf.FileConfig{Username: e2eJamfUser, PasswordFile: writeSecret(t, "jamf.password", e2eJamfPassword),
 			NoncompliantGroups: []string{group}, ChallengeProfile: "jamf"}
@@ -606,10 +607,10 @@ func TestE2EIntuneEndToEnd(t *testing.T) {
 	const intuneID = "8d7e6f5a-4b3c-2d1e-0f9a-8b7c6d5e4f3a"
 	f := newFakeIntune(t)
 	f.set(intuneID, "PF3E2EINTUNE", "compliant")
-	in := startE2E(t, func(cfg *Config) {
-		cfg.Profiles = []ProfileConfig{
+	in := startE2E(t, func(cfg *node.Config) {
+		cfg.Profiles = []node.ProfileConfig{
 			{Name: "default"},
-			{Name: "intune", Formats: []string{"tpm", "none"}, SCEP: SCEPProfileConfig{Identity: "san_uri", URIPrefix: "IntuneDeviceId://",
+			{Name: "intune", Formats: []string{"tpm", "none"}, SCEP: node.SCEPProfileConfig{Identity: "san_uri", URIPrefix: "IntuneDeviceId://",
 				Alias: mdm.KindIntuneID, Intune: true, Platform: "windows"}},
 		}
 		cfg.MDM.Intune = intune.FileConfig{TenantID: e2eTenant, ClientID: e2eClientID,

@@ -14,7 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"hardbound/cmd/hardbound/internal/node"
+	"hardbound/enroll/ca"
 	"hardbound/enroll/devbind"
+	"hardbound/posture"
+	"hardbound/store"
 )
 
 // requireTools fails under CI=true when a real peer is missing (CI installs
@@ -32,9 +36,9 @@ func requireTools(t *testing.T, tools ...string) {
 }
 
 // testConfig is a dev configuration on 127.0.0.1 ephemeral ports.
-func testConfig(t *testing.T) *Config {
+func testConfig(t *testing.T) *node.Config {
 	t.Helper()
-	cfg := defaultConfig()
+	cfg := node.DefaultConfig()
 	cfg.DataDir = filepath.Join(t.TempDir(), "data")
 	cfg.Dev = true
 	cfg.RADIUS.AuthAddr = "127.0.0.1:0"
@@ -54,7 +58,7 @@ func (w testLogWriter) Write(b []byte) (int, error) {
 }
 
 // startTest starts an instance and stops it at test end.
-func startTest(t *testing.T, cfg *Config) *instance {
+func startTest(t *testing.T, cfg *node.Config) *instance {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -63,12 +67,24 @@ func startTest(t *testing.T, cfg *Config) *instance {
 	if testing.Verbose() {
 		w = testLogWriter{t}
 	}
-	in, err := start(context.Background(), cfg, slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	n, err := node.Start(context.Background(), cfg, slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(in.shutdown)
-	return in
+	t.Cleanup(n.Shutdown)
+	return &instance{Node: n, cfg: n.Config(), st: n.Store(), ca: n.CA(), posture: n.Posture(),
+		radiusSecret: n.DevRADIUSSecret(), adminTokenPath: n.DevTokenPath()}
+}
+
+// instance is a running node with the parts tests reach for at hand.
+type instance struct {
+	*node.Node
+	cfg            *node.Config
+	st             store.Store
+	ca             *ca.CA
+	posture        *posture.Service
+	radiusSecret   string
+	adminTokenPath string
 }
 
 // bind makes a bound device in the running instance.

@@ -15,6 +15,7 @@ import (
 
 	"hardbound/admin"
 	"hardbound/admin/token"
+	"hardbound/cmd/hardbound/internal/node"
 	"hardbound/store"
 	"hardbound/store/atomicfile"
 	"hardbound/store/badger"
@@ -185,7 +186,7 @@ var errServerRunning = errors.New("the data dir is in use (is the server running
 func (o *offlineFlags) run(ctx context.Context, e *env, fn func(context.Context, *token.Set, func(*store.AuditEvent)) error) error {
 	dataDir, path := o.dataDir, ""
 	if o.config != "" {
-		cfg, err := loadConfig(o.config)
+		cfg, err := node.LoadConfig(o.config)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,64 @@
+package node
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"hardbound/admin"
+	"hardbound/admin/token"
+	"hardbound/admin/ui"
+)
+
+// historyEvery and historySpan are what the console's charts sample.
+const (
+	historyEvery = 10 * time.Second
+	historySpan  = time.Hour
+)
+
+// adminHandler is the admin listener's handler: the API under /api/ and,
+// unless admin.console.enabled is false, the console under /ui/, both
+// behind the token file. The token file is re-read when it changes, so
+// `hardbound token create --data-dir` works on it even while the server
+// runs.
+func (in *Node) adminHandler() (http.Handler, error) {
+	path := in.cfg.Admin.TokenPath(in.cfg.DataDir)
+	tokens, err := token.OpenFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if l, err := tokens.List(time.Now()); err == nil && len(l) == 0 && in.cfg.Admin.Addr != "" {
+		in.log.Warn("no admin token yet; make the first one with: hardbound token create NAME --scope admin --data-dir "+in.cfg.DataDir, "file", path)
+	}
+	deps := in.adminDeps()
+	deps.Tokens = tokens
+	api, err := admin.New(deps, nil, admin.WithLogger(in.log))
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/", api)
+	if !in.cfg.Admin.Console.On() {
+		return mux, nil
+	}
+	hist := in.metrics.NewHistory(historyEvery, historySpan, ui.Families...)
+	in.wg.Add(1)
+	go func() {
+		defer in.wg.Done()
+		hist.Run(in.ctx)
+	}()
+	var clients []ui.NASClient
+	for _, c := range in.cfg.RADIUS.Clients {
+		clients = append(clients, ui.NASClient{Name: c.Name, CIDR: c.CIDR, CoAPort: c.CoAPort,
+			RequireMessageAuthenticator: c.RequireMessageAuthenticator == nil || *c.RequireMessageAuthenticator,
+			SendRejectReason:            c.SendRejectReason, TLSMaxVersion: c.TLSMaxVersion})
+	}
+	con, err := ui.New(ui.Deps{Store: in.st, Standing: in.posture, Tokens: tokens, Metrics: hist, Clients: clients, CA: in.ca.Issuing()},
+		ui.Options{IdleTimeout: in.cfg.Admin.Console.IdleTimeout.D(), Logger: in.log})
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	mux.Handle(ui.Prefix, con)
+	mux.Handle("GET /{$}", http.RedirectHandler(ui.Prefix, http.StatusSeeOther))
+	return mux, nil
+}
