@@ -18,6 +18,7 @@ type chart struct {
 	SVG    template.HTML
 	Legend []legend
 	Empty  bool
+	Span   time.Duration
 }
 
 type legend struct {
@@ -28,16 +29,27 @@ type legend struct {
 }
 
 const (
-	chartW, chartH = 600.0, 150.0
-	padL, padB     = 44.0, 18.0
+	chartW, chartH = 600.0, 170.0
+	padL, padB     = 44.0, 20.0
+	padT           = 10.0
 	chartSpan      = time.Hour
 	maxLines       = 6
 )
 
-// newChart draws series (group -> points) between now-1h and now. At most
-// maxLines groups are drawn, the busiest; the rest are summed as "other".
+// newChart draws series (group -> points) over the last hour, or since
+// the first sample when the server has run for less (so a fresh server's
+// first minutes are not a sliver at the right edge). At most maxLines
+// groups are drawn, the busiest; the rest are summed as "other".
 func newChart(title, sub string, series map[string][]metrics.Point, now time.Time) chart {
 	c := chart{Title: title, Sub: sub}
+	span := time.Minute
+	for _, pts := range series {
+		if len(pts) > 0 {
+			span = max(span, now.Sub(pts[0].At).Round(time.Minute)+time.Minute)
+		}
+	}
+	span = min(span, chartSpan)
+	c.Span = span
 	type g struct {
 		name string
 		pts  []metrics.Point
@@ -82,28 +94,28 @@ func newChart(title, sub string, series map[string][]metrics.Point, now time.Tim
 	}
 	c.Empty = len(gs) == 0
 	top := niceCeil(peak)
-	start := now.Add(-chartSpan)
+	start := now.Add(-span)
 	xOf := func(t time.Time) float64 {
-		return padL + (chartW-padL)*float64(t.Sub(start))/float64(chartSpan)
+		return padL + (chartW-padL-8)*float64(t.Sub(start))/float64(span)
 	}
-	yOf := func(v float64) float64 { return (chartH - padB) * (1 - v/top) }
+	yOf := func(v float64) float64 { return padT + (chartH-padB-padT)*(1-v/top) }
 
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg viewBox="0 0 %.0f %.0f" class="chart" role="img" aria-label="%s, last hour, peak %s per second" preserveAspectRatio="none">`,
-		chartW, chartH, template.HTMLEscapeString(title), fmtRate(peak))
+	fmt.Fprintf(&b, `<svg viewBox="0 0 %.0f %.0f" class="chart" role="img" aria-label="%s, last %s, peak %s per second">`,
+		chartW, chartH, template.HTMLEscapeString(title), spanText(span), fmtRate(peak))
 	for i := 0; i <= 2; i++ {
 		v := top * float64(i) / 2
 		y := yOf(v)
 		fmt.Fprintf(&b, `<line class="grid" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f"/>`, padL, y, chartW, y)
 		fmt.Fprintf(&b, `<text class="axis" x="%.1f" y="%.1f" text-anchor="end">%s</text>`, padL-4, y+4, fmtRate(v))
 	}
-	for _, m := range []int{60, 45, 30, 15, 0} {
-		x := xOf(now.Add(-time.Duration(m) * time.Minute))
-		label := fmt.Sprintf("-%dm", m)
-		if m == 0 {
-			label = "now"
+	for i := 4; i >= 0; i-- {
+		back := span * time.Duration(i) / 4
+		label := "now"
+		if i > 0 {
+			label = "-" + spanText(back)
 		}
-		fmt.Fprintf(&b, `<text class="axis" x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, min(max(x, padL+12), chartW-14), chartH-3, label)
+		fmt.Fprintf(&b, `<text class="axis" x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, min(max(xOf(now.Add(-back)), padL+14), chartW-16), chartH-4, label)
 	}
 	for i, x := range gs {
 		cls := fmt.Sprintf("s%d", i)
@@ -126,6 +138,14 @@ func newChart(title, sub string, series map[string][]metrics.Point, now time.Tim
 	b.WriteString(`</svg>`)
 	c.SVG = template.HTML(b.String()) // every value above is a number or escaped
 	return c
+}
+
+// spanText is a duration as the axis shows it: 45m, 90s.
+func spanText(d time.Duration) string {
+	if d >= time.Minute && d%time.Minute == 0 {
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	}
+	return fmt.Sprintf("%ds", int(d.Seconds()))
 }
 
 // niceCeil rounds a chart's top up to 1, 2 or 5 times a power of ten.

@@ -292,10 +292,10 @@ func (c *Console) device(w http.ResponseWriter, r *http.Request, s *session) {
 			continue
 		}
 		if ev.Action == "radius.auth" {
-			if len(d.Auths) < 50 {
+			if len(d.Auths) < 15 {
 				d.Auths = append(d.Auths, ev)
 			}
-		} else if len(d.Changes) < 50 {
+		} else if len(d.Changes) < 30 {
 			d.Changes = append(d.Changes, ev)
 		}
 	}
@@ -491,7 +491,7 @@ type auditData struct {
 
 func (c *Console) auditData(r *http.Request) (auditData, error) {
 	q := r.URL.Query()
-	d := auditData{Actor: q.Get("actor"), Action: q.Get("action"), Subject: q.Get("subject"), Result: q.Get("result"), N: 200}
+	d := auditData{Actor: q.Get("actor"), Action: q.Get("action"), Subject: q.Get("subject"), Result: q.Get("result"), N: 100}
 	if v := q.Get("n"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 10000 {

@@ -220,6 +220,7 @@ func (c *Console) parse() error {
 		"join":   strings.Join,
 		"query":  query,
 		"split":  strings.Fields,
+		"span":   spanText,
 	}
 	base, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html")
 	if err != nil {
