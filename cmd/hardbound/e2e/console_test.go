@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"hardbound/admin/token"
 	"hardbound/enroll/devbind"
 	"hardbound/radius/eapclient"
 	"hardbound/store"
@@ -44,14 +43,7 @@ func TestE2EConsoleInChromium(t *testing.T) {
 	stale := in.bind(t, devbind.Request{DeviceID: "LAPTOP-0099", Posture: store.ComplianceNoncompliant})
 	in.mustAccept(t, nas, target.Certificate)
 
-	set, err := token.OpenFile(in.cfg.Admin.TokenPath(in.cfg.DataDir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	adminTok, _, err := set.Create("alice", token.Admin, time.Now().Add(24*time.Hour), time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	adminTok := strings.TrimSpace(in.cliOK(t, "token", "create", "alice", "--scope", "admin", "--expires", "1d"))
 
 	if shots != "" {
 		if err := os.MkdirAll(shots, 0o755); err != nil {
@@ -149,8 +141,8 @@ func TestE2EConsoleInChromium(t *testing.T) {
 	if st := text("#device-status"); st != "quarantined" {
 		t.Fatalf("after quarantine the page shows %q", st)
 	}
-	if d, _ := in.st.GetDevice(ctx, "LAPTOP-0042"); d.Status != store.DeviceQuarantined {
-		t.Fatalf("store: %s", d.Status)
+	if d := in.device(t, "LAPTOP-0042"); d.Status != store.DeviceQuarantined {
+		t.Fatalf("the API says %s", d.Status)
 	}
 	if in.countAudit(t, "console.quarantine", "LAPTOP-0042", "ok", "reported stolen, ticket 4711") != 1 ||
 		in.countAudit(t, "device.quarantine", "LAPTOP-0042", "ok", "") != 1 {
@@ -181,7 +173,7 @@ func TestE2EConsoleInChromium(t *testing.T) {
 	if e := text("#error"); !strings.Contains(e, "anti-forgery") {
 		t.Fatalf("post without CSRF: %q", e)
 	}
-	if d, _ := in.st.GetDevice(ctx, "LAPTOP-0042"); d.Status != store.DeviceQuarantined {
+	if d := in.device(t, "LAPTOP-0042"); d.Status != store.DeviceQuarantined {
 		t.Fatalf("a forged form released the device")
 	}
 	if in.countAudit(t, "console.request", "POST /ui/devices/LAPTOP-0042/release", "denied", "csrf") != 1 {
@@ -236,9 +228,7 @@ func traffic(t *testing.T, in *instance, nas *eapclient.Client, d time.Duration,
 		}
 		in.authenticate(t, nas, dev.Certificate)
 		if !revoked && time.Since(start) > d/2 {
-			if _, err := in.posture.RevokeCert(context.Background(), ok[0].Binding.Serial, 1, "admin:alice"); err != nil {
-				t.Fatal(err)
-			}
+			in.cliOK(t, "cert", "revoke", ok[0].Binding.Serial, "--reason", "keyCompromise")
 			revoked = true
 		}
 		time.Sleep(time.Duration(50+(i%7)*40) * time.Millisecond)
