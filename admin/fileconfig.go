@@ -18,6 +18,11 @@ type FileConfig struct {
 	TokenFile string `yaml:"token_file"`
 	// Console is the web console at /ui/ on the same listener.
 	Console ConsoleConfig `yaml:"console"`
+	// AuditVerifyInterval is how often the server recomputes the whole
+	// audit chain and exports the outcome (hardbound_audit_chain_ok), for
+	// the alert on a broken chain; default 6h, 0 turns it off. Each run
+	// reads every event.
+	AuditVerifyInterval config.Duration `yaml:"audit_verify_interval"`
 }
 
 // ConsoleConfig is admin.console: the web console (admin/ui).
@@ -35,7 +40,8 @@ func (c ConsoleConfig) On() bool { return c.Enabled == nil || *c.Enabled }
 
 // DefaultFileConfig is the section before the file is laid over it.
 func DefaultFileConfig() FileConfig {
-	return FileConfig{Addr: "127.0.0.1:9443", Console: ConsoleConfig{IdleTimeout: config.Duration(15 * time.Minute)}}
+	return FileConfig{Addr: "127.0.0.1:9443", Console: ConsoleConfig{IdleTimeout: config.Duration(15 * time.Minute)},
+		AuditVerifyInterval: config.Duration(6 * time.Hour)}
 }
 
 // Validate names the field of a bad value; path is the section's place in
@@ -46,6 +52,9 @@ func (c FileConfig) Validate(path string) error {
 	}
 	if d := c.Console.IdleTimeout.D(); d != 0 && (d < time.Minute || d > 24*time.Hour) {
 		return config.Errorf(path+".console.idle_timeout", "must be between 1m and 24h, not %s", d)
+	}
+	if d := c.AuditVerifyInterval.D(); d != 0 && d < time.Minute {
+		return config.Errorf(path+".audit_verify_interval", "must be 0 (off) or at least 1m, not %s", d)
 	}
 	return nil
 }

@@ -56,3 +56,24 @@ func TestHistoryRatesAndTotalsFromTheRegistry(t *testing.T) {
 		t.Errorf("kept %d samples, want 4", len(v[""]))
 	}
 }
+
+func TestNamesListsEveryFamilyAndOpsGauges(t *testing.T) {
+	t.Parallel()
+	r := New()
+	r.CertExpiry("issuing", time.Unix(2000000000, 0))
+	r.AuditVerified(true, 42, time.Unix(1700000000, 0))
+	names := map[string]bool{}
+	for _, n := range r.Names() {
+		names[n] = true
+	}
+	for _, want := range []string{"hardbound_radius_rejects_total", "hardbound_radius_auth_duration_seconds_bucket",
+		"hardbound_radius_auth_duration_seconds_count", "hardbound_enroll_enrollments_total", "hardbound_dynauth_answers_total",
+		"hardbound_cert_expiry_timestamp_seconds", "hardbound_audit_chain_ok", "process_start_time_seconds"} {
+		if !names[want] {
+			t.Errorf("Names lacks %s", want)
+		}
+	}
+	if names["hardbound_radius_auth_duration_seconds"] {
+		t.Error("a histogram is listed without its suffixes")
+	}
+}

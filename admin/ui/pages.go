@@ -148,6 +148,16 @@ func (c *Console) countLive(r *http.Request) (int, bool, error) {
 	return n, true, nil
 }
 
+// Verified tells the console of a verification of the audit chain made
+// elsewhere (the server's periodic one), for the overview.
+func (c *Console) Verified(r store.VerifyResult, at time.Time) {
+	c.verifyMu.Lock()
+	defer c.verifyMu.Unlock()
+	if c.lastVerify == nil || !at.Before(c.lastVerify.At) {
+		c.lastVerify = &verified{At: at, Result: r}
+	}
+}
+
 func (c *Console) lastVerified() *verified {
 	c.verifyMu.Lock()
 	defer c.verifyMu.Unlock()
@@ -531,10 +541,11 @@ func (c *Console) verify(w http.ResponseWriter, r *http.Request, s *session) {
 		c.problem(w, r, s, http.StatusInternalServerError, err.Error())
 		return
 	}
-	v := &verified{At: c.now(), Result: res}
-	c.verifyMu.Lock()
-	c.lastVerify = v
-	c.verifyMu.Unlock()
+	at := c.now()
+	c.Verified(res, at)
+	if c.deps.OnVerify != nil {
+		c.deps.OnVerify(res, at)
+	}
 	d, err := c.auditData(r)
 	if err != nil {
 		c.problem(w, r, s, http.StatusBadRequest, err.Error())

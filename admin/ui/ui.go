@@ -100,6 +100,9 @@ type Deps struct {
 	// CA is the issuing CA's certificate, shown on the overview with its
 	// expiry; nil hides it.
 	CA *x509.Certificate
+	// OnVerify, if set, hears every verification of the audit chain run
+	// from the console (the server exports the last outcome as a metric).
+	OnVerify func(store.VerifyResult, time.Time)
 }
 
 // Options tune the console.

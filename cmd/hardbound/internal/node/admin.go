@@ -1,6 +1,8 @@
 package node
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"time"
@@ -8,6 +10,7 @@ import (
 	"hardbound/admin"
 	"hardbound/admin/token"
 	"hardbound/admin/ui"
+	"hardbound/store"
 )
 
 // historyEvery and historySpan are what the console's charts sample.
@@ -38,7 +41,9 @@ func (in *Node) adminHandler() (http.Handler, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/", api)
+	exported := func(r store.VerifyResult, at time.Time) { in.metrics.AuditVerified(r.OK, r.Events, at) }
 	if !in.cfg.Admin.Console.On() {
+		in.startAuditVerifier(exported)
 		return mux, nil
 	}
 	hist := in.metrics.NewHistory(historyEvery, historySpan, ui.Families...)
@@ -53,12 +58,63 @@ func (in *Node) adminHandler() (http.Handler, error) {
 			RequireMessageAuthenticator: c.RequireMessageAuthenticator == nil || *c.RequireMessageAuthenticator,
 			SendRejectReason:            c.SendRejectReason, TLSMaxVersion: c.TLSMaxVersion})
 	}
-	con, err := ui.New(ui.Deps{Store: in.st, Standing: in.posture, Tokens: tokens, Metrics: hist, Clients: clients, CA: in.ca.Issuing()},
+	con, err := ui.New(ui.Deps{Store: in.st, Standing: in.posture, Tokens: tokens, Metrics: hist, Clients: clients, CA: in.ca.Issuing(),
+		OnVerify: exported},
 		ui.Options{IdleTimeout: in.cfg.Admin.Console.IdleTimeout.D(), Logger: in.log})
 	if err != nil {
 		return nil, fmt.Errorf("console: %w", err)
 	}
+	in.startAuditVerifier(func(r store.VerifyResult, at time.Time) {
+		exported(r, at)
+		con.Verified(r, at)
+	})
 	mux.Handle(ui.Prefix, con)
 	mux.Handle("GET /{$}", http.RedirectHandler(ui.Prefix, http.StatusSeeOther))
 	return mux, nil
+}
+
+// certExpiry exports when a server certificate expires (the alert rules
+// warn before it does).
+func (in *Node) certExpiry(name string, kp tls.Certificate) {
+	leaf := kp.Leaf
+	if leaf == nil && len(kp.Certificate) > 0 {
+		leaf, _ = x509.ParseCertificate(kp.Certificate[0])
+	}
+	if leaf != nil {
+		in.metrics.CertExpiry(name, leaf.NotAfter)
+	}
+}
+
+// startAuditVerifier recomputes the audit chain at start and every
+// admin.audit_verify_interval, exporting the outcome for the alert on a
+// broken chain.
+func (in *Node) startAuditVerifier(report func(store.VerifyResult, time.Time)) {
+	every := in.cfg.Admin.AuditVerifyInterval.D()
+	if every <= 0 {
+		return
+	}
+	in.wg.Add(1)
+	go func() {
+		defer in.wg.Done()
+		t := time.NewTimer(0)
+		defer t.Stop()
+		for {
+			select {
+			case <-in.ctx.Done():
+				return
+			case <-t.C:
+			}
+			r, err := in.st.VerifyAudit(in.ctx)
+			switch {
+			case err != nil && in.ctx.Err() == nil:
+				in.log.Error("audit chain verification failed to run", "err", err)
+			case err == nil:
+				report(r, time.Now())
+				if !r.OK {
+					in.log.Error("audit chain BROKEN", "seq", r.BrokenSeq, "problem", r.Problem)
+				}
+			}
+			t.Reset(every)
+		}
+	}()
 }

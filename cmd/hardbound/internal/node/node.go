@@ -102,6 +102,8 @@ func Start(parent context.Context, cfg *Config, log *slog.Logger) (_ *Node, err 
 		return nil, fmt.Errorf("%w (create one with `hardbound ca init --data-dir %s`)", err, cfg.DataDir)
 	}
 	in.ca = c
+	in.metrics.CertExpiry("root", c.Root().NotAfter)
+	in.metrics.CertExpiry("issuing", c.Issuing().NotAfter)
 	st, err := badger.Open(ctx, filepath.Join(cfg.DataDir, "db"), badger.WithLogger(log))
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -224,6 +226,7 @@ func (in *Node) startAdmin() error {
 	if err != nil {
 		return err
 	}
+	in.certExpiry("admin", kp)
 	return in.serveHTTP("admin", in.cfg.Admin.Addr, srv, newTLSConfig(kp))
 }
 
