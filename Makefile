@@ -5,12 +5,20 @@ PKGS      := ./...
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1s
 
-.PHONY: all build run test fmt-check vet bench fuzz clean screenshots
+.PHONY: all build install run test fmt-check vet bench fuzz clean screenshots
 
 all: build
 
+# The version is the git description of the checkout (revision, "-dirty"
+# for uncommitted changes); the build date is the time of this build.
+VERSION   ?= $(shell git describe --always --dirty --tags 2>/dev/null || echo unknown)
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/hardbound
+	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION) -X main.buildDate=$$(date -u +%Y-%m-%dT%H:%M:%SZ)" -o $(BIN) ./cmd/hardbound
+
+# Puts the binary on PATH: $(PREFIX)/bin/hardbound (default /usr/local).
+PREFIX ?= /usr/local
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/hardbound
 
 # The server on its embedded defaults, data in ./data.
 run: build
