@@ -189,7 +189,7 @@ func TestE2EConsoleInChromium(t *testing.T) {
 	} {
 		do(p.name, chromedp.Click(chromedp.CSS(`nav a[href="`+p.nav+`"]`)), chromedp.WaitVisible(chromedp.ID(p.wait)))
 		if p.name == "audit" {
-			do("verify", chromedp.Click(chromedp.ID("verify")), chromedp.WaitVisible(chromedp.ID("verify-result")))
+			do("verify", chromedp.Click(chromedp.ID("verify")), chromedp.WaitVisible(chromedp.CSS("#verify-result[data-fresh]")))
 			if v := text("#verify-result"); !strings.Contains(v, "Chain OK") {
 				t.Fatalf("verify: %q", v)
 			}
