@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"crypto/x509"
+	"io"
 	"time"
 
 	"hardbound/admin/token"
@@ -10,6 +11,7 @@ import (
 	"hardbound/enroll/devbind"
 	"hardbound/enroll/scep"
 	"hardbound/store"
+	"hardbound/store/auditexport"
 )
 
 // Store is what the API reads and audits through (store.Store).
@@ -81,4 +83,18 @@ type Deps struct {
 	// Tokens, if set, replaces the fixed tokens given to New (a file the
 	// CLI may change while the server runs: token.OpenFile).
 	Tokens Tokens
+	// Inventory serves device add, inventory import and a device's
+	// attestations (inventory.go); nil answers 501.
+	Inventory *Inventory
+	// Audit verifies the chain against signed checkpoints and exports it
+	// (GET/POST /api/v1/audit/verify, GET /api/v1/audit/export). nil:
+	// verify recomputes the chain alone (Store.VerifyAudit) and export
+	// answers 501.
+	Audit AuditChain
+}
+
+// AuditChain is the audit chain with its checkpoints (*auditexport.Chain).
+type AuditChain interface {
+	Verify(ctx context.Context, full bool, external []store.AuditCheckpoint) (*auditexport.Report, error)
+	Export(ctx context.Context, w io.Writer, o auditexport.ExportOptions) (int, error)
 }

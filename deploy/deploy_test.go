@@ -149,23 +149,53 @@ type ruleFile struct {
 	} `yaml:"groups"`
 }
 
-const rulesPath = "prometheus/hardbound-alerts.yml"
-
-func TestAlertRulesCoverTheOperationsRisksWithExportedMetrics(t *testing.T) {
-	t.Parallel()
-	b, err := os.ReadFile(rulesPath)
+// ruleFiles are the rule files of the pack (not their tests).
+func ruleFiles(t *testing.T) []string {
+	t.Helper()
+	all, err := filepath.Glob("prometheus/*.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rf ruleFile
-	dec := yaml.NewDecoder(strings.NewReader(string(b)))
-	dec.KnownFields(true)
-	if err := dec.Decode(&rf); err != nil {
-		t.Fatalf("rules: %v", err)
+	var out []string
+	for _, f := range all {
+		if !strings.HasSuffix(f, "_test.yml") {
+			out = append(out, f)
+		}
 	}
+	if len(out) == 0 {
+		t.Fatal("no rule file")
+	}
+	return out
+}
+
+func TestAlertRulesCoverTheOperationsRisksWithExportedMetrics(t *testing.T) {
+	t.Parallel()
 	names := exported(t)
 	got := map[string]bool{}
-	for _, g := range rf.Groups {
+	var groups []struct {
+		Name  string `yaml:"name"`
+		Rules []struct {
+			Alert       string            `yaml:"alert"`
+			Expr        string            `yaml:"expr"`
+			For         string            `yaml:"for"`
+			Labels      map[string]string `yaml:"labels"`
+			Annotations map[string]string `yaml:"annotations"`
+		} `yaml:"rules"`
+	}
+	for _, path := range ruleFiles(t) {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rf ruleFile
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&rf); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		groups = append(groups, rf.Groups...)
+	}
+	for _, g := range groups {
 		for _, r := range g.Rules {
 			got[r.Alert] = true
 			checkExprs(t, "alert "+r.Alert, []string{r.Expr}, names)
@@ -198,7 +228,7 @@ func TestAlertRulesCoverTheOperationsRisksWithExportedMetrics(t *testing.T) {
 func TestAlertRulesWithPromtool(t *testing.T) {
 	t.Parallel()
 	promtool := requireTool(t, "promtool")
-	for _, args := range [][]string{{"check", "rules", rulesPath}, {"test", "rules", "prometheus/hardbound-alerts_test.yml"}} {
+	for _, args := range [][]string{append([]string{"check", "rules"}, ruleFiles(t)...), {"test", "rules", "prometheus/hardbound-alerts_test.yml"}} {
 		out, err := exec.Command(promtool, args...).CombinedOutput()
 		if err != nil {
 			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)

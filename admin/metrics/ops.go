@@ -54,6 +54,7 @@ func (r *Registry) Names() []string {
 	r.RADIUS()
 	r.Enroll()
 	r.Dynauth()
+	r.AuditExport()
 	r.ops()
 	r.namesMu.Lock()
 	out := append([]string(nil), r.names...)
