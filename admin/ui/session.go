@@ -139,7 +139,7 @@ func (c *Console) checkCSRF(r *http.Request, want string) error {
 			return errOrigin
 		}
 	}
-	r.Body = http.MaxBytesReader(nil, r.Body, 64<<10)
+	r.Body = http.MaxBytesReader(nil, r.Body, bodyLimit(r))
 	got := r.PostFormValue("csrf")
 	if got == "" || want == "" || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
 		return errCSRF

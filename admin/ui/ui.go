@@ -32,6 +32,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"hardbound/admin"
 	"hardbound/admin/metrics"
 	"hardbound/admin/token"
 	"hardbound/store"
@@ -100,6 +101,9 @@ type Deps struct {
 	// CA is the issuing CA's certificate, shown on the overview with its
 	// expiry; nil hides it.
 	CA *x509.Certificate
+	// Inventory, if set, serves the inventory import page (the same
+	// store/inventory the API's import uses); nil leaves it out.
+	Inventory *admin.Inventory
 	// OnVerify, if set, hears every verification of the audit chain run
 	// from the console (the server exports the last outcome as a metric).
 	OnVerify func(store.VerifyResult, time.Time)
@@ -190,6 +194,8 @@ func New(deps Deps, opt Options) (*Console, error) {
 	m.HandleFunc("GET /ui/audit", c.signedIn(false, c.audit))
 	m.HandleFunc("POST /ui/audit/verify", c.signedIn(false, c.verify))
 	m.HandleFunc("GET /ui/nas", c.signedIn(false, c.nas))
+	m.HandleFunc("GET /ui/inventory", c.signedIn(true, c.inventoryPage))
+	m.HandleFunc("POST /ui/inventory", c.signedIn(true, c.inventoryImport))
 	m.HandleFunc("/ui/", c.notFound)
 	c.mux = m
 	return c, nil
@@ -250,7 +256,8 @@ func (c *Console) parse() error {
 
 // page is what every template gets.
 type page struct {
-	Title   string
+	Title     string
+	Inventory bool // the inventory page is served (nav)
 	Nav     string
 	S       *session // nil on the sign-in page
 	CSRF    string
@@ -269,6 +276,7 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name 
 	if p.S != nil {
 		p.CSRF = p.S.CSRF
 	}
+	p.Inventory = c.deps.Inventory != nil
 	var b strings.Builder
 	if err := t.ExecuteTemplate(&b, "layout.html", p); err != nil {
 		c.log.ErrorContext(r.Context(), "render", "page", name, "err", err)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"hardbound/admin"
 	"hardbound/admin/metrics"
 	"hardbound/admin/token"
 	"hardbound/admin/ui"
@@ -77,7 +78,7 @@ func newEnv(t *testing.T) *env {
 	h.Sample(clk.now().Add(-20 * time.Second))
 	reg.RADIUS().AuthDuration("accept", time.Millisecond)
 	h.Sample(clk.now())
-	con, err := ui.New(ui.Deps{Store: st, Standing: svc, Tokens: set, Metrics: h, CA: c.Issuing(),
+	con, err := ui.New(ui.Deps{Store: st, Standing: svc, Tokens: set, Metrics: h, CA: c.Issuing(), Inventory: &admin.Inventory{Store: st},
 		Clients: []ui.NASClient{{Name: "sw1", CIDR: "127.0.0.1/32", RequireMessageAuthenticator: true}}},
 		ui.Options{IdleTimeout: 15 * time.Minute, Now: clk.now})
 	if err != nil {
@@ -353,5 +354,41 @@ func TestRefusedSignInsAndSessionEnds(t *testing.T) {
 	}
 	if code, _, _ := b.get("/ui/overview"); code != http.StatusSeeOther {
 		t.Errorf("revoked token's session: HTTP %d", code)
+	}
+}
+
+func TestInventoryImportDryRunThenImport(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	rb := e.browser(t)
+	rb.signIn(e.read)
+	if code, _, _ := rb.get("/ui/inventory"); code != 403 {
+		t.Errorf("read session: inventory page HTTP %d, want 403", code)
+	}
+	b := e.browser(t)
+	_, csrf := b.signIn(e.admin)
+	if _, body, _ := b.get("/ui/overview"); !strings.Contains(body, `href="/ui/inventory"`) {
+		t.Error("no inventory link for an admin")
+	}
+	csv := "id,platform,serial,profile\nMAC-1,macos,C02AAA,default\nPC-2,windows,,default\nbad,,,\n"
+	code, body, _ := b.post("/ui/inventory", url.Values{"csrf": {csrf}, "text": {csv}, "format": {"auto"}, "dry_run": {"1"}})
+	if code != 200 || !strings.Contains(body, "Dry run: nothing was written") || !strings.Contains(body, "2 would be added") || !strings.Contains(body, "1 refused") {
+		t.Fatalf("dry run: HTTP %d\n%s", code, body)
+	}
+	if _, err := e.st.GetDevice(context.Background(), "MAC-1"); err == nil {
+		t.Fatal("a dry run wrote a device")
+	}
+	code, body, _ = b.post("/ui/inventory", url.Values{"csrf": {csrf}, "text": {csv}, "format": {"csv"}})
+	if code != 200 || !strings.Contains(body, "Imported") || !strings.Contains(body, "2 added") {
+		t.Fatalf("import: HTTP %d\n%s", code, body)
+	}
+	if d, err := e.st.GetDevice(context.Background(), "MAC-1"); err != nil || d.Platform != "macos" {
+		t.Fatalf("after import: %+v, %v", d, err)
+	}
+	if ev := e.lastAudit(t); ev.Action != "inventory.import" || ev.Actor != "admin:ops" || !strings.Contains(ev.Reason, "2 added") {
+		t.Errorf("import audit %+v", ev)
+	}
+	if code, _, _ := b.post("/ui/inventory", url.Values{"text": {csv}}); code != 403 {
+		t.Errorf("import without CSRF: HTTP %d", code)
 	}
 }
