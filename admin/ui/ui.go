@@ -258,13 +258,13 @@ func (c *Console) parse() error {
 type page struct {
 	Title     string
 	Inventory bool // the inventory page is served (nav)
-	Nav     string
-	S       *session // nil on the sign-in page
-	CSRF    string
-	Error   string
-	Notice  string
-	Data    any
-	Refresh int // seconds; 0: no live refresh
+	Nav       string
+	S         *session // nil on the sign-in page
+	CSRF      string
+	Error     string
+	Notice    string
+	Data      any
+	Refresh   int // seconds; 0: no live refresh
 }
 
 func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name string, p page) {
