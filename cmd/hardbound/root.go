@@ -87,8 +87,8 @@ func newRoot(e *env) *cobra.Command {
 	}
 	cf := &clientFlags{}
 	root.PersistentFlags().StringVar(&cf.server, "server", "", "admin API URL (env HARDBOUND_SERVER, default https://127.0.0.1:9443)")
-	root.PersistentFlags().StringVar(&cf.tokenFile, "token-file", "", "admin token file (env HARDBOUND_TOKEN_FILE, default ./data/admin.token)")
-	root.PersistentFlags().StringVar(&cf.caFile, "ca-file", "", "CA bundle the admin API is verified with (env HARDBOUND_CA_FILE, default ./data/ca/root.crt)")
+	root.PersistentFlags().StringVar(&cf.tokenFile, "token-file", "", "admin token file (env HARDBOUND_TOKEN_FILE; default ./data/admin.token, else ~/.config/hardbound/token)")
+	root.PersistentFlags().StringVar(&cf.caFile, "ca-file", "", "CA bundle the admin API is verified with (env HARDBOUND_CA_FILE; default ./data/ca/root.crt, else ~/.config/hardbound/ca.crt)")
 	root.PersistentFlags().BoolVar(&cf.json, "json", false, "print JSON instead of a table")
 	root.AddCommand(
 		newServeCmd(e),
