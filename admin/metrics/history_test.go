@@ -77,3 +77,43 @@ func TestNamesListsEveryFamilyAndOpsGauges(t *testing.T) {
 		t.Error("a histogram is listed without its suffixes")
 	}
 }
+
+// BenchmarkHistorySample is one sample of the console's families from a
+// registry with every adapter's series in use.
+func BenchmarkHistorySample(b *testing.B) {
+	r := New()
+	rad := r.RADIUS()
+	for _, reason := range []string{"ok", "cert_revoked", "noncompliant", "device_quarantined", "posture_stale"} {
+		rad.Reject(reason)
+	}
+	rad.AuthDuration("accept", time.Millisecond)
+	rad.AuthDuration("reject", time.Millisecond)
+	h := r.NewHistory(10*time.Second, time.Hour, "hardbound_radius_rejects_total", "hardbound_radius_auth_duration_seconds_count",
+		"hardbound_enroll_enrollments_total", "hardbound_dynauth_answers_total", "hardbound_radius_conversations")
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		now = now.Add(10 * time.Second)
+		h.Sample(now)
+	}
+}
+
+// BenchmarkHistoryRates is what one overview page costs per chart: the
+// rates of a family over a full hour (360 samples).
+func BenchmarkHistoryRates(b *testing.B) {
+	r := New()
+	rad := r.RADIUS()
+	h := r.NewHistory(10*time.Second, time.Hour, "hardbound_radius_rejects_total")
+	now := time.Now()
+	for i := range 361 {
+		rad.Reject([]string{"cert_revoked", "noncompliant", "device_quarantined"}[i%3])
+		now = now.Add(10 * time.Second)
+		h.Sample(now)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(h.Rates("hardbound_radius_rejects_total", nil, "reason")) != 3 {
+			b.Fatal("want 3 groups")
+		}
+	}
+}

@@ -3,6 +3,7 @@ package token
 import (
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -198,4 +199,28 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("reformat: %v (%d vs %d)", err, len(again), len(ts))
 		}
 	})
+}
+
+// BenchmarkCheck is the cost a request pays for its token: a SHA-256 and
+// a constant-time compare with every stored hash.
+func BenchmarkCheck(b *testing.B) {
+	for _, n := range []int{1, 10, 100} {
+		b.Run(fmt.Sprintf("tokens=%d", n), func(b *testing.B) {
+			s := NewSet(nil)
+			var last string
+			for i := range n {
+				v, _, err := s.Create(fmt.Sprintf("t%d", i), Read, time.Time{}, t0)
+				if err != nil {
+					b.Fatal(err)
+				}
+				last = v
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.Check(last, t0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
