@@ -14,6 +14,7 @@ import (
 	"hardbound/admin"
 	"hardbound/admin/metrics"
 	"hardbound/store"
+	"hardbound/store/policy"
 )
 
 // The metric families the overview charts (admin/metrics names).
@@ -186,7 +187,7 @@ func (c *Console) devices(w http.ResponseWriter, r *http.Request, s *session) {
 		Platform: q.Get("platform"), Profile: q.Get("profile"), After: q.Get("after"),
 		Statuses:    []string{string(store.DeviceActive), string(store.DeviceQuarantined), string(store.DeviceRevoked)},
 		Compliances: []string{string(store.ComplianceCompliant), string(store.ComplianceNoncompliant), string(store.ComplianceUnknown)},
-		Platforms:   []string{"apple", "android", "windows", "linux"}}
+		Platforms:   policy.Platforms()}
 	if d.Q != "" {
 		// A search is an exact device id or MDM identity (serial, UDID,
 		// Intune id): the store indexes those, not substrings.
