@@ -18,10 +18,10 @@ type FileConfig struct {
 	TokenFile string `yaml:"token_file"`
 	// Console is the web console at /ui/ on the same listener.
 	Console ConsoleConfig `yaml:"console"`
-	// AuditVerifyInterval is how often the server recomputes the whole
-	// audit chain and exports the outcome (hardbound_audit_chain_ok), for
-	// the alert on a broken chain; default 6h, 0 turns it off. Each run
-	// reads every event.
+	// AuditVerifyInterval is how often the server verifies the audit
+	// chain (from its newest signed checkpoint, or whole without
+	// checkpoints) and exports the outcome (hardbound_audit_chain_ok), for
+	// the alert on a broken chain; default 6h, 0 turns it off.
 	AuditVerifyInterval config.Duration `yaml:"audit_verify_interval"`
 }
 
