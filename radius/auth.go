@@ -59,6 +59,7 @@ func (s *Server) access(ctx context.Context, inline *reader, n *nas, from netip.
 			return s.reject(n, p, failureFor(eap), RejectOverCapacity)
 		}
 		s.metrics.Conversations(live)
+		c.station = stringAttr(p, attrCallingStationID)
 		// The session's own deadline (eaptls HandshakeTimeout) runs from
 		// here; conversation.close ends it earlier.
 		c.sess = s.newSession(ctx, eaptls.SessionOptions{
@@ -85,13 +86,16 @@ func (s *Server) access(ctx context.Context, inline *reader, n *nas, from netip.
 		return s.reject(n, p, failureFor(eap), RejectUnknownState)
 	}
 	res, stepErr := c.sess.Step(ctx, eap, authorize)
+	if res.Decided && c.decidedAt.IsZero() {
+		c.decidedAt, c.decidedGen = s.now(), res.Decision.Generation
+	}
 	c.step.Unlock()
 
 	switch {
 	case stepErr == nil && res.Outcome == eaptls.Continue && len(res.Reply) > 0:
 		return s.challenge(n, p, c, res.Reply, res.Ignored)
 	case stepErr == nil && res.Outcome == eaptls.Success:
-		return s.accept(ctx, n, from, p, c, res)
+		return s.accept(ctx, authorize, n, from, p, c, res)
 	default:
 		return s.fail(ctx, n, from, p, c, eap, res, stepErr)
 	}
@@ -189,19 +193,39 @@ func (s *Server) finish(c *conversation) {
 
 // accept builds the Access-Accept: MA first, echoed Proxy-State, EAP-Success,
 // MPPE keys (RFC 2548 / RFC 5216 §2.3), and the verdict's authorization.
-func (s *Server) accept(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet, c *conversation, res eaptls.Result[posture.Verdict]) []byte {
+//
+// The handshake's decision ran in VerifyConnection, at least one round
+// earlier, and the supplicant controls how long that round takes (up to
+// the idle timeout): a revoke or quarantine landing in between would still
+// be admitted, and, having no Accounting-Start yet, never disconnected. So
+// the decision runs again here, from the caches (microseconds), on the
+// certificate the handshake verified, and this fresh verdict is the one
+// the Accept carries or the Reject says.
+func (s *Server) accept(ctx context.Context, authorize eaptls.Authorizer[posture.Verdict], n *nas, from netip.AddrPort, p *packet.Packet, c *conversation, res eaptls.Result[posture.Verdict]) []byte {
 	defer s.finish(c)
 	v, success := verdictOf(&res), res.Reply
 	msk, _ := c.sess.Keys()
+	failure := []byte{eaptls.CodeFailure, eapID(success), 0, 4}
 	if v == nil || !v.Allow || len(msk) < 64 || len(success) < 4 || success[0] != eaptls.CodeSuccess {
 		// Never an Accept without a positive verdict and keys.
 		s.log.Error("EAP success without verdict or keys", "nas", n.Name, "verdict", v != nil, "msk", len(msk))
-		return s.decide(ctx, n, from, p, c, nil, []byte{eaptls.CodeFailure, eapID(success), 0, 4}, RejectInternal)
+		return s.decide(ctx, n, from, p, c, nil, failure, RejectInternal, "")
 	}
-	resp, err := s.buildAccept(n, p, v, msk, success)
+	cs := c.sess.ConnectionState()
+	if len(cs.PeerCertificates) == 0 {
+		s.log.Error("EAP success without the peer's certificate to re-decide on", "nas", n.Name)
+		return s.decide(ctx, n, from, p, c, v, failure, RejectInternal, "no certificate at accept")
+	}
+	fresh, _ := authorize(ctx, cs) // its error is ErrRejected when !fresh.Allow
+	if !fresh.Allow {
+		note := "standing changed after the handshake decision; refused at accept"
+		return s.decide(ctx, n, from, p, c, &fresh, failure, string(fresh.Reason), note)
+	}
+	v = &fresh
+	resp, err := s.buildAccept(n, from, p, v, msk, success)
 	if err != nil {
 		s.log.Error("encode Access-Accept", "nas", n.Name, "err", err)
-		return s.decide(ctx, n, from, p, c, v, []byte{eaptls.CodeFailure, eapID(success), 0, 4}, RejectInternal)
+		return s.decide(ctx, n, from, p, c, v, failure, RejectInternal, "")
 	}
 	// Allow with another reason (e.g. device_quarantined + VLAN) is an
 	// admission into quarantine: keep the reason in log and audit.
@@ -209,7 +233,7 @@ func (s *Server) accept(ctx context.Context, n *nas, from netip.AddrPort, p *pac
 	if reason == "" {
 		reason = string(posture.ReasonOK)
 	}
-	s.record(ctx, n, from, c, v, reason, true)
+	s.record(ctx, n, from, c, v, nil, reason, "", true)
 	s.metrics.Request("access_request", "accept")
 	s.metrics.AuthDuration("accept", s.now().Sub(c.started))
 	return resp
@@ -231,7 +255,7 @@ func eapID(eap []byte) uint8 {
 	return 0
 }
 
-func (s *Server) buildAccept(n *nas, p *packet.Packet, v *posture.Verdict, msk, success []byte) ([]byte, error) {
+func (s *Server) buildAccept(n *nas, from netip.AddrPort, p *packet.Packet, v *posture.Verdict, msk, success []byte) ([]byte, error) {
 	// The MPPE keys are encrypted with the secret and the Request
 	// Authenticator (RFC 2548 §2.4.2), which layeh reads from the Packet.
 	rp := &lradius.Packet{Code: lradius.CodeAccessAccept, Identifier: p.Identifier(), Secret: n.Secret}
@@ -262,7 +286,7 @@ func (s *Server) buildAccept(n *nas, p *packet.Packet, v *posture.Verdict, msk, 
 		rp.Add(attrTunnelMediumType, lradius.NewInteger(tunnelMediumIEEE802))
 		rp.Add(attrTunnelPrivateGroup, append(lradius.Attribute{0}, v.VLAN...))
 	}
-	rp.Add(attrClass, encodeClass(v.CertSHA256, v.DeviceID))
+	rp.Add(attrClass, s.class.encode(n.Name, from.Addr(), s.now(), v.CertSHA256, v.DeviceID))
 	if s.cfg.AcctInterimInterval > 0 {
 		rp.Add(attrAcctInterimInterval, lradius.NewInteger(uint32(s.cfg.AcctInterimInterval/time.Second)))
 	}
@@ -310,12 +334,18 @@ func (s *Server) fail(ctx context.Context, n *nas, from netip.AddrPort, p *packe
 	if stepErr != nil {
 		s.log.Info("EAP-TLS failed", "nas", n.Name, "identity", c.sess.Identity(), "err", stepErr)
 	}
-	return s.decide(ctx, n, from, p, c, v, reply, reason)
+	return s.decideErr(ctx, n, from, p, c, v, stepErr, reply, reason, "")
 }
 
 // decide sends an Access-Reject that ends a conversation, with audit.
-func (s *Server) decide(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet, c *conversation, v *posture.Verdict, failure []byte, reason string) []byte {
-	s.record(ctx, n, from, c, v, reason, false)
+func (s *Server) decide(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet, c *conversation, v *posture.Verdict, failure []byte, reason, note string) []byte {
+	return s.decideErr(ctx, n, from, p, c, v, nil, failure, reason, note)
+}
+
+// decideErr is decide with the handshake's error, which may hold the
+// certificate a failed chain presented.
+func (s *Server) decideErr(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet, c *conversation, v *posture.Verdict, stepErr error, failure []byte, reason, note string) []byte {
+	s.record(ctx, n, from, c, v, stepErr, reason, note, false)
 	s.metrics.AuthDuration("reject", s.now().Sub(c.started))
 	return s.reject(n, p, failure, reason)
 }
@@ -371,14 +401,20 @@ func (s *Server) reject(n *nas, p *packet.Packet, failure []byte, reason string)
 // record logs the decision once and appends it to the audit chain. An audit
 // failure is logged and counted but does not flip the decision: the network
 // must not depend on the audit disk.
-func (s *Server) record(ctx context.Context, n *nas, from netip.AddrPort, c *conversation, v *posture.Verdict, reason string, ok bool) {
+func (s *Server) record(ctx context.Context, n *nas, from netip.AddrPort, c *conversation, v *posture.Verdict, stepErr error, reason, note string, ok bool) {
 	result := "reject"
 	if ok {
 		result = "ok"
 	}
+	cl := claimOf(c, stepErr)
 	subject := ""
 	if v != nil {
 		subject = v.DeviceID
+	}
+	if subject == "" && cl.device != "" {
+		// A refusal names whom it concerns: the device the certificate
+		// claims (the Reason says it is claimed, not proven).
+		subject = cl.device
 	}
 	// The attributes cost allocations per decision: build them only when
 	// the line is written.
@@ -391,12 +427,21 @@ func (s *Server) record(ctx context.Context, n *nas, from netip.AddrPort, c *con
 		}
 		if v != nil {
 			attrs = append(attrs, slog.String("device", v.DeviceID))
-			if !v.CertSHA256.IsZero() {
-				attrs = append(attrs, slog.String("cert_sha256", v.CertSHA256.String()[:16]))
-			}
 			if v.VLAN != "" {
 				attrs = append(attrs, slog.String("vlan", v.VLAN))
 			}
+		}
+		if !cl.certSHA256.IsZero() {
+			attrs = append(attrs, slog.String("cert_sha256", cl.certSHA256.String()[:16]), slog.String("serial", cl.serial))
+		}
+		if cl.device != "" && (v == nil || v.DeviceID != cl.device) {
+			attrs = append(attrs, slog.String("claimed_device", cl.device))
+		}
+		if cl.station != "" {
+			attrs = append(attrs, slog.String("calling_station", cl.station))
+		}
+		if note != "" {
+			attrs = append(attrs, slog.String("note", note))
 		}
 		s.log.LogAttrs(ctx, slog.LevelInfo, "authentication", attrs...)
 	}
@@ -409,7 +454,7 @@ func (s *Server) record(ctx context.Context, n *nas, from netip.AddrPort, c *con
 		Action:  "radius.auth",
 		Subject: subject,
 		Result:  result,
-		Reason:  reason,
+		Reason:  auditReason(reason, c, cl, v, note),
 		Source:  from.Addr().String(),
 	})
 	if err != nil {

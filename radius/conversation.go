@@ -3,6 +3,7 @@ package radius
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,9 @@ type eapSession interface {
 	Step(ctx context.Context, eap []byte, authorize eaptls.Authorizer[posture.Verdict]) (eaptls.Result[posture.Verdict], error)
 	Keys() (msk, emsk []byte)
 	Identity() string
+	// ConnectionState is the TLS state: the peer's certificates once its
+	// chain verified (the Accept re-decides on them).
+	ConnectionState() tls.ConnectionState
 	Close()
 }
 
@@ -40,6 +44,13 @@ type conversation struct {
 	// ended is set when the conversation finished; a worker that waited on
 	// step for a concurrent packet of the same conversation checks it.
 	ended atomic.Bool
+	// station is the Calling-Station-Id of the first packet.
+	station string
+
+	// Set under step: when the handshake's decision ran and the standing
+	// generation it saw (audited with the outcome).
+	decidedAt  time.Time
+	decidedGen uint64
 
 	// Guarded by convTable.mu.
 	state    [stateLen]byte

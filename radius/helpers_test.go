@@ -235,7 +235,7 @@ func (m *memSessions) GetSession(_ context.Context, nas, id string) (*store.Sess
 }
 
 // CloseNASSessions follows the store contract (storetest checks the real one).
-func (m *memSessions) CloseNASSessions(_ context.Context, nas string, at time.Time, cause uint32) (int, error) {
+func (m *memSessions) CloseNASSessions(_ context.Context, scope store.NASScope, at time.Time, cause uint32) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.failClose != nil {
@@ -243,10 +243,10 @@ func (m *memSessions) CloseNASSessions(_ context.Context, nas string, at time.Ti
 	}
 	n := 0
 	for k, s := range m.m {
-		if s.NAS != nas || !s.Live() || s.StartedAt.After(at) {
+		if !scope.Matches(&s) || !s.Live() || s.StartedAt.After(at) {
 			continue
 		}
-		s.StoppedAt, s.UpdatedAt, s.TerminateCause = at, at, cause
+		s.StoppedAt, s.UpdatedAt, s.TerminateCause, s.ClosedByOnOff = at, at, cause, true
 		m.m[k] = s
 		n++
 	}

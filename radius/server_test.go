@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -73,6 +74,12 @@ func (f *fakeSession) Keys() (msk, emsk []byte) {
 	return f.msk, make([]byte, 64)
 }
 func (f *fakeSession) Identity() string { return "anonymous@example.org" }
+func (f *fakeSession) ConnectionState() tls.ConnectionState {
+	if !f.done {
+		return tls.ConnectionState{}
+	}
+	return tls.ConnectionState{Version: tls.VersionTLS13, PeerCertificates: []*x509.Certificate{f.leaf}}
+}
 func (f *fakeSession) Close()           { f.closed.Store(true) }
 
 type harness struct {
@@ -349,8 +356,8 @@ func TestAcceptCarriesKeysAndAuthorization(t *testing.T) {
 			if got := string(p.Get(attrUserName)); got != v.DeviceID {
 				t.Fatalf("User-Name = %q, want device id %q", got, v.DeviceID)
 			}
-			ch, dev, err := parseClass(p.Get(attrClass))
-			if err != nil || ch != store.HashCert(h.leaf) || dev != v.DeviceID {
+			tok, err := h.s.class.decode(p.Get(attrClass), "ap1", h.nasAddr.Addr(), nil)
+			if err != nil || tok.cert != store.HashCert(h.leaf) || tok.deviceID != v.DeviceID {
 				t.Fatalf("Class = %q (%v)", p.Get(attrClass), err)
 			}
 			tt.check(t, p, req)
@@ -405,7 +412,7 @@ func TestRejects(t *testing.T) {
 				t.Fatalf("reject/%s not counted: %v", tt.wantReason, h.metrics)
 			}
 			ev := h.audited()
-			if len(ev) != 1 || ev[0].Result != "reject" || ev[0].Reason != tt.wantReason {
+			if len(ev) != 1 || ev[0].Result != "reject" || strings.Fields(ev[0].Reason)[0] != tt.wantReason {
 				t.Fatalf("audit = %+v", ev)
 			}
 		})
@@ -561,7 +568,7 @@ func TestAccounting(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
 	cert := store.HashCert(h.pki.clients["ok"].cert)
-	class := &lradius.AVP{Type: attrClass, Attribute: encodeClass(cert, "dev-ok")}
+	class := &lradius.AVP{Type: attrClass, Attribute: h.s.class.encode("ap1", h.nasAddr.Addr(), h.s.now(), cert, "dev-ok")}
 	send := func(req []byte) *lradius.Packet {
 		t.Helper()
 		resp := h.handle(h.nasAddr, portAcct, req)
@@ -613,7 +620,7 @@ func TestAccounting(t *testing.T) {
 	}{
 		{"ok/no-class-counted", acctRequest(t, h.secret, 10, acctStart, "S2"), nil, true, "acct/start/no_class"},
 		{"ok/foreign-class-counted", acctRequest(t, h.secret, 11, acctStart, "S3", &lradius.AVP{Type: attrClass, Attribute: []byte("other-server")}), nil, true, "acct/start/bad_class"},
-		{"ok/accounting-on", acctRequest(t, h.secret, 12, acctOn, ""), nil, true, "acct/accounting_on/ok"},
+		{"ok/accounting-on-without-timestamp-refused", acctRequest(t, h.secret, 12, acctOn, ""), nil, true, "acct/accounting_on/refused_no_timestamp"},
 		{"drop/store-error-no-response", acctRequest(t, h.secret, 13, acctStart, "S4", class), errors.New("disk full"), false, "drop/store_error"},
 		{"drop/missing-session-id", acctRequest(t, h.secret, 14, acctStart, ""), nil, false, "drop/malformed"},
 		{"drop/bad-authenticator", func() []byte {

@@ -197,11 +197,11 @@ func (f *Faulty) ListSessions(ctx context.Context, deviceID string, liveOnly boo
 	return f.Store.ListSessions(ctx, deviceID, liveOnly, p)
 }
 
-func (f *Faulty) CloseNASSessions(ctx context.Context, nas string, at time.Time, cause uint32) (int, error) {
+func (f *Faulty) CloseNASSessions(ctx context.Context, scope store.NASScope, at time.Time, cause uint32) (int, error) {
 	if err := f.fail("CloseNASSessions"); err != nil {
 		return 0, err
 	}
-	return f.Store.CloseNASSessions(ctx, nas, at, cause)
+	return f.Store.CloseNASSessions(ctx, scope, at, cause)
 }
 
 func (f *Faulty) PutACMEAccount(ctx context.Context, a *store.ACMEAccount) error {
