@@ -80,7 +80,7 @@ func (f *fakeSession) ConnectionState() tls.ConnectionState {
 	}
 	return tls.ConnectionState{Version: tls.VersionTLS13, PeerCertificates: []*x509.Certificate{f.leaf}}
 }
-func (f *fakeSession) Close()           { f.closed.Store(true) }
+func (f *fakeSession) Close() { f.closed.Store(true) }
 
 type harness struct {
 	t        *testing.T

@@ -1009,7 +1009,7 @@ func testCloseNASSessionsScope(t *testing.T, open func(t *testing.T) store.Store
 	put("b1", "127.0.0.2", "127.0.0.2", "sw-b")
 	put("p1", "127.0.0.9", "10.1.0.1", "sw-c") // behind a proxy at .9
 	put("p2", "127.0.0.9", "10.1.0.2", "sw-d")
-	put("p3", "127.0.0.9", "", "")             // reports no identity
+	put("p3", "127.0.0.9", "", "") // reports no identity
 	noErr(t, "PutSession(other client)", s.PutSession(ctx, &store.Session{NAS: "other", NASAddr: "127.0.0.1",
 		AcctSessionID: "o1", DeviceID: "d-o1", StartedAt: base}))
 
