@@ -276,7 +276,7 @@ func TestInteropRadclientAccountingOnClosesStoredSessions(t *testing.T) {
 	for _, stdin := range []string{
 		"Acct-Status-Type = Start\nAcct-Session-Id = \"rc-1\"\n",
 		"Acct-Status-Type = Start\nAcct-Session-Id = \"rc-2\"\n",
-		fmt.Sprintf("Acct-Status-Type = Accounting-On\nAcct-Session-Id = \"boot\"\nEvent-Timestamp = %d\n", time.Now().Unix()+1),
+		fmt.Sprintf("Acct-Status-Type = Accounting-On\nAcct-Session-Id = \"boot\"\nEvent-Timestamp = %d\n", time.Now().Unix()+30),
 	} {
 		out, err := runTool(t, 20*time.Second, stdin, bin, "-x", "-r", "2", "-t", "2", server, "acct", testSecret)
 		if err != nil || !strings.Contains(out, "Received Accounting-Response") {

@@ -428,3 +428,30 @@ func u32(v uint32) lradius.Attribute {
 	binary.BigEndian.PutUint32(b, v)
 	return b
 }
+
+// ListSessions is the enforcer's view (dynauth.Sessions): the sessions of
+// one device, live ones only if asked, in one page.
+func (m *memSessions) ListSessions(_ context.Context, deviceID string, liveOnly bool, _ store.Page) ([]*store.Session, string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []*store.Session
+	for _, s := range m.m {
+		if s.DeviceID != deviceID || (liveOnly && !s.Live()) {
+			continue
+		}
+		out = append(out, &s)
+	}
+	return out, "", nil
+}
+
+// newUDPNASAt is newUDPNAS from another loopback address (127.0.0.2...):
+// one more NAS under the same client prefix.
+func newUDPNASAt(t testing.TB, server netip.AddrPort, secret []byte, local string) *udpNAS {
+	t.Helper()
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(local), 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &udpNAS{conn: c, server: server, secret: secret}
+}
