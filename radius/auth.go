@@ -52,14 +52,18 @@ func (s *Server) access(ctx context.Context, inline *reader, n *nas, from netip.
 			return s.reject(n, p, failureFor(eap), RejectUnknownState)
 		}
 	} else {
-		var live int
-		c, live, err = s.convs.create(now, n)
+		var (
+			live int
+			d    displaced
+		)
+		c, live, d, err = s.convs.create(now, n, stringAttr(p, attrCallingStationID))
+		s.closeDisplaced(d)
 		if err != nil {
-			s.log.Warn("EAP conversation cap reached", "nas", n.Name, "live", live)
+			s.refusals.log(s.log, "EAP conversation cap reached: no conversation to evict", "nas", n.Name, "live", live,
+				"calling_station", stringAttr(p, attrCallingStationID))
 			return s.reject(n, p, failureFor(eap), RejectOverCapacity)
 		}
 		s.metrics.Conversations(live)
-		c.station = stringAttr(p, attrCallingStationID)
 		// The session's own deadline (eaptls HandshakeTimeout) runs from
 		// here; conversation.close ends it earlier.
 		c.sess = s.newSession(ctx, eaptls.SessionOptions{
@@ -78,11 +82,25 @@ func (s *Server) access(ctx context.Context, inline *reader, n *nas, from netip.
 	// identity. When eap completes the device's certificate flight, Step
 	// calls authorize on this goroutine, inside the TLS handshake, and
 	// returns the verdict in res.Decision.
+	if isTLSData(eap) {
+		// The peer is doing TLS: from now on the conversation costs a
+		// handshake and is no longer evicted for newcomers.
+		ok, d := s.convs.advance(c)
+		s.closeDisplaced(d)
+		if !ok {
+			s.convs.release(s.now(), c)
+			s.finish(c)
+			s.refusals.log(s.log, "EAP conversation memory bound reached: no conversation to evict", "nas", n.Name)
+			return s.reject(n, p, failureFor(eap), RejectOverCapacity)
+		}
+	}
 	c.step.Lock()
 	if c.ended.Load() {
-		// A concurrent packet with the same State finished it meanwhile.
+		// A concurrent packet with the same State finished it meanwhile,
+		// or a newer conversation of the station replaced it.
 		c.step.Unlock()
 		s.convs.release(s.now(), c)
+		c.close()
 		return s.reject(n, p, failureFor(eap), RejectUnknownState)
 	}
 	res, stepErr := c.sess.Step(ctx, eap, authorize)
@@ -98,6 +116,25 @@ func (s *Server) access(ctx context.Context, inline *reader, n *nas, from netip.
 		return s.accept(ctx, authorize, n, from, p, c, res)
 	default:
 		return s.fail(ctx, n, from, p, c, eap, res, stepErr)
+	}
+}
+
+// isTLSData reports an EAP-Response/EAP-TLS carrying TLS octets (not an
+// ACK): the ClientHello or a later flight.
+func isTLSData(eap []byte) bool {
+	return len(eap) > 6 && eap[0] == eaptls.CodeResponse && eap[4] == eaptls.TypeTLS
+}
+
+// closeDisplaced ends the conversations create or advance took out, and
+// counts them.
+func (s *Server) closeDisplaced(d displaced) {
+	for _, c := range d.replaced {
+		c.close()
+		s.metrics.Drop(DropReplaced)
+	}
+	for _, c := range d.evicted {
+		c.close()
+		s.metrics.Drop(DropEvicted)
 	}
 }
 
@@ -166,6 +203,7 @@ func (s *Server) challenge(n *nas, p *packet.Packet, c *conversation, eap []byte
 	state, ok := s.convs.rotate(c)
 	s.convs.release(s.now(), c)
 	if !ok {
+		s.finish(c) // replaced or finished meanwhile; closing again is a no-op
 		return s.reject(n, p, failureFor(eap), RejectUnknownState)
 	}
 	attrs := make(lradius.Attributes, 0, 4+len(eap)/maxAttr)

@@ -19,8 +19,10 @@ const DefaultCoAPort = 3799
 // section (DefaultFileConfig).
 const (
 	defaultConversationIdle       = 30 * time.Second
+	defaultEarlyIdle              = 5 * time.Second
 	defaultMaxConversations       = 20000
 	defaultMaxConversationsPerNAS = 5000
+	defaultMaxConversationBytes   = 256 << 20
 )
 
 // Status-Server answers per NAS client: a watchdog every few seconds per
@@ -81,6 +83,14 @@ type Config struct {
 	// and per NAS client (MaxConversationsPerNAS, default 5000).
 	MaxConversations       int
 	MaxConversationsPerNAS int
+	// MaxConversationBytes bounds the conversations' estimated memory
+	// (conversation.go: earlyCost, tlsCost); default 256 MiB, about 2,500
+	// handshakes in progress at once.
+	MaxConversationBytes int64
+	// EarlyIdle expires a conversation that never got past
+	// Identity/EAP-TLS-Start sooner (default 5s, at most ConversationIdle):
+	// a supplicant answers those rounds in milliseconds.
+	EarlyIdle time.Duration
 	// DuplicateTTL is how long responses stay cached for retransmissions
 	// (RFC 5080 §2.2.2 suggests 5-30 s); default 10s. DuplicateEntries
 	// bounds the cache (default 65536).
@@ -127,6 +137,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxConversationsPerNAS <= 0 {
 		c.MaxConversationsPerNAS = defaultMaxConversationsPerNAS
+	}
+	if c.MaxConversationBytes <= 0 {
+		c.MaxConversationBytes = defaultMaxConversationBytes
+	}
+	if c.EarlyIdle <= 0 {
+		c.EarlyIdle = defaultEarlyIdle
 	}
 	if c.DuplicateTTL <= 0 {
 		c.DuplicateTTL = 10 * time.Second

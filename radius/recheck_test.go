@@ -136,7 +136,8 @@ func TestInteropEapolTestRevokeBetweenDecisionAndAccept(t *testing.T) {
 			if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			out, err := runTool(t, 30*time.Second, "", bin, "-c", confPath, "-a", "127.0.0.1", "-p", strconv.Itoa(int(ls.auth.Port())), "-s", testSecret, "-t", "10", "-r", "0")
+			out, err := runTool(t, 30*time.Second, "", bin, "-c", confPath, "-a", "127.0.0.1", "-p", strconv.Itoa(int(ls.auth.Port())), "-s", testSecret, "-t", "10", "-r", "0",
+				"-M", fmt.Sprintf("02:00:00:00:02:%02x", byte(stationSeq.Add(1))))
 			if err == nil || strings.Contains(out, "\nSUCCESS") {
 				t.Fatalf("eapol_test succeeded for a device revoked before the Accept:\n%s", tail(out, 40))
 			}

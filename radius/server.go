@@ -147,7 +147,7 @@ func New(cfg Config, eap *eaptls.Server, dec Decider, sessions Sessions, audit A
 		log:      slog.Default(),
 		metrics:  NopMetrics{},
 		now:      time.Now,
-		convs:    newConvTable(cfg.MaxConversations, cfg.MaxConversationsPerNAS, cfg.ConversationIdle),
+		convs:    newConvTable(cfg.MaxConversations, cfg.MaxConversationsPerNAS, cfg.MaxConversationBytes, cfg.ConversationIdle, cfg.EarlyIdle),
 		dups:     newDupCache(cfg.DuplicateTTL, cfg.DuplicateEntries),
 		refusals: newRefusalLog(),
 		budget:   auditbudget.New(cfg.AuditBudgetWindow, 0),
