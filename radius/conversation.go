@@ -70,10 +70,11 @@ func (c *conversation) close() {
 
 // Conversation memory, estimated per stage: a conversation that never got
 // past Identity/EAP-TLS-Start holds an eaptls.Session without a TLS
-// coroutine (a few KiB); one that sent a ClientHello holds a handshake
+// coroutine (about 8 KiB of RSS each in
+// TestIntegrationIdentityFloodDoesNotLockOutTheNAS); one that sent a ClientHello holds a handshake
 // (35-40 KiB measured) and may buffer a reassembled message of up to 64 KiB.
 const (
-	earlyCost = 4 << 10
+	earlyCost = 8 << 10
 	tlsCost   = 104 << 10
 )
 
