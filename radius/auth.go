@@ -483,9 +483,7 @@ func (s *Server) record(ctx context.Context, n *nas, from netip.AddrPort, c *con
 		}
 		s.log.LogAttrs(ctx, slog.LevelInfo, "authentication", attrs...)
 	}
-	actx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	err := s.groups.Append(actx, &store.AuditEvent{
+	ev := &store.AuditEvent{
 		V:       store.RecordVersion,
 		Time:    s.now().UTC(),
 		Actor:   "nas:" + n.Name,
@@ -494,7 +492,19 @@ func (s *Server) record(ctx context.Context, n *nas, from netip.AddrPort, c *con
 		Result:  result,
 		Reason:  auditReason(reason, c, cl, v, note),
 		Source:  from.Addr().String(),
-	})
+	}
+	if !ok && note == "" {
+		// Anyone in radio range can make a NAS send rejects: each kind
+		// per certificate and station is written once a window, with the
+		// count of the rest (the metric counts every one). A refusal at
+		// Accept (note) is rare and always written.
+		key := reason + "|" + cl.certSHA256.String() + "|" + cl.station + "|" + ev.Source
+		s.auditBudgeted(ctx, ev, key)
+		return
+	}
+	actx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	err := s.groups.Append(actx, ev)
 	if err != nil {
 		s.metrics.AuditError()
 		s.log.Error("audit append failed", "nas", n.Name, "err", err)

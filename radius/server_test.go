@@ -824,3 +824,28 @@ func (h *harness) audited() []store.AuditEvent {
 	h.s.groups.Flush()
 	return h.audit.all()
 }
+
+// TestRejectStormIsAuditedOnBudget: 1,000 rejects of one certificate from
+// one station write one audit event in the window, then one carrying the
+// count; the metric counts all of them.
+func TestRejectStormIsAuditedOnBudget(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.leaf = h.pki.clients["unbound"].cert
+	station := &lradius.AVP{Type: attrCallingStationID, Attribute: []byte("02-00-00-00-00-99")}
+	for range 1000 {
+		h.runToEnd(h.nasAddr, station)
+	}
+	if got := h.metrics.get("reject/unknown_cert"); got != 1000 {
+		t.Fatalf("metric counted %d rejects, want 1000", got)
+	}
+	if evs := h.audited(); len(evs) != 1 {
+		t.Fatalf("%d audit events for 1,000 rejects in one window, want 1", len(evs))
+	}
+	h.advance(2 * time.Minute)
+	h.runToEnd(h.nasAddr, station)
+	evs := h.audited()
+	if len(evs) != 2 || !strings.Contains(evs[1].Reason, "suppressed_before=999") {
+		t.Fatalf("after the window: %d events, last %+v", len(evs), evs[len(evs)-1])
+	}
+}
