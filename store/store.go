@@ -364,6 +364,14 @@ type Store interface {
 	// no-op.
 	CloseNASSessions(ctx context.Context, scope NASScope, at time.Time, cause uint32) (int, error)
 
+	// Nonces. ClaimNonce records nonce under scope (e.g. "webhook:jamf")
+	// until expires and returns nil the first time; while the claim lives,
+	// claiming it again fails with ErrExists. The claim is durable before
+	// it returns, so a replay cache built on it survives a crash; it is
+	// dropped after expires (a TTL, not a record). expires must be in the
+	// future.
+	ClaimNonce(ctx context.Context, scope string, nonce Hash, expires time.Time) error
+
 	// ACME accounts. PutACMEAccount creates or replaces the account by ID
 	// (keeping CreatedAt of an existing one); a thumbprint held by another
 	// account fails with ErrExists, which makes creation race-free.

@@ -31,6 +31,7 @@ const (
 	pfxACMEAccount   = "acmeacct/"
 	pfxACMEThumb     = "acmetp/"
 	pfxAudit         = "audit/"
+	pfxNonce         = "nonce/"
 	keyAuditHeadStr  = "meta/audit-head"
 )
 
@@ -83,6 +84,10 @@ func keyDeviceSession(id, nas, sid string) []byte {
 }
 
 func keyAlias(kind, value string) []byte { return []byte(pfxAlias + kind + sep + value) }
+
+func keyNonce(scope string, h store.Hash) []byte {
+	return []byte(pfxNonce + scope + sep + h.String())
+}
 
 func keyACMEAccount(id string) []byte { return []byte(pfxACMEAccount + id) }
 

@@ -169,6 +169,13 @@ func (f *Faulty) GetChallenge(ctx context.Context, sha store.Hash) (*store.Chall
 	return f.Store.GetChallenge(ctx, sha)
 }
 
+func (f *Faulty) ClaimNonce(ctx context.Context, scope string, nonce store.Hash, expires time.Time) error {
+	if err := f.fail("ClaimNonce"); err != nil {
+		return err
+	}
+	return f.Store.ClaimNonce(ctx, scope, nonce, expires)
+}
+
 func (f *Faulty) ConsumeChallenge(ctx context.Context, sha store.Hash, now time.Time) (*store.Challenge, error) {
 	if err := f.fail("ConsumeChallenge"); err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,6 +41,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"close_nas_sessions", testCloseNASSessions},
 		{"close_nas_sessions_in_batches", testCloseNASSessionsBatches},
 		{"close_nas_sessions_of_one_nas_in_a_client", testCloseNASSessionsScope},
+		{"nonces_are_claimed_once_until_they_expire", testNonces},
+		{"nonces_claimed_once_under_concurrency", testNonceConcurrency},
 		{"acme_accounts", testACMEAccounts},
 		{"acme_account_thumbprint_claimed_once_under_concurrency", testACMEAccountConcurrency},
 		{"audit_chain", testAudit},
@@ -992,6 +995,62 @@ func testCloseNASSessions(t *testing.T, open func(t *testing.T) store.Store) {
 	})
 }
 
+// testNonces: a claim holds until its expiry, per scope; bad input is an
+// error, not a claim.
+func testNonces(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	n1, n2 := hashOf("sig-1"), hashOf("sig-2")
+	soon := time.Now().Add(1500 * time.Millisecond)
+	later := time.Now().Add(time.Hour)
+	noErr(t, "ClaimNonce", s.ClaimNonce(ctx, "webhook:a", n1, later))
+	if err := s.ClaimNonce(ctx, "webhook:a", n1, later); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("second claim: %v, want ErrExists", err)
+	}
+	noErr(t, "ClaimNonce(other scope)", s.ClaimNonce(ctx, "webhook:b", n1, later))
+	noErr(t, "ClaimNonce(other nonce)", s.ClaimNonce(ctx, "webhook:a", n2, soon))
+	if err := s.ClaimNonce(ctx, "webhook:a", n2, later); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("claim before expiry: %v, want ErrExists", err)
+	}
+	time.Sleep(time.Until(soon) + 1100*time.Millisecond)
+	noErr(t, "ClaimNonce(after expiry)", s.ClaimNonce(ctx, "webhook:a", n2, later))
+	for _, bad := range []struct {
+		scope string
+		n     store.Hash
+		exp   time.Time
+	}{{"", n1, later}, {"webhook:a", store.Hash{}, later}, {"webhook:c", n1, time.Now().Add(-time.Second)}} {
+		if err := s.ClaimNonce(ctx, bad.scope, bad.n, bad.exp); err == nil || errors.Is(err, store.ErrExists) {
+			t.Errorf("ClaimNonce(%q, %v, %v) = %v, want an input error", bad.scope, bad.n, bad.exp, err)
+		}
+	}
+}
+
+// testNonceConcurrency: of 32 concurrent claims of one nonce exactly one
+// succeeds.
+func testNonceConcurrency(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	var won, lost atomic.Int32
+	for range 32 {
+		wg.Go(func() {
+			err := s.ClaimNonce(ctx, "webhook", hashOf("race"), time.Now().Add(time.Hour))
+			switch {
+			case err == nil:
+				won.Add(1)
+			case errors.Is(err, store.ErrExists):
+				lost.Add(1)
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if won.Load() != 1 || lost.Load() != 31 {
+		t.Fatalf("%d claims won, %d lost; want 1 and 31", won.Load(), lost.Load())
+	}
+}
+
 // testCloseNASSessionsScope: one client prefix holds several NASes; the
 // Accounting-On of one closes only the sessions that match its source
 // address and the identity it reports, and marks them ClosedByOnOff.
@@ -1502,6 +1561,7 @@ func testCanceled(t *testing.T, open func(t *testing.T) store.Store) {
 		{"GetCert", func() error { _, err := s.GetCert(ctx, hashOf("x")); return err }},
 		{"AppendAudit", func() error { return s.AppendAudit(ctx, auditEv("x", "y")) }},
 		{"CloseNASSessions", func() error { _, err := s.CloseNASSessions(ctx, store.NASScope{NAS: "nas"}, base, 11); return err }},
+		{"ClaimNonce", func() error { return s.ClaimNonce(ctx, "webhook", hashOf("n"), time.Now().Add(time.Hour)) }},
 		{"PutACMEAccount", func() error { return s.PutACMEAccount(ctx, acmeAccount("a", "tp")) }},
 		{"RecordIssuance", func() error {
 			return s.RecordIssuance(ctx, store.Issuance{Device: device("d1"), Cert: cert("d1", 1), Audit: auditEv("x", "y")})
