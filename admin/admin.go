@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"hardbound/store"
+	"hardbound/store/auditbudget"
 )
 
 // Token is an admin credential, by name and SHA-256 of its value.
@@ -77,6 +78,8 @@ type Server struct {
 	now     func() time.Time
 	mux     *http.ServeMux
 	maxBody int64
+	metrics Metrics
+	budget  *auditbudget.Budget // audits of unauthenticated refusals (refusals.go)
 }
 
 // Option configures a Server.
@@ -98,7 +101,8 @@ func New(deps Deps, tokens []Token, opts ...Option) (*Server, error) {
 	if len(tokens) == 0 {
 		return nil, errors.New("admin: at least one token is required")
 	}
-	s := &Server{deps: deps, tokens: tokens, log: slog.New(slog.DiscardHandler), now: time.Now, maxBody: 1 << 20}
+	s := &Server{deps: deps, tokens: tokens, log: slog.New(slog.DiscardHandler), now: time.Now, maxBody: 1 << 20,
+		metrics: nopMetrics{}, budget: auditbudget.New(0, 0)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -150,8 +154,7 @@ func (s *Server) auth(m *http.ServeMux, pattern string, h http.HandlerFunc) {
 			if r.Header.Get("Authorization") == "" {
 				reason = "missing_token"
 			}
-			s.record(r.Context(), &store.AuditEvent{Actor: "anonymous", Action: "admin.auth", Subject: r.Method + " " + r.URL.Path,
-				Result: "denied", Reason: reason, Source: r.RemoteAddr})
+			s.denied(r.Context(), r.Method, r.URL.Path, reason, r.RemoteAddr)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="hardbound"`)
 			writeErr(w, http.StatusUnauthorized, "unauthorized: "+strings.ReplaceAll(reason, "_", " "))
 			return

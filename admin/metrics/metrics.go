@@ -35,6 +35,8 @@ type Registry struct {
 	dyn        *DynauthMetrics
 	auditOnce  sync.Once
 	audit      *AuditExportMetrics
+	adminOnce  sync.Once
+	admin      *AdminMetrics
 }
 
 // New creates a registry with the Go and process collectors.

@@ -231,7 +231,7 @@ func (in *Node) startAdmin() error {
 		return fmt.Errorf("%w (serve --dev creates one; or write \"name sha256hex\" lines)", err)
 	}
 	deps := in.adminDeps()
-	srv, err := admin.New(deps, tokens, admin.WithLogger(in.log))
+	srv, err := admin.New(deps, tokens, admin.WithLogger(in.log), admin.WithMetrics(in.metrics.Admin()))
 	if err != nil {
 		return err
 	}
