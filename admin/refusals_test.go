@@ -68,6 +68,7 @@ func TestUnauthenticatedFloodIsAuditedOnBudget(t *testing.T) {
 	if m.n["missing_token"]+m.n["wrong_token"] != 1000 {
 		t.Fatalf("metric counted %v, want 1,000 in all", m.n)
 	}
+	t.Logf("1,000 unauthenticated requests: %d audit writes, metric %v", len(after)-len(before), m.n)
 }
 
 // TestOversizedBodyIs413: a 10 MiB body is refused as too large, not as
