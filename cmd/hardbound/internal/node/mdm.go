@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"hardbound/posture/mdm"
 	"hardbound/posture/mdm/intune"
@@ -22,6 +23,7 @@ func (in *Node) startMDM() error {
 	if mc.Webhook.SecretFile != "" {
 		wcfg := mc.Webhook.Webhook()
 		wcfg.Updater, wcfg.Auditor, wcfg.Metrics, wcfg.Logger = in.posture, st, m, in.log
+		wcfg.Nonces = st // replays refused across restarts
 		h, err := mdm.NewWebhook(wcfg)
 		if err != nil {
 			return err
@@ -107,10 +109,14 @@ func (in *Node) startEnforcer() error {
 		return dynauth.NAS{Name: c.Name, Port: c.CoAPort, Secret: c.CoASecret}, true
 	}
 	ecfg.Logger, ecfg.Metrics = in.log, m
+	// Remember standing changes for at least a conversation's life: an
+	// Accept built before one may see its Accounting-Start after it.
+	ecfg.RecentWindow = max(2*time.Minute, 2*in.cfg.RADIUS.IdleTimeout.D())
 	e, err := dynauth.NewEnforcer(ecfg)
 	if err != nil {
 		return err
 	}
+	in.sessionStarts.set(e)
 	ready := make(chan struct{})
 	done := make(chan struct{})
 	in.wg.Add(1)
