@@ -24,7 +24,7 @@ const backupFormat = "hardbound-postgres-backup"
 // backupTables are the record tables, in restore order. The change feed
 // is not backed up: a restore is announced as one store.ChangeReset.
 var backupTables = []string{"devices", "aliases", "certs", "attestations", "attestation_keys",
-	"challenges", "sessions", "acme_accounts", "audit", "audit_head"}
+	"challenges", "sessions", "acme_accounts", "audit", "audit_head", "audit_checkpoints", "audit_cursors"}
 
 type backupHeader struct {
 	Format string `json:"format"`
@@ -102,7 +102,7 @@ func (s *Store) Restore(ctx context.Context, r io.Reader) error {
 		var empty bool
 		if err := tx.QueryRow(ctx, `SELECT NOT (EXISTS (SELECT 1 FROM devices) OR EXISTS (SELECT 1 FROM certs)
 			OR EXISTS (SELECT 1 FROM attestations) OR EXISTS (SELECT 1 FROM challenges) OR EXISTS (SELECT 1 FROM sessions)
-			OR EXISTS (SELECT 1 FROM acme_accounts) OR EXISTS (SELECT 1 FROM audit))`).Scan(&empty); err != nil {
+			OR EXISTS (SELECT 1 FROM acme_accounts) OR EXISTS (SELECT 1 FROM audit) OR EXISTS (SELECT 1 FROM audit_checkpoints))`).Scan(&empty); err != nil {
 			return nil, err
 		}
 		if !empty {

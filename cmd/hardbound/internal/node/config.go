@@ -21,6 +21,7 @@ import (
 	"hardbound/posture/mdm/intune"
 	"hardbound/posture/mdm/jamf"
 	"hardbound/radius"
+	"hardbound/store/auditexport"
 	"hardbound/store/config"
 	"hardbound/store/policy"
 	"hardbound/store/postgres"
@@ -31,14 +32,15 @@ import (
 // defaults and Validate beside the component. Validate names the field of
 // every bad value.
 type Config struct {
-	DataDir  string             `yaml:"data_dir"`
-	Log      LogConfig          `yaml:"log"`
-	RADIUS   radius.FileConfig  `yaml:"radius"`
-	Enroll   enroll.FileConfig  `yaml:"enroll"`
-	Admin    admin.FileConfig   `yaml:"admin"`
-	Metrics  metrics.FileConfig `yaml:"metrics"`
-	Profiles []ProfileConfig    `yaml:"profiles"`
-	MDM      MDMConfig          `yaml:"mdm"`
+	DataDir  string                 `yaml:"data_dir"`
+	Log      LogConfig              `yaml:"log"`
+	RADIUS   radius.FileConfig      `yaml:"radius"`
+	Enroll   enroll.FileConfig      `yaml:"enroll"`
+	Admin    admin.FileConfig       `yaml:"admin"`
+	Metrics  metrics.FileConfig     `yaml:"metrics"`
+	Profiles []ProfileConfig        `yaml:"profiles"`
+	MDM      MDMConfig              `yaml:"mdm"`
+	Audit    auditexport.FileConfig `yaml:"audit"`
 	// Store says where the records live (store.go): Badger in
 	// <data_dir>/db by default, or a PostgreSQL database shared by nodes.
 	Store postgres.StoreFileConfig `yaml:"store"`
@@ -142,6 +144,7 @@ func DefaultConfig() *Config {
 		Enroll:  enroll.DefaultFileConfig(),
 		Admin:   admin.DefaultFileConfig(),
 		Metrics: metrics.DefaultFileConfig(),
+		Audit:   auditexport.DefaultFileConfig(),
 		Store:   postgres.DefaultStoreFileConfig(),
 		MDM: MDMConfig{
 			Webhook: mdm.DefaultWebhookFileConfig(),
@@ -210,6 +213,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Admin.Validate("admin"); err != nil {
+		return err
+	}
+	if err := c.Audit.Validate("audit"); err != nil {
 		return err
 	}
 	if err := c.Metrics.Validate("metrics"); err != nil {

@@ -33,6 +33,7 @@ import (
 	"hardbound/radius"
 	"hardbound/store"
 	"hardbound/store/atomicfile"
+	"hardbound/store/auditexport"
 )
 
 // NewLogger is the process logger the log section asks for.
@@ -60,6 +61,7 @@ type Node struct {
 	enroll  *enrollment
 
 	mdmHandlers map[string]http.Handler
+	audit       *auditexport.Chain // nil until startAudit
 
 	mu      sync.Mutex
 	addrs   map[string]string // listener name -> bound address
@@ -121,6 +123,12 @@ func Start(parent context.Context, cfg *Config, log *slog.Logger) (_ *Node, err 
 		}
 		in.afterWarm(st)
 	}()
+	// The audit export starts before the components that append to the
+	// chain, so it stops after them (closers run in reverse) and its
+	// last checkpoint signs their last events.
+	if err := in.startAudit(); err != nil {
+		return nil, err
+	}
 	if err := in.startComponents(); err != nil {
 		return nil, err
 	}

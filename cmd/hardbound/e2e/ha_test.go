@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"crypto/ecdsa"
@@ -43,7 +43,7 @@ func TestE2EPostgres(t *testing.T) {
 
 // testE2ETwoNodesOnPostgres runs two hardbound nodes on one PostgreSQL
 // database, as docs/ha.md deploys them: each its own data dir holding the
-// same CA files, the records shared. A device enrolled with ACME through
+// same CA files and audit checkpoint key, the records shared. A device enrolled with ACME through
 // node A authenticates on node B (eapol_test and the Go peer); a
 // revocation through node A's admin API makes node B reject it.
 func testE2ETwoNodesOnPostgres(t *testing.T, cl *pgtest.Cluster) {
@@ -64,8 +64,11 @@ func testE2ETwoNodesOnPostgres(t *testing.T, cl *pgtest.Cluster) {
 	bCfg := testConfig(t)
 	onPostgres(bCfg)
 	copyDir(t, filepath.Join(a.cfg.DataDir, ca.SubDir), filepath.Join(bCfg.DataDir, ca.SubDir))
+	// And the same audit checkpoint key: the checkpoints are in the
+	// shared chain, and every node's `audit verify` checks them all.
+	copyDir(t, filepath.Join(a.cfg.DataDir, "audit"), filepath.Join(bCfg.DataDir, "audit"))
 	b := startTest(t, bCfg)
-	if !a.ca.Root().Equal(b.ca.Root()) {
+	if !a.ca.Root().Equal(b.ca.Root()) || !a.ca.Issuing().Equal(b.ca.Issuing()) {
 		t.Fatal("node B did not load node A's CA")
 	}
 
@@ -106,8 +109,8 @@ func testE2ETwoNodesOnPostgres(t *testing.T, cl *pgtest.Cluster) {
 	}
 
 	// B sees the binding A wrote, and admits the device.
-	rec, err := b.st.GetCert(ctx, store.HashCert(chain[0]))
-	if err != nil || rec.DeviceID != serial || !rec.Attested {
+	rec, err := b.st.GetCert(ctx, chain[0])
+	if err != nil || rec.DeviceID != serial || !rec.Attested || rec.SHA256 != store.HashCert(chain[0]) {
 		t.Fatalf("node B's binding for the certificate: %+v, %v", rec, err)
 	}
 	nasB := b.nasClient(t, "", nil)
@@ -119,26 +122,25 @@ func testE2ETwoNodesOnPostgres(t *testing.T, cl *pgtest.Cluster) {
 	}
 
 	// Revoke through A's admin API; B rejects.
-	delivered := make(chan time.Time, 1)
-	stop := b.st.Watch(func(c store.Change) {
-		if c.Kind == store.ChangeCertRevoked && c.CertSHA256 == rec.SHA256 {
-			delivered <- time.Now()
-		}
-	})
-	defer stop()
 	start := time.Now()
 	a.cliOK(t, "cert", "revoke", rec.Serial, "--reason", "keyCompromise")
-	returned := time.Now()
-	select {
-	case at := <-delivered:
-		t.Logf("node B's change feed delivered the revocation %v after the revoke command started (it returned after %v)",
-			at.Sub(start).Round(time.Microsecond), returned.Sub(start).Round(time.Microsecond))
-	case <-time.After(30 * time.Second):
-		t.Fatal("node B was never told of the revocation")
+	returned := time.Since(start)
+	// B's next answers: each attempt is one EAP-TLS conversation (a few
+	// ms on loopback), so the first reject bounds when B's caches learned
+	// of the revocation. Timing is logged, not asserted.
+	attempts := 0
+	for deadline := start.Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		attempts++
+		if !b.authenticate(t, nasB, cert).Accepted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node B still accepts the certificate revoked on node A after 10s")
+		}
 	}
-	// Watchers are told in the order they subscribed, and B's posture
-	// subscribed when B started: its caches have dropped the binding.
-	b.mustReject(t, nasB, cert, serial, "cert_revoked")
+	t.Logf("node B rejected the certificate %v after the revoke command started on node A (the command took %v; %d attempt(s))",
+		time.Since(start).Round(time.Millisecond), returned.Round(time.Millisecond), attempts)
+	b.waitAuditEvent(t, "radius.auth", serial, "reject", "cert_revoked")
 	if out, err := eapolTest(t, b, caPath, certPath, keyPath); err == nil || strings.Contains(out, "\nSUCCESS") || !strings.Contains(out, "Access-Reject") {
 		t.Fatalf("eapol_test against node B after the revocation: %v\n%s", err, tailLines(out, 30))
 	}
@@ -253,11 +255,7 @@ func testStoreMigrateCommand(t *testing.T, cl *pgtest.Cluster) {
 	if err := os.WriteFile(badgerCfg, []byte("data_dir: "+filepath.Join(dir, "data")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	migrate := func(cfg string) cliResult {
-		var stdout, stderr strings.Builder
-		code := run(ctx, []string{"store", "migrate", "--config", cfg}, func(string) string { return "" }, strings.NewReader(""), &stdout, &stderr)
-		return cliResult{code: code, stdout: stdout.String(), stderr: stderr.String()}
-	}
+	migrate := func(cfg string) cliResult { return runCLI(t, "store", "migrate", "--config", cfg) }
 	want := fmt.Sprintf("schema is at version %d", postgres.SchemaVersion())
 	if r := migrate(pgCfg); r.code != 0 || !strings.Contains(r.stdout, "applied migrations [1") || !strings.Contains(r.stdout, want) {
 		t.Fatalf("first migrate: exit %d\n%s%s", r.code, r.stdout, r.stderr)
