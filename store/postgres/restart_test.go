@@ -2,8 +2,8 @@ package postgres_test
 
 import (
 	"context"
-	"log/slog"
 	"errors"
+	"log/slog"
 	"strconv"
 	"testing"
 	"time"
