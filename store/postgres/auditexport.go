@@ -23,17 +23,20 @@ func (s *Store) PutAuditCheckpoint(ctx context.Context, cp *store.AuditCheckpoin
 		return fmt.Errorf("store/postgres: put audit checkpoint: %w", err)
 	}
 	return s.tx(ctx, "put audit checkpoint", func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, "INSERT INTO audit_checkpoints (seq, rec) VALUES ($1, $2) ON CONFLICT (seq) DO UPDATE SET rec = excluded.rec",
-			int64(min(c.Seq, 1<<63-1)), b)
+		_, err := tx.Exec(ctx, "INSERT INTO audit_checkpoints (seq, rec) VALUES ($1, $2) ON CONFLICT (seq) DO UPDATE SET rec = EXCLUDED.rec",
+			int64(c.Seq), b)
 		return err
 	})
 }
 
 // ScanAuditCheckpoints calls fn for every checkpoint with Seq >= from, in
-// order, inside one snapshot.
+// order, from one read snapshot.
 func (s *Store) ScanAuditCheckpoints(ctx context.Context, from uint64, fn func(*store.AuditCheckpoint) error) error {
+	if from > 1<<63-1 {
+		return nil
+	}
 	return s.readTx(ctx, "scan audit checkpoints", func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, "SELECT rec FROM audit_checkpoints WHERE seq >= $1 ORDER BY seq", int64(min(from, 1<<63-1)))
+		rows, err := tx.Query(ctx, "SELECT rec FROM audit_checkpoints WHERE seq >= $1 ORDER BY seq", int64(from))
 		if err != nil {
 			return err
 		}
@@ -57,9 +60,16 @@ func (s *Store) ScanAuditCheckpoints(ctx context.Context, from uint64, fn func(*
 
 // LastAuditCheckpoint returns the checkpoint with the highest seq.
 func (s *Store) LastAuditCheckpoint(ctx context.Context) (*store.AuditCheckpoint, error) {
-	cp, err := getOne[store.AuditCheckpoint](ctx, s, "last audit checkpoint", "SELECT rec FROM audit_checkpoints ORDER BY seq DESC LIMIT 1")
+	cp := new(store.AuditCheckpoint)
+	err := s.read(ctx, "last audit checkpoint", func(q querier) error {
+		var b []byte
+		if err := q.QueryRow(ctx, "SELECT rec FROM audit_checkpoints ORDER BY seq DESC LIMIT 1").Scan(&b); err != nil {
+			return fmt.Errorf("audit checkpoint: %w", notFound(err))
+		}
+		return decodeInto(b, cp)
+	})
 	if err != nil {
-		return nil, fmt.Errorf("audit checkpoint: %w", err)
+		return nil, err
 	}
 	return cp, nil
 }
@@ -69,7 +79,18 @@ func (s *Store) GetAuditCursor(ctx context.Context, sink string) (*store.AuditCu
 	if err := validID("sink", sink); err != nil {
 		return nil, err
 	}
-	return getOne[store.AuditCursor](ctx, s, "get audit cursor", "SELECT rec FROM audit_cursors WHERE sink = $1", sink)
+	c := new(store.AuditCursor)
+	err := s.read(ctx, "get audit cursor", func(q querier) error {
+		var b []byte
+		if err := q.QueryRow(ctx, "SELECT rec FROM audit_cursors WHERE sink = $1", sink).Scan(&b); err != nil {
+			return fmt.Errorf("audit cursor %q: %w", sink, notFound(err))
+		}
+		return decodeInto(b, c)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // PutAuditCursor replaces the cursor of c.Sink; UpdatedAt is set if zero.
@@ -91,7 +112,8 @@ func (s *Store) PutAuditCursor(ctx context.Context, c *store.AuditCursor) error 
 		return fmt.Errorf("store/postgres: put audit cursor: %w", err)
 	}
 	return s.tx(ctx, "put audit cursor", func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, "INSERT INTO audit_cursors (sink, rec) VALUES ($1, $2) ON CONFLICT (sink) DO UPDATE SET rec = excluded.rec", v.Sink, b)
+		_, err := tx.Exec(ctx, "INSERT INTO audit_cursors (sink, rec) VALUES ($1, $2) ON CONFLICT (sink) DO UPDATE SET rec = EXCLUDED.rec",
+			v.Sink, b)
 		return err
 	})
 }

@@ -60,12 +60,11 @@ func testE2ETwoNodesOnPostgres(t *testing.T, cl *pgtest.Cluster) {
 	}
 
 	a := startE2E(t, onPostgres)
-	// Node B reads the same CA files (kept out of the database).
+	// Node B reads the same CA files and audit checkpoint key (kept out of
+	// the database): one chain, signed by one key, whichever node appends.
 	bCfg := testConfig(t)
 	onPostgres(bCfg)
 	copyDir(t, filepath.Join(a.cfg.DataDir, ca.SubDir), filepath.Join(bCfg.DataDir, ca.SubDir))
-	// And the same audit checkpoint key: the checkpoints are in the
-	// shared chain, and every node's `audit verify` checks them all.
 	copyDir(t, filepath.Join(a.cfg.DataDir, "audit"), filepath.Join(bCfg.DataDir, "audit"))
 	b := startTest(t, bCfg)
 	if !a.ca.Root().Equal(b.ca.Root()) || !a.ca.Issuing().Equal(b.ca.Issuing()) {

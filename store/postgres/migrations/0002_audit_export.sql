@@ -1,11 +1,10 @@
--- Schema version 2: what audit export (store/auditexport) keeps beside
--- the chain: signed checkpoints by seq, and each sink's cursor.
-
+-- Signed audit checkpoints (one per chain seq) and the export cursor of
+-- each audit sink (store/auditexport). Shared by every node, like the
+-- chain itself.
 CREATE TABLE audit_checkpoints (
     seq bigint PRIMARY KEY,
     rec json NOT NULL
 );
-
 CREATE TABLE audit_cursors (
     sink text COLLATE "C" PRIMARY KEY,
     rec  json NOT NULL

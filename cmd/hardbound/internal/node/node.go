@@ -97,6 +97,7 @@ func Start(parent context.Context, cfg *Config, log *slog.Logger) (_ *Node, err 
 			return nil, err
 		}
 	}
+	warnProduction(cfg, log)
 	in.metrics = metrics.New()
 	c, err := ca.Load(cfg.DataDir, ca.WithLogger(log))
 	if err != nil {
