@@ -213,6 +213,9 @@ func (s *Store) deliverLocal(seq int64, c store.Change) {
 // replayBatch is how many changes one read of the changes table fetches.
 const replayBatch = 256
 
+// errBadChange marks a row of the changes table that does not decode.
+var errBadChange = errors.New("undecodable change")
+
 // catchUpTimeout bounds one catch-up.
 const catchUpTimeout = 10 * time.Second
 
@@ -258,7 +261,7 @@ func (s *Store) catchUpLocked(ctx context.Context, through int64) bool {
 					return err
 				}
 				if err := json.Unmarshal(b, &w); err != nil {
-					return fmt.Errorf("change %d: %w", seq, err)
+					return fmt.Errorf("%w %d: %w", errBadChange, seq, err)
 				}
 				batch = append(batch, seq)
 				wires = append(wires, w)
@@ -270,6 +273,12 @@ func (s *Store) catchUpLocked(ctx context.Context, through int64) bool {
 		}
 		switch {
 		case errors.Is(err, ErrClosed):
+			return true
+		case errors.Is(err, errBadChange) && through == 0:
+			// Reading it again will not help: skip past everything
+			// committed so far, and have the caches dropped.
+			s.log.Error("change feed: undecodable change, resetting caches", "applied", f.applied, "head", head, "err", err)
+			s.reset(head)
 			return true
 		case err != nil && through > 0:
 			// A local write's own change follows, so the ones before it
