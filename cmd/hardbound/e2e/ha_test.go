@@ -86,6 +86,7 @@ func testThreeNodesRevocation(t *testing.T, cl *pgtest.Cluster) {
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	nasC := c.nasClient(t, "", nil)
 	lat := make([]time.Duration, 0, trials)
+	call := make([]time.Duration, 0, trials) // B's revoke call alone
 	for i := range trials {
 		dev := a.bind(t, devbind.Request{DeviceID: fmt.Sprintf("ha3-%03d", i), Posture: store.ComplianceCompliant})
 		c.mustAccept(t, nasC, dev.Certificate)
@@ -93,6 +94,7 @@ func testThreeNodesRevocation(t *testing.T, cl *pgtest.Cluster) {
 		if err := b.api(http.MethodPost, "/api/v1/devices/"+dev.ID+"/revoke", admin.RevokeRequest{Reason: "keyCompromise"}, nil); err != nil {
 			t.Fatalf("revoke %s on node B: %v", dev.ID, err)
 		}
+		call = append(call, time.Since(start))
 		for !c.rejects(t, nasC, dev.Certificate) {
 			if time.Since(start) > 10*time.Second {
 				t.Fatalf("node C still admits %s 10s after node B revoked it", dev.ID)
@@ -101,9 +103,10 @@ func testThreeNodesRevocation(t *testing.T, cl *pgtest.Cluster) {
 		lat = append(lat, time.Since(start))
 	}
 	slices.Sort(lat)
-	q := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1))].Round(time.Millisecond) }
-	t.Logf("revoked on node B, rejected by node C, %d trials: p50 %v, p99 %v, max %v (from the start of B's revoke call to C's first Access-Reject)",
-		len(lat), q(0.5), q(0.99), lat[len(lat)-1].Round(time.Millisecond))
+	slices.Sort(call)
+	q := func(d []time.Duration, p float64) time.Duration { return d[int(p*float64(len(d)-1))].Round(time.Millisecond) }
+	t.Logf("revoked on node B, rejected by node C, %d trials: p50 %v, p99 %v, max %v from the start of B's revoke call to C's first Access-Reject; B's call alone p50 %v, p99 %v",
+		len(lat), q(lat, 0.5), q(lat, 0.99), q(lat, 1), q(call, 0.5), q(call, 0.99))
 	if out := c.cliOK(t, "audit", "verify"); !strings.Contains(out, "audit chain OK") {
 		t.Fatalf("audit verify on node C: %s", out)
 	}
