@@ -104,7 +104,9 @@ func testThreeNodesRevocation(t *testing.T, cl *pgtest.Cluster) {
 	}
 	slices.Sort(lat)
 	slices.Sort(call)
-	q := func(d []time.Duration, p float64) time.Duration { return d[int(p*float64(len(d)-1))].Round(time.Millisecond) }
+	q := func(d []time.Duration, p float64) time.Duration {
+		return d[int(p*float64(len(d)-1))].Round(time.Millisecond)
+	}
 	t.Logf("revoked on node B, rejected by node C, %d trials: p50 %v, p99 %v, max %v from the start of B's revoke call to C's first Access-Reject; B's call alone p50 %v, p99 %v",
 		len(lat), q(lat, 0.5), q(lat, 0.99), q(lat, 1), q(call, 0.5), q(call, 0.99))
 	if out := c.cliOK(t, "audit", "verify"); !strings.Contains(out, "audit chain OK") {
