@@ -20,6 +20,8 @@ type FileConfig struct {
 	TPMRoots     string     `yaml:"tpm_roots"`
 	AndroidRoots string     `yaml:"android_roots"`
 	RateLimits   RateLimits `yaml:"rate_limits"`
+	// Android is the Android policy and attestation status list.
+	Android attest.AndroidFileConfig `yaml:"android"`
 }
 
 // RateLimits is enroll.rate_limits: the token buckets of limit.Config.
@@ -67,6 +69,9 @@ func (c FileConfig) Validate(path string) error {
 		if _, err := os.ReadFile(f.path); err != nil {
 			return config.Errorf(path+"."+f.name, "%w", err)
 		}
+	}
+	if err := c.Android.Validate(path + ".android"); err != nil {
+		return err
 	}
 	for _, r := range []struct {
 		name string
