@@ -75,8 +75,10 @@ type Config struct {
 	// Count enrollments are made per protocol, Concurrency at a time per
 	// protocol; both at least 1.
 	Count, Concurrency int
-	// API mints the SCEP challenges (POST /api/v1/scep/challenges).
-	// Required with SCEP.
+	// API mints the SCEP challenges (POST /api/v1/scep/challenges) and
+	// puts the ACME devices in the inventory before the clock starts
+	// (POST /api/v1/inventory/import: the profiles require inventory).
+	// Required.
 	API API
 }
 
@@ -157,8 +159,8 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.SCEP && cfg.API == nil {
-		return nil, errors.New("scep: the admin API is required to mint challenges")
+	if cfg.API == nil {
+		return nil, errors.New("the admin API is required: SCEP mints its challenges and ACME adds its devices to the inventory through it")
 	}
 	prefix, err := prefixOr(cfg.Prefix, "enroll-")
 	if err != nil {
@@ -303,7 +305,8 @@ func acmeEnroller(cfg Config, hc *http.Client, base, prefix string) (enroller, e
 		}
 		return auth.TPM(key.Public(), serial, keyAuth)
 	}
-	return enroller{name: "acme", setup: func(ctx context.Context, _ int) (func(context.Context, int) (time.Duration, error), error) {
+	prepare := func(ctx context.Context) error { return addInventory(ctx, cfg.API, cfg.Format, prefix, cfg.Count) }
+	return enroller{name: "acme", prepare: prepare, setup: func(ctx context.Context, _ int) (func(context.Context, int) (time.Duration, error), error) {
 		// One account per worker: an ACME client is not safe for
 		// concurrent use.
 		ak, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -428,4 +431,41 @@ func (r Report) WriteText(w io.Writer) error {
 	}
 	_, err := w.Write(b)
 	return err
+}
+
+// inventoryBatch is how many records one import request carries (well
+// under the admin API's body limit).
+const inventoryBatch = 2000
+
+type inventoryRecord struct {
+	Platform string `json:"platform"`
+	Serial   string `json:"serial"`
+}
+
+type inventoryReport struct {
+	Added, Updated, Unchanged, Failed int
+	Errors                            []struct{ ID, Error string }
+}
+
+// addInventory puts the serials the ACME workers will enroll in the
+// inventory, in batches, before the clock starts.
+func addInventory(ctx context.Context, api API, format, prefix string, count int) error {
+	platform := map[string]string{policy.FormatApple: policy.PlatformApple, policy.FormatAndroidKey: policy.PlatformAndroid}[format]
+	if platform == "" {
+		platform = policy.PlatformLinux
+	}
+	for lo := 0; lo < count; lo += inventoryBatch {
+		recs := make([]inventoryRecord, 0, inventoryBatch)
+		for i := lo; i < min(lo+inventoryBatch, count); i++ {
+			recs = append(recs, inventoryRecord{Platform: platform, Serial: fmt.Sprintf("%sA%06d", prefix, i)})
+		}
+		var rep inventoryReport
+		if err := api(ctx, "POST", "/api/v1/inventory/import", map[string]any{"devices": recs}, &rep); err != nil {
+			return fmt.Errorf("acme: inventory: %w", err)
+		}
+		if rep.Failed > 0 {
+			return fmt.Errorf("acme: inventory refused %d device(s), first %s: %s", rep.Failed, rep.Errors[0].ID, rep.Errors[0].Error)
+		}
+	}
+	return nil
 }

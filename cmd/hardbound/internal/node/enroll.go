@@ -50,7 +50,7 @@ func (in *Node) startEnroll() error {
 	if err != nil {
 		return err
 	}
-	verifier := attest.New(roots, attest.WithLogger(in.log), attest.WithMetrics(m))
+	verifier := attest.New(roots, append(in.androidOptions(), attest.WithLogger(in.log), attest.WithMetrics(m))...)
 	lim := limit.New(ec.Limits(), limit.WithMetrics(m))
 	st := in.st
 

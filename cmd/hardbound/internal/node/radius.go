@@ -76,7 +76,7 @@ func (in *Node) startRADIUS() error {
 // adminDeps are the admin API's collaborators: the enrollment endpoints
 // only with enrollment configured, test enrollment only in --dev.
 func (in *Node) adminDeps() admin.Deps {
-	d := admin.Deps{Store: in.st, Standing: in.posture}
+	d := admin.Deps{Store: in.st, Standing: in.posture, Inventory: in.inventoryDeps()}
 	if in.audit != nil {
 		d.Audit = in.audit
 	}
