@@ -56,14 +56,14 @@ func TestE2EACMEEnrollmentAuthenticates(t *testing.T) {
 	nas := in.nasClient(t, "", nil)
 
 	tests := []struct {
-		format, serial string
-		evidence       func(key *ecdsa.PrivateKey, serial, keyAuth string) ([]byte, error)
+		format, serial, platform string
+		evidence                 func(key *ecdsa.PrivateKey, serial, keyAuth string) ([]byte, error)
 	}{
-		{"apple", "C02E2EAPPLE1", func(k *ecdsa.PrivateKey, s, ka string) ([]byte, error) {
+		{"apple", "C02E2EAPPLE1", "macos", func(k *ecdsa.PrivateKey, s, ka string) ([]byte, error) {
 			return auth.Apple(k.Public(), s, "UDID-"+s, ka)
 		}},
-		{"tpm", "tpm-e2e-device-1", func(k *ecdsa.PrivateKey, s, ka string) ([]byte, error) { return auth.TPM(k.Public(), s, ka) }},
-		{"android-key", "ANDROIDE2E1", func(k *ecdsa.PrivateKey, s, ka string) ([]byte, error) { return auth.Android(k, s, ka) }},
+		{"tpm", "tpm-e2e-device-1", "linux", func(k *ecdsa.PrivateKey, s, ka string) ([]byte, error) { return auth.TPM(k.Public(), s, ka) }},
+		{"android-key", "ANDROIDE2E1", "android", func(k *ecdsa.PrivateKey, s, ka string) ([]byte, error) { return auth.Android(k, s, ka) }},
 	}
 	// One ACME account is not safe for concurrent use: subtests run in turn.
 	for _, tt := range tests {
@@ -76,11 +76,25 @@ func TestE2EACMEEnrollmentAuthenticates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			chain, err := cl.Enroll(ctx, acme.TypePermanentIdentifier, tt.serial, func(keyAuth string) ([]byte, error) {
-				return tt.evidence(key, tt.serial, keyAuth)
-			}, csr)
+			enroll := func() ([]*x509.Certificate, error) {
+				return cl.Enroll(ctx, acme.TypePermanentIdentifier, tt.serial, func(keyAuth string) ([]byte, error) {
+					return tt.evidence(key, tt.serial, keyAuth)
+				}, csr)
+			}
+			// Genuine evidence, but not in the inventory: refused, audited
+			// with the identifier it claimed (docs/inventory.md).
+			var p *acmetest.Problem
+			if _, err := enroll(); !errors.As(err, &p) || p.Type != acme.ProblemRejectedIdentifier {
+				t.Fatalf("ACME for a device not in inventory: %v, want rejectedIdentifier", err)
+			}
+			in.waitAuditEvent(t, "enroll.acme", tt.serial, "reject", "")
+			if last := in.lastAudit(t, "enroll.acme"); !strings.Contains(last, "reject not_in_inventory: ") || !strings.Contains(last, `"`+tt.serial+`"`) {
+				t.Fatalf("refusal audited as %q", last)
+			}
+			in.cliOK(t, "device", "add", tt.serial, "--platform", tt.platform, "--serial", tt.serial)
+			chain, err := enroll()
 			if err != nil {
-				t.Fatalf("ACME enrollment: %v", err)
+				t.Fatalf("ACME enrollment after device add: %v", err)
 			}
 			if len(chain) < 2 {
 				t.Fatalf("chain has %d certificates, want leaf and issuing CA", len(chain))
@@ -341,6 +355,7 @@ func TestE2ERevokedDeviceCannotReenroll(t *testing.T) {
 		}, csr)
 		return err
 	}
+	in.cliOK(t, "device", "add", "--platform", "macos", "--serial", serial)
 	if err := enroll(); err != nil {
 		t.Fatalf("first enrollment: %v", err)
 	}
