@@ -115,16 +115,13 @@ func newDeviceCmd(e *env, cf *clientFlags) *cobra.Command {
 			if err := cf.call(cmd.Context(), e, "GET", "/api/v1/devices/"+url.PathEscape(args[0]), nil, &out); err != nil {
 				return err
 			}
-			atts := deviceAttestations(cmd.Context(), e, cf, args[0])
-			return output(e, cf, struct {
-				admin.DeviceDetail
-				Attestations []admin.DeviceAttestation `json:"attestations"`
-			}{out, atts}, func(w io.Writer) {
+			out.Attestations = deviceAttestations(cmd.Context(), e, cf, args[0])
+			return output(e, cf, out, func(w io.Writer) {
 				deviceRows(w, []admin.Device{*out.Device})
 				fmt.Fprintln(w)
 				certRows(w, out.Certs)
 				fmt.Fprintln(w)
-				attestationRows(w, atts)
+				attestationRows(w, out.Attestations)
 				fmt.Fprintln(w)
 				sessionRows(w, out.Sessions)
 			})

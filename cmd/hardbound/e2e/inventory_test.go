@@ -118,10 +118,7 @@ func TestE2EInventoryImportProfileAndOSMinimum(t *testing.T) {
 	in2 := startTest(t, &cfg2)
 	nas2 := in2.nasClient(t, "", nil)
 	in2.mustReject(t, nas2, old, serial, "attested_below_minimum")
-	var show struct {
-		admin.DeviceDetail
-		Attestations []admin.DeviceAttestation `json:"attestations"`
-	}
+	var show admin.DeviceDetail
 	out := in2.cliOK(t, "device", "show", serial, "--json")
 	if err := json.Unmarshal([]byte(out), &show); err != nil || len(show.Attestations) != 1 || show.Attestations[0].MeetsMinimums ||
 		!strings.Contains(show.Attestations[0].BelowMinimum, "ios 17.2.0 is below min_os 17.4.0") || show.Attestations[0].Facts["os_version"] != "17.2" {
