@@ -33,8 +33,10 @@ type FileConfig struct {
 // InventoryFileConfig is mdm.jamf.inventory.
 type InventoryFileConfig struct {
 	Enabled bool `yaml:"enabled"`
-	// Interval between full syncs (default 1h); webhooks hint sooner.
+	// Interval between full syncs (default 1h); webhooks hint sooner, but
+	// at most once per MinGap (default 30s).
 	Interval config.Duration `yaml:"interval"`
+	MinGap   config.Duration `yaml:"min_gap"`
 	// DefaultProfile, GroupProfiles, MobileDevices, MobileProfile: see
 	// InventoryConfig. That the profiles exist is checked where the
 	// profiles are known.
@@ -79,6 +81,9 @@ func (c FileConfig) Validate(path string) error {
 	}
 	if c.Inventory.Interval < 0 || (c.Inventory.Interval > 0 && c.Inventory.Interval.D() < time.Minute) {
 		return config.Errorf(path+".inventory.interval", "must be at least 1m")
+	}
+	if c.Inventory.MinGap < 0 || (c.Inventory.MinGap > 0 && c.Inventory.MinGap.D() < time.Second) {
+		return config.Errorf(path+".inventory.min_gap", "must be at least 1s")
 	}
 	for i, g := range c.Inventory.GroupProfiles {
 		if g.Group == "" || g.Profile == "" {

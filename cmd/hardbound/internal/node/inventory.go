@@ -131,9 +131,9 @@ func (u unavailable) Unavailable() error          { return u.err }
 // without one).
 func (in *Node) startInventory() (jamfHint func(), err error) {
 	mc := in.cfg.MDM
-	start := func(name string, l mdm.Lister, interval time.Duration) *mdm.InventorySync {
+	start := func(name string, l mdm.Lister, interval, minGap time.Duration) *mdm.InventorySync {
 		s, err2 := mdm.NewInventorySync(mdm.InventorySyncConfig{Source: name, Lister: l, Store: in.st,
-			KnownProfile: in.cfg.knownProfile, Interval: interval, Metrics: in.metrics.Dynauth(), Logger: in.log})
+			KnownProfile: in.cfg.knownProfile, Interval: interval, MinGap: minGap, Metrics: in.metrics.Dynauth(), Logger: in.log})
 		if err2 != nil {
 			err = err2
 			return nil
@@ -154,7 +154,7 @@ func (in *Node) startInventory() (jamfHint func(), err error) {
 		if err != nil {
 			return nil, err
 		}
-		if s := start("jamf", api.Lister(jc.Inventory.Lister()), jc.Inventory.Interval.D()); s != nil {
+		if s := start("jamf", api.Lister(jc.Inventory.Lister()), jc.Inventory.Interval.D(), jc.Inventory.MinGap.D()); s != nil {
 			jamfHint = s.Hint
 		}
 	}
@@ -169,7 +169,7 @@ func (in *Node) startInventory() (jamfHint func(), err error) {
 		if err != nil {
 			return nil, fmt.Errorf("intune inventory: %w", err)
 		}
-		start("intune", p.Lister(ic.Inventory.Lister()), ic.Inventory.Interval.D())
+		start("intune", p.Lister(ic.Inventory.Lister()), ic.Inventory.Interval.D(), 0)
 	}
 	return jamfHint, err
 }
