@@ -20,11 +20,11 @@ import (
 // Sentinel errors, matched with errors.Is. Each names the refusal's
 // bounded reason (metric label, audit reason) in Reason.
 var (
-	ErrNotInInventory   = errors.New("gate: not in the inventory")
-	ErrProfileMismatch  = errors.New("gate: the device belongs to another profile")
-	ErrPlatformMismatch = errors.New("gate: the attestation format is not the device's platform's")
+	ErrNotInInventory   = errors.New("not in the inventory")
+	ErrProfileMismatch  = errors.New("profile mismatch")
+	ErrPlatformMismatch = errors.New("platform mismatch")
 	ErrBelowMinimum     = policy.ErrBelowMinimum
-	ErrRevoked          = errors.New("gate: the device is revoked")
+	ErrRevoked          = errors.New("device revoked")
 )
 
 // Reason is the bounded label of a gate error ("" for nil, "error" for
@@ -152,9 +152,9 @@ func (g *Gate) Admit(ctx context.Context, r Request) (*Decision, error) {
 			if src == "" {
 				src = "its source"
 			}
-			return nil, fmt.Errorf("%w: device %q was removed from the inventory by %s: profile %q enrolls only inventoried devices", ErrNotInInventory, rec.ID, src, p.Name)
+			return nil, fmt.Errorf("%w: device %q was removed from the inventory by %s (profile %q enrolls only inventoried devices)", ErrNotInInventory, rec.ID, src, p.Name)
 		}
-		return nil, fmt.Errorf("%w: device %q is not in the inventory: profile %q enrolls only inventoried devices", ErrNotInInventory, r.DeviceID, p.Name)
+		return nil, fmt.Errorf("%w: device %q (profile %q enrolls only inventoried devices)", ErrNotInInventory, r.DeviceID, p.Name)
 	}
 	if rec != nil && rec.Status == store.DeviceRevoked {
 		return nil, fmt.Errorf("%w: device %q", ErrRevoked, rec.ID)
