@@ -305,7 +305,12 @@ func acmeEnroller(cfg Config, hc *http.Client, base, prefix string) (enroller, e
 		}
 		return auth.TPM(key.Public(), serial, keyAuth)
 	}
-	prepare := func(ctx context.Context) error { return addInventory(ctx, cfg.API, cfg.Format, prefix, cfg.Count) }
+	prepare := func(ctx context.Context) error {
+		if err := addInventory(ctx, cfg.API, platformOf(cfg.Format), "", prefix+"A", cfg.Count); err != nil {
+			return fmt.Errorf("acme: %w", err)
+		}
+		return nil
+	}
 	return enroller{name: "acme", prepare: prepare, setup: func(ctx context.Context, _ int) (func(context.Context, int) (time.Duration, error), error) {
 		// One account per worker: an ACME client is not safe for
 		// concurrent use.
@@ -358,6 +363,11 @@ func scepEnroller(cfg Config, hc *http.Client, base, prefix string) enroller {
 	return enroller{
 		name: "scep",
 		prepare: func(ctx context.Context) error {
+			// SCEP's keys are not attested: the platform only names the
+			// device; the profile is the one the challenges are for.
+			if err := addInventory(ctx, cfg.API, policy.PlatformLinux, cfg.Profile, prefix+"S", cfg.Count); err != nil {
+				return fmt.Errorf("scep: %w", err)
+			}
 			var next atomic.Int64
 			var wg sync.WaitGroup
 			var once sync.Once
@@ -440,6 +450,7 @@ const inventoryBatch = 2000
 type inventoryRecord struct {
 	Platform string `json:"platform"`
 	Serial   string `json:"serial"`
+	Profile  string `json:"profile,omitempty"`
 }
 
 type inventoryReport struct {
@@ -447,24 +458,31 @@ type inventoryReport struct {
 	Errors                            []struct{ ID, Error string }
 }
 
-// addInventory puts the serials the ACME workers will enroll in the
-// inventory, in batches, before the clock starts.
-func addInventory(ctx context.Context, api API, format, prefix string, count int) error {
-	platform := map[string]string{policy.FormatApple: policy.PlatformApple, policy.FormatAndroidKey: policy.PlatformAndroid}[format]
-	if platform == "" {
-		platform = policy.PlatformLinux
+// platformOf is the platform a bench device attesting with format has.
+func platformOf(format string) string {
+	switch format {
+	case policy.FormatApple:
+		return policy.PlatformApple
+	case policy.FormatAndroidKey:
+		return policy.PlatformAndroid
 	}
+	return policy.PlatformLinux
+}
+
+// addInventory puts the ids <prefix>000000... the workers will enroll in
+// the inventory, in batches, before the clock starts.
+func addInventory(ctx context.Context, api API, platform, profile, prefix string, count int) error {
 	for lo := 0; lo < count; lo += inventoryBatch {
 		recs := make([]inventoryRecord, 0, inventoryBatch)
 		for i := lo; i < min(lo+inventoryBatch, count); i++ {
-			recs = append(recs, inventoryRecord{Platform: platform, Serial: fmt.Sprintf("%sA%06d", prefix, i)})
+			recs = append(recs, inventoryRecord{Platform: platform, Serial: fmt.Sprintf("%s%06d", prefix, i), Profile: profile})
 		}
 		var rep inventoryReport
 		if err := api(ctx, "POST", "/api/v1/inventory/import", map[string]any{"devices": recs}, &rep); err != nil {
-			return fmt.Errorf("acme: inventory: %w", err)
+			return fmt.Errorf("inventory: %w", err)
 		}
 		if rep.Failed > 0 {
-			return fmt.Errorf("acme: inventory refused %d device(s), first %s: %s", rep.Failed, rep.Errors[0].ID, rep.Errors[0].Error)
+			return fmt.Errorf("inventory refused %d device(s), first %s: %s", rep.Failed, rep.Errors[0].ID, rep.Errors[0].Error)
 		}
 	}
 	return nil

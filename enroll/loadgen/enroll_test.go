@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -98,7 +99,7 @@ func TestRunAgainstNoEnrollmentServer(t *testing.T) {
 		case method == "POST" && path == "/api/v1/inventory/import":
 			for _, r := range body.(map[string]any)["devices"].([]inventoryRecord) {
 				if r.Platform != "linux" {
-					return fmt.Errorf("platform %q for tpm", r.Platform)
+					return fmt.Errorf("platform %q for tpm and scep", r.Platform)
 				}
 				inventoried = append(inventoried, r.Serial)
 			}
@@ -123,8 +124,9 @@ func TestRunAgainstNoEnrollmentServer(t *testing.T) {
 	if !reflect.DeepEqual(minted, []string{"p-S000000", "p-S000001"}) {
 		t.Errorf("challenges minted for %q", minted)
 	}
-	if !reflect.DeepEqual(inventoried, []string{"p-A000000", "p-A000001"}) {
-		t.Errorf("inventory added %q, want the ACME serials", inventoried)
+	slices.Sort(inventoried)
+	if !reflect.DeepEqual(inventoried, []string{"p-A000000", "p-A000001", "p-S000000", "p-S000001"}) {
+		t.Errorf("inventory added %q, want the ACME and SCEP ids", inventoried)
 	}
 }
 

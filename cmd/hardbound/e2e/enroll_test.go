@@ -170,10 +170,13 @@ func TestE2ESCEPEnrollment(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := e2eContext(t)
+			add := []string{"device", "add", tt.device, "--platform", "macos"}
 			args := []string{"challenge", "issue", "--device", tt.device}
 			if tt.profile != "" {
 				args = append(args, "--profile", tt.profile)
+				add = append(add, "--profile", tt.profile)
 			}
+			in.cliOK(t, add...)
 			var ch admin.ChallengeResponse
 			in.cliJSON(t, &ch, args...)
 			if ch.Challenge == "" || ch.DeviceID != tt.device {
@@ -286,6 +289,8 @@ func TestE2ESCEPTPMAttested(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The operator puts the TPM device in the inventory under its EK hash.
+	in.cliOK(t, "device", "add", tpm.EKID(), "--platform", "linux", "--ek-sha256", tpm.EKID())
 	key, err := sceptest.NewKey()
 	if err != nil {
 		t.Fatal(err)

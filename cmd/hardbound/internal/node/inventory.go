@@ -9,6 +9,7 @@ import (
 	"hardbound/admin"
 	"hardbound/enroll/attest"
 	"hardbound/enroll/attest/statuslist"
+	"hardbound/enroll/gate"
 	"hardbound/posture/mdm"
 	"hardbound/posture/mdm/intune"
 	"hardbound/posture/mdm/jamf"
@@ -80,6 +81,16 @@ func (c *Config) minimums(name string) policy.Minimums {
 		}
 	}
 	return policy.Minimums{}
+}
+
+// issuanceGate is the inventory gate SCEP applies (ACME builds its own
+// from the same profiles).
+func (in *Node) issuanceGate() (*gate.Gate, error) {
+	var ps []gate.Profile
+	for _, p := range in.cfg.effectiveProfiles() {
+		ps = append(ps, gate.Profile{Name: p.Name, RequireInventory: p.requireInventory(), Minimums: p.minimums})
+	}
+	return gate.New(in.st, ps, ps[0].Name)
 }
 
 // inventoryDeps are the admin API's inventory endpoints.
