@@ -170,7 +170,9 @@ A server outside --dev refuses the test evidence, and so the ACME half.`,
 			if err := c.Validate(); err != nil {
 				return err
 			}
-			if c.SCEP {
+			// SCEP mints its challenges and ACME puts its devices in the
+			// inventory through the admin API.
+			{
 				api, err := cf.client(e)
 				if err != nil {
 					return err

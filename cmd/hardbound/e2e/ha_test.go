@@ -167,6 +167,8 @@ func testE2ETwoNodesOnPostgres(t *testing.T, cl *pgtest.Cluster) {
 		t.Fatal(err)
 	}
 	const serial = "tpm-ha-device-1"
+	// The inventory is shared: the device added on B enrolls on A.
+	b.cliOK(t, "device", "add", serial, "--platform", "linux")
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
