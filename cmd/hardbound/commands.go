@@ -158,7 +158,7 @@ func newDeviceCmd(e *env, cf *clientFlags) *cobra.Command {
 // morePages says that a listing stopped at a page and how to get the next.
 func morePages(w io.Writer, next string, n int) {
 	if next != "" {
-		fmt.Fprintf(w, "(more: --after %s; %d shown, --limit takes up to 1000)\n", next, n)
+		fmt.Fprintf(w, "(%d shown; more: repeat with --after %s, or --limit up to 1000)\n", n, next)
 	}
 }
 

@@ -70,8 +70,8 @@ func TestCLIExitCodesAndErrorTexts(t *testing.T) {
 		{"404 names the certificate", []string{"cert", "revoke", "abcdef"}, 1, "", `not found: certificate "abcdef"`},
 		{"revocation reason by name", []string{"device", "revoke", "cli-c", "--reason", "cessationOfOperation"}, 0, "cli-c: revoke done", ""},
 		{"unknown revocation reason", []string{"device", "revoke", "cli-b", "--reason", "bored"}, 1, "", `unknown revocation reason "bored"`},
-		{"cert list says there is more", []string{"cert", "list", "--limit", "1"}, 0, "(more: --after ", ""},
-		{"device list says there is more", []string{"device", "list", "--limit", "2"}, 0, "(more: --after cli-b; 2 shown", ""},
+		{"cert list says there is more", []string{"cert", "list", "--limit", "1"}, 0, "(1 shown; more: repeat with --after ", ""},
+		{"device list says there is more", []string{"device", "list", "--limit", "2"}, 0, "(2 shown; more: repeat with --after cli-b", ""},
 		{"a last page says nothing more", []string{"device", "list", "--limit", "10"}, 0, "cli-c", ""},
 	}
 	for _, tc := range online {
