@@ -1,0 +1,266 @@
+package eaptls
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Resumption configures session resumption: session tickets (RFC 5077) for
+// TLS 1.2 as RFC 5216 §2.1.3 allows, and PSK with (EC)DHE from a
+// NewSessionTicket for TLS 1.3 (RFC 9190 §2.1.3, §5.7). The zero value
+// disables it: no ticket is issued and none is accepted.
+//
+// A resumed session is authorized exactly like a full one: the certificate
+// the ticket carries goes through verifyClientChain and the Authorizer
+// again (RFC 9190 §5.7: decisions based on information that may have
+// changed MUST be re-evaluated), so a ticket is a shortcut around the
+// certificate exchange and its signatures, never around the decision.
+type Resumption struct {
+	// MaxLifetime caps how long after the full handshake that earned it a
+	// ticket (and every ticket re-issued on its resumptions) may be used;
+	// the certificate's remaining life and the session's TicketPolicy cap
+	// it further. 0 disables resumption.
+	MaxLifetime time.Duration
+	// Accept, if set, is asked about every ticket that decrypted and has
+	// not expired, before TLS resumes with it; false makes the handshake a
+	// full one (the peer's certificate and signature again). It runs on
+	// the handshake's goroutine and must not block.
+	Accept func(t Ticket) bool
+}
+
+// Enabled reports whether tickets are issued.
+func (r Resumption) Enabled() bool { return r.MaxLifetime > 0 }
+
+// Ticket is what this package binds into a session ticket besides the TLS
+// session itself; the whole is encrypted with the server's ticket keys.
+type Ticket struct {
+	// Authenticated is the full handshake in which the peer last proved
+	// possession of the certificate's key; resumptions do not move it.
+	Authenticated time.Time
+	// Expires is the end of the ticket's use (Authenticated + lifetime).
+	Expires time.Time
+	// Subject is what the session's TicketPolicy named (for radius, the
+	// device id).
+	Subject string
+	// CertSHA256 is the SHA-256 of the peer's certificate.
+	CertSHA256 [32]byte
+}
+
+// TicketPolicy says, from the decision a full handshake's Authorizer
+// returned, how long a ticket issued on it may be used (further capped by
+// Resumption.MaxLifetime and the certificate's remaining life) and which
+// subject it names. A lifetime of 0 or less issues no usable ticket. It is
+// only asked when the Authorizer allowed the peer.
+type TicketPolicy[D any] func(d D) (lifetime time.Duration, subject string)
+
+// Ticket-ignored causes (Metrics.TicketIgnored).
+const (
+	TicketUndecryptable = "undecryptable" // another or a rotated-out key, or not ours
+	TicketExpired       = "expired"       // past Ticket.Expires
+	TicketRefused       = "refused"       // Resumption.Accept said no
+)
+
+// ticketKeyLen is the size of a crypto/tls session ticket key.
+const ticketKeyLen = 32
+
+// ErrTicketKeys is returned for an unusable set of ticket keys.
+var ErrTicketKeys = errors.New("eaptls: ticket keys")
+
+// NewTicketKey draws a random session ticket key.
+func NewTicketKey() ([ticketKeyLen]byte, error) {
+	var k [ticketKeyLen]byte
+	if _, err := rand.Read(k[:]); err != nil {
+		return k, fmt.Errorf("%w: %w", ErrTicketKeys, err)
+	}
+	return k, nil
+}
+
+// SetTicketKeys replaces the keys that protect session tickets: the first
+// encrypts new tickets, every one decrypts. Tickets under a key no longer
+// in the list stop resuming, so replacing the whole list (RotateTicketKey)
+// makes every peer's next authentication a full handshake. Sessions
+// already started keep the keys they started with. Safe for concurrent
+// use; a no-op when resumption is disabled.
+func (srv *Server) SetTicketKeys(keys [][ticketKeyLen]byte) error {
+	if !srv.cfg.Resumption.Enabled() {
+		return nil
+	}
+	if len(keys) == 0 {
+		return fmt.Errorf("%w: at least one key is required", ErrTicketKeys)
+	}
+	// crypto/tls derives the AES and HMAC keys and guards the swap with
+	// the Config's own lock, which Clone (every session's run) takes too.
+	srv.base.SetSessionTicketKeys(keys)
+	return nil
+}
+
+// RotateTicketKey replaces the ticket keys with one fresh random key.
+func (srv *Server) RotateTicketKey() error {
+	k, err := NewTicketKey()
+	if err != nil {
+		return err
+	}
+	return srv.SetTicketKeys([][ticketKeyLen]byte{k})
+}
+
+// The ticket extension is one element of tls.SessionState.Extra:
+//
+//	"hb1" | authenticated (int64 unix s) | expires (int64 unix s) |
+//	cert SHA-256 (32) | subject length (uint8) | subject
+//
+// It is inside the encrypted and authenticated ticket, so it is trusted
+// as far as the ticket keys are.
+var ticketMagic = [3]byte{'h', 'b', '1'}
+
+const ticketFixed = len(ticketMagic) + 8 + 8 + sha256.Size + 1
+
+func (t *Ticket) encode() []byte {
+	subj := t.Subject
+	if len(subj) > 255 {
+		subj = subj[:255]
+	}
+	b := make([]byte, 0, ticketFixed+len(subj))
+	b = append(b, ticketMagic[:]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(t.Authenticated.Unix()))
+	b = binary.BigEndian.AppendUint64(b, uint64(t.Expires.Unix()))
+	b = append(b, t.CertSHA256[:]...)
+	b = append(b, byte(len(subj)))
+	return append(b, subj...)
+}
+
+// decodeTicket finds this package's element among extra.
+func decodeTicket(extra [][]byte) (Ticket, bool) {
+	for _, b := range extra {
+		if len(b) < ticketFixed || [3]byte(b[:3]) != ticketMagic {
+			continue
+		}
+		var t Ticket
+		t.Authenticated = time.Unix(int64(binary.BigEndian.Uint64(b[3:11])), 0)
+		t.Expires = time.Unix(int64(binary.BigEndian.Uint64(b[11:19])), 0)
+		copy(t.CertSHA256[:], b[19:51])
+		n := int(b[51])
+		if len(b) != ticketFixed+n {
+			return Ticket{}, false
+		}
+		t.Subject = string(b[ticketFixed:])
+		return t, true
+	}
+	return Ticket{}, false
+}
+
+func (srv *Server) now() time.Time {
+	if srv.base.Time != nil {
+		return srv.base.Time()
+	}
+	return time.Now()
+}
+
+// wrapSession is the session's tls.Config.WrapSession: it binds a Ticket
+// into the session state and encrypts it with the ticket keys. A resumed
+// session re-issues its ticket with the same Authenticated and Expires, so
+// resuming never extends a ticket's life; a full one computes them from
+// the decision. A session that earned no ticket gets an unusable one
+// (WrapSession cannot decline): an empty ticket in TLS 1.2 (RFC 5077
+// §3.3), random octets in TLS 1.3, where the label may not be empty.
+func (s *Session[D]) wrapSession(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
+	t, ok := s.ticketFor(cs)
+	if !ok {
+		if cs.Version != tls.VersionTLS13 {
+			return []byte{}, nil
+		}
+		junk := make([]byte, 32)
+		if _, err := rand.Read(junk); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrTicketKeys, err)
+		}
+		return junk, nil
+	}
+	ss.Extra = append(ss.Extra, t.encode())
+	return s.tlsCfg.EncryptTicket(cs, ss)
+}
+
+// ticketFor is the Ticket to issue on this connection, false for none.
+func (s *Session[D]) ticketFor(cs tls.ConnectionState) (Ticket, bool) {
+	if cs.DidResume {
+		// TLS 1.3 re-issues before the resumed session's decision ran
+		// (Go sends the ticket with the server Finished): carry the old
+		// ticket's bounds; the decision still runs before success.
+		return s.resumed, s.haveTicket
+	}
+	if !s.decided || s.authErr != nil || len(cs.PeerCertificates) == 0 {
+		return Ticket{}, false
+	}
+	leaf := cs.PeerCertificates[0]
+	if cs.Version == tls.VersionTLS12 && !s.ems {
+		return Ticket{}, false // never resume what Key_Material cannot be exported for
+	}
+	now := s.srv.now()
+	life := s.srv.cfg.Resumption.MaxLifetime
+	if left := leaf.NotAfter.Sub(now); left < life {
+		life = left
+	}
+	var subject string
+	if s.tickets != nil {
+		limit, subj := s.tickets(s.decision)
+		life, subject = min(life, limit), subj
+	}
+	if life < time.Second {
+		return Ticket{}, false
+	}
+	t := Ticket{
+		Authenticated: now.Truncate(time.Second),
+		Subject:       subject,
+		CertSHA256:    sha256.Sum256(leaf.Raw),
+	}
+	// Truncated so that the encoded second never exceeds the bound.
+	t.Expires = now.Add(life).Truncate(time.Second)
+	return t, true
+}
+
+// unwrapSession is the session's tls.Config.UnwrapSession: a ticket that
+// does not decrypt under the current keys, has expired, or that
+// Resumption.Accept refuses is ignored (nil, nil), and crypto/tls runs a
+// full handshake instead. It never fails the handshake.
+func (s *Session[D]) unwrapSession(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
+	ss, _ := s.tlsCfg.DecryptTicket(identity, cs)
+	if ss == nil {
+		s.srv.metrics.TicketIgnored(TicketUndecryptable)
+		return nil, nil
+	}
+	t, ok := decodeTicket(ss.Extra)
+	if !ok {
+		s.srv.metrics.TicketIgnored(TicketUndecryptable)
+		return nil, nil
+	}
+	if !s.srv.now().Before(t.Expires) {
+		s.srv.metrics.TicketIgnored(TicketExpired)
+		return nil, nil
+	}
+	if accept := s.srv.cfg.Resumption.Accept; accept != nil && !accept(t) {
+		s.srv.metrics.TicketIgnored(TicketRefused)
+		return nil, nil
+	}
+	s.resumed, s.haveTicket = t, true
+	return ss, nil
+}
+
+// SetTicketPolicy sets how tickets issued by this session are bounded and
+// named; without one only Resumption.MaxLifetime and the certificate's
+// life bound them. Call it before the first Step.
+func (s *Session[D]) SetTicketPolicy(p TicketPolicy[D]) { s.tickets = p }
+
+// Resumed reports whether the handshake resumed a session from a ticket;
+// valid once the Authorizer ran.
+func (s *Session[D]) Resumed() bool { return s.cs.DidResume }
+
+// Ticket returns the ticket a resumed session came from.
+func (s *Session[D]) Ticket() (Ticket, bool) {
+	if !s.cs.DidResume {
+		return Ticket{}, false
+	}
+	return s.resumed, s.haveTicket
+}
