@@ -26,11 +26,6 @@ type Resumption struct {
 	// the certificate's remaining life and the session's TicketPolicy cap
 	// it further. 0 disables resumption.
 	MaxLifetime time.Duration
-	// Accept, if set, is asked about every ticket that decrypted and has
-	// not expired, before TLS resumes with it; false makes the handshake a
-	// full one (the peer's certificate and signature again). It runs on
-	// the handshake's goroutine and must not block.
-	Accept func(t Ticket) bool
 }
 
 // Enabled reports whether tickets are issued.
@@ -51,18 +46,28 @@ type Ticket struct {
 	CertSHA256 [32]byte
 }
 
-// TicketPolicy says, from the decision a full handshake's Authorizer
-// returned, how long a ticket issued on it may be used (further capped by
-// Resumption.MaxLifetime and the certificate's remaining life) and which
-// subject it names. A lifetime of 0 or less issues no usable ticket. It is
-// only asked when the Authorizer allowed the peer.
-type TicketPolicy[D any] func(d D) (lifetime time.Duration, subject string)
+// TicketPolicy is how the caller of a session bounds the tickets it issues
+// and screens the ones it is offered. The zero value leaves only
+// Resumption.MaxLifetime and the certificate's life as bounds.
+type TicketPolicy[D any] struct {
+	// Issue says, from the decision a full handshake's Authorizer
+	// returned, how long a ticket issued on it may be used (further capped
+	// by Resumption.MaxLifetime and the certificate's remaining life) and
+	// which subject it names. A lifetime of 0 or less issues no usable
+	// ticket. It is only asked when the Authorizer allowed the peer.
+	Issue func(d D) (lifetime time.Duration, subject string)
+	// Accept, if set, is asked about every ticket that decrypted and has
+	// not expired, before TLS resumes with it; false makes the handshake a
+	// full one (the peer's certificate and signature again). It runs on
+	// the handshake's goroutine and must not block.
+	Accept func(t Ticket) bool
+}
 
 // Ticket-ignored causes (Metrics.TicketIgnored).
 const (
 	TicketUndecryptable = "undecryptable" // another or a rotated-out key, or not ours
 	TicketExpired       = "expired"       // past Ticket.Expires
-	TicketRefused       = "refused"       // Resumption.Accept said no
+	TicketRefused       = "refused"       // TicketPolicy.Accept said no
 )
 
 // ticketKeyLen is the size of a crypto/tls session ticket key.
@@ -204,8 +209,8 @@ func (s *Session[D]) ticketFor(cs tls.ConnectionState) (Ticket, bool) {
 		life = left
 	}
 	var subject string
-	if s.tickets != nil {
-		limit, subj := s.tickets(s.decision)
+	if s.tickets.Issue != nil {
+		limit, subj := s.tickets.Issue(s.decision)
 		life, subject = min(life, limit), subj
 	}
 	if life < time.Second {
@@ -223,7 +228,7 @@ func (s *Session[D]) ticketFor(cs tls.ConnectionState) (Ticket, bool) {
 
 // unwrapSession is the session's tls.Config.UnwrapSession: a ticket that
 // does not decrypt under the current keys, has expired, or that
-// Resumption.Accept refuses is ignored (nil, nil), and crypto/tls runs a
+// TicketPolicy.Accept refuses is ignored (nil, nil), and crypto/tls runs a
 // full handshake instead. It never fails the handshake.
 func (s *Session[D]) unwrapSession(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
 	ss, _ := s.tlsCfg.DecryptTicket(identity, cs)
@@ -240,7 +245,7 @@ func (s *Session[D]) unwrapSession(identity []byte, cs tls.ConnectionState) (*tl
 		s.srv.metrics.TicketIgnored(TicketExpired)
 		return nil, nil
 	}
-	if accept := s.srv.cfg.Resumption.Accept; accept != nil && !accept(t) {
+	if accept := s.tickets.Accept; accept != nil && !accept(t) {
 		s.srv.metrics.TicketIgnored(TicketRefused)
 		return nil, nil
 	}

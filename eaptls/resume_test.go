@@ -93,9 +93,7 @@ func (e *resumeEnv) run(deny error) runResult {
 	defer peer.Close()
 	sess := NewSession[string](context.Background(), e.srv, e.opts)
 	defer sess.Close()
-	if e.policy != nil {
-		sess.SetTicketPolicy(e.policy)
-	}
+	sess.SetTicketPolicy(e.policy)
 	c := converse(e.t, sess, peer, e.authorize(deny))
 	r := runResult{conv: c, sess: sess}
 	if c.res.Outcome == Success {
@@ -205,12 +203,13 @@ func TestResumptionRefusedOrFull(t *testing.T) {
 			}
 		}, cause: TicketUndecryptable},
 		{name: "expired_ticket_forces_full", between: func(e *resumeEnv) { e.advance(time.Hour + time.Second) }, cause: TicketExpired},
-		{name: "policy_lifetime_caps", policy: func(string) (time.Duration, string) { return time.Minute, "device-1" },
+		{name: "policy_lifetime_caps", policy: TicketPolicy[string]{Issue: func(string) (time.Duration, string) { return time.Minute, "device-1" }},
 			between: func(e *resumeEnv) { e.advance(time.Minute + time.Second) }, cause: TicketExpired},
-		{name: "policy_zero_issues_no_ticket", policy: func(string) (time.Duration, string) { return 0, "" }, cause: TicketUndecryptable},
-		{name: "accept_refuses", mod: func(c *ServerConfig) {
-			c.Resumption.Accept = func(t Ticket) bool { return t.Subject != "device-1" }
-		}, policy: func(string) (time.Duration, string) { return time.Hour, "device-1" }, cause: TicketRefused},
+		{name: "policy_zero_issues_no_ticket", policy: TicketPolicy[string]{Issue: func(string) (time.Duration, string) { return 0, "" }}, cause: TicketUndecryptable},
+		{name: "accept_refuses", policy: TicketPolicy[string]{
+			Issue:  func(string) (time.Duration, string) { return time.Hour, "device-1" },
+			Accept: func(t Ticket) bool { return t.Subject != "device-1" },
+		}, cause: TicketRefused},
 		{name: "session_no_resume", opts: SessionOptions{NoResume: true}},
 		{name: "disabled_server", mod: func(c *ServerConfig) { c.Resumption = Resumption{} }},
 	}
@@ -266,7 +265,7 @@ func TestResumptionNeverExtendsTicket(t *testing.T) {
 			t.Parallel()
 			e := newResumeEnv(t, version, 1400, nil)
 			e.ptls.Certificates = []tls.Certificate{short}
-			e.policy = func(string) (time.Duration, string) { return 24 * time.Hour, "device-1" }
+			e.policy.Issue = func(string) (time.Duration, string) { return 24 * time.Hour, "device-1" }
 			e.mustAccept(false)
 			e.advance(5 * time.Minute)
 			r1 := e.mustAccept(true)

@@ -137,6 +137,7 @@ type Service struct {
 	next int
 
 	stopWatch func() // ends the store subscription (Close)
+	changes   *changeClock
 }
 
 // certInfo is what Decide needs of a store.Cert and its attestation. The
@@ -346,6 +347,7 @@ func New(st store.Store, profiles []Profile, opts ...Option) (*Service, error) {
 	slices.Sort(names)
 	s.profileN = newInterner(names...)
 	s.formatN = newInterner(append([]string{"", policy.FormatNone}, policy.HardwareFormats()...)...)
+	s.changes = newChangeClock(s.cacheSize, s.now())
 	s.stopWatch = sync.OnceFunc(st.Watch(s.onChange))
 	return s, nil
 }

@@ -167,6 +167,7 @@ func (s *Service) RevokeCert(ctx context.Context, serial string, reason int, act
 // returns, so a Decide issued after any write (through this Service or
 // not) never answers from what the write replaced.
 func (s *Service) onChange(c store.Change) {
+	s.markChange(c)
 	switch c.Kind {
 	case store.ChangeReset:
 		s.invalidateAll()

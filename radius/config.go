@@ -62,6 +62,9 @@ type Client struct {
 	// SendRejectReason adds Reply-Message with the reject reason to
 	// Access-Rejects. Off by default: the reason helps an attacker probe.
 	SendRejectReason bool
+	// NoResume makes every EAP-TLS authentication through this NAS a full
+	// handshake: no ticket is issued or accepted (Resumption).
+	NoResume bool
 }
 
 // Config configures the RADIUS server. Zero values take the defaults noted.
@@ -99,6 +102,8 @@ type Config struct {
 	AuditSync  bool
 	// AcctInterimInterval, if > 0, is sent in Access-Accept (>= 60s).
 	AcctInterimInterval time.Duration
+	// Resumption: ticket key rotation and which sessions may resume.
+	Resumption Resumption
 }
 
 func (c *Config) setDefaults() {
@@ -154,6 +159,9 @@ func (c *Config) Validate() error {
 		}
 		names[cl.Name] = true
 		prefixes[p] = cl.Name
+	}
+	if c.Resumption.KeyRotation < 0 {
+		return errors.New("radius: resumption.key_rotation: must not be negative")
 	}
 	if c.AcctInterimInterval != 0 && c.AcctInterimInterval < time.Minute {
 		return errors.New("radius: acct_interim_interval: must be >= 60s")

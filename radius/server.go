@@ -83,6 +83,7 @@ type Server struct {
 	metrics  Metrics
 	now      func() time.Time
 
+	eap        *eaptls.Server
 	newSession func(ctx context.Context, o eaptls.SessionOptions) eapSession
 	convs      *convTable
 	dups       *dupCache
@@ -126,8 +127,12 @@ func New(cfg Config, eap *eaptls.Server, dec Decider, sessions Sessions, audit A
 		dups:     newDupCache(cfg.DuplicateTTL, cfg.DuplicateEntries),
 	}
 	s.cached, _ = dec.(cachedDecider)
+	s.eap = eap
+	tickets := s.ticketPolicy()
 	s.newSession = func(ctx context.Context, o eaptls.SessionOptions) eapSession {
-		return eaptls.NewSession[posture.Verdict](ctx, eap, o)
+		sess := eaptls.NewSession[posture.Verdict](ctx, eap, o)
+		sess.SetTicketPolicy(tickets)
+		return sess
 	}
 	s.authorize = s.authorizer(nil)
 	s.bufs.New = func() any { b := make([]byte, maxPacket+1); return &b }
@@ -254,6 +259,7 @@ func (s *Server) Serve(ctx context.Context, auth, acct net.PacketConn) error {
 		})
 	}
 	bg.Go(func() { s.janitor(ctx) })
+	bg.Go(func() { s.rotateTicketKeys(ctx) })
 
 	var err error
 	select {
