@@ -42,7 +42,9 @@ type Ticket struct {
 	// Subject is what the session's TicketPolicy named (for radius, the
 	// device id).
 	Subject string
-	// CertSHA256 is the SHA-256 of the peer's certificate.
+	// CertSHA256 is the SHA-256 of the peer's certificate (filled from
+	// the certificate the ticket carries once the session resumed; not
+	// known to TicketPolicy.Accept).
 	CertSHA256 [32]byte
 }
 
@@ -116,13 +118,16 @@ func (srv *Server) RotateTicketKey() error {
 // The ticket extension is one element of tls.SessionState.Extra:
 //
 //	"hb1" | authenticated (int64 unix s) | expires (int64 unix s) |
-//	cert SHA-256 (32) | subject length (uint8) | subject
+//	subject length (uint8) | subject
 //
 // It is inside the encrypted and authenticated ticket, so it is trusted
-// as far as the ticket keys are.
+// as far as the ticket keys are. It is kept small: the ticket already
+// carries the peer's certificate chain, and a TLS 1.3 ClientHello that
+// offers it must fit one EAP-TLS fragment at Framed-MTU 1400 to save a
+// round trip. The certificate's hash is not in it: the certificate is.
 var ticketMagic = [3]byte{'h', 'b', '1'}
 
-const ticketFixed = len(ticketMagic) + 8 + 8 + sha256.Size + 1
+const ticketFixed = len(ticketMagic) + 8 + 8 + 1
 
 func (t *Ticket) encode() []byte {
 	subj := t.Subject
@@ -133,7 +138,6 @@ func (t *Ticket) encode() []byte {
 	b = append(b, ticketMagic[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(t.Authenticated.Unix()))
 	b = binary.BigEndian.AppendUint64(b, uint64(t.Expires.Unix()))
-	b = append(b, t.CertSHA256[:]...)
 	b = append(b, byte(len(subj)))
 	return append(b, subj...)
 }
@@ -147,8 +151,7 @@ func decodeTicket(extra [][]byte) (Ticket, bool) {
 		var t Ticket
 		t.Authenticated = time.Unix(int64(binary.BigEndian.Uint64(b[3:11])), 0)
 		t.Expires = time.Unix(int64(binary.BigEndian.Uint64(b[11:19])), 0)
-		copy(t.CertSHA256[:], b[19:51])
-		n := int(b[51])
+		n := int(b[19])
 		if len(b) != ticketFixed+n {
 			return Ticket{}, false
 		}
@@ -264,8 +267,12 @@ func (s *Session[D]) Resumed() bool { return s.cs.DidResume }
 
 // Ticket returns the ticket a resumed session came from.
 func (s *Session[D]) Ticket() (Ticket, bool) {
-	if !s.cs.DidResume {
+	if !s.cs.DidResume || !s.haveTicket {
 		return Ticket{}, false
 	}
-	return s.resumed, s.haveTicket
+	t := s.resumed
+	if len(s.cs.PeerCertificates) > 0 {
+		t.CertSHA256 = sha256.Sum256(s.cs.PeerCertificates[0].Raw)
+	}
+	return t, true
 }

@@ -57,8 +57,10 @@ func newEnv(t testing.TB) *testEnv {
 		t.Fatal(err)
 	}
 	eap, err := eaptls.NewServer(eaptls.ServerConfig{
-		TLS:    &tls.Config{Certificates: []tls.Certificate{kp}, ClientCAs: c.Pool(), MinVersion: tls.VersionTLS12},
-		Logger: quietLog(),
+		TLS:         &tls.Config{Certificates: []tls.Certificate{kp}, ClientCAs: c.Pool(), MinVersion: tls.VersionTLS12},
+		Resumption:  eaptls.Resumption{MaxLifetime: time.Hour},
+		OmitCANames: true, // the production default (radius.send_ca_names off)
+		Logger:      quietLog(),
 	})
 	if err != nil {
 		t.Fatal(err)
