@@ -56,7 +56,9 @@ type TicketPolicy[D any] struct {
 	// returned, how long a ticket issued on it may be used (further capped
 	// by Resumption.MaxLifetime and the certificate's remaining life) and
 	// which subject it names. A lifetime of 0 or less issues no usable
-	// ticket. It is only asked when the Authorizer allowed the peer.
+	// ticket. It is asked when the Authorizer ran and allowed the peer
+	// (without an Authorizer the session is allowed undecided, and only
+	// the other bounds apply).
 	Issue func(d D) (lifetime time.Duration, subject string)
 	// Accept, if set, is asked about every ticket that decrypted and has
 	// not expired, before TLS resumes with it; false makes the handshake a
@@ -199,7 +201,7 @@ func (s *Session[D]) ticketFor(cs tls.ConnectionState) (Ticket, bool) {
 		// ticket's bounds; the decision still runs before success.
 		return s.resumed, s.haveTicket
 	}
-	if !s.decided || s.authErr != nil || len(cs.PeerCertificates) == 0 {
+	if s.authErr != nil || len(cs.PeerCertificates) == 0 {
 		return Ticket{}, false
 	}
 	leaf := cs.PeerCertificates[0]
@@ -212,7 +214,7 @@ func (s *Session[D]) ticketFor(cs tls.ConnectionState) (Ticket, bool) {
 		life = left
 	}
 	var subject string
-	if s.tickets.Issue != nil {
+	if s.tickets.Issue != nil && s.decided {
 		limit, subj := s.tickets.Issue(s.decision)
 		life, subject = min(life, limit), subj
 	}

@@ -56,8 +56,10 @@ func newEnv(t testing.TB) *testEnv {
 		t.Fatal(err)
 	}
 	eap, err := eaptls.NewServer(eaptls.ServerConfig{
-		TLS:    &tls.Config{Certificates: []tls.Certificate{kp}, ClientCAs: c.Pool(), MinVersion: tls.VersionTLS12},
-		Logger: quietLog(),
+		TLS:         &tls.Config{Certificates: []tls.Certificate{kp}, ClientCAs: c.Pool(), MinVersion: tls.VersionTLS12},
+		Resumption:  eaptls.Resumption{MaxLifetime: time.Hour},
+		OmitCANames: true, // the production default (radius.send_ca_names off)
+		Logger:      quietLog(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -111,6 +113,11 @@ func (e *testEnv) device(t testing.TB, id string, compliance store.Compliance, u
 
 // peer builds a supplicant for d at the given TLS version.
 func (e *testEnv) peer(d *devbind.Device, version uint16, mtu int) *eaptls.Peer {
+	return e.resumingPeer(d, version, mtu, nil)
+}
+
+// resumingPeer is peer with a session cache that outlives it (nil: none).
+func (e *testEnv) resumingPeer(d *devbind.Device, version uint16, mtu int, cache tls.ClientSessionCache) *eaptls.Peer {
 	roots := x509.NewCertPool()
 	roots.AddCert(e.ca.Root())
 	cert := d.Certificate
@@ -118,6 +125,7 @@ func (e *testEnv) peer(d *devbind.Device, version uint16, mtu int) *eaptls.Peer 
 		TLS: &tls.Config{
 			RootCAs: roots, ServerName: "radius.test", MinVersion: version, MaxVersion: version,
 			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
+			ClientSessionCache:   cache,
 		},
 		Identity: "anonymous@example.org",
 		MTU:      mtu,
