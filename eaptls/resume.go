@@ -4,9 +4,11 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -46,6 +48,10 @@ type Ticket struct {
 	// the certificate the ticket carries once the session resumed; not
 	// known to TicketPolicy.Accept).
 	CertSHA256 [32]byte
+
+	// inters names the intermediates the leaf was verified with, kept by
+	// the server instead of in the ticket (ticketchain.go).
+	inters []interID
 }
 
 // TicketPolicy is how the caller of a session bounds the tickets it issues
@@ -72,6 +78,7 @@ const (
 	TicketUndecryptable = "undecryptable" // another or a rotated-out key, or not ours
 	TicketExpired       = "expired"       // past Ticket.Expires
 	TicketRefused       = "refused"       // TicketPolicy.Accept said no
+	TicketUnknownChain  = "unknown_chain" // names an intermediate this server does not hold
 )
 
 // ticketKeyLen is the size of a crypto/tls session ticket key.
@@ -120,7 +127,7 @@ func (srv *Server) RotateTicketKey() error {
 // The ticket extension is one element of tls.SessionState.Extra:
 //
 //	"hb1" | authenticated (int64 unix s) | expires (int64 unix s) |
-//	subject length (uint8) | subject
+//	subject length (uint8) | subject | intermediates (uint8) | 8 octets each
 //
 // It is inside the encrypted and authenticated ticket, so it is trusted
 // as far as the ticket keys are. It is kept small: the ticket already
@@ -131,17 +138,23 @@ var ticketMagic = [3]byte{'h', 'b', '1'}
 
 const ticketFixed = len(ticketMagic) + 8 + 8 + 1
 
-func (t *Ticket) encode() []byte {
+func (t Ticket) encode() []byte {
 	subj := t.Subject
 	if len(subj) > 255 {
 		subj = subj[:255]
 	}
-	b := make([]byte, 0, ticketFixed+len(subj))
+	inters := t.inters[:min(len(t.inters), 255)]
+	b := make([]byte, 0, ticketFixed+len(subj)+1+8*len(inters))
 	b = append(b, ticketMagic[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(t.Authenticated.Unix()))
 	b = binary.BigEndian.AppendUint64(b, uint64(t.Expires.Unix()))
 	b = append(b, byte(len(subj)))
-	return append(b, subj...)
+	b = append(b, subj...)
+	b = append(b, byte(len(inters)))
+	for _, id := range inters {
+		b = append(b, id[:]...)
+	}
+	return b
 }
 
 // decodeTicket finds this package's element among extra.
@@ -154,10 +167,18 @@ func decodeTicket(extra [][]byte) (Ticket, bool) {
 		t.Authenticated = time.Unix(int64(binary.BigEndian.Uint64(b[3:11])), 0)
 		t.Expires = time.Unix(int64(binary.BigEndian.Uint64(b[11:19])), 0)
 		n := int(b[19])
-		if len(b) != ticketFixed+n {
+		if len(b) < ticketFixed+n+1 {
 			return Ticket{}, false
 		}
-		t.Subject = string(b[ticketFixed:])
+		t.Subject = string(b[ticketFixed : ticketFixed+n])
+		rest := b[ticketFixed+n:]
+		k := int(rest[0])
+		if len(rest) != 1+8*k {
+			return Ticket{}, false
+		}
+		for i := range k {
+			t.inters = append(t.inters, interID(rest[1+8*i:9+8*i]))
+		}
 		return t, true
 	}
 	return Ticket{}, false
@@ -190,6 +211,11 @@ func (s *Session[D]) wrapSession(cs tls.ConnectionState, ss *tls.SessionState) (
 		return junk, nil
 	}
 	ss.Extra = append(ss.Extra, t.encode())
+	if len(t.inters) > 0 && len(cs.PeerCertificates) > 1 {
+		if lean, ok := leafOnly(ss); ok {
+			ss = lean
+		}
+	}
 	return s.tlsCfg.EncryptTicket(cs, ss)
 }
 
@@ -228,7 +254,30 @@ func (s *Session[D]) ticketFor(cs tls.ConnectionState) (Ticket, bool) {
 	}
 	// Truncated so that the encoded second never exceeds the bound.
 	t.Expires = now.Add(life).Truncate(time.Second)
+	t.inters = s.keepIntermediates(cs.PeerCertificates)
 	return t, true
+}
+
+// keepIntermediates stores the peer-sent certificates of the chain that
+// verified (not the leaf, not a root of ClientCAs) and returns their ids;
+// nil when there are none or one could not be kept (the ticket then
+// carries the whole chain).
+func (s *Session[D]) keepIntermediates(peer []*x509.Certificate) []interID {
+	if len(peer) < 2 || len(s.cs.VerifiedChains) == 0 {
+		return nil
+	}
+	chain := s.cs.VerifiedChains[0]
+	var ids []interID
+	for _, c := range chain[1:] {
+		if !slices.ContainsFunc(peer[1:], c.Equal) {
+			continue // from ClientCAs: every node has it
+		}
+		if !s.srv.inters.add(c) {
+			return nil
+		}
+		ids = append(ids, interIDOf(c))
+	}
+	return ids
 }
 
 // unwrapSession is the session's tls.Config.UnwrapSession: a ticket that
@@ -254,7 +303,12 @@ func (s *Session[D]) unwrapSession(identity []byte, cs tls.ConnectionState) (*tl
 		s.srv.metrics.TicketIgnored(TicketRefused)
 		return nil, nil
 	}
-	s.resumed, s.haveTicket = t, true
+	inters, ok := s.srv.inters.get(t.inters)
+	if !ok {
+		s.srv.metrics.TicketIgnored(TicketUnknownChain)
+		return nil, nil
+	}
+	s.resumed, s.haveTicket, s.resumedInters = t, true, inters
 	return ss, nil
 }
 

@@ -312,3 +312,67 @@ func TestTicketEncoding(t *testing.T) {
 		t.Errorf("SetTicketKeys on a server without resumption: %v", err)
 	}
 }
+
+// Two servers with the same ticket keys (two nodes): a ticket from one
+// resumes on the other once that one holds the intermediate the lean
+// ticket names; before, the ticket is ignored and the handshake is full.
+func TestResumptionAcrossServersSharingKeys(t *testing.T) {
+	for _, version := range []uint16{tls.VersionTLS12, tls.VersionTLS13} {
+		t.Run(versionName(version), func(t *testing.T) {
+			t.Parallel()
+			a := newResumeEnv(t, version, 1400, nil)
+			b := newResumeEnv(t, version, 1400, nil)
+			b.ptls = a.ptls // one supplicant, one session cache
+			key, err := NewTicketKey()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range []*resumeEnv{a, b} {
+				if err := e.srv.SetTicketKeys([][32]byte{key}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			a.mustAccept(false)
+			a.mustAccept(true)
+			// b never saw the device's issuing CA.
+			b.mustAccept(false)
+			if b.metrics.count("ticket/"+TicketUnknownChain) != 1 {
+				t.Fatalf("b's metrics %v", b.metrics.got)
+			}
+			// b issued the ticket in the cache now; a holds the CA too.
+			a.mustAccept(true)
+			b.mustAccept(true)
+		})
+	}
+}
+
+// A lean ticket keeps the leaf only, and the SessionState it came from
+// parses back unchanged otherwise.
+func TestLeafOnly(t *testing.T) {
+	e := newResumeEnv(t, tls.VersionTLS13, 1400, nil)
+	var sizes []int
+	e.srv.cfg.Metrics = e.metrics
+	for range 2 {
+		r := e.mustAccept(len(sizes) > 0)
+		sizes = append(sizes, len(r.resps[1]))
+	}
+	if sizes[1] > 900 {
+		t.Fatalf("resumed ClientHello %d bytes: the ticket still carries the chain", sizes[1])
+	}
+	if _, ok := leafOnly(&tls.SessionState{}); ok {
+		t.Fatal("leafOnly accepted a session without certificates")
+	}
+}
+
+// decodeTicket reads what a ticket key decrypted; whatever the octets, it
+// must not panic, and what it accepts must encode back to the same octets.
+func FuzzDecodeTicket(f *testing.F) {
+	f.Add(Ticket{Authenticated: time.Unix(1, 0), Expires: time.Unix(2, 0), Subject: "d", inters: []interID{{1}}}.encode())
+	f.Add([]byte("hb1"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tk, ok := decodeTicket([][]byte{b})
+		if ok && !bytes.Equal(tk.encode(), b) {
+			t.Fatalf("decoded %+v does not encode back to % x", tk, b)
+		}
+	})
+}

@@ -137,6 +137,7 @@ type Server struct {
 	// remembers the ones that did (nil: no cache).
 	clientCAs *x509.CertPool
 	chains    *chainCache
+	inters    interStore // intermediates lean tickets name (ticketchain.go)
 	log       *slog.Logger
 	metrics   Metrics
 	pool      bufPool
@@ -294,6 +295,8 @@ type Session[D any] struct {
 	tickets    TicketPolicy[D]
 	resumed    Ticket
 	haveTicket bool
+	// resumedInters completes the leaf a lean ticket carries.
+	resumedInters []*x509.Certificate
 }
 
 // NewSession starts an EAP-TLS session on s whose Authorizer decides a D.
@@ -559,6 +562,11 @@ func (s *Session[D]) run() {
 // policy, the caller's VerifyConnection, then the Authorizer of the Step
 // being run. An error here makes Go send a fatal alert.
 func (s *Session[D]) verifyConnection(cs tls.ConnectionState) error {
+	if cs.DidResume && len(cs.PeerCertificates) == 1 && len(s.resumedInters) > 0 {
+		// A lean ticket: the chain is the leaf and the intermediates it
+		// named, exactly what the peer sent in its full handshake.
+		cs.PeerCertificates = append(cs.PeerCertificates[:1:1], s.resumedInters...)
+	}
 	chains, err := s.srv.verifyClientChain(cs.PeerCertificates)
 	if err != nil {
 		return err
