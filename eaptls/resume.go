@@ -13,9 +13,10 @@ import (
 )
 
 // Resumption configures session resumption: session tickets (RFC 5077) for
-// TLS 1.2 as RFC 5216 §2.1.3 allows, and PSK with (EC)DHE from a
+// TLS 1.2 as RFC 5216 §2.1.2 allows, and PSK with (EC)DHE from a
 // NewSessionTicket for TLS 1.3 (RFC 9190 §2.1.3, §5.7). The zero value
-// disables it: no ticket is issued and none is accepted.
+// disables it: no ticket is issued and none is accepted (docs/radius.md,
+// "Resumption").
 //
 // A resumed session is authorized exactly like a full one: the certificate
 // the ticket carries goes through verifyClientChain and the Authorizer
