@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"hardbound/enroll/devbind"
+	"hardbound/radius"
 	"hardbound/store"
 )
 
@@ -274,4 +275,88 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// TestHostapdReauthResumes is the real-NAS path: hostapd as a wired
+// 802.1X authenticator in front of hardbound and wpa_supplicant as the
+// device, over a veth pair. After the first authentication a
+// re-authentication (wpa_cli reauthenticate, as at Session-Timeout or a
+// roam) resumes the TLS session, for TLS 1.2 and 1.3, and hardbound
+// decides it in full: the resumption is counted as ok and audited as an
+// accept of the device.
+func TestHostapdReauthResumes(t *testing.T) {
+	requireTools(t, "hostapd", "hostapd_cli", "wpa_supplicant", "wpa_cli", "ip")
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("the hostapd test needs root (network namespaces); CI runs as root")
+		}
+		t.Skip("needs root for network namespaces")
+	}
+	const secret = "hostapd-resume-secret"
+	cfg := testConfig(t)
+	cfg.RADIUS.Clients = []radius.FileClient{{Name: "hostapd", CIDR: "127.0.0.1/32", Secret: secret, CoAPort: freeUDPPort(t)}}
+	in := startTest(t, cfg)
+	for _, tc := range []struct{ version, phase1 string }{
+		{"1.2", "tls_disable_tlsv1_3=1 tls_disable_session_ticket=0"},
+		{"1.3", "tls_disable_tlsv1_3=0 tls_disable_session_ticket=0"},
+	} {
+		t.Run("tls"+tc.version, func(t *testing.T) {
+			dev := in.bind(t, devbind.Request{DeviceID: "lab-resume-" + tc.version, Posture: store.ComplianceCompliant})
+			dir := t.TempDir()
+			caPath, certPath, keyPath := writeDevice(t, dir, "dev", in, dev)
+			lab := newNetLab(t)
+			hapdCtrl, supCtrl := filepath.Join(dir, "hapd"), filepath.Join(dir, "sup")
+			hapdConf, supConf := filepath.Join(dir, "hostapd.conf"), filepath.Join(dir, "wpa_supplicant.conf")
+			writeText(t, hapdConf, fmt.Sprintf(`interface=%s
+driver=wired
+ctrl_interface=%s
+ieee8021x=1
+eapol_version=2
+eap_reauth_period=0
+use_pae_group_addr=1
+logger_stdout=-1
+logger_stdout_level=1
+own_ip_addr=127.0.0.1
+nas_identifier=hb-lab-nas
+auth_server_addr=127.0.0.1
+auth_server_port=%d
+auth_server_shared_secret=%s
+`, lab.nasIf, hapdCtrl, portOf(in.Addr("radius-auth")), secret))
+			writeText(t, supConf, fmt.Sprintf(`ctrl_interface=%s
+ap_scan=0
+network={
+	key_mgmt=IEEE8021X
+	eap=TLS
+	identity="anonymous@lab"
+	ca_cert="%s"
+	client_cert="%s"
+	private_key="%s"
+	eapol_flags=0
+	phase1="%s"
+}
+`, supCtrl, caPath, certPath, keyPath, tc.phase1))
+			hapdOut := startProc(t, "hostapd", "-d", hapdConf)
+			eventually(t, 10*time.Second, "hostapd to start", func() bool {
+				return strings.Contains(hapdOut.String(), "INTERFACE-ENABLED") || strings.Contains(hapdOut.String(), "interface state")
+			})
+			supOut := startProc(t, "ip", "netns", "exec", lab.ns, "wpa_supplicant", "-D", "wired", "-i", lab.supIf, "-c", supConf, "-d")
+			accepts := func() int { return in.countAudit(t, "radius.auth", dev.ID, "ok", "ok") }
+			eventually(t, 30*time.Second, "the first authentication over EAPOL", func() bool { return accepts() == 1 })
+			if !strings.Contains(supOut.String(), "Using TLS version TLSv"+tc.version) {
+				t.Fatalf("wpa_supplicant did not use TLS %s", tc.version)
+			}
+			before := metricSum(t, in.scrape(t), "hardbound_eaptls_resumptions_total", `version="`+tc.version+`"`, `result="ok"`)
+			if out, err := exec.Command("ip", "netns", "exec", lab.ns, "wpa_cli", "-p", supCtrl, "-i", lab.supIf, "reauthenticate").CombinedOutput(); err != nil {
+				t.Fatalf("wpa_cli reauthenticate: %v %s", err, out)
+			}
+			eventually(t, 30*time.Second, "the re-authentication to be accepted", func() bool { return accepts() == 2 })
+			after := metricSum(t, in.scrape(t), "hardbound_eaptls_resumptions_total", `version="`+tc.version+`"`, `result="ok"`)
+			if after-before != 1 {
+				t.Fatalf("hardbound counted %v resumptions for the re-authentication, want 1", after-before)
+			}
+			if n := resumedCount(supOut.String()); n != 1 {
+				t.Fatalf("wpa_supplicant reports %d resumed authentications, want 1", n)
+			}
+		})
+	}
 }
