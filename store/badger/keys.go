@@ -32,6 +32,7 @@ const (
 	pfxACMEThumb     = "acmetp/"
 	pfxAudit         = "audit/"
 	keyAuditHeadStr  = "meta/audit-head"
+	keyTicketKeysStr = "meta/ticket-keys"
 )
 
 // maxIDLen bounds every identifier that becomes part of a key. Badger caps
