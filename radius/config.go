@@ -163,6 +163,9 @@ func (c *Config) Validate() error {
 	if c.Resumption.KeyRotation < 0 {
 		return errors.New("radius: resumption.key_rotation: must not be negative")
 	}
+	if n := len(c.Resumption.SharedKey); n != 0 && n != SharedKeyLen {
+		return fmt.Errorf("radius: resumption.shared_key_file: %d bytes, want %d", n, SharedKeyLen)
+	}
 	if c.AcctInterimInterval != 0 && c.AcctInterimInterval < time.Minute {
 		return errors.New("radius: acct_interim_interval: must be >= 60s")
 	}

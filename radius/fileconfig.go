@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"os"
@@ -63,6 +64,13 @@ type FileResumption struct {
 	// DisabledProfiles: devices of these profiles always do a full
 	// handshake.
 	DisabledProfiles []string `yaml:"disabled_profiles"`
+	// SharedKeyFile holds 32 octets in hex (64 characters), the same on
+	// every node of one store: with it the nodes share their ticket keys
+	// through the store, sealed with it, so a device resumes on any node.
+	// Without it each node keeps its own keys in memory.
+	SharedKeyFile string `yaml:"shared_key_file"`
+
+	sharedKey []byte // SharedKeyFile's key, resolved by Validate
 }
 
 // Defaults of the resumption section.
@@ -152,6 +160,18 @@ func (c *FileConfig) Validate(path string) error {
 		if r.KeyRotation < 0 || (r.KeyRotation != 0 && r.KeyRotation.D() < time.Minute) {
 			return config.Errorf(path+".resumption.key_rotation", "must be 0 (never) or at least 1m")
 		}
+		if r.SharedKeyFile != "" {
+			f := path + ".resumption.shared_key_file"
+			v, err := config.ReadSecret(f, r.SharedKeyFile)
+			if err != nil {
+				return err
+			}
+			k, err := hex.DecodeString(v)
+			if err != nil || len(k) != SharedKeyLen {
+				return config.Errorf(f, "must hold %d octets in hex (%d characters)", SharedKeyLen, 2*SharedKeyLen)
+			}
+			c.Resumption.sharedKey = k
+		}
 	}
 	names := make(map[string]bool, len(c.Clients))
 	for i := range c.Clients {
@@ -225,6 +245,7 @@ func (c *FileConfig) Server() Config {
 			KeyRotation:      c.Resumption.KeyRotation.D(),
 			FullAfterChange:  c.Resumption.FullAfterChange,
 			DisabledProfiles: c.Resumption.DisabledProfiles,
+			SharedKey:        c.Resumption.sharedKey,
 		},
 	}
 }

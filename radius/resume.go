@@ -28,6 +28,12 @@ type Resumption struct {
 	// DisabledProfiles lists the profiles whose devices get no usable
 	// ticket: every authentication of theirs is a full handshake.
 	DisabledProfiles []string
+	// SharedKey, when set (SharedKeyLen octets, the same on every node),
+	// makes the nodes of one store share their ticket keys through it
+	// (store.TicketKeys, sealed with this key), so a device resumes on any
+	// node; KeyRotation then applies to the shared keys. The Sessions
+	// store given to New must hold them (store.Store does).
+	SharedKey []byte
 }
 
 // profileSource is a Decider that can name a profile's policy
@@ -76,8 +82,16 @@ func (s *Server) ticketPolicy() eaptls.TicketPolicy[posture.Verdict] {
 // previous one for decryption, until ctx ends. The keys never leave
 // memory and are never logged.
 func (s *Server) rotateTicketKeys(ctx context.Context) {
+	if s.eap == nil {
+		return
+	}
+	if len(s.cfg.Resumption.SharedKey) > 0 {
+		st, _ := s.sessions.(ticketKeyStore) // checked by New
+		s.syncTicketKeys(ctx, st)
+		return
+	}
 	every := s.cfg.Resumption.KeyRotation
-	if every <= 0 || s.eap == nil {
+	if every <= 0 {
 		return
 	}
 	t := time.NewTicker(every)

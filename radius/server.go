@@ -113,6 +113,11 @@ func New(cfg Config, eap *eaptls.Server, dec Decider, sessions Sessions, audit A
 	case audit == nil:
 		return nil, errors.New("radius: auditor is required")
 	}
+	if len(cfg.Resumption.SharedKey) > 0 {
+		if _, ok := sessions.(ticketKeyStore); !ok {
+			return nil, errors.New("radius: resumption.shared_key_file needs a store that holds ticket keys")
+		}
+	}
 	cfg.setDefaults()
 	s := &Server{
 		cfg:      cfg,
