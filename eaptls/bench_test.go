@@ -77,6 +77,31 @@ func benchmarkResumed(b *testing.B, version uint16) {
 func BenchmarkHandshakeTLS12Resumed(b *testing.B) { benchmarkResumed(b, tls.VersionTLS12) }
 func BenchmarkHandshakeTLS13Resumed(b *testing.B) { benchmarkResumed(b, tls.VersionTLS13) }
 
+// Full handshakes that also issue a (lean) ticket the peer never uses
+// (it asks for tickets and forgets them): the cost resumption adds to a
+// full handshake.
+func benchmarkTickets(b *testing.B, version uint16) {
+	f := getFixture(b)
+	srv := f.newServer(b, func(c *ServerConfig) { c.Resumption.MaxLifetime = time.Hour })
+	ptls := f.peerTLS(&f.client, version)
+	ptls.CurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256}
+	ptls.ClientSessionCache = forgetfulCache{}
+	b.ReportAllocs()
+	cpu := processCPU()
+	for b.Loop() {
+		benchConverse(b, srv, ptls)
+	}
+	reportCPU(b, cpu)
+}
+
+type forgetfulCache struct{}
+
+func (forgetfulCache) Get(string) (*tls.ClientSessionState, bool) { return nil, false }
+func (forgetfulCache) Put(string, *tls.ClientSessionState)        {}
+
+func BenchmarkHandshakeTLS12Tickets(b *testing.B) { benchmarkTickets(b, tls.VersionTLS12) }
+func BenchmarkHandshakeTLS13Tickets(b *testing.B) { benchmarkTickets(b, tls.VersionTLS13) }
+
 func BenchmarkHandshakeTLS12(b *testing.B) { benchmarkHandshake(b, tls.VersionTLS12, nil) }
 func BenchmarkHandshakeTLS13(b *testing.B) { benchmarkHandshake(b, tls.VersionTLS13, nil) }
 
