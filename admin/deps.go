@@ -3,11 +3,13 @@ package admin
 import (
 	"context"
 	"crypto/x509"
+	"io"
 
 	"hardbound/enroll/attest"
 	"hardbound/enroll/devbind"
 	"hardbound/enroll/scep"
 	"hardbound/store"
+	"hardbound/store/auditexport"
 )
 
 // Store is what the API reads and audits through (store.Store).
@@ -15,6 +17,7 @@ type Store interface {
 	GetDevice(ctx context.Context, id string) (*store.Device, error)
 	ListDevices(ctx context.Context, f store.DeviceFilter, p store.Page) ([]*store.Device, string, error)
 	GetCertBySerial(ctx context.Context, serial string) (*store.Cert, error)
+	GetAttestation(ctx context.Context, id string) (*store.Attestation, error)
 	ListCerts(ctx context.Context, f store.CertFilter, p store.Page) ([]*store.Cert, string, error)
 	ListSessions(ctx context.Context, deviceID string, liveOnly bool, p store.Page) ([]*store.Session, string, error)
 	AppendAudit(ctx context.Context, ev *store.AuditEvent) error
@@ -66,4 +69,18 @@ type Deps struct {
 	// DevEnroll serves POST /api/v1/dev/devices. Set it only in --dev: the
 	// attestation it records is asserted, not verified. nil answers 403.
 	DevEnroll DevEnroller
+	// Inventory serves device add, inventory import and a device's
+	// attestations (inventory.go); nil answers 501.
+	Inventory *Inventory
+	// Audit verifies the chain against signed checkpoints and exports it
+	// (GET/POST /api/v1/audit/verify, GET /api/v1/audit/export). nil:
+	// verify recomputes the chain alone (Store.VerifyAudit) and export
+	// answers 501.
+	Audit AuditChain
+}
+
+// AuditChain is the audit chain with its checkpoints (*auditexport.Chain).
+type AuditChain interface {
+	Verify(ctx context.Context, full bool, external []store.AuditCheckpoint) (*auditexport.Report, error)
+	Export(ctx context.Context, w io.Writer, o auditexport.ExportOptions) (int, error)
 }

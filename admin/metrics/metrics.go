@@ -33,6 +33,8 @@ type Registry struct {
 	enroll     *EnrollMetrics
 	dynOnce    sync.Once
 	dyn        *DynauthMetrics
+	auditOnce  sync.Once
+	audit      *AuditExportMetrics
 }
 
 // New creates a registry with the Go and process collectors.

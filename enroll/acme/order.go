@@ -31,6 +31,7 @@ type order struct {
 	id, authzID, challID string
 	account              string
 	profile              string
+	named                bool // the URL named the profile (/profile/NAME/new-order)
 	identifier           Identifier
 	deviceID             string // the identity the attestation must prove
 	token                string
@@ -74,11 +75,11 @@ func randomID(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func (t *orders) create(account, profile string, id Identifier, deviceID string) *order {
+func (t *orders) create(account, profile string, named bool, id Identifier, deviceID string) *order {
 	now := t.now()
 	o := &order{
 		id: randomID(16), authzID: randomID(16), challID: randomID(16),
-		account: account, profile: profile, identifier: id, deviceID: deviceID,
+		account: account, profile: profile, named: named, identifier: id, deviceID: deviceID,
 		// 256-bit token: the draft asks for at least 128 bits.
 		token:   randomID(32),
 		created: now, expires: now.Add(t.ttl),
@@ -150,4 +151,17 @@ func (t *orders) len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.order.Len()
+}
+
+// requestsValidity reports whether a newOrder notBefore/notAfter value
+// (RFC 8555 §7.4, RFC 3339) asks for a validity. Absent, empty and the
+// zero time do not: smallstep's step CLI always sends the zero time
+// ("0001-01-01T00:00:00Z") when no validity was asked for, and refusing it
+// would refuse that client outright.
+func requestsValidity(v string) bool {
+	if v == "" {
+		return false
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	return err != nil || !t.IsZero()
 }

@@ -1,0 +1,135 @@
+package node
+
+import (
+	"context"
+	"net/http"
+
+	"hardbound/posture/mdm"
+	"hardbound/posture/mdm/intune"
+	"hardbound/posture/mdm/jamf"
+	"hardbound/radius/dynauth"
+	"hardbound/store/config"
+)
+
+// startMDM builds the MDM connectors: the signed webhook and Jamf webhooks
+// are mounted under /mdm/ on the enrollment HTTPS listener; the Intune
+// poller runs in the background.
+func (in *Node) startMDM() error {
+	in.mdmHandlers = map[string]http.Handler{}
+	m := in.metrics.Dynauth()
+	st := in.st
+	mc := in.cfg.MDM
+	if mc.Webhook.SecretFile != "" {
+		wcfg := mc.Webhook.Webhook()
+		wcfg.Updater, wcfg.Auditor, wcfg.Metrics, wcfg.Logger = in.posture, st, m, in.log
+		h, err := mdm.NewWebhook(wcfg)
+		if err != nil {
+			return err
+		}
+		in.mdmHandlers["POST /mdm/webhook"] = h
+	}
+	if mc.Jamf.Username != "" && len(mc.Jamf.NoncompliantGroups) > 0 {
+		pw, err := config.ReadSecret("mdm.jamf.password_file", mc.Jamf.PasswordFile)
+		if err != nil {
+			return err
+		}
+		jcfg := mc.Jamf.Handler(pw)
+		jcfg.Updater, jcfg.Auditor, jcfg.Metrics, jcfg.Logger = in.posture, st, m, in.log
+		if mc.Jamf.URL != "" {
+			secret, err := config.ReadSecret("mdm.jamf.api_client_secret_file", mc.Jamf.APIClientSecretFile)
+			if err != nil {
+				return err
+			}
+			api, err := jamf.NewAPIClient(mc.Jamf.API(secret))
+			if err != nil {
+				return err
+			}
+			jcfg.Lookup = api
+		}
+		h, err := jamf.New(jcfg)
+		if err != nil {
+			return err
+		}
+		in.mdmHandlers["POST /mdm/jamf/webhook"] = h
+	}
+	if ic := mc.Intune; ic.TenantID != "" {
+		secret, err := config.ReadSecret("mdm.intune.client_secret_file", ic.ClientSecretFile)
+		if err != nil {
+			return err
+		}
+		icfg := ic.Poller(secret)
+		icfg.Refresh, icfg.Updater, icfg.Metrics, icfg.Logger = in.intuneRefresh().D(), in.posture, m, in.log
+		p, err := intune.New(icfg)
+		if err != nil {
+			return err
+		}
+		in.wg.Add(1)
+		go func() {
+			defer in.wg.Done()
+			in.fail("intune", p.Run(in.ctx))
+		}()
+	}
+	return nil
+}
+
+// intuneRefresh re-reports unchanged Intune states often enough that no
+// profile's posture max age sees them stale.
+func (in *Node) intuneRefresh() (d config.Duration) {
+	for _, p := range in.cfg.Profiles {
+		if p.PostureMaxAge > 0 && (d == 0 || p.PostureMaxAge/2 < d) {
+			d = p.PostureMaxAge / 2
+		}
+	}
+	return d
+}
+
+// startEnforcer turns standing changes into Disconnect/CoA requests to the
+// NASes holding live sessions.
+func (in *Node) startEnforcer() error {
+	if in.radius == nil {
+		return nil
+	}
+	m := in.metrics.Dynauth()
+	scfg := in.cfg.RADIUS.CoA.Sender()
+	scfg.Logger, scfg.Metrics = in.log, m
+	sender := dynauth.NewSender(scfg)
+	st := in.st
+	ecfg := in.cfg.RADIUS.CoA.Enforcer()
+	ecfg.Events, ecfg.Profiles, ecfg.Sessions, ecfg.Auditor, ecfg.Sender = in.posture, in.posture, st, st, sender
+	ecfg.NAS = func(name string) (dynauth.NAS, bool) {
+		// The server's clients carry the CoA port and secret with their
+		// defaults applied. Addr empty: the session's NAS source address is
+		// used, which suits clients configured by prefix.
+		c, ok := in.radius.Client(name)
+		if !ok {
+			return dynauth.NAS{}, false
+		}
+		return dynauth.NAS{Name: c.Name, Port: c.CoAPort, Secret: c.CoASecret}, true
+	}
+	ecfg.Logger, ecfg.Metrics = in.log, m
+	e, err := dynauth.NewEnforcer(ecfg)
+	if err != nil {
+		return err
+	}
+	ready := make(chan struct{})
+	done := make(chan struct{})
+	in.wg.Add(1)
+	go func() {
+		defer in.wg.Done()
+		defer close(done)
+		in.fail("dynauth", e.Run(in.ctx, ready))
+	}()
+	select {
+	case <-ready:
+	case <-done:
+	}
+	// Queued audit events are written before the store closes.
+	in.onClose(func(ctx context.Context) error {
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+		return nil
+	})
+	return nil
+}
