@@ -177,17 +177,16 @@ func TestResumeEapolTest(t *testing.T) {
 		name string
 		// change runs while eapol_test's second authentication is held.
 		change     func(t *testing.T, d *devbind.Device)
-		wantReason string // the second authentication's reject reason; "" accepted
-		wantResume bool   // the second authentication resumed
+		wantReason string // the second authentication's reject reason
 	}
 	steps := []step{
-		{name: "quarantine", wantReason: "device_quarantined", wantResume: true, change: func(t *testing.T, d *devbind.Device) {
+		{name: "quarantine", wantReason: "device_quarantined", change: func(t *testing.T, d *devbind.Device) {
 			in.cliOK(t, "device", "quarantine", d.ID)
 		}},
-		{name: "noncompliant", wantReason: "noncompliant", wantResume: true, change: func(t *testing.T, d *devbind.Device) {
+		{name: "noncompliant", wantReason: "noncompliant", change: func(t *testing.T, d *devbind.Device) {
 			in.cliOK(t, "posture", "set", d.ID, "noncompliant")
 		}},
-		{name: "cert_revoke", wantReason: "cert_revoked", wantResume: true, change: func(t *testing.T, d *devbind.Device) {
+		{name: "cert_revoke", wantReason: "cert_revoked", change: func(t *testing.T, d *devbind.Device) {
 			in.cliOK(t, "cert", "revoke", d.Binding.Serial)
 		}},
 	}
@@ -225,7 +224,6 @@ func TestResumeEapolTest(t *testing.T) {
 				relay := newHoldRelay(t, in.Addr("radius-auth"), 1)
 				m := in.scrape(t)
 				refusedBefore := metricSum(t, m, "hardbound_eaptls_resumptions_total", `result="refused"`)
-				okBefore := metricSum(t, m, "hardbound_eaptls_resumptions_total", `result="ok"`)
 				done := make(chan struct{})
 				var out string
 				var err error
@@ -243,16 +241,6 @@ func TestResumeEapolTest(t *testing.T) {
 				<-done
 				m = in.scrape(t)
 				refused := metricSum(t, m, "hardbound_eaptls_resumptions_total", `result="refused"`) - refusedBefore
-				resumedOK := metricSum(t, m, "hardbound_eaptls_resumptions_total", `result="ok"`) - okBefore
-				if st.wantReason == "" {
-					if err != nil || !strings.Contains(out, "MPPE keys OK: 2  mismatch: 0") {
-						t.Fatalf("eapol_test: %v\n%s", err, tail(out, 60))
-					}
-					if n := resumedCount(out); n != 0 || resumedOK != 0 {
-						t.Fatalf("resumed after the ticket keys were dropped (eapol_test %d, server %v)", n, resumedOK)
-					}
-					return
-				}
 				if err == nil || !strings.Contains(out, "Access-Reject") {
 					t.Fatalf("the second authentication was not rejected: %v\n%s", err, tail(out, 60))
 				}
