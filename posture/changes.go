@@ -20,6 +20,12 @@ type changeClock struct {
 	at    map[string]time.Time
 }
 
+// maxChangedDevices bounds the change clock (about 100 bytes a device):
+// more devices changing between two resets make it forget and raise its
+// floor, which forces full handshakes (under full_after_change), never a
+// wrong "unchanged".
+const maxChangedDevices = 1 << 16
+
 func newChangeClock(max int, start time.Time) *changeClock {
 	// Nothing is known before the Service followed the store.
 	return &changeClock{max: max, floor: start, at: map[string]time.Time{}}

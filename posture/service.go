@@ -356,7 +356,7 @@ func New(st store.Store, profiles []Profile, opts ...Option) (*Service, error) {
 	slices.Sort(names)
 	s.profileN = newInterner(names...)
 	s.formatN = newInterner(append([]string{"", policy.FormatNone}, policy.HardwareFormats()...)...)
-	s.changes = newChangeClock(s.cacheSize, s.now())
+	s.changes = newChangeClock(min(s.cacheSize, maxChangedDevices), s.now())
 	s.stopWatch = sync.OnceFunc(st.Watch(s.onChange))
 	return s, nil
 }
