@@ -216,6 +216,9 @@ func TestE2EServeProduction(t *testing.T) {
 	if fi, err := os.Stat(offlineRoot); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("offline root key: %v %v", err, fi)
 	}
+	if r := cli("ca", "show", "--data-dir", dataDir); r.code != 0 || !strings.Contains(r.stdout, "root key: not in the data dir (offline)") {
+		t.Fatalf("ca show: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	root1, err := os.ReadFile(filepath.Join(dataDir, "ca", "root.crt"))
 	if err != nil {
 		t.Fatal(err)

@@ -161,6 +161,14 @@ func LoadConfig(path string) (*Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
+		// First the keys and values, by their full path; then the decode.
+		var doc yaml.Node
+		if err := yaml.Unmarshal(b, &doc); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		if err := config.CheckNode(&doc, cfg); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
 		dec := yaml.NewDecoder(bytes.NewReader(b))
 		dec.KnownFields(true)
 		// An empty file decodes to io.EOF and means "all defaults".

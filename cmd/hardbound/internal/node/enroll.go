@@ -117,6 +117,7 @@ func (in *Node) startEnroll() error {
 	if err != nil {
 		return err
 	}
+	in.certExpiry("enroll", kp)
 	if err := in.serveHTTP("enroll-https", ec.HTTPSAddr, in.enrollMux(svc.Handler()), newTLSConfig(kp)); err != nil {
 		return err
 	}

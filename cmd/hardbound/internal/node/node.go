@@ -104,6 +104,8 @@ func Start(parent context.Context, cfg *Config, log *slog.Logger) (_ *Node, err 
 		return nil, fmt.Errorf("%w (create one with `hardbound ca init --data-dir %s`)", err, cfg.DataDir)
 	}
 	in.ca = c
+	in.metrics.CertExpiry("root", c.Root().NotAfter)
+	in.metrics.CertExpiry("issuing", c.Issuing().NotAfter)
 	st, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -212,12 +214,7 @@ func (in *Node) startMetrics() error {
 }
 
 func (in *Node) startAdmin() error {
-	tokens, err := in.cfg.Admin.Tokens(in.cfg.DataDir)
-	if err != nil {
-		return fmt.Errorf("%w (serve --dev creates one; or write \"name sha256hex\" lines)", err)
-	}
-	deps := in.adminDeps()
-	srv, err := admin.New(deps, tokens, admin.WithLogger(in.log))
+	srv, err := in.adminHandler()
 	if err != nil {
 		return err
 	}
@@ -225,6 +222,7 @@ func (in *Node) startAdmin() error {
 	if err != nil {
 		return err
 	}
+	in.certExpiry("admin", kp)
 	return in.serveHTTP("admin", in.cfg.Admin.Addr, srv, newTLSConfig(kp))
 }
 
@@ -339,7 +337,7 @@ func (in *Node) Banner(w io.Writer) {
 		{"radius-acct", "RADIUS accounting (udp)"},
 		{"enroll-https", "enrollment: ACME https://%s/acme/directory, SCEP https://%s/scep"},
 		{"enroll-http", "SCEP and CRL over http://%s/scep, http://%s/crl"},
-		{"admin", "admin API https://%s/api/v1/"},
+		{"admin", "admin API https://%s/api/v1/, console https://%s/ui/"},
 		{"metrics", "metrics http://%s/metrics"},
 	} {
 		a := in.Addr(l.name)
