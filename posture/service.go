@@ -144,7 +144,8 @@ type Service struct {
 	stopWatch func() // ends the store subscription (Close)
 
 	// gen is the Seq of the last store change applied to the caches.
-	gen atomic.Uint64
+	gen     atomic.Uint64
+	changes *changeClock
 }
 
 // certInfo is what Decide needs of a store.Cert and its attestation. The
@@ -359,6 +360,7 @@ func New(st store.Store, profiles []Profile, opts ...Option) (*Service, error) {
 	slices.Sort(names)
 	s.profileN = newInterner(names...)
 	s.formatN = newInterner(append([]string{"", policy.FormatNone}, policy.HardwareFormats()...)...)
+	s.changes = newChangeClock(min(s.cacheSize, maxChangedDevices), s.now())
 	s.stopWatch = sync.OnceFunc(st.Watch(s.onChange))
 	return s, nil
 }

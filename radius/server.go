@@ -108,6 +108,7 @@ type Server struct {
 	budget   *auditbudget.Budget
 	onoff    onOffTracker
 
+	eap        *eaptls.Server
 	newSession func(ctx context.Context, o eaptls.SessionOptions) eapSession
 	convs      *convTable
 	dups       *dupCache
@@ -137,6 +138,11 @@ func New(cfg Config, eap *eaptls.Server, dec Decider, sessions Sessions, audit A
 	case audit == nil:
 		return nil, errors.New("radius: auditor is required")
 	}
+	if len(cfg.Resumption.SharedKey) > 0 {
+		if _, ok := sessions.(ticketKeyStore); !ok {
+			return nil, errors.New("radius: resumption.shared_key_file needs a store that holds ticket keys")
+		}
+	}
 	cfg.setDefaults()
 	s := &Server{
 		cfg:      cfg,
@@ -160,8 +166,12 @@ func New(cfg Config, eap *eaptls.Server, dec Decider, sessions Sessions, audit A
 		s.class.key = make([]byte, ClassKeyLen)
 		_, _ = rand.Read(s.class.key) // never fails (Go 1.24+)
 	}
+	s.eap = eap
+	tickets := s.ticketPolicy()
 	s.newSession = func(ctx context.Context, o eaptls.SessionOptions) eapSession {
-		return eaptls.NewSession[posture.Verdict](ctx, eap, o)
+		sess := eaptls.NewSession[posture.Verdict](ctx, eap, o)
+		sess.SetTicketPolicy(tickets)
+		return sess
 	}
 	s.authorize = s.authorizer(nil)
 	s.bufs.New = func() any { b := make([]byte, maxPacket+1); return &b }
@@ -291,6 +301,7 @@ func (s *Server) Serve(ctx context.Context, auth, acct net.PacketConn) error {
 		})
 	}
 	bg.Go(func() { s.janitor(ctx) })
+	bg.Go(func() { s.rotateTicketKeys(ctx) })
 
 	var err error
 	select {

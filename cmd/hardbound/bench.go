@@ -92,6 +92,7 @@ keys; rejects are results, not failures.`,
 	fl.IntVar(&c.FramedMTU, "framed-mtu", 1400, "Framed-MTU sent and used by the supplicant for its fragments")
 	fl.DurationVar(&c.Timeout, "timeout", 2*time.Second, "wait for one reply before retransmitting")
 	fl.IntVar(&c.Retries, "retries", 2, "retransmissions of one request before giving up")
+	fl.BoolVar(&c.Resume, "resume", false, "each certificate keeps its TLS session and resumes it from the server's ticket (report: share resumed, round trips of each kind)")
 	return cmd
 }
 

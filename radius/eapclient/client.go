@@ -137,7 +137,10 @@ type Result struct {
 	// KeysPresent: the Accept carried both MS-MPPE keys. KeysMatch: they
 	// equal the peer's MSK[0:32] (Recv) and MSK[32:64] (Send).
 	KeysPresent, KeysMatch bool
-	Duration               time.Duration
+	// Resumed: the peer's TLS handshake resumed a session from a ticket
+	// (set on Access-Accept).
+	Resumed  bool
+	Duration time.Duration
 }
 
 // Client is one simulated NAS with one UDP socket. A Client runs one
@@ -298,6 +301,7 @@ func (c *Client) Authenticate(ctx context.Context, peer *eaptls.Peer) (res Resul
 			}
 			msk, _ := peer.Keys()
 			res.KeysPresent, res.KeysMatch = checkKeys(resp, req, msk)
+			res.Resumed = peer.Resumed()
 			return res, nil
 		case radius.CodeAccessReject:
 			c.final(&res, resp, req)
