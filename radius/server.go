@@ -378,6 +378,12 @@ func (s *Server) handle(ctx context.Context, inline *reader, port byte, from net
 		s.log.Debug("packet from unknown client", "from", from)
 		return nil
 	}
+	return s.handleNAS(ctx, inline, n, port, from, b)
+}
+
+// handleNAS is handle once the client is known: by source address (UDP) or
+// by certificate (stream.go).
+func (s *Server) handleNAS(ctx context.Context, inline *reader, n *nas, port byte, from netip.AddrPort, b []byte) []byte {
 	p, err := packet.Parse(b)
 	if err != nil {
 		cause := DropMalformed
