@@ -12,8 +12,10 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"log/slog"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -56,13 +58,32 @@ type env struct {
 	addr    string // RADIUS/TLS host:port
 	server  tls.Certificate
 	metrics *countMetrics
+	logs    *syncBuffer // the listener's log
+}
+
+// syncBuffer is a log sink tests grep.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func newEnv(t *testing.T, mut func(*Config)) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	dir := t.TempDir()
-	e := &env{ctx: ctx, dir: dir, metrics: newCountMetrics()}
+	e := &env{ctx: ctx, dir: dir, metrics: newCountMetrics(), logs: &syncBuffer{}}
 	e.ca = catest.New(t, filepath.Join(dir, "ca"))
 	e.st = badgertest.Memory(t)
 	var err error
@@ -86,6 +107,7 @@ func newEnv(t *testing.T, mut func(*Config)) *env {
 		t.Fatal(err)
 	}
 	cfg := Config{Certificate: e.server, OwnCA: e.ca.Pool(), Bindings: e.st, Metrics: e.metrics,
+		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		HandshakeTimeout: 5 * time.Second, PacketTimeout: 2 * time.Second, IdleTimeout: 30 * time.Second}
 	if mut != nil {
 		mut(&cfg)
