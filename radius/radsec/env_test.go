@@ -9,10 +9,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
-	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -107,7 +107,7 @@ func newEnv(t *testing.T, mut func(*Config)) *env {
 		t.Fatal(err)
 	}
 	cfg := Config{Certificate: e.server, OwnCA: e.ca.Pool(), Bindings: e.st, Metrics: e.metrics,
-		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:           slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		HandshakeTimeout: 5 * time.Second, PacketTimeout: 2 * time.Second, IdleTimeout: 30 * time.Second}
 	if mut != nil {
 		mut(&cfg)
@@ -242,7 +242,7 @@ func (m *countMetrics) get(k string) int {
 	return m.c[k]
 }
 func (m *countMetrics) Connections(n int) { m.mu.Lock(); m.open = n; m.mu.Unlock() }
-func (m *countMetrics) conns() int       { m.mu.Lock(); defer m.mu.Unlock(); return m.open }
+func (m *countMetrics) conns() int        { m.mu.Lock(); defer m.mu.Unlock(); return m.open }
 func (m *countMetrics) Accepted(s string) { m.inc("accepted/" + s) }
 func (m *countMetrics) Refused(r string)  { m.inc("refused/" + r) }
 func (m *countMetrics) Closed(r string)   { m.inc("closed/" + r) }
