@@ -11,6 +11,7 @@ import (
 
 	"hardbound/eaptls"
 	"hardbound/radius/dynauth"
+	"hardbound/radius/radsec"
 	"hardbound/store/config"
 )
 
@@ -41,6 +42,8 @@ type FileConfig struct {
 	ServerNames []string           `yaml:"server_names"`
 	Clients     []FileClient       `yaml:"clients"`
 	CoA         dynauth.FileConfig `yaml:"coa"`
+	// RadSec is RADIUS/TLS (radius/radsec), off unless its addr is set.
+	RadSec radsec.FileConfig `yaml:"radsec"`
 }
 
 // FileClient is one radius.clients[] entry: a NAS, or a network of NASes
@@ -75,6 +78,7 @@ func DefaultFileConfig() FileConfig {
 		TLSMaxVersion:    "1.3",
 		ServerNames:      []string{"localhost"},
 		CoA:              dynauth.DefaultFileConfig(),
+		RadSec:           radsec.DefaultFileConfig(),
 	}
 }
 
@@ -121,7 +125,10 @@ func (c *FileConfig) Validate(path string) error {
 			return err
 		}
 	}
-	return c.CoA.Validate(path + ".coa")
+	if err := c.CoA.Validate(path + ".coa"); err != nil {
+		return err
+	}
+	return c.RadSec.Validate(path + ".radsec")
 }
 
 // resolve validates one client at path f ("radius.clients[0]").

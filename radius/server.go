@@ -85,6 +85,7 @@ type Server struct {
 
 	newSession func(ctx context.Context, o eaptls.SessionOptions) eapSession
 	convs      *convTable
+	streams    streamClients // NAS clients of RADIUS/TLS, by name (stream.go)
 	dups       *dupCache
 	bufs       sync.Pool // *[]byte of maxPacket+1: one more detects oversize datagrams
 	serving    atomic.Bool

@@ -9,8 +9,9 @@ import (
 )
 
 // Secret is the RADIUS shared secret of every RADIUS/TLS connection (RFC
-// 6614 §2.3): TLS protects the packets; the MD5 layer stays only because
-// the packet format needs a key.
+// 6614 §2.3), radius.StreamSecret: TLS protects the packets; the MD5 layer
+// stays only because the packet format needs a key. Disconnect/CoA down a
+// connection are keyed with it too.
 const Secret = "radsec"
 
 // Defaults of Config, which are also those of hardbound.yaml's

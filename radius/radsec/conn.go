@@ -13,7 +13,6 @@ import (
 
 	lradius "layeh.com/radius"
 
-	"hardbound/radius"
 	"hardbound/radius/dynauth"
 	"hardbound/radius/packet"
 )
@@ -29,12 +28,11 @@ type conn struct {
 	// epoch is Listener.epoch when the connection was tracked (mu).
 	epoch uint64
 
-	client *radius.StreamClient
-	sem    chan struct{} // requests being answered
-	wmu    sync.Mutex    // one packet per write, whole
-	done   chan struct{}
-	once   sync.Once
-	why    string // close reason, set once
+	sem  chan struct{} // requests being answered
+	wmu  sync.Mutex    // one packet per write, whole
+	done chan struct{}
+	once sync.Once
+	why  string // close reason, set once
 	// partial: the reader is inside a packet (PacketTimeout applies).
 	partial bool
 
@@ -90,11 +88,6 @@ func (l *Listener) serveConn(ctx context.Context, raw net.Conn) {
 			"from", c.from.String(), "max", l.cfg.MaxPerNAS)
 		return
 	}
-	if c.client, err = l.client(c.id.name); err != nil {
-		l.m.Refused("error")
-		l.log.Error("RADIUS/TLS client", "nas", c.id.name, "err", err)
-		return
-	}
 	l.m.Accepted(c.id.source)
 	st := c.tc.ConnectionState()
 	l.log.Info("RADIUS/TLS connection", "nas", c.id.name, "from", c.from.String(), "source", c.id.source,
@@ -137,7 +130,7 @@ func (c *conn) read(ctx context.Context, handlers *sync.WaitGroup) string {
 		pkt := append([]byte(nil), b...)
 		handlers.Go(func() {
 			defer func() { <-c.sem }()
-			if resp := l.h.HandleStream(ctx, c.client, c.from, pkt); resp != nil {
+			if resp := l.h.HandleStream(ctx, c.id.name, c.from, pkt); resp != nil {
 				if err := c.write(resp); err != nil {
 					c.close("write")
 					return

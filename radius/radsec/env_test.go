@@ -1,4 +1,4 @@
-package radsec
+package radsec_test
 
 import (
 	"context"
@@ -26,6 +26,7 @@ import (
 	"hardbound/enroll/devbind"
 	"hardbound/posture"
 	"hardbound/radius"
+	"hardbound/radius/radsec"
 	"hardbound/store"
 	"hardbound/store/badger"
 	"hardbound/store/badger/badgertest"
@@ -54,7 +55,7 @@ type env struct {
 	st      *badger.Store
 	posture *posture.Service
 	radius  *radius.Server
-	ls      *Listener
+	ls      *radsec.Listener
 	addr    string // RADIUS/TLS host:port
 	server  tls.Certificate
 	metrics *countMetrics
@@ -79,7 +80,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newEnv(t *testing.T, mut func(*Config)) *env {
+func newEnv(t *testing.T, mut func(*radsec.Config)) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	dir := t.TempDir()
@@ -106,13 +107,13 @@ func newEnv(t *testing.T, mut func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Certificate: e.server, OwnCA: e.ca.Pool(), Bindings: e.st, Metrics: e.metrics,
+	cfg := radsec.Config{Certificate: e.server, OwnCA: e.ca.Pool(), Bindings: e.st, Metrics: e.metrics,
 		Logger:           slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		HandshakeTimeout: 5 * time.Second, PacketTimeout: 2 * time.Second, IdleTimeout: 30 * time.Second}
 	if mut != nil {
 		mut(&cfg)
 	}
-	if e.ls, err = New(cfg, e.radius); err != nil {
+	if e.ls, err = radsec.New(cfg, e.radius); err != nil {
 		t.Fatal(err)
 	}
 	ln, err := e.ls.Listen(ctx, "127.0.0.1:0")
@@ -127,7 +128,7 @@ func newEnv(t *testing.T, mut func(*Config)) *env {
 	return e
 }
 
-// nasCert issues a NAS certificate through the Issuer, as `hardbound nas
+// nasCert issues a NAS certificate through the radsec.Issuer, as `hardbound nas
 // issue` does, and returns it with its key.
 func (e *env) nasCert(t *testing.T, name string) tls.Certificate {
 	t.Helper()
@@ -143,7 +144,7 @@ func (e *env) nasCert(t *testing.T, name string) tls.Certificate {
 	if err != nil {
 		t.Fatal(err)
 	}
-	is, err := (&Issuer{CA: e.ca, Store: e.st}).Issue(e.ctx, IssueRequest{Name: name, CSR: csr, Actor: "admin:test"})
+	is, err := (&radsec.Issuer{CA: e.ca, Store: e.st}).Issue(e.ctx, radsec.IssueRequest{Name: name, CSR: csr, Actor: "admin:test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +220,13 @@ func (e *env) dial(t testing.TB, cert tls.Certificate, maxVersion uint16) (*tls.
 // eventually polls cond for up to 10s.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	eventuallyFor(t, 10*time.Second, what, cond)
+}
+
+// eventuallyFor polls cond for up to d.
+func eventuallyFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if cond() {
 			return
 		}

@@ -1,4 +1,4 @@
-package radsec
+package radsec_test
 
 import (
 	"context"
@@ -116,7 +116,7 @@ func eapolTest(t *testing.T, port int, caFile string, dev *devbind.Device, phase
 }
 
 // TestRadsecproxy: eapol_test -> radsecproxy (UDP) -> hardbound
-// (RADIUS/TLS, NAS certificate from the Issuer). TLS 1.2 and 1.3 reach an
+// (RADIUS/TLS, NAS certificate from the radsec.Issuer). TLS 1.2 and 1.3 reach an
 // Access-Accept with matching MPPE keys; an unbound or revoked device is
 // rejected; a radsecproxy with a certificate of another CA is refused at
 // the TLS layer.

@@ -11,16 +11,15 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"hardbound/radius"
 	"hardbound/radius/dynauth"
 	"hardbound/store"
 )
 
 // Handler answers RADIUS packets of NASes known by certificate
-// (*radius.Server).
+// (*radius.Server): the NAS's name, the connection's remote address and
+// the framed packet in, the encoded response (or nil) out.
 type Handler interface {
-	NewStreamClient(c radius.Client) (*radius.StreamClient, error)
-	HandleStream(ctx context.Context, c *radius.StreamClient, from netip.AddrPort, b []byte) []byte
+	HandleStream(ctx context.Context, nas string, from netip.AddrPort, b []byte) []byte
 }
 
 // Listener is the RADIUS/TLS server.
@@ -37,10 +36,9 @@ type Listener struct {
 	// have concerned it after identify read the store.
 	epoch uint64
 
-	mu      sync.Mutex
-	clients map[string]*radius.StreamClient // one per NAS name, kept
-	byName  map[string]map[*conn]struct{}
-	all     map[*conn]struct{}
+	mu     sync.Mutex
+	byName map[string]map[*conn]struct{}
+	all    map[*conn]struct{}
 }
 
 // New checks cfg and builds a Listener answering through h.
@@ -54,12 +52,11 @@ func New(cfg Config, h Handler) (*Listener, error) {
 	cfg.setDefaults()
 	l := &Listener{
 		cfg: cfg, h: h,
-		id:      identifier{own: cfg.OwnCA, bindings: cfg.Bindings, external: cfg.External},
-		log:     cfg.Logger.With("component", "radsec"),
-		m:       cfg.Metrics,
-		clients: map[string]*radius.StreamClient{},
-		byName:  map[string]map[*conn]struct{}{},
-		all:     map[*conn]struct{}{},
+		id:     identifier{own: cfg.OwnCA, bindings: cfg.Bindings, external: cfg.External},
+		log:    cfg.Logger.With("component", "radsec"),
+		m:      cfg.Metrics,
+		byName: map[string]map[*conn]struct{}{},
+		all:    map[*conn]struct{}{},
 	}
 	l.tls = &tls.Config{
 		Certificates: []tls.Certificate{cfg.Certificate},
@@ -154,22 +151,6 @@ func (l *Listener) Connected(name string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.byName[name])
-}
-
-// client returns the NAS's radius client, made on first use.
-func (l *Listener) client(name string) (*radius.StreamClient, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if c, ok := l.clients[name]; ok {
-		return c, nil
-	}
-	c, err := l.h.NewStreamClient(radius.Client{Name: name, Secret: []byte(Secret),
-		RequireMessageAuthenticator: true, LimitProxyState: true})
-	if err != nil {
-		return nil, err
-	}
-	l.clients[name] = c
-	return c, nil
 }
 
 var connSeq atomic.Uint64

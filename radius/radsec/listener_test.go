@@ -1,17 +1,25 @@
-package radsec
+package radsec_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
+	"path/filepath"
 	"testing"
 	"time"
 
 	lradius "layeh.com/radius"
 
 	"hardbound/eaptls"
+	"hardbound/enroll/ca/catest"
 	"hardbound/enroll/devbind"
 	"hardbound/radius/eapclient"
 	"hardbound/radius/packet"
+	"hardbound/radius/radsec"
 )
 
 // TestGoNASAccept runs EAP-TLS over RADIUS/TLS with a NAS certificate from
@@ -47,7 +55,7 @@ func TestGoNASAccept(t *testing.T) {
 
 func authenticate(t *testing.T, e *env, tc *tls.Conn, dev *devbind.Device) eapclient.Result {
 	t.Helper()
-	c, err := eapclient.New(eapclient.Config{Stream: tc, Secret: []byte(Secret), Timeout: 5 * time.Second})
+	c, err := eapclient.New(eapclient.Config{Stream: tc, Secret: []byte(radsec.Secret), Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +71,7 @@ func authenticate(t *testing.T, e *env, tc *tls.Conn, dev *devbind.Device) eapcl
 
 func statusServer(t *testing.T, tc *tls.Conn, id byte) *lradius.Packet {
 	t.Helper()
-	sec := packet.NewSecret([]byte(Secret))
+	sec := packet.NewSecret([]byte(radsec.Secret))
 	req, err := sec.EncodeRequest(lradius.CodeStatusServer, id, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +93,7 @@ func statusServer(t *testing.T, tc *tls.Conn, id byte) *lradius.Packet {
 	if err := sec.VerifyResponse(&p, req[4:20], packet.Policy{}); err != nil {
 		t.Fatal(err)
 	}
-	out, err := lradius.Parse(b, []byte(Secret))
+	out, err := lradius.Parse(b, []byte(radsec.Secret))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,4 +130,41 @@ func TestRefusedIdentities(t *testing.T) {
 			eventually(t, "refusal counted", func() bool { return e.metrics.get("refused/"+tt.reason) == before+1 })
 		})
 	}
+}
+
+// TestExternalCA: a NAS with a certificate of a configured external CA is
+// known by its SAN; another certificate of that CA is not.
+func TestExternalCA(t *testing.T) {
+	other := catest.New(t, filepath.Join(t.TempDir(), "ext"))
+	e := newEnv(t, func(c *radsec.Config) {
+		c.External = []radsec.ExternalClient{{Name: "wlc", Roots: other.Pool(), DNS: "wlc.example.org"}}
+	})
+	issue := func(dns string) tls.Certificate {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := other.Sign(e.ctx, &x509.Certificate{Subject: pkix.Name{CommonName: dns}, DNSNames: []string{dns},
+			NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}, key.Public())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tls.Certificate{Certificate: [][]byte{leaf.Raw, other.Issuing().Raw}, PrivateKey: key, Leaf: leaf}
+	}
+	tc, err := e.dial(t, issue("wlc.example.org"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := statusServer(t, tc, 1); p.Code != lradius.CodeAccessAccept {
+		t.Fatalf("Status-Server: %v", p.Code)
+	}
+	if e.ls.Connected("wlc") != 1 || e.metrics.get("accepted/external") != 1 {
+		t.Fatalf("external NAS not identified: %v", e.metrics.c)
+	}
+	if c, err := e.dial(t, issue("ap.example.org"), 0); err == nil {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _ = c.Read(make([]byte, 1))
+	}
+	eventually(t, "unmatched SAN refused", func() bool { return e.metrics.get("refused/unknown_ca") == 1 })
 }

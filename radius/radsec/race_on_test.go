@@ -1,6 +1,6 @@
 //go:build race
 
-package radsec
+package radsec_test
 
 // memFactor scales memory bounds: the race detector's shadow memory and
 // per-goroutine state multiply a connection's footprint about sevenfold.

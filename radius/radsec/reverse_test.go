@@ -1,4 +1,4 @@
-package radsec
+package radsec_test
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"hardbound/radius/dynauth"
 	"hardbound/radius/eapclient"
 	"hardbound/radius/packet"
+	"hardbound/radius/radsec"
 )
 
 // TestReverseDisconnect: a device authenticates through a NAS holding a
@@ -33,7 +34,7 @@ func TestReverseDisconnect(t *testing.T) {
 	if !res.Accepted {
 		t.Fatal("not accepted")
 	}
-	c, err := eapclient.New(eapclient.Config{Stream: tc, Secret: []byte(Secret), Timeout: 5 * time.Second})
+	c, err := eapclient.New(eapclient.Config{Stream: tc, Secret: []byte(radsec.Secret), Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +51,7 @@ func TestReverseDisconnect(t *testing.T) {
 	got := make(chan []byte, 1)
 	var nasWG sync.WaitGroup
 	nasWG.Go(func() {
-		sec := packet.NewSecret([]byte(Secret))
+		sec := packet.NewSecret([]byte(radsec.Secret))
 		buf := make([]byte, packet.MaxLen)
 		_ = tc.SetReadDeadline(time.Now().Add(20 * time.Second))
 		b, err := packet.ReadStream(tc, buf, nil)
@@ -84,7 +85,7 @@ func TestReverseDisconnect(t *testing.T) {
 		Sender: sender.Via(e.ls.Stream),
 		// No UDP address: this NAS is only reachable down its connection.
 		NAS: func(name string) (dynauth.NAS, bool) {
-			return dynauth.NAS{Name: name, Addr: "127.0.0.1:9", Secret: []byte(Secret)}, name == "ap-nat"
+			return dynauth.NAS{Name: name, Addr: "127.0.0.1:9", Secret: []byte(radsec.Secret)}, name == "ap-nat"
 		},
 	})
 	if err != nil {
@@ -101,7 +102,7 @@ func TestReverseDisconnect(t *testing.T) {
 	}
 	select {
 	case b := <-got:
-		p, _ := lradius.Parse(b, []byte(Secret))
+		p, _ := lradius.Parse(b, []byte(radsec.Secret))
 		if v := rfc2866.AcctSessionID_GetString(p); v != "sess-1" {
 			t.Fatalf("Disconnect for session %q", v)
 		}
