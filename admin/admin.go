@@ -117,6 +117,7 @@ func New(deps Deps, tokens []Token, opts ...Option) (*Server, error) {
 	s.auth(m, "GET /api/v1/audit", s.tailAudit)
 	s.auth(m, "GET /api/v1/audit/verify", s.verifyAudit)
 	s.auth(m, "POST /api/v1/scep/challenges", s.mintChallenge)
+	s.auth(m, "GET /api/v1/attestations/{id}", s.getAttestation)
 	s.auth(m, "POST /api/v1/attestations/activate", s.activate)
 	s.auth(m, "POST /api/v1/attestations", s.attest)
 	s.auth(m, "POST /api/v1/dev/devices", s.devEnroll)

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"maps"
 	"time"
 
 	"hardbound/enroll/attest"
@@ -77,6 +78,23 @@ func certOf(c *store.Cert) Cert {
 		out.Revoked = &Revocation{At: r.At, Reason: r.Reason, Actor: r.Actor}
 	}
 	return out
+}
+
+// Attestation is GET /api/v1/attestations/{id}: the verified facts a
+// binding was issued on.
+type Attestation struct {
+	V          int               `json:"v"`
+	ID         string            `json:"id"`
+	DeviceID   string            `json:"device_id"`
+	Format     string            `json:"format"`
+	KeySHA256  store.Hash        `json:"key_sha256"`
+	Facts      map[string]string `json:"facts,omitempty"`
+	VerifiedAt time.Time         `json:"verified_at"`
+}
+
+func attestationOf(a *store.Attestation) Attestation {
+	return Attestation{V: a.V, ID: a.ID, DeviceID: a.DeviceID, Format: a.Format, KeySHA256: a.KeySHA256,
+		Facts: maps.Clone(a.Facts), VerifiedAt: a.VerifiedAt}
 }
 
 // CertDetail is GET /api/v1/certs/{serial}: the binding and the
@@ -244,6 +262,14 @@ type DevEnrollRequest struct {
 	Format   string `json:"format,omitempty"`
 	Profile  string `json:"profile,omitempty"`
 	Posture  string `json:"posture,omitempty"`
+	// Validity is the certificate's lifetime (Go duration; default: the
+	// profile's).
+	Validity string `json:"validity,omitempty"`
+	// Unbound issues the certificate from the CA and records nothing: the
+	// "our CA, but no binding" case the decision must reject.
+	Unbound bool `json:"unbound,omitempty"`
+	// Aliases are MDM identities recorded on the device (serial, udid...).
+	Aliases map[string]string `json:"aliases,omitempty"`
 }
 
 // DevEnrollResponse carries the issued chain.

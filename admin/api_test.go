@@ -62,6 +62,10 @@ func TestAnswersKeepTheRecordsShape(t *testing.T) {
 	if err != nil || len(cert.DER) == 0 || cert.Revoked == nil {
 		t.Fatalf("stored cert %+v, %v", cert, err)
 	}
+	att, err := e.st.GetAttestation(e.ctx, cert.AttestationID)
+	if err != nil {
+		t.Fatal(err)
+	}
 	evs, err := e.st.TailAudit(e.ctx, 10)
 	if err != nil {
 		t.Fatal(err)
@@ -80,6 +84,7 @@ func TestAnswersKeepTheRecordsShape(t *testing.T) {
 		{"device_show", "/api/v1/devices/dev-full", field("device"), recordJSON(t, dev)},
 		{"cert_in_list_without_der", "/api/v1/certs?device=dev-1", item0, recordJSON(t, cert, "der")},
 		{"cert_show_with_der", "/api/v1/certs/" + d.Binding.Serial, same, recordJSON(t, cert)},
+		{"attestation_show", "/api/v1/attestations/" + cert.AttestationID, same, recordJSON(t, att)},
 		{"session_in_list", "/api/v1/sessions?all=true", item0, recordJSON(t, sess)},
 		{"audit_tail", "/api/v1/audit?n=1", item0, recordJSON(t, evs[len(evs)-1])},
 		{"audit_verify", "/api/v1/audit/verify", same, recordJSON(t, vr)},

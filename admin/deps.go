@@ -15,6 +15,7 @@ type Store interface {
 	GetDevice(ctx context.Context, id string) (*store.Device, error)
 	ListDevices(ctx context.Context, f store.DeviceFilter, p store.Page) ([]*store.Device, string, error)
 	GetCertBySerial(ctx context.Context, serial string) (*store.Cert, error)
+	GetAttestation(ctx context.Context, id string) (*store.Attestation, error)
 	ListCerts(ctx context.Context, f store.CertFilter, p store.Page) ([]*store.Cert, string, error)
 	ListSessions(ctx context.Context, deviceID string, liveOnly bool, p store.Page) ([]*store.Session, string, error)
 	AppendAudit(ctx context.Context, ev *store.AuditEvent) error

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"hardbound/enroll/attest"
+	"hardbound/enroll/ca"
 	"hardbound/enroll/devbind"
 	"hardbound/enroll/scep"
 	"hardbound/store"
@@ -103,8 +104,16 @@ func (s *Server) devEnroll(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, action, "", err)
 		return
 	}
+	var validity time.Duration
+	if req.Validity != "" {
+		if validity, err = time.ParseDuration(req.Validity); err != nil || validity <= 0 {
+			s.refuse(w, r, action, req.DeviceID, fmt.Errorf("%w: validity %q is not a positive Go duration", errBadRequest, req.Validity))
+			return
+		}
+	}
 	d, err := s.deps.DevEnroll.Enroll(r.Context(), csr, devbind.Request{DeviceID: req.DeviceID, Format: req.Format,
-		Profile: req.Profile, Posture: store.Compliance(req.Posture)})
+		Profile: req.Profile, Posture: store.Compliance(req.Posture), Validity: validity, NoBinding: req.Unbound,
+		Aliases: req.Aliases})
 	if err != nil {
 		s.refuse(w, r, action, "", err)
 		return
@@ -113,7 +122,14 @@ func (s *Server) devEnroll(w http.ResponseWriter, r *http.Request) {
 	for _, der := range d.Certificate.Certificate {
 		chain = append(chain, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
 	}
-	writeJSON(w, http.StatusCreated, DevEnrollResponse{DeviceID: d.ID, Serial: d.Binding.Serial, Certificate: string(chain)})
+	// An unbound device has no binding record; its serial is the leaf's.
+	serial := ""
+	if d.Binding != nil {
+		serial = d.Binding.Serial
+	} else if d.Leaf != nil {
+		serial = ca.SerialString(d.Leaf.SerialNumber)
+	}
+	writeJSON(w, http.StatusCreated, DevEnrollResponse{DeviceID: d.ID, Serial: serial, Certificate: string(chain)})
 }
 
 // parseCSR reads DevEnrollRequest.CSR, base64 (standard) DER PKCS#10.

@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -211,11 +212,13 @@ func TestEnrollEndpoints(t *testing.T) {
 	})
 	t.Run("ok/dev_request_reaches_the_enroller", func(t *testing.T) {
 		var out admin.DevEnrollResponse
-		code, body := e.call(t, "POST", "/api/v1/dev/devices", token, `{"device_id":"d4","csr":"`+csr+`","format":"tpm","profile":"p","posture":"unknown"}`)
+		code, body := e.call(t, "POST", "/api/v1/dev/devices", token, `{"device_id":"d4","csr":"`+csr+`","format":"tpm","profile":"p","posture":"unknown","validity":"2h","unbound":true,"aliases":{"serial":"S4"}}`)
 		if code != 201 || json.Unmarshal([]byte(body), &out) != nil {
 			t.Fatalf("HTTP %d %s", code, body)
 		}
-		if want := (devbind.Request{DeviceID: "d4", Format: "tpm", Profile: "p", Posture: store.ComplianceUnknown}); f.lastDev != want {
+		want := devbind.Request{DeviceID: "d4", Format: "tpm", Profile: "p", Posture: store.ComplianceUnknown,
+			Validity: 2 * time.Hour, NoBinding: true, Aliases: map[string]string{"serial": "S4"}}
+		if !reflect.DeepEqual(f.lastDev, want) {
 			t.Errorf("devbind.Request = %+v, want %+v", f.lastDev, want)
 		}
 		if out.DeviceID != "d4" || out.Serial != "abc" {

@@ -163,6 +163,15 @@ func (s *Server) getCert(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, CertDetail{Cert: certOf(c), DER: c.DER})
 }
 
+func (s *Server) getAttestation(w http.ResponseWriter, r *http.Request) {
+	a, err := s.deps.Store.GetAttestation(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, attestationOf(a))
+}
+
 func (s *Server) listSessions(w http.ResponseWriter, r *http.Request) {
 	p, err := page(r)
 	if err != nil {

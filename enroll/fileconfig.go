@@ -1,8 +1,10 @@
 package enroll
 
 import (
+	"crypto/x509"
 	"os"
 
+	"hardbound/enroll/attest"
 	"hardbound/enroll/limit"
 	"hardbound/store/config"
 )
@@ -87,4 +89,29 @@ func (c FileConfig) Limits() limit.Config {
 		PerIP:      rate(c.RateLimits.PerIP),
 		PerProfile: rate(c.RateLimits.PerProfile),
 	}
+}
+
+// AttestRoots loads the configured root bundles. A bundle left unset stays
+// nil, and the verifier then uses its built-in vendor roots (none for TPM).
+// path is the section's place in the file ("enroll").
+func (c FileConfig) AttestRoots(path string) (attest.Roots, error) {
+	var r attest.Roots
+	for _, f := range []struct {
+		name, file string
+		pool       **x509.CertPool
+	}{
+		{"apple_roots", c.AppleRoots, &r.Apple}, {"tpm_roots", c.TPMRoots, &r.TPM}, {"android_roots", c.AndroidRoots, &r.Android},
+	} {
+		if f.file == "" {
+			continue
+		}
+		b, err := os.ReadFile(f.file)
+		if err != nil {
+			return r, config.Errorf(path+"."+f.name, "%w", err)
+		}
+		if *f.pool, err = attest.PoolFromPEM(b); err != nil {
+			return r, config.Errorf(path+"."+f.name, "%w", err)
+		}
+	}
+	return r, nil
 }

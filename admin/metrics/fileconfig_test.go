@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"errors"
 	"testing"
 
 	"hardbound/store/config"
@@ -20,15 +19,12 @@ func TestFileConfigValidateNamesTheField(t *testing.T) {
 	}
 	for _, tc := range tests {
 		err := FileConfig{Addr: tc.addr}.Validate("metrics")
+		want := "metrics.addr"
 		if tc.ok {
-			if err != nil {
-				t.Errorf("addr %q: %v", tc.addr, err)
-			}
-			continue
+			want = ""
 		}
-		var fe *config.FieldError
-		if !errors.As(err, &fe) || fe.Field != "metrics.addr" {
-			t.Errorf("addr %q: Validate = %v, want an error naming metrics.addr", tc.addr, err)
+		if err := config.MatchField(err, want); err != nil {
+			t.Errorf("addr %q: Validate: %v", tc.addr, err)
 		}
 	}
 	if err := DefaultFileConfig().Validate("metrics"); err != nil {

@@ -8,6 +8,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
+
+	"hardbound/cmd/hardbound/internal/node"
 )
 
 func TestMemoryLimitIsParsedOrRejectedNamingTheField(t *testing.T) {
@@ -42,18 +44,18 @@ func TestMemoryLimitIsParsedOrRejectedNamingTheField(t *testing.T) {
 			if err := os.WriteFile(path, []byte("memory_limit: \""+tc.in+"\"\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			cfg, err := loadConfig(path)
+			cfg, err := node.LoadConfig(path)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), "memory_limit") || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("loadConfig(memory_limit %q) = %v, want an error naming memory_limit with %q", tc.in, err, tc.wantErr)
+					t.Fatalf("LoadConfig(memory_limit %q) = %v, want an error naming memory_limit with %q", tc.in, err, tc.wantErr)
 				}
 				return
 			}
 			if err != nil {
-				t.Fatalf("loadConfig(memory_limit %q): %v", tc.in, err)
+				t.Fatalf("LoadConfig(memory_limit %q): %v", tc.in, err)
 			}
-			if cfg.memoryLimit != tc.want {
-				t.Errorf("memory_limit %q = %d bytes, want %d", tc.in, cfg.memoryLimit, tc.want)
+			if cfg.MemoryLimitBytes() != tc.want {
+				t.Errorf("memory_limit %q = %d bytes, want %d", tc.in, cfg.MemoryLimitBytes(), tc.want)
 			}
 		})
 	}
@@ -65,7 +67,7 @@ func TestApplyMemoryLimitSetsTheRuntimeLimitOnlyWhenConfigured(t *testing.T) {
 	t.Cleanup(func() { debug.SetMemoryLimit(prev) })
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 
-	cfg := defaultConfig()
+	cfg := node.DefaultConfig()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}

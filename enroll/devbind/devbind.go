@@ -17,6 +17,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"hardbound/enroll/ca"
@@ -53,6 +54,9 @@ type Request struct {
 	// NoBinding issues the certificate but records nothing: an unbound
 	// certificate from our own CA.
 	NoBinding bool
+	// Aliases are MDM identities (serial, udid, ...) recorded on the device,
+	// merged with those it has, as an MDM-driven enrollment records them.
+	Aliases map[string]string
 }
 
 // ErrInvalid reports a bad request.
@@ -119,7 +123,7 @@ func Bind(ctx context.Context, iss Issuer, rec Recorder, now time.Time, r Reques
 	is := store.Issuance{
 		Device: &store.Device{V: store.RecordVersion, ID: r.DeviceID, Platform: platform(r.Format), Profile: r.Profile,
 			Status: store.DeviceActive, Posture: store.Posture{State: r.Posture, Source: "dev", UpdatedAt: now},
-			CreatedAt: now, UpdatedAt: now},
+			Aliases: maps.Clone(r.Aliases), CreatedAt: now, UpdatedAt: now},
 		Cert:  c,
 		Audit: &store.AuditEvent{Time: now, Actor: "dev", Action: "enroll.dev", Subject: r.DeviceID, Result: "ok", Reason: r.Format},
 	}

@@ -33,6 +33,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	radiusload "hardbound/radius/loadgen"
+
 	"github.com/go-jose/go-jose/v4"
 
 	"hardbound/enroll/acme"
@@ -419,24 +421,11 @@ func (r Report) WriteText(w io.Writer) error {
 		b = fmt.Appendf(b, "%s enrollments, concurrency %d\n", strings.ToUpper(p.Protocol), p.Concurrency)
 		b = fmt.Appendf(b, "  issued     %d in %.2fs: %.1f/s (untimed setup %.1fs)\n", p.Issued, p.Elapsed.Seconds(), p.IssuedPerSec, p.UntimedSetup.Seconds())
 		b = fmt.Appendf(b, "  failed     %d\n", p.Failed)
-		b = fmt.Appendf(b, "  latency    p50 %v  p95 %v  p99 %v  max %v\n", round(p.P50), round(p.P95), round(p.P99), round(p.Max))
+		b = fmt.Appendf(b, "  latency    p50 %v  p95 %v  p99 %v  max %v\n", radiusload.RoundLatency(p.P50), radiusload.RoundLatency(p.P95), radiusload.RoundLatency(p.P99), radiusload.RoundLatency(p.Max))
 		for _, s := range p.ErrorSamples {
 			b = fmt.Appendf(b, "  error: %s\n", s)
 		}
 	}
 	_, err := w.Write(b)
 	return err
-}
-
-// round drops the digits of a latency nobody reads, as radius/loadgen's
-// report does (a little copying rather than a dependency between the two
-// load generators).
-func round(d time.Duration) time.Duration {
-	switch {
-	case d >= time.Second:
-		return d.Round(time.Millisecond)
-	case d >= time.Millisecond:
-		return d.Round(10 * time.Microsecond)
-	}
-	return d.Round(time.Microsecond)
 }

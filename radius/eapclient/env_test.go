@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -13,22 +12,18 @@ import (
 	"testing"
 	"time"
 
-	"hardbound/enroll/ca/catest"
-
 	"hardbound/eaptls"
 	"hardbound/enroll/ca"
 	"hardbound/enroll/devbind"
-	"hardbound/posture"
-	"hardbound/radius"
+	"hardbound/radius/radiustest"
 	"hardbound/store"
-	"hardbound/store/badger"
 )
 
 const testSecret = "eapclient-test-secret"
 
-// testEnv is the real hardbound RADIUS server on 127.0.0.1 with a real CA,
-// an in-memory Badger store and posture.Service deciding.
+// testEnv is the real hardbound RADIUS server (radius/radiustest).
 type testEnv struct {
+	*radiustest.Server
 	ctx        context.Context
 	ca         *ca.CA
 	st         store.Store
@@ -36,77 +31,19 @@ type testEnv struct {
 	auth, acct netip.AddrPort
 }
 
-func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quietLog() *slog.Logger { return radiustest.Quiet() }
 
 func newEnv(t testing.TB) *testEnv {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	dir := t.TempDir()
-	c := catest.New(t, dir, ca.WithLogger(quietLog()))
-	st, err := badger.Open(ctx, "", badger.WithInMemory(), badger.WithLogger(quietLog()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := posture.New(st, nil, posture.WithLogger(quietLog()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kp, err := c.IssueServerTLS(ctx, []string{"radius.test"}, nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eap, err := eaptls.NewServer(eaptls.ServerConfig{
-		TLS:    &tls.Config{Certificates: []tls.Certificate{kp}, ClientCAs: c.Pool(), MinVersion: tls.VersionTLS12},
-		Logger: quietLog(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := radius.New(radius.Config{Clients: []radius.Client{{
-		Name: "lo", Prefix: netip.MustParsePrefix("127.0.0.0/8"), Secret: []byte(testSecret),
-		RequireMessageAuthenticator: true, LimitProxyState: true, SendRejectReason: true,
-	}}}, eap, svc, st, st, radius.WithLogger(quietLog()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, b := listenLo(t), listenLo(t)
-	e := &testEnv{ctx: ctx, ca: c, st: st, eap: eap,
-		auth: a.LocalAddr().(*net.UDPAddr).AddrPort(), acct: b.LocalAddr().(*net.UDPAddr).AddrPort()}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, a, b) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Serve did not stop")
-		}
-		st.Close()
-	})
-	return e
-}
-
-func listenLo(t testing.TB) *net.UDPConn {
-	t.Helper()
-	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	s := radiustest.Start(t, testSecret)
+	return &testEnv{Server: s, ctx: s.Ctx, ca: s.CA, st: s.Store, eap: s.EAP, auth: s.Auth, acct: s.Acct}
 }
 
 // device makes a device with the given posture; unbound issues a cert from
 // our CA without any binding.
 func (e *testEnv) device(t testing.TB, id string, compliance store.Compliance, unbound bool) *devbind.Device {
 	t.Helper()
-	d, err := devbind.Bind(e.ctx, e.ca, e.st, time.Now(), devbind.Request{DeviceID: id, Posture: compliance, NoBinding: unbound})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
+	return e.Device(t, id, compliance, unbound)
 }
 
 // peer builds a supplicant for d at the given TLS version.
@@ -116,7 +53,7 @@ func (e *testEnv) peer(d *devbind.Device, version uint16, mtu int) *eaptls.Peer 
 	cert := d.Certificate
 	return eaptls.NewPeer(e.ctx, eaptls.PeerConfig{
 		TLS: &tls.Config{
-			RootCAs: roots, ServerName: "radius.test", MinVersion: version, MaxVersion: version,
+			RootCAs: roots, ServerName: radiustest.ServerName, MinVersion: version, MaxVersion: version,
 			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
 		},
 		Identity: "anonymous@example.org",
@@ -155,7 +92,7 @@ type proxy struct {
 
 func newProxy(t testing.TB, server netip.AddrPort, onReply func(n int, reply, req []byte) []byte) *proxy {
 	t.Helper()
-	p := &proxy{front: listenLo(t), back: listenLo(t), server: server, onReply: onReply}
+	p := &proxy{front: radiustest.ListenUDP(t), back: radiustest.ListenUDP(t), server: server, onReply: onReply}
 	t.Cleanup(func() { p.front.Close(); p.back.Close() })
 	go p.forward()
 	go p.backward()

@@ -198,7 +198,7 @@ func (r Report) WriteText(w io.Writer) error {
 	b = fmt.Appendf(b, "  timeouts         %d\n", s.Timeouts)
 	b = fmt.Appendf(b, "  errors           %d\n", s.Errors)
 	b = fmt.Appendf(b, "  key mismatches   %d\n", s.KeyMismatches)
-	b = fmt.Appendf(b, "  latency          p50 %v  p95 %v  p99 %v  max %v\n", round(s.P50), round(s.P95), round(s.P99), round(s.Max))
+	b = fmt.Appendf(b, "  latency          p50 %v  p95 %v  p99 %v  max %v\n", RoundLatency(s.P50), RoundLatency(s.P95), RoundLatency(s.P99), RoundLatency(s.Max))
 	b = fmt.Appendf(b, "  round trips      %.2f per authentication\n", s.RoundTripsPer)
 	b = fmt.Appendf(b, "  retransmits      %d (discarded replies %d)\n", s.Retransmits, s.Discarded)
 	for _, m := range r.ErrorSamples {
@@ -208,9 +208,10 @@ func (r Report) WriteText(w io.Writer) error {
 	return err
 }
 
-// round drops the digits of a latency nobody reads: whole ms above a
-// second, 10µs above a millisecond, µs below.
-func round(d time.Duration) time.Duration {
+// RoundLatency drops the digits of a latency nobody reads: whole ms above
+// a second, 10µs above a millisecond, µs below. Both load generators'
+// reports print latencies with it.
+func RoundLatency(d time.Duration) time.Duration {
 	switch {
 	case d >= time.Second:
 		return d.Round(time.Millisecond)

@@ -2,32 +2,22 @@ package loadgen
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"io"
-	"log/slog"
-	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"hardbound/eaptls"
 	"hardbound/enroll/ca"
-	"hardbound/enroll/ca/catest"
 	"hardbound/enroll/devbind"
-	"hardbound/posture"
-	"hardbound/radius"
+	"hardbound/radius/radiustest"
 	"hardbound/store"
-	"hardbound/store/badger"
 )
 
 const testSecret = "loadgen-test-secret"
 
-// testEnv is the real hardbound RADIUS server on 127.0.0.1 with a real CA,
-// an in-memory Badger store and posture.Service deciding.
+// testEnv is the real hardbound RADIUS server (radius/radiustest).
 type testEnv struct {
 	ctx  context.Context
 	ca   *ca.CA
@@ -38,69 +28,15 @@ type testEnv struct {
 	serverCert, serverKey string
 }
 
-func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
 func newEnv(t testing.TB) *testEnv {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	c := catest.New(t, "", ca.WithLogger(quietLog()))
-	st, err := badger.Open(ctx, "", badger.WithInMemory(), badger.WithLogger(quietLog()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := posture.New(st, nil, posture.WithLogger(quietLog()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	kp, err := c.IssueServerTLS(ctx, []string{"radius.test"}, nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	eap, err := eaptls.NewServer(eaptls.ServerConfig{
-		TLS:    &tls.Config{Certificates: []tls.Certificate{kp}, ClientCAs: c.Pool(), MinVersion: tls.VersionTLS12},
-		Logger: quietLog(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := radius.New(radius.Config{Clients: []radius.Client{{
-		Name: "lo", Prefix: netip.MustParsePrefix("127.0.0.0/8"), Secret: []byte(testSecret),
-		RequireMessageAuthenticator: true, LimitProxyState: true, SendRejectReason: true,
-	}}}, eap, svc, st, st, radius.WithLogger(quietLog()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, b := listenUDP(t), listenUDP(t)
+	s := radiustest.Start(t, testSecret)
 	dir := t.TempDir()
-	e := &testEnv{ctx: ctx, ca: c, st: st, auth: a.LocalAddr().String(),
+	e := &testEnv{ctx: s.Ctx, ca: s.CA, st: s.Store, auth: s.Auth.String(),
 		serverCert: filepath.Join(dir, "radius.crt"), serverKey: filepath.Join(dir, "radius.key")}
-	writePEM(t, e.serverCert, "CERTIFICATE", kp.Certificate...)
-	writeKey(t, e.serverKey, kp.PrivateKey)
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, a, b) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("Serve did not stop")
-		}
-		st.Close()
-	})
+	writePEM(t, e.serverCert, "CERTIFICATE", s.ServerCert.Certificate...)
+	writeKey(t, e.serverKey, s.ServerCert.PrivateKey)
 	return e
-}
-
-func listenUDP(t testing.TB) *net.UDPConn {
-	t.Helper()
-	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
 }
 
 // certDir writes devices bound (or, with unbound, only issued) by e's CA

@@ -7,6 +7,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -87,4 +88,21 @@ func ReadSecret(field, path string) (string, error) {
 		return "", Errorf(field, "empty")
 	}
 	return s, nil
+}
+
+// MatchField says whether err is what a section's Validate should return
+// for a value that is bad in field: nil when err is a *FieldError naming
+// field (or, with field "", when err is nil), an error saying what err was
+// otherwise. The sections' table tests check their Validate with it.
+func MatchField(err error, field string) error {
+	var fe *FieldError
+	switch {
+	case field == "" && err == nil:
+		return nil
+	case field == "":
+		return fmt.Errorf("got %v, want no error", err)
+	case errors.As(err, &fe) && fe.Field == field:
+		return nil
+	}
+	return fmt.Errorf("got %v, want an error naming %s", err, field)
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"strings"
 	"testing"
@@ -100,6 +101,30 @@ func TestCheckAddr(t *testing.T) {
 		var fe *FieldError
 		if err != nil && (!errors.As(err, &fe) || fe.Field != "admin.addr") {
 			t.Errorf("CheckAddr(%q) = %v, want a FieldError naming admin.addr", tc.addr, err)
+		}
+	}
+}
+
+func TestMatchField(t *testing.T) {
+	t.Parallel()
+	named := Errorf("a.b", "bad")
+	tests := []struct {
+		name  string
+		err   error
+		field string
+		match bool
+	}{
+		{"nil wanted", nil, "", true},
+		{"error not wanted", named, "", false},
+		{"field named", named, "a.b", true},
+		{"field wrapped", fmt.Errorf("load: %w", named), "a.b", true},
+		{"other field", named, "a.c", false},
+		{"no field error", errors.New("plain"), "a.b", false},
+		{"nil but field wanted", nil, "a.b", false},
+	}
+	for _, tc := range tests {
+		if got := MatchField(tc.err, tc.field) == nil; got != tc.match {
+			t.Errorf("%s: MatchField(%v, %q) matched=%v, want %v", tc.name, tc.err, tc.field, got, tc.match)
 		}
 	}
 }

@@ -109,6 +109,26 @@ func (a *Authority) RootCerts() map[string]*x509.Certificate {
 	}
 }
 
+// Trust adds the authority's roots to r: beside the built-in vendor roots
+// for Apple and Android where r has none configured, alone for the TPM EK
+// and AK roots. It is how `serve --dev` accepts this authority's evidence.
+func (a *Authority) Trust(r *attest.Roots) {
+	add := func(p **x509.CertPool, def func() *x509.CertPool, c *x509.Certificate) {
+		if *p == nil {
+			if def != nil {
+				*p = def()
+			} else {
+				*p = x509.NewCertPool()
+			}
+		}
+		(*p).AddCert(c)
+	}
+	add(&r.Apple, attest.DefaultAppleRoots, a.appleRoot.cert)
+	add(&r.Android, attest.DefaultAndroidRoots, a.androidRoot.cert)
+	add(&r.TPM, nil, a.ekRoot.cert)
+	add(&r.TPMAK, nil, a.akCA.cert)
+}
+
 func (a *Authority) newCA(name string, parent *ca) (ca, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	if err != nil {

@@ -1,7 +1,6 @@
 package intune
 
 import (
-	"errors"
 	"testing"
 	"time"
 
@@ -22,15 +21,12 @@ func TestFileConfigValidateNamesTheField(t *testing.T) {
 	}
 	for _, tc := range tests {
 		err := tc.cfg.Validate("mdm.intune")
+		want := "mdm.intune"
 		if tc.ok {
-			if err != nil {
-				t.Errorf("%s: %v", tc.name, err)
-			}
-			continue
+			want = ""
 		}
-		var fe *config.FieldError
-		if !errors.As(err, &fe) || fe.Field != "mdm.intune" {
-			t.Errorf("%s: Validate = %v, want an error naming mdm.intune", tc.name, err)
+		if err := config.MatchField(err, want); err != nil {
+			t.Errorf("%s: Validate: %v", tc.name, err)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -161,7 +161,7 @@ func TestE2ERestartKeepsState(t *testing.T) {
 	first.mustAccept(t, first.nasClient(t, "", nil), good.Certificate)
 	first.cliOK(t, "device", "quarantine", quar.ID)
 	secret := first.radiusSecret
-	first.shutdown()
+	first.Shutdown()
 
 	// A fresh config, as a new process would load it.
 	cfg2 := testConfig(t)

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"os"
@@ -61,7 +61,7 @@ func TestLoadConfig(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			p := writeFile(t, t.TempDir(), "hardbound.yaml", tc.body)
-			cfg, err := loadConfig(p)
+			cfg, err := LoadConfig(p)
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatalf("loadConfig: %v", err)
@@ -87,7 +87,7 @@ func TestLoadConfig(t *testing.T) {
 // Configuration reference documents them.
 func TestDefaultConfigIsTheDocumentedOne(t *testing.T) {
 	t.Parallel()
-	cfg, err := loadConfig("")
+	cfg, err := LoadConfig("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestDefaultConfigIsTheDocumentedOne(t *testing.T) {
 
 func TestExampleConfigParses(t *testing.T) {
 	t.Parallel()
-	b, err := os.ReadFile("../../testdata/hardbound.example.yaml")
+	b, err := os.ReadFile("../../../../testdata/hardbound.example.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestExampleConfigParses(t *testing.T) {
 	body := strings.NewReplacer(
 		"/etc/hardbound/secrets/wlc-hq", s, "/etc/hardbound/secrets/switches", s,
 		"/etc/hardbound/secrets/webhook", s).Replace(string(b))
-	cfg, err := loadConfig(writeFile(t, dir, "h.yaml", body))
+	cfg, err := LoadConfig(writeFile(t, dir, "h.yaml", body))
 	if err != nil {
 		t.Fatal(err)
 	}

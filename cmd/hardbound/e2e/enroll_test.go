@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -21,6 +21,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"hardbound/admin"
+	"hardbound/cmd/hardbound/internal/node"
 	"hardbound/enroll/acme"
 	"hardbound/enroll/acme/acmetest"
 	"hardbound/enroll/attest"
@@ -97,7 +98,7 @@ func TestE2EACMEEnrollmentAuthenticates(t *testing.T) {
 				t.Fatal("certificate is not for the attested key")
 			}
 
-			rec, err := in.st.GetCert(ctx, store.HashCert(leaf))
+			rec, err := in.st.GetCert(ctx, leaf)
 			if err != nil {
 				t.Fatalf("no binding for the issued certificate: %v", err)
 			}
@@ -132,8 +133,8 @@ func TestE2EACMEEnrollmentAuthenticates(t *testing.T) {
 // that lists format "none".
 func TestE2ESCEPEnrollment(t *testing.T) {
 	t.Parallel()
-	in := startE2E(t, func(cfg *Config) {
-		cfg.Profiles = []ProfileConfig{
+	in := startE2E(t, func(cfg *node.Config) {
+		cfg.Profiles = []node.ProfileConfig{
 			{Name: "default"},
 			{Name: "migration", Formats: []string{"apple", "tpm", "android-key", "none"}},
 		}
@@ -172,7 +173,7 @@ func TestE2ESCEPEnrollment(t *testing.T) {
 			if err := leaf.CheckSignatureFrom(in.ca.Issuing()); err != nil {
 				t.Fatalf("SCEP certificate not from the issuing CA: %v", err)
 			}
-			rec, err := in.st.GetCert(ctx, store.HashCert(leaf))
+			rec, err := in.st.GetCert(ctx, leaf)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -294,7 +295,7 @@ func TestE2ESCEPTPMAttested(t *testing.T) {
 	if err != nil {
 		t.Fatalf("SCEP with the attestation-bound challenge: %v", err)
 	}
-	rec, err := in.st.GetCert(ctx, store.HashCert(leaf))
+	rec, err := in.st.GetCert(ctx, leaf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,8 +313,8 @@ func TestE2ESCEPTPMAttested(t *testing.T) {
 // nor SCEP issues the device a new certificate.
 func TestE2ERevokedDeviceCannotReenroll(t *testing.T) {
 	t.Parallel()
-	in := startE2E(t, func(cfg *Config) {
-		cfg.Profiles = []ProfileConfig{{Name: "default"}, {Name: "migration", Formats: []string{"apple", "none"}}}
+	in := startE2E(t, func(cfg *node.Config) {
+		cfg.Profiles = []node.ProfileConfig{{Name: "default"}, {Name: "migration", Formats: []string{"apple", "none"}}}
 	})
 	ctx := e2eContext(t)
 	const serial = "C02REVOKEDE2E"

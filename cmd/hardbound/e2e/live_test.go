@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 	"layeh.com/radius/rfc2869"
 
 	"hardbound/admin"
+	"hardbound/cmd/hardbound/internal/node"
 	"hardbound/enroll/devbind"
 	hbradius "hardbound/radius"
 	"hardbound/radius/dynauth"
@@ -126,7 +127,7 @@ func TestE2ELiveSessionDisconnect(t *testing.T) {
 	t.Parallel()
 	const secret = "e2e-live-nas-secret"
 	das := newE2EDAS(t, secret)
-	in := startE2E(t, func(cfg *Config) {
+	in := startE2E(t, func(cfg *node.Config) {
 		cfg.RADIUS.Clients = []hbradius.FileClient{{Name: "nas1", CIDR: "127.0.0.1/32", Secret: secret, CoAPort: das.port()}}
 		cfg.RADIUS.CoA.Timeout = config.Duration(500 * time.Millisecond)
 	})
@@ -407,10 +408,10 @@ func TestE2ELiveCoAQuarantineAndRecovery(t *testing.T) {
 	t.Parallel()
 	const secret = "e2e-coa-nas-secret"
 	das := newE2EDAS(t, secret)
-	in := startE2E(t, func(cfg *Config) {
+	in := startE2E(t, func(cfg *node.Config) {
 		cfg.RADIUS.Clients = []hbradius.FileClient{{Name: "nas-coa", CIDR: "127.0.0.1/32", Secret: secret, CoAPort: das.port()}}
 		cfg.RADIUS.CoA = dynauth.FileConfig{Timeout: config.Duration(500 * time.Millisecond), Retries: 2, PreferCoA: true, ReauthOnRecovery: true}
-		cfg.Profiles = []ProfileConfig{{Name: "default"}, {Name: "quar", Noncompliant: "quarantine", QuarantineVLAN: "666"}}
+		cfg.Profiles = []node.ProfileConfig{{Name: "default"}, {Name: "quar", Noncompliant: "quarantine", QuarantineVLAN: "666"}}
 	})
 	ctx := e2eContext(t)
 	dev := in.bind(t, devbind.Request{DeviceID: "coa-1", Profile: "quar", Posture: store.ComplianceCompliant})

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 )
 
 // startComponents starts RADIUS and enrollment.
-func (in *instance) startComponents() error {
+func (in *Node) startComponents() error {
 	if err := in.startRADIUS(); err != nil {
 		return err
 	}
@@ -24,7 +24,7 @@ func (in *instance) startComponents() error {
 	return in.startEnforcer()
 }
 
-func (in *instance) startRADIUS() error {
+func (in *Node) startRADIUS() error {
 	rc := in.cfg.RADIUS
 	if rc.AuthAddr == "" && rc.AcctAddr == "" {
 		return nil
@@ -75,7 +75,7 @@ func (in *instance) startRADIUS() error {
 
 // adminDeps are the admin API's collaborators: the enrollment endpoints
 // only with enrollment configured, test enrollment only in --dev.
-func (in *instance) adminDeps() admin.Deps {
+func (in *Node) adminDeps() admin.Deps {
 	d := admin.Deps{Store: in.st, Standing: in.posture}
 	if in.enroll != nil {
 		d.Challenges = in.enroll.minter

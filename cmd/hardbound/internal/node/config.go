@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"bytes"
@@ -47,6 +47,9 @@ type Config struct {
 	// Dev enables test attestation roots and test evidence (bench make-devices).
 	// WARNING: never in production. Set by `serve --dev`, not by the file.
 	Dev bool `yaml:"-"`
+	// Version is the build's version, for the banner and the User-Agent of
+	// MDM calls. Set by main, not by the file.
+	Version string `yaml:"-"`
 
 	memoryLimit int64 // MemoryLimit in bytes, resolved by Validate; 0 = unset
 }
@@ -74,6 +77,10 @@ func parseByteSize(s string) (int64, error) {
 	}
 	return n << shift, nil
 }
+
+// MemoryLimitBytes is memory_limit in bytes as Validate resolved it; 0 when
+// unset.
+func (c *Config) MemoryLimitBytes() int64 { return c.memoryLimit }
 
 type LogConfig struct {
 	Format string `yaml:"format"` // text | json
@@ -121,9 +128,9 @@ type MDMConfig struct {
 	Intune  intune.FileConfig     `yaml:"intune"`
 }
 
-// defaultConfig is the embedded default every file is laid over: the
+// DefaultConfig is the embedded default every file is laid over: the
 // process's own defaults and each component's.
-func defaultConfig() *Config {
+func DefaultConfig() *Config {
 	return &Config{
 		DataDir: "./data",
 		Log:     LogConfig{Format: "text", Level: "info"},
@@ -138,9 +145,9 @@ func defaultConfig() *Config {
 	}
 }
 
-// loadConfig reads path over the defaults. Unknown keys are errors.
-func loadConfig(path string) (*Config, error) {
-	cfg := defaultConfig()
+// LoadConfig reads path over the defaults. Unknown keys are errors.
+func LoadConfig(path string) (*Config, error) {
+	cfg := DefaultConfig()
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -7,7 +7,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"hardbound/cmd/hardbound/internal/node"
 	"hardbound/enroll/devbind"
 	"hardbound/enroll/scep/sceptest"
 	"hardbound/posture/mdm"
@@ -35,8 +35,8 @@ const (
 
 // mdmProfiles: "default" rejects noncompliant devices, "quar" admits them
 // into the quarantine VLAN.
-func mdmProfiles(cfg *Config) {
-	cfg.Profiles = []ProfileConfig{
+func mdmProfiles(cfg *node.Config) {
+	cfg.Profiles = []node.ProfileConfig{
 		{Name: "default"},
 		{Name: "quar", Noncompliant: "quarantine", QuarantineVLAN: e2eQuarVLAN},
 	}
@@ -231,7 +231,7 @@ func TestE2EMDMNoncompliance(t *testing.T) {
 	t.Parallel()
 	type connector struct {
 		name      string
-		configure func(t *testing.T, cfg *Config) any
+		configure func(t *testing.T, cfg *node.Config) any
 		// aliases returns the MDM identities of device i (0: reject, 1: quar).
 		aliases func(i int) map[string]string
 		// report makes the MDM say devices are compliant or noncompliant.
@@ -240,7 +240,7 @@ func TestE2EMDMNoncompliance(t *testing.T) {
 	connectors := []connector{
 		{
 			name: "signed_webhook",
-			configure: func(t *testing.T, cfg *Config) any {
+			configure: func(t *testing.T, cfg *node.Config) any {
 				cfg.MDM.Webhook.SecretFile = writeSecret(t, "webhook.secret", e2eWebhookSecret)
 				return nil
 			},
@@ -260,7 +260,7 @@ func TestE2EMDMNoncompliance(t *testing.T) {
 		},
 		{
 			name: "jamf_pro_webhook",
-			configure: func(t *testing.T, cfg *Config) any {
+			configure: func(t *testing.T, cfg *node.Config) any {
 				cfg.MDM.Jamf = jamf.FileConfig{Username: e2eJamfUser, PasswordFile: writeSecret(t, "jamf.password", e2eJamfPassword),
 					NoncompliantGroups: []string{"42"}}
 				return nil
@@ -286,7 +286,7 @@ func TestE2EMDMNoncompliance(t *testing.T) {
 		},
 		{
 			name: "intune_poller",
-			configure: func(t *testing.T, cfg *Config) any {
+			configure: func(t *testing.T, cfg *node.Config) any {
 				f := newFakeIntune(t)
 				for i := range 2 {
 					f.set(fmt.Sprintf("intune-e2e-%d", i), fmt.Sprintf("PF3INTUNE%d", i), "compliant")
@@ -312,17 +312,16 @@ func TestE2EMDMNoncompliance(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			var state any
-			in := startE2E(t, func(cfg *Config) {
+			in := startE2E(t, func(cfg *node.Config) {
 				mdmProfiles(cfg)
 				state = c.configure(t, cfg)
 			})
 			devs := []*devbind.Device{
-				in.bind(t, devbind.Request{DeviceID: c.name + "-reject", Posture: store.ComplianceCompliant}),
-				in.bind(t, devbind.Request{DeviceID: c.name + "-quar", Profile: "quar", Posture: store.ComplianceCompliant}),
+				in.bind(t, devbind.Request{DeviceID: c.name + "-reject", Posture: store.ComplianceCompliant, Aliases: c.aliases(0)}),
+				in.bind(t, devbind.Request{DeviceID: c.name + "-quar", Profile: "quar", Posture: store.ComplianceCompliant, Aliases: c.aliases(1)}),
 			}
 			var ids []string
-			for i, d := range devs {
-				in.setAliases(t, d.ID, c.aliases(i))
+			for _, d := range devs {
 				ids = append(ids, d.ID)
 			}
 			nas := in.nasClient(t, "", nil)
@@ -377,14 +376,13 @@ func TestE2EMDMIntuneRefreshKeepsPostureFresh(t *testing.T) {
 	const maxAge = 2 * time.Second
 	f := newFakeIntune(t)
 	f.set("intune-fresh-1", "PF3FRESH1", "compliant")
-	in := startE2E(t, func(cfg *Config) {
-		cfg.Profiles = []ProfileConfig{{Name: "default"}, {Name: "fresh", PostureMaxAge: config.Duration(maxAge)}}
+	in := startE2E(t, func(cfg *node.Config) {
+		cfg.Profiles = []node.ProfileConfig{{Name: "default"}, {Name: "fresh", PostureMaxAge: config.Duration(maxAge)}}
 		cfg.MDM.Intune = intune.FileConfig{TenantID: e2eTenant, ClientID: e2eClientID,
 			ClientSecretFile: writeSecret(t, "intune.secret", e2eClientSecret),
 			PollInterval:     config.Duration(200 * time.Millisecond), LoginURL: f.srv.URL, GraphURL: f.srv.URL}
 	})
-	dev := in.bind(t, devbind.Request{DeviceID: "intune-fresh-1", Profile: "fresh"})
-	in.setAliases(t, dev.ID, map[string]string{mdm.KindSerial: "PF3FRESH1"})
+	dev := in.bind(t, devbind.Request{DeviceID: "intune-fresh-1", Profile: "fresh", Aliases: map[string]string{mdm.KindSerial: "PF3FRESH1"}})
 	eventually(t, 15*time.Second, "Intune to report the device compliant", func() bool {
 		d := in.device(t, dev.ID)
 		return d.Posture.State == store.ComplianceCompliant && d.Posture.Source == "intune"
@@ -405,12 +403,11 @@ func TestE2EMDMIntuneRefreshKeepsPostureFresh(t *testing.T) {
 func TestE2EMDMPostureStale(t *testing.T) {
 	t.Parallel()
 	const maxAge = 2 * time.Second
-	in := startE2E(t, func(cfg *Config) {
+	in := startE2E(t, func(cfg *node.Config) {
 		cfg.MDM.Webhook.SecretFile = writeSecret(t, "webhook.secret", e2eWebhookSecret)
-		cfg.Profiles = []ProfileConfig{{Name: "default"}, {Name: "fresh", PostureMaxAge: config.Duration(maxAge)}}
+		cfg.Profiles = []node.ProfileConfig{{Name: "default"}, {Name: "fresh", PostureMaxAge: config.Duration(maxAge)}}
 	})
-	dev := in.bind(t, devbind.Request{DeviceID: "stale-1", Profile: "fresh"})
-	in.setAliases(t, dev.ID, map[string]string{mdm.KindUDID: "00008030-STALE1"})
+	dev := in.bind(t, devbind.Request{DeviceID: "stale-1", Profile: "fresh", Aliases: map[string]string{mdm.KindUDID: "00008030-STALE1"}})
 	nas := in.nasClient(t, "", nil)
 	in.mustReject(t, nas, dev.Certificate, dev.ID, "posture_unknown")
 
@@ -436,13 +433,13 @@ func TestE2EMDMPostureStale(t *testing.T) {
 // are audited with their reason.
 func TestE2EMDMBadInput(t *testing.T) {
 	t.Parallel()
-	in := startE2E(t, func(cfg *Config) {
+	in := startE2E(t, func(cfg *node.Config) {
 		cfg.MDM.Webhook.SecretFile = writeSecret(t, "webhook.secret", e2eWebhookSecret)
 		cfg.MDM.Jamf = jamf.FileConfig{Username: e2eJamfUser, PasswordFile: writeSecret(t, "jamf.password", e2eJamfPassword),
 			NoncompliantGroups: []string{"42"}}
 	})
-	dev := in.bind(t, devbind.Request{DeviceID: "bad-input-1", Posture: store.ComplianceCompliant})
-	in.setAliases(t, dev.ID, map[string]string{mdm.KindSerial: "C02BADINPUT", mdm.KindJamfComputerID: "77"})
+	dev := in.bind(t, devbind.Request{DeviceID: "bad-input-1", Posture: store.ComplianceCompliant,
+		Aliases: map[string]string{mdm.KindSerial: "C02BADINPUT", mdm.KindJamfComputerID: "77"}})
 	hc := in.httpsClient(t)
 	good := []byte(`{"serial": "C02BADINPUT", "state": "noncompliant"}`)
 
@@ -531,10 +528,10 @@ func TestE2EJamfEndToEnd(t *testing.T) {
 	t.Parallel()
 	const serial = "C02JAMFE2E01"
 	const group = "Noncompliant - FileVault off"
-	in := startE2E(t, func(cfg *Config) {
-		cfg.Profiles = []ProfileConfig{
+	in := startE2E(t, func(cfg *node.Config) {
+		cfg.Profiles = []node.ProfileConfig{
 			{Name: "default"},
-			{Name: "jamf", Formats: []string{"apple", "none"}, SCEP: SCEPProfileConfig{Identity: "cn", Alias: mdm.KindSerial, Platform: "apple"}},
+			{Name: "jamf", Formats: []string{"apple", "none"}, SCEP: node.SCEPProfileConfig{Identity: "cn", Alias: mdm.KindSerial, Platform: "apple"}},
 		}
 		cfg.MDM.Jamf = jamf.FileConfig{Username: e2eJamfUser, PasswordFile: writeSecret(t, "jamf.password", e2eJamfPassword),
 			NoncompliantGroups: []string{group}, ChallengeProfile: "jamf"}
@@ -606,10 +603,10 @@ func TestE2EIntuneEndToEnd(t *testing.T) {
 	const intuneID = "8d7e6f5a-4b3c-2d1e-0f9a-8b7c6d5e4f3a"
 	f := newFakeIntune(t)
 	f.set(intuneID, "PF3E2EINTUNE", "compliant")
-	in := startE2E(t, func(cfg *Config) {
-		cfg.Profiles = []ProfileConfig{
+	in := startE2E(t, func(cfg *node.Config) {
+		cfg.Profiles = []node.ProfileConfig{
 			{Name: "default"},
-			{Name: "intune", Formats: []string{"tpm", "none"}, SCEP: SCEPProfileConfig{Identity: "san_uri", URIPrefix: "IntuneDeviceId://",
+			{Name: "intune", Formats: []string{"tpm", "none"}, SCEP: node.SCEPProfileConfig{Identity: "san_uri", URIPrefix: "IntuneDeviceId://",
 				Alias: mdm.KindIntuneID, Intune: true, Platform: "windows"}},
 		}
 		cfg.MDM.Intune = intune.FileConfig{TenantID: e2eTenant, ClientID: e2eClientID,
@@ -636,7 +633,7 @@ func TestE2EIntuneEndToEnd(t *testing.T) {
 	if _, _, err := enroll(unknown); err == nil {
 		t.Fatal("a request Intune refused was issued")
 	}
-	if _, err := in.st.GetDevice(ctx, unknown); !errors.Is(err, store.ErrNotFound) {
+	if _, err := in.st.GetDevice(ctx, unknown); !notFound(err) {
 		t.Fatalf("a refused request left a device record: %v", err)
 	}
 	leaf, cert, err := enroll(intuneID)
@@ -649,7 +646,7 @@ func TestE2EIntuneEndToEnd(t *testing.T) {
 	if len(validated) != 1 || len(succeeded) != 1 || validated[0] != succeeded[0] {
 		t.Fatalf("Intune saw validateRequest %v and successNotification %v, want one each for the same transaction", validated, succeeded)
 	}
-	rec, err := in.st.GetCert(ctx, store.HashCert(leaf))
+	rec, err := in.st.GetCert(ctx, leaf)
 	if err != nil || rec.DeviceID != intuneID || rec.Attested {
 		t.Fatalf("binding = %+v, %v", rec, err)
 	}

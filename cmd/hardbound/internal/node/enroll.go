@@ -1,10 +1,8 @@
-package main
+package node
 
 import (
-	"crypto/x509"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 
 	"hardbound/enroll"
@@ -15,7 +13,6 @@ import (
 	"hardbound/enroll/limit"
 	"hardbound/enroll/scep"
 	"hardbound/store/config"
-	"hardbound/store/policy"
 )
 
 // enrollment is the wired enrollment side: ACME, SCEP, the challenge
@@ -29,60 +26,21 @@ type enrollment struct {
 
 // attestRoots loads the configured trust roots; in --dev the test authority
 // in data/dev-attest is trusted in addition to the vendor roots.
-func (in *instance) attestRoots() (attest.Roots, error) {
-	var r attest.Roots
-	load := func(field, path string) (*x509.CertPool, error) {
-		if path == "" {
-			return nil, nil
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("config: %s: %w", field, err)
-		}
-		p, err := attest.PoolFromPEM(b)
-		if err != nil {
-			return nil, fmt.Errorf("config: %s: %w", field, err)
-		}
-		return p, nil
-	}
-	var err error
-	if r.Apple, err = load("enroll.apple_roots", in.cfg.Enroll.AppleRoots); err != nil {
+func (in *Node) attestRoots() (attest.Roots, error) {
+	r, err := in.cfg.Enroll.AttestRoots("enroll")
+	if err != nil || !in.cfg.Dev {
 		return r, err
-	}
-	if r.TPM, err = load("enroll.tpm_roots", in.cfg.Enroll.TPMRoots); err != nil {
-		return r, err
-	}
-	if r.Android, err = load("enroll.android_roots", in.cfg.Enroll.AndroidRoots); err != nil {
-		return r, err
-	}
-	if !in.cfg.Dev {
-		return r, nil
 	}
 	auth, err := attesttest.LoadOrCreate(filepath.Join(in.cfg.DataDir, "dev-attest"))
 	if err != nil {
 		return r, fmt.Errorf("dev: test attestation authority: %w", err)
 	}
 	in.log.Warn("WARNING: --dev trusts the test attestation authority in data/dev-attest")
-	tr := auth.RootCerts()
-	add := func(p *x509.CertPool, def func() *x509.CertPool, c *x509.Certificate) *x509.CertPool {
-		if p == nil {
-			if def != nil {
-				p = def()
-			} else {
-				p = x509.NewCertPool()
-			}
-		}
-		p.AddCert(c)
-		return p
-	}
-	r.Apple = add(r.Apple, attest.DefaultAppleRoots, tr[policy.FormatApple])
-	r.Android = add(r.Android, attest.DefaultAndroidRoots, tr[policy.FormatAndroidKey])
-	r.TPM = add(r.TPM, nil, tr["tpm-ek"])
-	r.TPMAK = add(r.TPMAK, nil, tr["tpm-ak"])
+	auth.Trust(&r)
 	return r, nil
 }
 
-func (in *instance) startEnroll() error {
+func (in *Node) startEnroll() error {
 	ec := in.cfg.Enroll
 	if ec.HTTPSAddr == "" && ec.HTTPAddr == "" {
 		return nil
@@ -103,7 +61,7 @@ func (in *instance) startEnroll() error {
 			return err
 		}
 		v, err := challenge.NewIntune(challenge.IntuneConfig{TenantID: ic.TenantID, ClientID: ic.ClientID, ClientSecret: secret,
-			LoginURL: ic.LoginURL, GraphURL: ic.GraphURL, CallerInfo: "hardbound " + buildVersion(), Logger: in.log})
+			LoginURL: ic.LoginURL, GraphURL: ic.GraphURL, CallerInfo: "hardbound " + in.cfg.Version, Logger: in.log})
 		if err != nil {
 			return err
 		}
@@ -160,7 +118,7 @@ func (in *instance) startEnroll() error {
 
 // enrollMux puts the MDM endpoints (webhooks, Jamf challenges) beside the
 // enrollment service on the HTTPS listener.
-func (in *instance) enrollMux(h http.Handler) http.Handler {
+func (in *Node) enrollMux(h http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
 	if in.enroll.jamf != nil {

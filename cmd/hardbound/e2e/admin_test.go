@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"hardbound/admin"
+	"hardbound/cmd/hardbound/internal/node"
 	"hardbound/enroll/devbind"
 	"hardbound/store"
 )
@@ -109,8 +110,8 @@ func TestE2EAdminCLIRevokeCert(t *testing.T) {
 // the next authentication.
 func TestE2EAdminCLIStanding(t *testing.T) {
 	t.Parallel()
-	in := startE2E(t, func(cfg *Config) {
-		cfg.Profiles = []ProfileConfig{{Name: "default"}, {Name: "quarantining", QuarantineVLAN: "999"}}
+	in := startE2E(t, func(cfg *node.Config) {
+		cfg.Profiles = []node.ProfileConfig{{Name: "default"}, {Name: "quarantining", QuarantineVLAN: "999"}}
 	})
 	tests := []struct {
 		name, device, profile string

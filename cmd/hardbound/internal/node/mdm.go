@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 // startMDM builds the MDM connectors: the signed webhook and Jamf webhooks
 // are mounted under /mdm/ on the enrollment HTTPS listener; the Intune
 // poller runs in the background.
-func (in *instance) startMDM() error {
+func (in *Node) startMDM() error {
 	in.mdmHandlers = map[string]http.Handler{}
 	m := in.metrics.Dynauth()
 	st := in.st
@@ -74,7 +74,7 @@ func (in *instance) startMDM() error {
 
 // intuneRefresh re-reports unchanged Intune states often enough that no
 // profile's posture max age sees them stale.
-func (in *instance) intuneRefresh() (d config.Duration) {
+func (in *Node) intuneRefresh() (d config.Duration) {
 	for _, p := range in.cfg.Profiles {
 		if p.PostureMaxAge > 0 && (d == 0 || p.PostureMaxAge/2 < d) {
 			d = p.PostureMaxAge / 2
@@ -85,7 +85,7 @@ func (in *instance) intuneRefresh() (d config.Duration) {
 
 // startEnforcer turns standing changes into Disconnect/CoA requests to the
 // NASes holding live sessions.
-func (in *instance) startEnforcer() error {
+func (in *Node) startEnforcer() error {
 	if in.radius == nil {
 		return nil
 	}
