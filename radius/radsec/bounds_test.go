@@ -47,6 +47,7 @@ func TestBounds(t *testing.T) {
 		c.MaxPerNAS = held
 		c.MaxConns = held + 8
 		c.HandshakeTimeout = 20 * time.Second
+		c.IdleTimeout = 10 * time.Minute // opening 2,000 takes longer than the default test 30s under -race
 	})
 	bulk := e.nasCert(t, "bulk")
 	good := e.nasCert(t, "good")

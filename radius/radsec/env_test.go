@@ -201,10 +201,16 @@ func (e *env) writeCA(t *testing.T, dir string) string {
 
 // dial opens a RADIUS/TLS connection as a NAS with cert.
 func (e *env) dial(t testing.TB, cert tls.Certificate, maxVersion uint16) (*tls.Conn, error) {
+	return e.dialCache(t, cert, maxVersion, nil)
+}
+
+// dialCache is dial resuming TLS sessions from cache (nil: none), as a NAS
+// reconnecting does.
+func (e *env) dialCache(t testing.TB, cert tls.Certificate, maxVersion uint16, cache tls.ClientSessionCache) (*tls.Conn, error) {
 	roots := x509.NewCertPool()
 	roots.AddCert(e.ca.Root())
 	roots.AddCert(e.ca.Issuing())
-	d := &tls.Dialer{Config: &tls.Config{RootCAs: roots, ServerName: "localhost", MaxVersion: maxVersion,
+	d := &tls.Dialer{Config: &tls.Config{RootCAs: roots, ServerName: "localhost", MaxVersion: maxVersion, ClientSessionCache: cache,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }}}
 	ctx, cancel := context.WithTimeout(e.ctx, 10*time.Second)
 	defer cancel()
@@ -243,6 +249,16 @@ type countMetrics struct {
 func newCountMetrics() *countMetrics { return &countMetrics{c: map[string]int{}} }
 
 func (m *countMetrics) inc(k string) { m.mu.Lock(); m.c[k]++; m.mu.Unlock() }
+func (m *countMetrics) snapshot() map[string]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]int, len(m.c))
+	for k, v := range m.c {
+		out[k] = v
+	}
+	return out
+}
+
 func (m *countMetrics) get(k string) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
