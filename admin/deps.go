@@ -67,4 +67,7 @@ type Deps struct {
 	// DevEnroll serves POST /api/v1/dev/devices. Set it only in --dev: the
 	// attestation it records is asserted, not verified. nil answers 403.
 	DevEnroll DevEnroller
+	// NAS serves POST /api/v1/nas (RADIUS/TLS NAS certificates); nil
+	// answers 501.
+	NAS NASIssuer
 }

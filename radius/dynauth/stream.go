@@ -15,8 +15,11 @@ import (
 // requests we send, calls encode with it, writes the packet and returns the
 // answer with that Identifier (a response code; the caller authenticates
 // it) or an error when ctx ends or the connection closes.
+// Secret is the connection's RADIUS secret (RADIUS/TLS: "radsec"), which
+// keys requests down it whatever the NAS's UDP CoA secret is.
 type Stream interface {
 	Exchange(ctx context.Context, encode func(id byte) ([]byte, error)) ([]byte, error)
+	Secret() []byte
 }
 
 // StreamLookup finds a live stream held by the NAS client named name.
@@ -50,12 +53,13 @@ func (v *via) Send(ctx context.Context, nas NAS, req Request) (Outcome, error) {
 	return v.s.Send(ctx, nas, req)
 }
 
-// SendStream is Send over a stream: one transmission (a reliable transport
+// SendStream is Send over a stream, keyed with the stream's secret: one transmission (a reliable transport
 // is never retransmitted on, RFC 6613 §2.6.1), waited for as long as all of
 // Send's tries together, with the same slots, metrics and answer checks.
 func (s *Sender) SendStream(ctx context.Context, st Stream, nas NAS, req Request) (Outcome, error) {
 	out := Outcome{Result: ResultError, Addr: "stream:" + nas.Name}
-	if len(nas.Secret) == 0 {
+	secret := st.Secret()
+	if len(secret) == 0 {
 		s.m.Answered(req.Kind, ResultError)
 		return out, fmt.Errorf("%w: empty secret", ErrBadRequest)
 	}
@@ -66,7 +70,7 @@ func (s *Sender) SendStream(ctx context.Context, st Stream, nas NAS, req Request
 		s.m.Answered(req.Kind, ResultError)
 		return out, fmt.Errorf("dynauth: waiting for a send slot: %w", ctx.Err())
 	}
-	sec := packet.NewSecret(nas.Secret)
+	sec := packet.NewSecret(secret)
 	wait := s.cfg.Timeout * time.Duration(1<<s.cfg.Tries-1)
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()

@@ -221,6 +221,9 @@ func (c *conn) Exchange(ctx context.Context, encode func(id byte) ([]byte, error
 	}
 }
 
+// Secret keys the requests sent down the connection (dynauth.Stream).
+func (c *conn) Secret() []byte { return []byte(Secret) }
+
 // answer hands an answer to the reverse request with its Identifier.
 func (c *conn) answer(b []byte) {
 	c.pmu.Lock()

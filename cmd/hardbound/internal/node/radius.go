@@ -15,6 +15,9 @@ func (in *Node) startComponents() error {
 	if err := in.startRADIUS(); err != nil {
 		return err
 	}
+	if err := in.startRadSec(); err != nil {
+		return err
+	}
 	if err := in.startMDM(); err != nil {
 		return err
 	}
@@ -76,7 +79,7 @@ func (in *Node) startRADIUS() error {
 // adminDeps are the admin API's collaborators: the enrollment endpoints
 // only with enrollment configured, test enrollment only in --dev.
 func (in *Node) adminDeps() admin.Deps {
-	d := admin.Deps{Store: in.st, Standing: in.posture}
+	d := admin.Deps{Store: in.st, Standing: in.posture, NAS: in.nasIssuer()}
 	if in.enroll != nil {
 		d.Challenges = in.enroll.minter
 		d.TPM = in.enroll.minter
