@@ -124,7 +124,13 @@ func newEnv(t *testing.T, mut func(*radsec.Config)) *env {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = e.radius.Serve(ctx, auth, nil) })
 	wg.Go(func() { _ = e.ls.Serve(ctx, ln) })
-	t.Cleanup(func() { cancel(); wg.Wait() })
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		if t.Failed() {
+			t.Logf("listener log:\n%s", tail(e.logs.String(), 30))
+		}
+	})
 	return e
 }
 

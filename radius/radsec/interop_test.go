@@ -90,6 +90,12 @@ realm * {
 // eapolTest runs eapol_test against the proxy's UDP port.
 func eapolTest(t *testing.T, port int, caFile string, dev *devbind.Device, phase1 string) (string, error) {
 	t.Helper()
+	return eapolTestSecret(t, port, proxySecret, caFile, dev, phase1)
+}
+
+// eapolTestSecret is eapolTest with the proxy's UDP secret.
+func eapolTestSecret(t *testing.T, port int, secret, caFile string, dev *devbind.Device, phase1 string) (string, error) {
+	t.Helper()
 	bin := requireTool(t, "eapol_test")
 	dir := t.TempDir()
 	crt, key := writeCert(t, dir, "device", dev.Certificate)
@@ -111,7 +117,7 @@ func eapolTest(t *testing.T, port int, caFile string, dev *devbind.Device, phase
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, "-c", path, "-a", "127.0.0.1", "-p", strconv.Itoa(port),
-		"-s", proxySecret, "-t", "8", "-r", "0").CombinedOutput()
+		"-s", secret, "-t", "8", "-r", "0").CombinedOutput()
 	return string(out), err
 }
 
