@@ -53,6 +53,11 @@ type Config struct {
 	// retransmissions of one request before giving up (negative: none).
 	Timeout time.Duration
 	Retries int
+	// RadSec, when set, runs every worker over its own RADIUS/TLS
+	// connection (RFC 6614) to Server, presenting the NAS certificate
+	// RadSec.Cert/Key and verifying the server against RadSec.CA; Secret is
+	// then "radsec".
+	RadSec *RadSec
 	// Progress, when set, receives a status line every 500ms, rewritten in
 	// place with a carriage return and an ANSI erase-line: give it a
 	// terminal.
@@ -113,10 +118,19 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	clients := make([]*eapclient.Client, cfg.Concurrency)
 	for i := range clients {
-		c, err := eapclient.New(eapclient.Config{
+		ccfg := eapclient.Config{
 			Server: cfg.Server, Secret: cfg.Secret, NASIdentifier: cfg.NASIdentifier, FramedMTU: cfg.FramedMTU,
 			PortType: portType, Timeout: cfg.Timeout, Retries: max(cfg.Retries, -1),
-		})
+		}
+		if cfg.RadSec != nil {
+			conn, err := cfg.RadSec.dial(ctx, cfg.Server)
+			if err != nil {
+				return Report{}, err
+			}
+			defer conn.Close()
+			ccfg.Stream = conn
+		}
+		c, err := eapclient.New(ccfg)
 		if err != nil {
 			return Report{}, err
 		}
