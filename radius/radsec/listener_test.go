@@ -8,6 +8,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"io"
+	"net"
 	"path/filepath"
 	"testing"
 	"time"
@@ -167,4 +169,34 @@ func TestExternalCA(t *testing.T) {
 		_, _ = c.Read(make([]byte, 1))
 	}
 	eventually(t, "unmatched SAN refused", func() bool { return e.metrics.get("refused/unknown_ca") == 1 })
+}
+
+// TestNASCertIsNoDeviceCredential: a NAS certificate is a binding of
+// hardbound's CA with clientAuth, so an EAP-TLS supplicant could present
+// it; posture must refuse it whatever the default profile admits.
+func TestNASCertIsNoDeviceCredential(t *testing.T) {
+	e := newEnv(t, nil)
+	nas := e.nasCert(t, "ap-x")
+	if v := e.posture.Decide(e.ctx, nas.Leaf); v.Allow {
+		t.Fatalf("posture admits a NAS certificate as a device: %+v", v)
+	}
+}
+
+// TestHandshakeTimeout: a peer that connects and never completes the TLS
+// handshake is closed after HandshakeTimeout.
+func TestHandshakeTimeout(t *testing.T) {
+	e := newEnv(t, func(c *radsec.Config) { c.HandshakeTimeout = 300 * time.Millisecond })
+	c, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte{0x16, 0x03}); err != nil { // half a record header
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadAll(c); err != nil {
+		t.Fatalf("not closed: %v", err)
+	}
+	eventually(t, "handshake timeout counted", func() bool { return e.metrics.get("refused/handshake") == 1 })
 }
