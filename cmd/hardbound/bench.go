@@ -101,6 +101,7 @@ keys; rejects are results, not failures.`,
 	fl.StringVar(&rs.Key, "nas-key", "", "--radsec: NAS private key (NAME.key)")
 	fl.StringVar(&rs.CA, "nas-ca", "", "--radsec: CA bundle verifying the RADIUS/TLS server (ca.crt)")
 	fl.StringVar(&rs.ServerName, "nas-server-name", "", "--radsec: name checked in the server certificate (default the --server host)")
+	fl.BoolVar(&rs.Shared, "radsec-shared", false, "--radsec: all workers over one TLS connection instead of one each")
 	return cmd
 }
 

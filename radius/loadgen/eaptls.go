@@ -117,12 +117,24 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return Report{}, fmt.Errorf("port type %q: want ethernet or wireless", cfg.PortType)
 	}
 	clients := make([]*eapclient.Client, cfg.Concurrency)
+	var one *shared
+	if cfg.RadSec != nil && cfg.RadSec.Shared {
+		conn, err := cfg.RadSec.dial(ctx, cfg.Server)
+		if err != nil {
+			return Report{}, err
+		}
+		defer conn.Close()
+		one = newShared(conn)
+	}
 	for i := range clients {
 		ccfg := eapclient.Config{
 			Server: cfg.Server, Secret: cfg.Secret, NASIdentifier: cfg.NASIdentifier, FramedMTU: cfg.FramedMTU,
 			PortType: portType, Timeout: cfg.Timeout, Retries: max(cfg.Retries, -1),
 		}
-		if cfg.RadSec != nil {
+		switch {
+		case one != nil:
+			ccfg.Stream = one.view()
+		case cfg.RadSec != nil:
 			conn, err := cfg.RadSec.dial(ctx, cfg.Server)
 			if err != nil {
 				return Report{}, err

@@ -18,6 +18,8 @@ type RadSec struct {
 	// that verifies the server (its ca.crt); ServerName the name checked in
 	// the server certificate (default the host of the address).
 	Cert, Key, CA, ServerName string
+	// Shared runs every worker over one connection instead of one each.
+	Shared bool
 }
 
 // dial opens one RADIUS/TLS connection to addr.
