@@ -116,12 +116,15 @@ func New(deps Deps, tokens []Token, opts ...Option) (*Server, error) {
 	s.auth(m, "GET /api/v1/sessions", s.listSessions)
 	s.auth(m, "GET /api/v1/audit", s.tailAudit)
 	s.auth(m, "GET /api/v1/audit/verify", s.verifyAudit)
+	s.auth(m, "POST /api/v1/audit/verify", s.verifyAudit)
+	s.auth(m, "GET /api/v1/audit/export", s.exportAudit)
 	s.auth(m, "POST /api/v1/scep/challenges", s.mintChallenge)
 	s.auth(m, "GET /api/v1/attestations/{id}", s.getAttestation)
 	s.auth(m, "POST /api/v1/attestations/activate", s.activate)
 	s.auth(m, "POST /api/v1/attestations", s.attest)
 	s.auth(m, "POST /api/v1/dev/devices", s.devEnroll)
 	s.auth(m, "POST /api/v1/nas", s.issueNAS)
+	s.inventoryRoutes(m)
 	s.mux = m
 	return s, nil
 }

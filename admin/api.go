@@ -6,6 +6,7 @@ import (
 
 	"hardbound/enroll/attest"
 	"hardbound/store"
+	"hardbound/store/auditexport"
 )
 
 // The answers of the API. Each is converted from its store record in one
@@ -24,23 +25,29 @@ type Posture struct {
 
 // Device is an enrolled device.
 type Device struct {
-	V         int                `json:"v"`
-	ID        string             `json:"id"`
-	Platform  string             `json:"platform,omitempty"`
-	Profile   string             `json:"profile,omitempty"`
-	Status    store.DeviceStatus `json:"status"`
-	Posture   Posture            `json:"posture"`
-	Groups    []string           `json:"groups,omitempty"`
-	Aliases   map[string]string  `json:"aliases,omitempty"`
-	CreatedAt time.Time          `json:"created_at"`
-	UpdatedAt time.Time          `json:"updated_at"`
+	V        int                `json:"v"`
+	ID       string             `json:"id"`
+	Platform string             `json:"platform,omitempty"`
+	Profile  string             `json:"profile,omitempty"`
+	Status   store.DeviceStatus `json:"status"`
+	Posture  Posture            `json:"posture"`
+	Groups   []string           `json:"groups,omitempty"`
+	Aliases  map[string]string  `json:"aliases,omitempty"`
+	// Inventory (docs/inventory.md): who the device is assigned to, who
+	// put it in the inventory, and when its source removed it.
+	Owner     string    `json:"owner,omitempty"`
+	Source    string    `json:"source,omitempty"`
+	RemovedAt time.Time `json:"removed_at,omitzero"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 func deviceOf(d *store.Device) Device {
 	return Device{
 		V: d.V, ID: d.ID, Platform: d.Platform, Profile: d.Profile, Status: d.Status,
 		Posture: Posture{State: d.Posture.State, Source: d.Posture.Source, UpdatedAt: d.Posture.UpdatedAt},
-		Groups:  d.Groups, Aliases: d.Aliases, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt,
+		Groups:  d.Groups, Aliases: d.Aliases, Owner: d.Owner, Source: d.Source, RemovedAt: d.RemovedAt,
+		CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt,
 	}
 }
 
@@ -165,11 +172,53 @@ func auditEventOf(ev *store.AuditEvent) AuditEvent {
 
 // VerifyResult is GET /api/v1/audit/verify: the outcome of recomputing the
 // audit chain. BrokenSeq is the first event whose hash or link is wrong.
+// With checkpoints (the server has an audit key), FromSeq..HeadSeq is what
+// was checked, AnchorSeq the newest signed checkpoint that matched, and
+// Problems every finding by seq (truncated, rewritten, broken,
+// bad_checkpoint).
 type VerifyResult struct {
-	Events    uint64 `json:"events"`
-	OK        bool   `json:"ok"`
-	BrokenSeq uint64 `json:"broken_seq,omitempty"`
-	Problem   string `json:"problem,omitempty"`
+	Events      uint64          `json:"events"`
+	OK          bool            `json:"ok"`
+	BrokenSeq   uint64          `json:"broken_seq,omitempty"`
+	Problem     string          `json:"problem,omitempty"`
+	FromSeq     uint64          `json:"from_seq,omitempty"`
+	HeadSeq     uint64          `json:"head_seq,omitempty"`
+	Checkpoints int             `json:"checkpoints,omitempty"`
+	AnchorSeq   uint64          `json:"anchor_seq,omitempty"`
+	Problems    []VerifyProblem `json:"problems,omitempty"`
+}
+
+// VerifyProblem is one finding of a verification.
+type VerifyProblem struct {
+	Seq    uint64 `json:"seq"`
+	Kind   string `json:"kind"`
+	Detail string `json:"detail"`
+}
+
+// AuditCheckpoint is a signed checkpoint of the chain, as sinks receive it.
+type AuditCheckpoint struct {
+	Seq   uint64     `json:"seq"`
+	Hash  store.Hash `json:"hash"`
+	Time  time.Time  `json:"time"`
+	KeyID string     `json:"key_id"`
+	Alg   string     `json:"alg"`
+	Sig   []byte     `json:"sig"`
+}
+
+// VerifyRequest is POST /api/v1/audit/verify: the chain is held against
+// these checkpoints (kept outside the server, e.g. what a SIEM received)
+// instead of the server's own.
+type VerifyRequest struct {
+	Checkpoints []AuditCheckpoint `json:"checkpoints"`
+}
+
+func reportOf(r *auditexport.Report) VerifyResult {
+	v := VerifyResult{Events: r.Events, OK: r.OK, BrokenSeq: r.BrokenSeq, Problem: r.Problem, FromSeq: r.FromSeq,
+		HeadSeq: r.HeadSeq, Checkpoints: r.Checkpoints, AnchorSeq: r.AnchorSeq}
+	for _, p := range r.Problems {
+		v.Problems = append(v.Problems, VerifyProblem{Seq: p.Seq, Kind: p.Kind, Detail: p.Detail})
+	}
+	return v
 }
 
 func verifyResultOf(r store.VerifyResult) VerifyResult {

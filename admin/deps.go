@@ -3,11 +3,13 @@ package admin
 import (
 	"context"
 	"crypto/x509"
+	"io"
 
 	"hardbound/enroll/attest"
 	"hardbound/enroll/devbind"
 	"hardbound/enroll/scep"
 	"hardbound/store"
+	"hardbound/store/auditexport"
 )
 
 // Store is what the API reads and audits through (store.Store).
@@ -70,4 +72,18 @@ type Deps struct {
 	// NAS serves POST /api/v1/nas (RADIUS/TLS NAS certificates); nil
 	// answers 501.
 	NAS NASIssuer
+	// Inventory serves device add, inventory import and a device's
+	// attestations (inventory.go); nil answers 501.
+	Inventory *Inventory
+	// Audit verifies the chain against signed checkpoints and exports it
+	// (GET/POST /api/v1/audit/verify, GET /api/v1/audit/export). nil:
+	// verify recomputes the chain alone (Store.VerifyAudit) and export
+	// answers 501.
+	Audit AuditChain
+}
+
+// AuditChain is the audit chain with its checkpoints (*auditexport.Chain).
+type AuditChain interface {
+	Verify(ctx context.Context, full bool, external []store.AuditCheckpoint) (*auditexport.Report, error)
+	Export(ctx context.Context, w io.Writer, o auditexport.ExportOptions) (int, error)
 }

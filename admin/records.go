@@ -5,8 +5,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"hardbound/store"
+	"hardbound/store/auditexport"
 )
 
 func (s *Server) listDevices(w http.ResponseWriter, r *http.Request) {
@@ -204,11 +206,80 @@ func (s *Server) tailAudit(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, List[AuditEvent]{Items: each(evs, auditEventOf)})
 }
 
+// verifyAudit is GET (the server's checkpoints; ?full=1 from seq 1) and
+// POST (the checkpoints in the body) /api/v1/audit/verify.
 func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request) {
-	res, err := s.deps.Store.VerifyAudit(r.Context())
+	full := r.URL.Query().Get("full") == "1"
+	var external []store.AuditCheckpoint
+	if r.Method == http.MethodPost {
+		var req VerifyRequest
+		if err := decode(r, &req, false); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		external = make([]store.AuditCheckpoint, 0, len(req.Checkpoints))
+		for _, c := range req.Checkpoints {
+			external = append(external, store.AuditCheckpoint{Seq: c.Seq, Hash: c.Hash, Time: c.Time, KeyID: c.KeyID, Alg: c.Alg, Sig: c.Sig})
+		}
+	}
+	if s.deps.Audit == nil {
+		if external != nil {
+			writeErr(w, http.StatusNotImplemented, "audit checkpoints are not enabled")
+			return
+		}
+		res, err := s.deps.Store.VerifyAudit(r.Context())
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, verifyResultOf(res))
+		return
+	}
+	rep, err := s.deps.Audit.Verify(r.Context(), full, external)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, verifyResultOf(res))
+	writeJSON(w, http.StatusOK, reportOf(rep))
+}
+
+// exportAudit is GET /api/v1/audit/export?from_seq=N|since=RFC3339&format=jsonl|rfc5424:
+// the chain streamed, with its checkpoints, for an investigation.
+func (s *Server) exportAudit(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Audit == nil {
+		writeErr(w, http.StatusNotImplemented, "audit export is not enabled")
+		return
+	}
+	q := r.URL.Query()
+	o := auditexport.ExportOptions{Format: q.Get("format")}
+	if v := q.Get("from_seq"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			s.fail(w, r, fmt.Errorf("%w: from_seq must be a number", errBadRequest))
+			return
+		}
+		o.FromSeq = n
+	}
+	if v := q.Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			s.fail(w, r, fmt.Errorf("%w: since must be an RFC 3339 time", errBadRequest))
+			return
+		}
+		o.Since = t
+	}
+	switch o.Format {
+	case "", auditexport.FormatJSONL:
+		w.Header().Set("Content-Type", "application/x-ndjson")
+	case auditexport.FormatRFC5424:
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	default:
+		s.fail(w, r, fmt.Errorf("%w: format must be jsonl or rfc5424", errBadRequest))
+		return
+	}
+	if _, err := s.deps.Audit.Export(r.Context(), w, o); err != nil {
+		// The status is sent; the client sees a cut stream (no final
+		// newline or a short count) and the log says why.
+		s.log.ErrorContext(r.Context(), "audit export failed", "err", err)
+	}
 }

@@ -113,17 +113,33 @@ type Posture struct {
 
 // Device is an enrolled device, keyed by its permanent identifier.
 type Device struct {
-	V         int               `json:"v"`
-	ID        string            `json:"id"`
-	Platform  string            `json:"platform,omitempty"` // apple, windows, android, linux
-	Profile   string            `json:"profile,omitempty"`
-	Status    DeviceStatus      `json:"status"`
-	Posture   Posture           `json:"posture"`
-	Groups    []string          `json:"groups,omitempty"`
-	Aliases   map[string]string `json:"aliases,omitempty"` // MDM identities: serial, udid, intune_id...
-	CreatedAt time.Time         `json:"created_at"`
-	UpdatedAt time.Time         `json:"updated_at"`
+	V        int               `json:"v"`
+	ID       string            `json:"id"`
+	Platform string            `json:"platform,omitempty"` // policy.Platform*: ios, macos, apple, android, windows, linux
+	Profile  string            `json:"profile,omitempty"`
+	Status   DeviceStatus      `json:"status"`
+	Posture  Posture           `json:"posture"`
+	Groups   []string          `json:"groups,omitempty"`
+	Aliases  map[string]string `json:"aliases,omitempty"` // MDM identities: serial, udid, intune_id...
+	// Owner is who the device is assigned to (an MDM's user, an import's
+	// owner column); informational.
+	Owner string `json:"owner,omitempty"`
+	// Source is who put the record in the inventory: admin, import, jamf,
+	// intune, bench, or enroll for a record an issuance created under a
+	// profile that does not require inventory (docs/inventory.md).
+	Source string `json:"source,omitempty"`
+	// RemovedAt is set when the record's source stopped listing the device
+	// (unenrolled from the MDM): the record stays, with its bindings and
+	// audit history, but it is no longer inventory, so enrollment refuses
+	// it. Zero: in inventory.
+	RemovedAt time.Time `json:"removed_at,omitzero"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
+
+// InInventory reports whether the record admits enrollment: it exists
+// (the caller has it) and its source has not removed it.
+func (d *Device) InInventory() bool { return d != nil && d.RemovedAt.IsZero() }
 
 // Revocation records why and when a cert was revoked.
 type Revocation struct {
@@ -232,6 +248,31 @@ type AuditEvent struct {
 	Source   string    `json:"source,omitempty"` // remote address
 	PrevHash Hash      `json:"prev_hash"`
 	Hash     Hash      `json:"hash"`
+}
+
+// AuditCheckpoint is a signed statement that the chain's event Seq had
+// Hash at Time, made with the audit key identified by KeyID (see
+// store/auditexport, which signs and verifies them). Stored beside the
+// chain and exported with it, so that a chain cut or rewritten after the
+// checkpoint no longer matches it.
+type AuditCheckpoint struct {
+	V     int       `json:"v"`
+	Seq   uint64    `json:"seq"`
+	Hash  Hash      `json:"hash"`
+	Time  time.Time `json:"time"`
+	KeyID string    `json:"key_id"`
+	Alg   string    `json:"alg"` // Ed25519 | ECDSA-P256-SHA256
+	Sig   []byte    `json:"sig"`
+}
+
+// AuditCursor is how far one export sink got: every event with seq <= Seq
+// and every checkpoint with seq <= CheckpointSeq was delivered to it.
+type AuditCursor struct {
+	V             int       `json:"v"`
+	Sink          string    `json:"sink"`
+	Seq           uint64    `json:"seq"`
+	CheckpointSeq uint64    `json:"checkpoint_seq"`
+	UpdatedAt     time.Time `json:"updated_at"`
 }
 
 // Page selects a slice of a listing. After is the last key of the previous
@@ -355,6 +396,19 @@ type Store interface {
 	// ScanAudit calls fn for events with Seq >= from, in order.
 	ScanAudit(ctx context.Context, from uint64, fn func(*AuditEvent) error) error
 	VerifyAudit(ctx context.Context) (VerifyResult, error)
+
+	// Audit checkpoints, keyed by Seq (one per seq: putting one again
+	// replaces it). ScanAuditCheckpoints calls fn for checkpoints with
+	// Seq >= from, in order; LastAuditCheckpoint is ErrNotFound when there
+	// is none.
+	PutAuditCheckpoint(ctx context.Context, cp *AuditCheckpoint) error
+	ScanAuditCheckpoints(ctx context.Context, from uint64, fn func(*AuditCheckpoint) error) error
+	LastAuditCheckpoint(ctx context.Context) (*AuditCheckpoint, error)
+
+	// Export cursors, one per sink name. GetAuditCursor is ErrNotFound for
+	// a sink that never delivered; PutAuditCursor replaces it.
+	GetAuditCursor(ctx context.Context, sink string) (*AuditCursor, error)
+	PutAuditCursor(ctx context.Context, c *AuditCursor) error
 
 	// Backup streams a full backup; Restore loads one into an empty store.
 	Backup(ctx context.Context, w io.Writer) error

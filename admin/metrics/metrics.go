@@ -35,6 +35,8 @@ type Registry struct {
 	radsecOnce sync.Once
 	radsec     *RadSecMetrics
 	dyn        *DynauthMetrics
+	auditOnce  sync.Once
+	audit      *AuditExportMetrics
 }
 
 // New creates a registry with the Go and process collectors.

@@ -33,6 +33,10 @@ func TestRegistryExposesAdapters(t *testing.T) {
 	d := r.Dynauth()
 	d.Answered(dynauth.Disconnect, dynauth.ResultACK)
 	d.PostureChange("jamf", store.ComplianceNoncompliant)
+	a := r.AuditExport()
+	a.ExportLag("siem", 12)
+	a.ExportDelivered("siem", 3, time.Unix(1700000000, 0))
+	a.ExportError("siem")
 
 	rec := httptest.NewRecorder()
 	r.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
@@ -49,6 +53,10 @@ func TestRegistryExposesAdapters(t *testing.T) {
 		`hardbound_enroll_rate_limited_total{kind="ip"} 1`,
 		`hardbound_dynauth_answers_total{code="disconnect",result="ack"} 1`,
 		`hardbound_posture_mdm_reports_total{source="jamf",state="noncompliant"} 1`,
+		`hardbound_audit_export_lag_events{sink="siem"} 12`,
+		`hardbound_audit_export_last_success_timestamp_seconds{sink="siem"} 1.7e+09`,
+		`hardbound_audit_export_events_total{sink="siem"} 3`,
+		`hardbound_audit_export_errors_total{sink="siem"} 1`,
 		"go_goroutines", "process_cpu_seconds_total",
 	} {
 		if !strings.Contains(string(body), want) {

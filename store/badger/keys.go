@@ -31,6 +31,8 @@ const (
 	pfxACMEAccount   = "acmeacct/"
 	pfxACMEThumb     = "acmetp/"
 	pfxAudit         = "audit/"
+	pfxAuditCP       = "auditcp/"
+	pfxAuditCursor   = "auditcur/"
 	keyAuditHeadStr  = "meta/audit-head"
 )
 
@@ -106,3 +108,13 @@ func seqFromAuditKey(k []byte) (uint64, bool) {
 }
 
 func keyAuditHead() []byte { return []byte(keyAuditHeadStr) }
+
+// keyAuditCheckpoint orders checkpoints by seq like keyAudit.
+func keyAuditCheckpoint(seq uint64) []byte {
+	k := make([]byte, len(pfxAuditCP)+8)
+	copy(k, pfxAuditCP)
+	binary.BigEndian.PutUint64(k[len(pfxAuditCP):], seq)
+	return k
+}
+
+func keyAuditCursor(sink string) []byte { return []byte(pfxAuditCursor + sink) }

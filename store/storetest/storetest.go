@@ -28,6 +28,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	}{
 		{"devices", testDevices},
 		{"aliases", testAliases},
+		{"inventory_fields", testInventoryFields},
 		{"device_paging_and_filters", testDevicePaging},
 		{"issuance", testIssuance},
 		{"issuance_atomicity", testIssuanceAtomicity},
@@ -45,6 +46,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"audit_concurrent_appends_form_one_chain", testAuditConcurrency},
 		{"audit_64_concurrent_callers_each_get_their_own_stored_event", testAuditCallersGetTheirEvents},
 		{"audit_groups_are_appended_in_order_and_filled", testAuditGroups},
+		{"audit_checkpoints", testAuditCheckpoints},
+		{"audit_cursors", testAuditCursors},
 		{"backup_restore", testBackupRestore},
 		{"canceled_context", testCanceled},
 		{"changes/devices", testChangesDevices},

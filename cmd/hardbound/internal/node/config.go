@@ -21,6 +21,7 @@ import (
 	"hardbound/posture/mdm/intune"
 	"hardbound/posture/mdm/jamf"
 	"hardbound/radius"
+	"hardbound/store/auditexport"
 	"hardbound/store/config"
 	"hardbound/store/policy"
 )
@@ -30,14 +31,15 @@ import (
 // defaults and Validate beside the component. Validate names the field of
 // every bad value.
 type Config struct {
-	DataDir  string             `yaml:"data_dir"`
-	Log      LogConfig          `yaml:"log"`
-	RADIUS   radius.FileConfig  `yaml:"radius"`
-	Enroll   enroll.FileConfig  `yaml:"enroll"`
-	Admin    admin.FileConfig   `yaml:"admin"`
-	Metrics  metrics.FileConfig `yaml:"metrics"`
-	Profiles []ProfileConfig    `yaml:"profiles"`
-	MDM      MDMConfig          `yaml:"mdm"`
+	DataDir  string                 `yaml:"data_dir"`
+	Log      LogConfig              `yaml:"log"`
+	RADIUS   radius.FileConfig      `yaml:"radius"`
+	Enroll   enroll.FileConfig      `yaml:"enroll"`
+	Admin    admin.FileConfig       `yaml:"admin"`
+	Metrics  metrics.FileConfig     `yaml:"metrics"`
+	Profiles []ProfileConfig        `yaml:"profiles"`
+	MDM      MDMConfig              `yaml:"mdm"`
+	Audit    auditexport.FileConfig `yaml:"audit"`
 	// MemoryLimit is the Go runtime's soft memory limit ("768MiB";
 	// debug.SetMemoryLimit), so that the GC heap goal does not double the
 	// posture caches (~400 MiB live with 1M devices) or a Badger
@@ -138,6 +140,7 @@ func DefaultConfig() *Config {
 		Enroll:  enroll.DefaultFileConfig(),
 		Admin:   admin.DefaultFileConfig(),
 		Metrics: metrics.DefaultFileConfig(),
+		Audit:   auditexport.DefaultFileConfig(),
 		MDM: MDMConfig{
 			Webhook: mdm.DefaultWebhookFileConfig(),
 			Intune:  intune.DefaultFileConfig(),
@@ -205,6 +208,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Admin.Validate("admin"); err != nil {
+		return err
+	}
+	if err := c.Audit.Validate("audit"); err != nil {
 		return err
 	}
 	if err := c.Metrics.Validate("metrics"); err != nil {

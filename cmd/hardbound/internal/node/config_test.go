@@ -114,6 +114,10 @@ func TestDefaultConfigIsTheDocumentedOne(t *testing.T) {
 	if cfg.MDM.Webhook.Window.D() != 5*time.Minute || cfg.MDM.Intune.PollInterval.D() != 15*time.Minute {
 		t.Errorf("mdm defaults = %+v", cfg.MDM)
 	}
+	if a := cfg.Audit; len(a.Sinks) != 0 || a.Checkpoint.Every != 1000 || a.Checkpoint.Interval.D() != time.Minute ||
+		a.Checkpoint.KeyPath(cfg.DataDir) != "data/audit/checkpoint.key" {
+		t.Errorf("audit defaults = %+v", a)
+	}
 	if cfg.DataDir != "./data" || cfg.Log != (LogConfig{Format: "text", Level: "info"}) {
 		t.Errorf("data_dir %q, log %+v", cfg.DataDir, cfg.Log)
 	}
@@ -135,6 +139,9 @@ func TestExampleConfigParses(t *testing.T) {
 	cfg, err := LoadConfig(writeFile(t, dir, "h.yaml", body))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(cfg.Audit.Sinks) != 2 || cfg.Audit.Sinks[0].Transport != "tls" || cfg.Audit.Sinks[1].Type != "http" {
+		t.Errorf("audit = %+v", cfg.Audit)
 	}
 	if len(cfg.Profiles) != 2 || cfg.Profiles[0].Noncompliant != "quarantine" || !cfg.Profiles[0].SCEP.RequireAttestation || !cfg.RADIUS.CoA.ReauthOnRecovery {
 		t.Errorf("profiles = %+v", cfg.Profiles)

@@ -34,6 +34,7 @@ import (
 	"hardbound/radius/radsec"
 	"hardbound/store"
 	"hardbound/store/atomicfile"
+	"hardbound/store/auditexport"
 	"hardbound/store/badger"
 )
 
@@ -63,6 +64,7 @@ type Node struct {
 	enroll  *enrollment
 
 	mdmHandlers map[string]http.Handler
+	audit       *auditexport.Chain // nil until startAudit
 
 	mu      sync.Mutex
 	addrs   map[string]string // listener name -> bound address
@@ -136,6 +138,12 @@ func Start(parent context.Context, cfg *Config, log *slog.Logger) (_ *Node, err 
 				"took", time.Since(t0).Round(time.Millisecond))
 		}
 	}()
+	// The audit export starts before the components that append to the
+	// chain, so it stops after them (closers run in reverse) and its
+	// last checkpoint signs their last events.
+	if err := in.startAudit(); err != nil {
+		return nil, err
+	}
 	if err := in.startComponents(); err != nil {
 		return nil, err
 	}

@@ -80,6 +80,9 @@ func (in *Node) startRADIUS() error {
 // only with enrollment configured, test enrollment only in --dev.
 func (in *Node) adminDeps() admin.Deps {
 	d := admin.Deps{Store: in.st, Standing: in.posture, NAS: in.nasIssuer()}
+	if in.audit != nil {
+		d.Audit = in.audit
+	}
 	if in.enroll != nil {
 		d.Challenges = in.enroll.minter
 		d.TPM = in.enroll.minter
