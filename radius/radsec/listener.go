@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"hardbound/radius/dynauth"
 	"hardbound/store"
@@ -103,14 +104,21 @@ func (l *Listener) Serve(ctx context.Context, ln net.Listener) error {
 	for {
 		raw, aerr := ln.Accept()
 		if aerr != nil {
-			if ctx.Err() == nil {
-				var ne net.Error
-				if errors.As(aerr, &ne) && ne.Timeout() {
-					continue
-				}
-				err = fmt.Errorf("radsec: accept: %w", aerr)
+			if ctx.Err() != nil {
+				break
 			}
-			break
+			if errors.Is(aerr, net.ErrClosed) {
+				err = fmt.Errorf("radsec: accept: %w", aerr)
+				break
+			}
+			// Out of file descriptors or a connection reset before accept:
+			// a flood must cost refused connections, not the server.
+			l.log.Warn("accept failed", "err", aerr)
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
 		}
 		if int(l.open.Load()) >= l.cfg.MaxConns {
 			l.m.Refused("limit")
