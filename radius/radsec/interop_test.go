@@ -15,6 +15,7 @@ import (
 
 	"hardbound/enroll/ca/catest"
 	"hardbound/enroll/devbind"
+	"hardbound/radius/dynauth"
 )
 
 const proxySecret = "proxy-udp-secret"
@@ -148,6 +149,9 @@ func TestRadsecproxy(t *testing.T) {
 			if !strings.Contains(e.logs.String(), v.log) {
 				t.Fatalf("no connection with %s in the listener's log:\n%s", v.log, e.logs.String())
 			}
+			if v.name == "TLS1.3" {
+				reverseToRadsecproxy(t, e, port, caFile, ok)
+			}
 			for _, d := range []*devbind.Device{unbound, revoked} {
 				out, err := eapolTest(t, port, caFile, d, only13)
 				if err == nil || !strings.Contains(out, "Access-Reject") {
@@ -183,4 +187,25 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// reverseToRadsecproxy sends a Disconnect-Request down radsecproxy's
+// connection: radsecproxy 1.9 does not implement dynamic authorization
+// (it has no code for Disconnect or CoA), so the request goes unanswered;
+// the connection must survive it and keep carrying authentications.
+func reverseToRadsecproxy(t *testing.T, e *env, port int, caFile string, dev *devbind.Device) {
+	t.Helper()
+	sender := dynauth.NewSender(dynauth.SenderConfig{Timeout: 500 * time.Millisecond, Tries: 2})
+	out, err := sender.Via(e.ls.Stream).Send(e.ctx, dynauth.NAS{Name: "proxy1", Addr: "127.0.0.1:9", Secret: []byte("unused")},
+		dynauth.Request{Kind: dynauth.Disconnect, Identity: dynauth.Identity{UserName: dev.ID, AcctSessionID: "s1"}})
+	if err == nil || out.Result == dynauth.ResultACK {
+		t.Fatalf("radsecproxy answered a Disconnect: %+v", out)
+	}
+	if e.metrics.get("packet/reverse_request") == 0 {
+		t.Fatal("the Disconnect did not go down the RADIUS/TLS connection")
+	}
+	res, err := eapolTest(t, port, caFile, dev, "")
+	if err != nil || !strings.Contains(res, "SUCCESS") {
+		t.Fatalf("authentication after the Disconnect: %v\n%s", err, tail(res, 20))
+	}
 }
