@@ -1,11 +1,14 @@
 package radsec
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"log/slog"
 	"time"
+
+	"hardbound/store"
 )
 
 // Secret is the RADIUS shared secret of every RADIUS/TLS connection (RFC
@@ -58,6 +61,17 @@ type Config struct {
 	WriteTimeout     time.Duration
 	Logger           *slog.Logger
 	Metrics          Metrics
+	// Auditor, if set, records every identified connection and every
+	// refusal of a certificate of hardbound's CA (revoked, unbound, not a
+	// NAS): only a holder of such a certificate can cause one, so the
+	// chain cannot be flooded anonymously. Anonymous refusals (unknown
+	// CA, no certificate, a failed handshake) are logged and counted only.
+	Auditor Auditor
+}
+
+// Auditor appends to the audit chain (store.Store).
+type Auditor interface {
+	AppendAudit(ctx context.Context, ev *store.AuditEvent) error
 }
 
 func (c *Config) setDefaults() {

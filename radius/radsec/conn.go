@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"hardbound/radius/dynauth"
 	"hardbound/radius/packet"
+	"hardbound/store"
 )
 
 // conn is one RADIUS/TLS connection.
@@ -80,14 +82,20 @@ func (l *Listener) serveConn(ctx context.Context, raw net.Conn) {
 		}
 		l.m.Refused(reason)
 		l.log.Info("RADIUS/TLS peer refused", "from", c.from.String(), "reason", reason, "err", err)
+		switch reason {
+		case "revoked", "unbound", "not_nas": // a certificate of hardbound's CA
+			l.audit(ctx, c, c.tc.ConnectionState(), "denied", reason)
+		}
 		return
 	}
 	if !l.register(c) {
 		l.m.Refused("per_nas")
 		l.log.Warn("RADIUS/TLS connection refused: NAS at its connection limit (or revoked meanwhile)", "nas", c.id.name,
 			"from", c.from.String(), "max", l.cfg.MaxPerNAS)
+		l.audit(ctx, c, c.tc.ConnectionState(), "denied", "per_nas")
 		return
 	}
+	l.audit(ctx, c, c.tc.ConnectionState(), "ok", "")
 	l.m.Accepted(c.id.source)
 	st := c.tc.ConnectionState()
 	l.log.Info("RADIUS/TLS connection", "nas", c.id.name, "from", c.from.String(), "source", c.id.source,
@@ -99,6 +107,34 @@ func (l *Listener) serveConn(ctx context.Context, raw net.Conn) {
 	handlers.Wait()
 	l.m.Closed(c.why)
 	l.log.Info("RADIUS/TLS connection closed", "nas", c.id.name, "from", c.from.String(), "reason", c.why)
+}
+
+// audit records a connection's admission or refusal (Config.Auditor).
+func (l *Listener) audit(ctx context.Context, c *conn, st tls.ConnectionState, result, reason string) {
+	if l.cfg.Auditor == nil {
+		return
+	}
+	actor, subject := "anonymous", ""
+	if c.id.name != "" {
+		actor, subject = "nas:"+c.id.name, c.id.name
+	}
+	if len(st.PeerCertificates) > 0 {
+		leaf := st.PeerCertificates[0]
+		if subject == "" {
+			subject = leaf.Subject.CommonName
+			if name, ok := nasName(leaf); ok {
+				actor, subject = "nas:"+name, name
+			}
+		}
+		reason = strings.TrimSpace(reason + " serial " + leaf.SerialNumber.Text(16))
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	ev := &store.AuditEvent{Time: time.Now(), Actor: actor, Action: "radsec.connect", Subject: subject, Result: result,
+		Reason: reason, Source: c.from.String()}
+	if err := l.cfg.Auditor.AppendAudit(actx, ev); err != nil {
+		l.log.Error("audit append failed", "action", ev.Action, "err", err)
+	}
 }
 
 // read runs the receive loop and returns why it ended.

@@ -107,7 +107,7 @@ func newEnv(t *testing.T, mut func(*radsec.Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := radsec.Config{Certificate: e.server, OwnCA: e.ca.Pool(), Bindings: e.st, Metrics: e.metrics,
+	cfg := radsec.Config{Certificate: e.server, OwnCA: e.ca.Pool(), Bindings: e.st, Metrics: e.metrics, Auditor: e.st,
 		Logger:           slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		HandshakeTimeout: 5 * time.Second, PacketTimeout: 2 * time.Second, IdleTimeout: 30 * time.Second}
 	if mut != nil {
@@ -227,6 +227,23 @@ func (e *env) dialCache(t testing.TB, cert tls.Certificate, maxVersion uint16, c
 	tc := c.(*tls.Conn)
 	t.Cleanup(func() { tc.Close() })
 	return tc, nil
+}
+
+// audited counts audit events of action with actor, result and a reason
+// starting with reason.
+func (e *env) audited(t *testing.T, action, actor, result, reason string) int {
+	t.Helper()
+	evs, err := e.st.TailAudit(e.ctx, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, ev := range evs {
+		if ev.Action == action && ev.Actor == actor && ev.Result == result && strings.HasPrefix(ev.Reason, reason) {
+			n++
+		}
+	}
+	return n
 }
 
 // eventually polls cond for up to 10s.
