@@ -130,7 +130,7 @@ func TestBounds(t *testing.T) {
 		}
 	}
 	eventually(t, "slow peer cut off", func() bool { return e.metrics.get("closed/slow") == 1 })
-	if d := time.Since(start); d > 15*time.Second {
+	if d := time.Since(start); d > 25*time.Second { // PacketTimeout is 2s; generous for -race under load
 		t.Fatalf("slow peer held for %s", d)
 	}
 

@@ -145,7 +145,7 @@ func TestFreeRADIUSHomeServer(t *testing.T) {
 		return bytes.Contains(log, []byte("Ready to process requests"))
 	})
 	dev := e.device(t, "dev-fr", devbind.Request{})
-	res, err := eapolTestSecret(t, port, secret, filepath.Join(dir, "ca.crt"), dev, "")
+	res, err := eapolTestSecret(t, port, secret, filepath.Join(dir, "ca.crt"), dev, "", 20)
 	if err != nil || !strings.Contains(res, "SUCCESS") || !strings.Contains(res, "MPPE keys OK: 1  mismatch: 0") {
 		t.Fatalf("eapol_test through FreeRADIUS: %v\n%s", err, tail(res, 30))
 	}
