@@ -415,6 +415,11 @@ func (s *Service) decide(ctx context.Context, leaf *x509.Certificate, cacheOnly 
 	}
 	v.DeviceID = c.deviceID
 	v.Profile = c.profile
+	if c.profile == policy.NASProfile {
+		// A NAS's RADIUS/TLS certificate (radius/radsec) is not a device
+		// credential: without this it would fall to the default profile.
+		return v, true
+	}
 	p := s.Profile(c.profile)
 	d, err := s.device(ctx, c.dev, c.deviceID, cacheOnly)
 	if err != nil {

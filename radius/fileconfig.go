@@ -12,6 +12,7 @@ import (
 
 	"hardbound/eaptls"
 	"hardbound/radius/dynauth"
+	"hardbound/radius/radsec"
 	"hardbound/store/config"
 )
 
@@ -51,6 +52,8 @@ type FileConfig struct {
 	ServerNames []string           `yaml:"server_names"`
 	Clients     []FileClient       `yaml:"clients"`
 	CoA         dynauth.FileConfig `yaml:"coa"`
+	// RadSec is RADIUS/TLS (radius/radsec), off unless its addr is set.
+	RadSec radsec.FileConfig `yaml:"radsec"`
 }
 
 // FileResumption is the radius.resumption section.
@@ -128,6 +131,7 @@ func DefaultFileConfig() FileConfig {
 			MaxLifetime: config.Duration(defaultTicketLifetime),
 			KeyRotation: config.Duration(defaultTicketLifetime),
 		},
+		RadSec: radsec.DefaultFileConfig(),
 	}
 }
 
@@ -200,7 +204,10 @@ func (c *FileConfig) Validate(path string) error {
 			return err
 		}
 	}
-	return c.CoA.Validate(path + ".coa")
+	if err := c.CoA.Validate(path + ".coa"); err != nil {
+		return err
+	}
+	return c.RadSec.Validate(path + ".radsec")
 }
 
 // resolve validates one client at path f ("radius.clients[0]").

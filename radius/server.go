@@ -111,6 +111,7 @@ type Server struct {
 	eap        *eaptls.Server
 	newSession func(ctx context.Context, o eaptls.SessionOptions) eapSession
 	convs      *convTable
+	streams    streamClients // NAS clients of RADIUS/TLS, by name (stream.go)
 	dups       *dupCache
 	bufs       sync.Pool // *[]byte of maxPacket+1: one more detects oversize datagrams
 	serving    atomic.Bool
@@ -427,6 +428,12 @@ func (s *Server) handle(ctx context.Context, inline *reader, port byte, from net
 		s.log.Debug("packet from unknown client", "from", from)
 		return nil
 	}
+	return s.handleNAS(ctx, inline, n, port, from, b)
+}
+
+// handleNAS is handle once the client is known: by source address (UDP) or
+// by certificate (stream.go).
+func (s *Server) handleNAS(ctx context.Context, inline *reader, n *nas, port byte, from netip.AddrPort, b []byte) []byte {
 	p, err := packet.Parse(b)
 	if err != nil {
 		cause := DropMalformed

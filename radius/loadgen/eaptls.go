@@ -60,6 +60,11 @@ type Config struct {
 	// for TLS 1.2, RFC 8446 PSK for TLS 1.3). Without it every
 	// authentication is a full handshake.
 	Resume bool
+	// RadSec, when set, runs every worker over its own RADIUS/TLS
+	// connection (RFC 6614) to Server, presenting the NAS certificate
+	// RadSec.Cert/Key and verifying the server against RadSec.CA; Secret is
+	// then "radsec".
+	RadSec *RadSec
 	// Progress, when set, receives a status line every 500ms, rewritten in
 	// place with a carriage return and an ANSI erase-line: give it a
 	// terminal.
@@ -126,11 +131,32 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return Report{}, fmt.Errorf("port type %q: want ethernet or wireless", cfg.PortType)
 	}
 	clients := make([]*eapclient.Client, cfg.Concurrency)
+	var one *shared
+	if cfg.RadSec != nil && cfg.RadSec.Shared {
+		conn, err := cfg.RadSec.dial(ctx, cfg.Server)
+		if err != nil {
+			return Report{}, err
+		}
+		defer conn.Close()
+		one = newShared(conn)
+	}
 	for i := range clients {
-		c, err := eapclient.New(eapclient.Config{
+		ccfg := eapclient.Config{
 			Server: cfg.Server, Secret: cfg.Secret, NASIdentifier: cfg.NASIdentifier, FramedMTU: cfg.FramedMTU,
 			PortType: portType, Timeout: cfg.Timeout, Retries: max(cfg.Retries, -1),
-		})
+		}
+		switch {
+		case one != nil:
+			ccfg.Stream = one.view()
+		case cfg.RadSec != nil:
+			conn, err := cfg.RadSec.dial(ctx, cfg.Server)
+			if err != nil {
+				return Report{}, err
+			}
+			defer conn.Close()
+			ccfg.Stream = conn
+		}
+		c, err := eapclient.New(ccfg)
 		if err != nil {
 			return Report{}, err
 		}
