@@ -96,9 +96,7 @@ func newDeviceCmd(e *env, cf *clientFlags) *cobra.Command {
 			}
 			return output(e, cf, out, func(w io.Writer) {
 				deviceRows(w, out.Items)
-				if out.Next != "" {
-					fmt.Fprintf(w, "(more: --after %s)\n", out.Next)
-				}
+				morePages(w, out.Next, len(out.Items))
 			})
 		},
 	}
@@ -157,6 +155,13 @@ func newDeviceCmd(e *env, cf *clientFlags) *cobra.Command {
 	return cmd
 }
 
+// morePages says that a listing stopped at a page and how to get the next.
+func morePages(w io.Writer, next string, n int) {
+	if next != "" {
+		fmt.Fprintf(w, "(%d shown; more: repeat with --after %s, or --limit up to 1000)\n", n, next)
+	}
+}
+
 func setQ(q url.Values, k, v string) {
 	if v != "" {
 		q.Set(k, v)
@@ -184,7 +189,10 @@ func newCertCmd(e *env, cf *clientFlags) *cobra.Command {
 			if err := cf.call(cmd.Context(), e, "GET", "/api/v1/certs?"+q.Encode(), nil, &out); err != nil {
 				return err
 			}
-			return output(e, cf, out, func(w io.Writer) { certRows(w, out.Items) })
+			return output(e, cf, out, func(w io.Writer) {
+				certRows(w, out.Items)
+				morePages(w, out.Next, len(out.Items))
+			})
 		},
 	}
 	list.Flags().StringVar(&device, "device", "", "only this device's certificates")
@@ -262,23 +270,33 @@ func newPostureCmd(e *env, cf *clientFlags) *cobra.Command {
 
 func newSessionCmd(e *env, cf *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "session", Short: "Inspect accounting sessions"}
-	var device string
+	var device, after string
 	var all bool
+	var limit int
 	list := &cobra.Command{
 		Use: "list", Short: "List live sessions", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			q := url.Values{}
 			setQ(q, "device", device)
+			setQ(q, "after", after)
 			if all {
 				q.Set("all", "true")
+			}
+			if limit > 0 {
+				q.Set("limit", fmt.Sprint(limit))
 			}
 			var out admin.List[admin.Session]
 			if err := cf.call(cmd.Context(), e, "GET", "/api/v1/sessions?"+q.Encode(), nil, &out); err != nil {
 				return err
 			}
-			return output(e, cf, out, func(w io.Writer) { sessionRows(w, out.Items) })
+			return output(e, cf, out, func(w io.Writer) {
+				sessionRows(w, out.Items)
+				morePages(w, out.Next, len(out.Items))
+			})
 		},
 	}
+	list.Flags().StringVar(&after, "after", "", "page cursor")
+	list.Flags().IntVar(&limit, "limit", 0, "page size (1..1000)")
 	list.Flags().StringVar(&device, "device", "", "only this device's sessions")
 	list.Flags().BoolVar(&all, "all", false, "include stopped sessions")
 	cmd.AddCommand(list)

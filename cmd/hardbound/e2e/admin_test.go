@@ -237,7 +237,7 @@ func TestE2EAdminCLIOutputAndAuth(t *testing.T) {
 		if len(seen) != 3 {
 			t.Fatalf("paging saw %v, want the 3 noncompliant devices", seen)
 		}
-		if out := in.cliOK(t, "device", "list", "--compliance", "noncompliant", "--limit", "2"); !strings.Contains(out, "(more: --after ") {
+		if out := in.cliOK(t, "device", "list", "--compliance", "noncompliant", "--limit", "2"); !strings.Contains(out, "more: repeat with --after ") {
 			t.Errorf("a partial table does not say how to get more:\n%s", out)
 		}
 	})

@@ -24,6 +24,7 @@ import (
 	"hardbound/store/auditexport"
 	"hardbound/store/config"
 	"hardbound/store/policy"
+	"hardbound/store/postgres"
 )
 
 // Config is hardbound.yaml: the process's own keys (data_dir, log,
@@ -40,6 +41,9 @@ type Config struct {
 	Profiles []ProfileConfig        `yaml:"profiles"`
 	MDM      MDMConfig              `yaml:"mdm"`
 	Audit    auditexport.FileConfig `yaml:"audit"`
+	// Store says where the records live (store.go): Badger in
+	// <data_dir>/db by default, or a PostgreSQL database shared by nodes.
+	Store postgres.StoreFileConfig `yaml:"store"`
 	// MemoryLimit is the Go runtime's soft memory limit ("768MiB";
 	// debug.SetMemoryLimit), so that the GC heap goal does not double the
 	// posture caches (~400 MiB live with 1M devices) or a Badger
@@ -141,6 +145,7 @@ func DefaultConfig() *Config {
 		Admin:   admin.DefaultFileConfig(),
 		Metrics: metrics.DefaultFileConfig(),
 		Audit:   auditexport.DefaultFileConfig(),
+		Store:   postgres.DefaultStoreFileConfig(),
 		MDM: MDMConfig{
 			Webhook: mdm.DefaultWebhookFileConfig(),
 			Intune:  intune.DefaultFileConfig(),
@@ -155,6 +160,14 @@ func LoadConfig(path string) (*Config, error) {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
+		}
+		// First the keys and values, by their full path; then the decode.
+		var doc yaml.Node
+		if err := yaml.Unmarshal(b, &doc); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		if err := config.CheckNode(&doc, cfg); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		dec := yaml.NewDecoder(bytes.NewReader(b))
 		dec.KnownFields(true)
@@ -214,6 +227,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Metrics.Validate("metrics"); err != nil {
+		return err
+	}
+	if err := c.Store.Validate("store"); err != nil {
 		return err
 	}
 	seen := map[string]bool{}

@@ -34,7 +34,6 @@ import (
 	"hardbound/store"
 	"hardbound/store/atomicfile"
 	"hardbound/store/auditexport"
-	"hardbound/store/badger"
 )
 
 // NewLogger is the process logger the log section asks for.
@@ -100,13 +99,16 @@ func Start(parent context.Context, cfg *Config, log *slog.Logger) (_ *Node, err 
 			return nil, err
 		}
 	}
+	warnProduction(cfg, log)
 	in.metrics = metrics.New()
 	c, err := ca.Load(cfg.DataDir, ca.WithLogger(log))
 	if err != nil {
 		return nil, fmt.Errorf("%w (create one with `hardbound ca init --data-dir %s`)", err, cfg.DataDir)
 	}
 	in.ca = c
-	st, err := badger.Open(ctx, filepath.Join(cfg.DataDir, "db"), badger.WithLogger(log))
+	in.metrics.CertExpiry("root", c.Root().NotAfter)
+	in.metrics.CertExpiry("issuing", c.Issuing().NotAfter)
+	st, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -124,19 +126,7 @@ func Start(parent context.Context, cfg *Config, log *slog.Logger) (_ *Node, err 
 		if err := in.posture.Warm(in.ctx); err != nil {
 			return // logged by Warm; cancelled on shutdown
 		}
-		// The warm read every device and binding through Badger's mapped
-		// tables: hand those pages back to the kernel (they stay on disk;
-		// Decide now answers from the caches). Tables written later are
-		// released by the store itself.
-		t0 := time.Now()
-		rel, err := st.ReleaseTablePages(in.ctx)
-		switch {
-		case err != nil && in.ctx.Err() == nil:
-			in.log.Warn("release table pages after warm", "err", err)
-		case err == nil:
-			in.log.Info("released table pages after warm", "tables", rel.Tables, "mapped_bytes", rel.Bytes,
-				"took", time.Since(t0).Round(time.Millisecond))
-		}
+		in.afterWarm(st)
 	}()
 	// The audit export starts before the components that append to the
 	// chain, so it stops after them (closers run in reverse) and its
@@ -226,12 +216,7 @@ func (in *Node) startMetrics() error {
 }
 
 func (in *Node) startAdmin() error {
-	tokens, err := in.cfg.Admin.Tokens(in.cfg.DataDir)
-	if err != nil {
-		return fmt.Errorf("%w (serve --dev creates one; or write \"name sha256hex\" lines)", err)
-	}
-	deps := in.adminDeps()
-	srv, err := admin.New(deps, tokens, admin.WithLogger(in.log), admin.WithMetrics(in.metrics.Admin()))
+	srv, err := in.adminHandler()
 	if err != nil {
 		return err
 	}
@@ -239,6 +224,7 @@ func (in *Node) startAdmin() error {
 	if err != nil {
 		return err
 	}
+	in.certExpiry("admin", kp)
 	return in.serveHTTP("admin", in.cfg.Admin.Addr, srv, newTLSConfig(kp))
 }
 
@@ -353,7 +339,7 @@ func (in *Node) Banner(w io.Writer) {
 		{"radius-acct", "RADIUS accounting (udp)"},
 		{"enroll-https", "enrollment: ACME https://%s/acme/directory, SCEP https://%s/scep"},
 		{"enroll-http", "SCEP and CRL over http://%s/scep, http://%s/crl"},
-		{"admin", "admin API https://%s/api/v1/"},
+		{"admin", "admin API https://%s/api/v1/, console https://%s/ui/"},
 		{"metrics", "metrics http://%s/metrics"},
 	} {
 		a := in.Addr(l.name)

@@ -38,6 +38,7 @@ func (in *Node) startRADIUS() error {
 	if err != nil {
 		return err
 	}
+	in.certExpiry("radius", kp)
 	m := in.metrics.RADIUS()
 	ecfg := rc.EAP(kp, in.ca.Pool())
 	ecfg.Logger, ecfg.Metrics = in.log, m
