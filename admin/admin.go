@@ -170,6 +170,8 @@ func (s *Server) auth(m *http.ServeMux, pattern string, need access, h http.Hand
 	m.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		tok, reason := s.check(r.Header.Get("Authorization"))
 		if reason != "" {
+			// Unauthenticated refusals go through the audit budget: a
+			// flood of wrong tokens cannot grow the chain without bound.
 			s.denied(r.Context(), r.Method, r.URL.Path, reason, r.RemoteAddr)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="hardbound"`)
 			writeErr(w, http.StatusUnauthorized, "unauthorized: "+strings.ReplaceAll(reason, "_", " "))

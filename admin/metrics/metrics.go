@@ -35,10 +35,10 @@ type Registry struct {
 	dyn        *DynauthMetrics
 	auditOnce  sync.Once
 	audit      *AuditExportMetrics
-	adminOnce  sync.Once
-	admin      *AdminMetrics
 	opsOnce    sync.Once
 	opsM       *opsMetrics
+	adminOnce  sync.Once
+	admin      *AdminMetrics
 
 	namesMu sync.Mutex
 	names   []string // every hardbound_ name registered, for Names

@@ -259,9 +259,10 @@ func (s *Store) ListSessions(ctx context.Context, deviceID string, liveOnly bool
 // closeBatch bounds the sessions closed per transaction.
 const closeBatch = 256
 
-// CloseNASSessions marks the live sessions in scope (one NAS of the client
-// scope.NAS) that started at or before at as stopped, a batch per
-// transaction, in session id order.
+// CloseNASSessions marks the live sessions in scope that started at or
+// before at as stopped, a batch per transaction, in session id order. The
+// scope's other fields are matched here with store.NASScope.Matches, the
+// rule every backend shares.
 func (s *Store) CloseNASSessions(ctx context.Context, scope store.NASScope, at time.Time, cause uint32) (int, error) {
 	nas := scope.NAS
 	if err := validID("nas", nas); err != nil {
@@ -394,30 +395,4 @@ func (s *Store) FindACMEAccountByThumbprint(ctx context.Context, tp string) (*st
 		return nil, fmt.Errorf("store/postgres: find acme account: %w: %w", store.ErrNotFound, err)
 	}
 	return getOne[store.ACMEAccount](ctx, s, "find acme account by thumbprint", "SELECT rec FROM acme_accounts WHERE thumbprint = $1", tp)
-}
-
-// ClaimNonce records nonce under scope until expires, once: the insert
-// takes the row unless a claim that has not expired holds it.
-func (s *Store) ClaimNonce(ctx context.Context, scope string, nonce store.Hash, expires time.Time) error {
-	if err := validID("scope", scope); err != nil {
-		return fmt.Errorf("store/postgres: claim nonce: %w", err)
-	}
-	now := s.now()
-	if nonce.IsZero() || !expires.After(now) {
-		return errors.New("store/postgres: claim nonce: a nonce and a future expiry are required")
-	}
-	return s.tx(ctx, "claim nonce", func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO nonces (scope, nonce, expires_at) VALUES ($1, $2, $3)
-			ON CONFLICT (scope, nonce) DO UPDATE SET expires_at = EXCLUDED.expires_at WHERE nonces.expires_at <= $4`,
-			scope, nonce[:], expires.UTC(), now)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return fmt.Errorf("%w: nonce", store.ErrExists)
-		}
-		// Expired claims are dropped as new ones come (a bounded batch).
-		_, err = tx.Exec(ctx, `DELETE FROM nonces WHERE ctid IN (SELECT ctid FROM nonces WHERE expires_at <= $1 LIMIT 64)`, now)
-		return err
-	})
 }

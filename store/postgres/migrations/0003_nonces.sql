@@ -1,10 +1,9 @@
--- Nonces claimed once until they expire (store.Store.ClaimNonce): the
--- signed webhook's replay claims, shared by every node so that a replay
--- to another node, or after a restart, is refused too.
+-- One-time nonces (ClaimNonce): replay caches that survive a restart and
+-- are shared by every node, e.g. the signed MDM webhook's.
 CREATE TABLE nonces (
     scope      text COLLATE "C" NOT NULL,
-    nonce      bytea NOT NULL,
+    nonce      text COLLATE "C" NOT NULL,
     expires_at timestamptz NOT NULL,
     PRIMARY KEY (scope, nonce)
 );
-CREATE INDEX nonces_expires_at ON nonces (expires_at);
+CREATE INDEX nonces_expiry ON nonces (scope, expires_at);

@@ -17,6 +17,10 @@ import (
 // poller runs in the background.
 func (in *Node) startMDM() error {
 	in.mdmHandlers = map[string]http.Handler{}
+	jamfHint, err := in.startInventory()
+	if err != nil {
+		return err
+	}
 	m := in.metrics.Dynauth()
 	st := in.st
 	mc := in.cfg.MDM
@@ -37,6 +41,7 @@ func (in *Node) startMDM() error {
 		}
 		jcfg := mc.Jamf.Handler(pw)
 		jcfg.Updater, jcfg.Auditor, jcfg.Metrics, jcfg.Logger = in.posture, st, m, in.log
+		jcfg.InventoryHint = jamfHint
 		if mc.Jamf.URL != "" {
 			secret, err := config.ReadSecret("mdm.jamf.api_client_secret_file", mc.Jamf.APIClientSecretFile)
 			if err != nil {
