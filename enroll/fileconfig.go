@@ -6,6 +6,7 @@ import (
 
 	"hardbound/enroll/attest"
 	"hardbound/enroll/limit"
+	"hardbound/enroll/ocsp"
 	"hardbound/store/config"
 )
 
@@ -35,6 +36,8 @@ type FileConfig struct {
 	// TPMRoots.
 	CertifyTPMAKs bool       `yaml:"certify_tpm_aks"`
 	RateLimits    RateLimits `yaml:"rate_limits"`
+	// OCSP is the responder at /ocsp (enroll/ocsp, docs/ocsp.md).
+	OCSP ocsp.FileConfig `yaml:"ocsp"`
 }
 
 // RateLimits is enroll.rate_limits: the token buckets of limit.Config.
@@ -61,6 +64,7 @@ func DefaultFileConfig() FileConfig {
 		ServerNames:   []string{"localhost"},
 		CertifyTPMAKs: true,
 		RateLimits:    RateLimits{PerDevice: rate(d.PerDevice), PerIP: rate(d.PerIP), PerProfile: rate(d.PerProfile)},
+		OCSP:          ocsp.DefaultFileConfig(),
 	}
 }
 
@@ -95,7 +99,7 @@ func (c FileConfig) Validate(path string) error {
 			return config.Errorf(path+".rate_limits."+r.name, "every and burst must be > 0")
 		}
 	}
-	return nil
+	return c.OCSP.Validate(path + ".ocsp")
 }
 
 // Limits is the limiter's Config from the section.

@@ -108,6 +108,7 @@ func (c *CA) issue(ctx context.Context, req IssueRequest) (*x509.Certificate, er
 		BasicConstraintsValid: true,
 		IsCA:                  false,
 		URIs:                  []*url.URL{DeviceURI(req.DeviceID)},
+		OCSPServer:            c.ocsp,
 	}
 	return c.sign(tmpl, pub, now)
 }

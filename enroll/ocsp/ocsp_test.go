@@ -330,3 +330,18 @@ func TestSignerRotates(t *testing.T) {
 		t.Fatal("signer not rotated at half life")
 	}
 }
+
+// TestAIA: with ca.WithOCSPServer, issued device certificates name the
+// responder, which is how relying parties find it.
+func TestAIA(t *testing.T) {
+	t.Parallel()
+	c := catest.New(t, "", ca.WithOCSPServer("http://enroll.example.com:8080/ocsp"))
+	st := badgertest.Memory(t)
+	d, err := devbind.Bind(context.Background(), c, st, time.Now(), devbind.Request{DeviceID: "dev1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := d.Leaf.OCSPServer; len(got) != 1 || got[0] != "http://enroll.example.com:8080/ocsp" {
+		t.Fatalf("AIA OCSP %v", got)
+	}
+}

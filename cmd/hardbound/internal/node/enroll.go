@@ -11,6 +11,7 @@ import (
 	"hardbound/enroll/attest/attesttest"
 	"hardbound/enroll/challenge"
 	"hardbound/enroll/limit"
+	"hardbound/enroll/ocsp"
 	"hardbound/enroll/scep"
 	"hardbound/store/config"
 )
@@ -23,6 +24,7 @@ type enrollment struct {
 	verifier *attest.Verifier
 	jamf     http.Handler // Jamf dynamic-challenge webhook, nil when unconfigured
 	akca     http.Handler // TPM attestation CA, nil unless enroll.certify_tpm_aks applies
+	ocsp     *ocsp.Responder
 }
 
 // attestRoots loads the configured trust roots; in --dev the test authority
@@ -96,6 +98,9 @@ func (in *Node) startEnroll() error {
 		return err
 	}
 	in.enroll = &enrollment{svc: svc, minter: minter, verifier: verifier}
+	if in.enroll.ocsp, err = in.startOCSP(); err != nil {
+		return err
+	}
 	if ownAKs {
 		if in.enroll.akca, err = in.newAKCA(verifier, lim); err != nil {
 			return err
@@ -121,7 +126,10 @@ func (in *Node) startEnroll() error {
 	if err := in.serveHTTP("enroll-https", ec.HTTPSAddr, in.enrollMux(svc.Handler()), newTLSConfig(kp)); err != nil {
 		return err
 	}
-	return in.serveHTTP("enroll-http", ec.HTTPAddr, svc.PlainHandler(), nil)
+	plain := http.NewServeMux()
+	plain.Handle("/", svc.PlainHandler())
+	mountOCSP(plain, in.enroll.ocsp)
+	return in.serveHTTP("enroll-http", ec.HTTPAddr, plain, nil)
 }
 
 // enrollMux puts the MDM endpoints (webhooks, Jamf challenges) beside the
@@ -135,6 +143,7 @@ func (in *Node) enrollMux(h http.Handler) http.Handler {
 	if in.enroll.akca != nil {
 		mux.Handle(akcaPrefix+"/", in.enroll.akca)
 	}
+	mountOCSP(mux, in.enroll.ocsp)
 	for path, hh := range in.mdmHandlers {
 		mux.Handle(path, hh)
 	}
