@@ -364,3 +364,7 @@ func statusName(s int) string {
 	}
 	return "unknown"
 }
+
+// DropCache forgets every cached answer (as a ChangeReset does); the next
+// request for each serial is decided and signed again.
+func (r *Responder) DropCache() { r.cache.clear() }
