@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"hardbound/enroll/attest"
+	"hardbound/enroll/est"
 	"hardbound/enroll/limit"
 	"hardbound/enroll/ocsp"
 	"hardbound/store/config"
@@ -38,6 +39,8 @@ type FileConfig struct {
 	RateLimits    RateLimits `yaml:"rate_limits"`
 	// OCSP is the responder at /ocsp (enroll/ocsp, docs/ocsp.md).
 	OCSP ocsp.FileConfig `yaml:"ocsp"`
+	// EST is RFC 7030 under /.well-known/est/ (enroll/est, docs/est.md).
+	EST est.FileConfig `yaml:"est"`
 }
 
 // RateLimits is enroll.rate_limits: the token buckets of limit.Config.
@@ -65,6 +68,7 @@ func DefaultFileConfig() FileConfig {
 		CertifyTPMAKs: true,
 		RateLimits:    RateLimits{PerDevice: rate(d.PerDevice), PerIP: rate(d.PerIP), PerProfile: rate(d.PerProfile)},
 		OCSP:          ocsp.DefaultFileConfig(),
+		EST:           est.DefaultFileConfig(),
 	}
 }
 

@@ -25,6 +25,7 @@ type enrollment struct {
 	jamf     http.Handler // Jamf dynamic-challenge webhook, nil when unconfigured
 	akca     http.Handler // TPM attestation CA, nil unless enroll.certify_tpm_aks applies
 	ocsp     *ocsp.Responder
+	est      http.Handler // /.well-known/est/, nil when enroll.est is disabled
 }
 
 // attestRoots loads the configured trust roots; in --dev the test authority
@@ -101,6 +102,9 @@ func (in *Node) startEnroll() error {
 	if in.enroll.ocsp, err = in.startOCSP(); err != nil {
 		return err
 	}
+	if in.enroll.est, err = in.startEST(lim); err != nil {
+		return err
+	}
 	if ownAKs {
 		if in.enroll.akca, err = in.newAKCA(verifier, lim); err != nil {
 			return err
@@ -123,7 +127,7 @@ func (in *Node) startEnroll() error {
 		return err
 	}
 	in.certExpiry("enroll", kp)
-	if err := in.serveHTTP("enroll-https", ec.HTTPSAddr, in.enrollMux(svc.Handler()), newTLSConfig(kp)); err != nil {
+	if err := in.serveHTTP("enroll-https", ec.HTTPSAddr, in.enrollMux(svc.Handler()), estTLS(newTLSConfig(kp), in.enroll.est)); err != nil {
 		return err
 	}
 	plain := http.NewServeMux()
@@ -144,6 +148,9 @@ func (in *Node) enrollMux(h http.Handler) http.Handler {
 		mux.Handle(akcaPrefix+"/", in.enroll.akca)
 	}
 	mountOCSP(mux, in.enroll.ocsp)
+	if in.enroll.est != nil {
+		mux.Handle("/.well-known/est/", in.enroll.est)
+	}
 	for path, hh := range in.mdmHandlers {
 		mux.Handle(path, hh)
 	}

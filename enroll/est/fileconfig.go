@@ -1,0 +1,38 @@
+package est
+
+import "hardbound/store/config"
+
+// FileConfig is the enroll.est section of hardbound.yaml. The profiles
+// are the configured ones; this section says what EST adds to them.
+type FileConfig struct {
+	// Enabled mounts /.well-known/est/ on the enrollment HTTPS listener,
+	// which then asks TLS clients for a certificate (optional: only
+	// simplereenroll uses it). Default true.
+	Enabled bool `yaml:"enabled"`
+	// RevokeOnRenew revokes a renewed certificate (superseded) once the new
+	// one is recorded, so only one certificate per device authenticates.
+	// Default true.
+	RevokeOnRenew bool `yaml:"revoke_on_renew"`
+	// RequireAttestation lists the profiles whose EST certificates must be
+	// for a key with a verified attestation (the TPM activation flow, which
+	// binds the challenge to the attested key), at enrollment and at every
+	// renewal with a new key.
+	RequireAttestation []string `yaml:"require_attestation"`
+}
+
+// DefaultFileConfig is the section before the file is laid over it.
+func DefaultFileConfig() FileConfig { return FileConfig{Enabled: true, RevokeOnRenew: true} }
+
+// Validate checks the section; profiles are the configured profile names.
+func (c FileConfig) Validate(path string, profiles []string) error {
+	for _, p := range c.RequireAttestation {
+		found := false
+		for _, q := range profiles {
+			found = found || p == q
+		}
+		if !found {
+			return config.Errorf(path+".require_attestation", "profile %q is not configured", p)
+		}
+	}
+	return nil
+}
