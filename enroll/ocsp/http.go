@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -48,7 +49,11 @@ func (r *Responder) Handler(prefix string) http.Handler {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		resp, cacheable := r.Respond(req.Context(), der)
+		ip, _, err := net.SplitHostPort(req.RemoteAddr)
+		if err != nil {
+			ip = req.RemoteAddr
+		}
+		resp, cacheable := r.respond(req.Context(), der, ip)
 		writeOCSP(w, resp, cacheable && req.Method == http.MethodGet, r)
 	})
 }

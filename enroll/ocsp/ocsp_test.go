@@ -19,6 +19,7 @@ import (
 	"hardbound/enroll/ca"
 	"hardbound/enroll/ca/catest"
 	"hardbound/enroll/devbind"
+	"hardbound/enroll/limit"
 	"hardbound/enroll/ocsp"
 	"hardbound/posture"
 	"hardbound/store"
@@ -343,5 +344,28 @@ func TestAIA(t *testing.T) {
 	}
 	if got := d.Leaf.OCSPServer; len(got) != 1 || got[0] != "http://enroll.example.com:8080/ocsp" {
 		t.Fatalf("AIA OCSP %v", got)
+	}
+}
+
+// TestNonceRateLimited: past the per-address budget of signed nonce
+// answers, the pre-signed answer is served without the nonce.
+func TestNonceRateLimited(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, ocsp.Config{NonceRate: limit.Rate{Every: time.Hour, Burst: 1}})
+	d := f.bind(t, "dev1", "")
+	srv := httptest.NewServer(f.resp.Handler("/ocsp"))
+	t.Cleanup(srv.Close)
+	der := withNonce(t, request(t, d.Leaf, f.ca.Issuing(), crypto.SHA1), []byte("0123456789abcdef"))
+	for i, wantNonce := range []bool{true, false} {
+		res, err := http.Post(srv.URL+"/ocsp", "application/ocsp-request", bytes.NewReader(der))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		f.check(t, body, d.Leaf)
+		if got := bytes.Contains(body, []byte("0123456789abcdef")); got != wantNonce {
+			t.Fatalf("request %d: nonce echoed %v, want %v", i, got, wantNonce)
+		}
 	}
 }

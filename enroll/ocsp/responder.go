@@ -19,6 +19,7 @@ import (
 	xocsp "golang.org/x/crypto/ocsp"
 
 	"hardbound/enroll/ca"
+	"hardbound/enroll/limit"
 	"hardbound/posture"
 	"hardbound/store"
 )
@@ -63,6 +64,11 @@ type Config struct {
 	PostureProfiles []string
 	// CacheSize bounds the cached answers (default 65536).
 	CacheSize int
+	// NonceRate bounds, per client address, the answers signed for a
+	// nonce (each costs a signature; default 100/s, burst 100). Past it
+	// the nonce is ignored and the pre-signed answer served, which RFC
+	// 5019 §4 lets a responder do; the client sees no nonce echoed.
+	NonceRate limit.Rate
 }
 
 // Responder answers OCSP requests for the issuing CA's certificates.
@@ -84,6 +90,7 @@ type Responder struct {
 	signer   atomic.Pointer[signerKey]
 
 	cache     answerCache
+	nonceLim  *limit.Limiter
 	stopWatch func()
 }
 
@@ -123,6 +130,9 @@ func New(cfg Config, authority CA, st Store, decider Decider, opts ...Option) (*
 	if cfg.CacheSize <= 0 {
 		cfg.CacheSize = 1 << 16
 	}
+	if cfg.NonceRate == (limit.Rate{}) {
+		cfg.NonceRate = limit.Rate{Every: 10 * time.Millisecond, Burst: 100}
+	}
 	r := &Responder{cfg: cfg, ca: authority, issuer: authority.Issuing(), store: st, decider: decider,
 		log: slog.New(slog.DiscardHandler), now: time.Now,
 		nameHash: map[crypto.Hash][]byte{}, keyHash: map[crypto.Hash][]byte{}}
@@ -150,6 +160,7 @@ func New(cfg Config, authority CA, st Store, decider Decider, opts ...Option) (*
 		r.keyHash[h] = kh
 	}
 	r.cache.init(cfg.CacheSize)
+	r.nonceLim = limit.New(limit.Config{PerIP: cfg.NonceRate}, limit.WithClock(r.now))
 	r.stopWatch = sync.OnceFunc(st.Watch(r.onChange))
 	return r, nil
 }
@@ -163,10 +174,18 @@ func (r *Responder) Close() { r.stopWatch() }
 // (RFC 6960 §2.3). cacheable reports a signed answer without a nonce,
 // which HTTP caches may keep (RFC 5019 §6).
 func (r *Responder) Respond(ctx context.Context, der []byte) (resp []byte, cacheable bool) {
+	return r.respond(ctx, der, "")
+}
+
+// respond is Respond for a client at ip ("": unknown, never limited).
+func (r *Responder) respond(ctx context.Context, der []byte, ip string) (resp []byte, cacheable bool) {
 	req, err := ParseRequest(der)
 	if err != nil {
 		r.log.Debug("OCSP request refused", "err", err)
 		return xocsp.MalformedRequestErrorResponse, false
+	}
+	if req.Nonce != nil && ip != "" && r.nonceLim.Allow("", ip, "") != nil {
+		req.Nonce = nil
 	}
 	if !bytes.Equal(req.IssuerNameHash, r.nameHash[req.Hash]) || !bytes.Equal(req.IssuerKeyHash, r.keyHash[req.Hash]) {
 		return xocsp.UnauthorizedErrorResponse, false
