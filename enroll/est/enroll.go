@@ -294,7 +294,8 @@ func (s *Server) linkAttestation(ctx context.Context, q *request) (*refusal, err
 func (s *Server) issue(ctx context.Context, q *request) ([]byte, *refusal, error) {
 	prof := q.profile
 	now := s.now().UTC()
-	cert, err := s.ca.Issue(ctx, ca.IssueRequest{CSR: q.csr, DeviceID: q.deviceID, Profile: ca.Profile{Name: prof.Name, Validity: prof.Validity}})
+	cert, err := s.ca.Issue(ctx, ca.IssueRequest{CSR: q.csr, DeviceID: q.deviceID,
+		Profile: ca.Profile{Name: prof.Name, Validity: prof.Validity}, PermanentIdentifier: prof.PermanentIdentifier && q.attested})
 	if err != nil {
 		if errors.Is(err, ca.ErrCSRPolicy) || errors.Is(err, ca.ErrInvalidRequest) {
 			return nil, refuse(http.StatusBadRequest, "bad_csr", "%v", err), nil

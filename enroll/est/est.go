@@ -73,6 +73,9 @@ type Profile struct {
 	// RevokeOnRenew revokes the old certificate (superseded) once its
 	// renewal is recorded.
 	RevokeOnRenew bool
+	// PermanentIdentifier puts the device id in an RFC 4043
+	// permanentIdentifier SAN of certificates for attested keys.
+	PermanentIdentifier bool
 }
 
 // Config configures a Server.

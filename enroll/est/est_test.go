@@ -31,6 +31,7 @@ import (
 	"hardbound/posture"
 	"hardbound/store"
 	"hardbound/store/badger/badgertest"
+	"hardbound/store/config"
 	"hardbound/store/policy"
 )
 
@@ -47,7 +48,7 @@ type env struct {
 
 var profiles = []est.Profile{
 	{Name: policy.DefaultProfile, Formats: []string{policy.FormatTPM, policy.FormatNone}, RevokeOnRenew: true},
-	{Name: "attested", Formats: []string{policy.FormatTPM}, RequireAttestation: true},
+	{Name: "attested", Formats: []string{policy.FormatTPM}, RequireAttestation: true, PermanentIdentifier: true},
 }
 
 func newEnv(t *testing.T) *env {
@@ -383,6 +384,10 @@ func TestAttestedEnrollAndRenewal(t *testing.T) {
 	if err != nil || !b.Attested || b.Protocol != est.Protocol {
 		t.Fatalf("binding %+v %v", b, err)
 	}
+	// id-on-permanentIdentifier (RFC 4043) in the SAN of the attested cert.
+	if !bytes.Contains(cert.Raw, []byte{0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x08, 0x03}) {
+		t.Fatal("attested certificate without a permanentIdentifier")
+	}
 	tc := &tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: k}
 	mc := e.client(t, tc)
 	if code, _, msg := mc.post("simplereenroll", "", "", newCSR(t, key(t))); code != 403 || !strings.Contains(msg, "attestation_required") {
@@ -416,4 +421,23 @@ func newHandler(t testing.TB) http.Handler {
 		t.Fatal(err)
 	}
 	return s.Handler()
+}
+
+func TestFileConfigValidate(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name  string
+		cfg   est.FileConfig
+		field string
+	}{
+		{name: "defaults", cfg: est.DefaultFileConfig()},
+		{name: "require_attestation", cfg: est.FileConfig{RequireAttestation: []string{"nope"}}, field: "enroll.est.require_attestation"},
+		{name: "permanent_identifier", cfg: est.FileConfig{PermanentIdentifier: []string{"nope"}}, field: "enroll.est.permanent_identifier"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := config.MatchField(tt.cfg.Validate("enroll.est", []string{"default"}), tt.field); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
 }

@@ -1,6 +1,10 @@
 package est
 
-import "hardbound/store/config"
+import (
+	"slices"
+
+	"hardbound/store/config"
+)
 
 // FileConfig is the enroll.est section of hardbound.yaml. The profiles
 // are the configured ones; this section says what EST adds to them.
@@ -18,6 +22,10 @@ type FileConfig struct {
 	// binds the challenge to the attested key), at enrollment and at every
 	// renewal with a new key.
 	RequireAttestation []string `yaml:"require_attestation"`
+	// PermanentIdentifier lists the profiles whose certificates for
+	// attested keys carry the device id as an RFC 4043 permanentIdentifier
+	// SAN, so other relying parties can tell them from plain ones.
+	PermanentIdentifier []string `yaml:"permanent_identifier"`
 }
 
 // DefaultFileConfig is the section before the file is laid over it.
@@ -25,13 +33,11 @@ func DefaultFileConfig() FileConfig { return FileConfig{Enabled: true, RevokeOnR
 
 // Validate checks the section; profiles are the configured profile names.
 func (c FileConfig) Validate(path string, profiles []string) error {
-	for _, p := range c.RequireAttestation {
-		found := false
-		for _, q := range profiles {
-			found = found || p == q
-		}
-		if !found {
-			return config.Errorf(path+".require_attestation", "profile %q is not configured", p)
+	for field, list := range map[string][]string{"require_attestation": c.RequireAttestation, "permanent_identifier": c.PermanentIdentifier} {
+		for _, p := range list {
+			if !slices.Contains(profiles, p) {
+				return config.Errorf(path+"."+field, "profile %q is not configured", p)
+			}
 		}
 	}
 	return nil

@@ -23,8 +23,9 @@ func (in *Node) startEST(lim *limit.Limiter) (http.Handler, error) {
 		names = append(names, p.Name)
 		profiles = append(profiles, est.Profile{
 			Name: p.Name, Validity: p.Validity.D(), Platform: p.SCEP.Platform, Formats: p.Formats,
-			RequireAttestation: slices.Contains(ec.RequireAttestation, p.Name),
-			RevokeOnRenew:      ec.RevokeOnRenew,
+			RequireAttestation:  slices.Contains(ec.RequireAttestation, p.Name),
+			RevokeOnRenew:       ec.RevokeOnRenew,
+			PermanentIdentifier: slices.Contains(ec.PermanentIdentifier, p.Name),
 		})
 	}
 	if err := ec.Validate("enroll.est", names); err != nil {
