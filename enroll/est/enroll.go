@@ -127,6 +127,9 @@ func (s *Server) decide(ctx context.Context, r *http.Request, q *request) ([]byt
 func (s *Server) authorizeNew(ctx context.Context, r *http.Request, q *request) (*refusal, error) {
 	user, pass, ok := basicAuth(r)
 	if !ok {
+		if s.bootstrap != nil && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+			return s.authorizeBootstrap(ctx, r, q)
+		}
 		return refuse(http.StatusUnauthorized, "auth_missing", "HTTP Basic with the device id and its challenge is required"), nil
 	}
 	q.deviceID = user
@@ -174,6 +177,45 @@ func (s *Server) authorizeNew(ctx context.Context, r *http.Request, q *request) 
 	}
 	q.challenge = &hash
 	return nil, nil
+}
+
+// authorizeBootstrap: a first enrollment authenticated by the device's
+// manufacturer certificate (IDevID, IEEE 802.1AR) as TLS client
+// certificate, for a device in inventory under its serial number. The
+// IDevID proves the device, not that the CSR key is in hardware: the key
+// is attested only by a recorded attestation, as for any CSR.
+func (s *Server) authorizeBootstrap(ctx context.Context, r *http.Request, q *request) (*refusal, error) {
+	certs := r.TLS.PeerCertificates
+	inter := x509.NewCertPool()
+	if s.bootstrapInter != nil {
+		inter = s.bootstrapInter.Clone()
+	}
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := certs[0].Verify(x509.VerifyOptions{Roots: s.bootstrap, Intermediates: inter, CurrentTime: s.now(),
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return refuse(http.StatusUnauthorized, "bootstrap_invalid", "client certificate is not an IDevID of a trusted manufacturer: %v", err), nil
+	}
+	sn := certs[0].Subject.SerialNumber
+	if sn == "" || len(sn) > 256 {
+		return refuse(http.StatusUnauthorized, "bootstrap_invalid", "IDevID has no usable subject serialNumber"), nil
+	}
+	id := sn
+	if _, err := s.store.GetDevice(ctx, sn); errors.Is(err, store.ErrNotFound) {
+		d, err := s.store.FindDeviceByAlias(ctx, "serial", sn)
+		switch {
+		case err == nil:
+			id = d.ID
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, fmt.Errorf("est: find device by serial: %w", err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("est: get device: %w", err)
+	}
+	q.deviceID = id
+	q.profile = s.profileOr(q.label)
+	return s.inventory(ctx, q)
 }
 
 // inventory requires the device's record, in inventory and not revoked.

@@ -47,6 +47,7 @@ type Issuer interface {
 type Store interface {
 	GetChallenge(ctx context.Context, sha store.Hash) (*store.Challenge, error)
 	GetDevice(ctx context.Context, id string) (*store.Device, error)
+	FindDeviceByAlias(ctx context.Context, kind, value string) (*store.Device, error)
 	GetCert(ctx context.Context, sha store.Hash) (*store.Cert, error)
 	GetAttestation(ctx context.Context, id string) (*store.Attestation, error)
 	FindAttestationByKey(ctx context.Context, key store.Hash) (*store.Attestation, error)
@@ -82,9 +83,16 @@ type Profile struct {
 type Config struct {
 	Profiles       []Profile
 	DefaultProfile string // empty: the first
-	Limiter        *limit.Limiter
-	Logger         *slog.Logger
-	Now            func() time.Time
+	// Bootstrap are the manufacturer CAs whose device certificates
+	// (IEEE 802.1AR IDevIDs) authenticate a first enrollment over TLS
+	// instead of a challenge; BootstrapIntermediates help build chains.
+	// The device is the IDevID's subject serialNumber, looked up as a
+	// device id and then as a "serial" alias. nil: challenges only.
+	Bootstrap              *x509.CertPool
+	BootstrapIntermediates *x509.CertPool
+	Limiter                *limit.Limiter
+	Logger                 *slog.Logger
+	Now                    func() time.Time
 }
 
 // Server is the EST HTTP handler.
@@ -98,6 +106,8 @@ type Server struct {
 	log      *slog.Logger
 	now      func() time.Time
 	cacerts  []byte // base64 certs-only, built once
+
+	bootstrap, bootstrapInter *x509.CertPool
 }
 
 // New builds a Server. decider is required: renewal is allowed only to a
@@ -118,6 +128,7 @@ func New(cfg Config, iss Issuer, st Store, decider Decider) (*Server, error) {
 		}
 		s.profiles[p.Name] = &p
 	}
+	s.bootstrap, s.bootstrapInter = cfg.Bootstrap, cfg.BootstrapIntermediates
 	if s.def == "" {
 		s.def = cfg.Profiles[0].Name
 	}

@@ -441,3 +441,60 @@ func TestFileConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestBootstrapIDevID: a manufacturer certificate (another CA, named in
+// Config.Bootstrap) authenticates a first enrollment for the device in
+// inventory under its serial number; unknown serials and certificates of
+// untrusted CAs are refused.
+func TestBootstrapIDevID(t *testing.T) {
+	t.Parallel()
+	maker := catest.New(t, "")
+	c := catest.New(t, "")
+	st := badgertest.Memory(t)
+	pos, err := posture.New(st, []posture.Profile{{Name: policy.DefaultProfile, Formats: []string{policy.FormatNone}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pos.Close)
+	roots := x509.NewCertPool()
+	roots.AddCert(maker.Root())
+	s, err := est.New(est.Config{Profiles: []est.Profile{{Name: policy.DefaultProfile, Formats: []string{policy.FormatNone}}}, Bootstrap: roots}, c, st, pos)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp, err := c.IssueServerTLS(t.Context(), []string{"localhost"}, []net.IP{net.ParseIP("127.0.0.1")}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/.well-known/est/", s.Handler())
+	srv := httptest.NewUnstartedServer(mux)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{kp}, ClientAuth: tls.RequestClientCert}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	e := &env{ctx: context.Background(), ca: c, st: st, pos: pos, srv: srv}
+	e.inventory(t, "SN-0001")
+
+	idevid := func(t *testing.T, auth *ca.CA, serial string) *tls.Certificate {
+		k := key(t)
+		leaf, err := auth.Issue(t.Context(), ca.IssueRequest{PublicKey: k.Public(), DeviceID: "maker-" + serial,
+			Subject: pkix.Name{CommonName: "IDevID", SerialNumber: serial}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &tls.Certificate{Certificate: [][]byte{leaf.Raw, auth.Issuing().Raw}, PrivateKey: k}
+	}
+	for _, tt := range []struct {
+		name string
+		cert *tls.Certificate
+		want int
+	}{
+		{"trusted maker, in inventory", idevid(t, maker, "SN-0001"), 200},
+		{"trusted maker, not in inventory", idevid(t, maker, "SN-9999"), 403},
+		{"untrusted maker", idevid(t, catest.New(t, ""), "SN-0001"), 401},
+	} {
+		if code, _, msg := e.client(t, tt.cert).post("simpleenroll", "", "", newCSR(t, key(t))); code != tt.want {
+			t.Errorf("%s: %d %s, want %d", tt.name, code, msg, tt.want)
+		}
+	}
+}

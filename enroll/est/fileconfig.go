@@ -1,6 +1,8 @@
 package est
 
 import (
+	"crypto/x509"
+	"os"
 	"slices"
 
 	"hardbound/store/config"
@@ -26,6 +28,39 @@ type FileConfig struct {
 	// attested keys carry the device id as an RFC 4043 permanentIdentifier
 	// SAN, so other relying parties can tell them from plain ones.
 	PermanentIdentifier []string `yaml:"permanent_identifier"`
+	// BootstrapRoots is a PEM bundle of manufacturer CAs whose device
+	// certificates (IDevIDs) authenticate a first enrollment instead of a
+	// challenge (BootstrapIntermediates: their intermediates). Empty: none.
+	BootstrapRoots         string `yaml:"bootstrap_roots"`
+	BootstrapIntermediates string `yaml:"bootstrap_intermediates"`
+}
+
+// Pools loads the bootstrap bundles; nil pools when unset.
+func (c FileConfig) Pools(path string) (roots, inter *x509.CertPool, err error) {
+	load := func(field, file string) (*x509.CertPool, error) {
+		if file == "" {
+			return nil, nil
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, config.Errorf(path+"."+field, "%w", err)
+		}
+		p := x509.NewCertPool()
+		if !p.AppendCertsFromPEM(b) {
+			return nil, config.Errorf(path+"."+field, "no PEM certificate in %s", file)
+		}
+		return p, nil
+	}
+	if roots, err = load("bootstrap_roots", c.BootstrapRoots); err != nil {
+		return nil, nil, err
+	}
+	if inter, err = load("bootstrap_intermediates", c.BootstrapIntermediates); err != nil {
+		return nil, nil, err
+	}
+	if roots == nil && inter != nil {
+		return nil, nil, config.Errorf(path+".bootstrap_intermediates", "set without bootstrap_roots")
+	}
+	return roots, inter, nil
 }
 
 // DefaultFileConfig is the section before the file is laid over it.

@@ -31,7 +31,12 @@ func (in *Node) startEST(lim *limit.Limiter) (http.Handler, error) {
 	if err := ec.Validate("enroll.est", names); err != nil {
 		return nil, err
 	}
-	s, err := est.New(est.Config{Profiles: profiles, Limiter: lim, Logger: in.log}, in.ca, in.st, in.posture)
+	roots, inter, err := ec.Pools("enroll.est")
+	if err != nil {
+		return nil, err
+	}
+	s, err := est.New(est.Config{Profiles: profiles, Limiter: lim, Logger: in.log, Bootstrap: roots, BootstrapIntermediates: inter},
+		in.ca, in.st, in.posture)
 	if err != nil {
 		return nil, err
 	}
