@@ -28,6 +28,10 @@ type FileConfig struct {
 	// profiles (empty: all).
 	Posture         bool     `yaml:"posture"`
 	PostureProfiles []string `yaml:"posture_profiles"`
+	// CRLHolds puts the holds of quarantined and noncompliant devices on
+	// the CRL too (reason certificateHold), for relying parties that only
+	// read CRLs. Default false.
+	CRLHolds bool `yaml:"crl_holds"`
 }
 
 // DefaultFileConfig is the section before the file is laid over it.

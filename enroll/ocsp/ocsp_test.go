@@ -369,3 +369,37 @@ func TestNonceRateLimited(t *testing.T) {
 		}
 	}
 }
+
+// TestHolds: the CRL's holds are the certificates of quarantined and
+// noncompliant devices the responder answers certificateHold for, and
+// leave with the hold.
+func TestHolds(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, ocsp.Config{Posture: true})
+	q := f.bind(t, "held-q", "")
+	n := f.bind(t, "held-n", "")
+	f.bind(t, "fine", "")
+	if _, err := f.pos.Quarantine(f.ctx, q.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.pos.SetCompliance(f.ctx, n.ID, store.ComplianceNoncompliant, "webhook", "test"); err != nil {
+		t.Fatal(err)
+	}
+	held, err := f.resp.Holds(f.ctx, f.st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, e := range held {
+		got[ca.SerialString(e.SerialNumber)] = e.ReasonCode
+	}
+	if len(got) != 2 || got[q.Binding.Serial] != xocsp.CertificateHold || got[n.Binding.Serial] != xocsp.CertificateHold {
+		t.Fatalf("holds %v", got)
+	}
+	if _, err := f.pos.Release(f.ctx, q.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if held, _ = f.resp.Holds(f.ctx, f.st); len(held) != 1 {
+		t.Fatalf("after release: %d holds, want 1", len(held))
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/smallstep/pkcs7"
 
 	"hardbound/admin"
+	"hardbound/cmd/hardbound/internal/node"
 	"hardbound/enroll/devbind"
 	"hardbound/store"
 )
@@ -36,7 +37,7 @@ import (
 func TestE2EESTRenewalAndOCSP(t *testing.T) {
 	t.Parallel()
 	requireTools(t, "openssl")
-	in := startE2E(t, nil)
+	in := startE2E(t, func(cfg *node.Config) { cfg.Enroll.OCSP.CRLHolds = true })
 	ctx := e2eContext(t)
 	dev := in.bind(t, devbind.Request{DeviceID: "est-e2e-1", Posture: store.ComplianceCompliant})
 	nas := in.nasClient(t, "", nil)
@@ -122,11 +123,36 @@ func TestE2EESTRenewalAndOCSP(t *testing.T) {
 
 	in.cliOK(t, "device", "quarantine", dev.ID)
 	ocspStatus(t, leaf, ": revoked", "Reason: certificateHold")
+	// enroll.ocsp.crl_holds: the CRL carries the same hold.
+	crlReason := func(t *testing.T) int {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+in.Addr("enroll-http")+"/crl", nil)
+		status, der := httpDo(t, http.DefaultClient, req)
+		if status != http.StatusOK {
+			t.Fatalf("GET /crl = %d", status)
+		}
+		crl, err := x509.ParseRevocationList(der)
+		if err != nil || crl.CheckSignatureFrom(in.ca.Issuing()) != nil {
+			t.Fatalf("CRL: %v", err)
+		}
+		for _, e := range crl.RevokedCertificateEntries {
+			if e.SerialNumber.Cmp(leaf.SerialNumber) == 0 {
+				return e.ReasonCode
+			}
+		}
+		return -1
+	}
+	if r := crlReason(t); r != 6 {
+		t.Fatalf("CRL reason for the quarantined device's cert = %d, want 6 (certificateHold)", r)
+	}
 	if code, _, msg := post(t, &renewed, "", "", "simplereenroll", dev.Key.(*ecdsa.PrivateKey)); code != http.StatusForbidden || !strings.Contains(msg, "device_quarantined") {
 		t.Fatalf("renewal while quarantined: %d %s", code, msg)
 	}
 	in.cliOK(t, "device", "release", dev.ID)
 	ocspStatus(t, leaf, ": good")
+	if r := crlReason(t); r != -1 {
+		t.Fatalf("released device's cert still on the CRL (reason %d)", r)
+	}
 
 	// First enrollment with a one-time challenge (`challenge issue`), for a
 	// device in inventory; the challenge works once.

@@ -92,16 +92,19 @@ func (in *Node) startEnroll() error {
 	if err != nil {
 		return err
 	}
+	ocspR, err := in.startOCSP()
+	if err != nil {
+		return err
+	}
 	svc, err := enroll.New(enroll.Config{Profiles: acmeProfiles},
-		enroll.Deps{CA: in.ca, Store: st, Attester: verifier, SCEP: scepH, Limiter: lim, Accounts: acme.StoreAccounts(st)},
+		enroll.Deps{CA: in.ca, Store: st, Attester: verifier, SCEP: scepH, Limiter: lim, Accounts: acme.StoreAccounts(st),
+			Holds: in.crlHolds(ocspR)},
 		enroll.WithLogger(in.log), enroll.WithMetrics(m))
 	if err != nil {
 		return err
 	}
 	in.enroll = &enrollment{svc: svc, minter: minter, verifier: verifier}
-	if in.enroll.ocsp, err = in.startOCSP(); err != nil {
-		return err
-	}
+	in.enroll.ocsp = ocspR
 	if in.enroll.est, err = in.startEST(lim); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/x509"
 	"net/http"
 
 	"hardbound/enroll/ocsp"
@@ -22,6 +23,14 @@ func (in *Node) startOCSP() (*ocsp.Responder, error) {
 	}
 	in.onClose(func(context.Context) error { r.Close(); return nil })
 	return r, nil
+}
+
+// crlHolds is the CRL's source of holds (enroll.ocsp.crl_holds), nil when off.
+func (in *Node) crlHolds(r *ocsp.Responder) func(context.Context) ([]x509.RevocationListEntry, error) {
+	if r == nil || !in.cfg.Enroll.OCSP.CRLHolds {
+		return nil
+	}
+	return func(ctx context.Context) ([]x509.RevocationListEntry, error) { return r.Holds(ctx, in.st) }
 }
 
 // mountOCSP puts /ocsp (POST) and /ocsp/<request> (GET) on mux.
