@@ -23,6 +23,7 @@ import (
 
 	"hardbound/admin/token"
 	"hardbound/store"
+	"hardbound/store/auditbudget"
 )
 
 // Token is an admin credential (token.Token): name, scope, expiry and the
@@ -58,6 +59,8 @@ type Server struct {
 	now     func() time.Time
 	mux     *http.ServeMux
 	maxBody int64
+	metrics Metrics
+	budget  *auditbudget.Budget // audits of unauthenticated refusals (refusals.go)
 }
 
 // Option configures a Server.
@@ -83,7 +86,8 @@ func New(deps Deps, tokens []Token, opts ...Option) (*Server, error) {
 		}
 		toks = token.NewSet(tokens)
 	}
-	s := &Server{deps: deps, tokens: toks, log: slog.New(slog.DiscardHandler), now: time.Now, maxBody: 1 << 20}
+	s := &Server{deps: deps, tokens: toks, log: slog.New(slog.DiscardHandler), now: time.Now, maxBody: 1 << 20,
+		metrics: nopMetrics{}, budget: auditbudget.New(0, 0)}
 	for _, o := range opts {
 		o(s)
 	}
@@ -166,8 +170,9 @@ func (s *Server) auth(m *http.ServeMux, pattern string, need access, h http.Hand
 	m.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		tok, reason := s.check(r.Header.Get("Authorization"))
 		if reason != "" {
-			s.record(r.Context(), &store.AuditEvent{Actor: "anonymous", Action: "admin.auth", Subject: r.Method + " " + r.URL.Path,
-				Result: "denied", Reason: reason, Source: r.RemoteAddr})
+			// Unauthenticated refusals go through the audit budget: a
+			// flood of wrong tokens cannot grow the chain without bound.
+			s.denied(r.Context(), r.Method, r.URL.Path, reason, r.RemoteAddr)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="hardbound"`)
 			writeErr(w, http.StatusUnauthorized, "unauthorized: "+strings.ReplaceAll(reason, "_", " "))
 			return

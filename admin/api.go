@@ -248,6 +248,9 @@ type DeviceDetail struct {
 	Device   *Device   `json:"device"`
 	Certs    []Cert    `json:"certs"`
 	Sessions []Session `json:"sessions"`
+	// Attestations are GET /api/v1/devices/{id}/attestations, which
+	// `hardbound device show` adds; GET /api/v1/devices/{id} leaves it out.
+	Attestations []DeviceAttestation `json:"attestations,omitempty"`
 }
 
 // ErrorBody is every error response.

@@ -21,7 +21,7 @@ func decode(r *http.Request, v any, emptyOK bool) error {
 	b, err := io.ReadAll(r.Body)
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return fmt.Errorf("%w: body larger than %d bytes", errBadRequest, mbe.Limit)
+		return fmt.Errorf("%w: body larger than %d bytes: %w", errBadRequest, mbe.Limit, mbe)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: read body: %v", errBadRequest, err)

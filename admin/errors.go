@@ -23,12 +23,16 @@ var errBadRequest = errors.New("admin: bad request")
 func classify(err error) (status int, reason string) {
 	var mbe *http.MaxBytesError
 	switch {
+	case errors.As(err, &mbe):
+		// Before errBadRequest, which decode wraps it in: a body over
+		// the limit is 413 (RFC 9110 §15.5.14), not a malformed one.
+		return http.StatusRequestEntityTooLarge, "too_large"
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, "not_found"
 	case errors.Is(err, posture.ErrInvalid):
 		// A change the device's standing forbids (releasing a revoked device).
 		return http.StatusConflict, "invalid"
-	case errors.Is(err, errBadRequest), errors.As(err, &mbe),
+	case errors.Is(err, errBadRequest),
 		// Enrollment requests the domain refuses, a TPM flow on a server
 		// without TPM attestation (scep.ErrConfig) included.
 		errors.Is(err, scep.ErrInvalidRequest), errors.Is(err, scep.ErrConfig), errors.Is(err, scep.ErrNonce),

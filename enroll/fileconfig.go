@@ -41,6 +41,8 @@ type FileConfig struct {
 	OCSP ocsp.FileConfig `yaml:"ocsp"`
 	// EST is RFC 7030 under /.well-known/est/ (enroll/est, docs/est.md).
 	EST est.FileConfig `yaml:"est"`
+	// Android is the Android policy and attestation status list.
+	Android attest.AndroidFileConfig `yaml:"android"`
 }
 
 // RateLimits is enroll.rate_limits: the token buckets of limit.Config.
@@ -92,6 +94,9 @@ func (c FileConfig) Validate(path string) error {
 		if _, err := os.ReadFile(f.path); err != nil {
 			return config.Errorf(path+"."+f.name, "%w", err)
 		}
+	}
+	if err := c.Android.Validate(path + ".android"); err != nil {
+		return err
 	}
 	for _, r := range []struct {
 		name string

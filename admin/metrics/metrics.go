@@ -37,6 +37,8 @@ type Registry struct {
 	audit      *AuditExportMetrics
 	opsOnce    sync.Once
 	opsM       *opsMetrics
+	adminOnce  sync.Once
+	admin      *AdminMetrics
 
 	namesMu sync.Mutex
 	names   []string // every hardbound_ name registered, for Names

@@ -36,9 +36,10 @@ func (cf *clientFlags) pick(flag, envName, def string, e *env) string {
 
 // apiClient talks to the admin API of a running server.
 type apiClient struct {
-	base  string
-	token string
-	http  *http.Client
+	base   string
+	token  string
+	caFile string // the CA bundle the server was verified with
+	http   *http.Client
 }
 
 // discover returns the first of paths that exists, else the first: the
@@ -85,8 +86,9 @@ func (cf *clientFlags) client(e *env) (*apiClient, error) {
 		return nil, fmt.Errorf("admin CA: %s holds no PEM certificate", caFile)
 	}
 	return &apiClient{
-		base:  server,
-		token: strings.TrimSpace(string(tok)),
+		base:   server,
+		caFile: caFile,
+		token:  strings.TrimSpace(string(tok)),
 		http: &http.Client{
 			Timeout:   30 * time.Second,
 			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},

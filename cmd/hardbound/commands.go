@@ -113,10 +113,13 @@ func newDeviceCmd(e *env, cf *clientFlags) *cobra.Command {
 			if err := cf.call(cmd.Context(), e, "GET", "/api/v1/devices/"+url.PathEscape(args[0]), nil, &out); err != nil {
 				return err
 			}
+			out.Attestations = deviceAttestations(cmd.Context(), e, cf, args[0])
 			return output(e, cf, out, func(w io.Writer) {
 				deviceRows(w, []admin.Device{*out.Device})
 				fmt.Fprintln(w)
 				certRows(w, out.Certs)
+				fmt.Fprintln(w)
+				attestationRows(w, out.Attestations)
 				fmt.Fprintln(w)
 				sessionRows(w, out.Sessions)
 			})
@@ -148,7 +151,7 @@ func newDeviceCmd(e *env, cf *clientFlags) *cobra.Command {
 		}
 		return c
 	}
-	cmd.AddCommand(list, show,
+	cmd.AddCommand(list, show, newDeviceAddCmd(e, cf), newDeviceImportCmd(e, cf),
 		action("quarantine", "Quarantine a device (its live sessions are disconnected)"),
 		action("release", "Release a device from quarantine"),
 		action("revoke", "Revoke a device and every certificate of it"))

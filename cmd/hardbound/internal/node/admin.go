@@ -35,7 +35,7 @@ func (in *Node) adminHandler() (http.Handler, error) {
 	}
 	deps := in.adminDeps()
 	deps.Tokens = tokens
-	api, err := admin.New(deps, nil, admin.WithLogger(in.log))
+	api, err := admin.New(deps, nil, admin.WithLogger(in.log), admin.WithMetrics(in.metrics.Admin()))
 	if err != nil {
 		return nil, err
 	}

@@ -55,7 +55,7 @@ func (in *Node) startEnroll() error {
 		return err
 	}
 	ownAKs := in.trustOwnAKs(&roots)
-	verifier := attest.New(roots, attest.WithLogger(in.log), attest.WithMetrics(m))
+	verifier := attest.New(roots, append(in.androidOptions(), attest.WithLogger(in.log), attest.WithMetrics(m))...)
 	lim := limit.New(ec.Limits(), limit.WithMetrics(m))
 	st := in.st
 
@@ -84,7 +84,11 @@ func (in *Node) startEnroll() error {
 	if err != nil {
 		return fmt.Errorf("scep RA: %w", err)
 	}
-	scepH, err := scep.New(scep.Config{CA: in.ca, Store: st, RA: ra, Profiles: scepProfiles, Limiter: lim, Metrics: m, Logger: in.log})
+	g, err := in.issuanceGate()
+	if err != nil {
+		return err
+	}
+	scepH, err := scep.New(scep.Config{CA: in.ca, Store: st, RA: ra, Profiles: scepProfiles, Limiter: lim, Metrics: m, Logger: in.log, Gate: g})
 	if err != nil {
 		return err
 	}

@@ -59,6 +59,8 @@ type Node struct {
 	metrics *metrics.Registry
 	radius  *radius.Server
 	enroll  *enrollment
+	// sessionStarts reaches the enforcer from the RADIUS server.
+	sessionStarts sessionStarts
 
 	mdmHandlers map[string]http.Handler
 	audit       *auditexport.Chain // nil until startAudit
@@ -347,9 +349,16 @@ func (in *Node) Banner(w io.Writer) {
 		what := strings.ReplaceAll(l.what, "%s", a)
 		fmt.Fprintf(w, "  %-13s %-22s %s\n", l.name, a, what)
 	}
+	for _, c := range in.cfg.RADIUS.Clients {
+		// What the configuration says, not what --dev would have added.
+		secret := "inline secret"
+		if c.SecretFile != "" {
+			secret = "secret in " + c.SecretFile
+		}
+		fmt.Fprintf(w, "  NAS client %q %s, %s\n", c.Name, c.CIDR, secret)
+	}
 	if in.cfg.Dev {
 		fmt.Fprintf(w, "dev mode:\n")
-		fmt.Fprintf(w, "  NAS client \"localhost\" 127.0.0.0/8, secret in %s\n", filepath.Join(in.cfg.DataDir, "radius.secret"))
 		fmt.Fprintf(w, "  admin token in %s; try: hardbound device list\n", in.adminTokenPath)
 		fmt.Fprintf(w, "  CA root: %s\n", filepath.Join(in.cfg.DataDir, ca.SubDir, "root.crt"))
 	}
