@@ -12,6 +12,7 @@ import (
 	"github.com/smallstep/pkcs7"
 
 	"hardbound/enroll/ca"
+	"hardbound/enroll/gate"
 	"hardbound/posture"
 	"hardbound/store"
 )
@@ -117,6 +118,9 @@ func (s *Server) decide(ctx context.Context, r *http.Request, q *request) ([]byt
 		}
 	}
 	if ref, err := s.linkAttestation(ctx, q); ref != nil || err != nil {
+		return nil, ref, err
+	}
+	if ref, err := s.admit(ctx, q); ref != nil || err != nil {
 		return nil, ref, err
 	}
 	return s.issue(ctx, q)
@@ -328,6 +332,34 @@ func (s *Server) linkAttestation(ctx context.Context, q *request) (*refusal, err
 		return refuse(http.StatusForbidden, "format_not_allowed", "profile %q does not admit attestation format %q", p.Name, q.format), nil
 	}
 	return nil, nil
+}
+
+// admit applies the shared issuance gate (enroll/gate) with the verified
+// attestation's facts.
+func (s *Server) admit(ctx context.Context, q *request) (*refusal, error) {
+	if s.gate == nil {
+		return nil, nil
+	}
+	var facts map[string]string
+	if q.attID != "" {
+		a, err := s.store.GetAttestation(ctx, q.attID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("est: get attestation: %w", err)
+		}
+		if a != nil {
+			facts = a.Facts
+		}
+	}
+	_, err := s.gate.Admit(ctx, gate.Request{DeviceID: q.deviceID, Format: q.format, Facts: facts, Profile: q.profile.Name, Named: true})
+	switch r := gate.Reason(err); {
+	case err == nil:
+		return nil, nil
+	case errors.Is(err, gate.ErrRevoked):
+		return refuse(http.StatusForbidden, "device_revoked", "device is revoked"), nil
+	case r != "error":
+		return refuse(http.StatusForbidden, r, "%v", err), nil
+	}
+	return nil, fmt.Errorf("est: gate: %w", err)
 }
 
 // issue signs, records (consuming the challenge in the same transaction)

@@ -24,6 +24,7 @@ import (
 	"github.com/smallstep/pkcs7"
 
 	"hardbound/enroll/ca"
+	"hardbound/enroll/gate"
 	"hardbound/enroll/limit"
 	"hardbound/posture"
 	"hardbound/store"
@@ -90,9 +91,13 @@ type Config struct {
 	// device id and then as a "serial" alias. nil: challenges only.
 	Bootstrap              *x509.CertPool
 	BootstrapIntermediates *x509.CertPool
-	Limiter                *limit.Limiter
-	Logger                 *slog.Logger
-	Now                    func() time.Time
+	// Gate is the issuance gate every protocol applies (the record's
+	// profile, platform vs format, attested-fact minimums); nil: none
+	// beyond EST's own inventory rule.
+	Gate    *gate.Gate
+	Limiter *limit.Limiter
+	Logger  *slog.Logger
+	Now     func() time.Time
 }
 
 // Server is the EST HTTP handler.
@@ -108,6 +113,7 @@ type Server struct {
 	cacerts  []byte // base64 certs-only, built once
 
 	bootstrap, bootstrapInter *x509.CertPool
+	gate                      *gate.Gate
 }
 
 // New builds a Server. decider is required: renewal is allowed only to a
@@ -128,7 +134,7 @@ func New(cfg Config, iss Issuer, st Store, decider Decider) (*Server, error) {
 		}
 		s.profiles[p.Name] = &p
 	}
-	s.bootstrap, s.bootstrapInter = cfg.Bootstrap, cfg.BootstrapIntermediates
+	s.bootstrap, s.bootstrapInter, s.gate = cfg.Bootstrap, cfg.BootstrapIntermediates, cfg.Gate
 	if s.def == "" {
 		s.def = cfg.Profiles[0].Name
 	}

@@ -27,6 +27,7 @@ import (
 	"hardbound/enroll/ca"
 	"hardbound/enroll/ca/catest"
 	"hardbound/enroll/est"
+	"hardbound/enroll/gate"
 	"hardbound/enroll/scep"
 	"hardbound/posture"
 	"hardbound/store"
@@ -63,7 +64,11 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(pos.Close)
-	s, err := est.New(est.Config{Profiles: profiles}, c, st, pos)
+	g, err := gate.New(st, []gate.Profile{{Name: policy.DefaultProfile, RequireInventory: true}, {Name: "attested", RequireInventory: true}}, policy.DefaultProfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := est.New(est.Config{Profiles: profiles, Gate: g}, c, st, pos)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,10 +107,14 @@ func writePEM(t *testing.T, path, typ string, der ...[]byte) {
 
 // inventory puts a device in inventory, as `hardbound device add` or an
 // import does.
-func (e *env) inventory(t *testing.T, id string) {
+func (e *env) inventory(t *testing.T, id string, profile ...string) {
 	t.Helper()
 	now := time.Now().UTC()
-	if err := e.st.PutDevice(e.ctx, &store.Device{V: store.RecordVersion, ID: id, Status: store.DeviceActive, Source: "admin",
+	p := ""
+	if len(profile) > 0 {
+		p = profile[0]
+	}
+	if err := e.st.PutDevice(e.ctx, &store.Device{V: store.RecordVersion, ID: id, Status: store.DeviceActive, Source: "admin", Profile: p,
 		Posture: store.Posture{State: store.ComplianceUnknown}, CreatedAt: now, UpdatedAt: now}); err != nil {
 		t.Fatal(err)
 	}
@@ -362,7 +371,7 @@ func key(t testing.TB) *ecdsa.PrivateKey {
 func TestAttestedEnrollAndRenewal(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	e.inventory(t, "tpm1")
+	e.inventory(t, "tpm1", "attested")
 	k := key(t)
 	spki, _ := x509.MarshalPKIXPublicKey(k.Public())
 	att := &store.Attestation{V: store.RecordVersion, ID: "att1", DeviceID: "tpm1", Format: policy.FormatTPM,

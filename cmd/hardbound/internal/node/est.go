@@ -35,7 +35,11 @@ func (in *Node) startEST(lim *limit.Limiter) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := est.New(est.Config{Profiles: profiles, Limiter: lim, Logger: in.log, Bootstrap: roots, BootstrapIntermediates: inter},
+	g, err := in.issuanceGate()
+	if err != nil {
+		return nil, err
+	}
+	s, err := est.New(est.Config{Profiles: profiles, Limiter: lim, Logger: in.log, Bootstrap: roots, BootstrapIntermediates: inter, Gate: g},
 		in.ca, in.st, in.posture)
 	if err != nil {
 		return nil, err
