@@ -236,6 +236,7 @@ func TestCurlOpenSSL(t *testing.T) {
 		t.Fatalf("issued cert does not name dev1: %s", out)
 	}
 
+	e.inventory(t, "devp", "attested")
 	refusals := []struct {
 		name string
 		auth []string
@@ -247,10 +248,15 @@ func TestCurlOpenSSL(t *testing.T) {
 		{"wrong device for challenge", []string{"--user", "dev9:" + e.challenge(t, scep.MintRequest{DeviceID: "dev1"})}, "simpleenroll", 401},
 		{"not in inventory", []string{"--user", "ghost:" + e.challenge(t, scep.MintRequest{DeviceID: "ghost"})}, "simpleenroll", 403},
 		{"reenroll without client cert", nil, "simplereenroll", 401},
+		{"record in another profile (gate)", []string{"--user", "devp:" + e.challenge(t, scep.MintRequest{DeviceID: "devp"})}, "simpleenroll", 403},
 	}
 	for _, r := range refusals {
-		if code, body := enroll(t, r.auth, req1, r.op); code != r.want {
+		code, body := enroll(t, r.auth, req1, r.op)
+		if code != r.want {
 			t.Errorf("%s: %d %s, want %d", r.name, code, body, r.want)
+		}
+		if strings.Contains(r.name, "(gate)") && !bytes.Contains(body, []byte("profile_mismatch")) {
+			t.Errorf("%s: %s, want profile_mismatch", r.name, body)
 		}
 	}
 	if code, _ := get(t, nil, base+"/serverkeygen"); code != 404 {
