@@ -44,7 +44,19 @@ func (s *Service) onChange(c store.Change) {
 	switch c.Kind {
 	case store.ChangeCertRevoked, store.ChangeDeviceRevoked, store.ChangeReset:
 		s.invalidateCRL()
+	case store.ChangeDevice:
+		if s.holds != nil && standingChanged(c.Prev, c.Device) {
+			s.invalidateCRL()
+		}
 	}
+}
+
+// standingChanged reports a change that can put a hold on, or lift one.
+func standingChanged(prev, cur *store.Device) bool {
+	if prev == nil || cur == nil {
+		return true
+	}
+	return prev.Status != cur.Status || prev.Posture.State != cur.Posture.State
 }
 
 // invalidateCRL marks the CRL stale; the next request rebuilds it.
@@ -118,6 +130,13 @@ func (s *Service) buildCRL(ctx context.Context, now time.Time, last *big.Int) ([
 			break
 		}
 		page.After = next
+	}
+	if s.holds != nil {
+		held, err := s.holds(ctx)
+		if err != nil {
+			return nil, nil, fmt.Errorf("enroll: crl: holds: %w", err)
+		}
+		entries = append(entries, held...)
 	}
 	number := big.NewInt(now.Unix())
 	if last != nil && number.Cmp(last) <= 0 {

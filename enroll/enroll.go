@@ -81,6 +81,11 @@ type Deps struct {
 	Limiter *limit.Limiter
 	// Accounts stores ACME accounts; nil: in memory (bounded).
 	Accounts acme.AccountStore
+	// Holds, if set, adds certificateHold entries to the CRL: the
+	// certificates the OCSP responder holds for their device's standing
+	// (enroll/ocsp Responder.Holds). The CRL is then rebuilt when a
+	// device's status or compliance changes, too.
+	Holds func(ctx context.Context) ([]x509.RevocationListEntry, error)
 }
 
 // Option configures a Service.
@@ -111,6 +116,7 @@ type Service struct {
 	log   *slog.Logger
 	now   func() time.Time
 	crl   crlCache
+	holds func(ctx context.Context) ([]x509.RevocationListEntry, error)
 
 	stopWatch func() // ends the store subscription (Close)
 }
@@ -162,7 +168,7 @@ func New(cfg Config, deps Deps, opts ...Option) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}
-	s := &Service{cfg: cfg, ca: deps.CA, store: deps.Store, scep: deps.SCEP, acme: as, log: log, now: o.now}
+	s := &Service{cfg: cfg, ca: deps.CA, store: deps.Store, scep: deps.SCEP, acme: as, log: log, now: o.now, holds: deps.Holds}
 	s.stopWatch = sync.OnceFunc(deps.Store.Watch(s.onChange))
 	return s, nil
 }

@@ -5,7 +5,9 @@ import (
 	"os"
 
 	"hardbound/enroll/attest"
+	"hardbound/enroll/est"
 	"hardbound/enroll/limit"
+	"hardbound/enroll/ocsp"
 	"hardbound/store/config"
 )
 
@@ -35,6 +37,10 @@ type FileConfig struct {
 	// TPMRoots.
 	CertifyTPMAKs bool       `yaml:"certify_tpm_aks"`
 	RateLimits    RateLimits `yaml:"rate_limits"`
+	// OCSP is the responder at /ocsp (enroll/ocsp, docs/ocsp.md).
+	OCSP ocsp.FileConfig `yaml:"ocsp"`
+	// EST is RFC 7030 under /.well-known/est/ (enroll/est, docs/est.md).
+	EST est.FileConfig `yaml:"est"`
 	// Android is the Android policy and attestation status list.
 	Android attest.AndroidFileConfig `yaml:"android"`
 }
@@ -63,6 +69,8 @@ func DefaultFileConfig() FileConfig {
 		ServerNames:   []string{"localhost"},
 		CertifyTPMAKs: true,
 		RateLimits:    RateLimits{PerDevice: rate(d.PerDevice), PerIP: rate(d.PerIP), PerProfile: rate(d.PerProfile)},
+		OCSP:          ocsp.DefaultFileConfig(),
+		EST:           est.DefaultFileConfig(),
 	}
 }
 
@@ -100,7 +108,7 @@ func (c FileConfig) Validate(path string) error {
 			return config.Errorf(path+".rate_limits."+r.name, "every and burst must be > 0")
 		}
 	}
-	return nil
+	return c.OCSP.Validate(path + ".ocsp")
 }
 
 // Limits is the limiter's Config from the section.

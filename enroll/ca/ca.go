@@ -60,6 +60,18 @@ type config struct {
 	logger  *slog.Logger
 	now     func() time.Time
 	metrics Metrics
+	ocsp    []string
+}
+
+// WithOCSPServer puts url in the Authority Information Access extension
+// (id-ad-ocsp, RFC 5280 §4.2.2.1) of every device certificate Issue signs,
+// so relying parties find the responder (enroll/ocsp). Empty: none.
+func WithOCSPServer(url string) Option {
+	return func(c *config) {
+		if url != "" {
+			c.ocsp = []string{url}
+		}
+	}
 }
 
 // WithLogger sets the logger; the default discards.
@@ -98,6 +110,7 @@ type CA struct {
 	log     *slog.Logger
 	now     func() time.Time
 	metrics Metrics
+	ocsp    []string // AIA OCSP URLs of device certificates
 }
 
 // New builds a CA from an issuing certificate, the signer holding its key and
@@ -141,6 +154,7 @@ func New(issuing *x509.Certificate, signer crypto.Signer, root *x509.Certificate
 		log:     cfg.logger.With("component", "ca"),
 		now:     cfg.now,
 		metrics: cfg.metrics,
+		ocsp:    cfg.ocsp,
 	}
 	if now := c.now(); now.After(issuing.NotAfter) {
 		c.log.Warn("issuing CA is expired; issuance will fail", "not_after", issuing.NotAfter)

@@ -44,6 +44,11 @@ type IssueRequest struct {
 	// Subject is optional; the default is CN=DeviceID. The CSR's subject is
 	// never used.
 	Subject pkix.Name
+	// PermanentIdentifier adds the device id as an RFC 4043
+	// permanentIdentifier SAN beside the device URI: set it only when the
+	// device id was attested, so relying parties can tell an attested
+	// certificate without asking hardbound.
+	PermanentIdentifier bool
 }
 
 // Issue signs a device client certificate: clientAuth only, digitalSignature
@@ -108,6 +113,14 @@ func (c *CA) issue(ctx context.Context, req IssueRequest) (*x509.Certificate, er
 		BasicConstraintsValid: true,
 		IsCA:                  false,
 		URIs:                  []*url.URL{DeviceURI(req.DeviceID)},
+		OCSPServer:            c.ocsp,
+	}
+	if req.PermanentIdentifier {
+		ext, err := deviceSAN(req.DeviceID, tmpl.URIs[0])
+		if err != nil {
+			return nil, err
+		}
+		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, ext)
 	}
 	return c.sign(tmpl, pub, now)
 }

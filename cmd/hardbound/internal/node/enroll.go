@@ -11,6 +11,7 @@ import (
 	"hardbound/enroll/attest/attesttest"
 	"hardbound/enroll/challenge"
 	"hardbound/enroll/limit"
+	"hardbound/enroll/ocsp"
 	"hardbound/enroll/scep"
 	"hardbound/store/config"
 )
@@ -23,6 +24,8 @@ type enrollment struct {
 	verifier *attest.Verifier
 	jamf     http.Handler // Jamf dynamic-challenge webhook, nil when unconfigured
 	akca     http.Handler // TPM attestation CA, nil unless enroll.certify_tpm_aks applies
+	ocsp     *ocsp.Responder
+	est      http.Handler // /.well-known/est/, nil when enroll.est is disabled
 }
 
 // attestRoots loads the configured trust roots; in --dev the test authority
@@ -93,13 +96,22 @@ func (in *Node) startEnroll() error {
 	if err != nil {
 		return err
 	}
+	ocspR, err := in.startOCSP()
+	if err != nil {
+		return err
+	}
 	svc, err := enroll.New(enroll.Config{Profiles: acmeProfiles},
-		enroll.Deps{CA: in.ca, Store: st, Attester: verifier, SCEP: scepH, Limiter: lim, Accounts: acme.StoreAccounts(st)},
+		enroll.Deps{CA: in.ca, Store: st, Attester: verifier, SCEP: scepH, Limiter: lim, Accounts: acme.StoreAccounts(st),
+			Holds: in.crlHolds(ocspR)},
 		enroll.WithLogger(in.log), enroll.WithMetrics(m))
 	if err != nil {
 		return err
 	}
 	in.enroll = &enrollment{svc: svc, minter: minter, verifier: verifier}
+	in.enroll.ocsp = ocspR
+	if in.enroll.est, err = in.startEST(lim); err != nil {
+		return err
+	}
 	if ownAKs {
 		if in.enroll.akca, err = in.newAKCA(verifier, lim); err != nil {
 			return err
@@ -122,10 +134,13 @@ func (in *Node) startEnroll() error {
 		return err
 	}
 	in.certExpiry("enroll", kp)
-	if err := in.serveHTTP("enroll-https", ec.HTTPSAddr, in.enrollMux(svc.Handler()), newTLSConfig(kp)); err != nil {
+	if err := in.serveHTTP("enroll-https", ec.HTTPSAddr, in.enrollMux(svc.Handler()), estTLS(newTLSConfig(kp), in.enroll.est)); err != nil {
 		return err
 	}
-	return in.serveHTTP("enroll-http", ec.HTTPAddr, svc.PlainHandler(), nil)
+	plain := http.NewServeMux()
+	plain.Handle("/", svc.PlainHandler())
+	mountOCSP(plain, in.enroll.ocsp)
+	return in.serveHTTP("enroll-http", ec.HTTPAddr, plain, nil)
 }
 
 // enrollMux puts the MDM endpoints (webhooks, Jamf challenges) beside the
@@ -138,6 +153,10 @@ func (in *Node) enrollMux(h http.Handler) http.Handler {
 	}
 	if in.enroll.akca != nil {
 		mux.Handle(akcaPrefix+"/", in.enroll.akca)
+	}
+	mountOCSP(mux, in.enroll.ocsp)
+	if in.enroll.est != nil {
+		mux.Handle("/.well-known/est/", in.enroll.est)
 	}
 	for path, hh := range in.mdmHandlers {
 		mux.Handle(path, hh)

@@ -103,7 +103,7 @@ func Start(parent context.Context, cfg *Config, log *slog.Logger) (_ *Node, err 
 	}
 	warnProduction(cfg, log)
 	in.metrics = metrics.New()
-	c, err := ca.Load(cfg.DataDir, ca.WithLogger(log))
+	c, err := ca.Load(cfg.DataDir, ca.WithLogger(log), ca.WithOCSPServer(cfg.Enroll.OCSP.URL))
 	if err != nil {
 		return nil, fmt.Errorf("%w (create one with `hardbound ca init --data-dir %s`)", err, cfg.DataDir)
 	}
