@@ -26,7 +26,7 @@ import (
 )
 
 // needTool finds a peer program: missing fails under CI=true, skips otherwise.
-func needTool(t *testing.T, name string, alt ...string) string {
+func needTool(t testing.TB, name string, alt ...string) string {
 	t.Helper()
 	if p, err := exec.LookPath(name); err == nil {
 		return p
@@ -48,7 +48,7 @@ type testPKI struct {
 	caFile, certFile, keyFile string
 }
 
-func newPKI(t *testing.T, dir string) testPKI {
+func newPKI(t testing.TB, dir string) testPKI {
 	t.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -94,7 +94,7 @@ func newPKI(t *testing.T, dir string) testPKI {
 // one imtcp input with TLS (gtls, RFC 5425) and one plain (RFC 6587), each
 // writing "MSGID MSG" lines to its own file.
 type rsyslog struct {
-	t        *testing.T
+	t        testing.TB
 	bin, dir string
 	pki      testPKI
 	tlsPort  int
@@ -104,7 +104,9 @@ type rsyslog struct {
 	done     chan struct{}
 }
 
-func startRsyslog(t *testing.T, pki testPKI) *rsyslog {
+func startRsyslog(t *testing.T, pki testPKI) *rsyslog { return startRsyslogB(t, pki) }
+
+func startRsyslogB(t testing.TB, pki testPKI) *rsyslog {
 	t.Helper()
 	bin := needTool(t, "rsyslogd", "/usr/sbin/rsyslogd")
 	if _, err := os.Stat("/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so"); err != nil && os.Getenv("CI") != "true" {
@@ -123,7 +125,7 @@ func (r *rsyslog) tcpFile() string { return filepath.Join(r.dir, "tcp.log") }
 func (r *rsyslog) udpFile() string { return filepath.Join(r.dir, "udp.log") }
 
 // freeUDPPort picks a port for imudp, which cannot report one it chose.
-func freeUDPPort(t *testing.T) int {
+func freeUDPPort(t testing.TB) int {
 	c, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -240,7 +242,7 @@ type received struct {
 	evs   map[uint64]*store.AuditEvent
 }
 
-func readReceived(t *testing.T, path string) received {
+func readReceived(t testing.TB, path string) received {
 	t.Helper()
 	rc := received{count: map[uint64]int{}, evs: map[uint64]*store.AuditEvent{}}
 	f, err := os.Open(path)
@@ -345,4 +347,13 @@ func appendEvents(ctx context.Context, st interface {
 		n -= k
 	}
 	return nil
+}
+
+// truncate empties one of rsyslog's files between benchmark rounds.
+func (r *rsyslog) truncate(tr string) {
+	if tr == "tls" {
+		os.Truncate(r.tlsFile(), 0)
+	} else {
+		os.Truncate(r.tcpFile(), 0)
+	}
 }
