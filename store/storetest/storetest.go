@@ -47,6 +47,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"audit_groups_are_appended_in_order_and_filled", testAuditGroups},
 		{"audit_checkpoints", testAuditCheckpoints},
 		{"audit_cursors", testAuditCursors},
+		{"audit_prune", testAuditPrune},
 		{"backup_restore", testBackupRestore},
 		{"canceled_context", testCanceled},
 		{"changes/devices", testChangesDevices},
