@@ -123,6 +123,7 @@ func New(deps Deps, tokens []Token, opts ...Option) (*Server, error) {
 	s.auth(m, "POST /api/v1/attestations/activate", s.activate)
 	s.auth(m, "POST /api/v1/attestations", s.attest)
 	s.auth(m, "POST /api/v1/dev/devices", s.devEnroll)
+	s.inventoryRoutes(m)
 	s.mux = m
 	return s, nil
 }

@@ -25,23 +25,29 @@ type Posture struct {
 
 // Device is an enrolled device.
 type Device struct {
-	V         int                `json:"v"`
-	ID        string             `json:"id"`
-	Platform  string             `json:"platform,omitempty"`
-	Profile   string             `json:"profile,omitempty"`
-	Status    store.DeviceStatus `json:"status"`
-	Posture   Posture            `json:"posture"`
-	Groups    []string           `json:"groups,omitempty"`
-	Aliases   map[string]string  `json:"aliases,omitempty"`
-	CreatedAt time.Time          `json:"created_at"`
-	UpdatedAt time.Time          `json:"updated_at"`
+	V        int                `json:"v"`
+	ID       string             `json:"id"`
+	Platform string             `json:"platform,omitempty"`
+	Profile  string             `json:"profile,omitempty"`
+	Status   store.DeviceStatus `json:"status"`
+	Posture  Posture            `json:"posture"`
+	Groups   []string           `json:"groups,omitempty"`
+	Aliases  map[string]string  `json:"aliases,omitempty"`
+	// Inventory (docs/inventory.md): who the device is assigned to, who
+	// put it in the inventory, and when its source removed it.
+	Owner     string    `json:"owner,omitempty"`
+	Source    string    `json:"source,omitempty"`
+	RemovedAt time.Time `json:"removed_at,omitzero"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 func deviceOf(d *store.Device) Device {
 	return Device{
 		V: d.V, ID: d.ID, Platform: d.Platform, Profile: d.Profile, Status: d.Status,
 		Posture: Posture{State: d.Posture.State, Source: d.Posture.Source, UpdatedAt: d.Posture.UpdatedAt},
-		Groups:  d.Groups, Aliases: d.Aliases, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt,
+		Groups:  d.Groups, Aliases: d.Aliases, Owner: d.Owner, Source: d.Source, RemovedAt: d.RemovedAt,
+		CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt,
 	}
 }
 

@@ -69,6 +69,9 @@ type Deps struct {
 	// DevEnroll serves POST /api/v1/dev/devices. Set it only in --dev: the
 	// attestation it records is asserted, not verified. nil answers 403.
 	DevEnroll DevEnroller
+	// Inventory serves device add, inventory import and a device's
+	// attestations (inventory.go); nil answers 501.
+	Inventory *Inventory
 	// Audit verifies the chain against signed checkpoints and exports it
 	// (GET/POST /api/v1/audit/verify, GET /api/v1/audit/export). nil:
 	// verify recomputes the chain alone (Store.VerifyAudit) and export

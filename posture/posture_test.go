@@ -34,7 +34,7 @@ type fixture struct {
 	clock *clock
 }
 
-func newFixture(t *testing.T, profiles ...posture.Profile) *fixture {
+func newFixture(t testing.TB, profiles ...posture.Profile) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()

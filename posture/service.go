@@ -58,6 +58,10 @@ type Profile struct {
 	VLAN string
 	// SessionTimeout caps Session-Timeout (zero: only cert life and posture age cap it).
 	SessionTimeout time.Duration
+	// Minimums are what the verified facts of a binding's attestation must
+	// meet (min_os, min_patch_level), as at issuance. They are checked when
+	// a binding is loaded into the cache, so Decide compares one bool.
+	Minimums policy.Minimums
 }
 
 func (p *Profile) allows(format string, attested bool) Reason {
@@ -151,6 +155,8 @@ type certInfo struct {
 	notAfter  int64
 	revoked   bool
 	attested  bool
+	// belowMin: the attestation's facts are below the profile's Minimums.
+	belowMin bool
 	// unreadable: the attestation could not be read (never cached).
 	unreadable bool
 }
@@ -166,6 +172,7 @@ type binding struct {
 	known     bool   // false: no such binding (negative entry)
 	revoked   bool
 	attested  bool
+	belowMin  bool
 }
 
 // standing is what Decide needs of a store.Device: 16 bytes.
@@ -250,6 +257,7 @@ func (s *Service) compact(ci *certInfo) (binding, bool) {
 		known:     true,
 		revoked:   ci.revoked,
 		attested:  ci.attested,
+		belowMin:  ci.belowMin,
 	}, true
 }
 
@@ -271,6 +279,7 @@ func (s *Service) expand(b *binding) (certInfo, bool) {
 		notAfter:  b.notAfter,
 		revoked:   b.revoked,
 		attested:  b.attested,
+		belowMin:  b.belowMin,
 	}, true
 }
 
@@ -432,6 +441,10 @@ func (s *Service) judge(v Verdict, p *Profile, now time.Time, nowNs int64, leaf 
 		v.Reason = r
 		return v
 	}
+	if c.belowMin {
+		v.Reason = ReasonBelowMinimum
+		return v
+	}
 	if d.status == statusQuarantined {
 		v.Reason = ReasonDeviceQuarantined
 		return s.apply(v, p, ActionQuarantine, nowNs, c, d)
@@ -544,7 +557,11 @@ func (s *Service) loadCert(ctx context.Context, c *store.Cert) certInfo {
 		ci.unreadable = true
 		return ci
 	}
-	return infoOf(c, a.Format)
+	ci := infoOf(c, a.Format)
+	if m := s.Profile(c.Profile).Minimums; !m.IsZero() {
+		ci.belowMin = m.Check(a.Format, a.Facts) != nil
+	}
+	return ci
 }
 
 func (s *Service) device(ctx context.Context, k devKey, id string, cacheOnly bool) (standing, error) {

@@ -23,13 +23,17 @@ const (
 	ReasonNoncompliant          Reason = "noncompliant"
 	ReasonPostureStale          Reason = "posture_stale"
 	ReasonPostureUnknown        Reason = "posture_unknown"
+	// ReasonBelowMinimum: the facts the binding's attestation proved (OS
+	// version, patch level) are below the profile's minimums, which may
+	// have been raised since the device enrolled; it must re-enroll.
+	ReasonBelowMinimum Reason = "attested_below_minimum"
 )
 
 // Reasons lists every Reason, for pre-registering metric label values.
 var Reasons = []Reason{
 	ReasonOK, ReasonUnknownCert, ReasonUnattested, ReasonAttestationNotAllowed,
 	ReasonCertRevoked, ReasonCertExpired, ReasonDeviceRevoked, ReasonDeviceQuarantined,
-	ReasonNoncompliant, ReasonPostureStale, ReasonPostureUnknown,
+	ReasonNoncompliant, ReasonPostureStale, ReasonPostureUnknown, ReasonBelowMinimum,
 }
 
 // Verdict is the answer of Decide. Allow with a non-empty VLAN and a reason

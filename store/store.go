@@ -113,17 +113,33 @@ type Posture struct {
 
 // Device is an enrolled device, keyed by its permanent identifier.
 type Device struct {
-	V         int               `json:"v"`
-	ID        string            `json:"id"`
-	Platform  string            `json:"platform,omitempty"` // apple, windows, android, linux
-	Profile   string            `json:"profile,omitempty"`
-	Status    DeviceStatus      `json:"status"`
-	Posture   Posture           `json:"posture"`
-	Groups    []string          `json:"groups,omitempty"`
-	Aliases   map[string]string `json:"aliases,omitempty"` // MDM identities: serial, udid, intune_id...
-	CreatedAt time.Time         `json:"created_at"`
-	UpdatedAt time.Time         `json:"updated_at"`
+	V        int               `json:"v"`
+	ID       string            `json:"id"`
+	Platform string            `json:"platform,omitempty"` // policy.Platform*: ios, macos, apple, android, windows, linux
+	Profile  string            `json:"profile,omitempty"`
+	Status   DeviceStatus      `json:"status"`
+	Posture  Posture           `json:"posture"`
+	Groups   []string          `json:"groups,omitempty"`
+	Aliases  map[string]string `json:"aliases,omitempty"` // MDM identities: serial, udid, intune_id...
+	// Owner is who the device is assigned to (an MDM's user, an import's
+	// owner column); informational.
+	Owner string `json:"owner,omitempty"`
+	// Source is who put the record in the inventory: admin, import, jamf,
+	// intune, bench, or enroll for a record an issuance created under a
+	// profile that does not require inventory (docs/inventory.md).
+	Source string `json:"source,omitempty"`
+	// RemovedAt is set when the record's source stopped listing the device
+	// (unenrolled from the MDM): the record stays, with its bindings and
+	// audit history, but it is no longer inventory, so enrollment refuses
+	// it. Zero: in inventory.
+	RemovedAt time.Time `json:"removed_at,omitzero"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
+
+// InInventory reports whether the record admits enrollment: it exists
+// (the caller has it) and its source has not removed it.
+func (d *Device) InInventory() bool { return d != nil && d.RemovedAt.IsZero() }
 
 // Revocation records why and when a cert was revoked.
 type Revocation struct {

@@ -44,6 +44,13 @@ type Profile struct {
 	// means any hardware format. policy.FormatNone matters to SCEP only:
 	// device-attest-01 is attestation.
 	Formats policy.Formats
+	// RequireInventory refuses devices without an inventory record
+	// (docs/inventory.md). Configuration defaults it to true; the zero
+	// Profile of a library caller does not require it.
+	RequireInventory bool
+	// Minimums are what the attested facts must meet (min_os,
+	// min_patch_level); posture checks the same at every authentication.
+	Minimums policy.Minimums
 }
 
 func (p Profile) allows(format string) bool {
@@ -65,6 +72,11 @@ type Attester interface {
 // Store is the part of store.Store the ACME server writes to.
 type Store interface {
 	GetDevice(ctx context.Context, id string) (*store.Device, error)
+	// The inventory gate (gate.go) finds a device by the identities its
+	// evidence proves, and learns its format from its bindings.
+	FindDeviceByAlias(ctx context.Context, kind, value string) (*store.Device, error)
+	ListCerts(ctx context.Context, f store.CertFilter, p store.Page) ([]*store.Cert, string, error)
+	GetAttestation(ctx context.Context, id string) (*store.Attestation, error)
 	RecordIssuance(ctx context.Context, is store.Issuance) error
 	AppendAudit(ctx context.Context, ev *store.AuditEvent) error
 }
@@ -73,7 +85,8 @@ type Store interface {
 // "acme"; format is an attestation format or "unknown"; result is one of
 // ok, bad_attestation, bad_csr, rejected_identifier, unauthorized,
 // rate_limited, malformed, bad_nonce, not_found, too_large,
-// unsupported_identifier, order_not_ready, error.
+// unsupported_identifier, order_not_ready, not_in_inventory,
+// profile_mismatch, platform_mismatch, below_minimum, error.
 type Metrics interface {
 	Enrollment(protocol, format, result string)
 	IssuanceLatency(protocol string, d time.Duration)

@@ -64,6 +64,7 @@ type envOpts struct {
 	limits   limit.Config
 	profiles []acme.Profile
 	maxBody  int64
+	attest   []attest.Option
 }
 
 var (
@@ -94,7 +95,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	m := &recMetrics{enrollments: map[string]int{}}
 	s, err := acme.New(acme.Config{Profiles: o.profiles, MaxBodyBytes: o.maxBody}, acme.Deps{
 		Issuer:   c,
-		Attester: attest.New(auth.Roots()),
+		Attester: attest.New(auth.Roots(), o.attest...),
 		Store:    st,
 		Limiter:  limit.New(o.limits),
 	}, acme.WithMetrics(m))

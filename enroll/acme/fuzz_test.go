@@ -33,6 +33,15 @@ func (nullDeps) VerifyACME(context.Context, []byte, string) (*attest.Result, err
 func (nullDeps) GetDevice(context.Context, string) (*store.Device, error) {
 	return nil, store.ErrNotFound
 }
+func (nullDeps) FindDeviceByAlias(context.Context, string, string) (*store.Device, error) {
+	return nil, store.ErrNotFound
+}
+func (nullDeps) ListCerts(context.Context, store.CertFilter, store.Page) ([]*store.Cert, string, error) {
+	return nil, "", nil
+}
+func (nullDeps) GetAttestation(context.Context, string) (*store.Attestation, error) {
+	return nil, store.ErrNotFound
+}
 func (nullDeps) RecordIssuance(context.Context, store.Issuance) error { return nil }
 func (nullDeps) AppendAudit(context.Context, *store.AuditEvent) error { return nil }
 
@@ -142,7 +151,7 @@ func FuzzPayload(f *testing.F) {
 	}
 	h := s.Handler()
 	f.Fuzz(func(t *testing.T, which uint8, payload []byte) {
-		o := s.orders.create("fuzz", "p", Identifier{Type: TypePermanentIdentifier, Value: "SN"}, "SN")
+		o := s.orders.create("fuzz", "p", false, Identifier{Type: TypePermanentIdentifier, Value: "SN"}, "SN")
 		var path string
 		switch which % 3 {
 		case 0:

@@ -15,6 +15,7 @@ import (
 	"hardbound/enroll/attest"
 	"hardbound/enroll/ca"
 	"hardbound/store"
+	"hardbound/store/inventory"
 	"hardbound/store/policy"
 )
 
@@ -250,7 +251,7 @@ func (s *Server) handleNewOrder(w http.ResponseWriter, req *request) *Problem {
 	if p := s.allow(dev, req.ip, name); p != nil {
 		return p
 	}
-	o := s.orders.create(req.account.ID, name, id, dev)
+	o := s.orders.create(req.account.ID, name, req.r.PathValue("profile") != "", id, dev)
 	base := s.base(req.r)
 	s.orders.mu.Lock()
 	v := s.orderView(base, o)
@@ -333,7 +334,7 @@ func (s *Server) handleChallenge(w http.ResponseWriter, req *request) *Problem {
 		writeJSON(w, http.StatusOK, v)
 		return nil
 	}
-	token, profile, dev, ident := o.token, s.profiles[o.profile], o.deviceID, o.identifier
+	token, profile, named, dev, ident := o.token, s.profiles[o.profile], o.named, o.deviceID, o.identifier
 	s.orders.mu.Unlock()
 
 	// Other fields (step-ca's "error", for one) are ignored, as RFC 8555
@@ -379,10 +380,6 @@ func (s *Server) handleChallenge(w http.ResponseWriter, req *request) *Problem {
 		return serverInternal("validation interrupted")
 	case err != nil:
 		fail = problem(ProblemBadAttestationStatement, http.StatusBadRequest, "bad_attestation", "%v", err)
-	case !profile.allows(res.Format):
-		req.format = res.Format
-		fail = problem(ProblemBadAttestationStatement, http.StatusBadRequest, "bad_attestation",
-			"attestation format %q is not allowed by profile %q", res.Format, profile.Name)
 	case !res.Proves(dev):
 		req.format = res.Format
 		fail = problem(ProblemBadAttestationStatement, http.StatusBadRequest, "rejected_identifier",
@@ -391,6 +388,10 @@ func (s *Server) handleChallenge(w http.ResponseWriter, req *request) *Problem {
 		fail.Subproblems = []Subproblem{{Type: ProblemRejectedIdentifier, Detail: "identifier not attested", Identifier: &idc}}
 	default:
 		req.format = res.Format
+		var adm *admission
+		if adm, fail = s.admit(req.r.Context(), req, res, profile.Name, named, ident); fail == nil {
+			profile = adm.profile
+		}
 	}
 
 	s.orders.mu.Lock()
@@ -402,6 +403,7 @@ func (s *Server) handleChallenge(w http.ResponseWriter, req *request) *Problem {
 		return fail
 	}
 	o.challStatus, o.authzStatus, o.status = StatusValid, StatusValid, StatusReady
+	o.profile = profile.Name // the record's, which the gate checked
 	o.validated = s.now()
 	o.attested = res
 	v := s.challengeView(base, o)
@@ -452,10 +454,10 @@ func (s *Server) handleFinalize(w http.ResponseWriter, req *request) *Problem {
 		return problem(ProblemOrderNotReady, http.StatusForbidden, "order_not_ready", "order is %s, not ready", st)
 	}
 	o.busy, o.status = true, StatusProcessing
-	res, profile, ident, validated := o.attested, s.profiles[o.profile], o.identifier, o.validated
+	res, profile, named, ident, validated := o.attested, s.profiles[o.profile], o.named, o.identifier, o.validated
 	s.orders.mu.Unlock()
 
-	cert, p := s.issue(req, csr, res, profile, ident, validated)
+	cert, p := s.issue(req, csr, res, profile, named, ident, validated)
 
 	s.orders.mu.Lock()
 	o.busy = false
@@ -477,7 +479,7 @@ func badCSR(format string, args ...any) *Problem {
 	return problem(ProblemBadCSR, http.StatusBadRequest, "bad_csr", format, args...)
 }
 
-func (s *Server) issue(req *request, csr *x509.CertificateRequest, res *attest.Result, profile Profile, ident Identifier, validated time.Time) (*x509.Certificate, *Problem) {
+func (s *Server) issue(req *request, csr *x509.CertificateRequest, res *attest.Result, profile Profile, named bool, ident Identifier, validated time.Time) (*x509.Certificate, *Problem) {
 	ctx := req.r.Context()
 	if err := ca.CheckCSR(csr); err != nil {
 		return nil, badCSR("%v", err)
@@ -490,17 +492,32 @@ func (s *Server) issue(req *request, csr *x509.CertificateRequest, res *attest.R
 	if err := checkCSRNames(csr, ident); err != nil {
 		return nil, badCSR("%v", err)
 	}
+	// The gate again: the record may have changed (removed, moved to
+	// another profile, revoked) since the challenge. A profile the record
+	// moved to since is taken only when the URL did not name one.
+	adm, p := s.admit(ctx, req, res, profile.Name, named, ident)
+	if p != nil {
+		return nil, p
+	}
+	profile = adm.profile
 	devID := res.DeviceID
 	if devID == "" {
 		devID = req.device
 	}
-	req.device = devID
-	if d, err := s.store.GetDevice(ctx, devID); err == nil && d.Status == store.DeviceRevoked {
-		return nil, unauthorized("device is revoked")
-	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
-		s.log.Error("device lookup failed", "device", devID, "err", err)
-		return nil, serverInternal("device lookup failed")
+	dev := &store.Device{
+		V: store.RecordVersion, ID: devID, Platform: platform(res), Profile: profile.Name,
+		Status: store.DeviceActive, Posture: store.Posture{State: store.ComplianceUnknown},
+		Aliases: aliases(res), Source: inventory.SourceEnroll,
 	}
+	if rec := adm.record; rec != nil {
+		// The record's id, platform and source stand; the evidence adds
+		// the identities it proves.
+		devID, dev.ID, dev.Source = rec.ID, rec.ID, ""
+		if rec.Platform != "" {
+			dev.Platform = ""
+		}
+	}
+	req.device = devID
 
 	start := s.now()
 	cert, err := s.issuer.Issue(ctx, ca.IssueRequest{
@@ -522,12 +539,9 @@ func (s *Server) issue(req *request, csr *x509.CertificateRequest, res *attest.R
 	if attKeySHA.IsZero() {
 		attKeySHA = keySHA
 	}
+	dev.CreatedAt, dev.UpdatedAt = now, now
 	is := store.Issuance{
-		Device: &store.Device{
-			V: store.RecordVersion, ID: devID, Platform: platform(res), Profile: profile.Name,
-			Status: store.DeviceActive, Posture: store.Posture{State: store.ComplianceUnknown},
-			Aliases: aliases(res), CreatedAt: now, UpdatedAt: now,
-		},
+		Device: dev,
 		Cert: &store.Cert{
 			V: store.RecordVersion, SHA256: store.HashCert(cert), Serial: serial, DeviceID: devID,
 			KeySHA256: keySHA, NotBefore: cert.NotBefore, NotAfter: cert.NotAfter, Profile: profile.Name,
@@ -535,7 +549,7 @@ func (s *Server) issue(req *request, csr *x509.CertificateRequest, res *attest.R
 		},
 		Attestation: &store.Attestation{
 			V: store.RecordVersion, ID: attID, DeviceID: devID, Format: res.Format,
-			KeySHA256: attKeySHA, Facts: res.Facts, VerifiedAt: validated.UTC(),
+			KeySHA256: attKeySHA, Facts: adm.facts, VerifiedAt: validated.UTC(),
 		},
 		Audit: &store.AuditEvent{
 			V: store.RecordVersion, Time: now, Actor: "device:" + devID, Action: "enroll.acme",

@@ -39,9 +39,9 @@ func TestOrdersAreBoundedAndExpire(t *testing.T) {
 	t.Parallel()
 	now := time.Unix(1000, 0)
 	o := newOrders(time.Hour, 2, func() time.Time { return now })
-	first := o.create("acct", "p", Identifier{Type: TypePermanentIdentifier, Value: "a"}, "a")
-	o.create("acct", "p", Identifier{Type: TypePermanentIdentifier, Value: "b"}, "b")
-	o.create("acct", "p", Identifier{Type: TypePermanentIdentifier, Value: "c"}, "c")
+	first := o.create("acct", "p", false, Identifier{Type: TypePermanentIdentifier, Value: "a"}, "a")
+	o.create("acct", "p", false, Identifier{Type: TypePermanentIdentifier, Value: "b"}, "b")
+	o.create("acct", "p", false, Identifier{Type: TypePermanentIdentifier, Value: "c"}, "c")
 	if o.len() != 2 {
 		t.Fatalf("len = %d, want 2", o.len())
 	}
@@ -52,7 +52,7 @@ func TestOrdersAreBoundedAndExpire(t *testing.T) {
 		t.Fatal("oldest order survived eviction")
 	}
 	now = now.Add(time.Hour)
-	o.create("acct", "p", Identifier{Type: TypePermanentIdentifier, Value: "d"}, "d")
+	o.create("acct", "p", false, Identifier{Type: TypePermanentIdentifier, Value: "d"}, "d")
 	if o.len() != 1 {
 		t.Fatalf("expired orders not swept: len = %d", o.len())
 	}

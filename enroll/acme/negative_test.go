@@ -261,8 +261,10 @@ func TestAttestationAndCSRChecks(t *testing.T) {
 		if _, _, err := e.store.RevokeDevice(context.Background(), "SN-REVOKED", storeRevocation(), nil); err != nil {
 			t.Fatal(err)
 		}
-		o2, dev2 := readyOrder(t, e, c, "SN-REVOKED")
-		wantProblem(t, c.post(o2.Finalize, csrFor(t, dev2, "")), http.StatusForbidden, acme.ProblemUnauthorized)
+		// Refused at the challenge already: the gate reads the record.
+		o2 := c.newOrder(acme.TypePermanentIdentifier, "SN-REVOKED")
+		chURL, keyAuth := c.challenge(o2)
+		wantProblem(t, c.post(chURL, attPayload(attestFor(t, e.auth, policy.FormatApple, p256(t), "SN-REVOKED", keyAuth))), http.StatusForbidden, acme.ProblemUnauthorized)
 	})
 }
 

@@ -31,6 +31,7 @@ type order struct {
 	id, authzID, challID string
 	account              string
 	profile              string
+	named                bool // the URL named the profile (/profile/NAME/new-order)
 	identifier           Identifier
 	deviceID             string // the identity the attestation must prove
 	token                string
@@ -74,11 +75,11 @@ func randomID(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func (t *orders) create(account, profile string, id Identifier, deviceID string) *order {
+func (t *orders) create(account, profile string, named bool, id Identifier, deviceID string) *order {
 	now := t.now()
 	o := &order{
 		id: randomID(16), authzID: randomID(16), challID: randomID(16),
-		account: account, profile: profile, identifier: id, deviceID: deviceID,
+		account: account, profile: profile, named: named, identifier: id, deviceID: deviceID,
 		// 256-bit token: the draft asks for at least 128 bits.
 		token:   randomID(32),
 		created: now, expires: now.Add(t.ttl),

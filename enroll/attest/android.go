@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -330,6 +331,15 @@ type AndroidStatus interface {
 	Revoked(serialHex string) (reason string, revoked bool)
 }
 
+// AndroidStatusAvailability is implemented by an AndroidStatus that can be
+// unavailable (a list fetched over the network, enroll/attest/statuslist):
+// a non-nil Unavailable refuses every Android attestation, since a list
+// that cannot be read revokes nothing (fail closed). A source configured
+// to fail open returns nil.
+type AndroidStatusAvailability interface {
+	Unavailable() error
+}
+
 // AndroidStatusList is a parsed status list: serial hex -> "STATUS/REASON".
 type AndroidStatusList map[string]string
 
@@ -349,15 +359,34 @@ func ParseAndroidStatusList(b []byte) (AndroidStatusList, error) {
 			Reason string `json:"reason"`
 		} `json:"entries"`
 	}
+	if len(b) > MaxAndroidStatusListSize {
+		return nil, fmt.Errorf("%w: android status list is %d bytes, limit %d", ErrStatusList, len(b), MaxAndroidStatusListSize)
+	}
 	if err := json.Unmarshal(b, &doc); err != nil {
-		return nil, fmt.Errorf("attest: android status list: %w", err)
+		return nil, fmt.Errorf("%w: android status list: %w", ErrStatusList, err)
+	}
+	if doc.Entries == nil {
+		// A list without entries would revoke nothing: a truncated or
+		// wrong document, not an empty list ({"entries": {}}).
+		return nil, fmt.Errorf("%w: android status list has no entries object", ErrStatusList)
 	}
 	out := make(AndroidStatusList, len(doc.Entries))
 	for k, e := range doc.Entries {
-		out[strings.ToLower(strings.TrimLeft(k, "0"))] = e.Status + "/" + e.Reason
+		key := strings.ToLower(strings.TrimLeft(k, "0"))
+		if key == "" || len(key) > 64 || strings.Trim(key, "0123456789abcdef") != "" {
+			return nil, fmt.Errorf("%w: android status list key %q is not a hex serial", ErrStatusList, truncate(k, 70))
+		}
+		out[key] = e.Status + "/" + e.Reason
 	}
 	return out, nil
 }
+
+// MaxAndroidStatusListSize caps a status list document (Google's is a few
+// hundred KiB).
+const MaxAndroidStatusListSize = 16 << 20
+
+// ErrStatusList is wrapped by ParseAndroidStatusList's errors.
+var ErrStatusList = errors.New("attest: bad attestation status list")
 
 type androidStmt struct {
 	Alg *int64   `cbor:"alg"`
@@ -381,6 +410,11 @@ func (v *Verifier) verifyAndroid(raw []byte, challenge []byte) (*Result, error) 
 		return nil, err
 	}
 	if v.androidStatus != nil {
+		if a, ok := v.androidStatus.(AndroidStatusAvailability); ok {
+			if err := a.Unavailable(); err != nil {
+				return nil, badf("android-key: the attestation status list is unavailable, so revocation cannot be checked: %v", err)
+			}
+		}
 		for i, c := range certs {
 			if reason, bad := v.androidStatus.Revoked(c.SerialNumber.Text(16)); bad {
 				return nil, badf("android-key: x5c[%d] serial %s is on the attestation status list (%s)", i, c.SerialNumber.Text(16), reason)

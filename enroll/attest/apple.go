@@ -135,6 +135,15 @@ func (v *Verifier) verifyApple(raw []byte, token string) (*Result, error) {
 			}
 		}
 	}
+	// The SIP, Secure Boot and kext extensions are macOS-only: their
+	// presence is what says the OS family (policy.AttestedOS); without them
+	// the family is left unstated and profile minimums use the "apple" one.
+	for _, oid := range []asn1.ObjectIdentifier{OIDAppleSIP, OIDAppleSecureBoot, OIDAppleThirdKexts} {
+		if len(ext[oid.String()]) > 0 {
+			res.Facts["os"] = policy.PlatformMacOS
+			break
+		}
+	}
 	res.Facts["key_type"] = "ecdsa-" + pub.Curve.Params().Name
 	return res, nil
 }

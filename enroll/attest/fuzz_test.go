@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,6 +174,36 @@ func FuzzVerifyTPMEvidence(f *testing.F) {
 		_, err := v.VerifyTPM(context.Background(), ev, nonce)
 		if err != nil && !errors.Is(err, attest.ErrBadAttestation) {
 			t.Fatalf("error does not wrap ErrBadAttestation: %v", err)
+		}
+	})
+}
+
+// FuzzParseAndroidStatusList: the status list parser (its input comes from
+// the network) never panics, refuses with ErrStatusList, and every key it
+// keeps is a lower-case hex serial without leading zeros that Revoked finds.
+func FuzzParseAndroidStatusList(f *testing.F) {
+	for _, s := range []string{
+		`{"entries":{"2c8cdddfd5e03bfc":{"status":"REVOKED","reason":"KEY_COMPROMISE"}}}`,
+		`{"entries":{"00C35747A084470C3135AEEFE2B8D40CD6":{"status":"SUSPENDED","reason":"SOFTWARE_FLAW"}}}`,
+		`{"entries":{}}`, `{}`, `{"entries":null}`, `{"entries":{"":{}}}`, `[]`, ``,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l, err := attest.ParseAndroidStatusList(b)
+		if err != nil {
+			if !errors.Is(err, attest.ErrStatusList) {
+				t.Fatalf("error does not wrap ErrStatusList: %v", err)
+			}
+			return
+		}
+		for k, v := range l {
+			if k == "" || k[0] == '0' || strings.ToLower(k) != k {
+				t.Fatalf("kept key %q", k)
+			}
+			if got, ok := l.Revoked(strings.ToUpper(k)); !ok || got != v {
+				t.Fatalf("Revoked(%q) = %q %v", k, got, ok)
+			}
 		}
 	})
 }

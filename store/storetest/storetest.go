@@ -28,6 +28,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	}{
 		{"devices", testDevices},
 		{"aliases", testAliases},
+		{"inventory_fields", testInventoryFields},
 		{"device_paging_and_filters", testDevicePaging},
 		{"issuance", testIssuance},
 		{"issuance_atomicity", testIssuanceAtomicity},

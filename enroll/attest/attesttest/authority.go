@@ -201,6 +201,9 @@ type AppleOptions struct {
 	NotAfter time.Time
 	// OSVersion, SepOSVersion default to "18.1" and "18.1.0".
 	OSVersion, SepOSVersion string
+	// MacOS adds the macOS-only SIP status extension, which is how the
+	// verifier tells a Mac from an iPhone.
+	MacOS bool
 }
 
 // Apple returns an attObj {fmt:"apple", attStmt:{x5c:[leaf, intermediate]}}
@@ -224,6 +227,9 @@ func (a *Authority) AppleWith(pub crypto.PublicKey, serial, udid, keyAuthorizati
 	add(attest.OIDAppleUDID, []byte(udid))
 	add(attest.OIDAppleOSVersion, []byte(orDefault(o.OSVersion, "18.1")))
 	add(attest.OIDAppleSEPVersion, []byte(orDefault(o.SepOSVersion, "18.1.0")))
+	if o.MacOS {
+		add(attest.OIDAppleSIP, mustMarshal(0, ""))
+	}
 	switch {
 	case o.OmitNonce:
 	case o.Nonce != nil:
@@ -388,6 +394,9 @@ type AndroidOptions struct {
 	IntermediateNotAfter time.Time
 	// OmitRoot leaves the root out of x5c.
 	OmitRoot bool
+	// OSVersion (KeyMint MMmmss) and OSPatchLevel (YYYYMM) default to
+	// 150000 and 202611.
+	OSVersion, OSPatchLevel int
 }
 
 // Android returns an attObj {fmt:"android-key", attStmt:{alg, sig, x5c:[leaf,
@@ -511,8 +520,8 @@ func BuildKeyDescription(serial, challenge string, o AndroidOptions) ([]byte, er
 		hw = append(hw, explicit(704, rot))
 	}
 	hw = append(hw,
-		explicit(705, mustMarshal(150000, "")),
-		explicit(706, mustMarshal(202611, "")),
+		explicit(705, mustMarshal(orInt(o.OSVersion, 150000), "")),
+		explicit(706, mustMarshal(orInt(o.OSPatchLevel, 202611), "")),
 		explicit(710, mustMarshal([]byte("google"), "")),
 		explicit(716, mustMarshal([]byte("Google"), "")),
 		explicit(717, mustMarshal([]byte("Pixel 9"), "")),
@@ -537,5 +546,16 @@ func BuildKeyDescription(serial, challenge string, o AndroidOptions) ([]byte, er
 	}
 	return b, nil
 }
+
+func orInt(v, d int) int {
+	if v == 0 {
+		return d
+	}
+	return v
+}
+
+// AndroidIntermediate is the intermediate CA every Android chain of a goes
+// through (its serial is what an attestation status list revokes).
+func (a *Authority) AndroidIntermediate() *x509.Certificate { return a.androidInt.cert }
 
 var errUnsupportedKey = errors.New("attesttest: unsupported key type")

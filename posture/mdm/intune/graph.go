@@ -23,6 +23,11 @@ type ManagedDevice struct {
 	AzureADDeviceID string `json:"azureADDeviceId"`
 	SerialNumber    string `json:"serialNumber"`
 	ComplianceState string `json:"complianceState"`
+	// Read by the inventory listing (inventory.go) only.
+	OperatingSystem           string `json:"operatingSystem"`
+	ManagementState           string `json:"managementState"`
+	DeviceCategoryDisplayName string `json:"deviceCategoryDisplayName"`
+	UserPrincipalName         string `json:"userPrincipalName"`
 }
 
 // Page is one Graph collection page.

@@ -145,6 +145,12 @@ func (c *APIClient) do(req *http.Request) ([]byte, int, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("jamf: api %s: %w", req.URL.Path, err)
 	}
+	return c.read(resp)
+}
+
+// read reads and closes a response body, capped at maxAPIBody.
+func (c *APIClient) read(resp *http.Response) ([]byte, int, error) {
+	req := resp.Request
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxAPIBody+1))
 	if err != nil {

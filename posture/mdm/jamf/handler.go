@@ -51,10 +51,14 @@ type Config struct {
 	// Lookup is optional; with it, every event is confirmed against the API.
 	Lookup  GroupLookup
 	MaxBody int64
-	Updater mdm.Updater
-	Auditor mdm.Auditor
-	Metrics mdm.Metrics
-	Logger  *slog.Logger
+	// InventoryHint, if set, is called for the events that change Jamf's
+	// inventory (a device added, enrolled, unenrolled, or moved between
+	// groups): the inventory sync then runs soon (mdm.InventorySync.Hint).
+	InventoryHint func()
+	Updater       mdm.Updater
+	Auditor       mdm.Auditor
+	Metrics       mdm.Metrics
+	Logger        *slog.Logger
 }
 
 // Handler is the http.Handler for Jamf Pro webhooks.
@@ -181,6 +185,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		e.Reject(w, r, http.StatusBadRequest, mdm.RejectMalformed, err.Error(), "")
 		return
+	}
+	if h.cfg.InventoryHint != nil && inventoryEvent(p.Event) {
+		h.cfg.InventoryHint()
 	}
 	ctx := r.Context()
 	switch {
@@ -329,4 +336,15 @@ func subject(d *Device) string {
 	default:
 		return string(d.Type) + ":" + strconv.Itoa(d.JSSID)
 	}
+}
+
+// inventoryEvent reports whether a webhook event can change what Jamf's
+// inventory listing says (docs/inventory.md).
+func inventoryEvent(event string) bool {
+	switch event {
+	case EventComputerAdded, EventMobileDeviceEnrolled, EventMobileDeviceUnEnrolled,
+		EventSmartGroupComputerChange, EventSmartGroupMobileDeviceChange, EventComputerInventoryCompleted:
+		return true
+	}
+	return false
 }

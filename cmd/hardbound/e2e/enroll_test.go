@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -98,7 +98,7 @@ func TestE2EACMEEnrollmentAuthenticates(t *testing.T) {
 				t.Fatal("certificate is not for the attested key")
 			}
 
-			rec, err := in.st.GetCert(ctx, store.HashCert(leaf))
+			rec, err := in.st.GetCert(ctx, leaf)
 			if err != nil {
 				t.Fatalf("no binding for the issued certificate: %v", err)
 			}
@@ -173,7 +173,7 @@ func TestE2ESCEPEnrollment(t *testing.T) {
 			if err := leaf.CheckSignatureFrom(in.ca.Issuing()); err != nil {
 				t.Fatalf("SCEP certificate not from the issuing CA: %v", err)
 			}
-			rec, err := in.st.GetCert(ctx, store.HashCert(leaf))
+			rec, err := in.st.GetCert(ctx, leaf)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -295,7 +295,7 @@ func TestE2ESCEPTPMAttested(t *testing.T) {
 	if err != nil {
 		t.Fatalf("SCEP with the attestation-bound challenge: %v", err)
 	}
-	rec, err := in.st.GetCert(ctx, store.HashCert(leaf))
+	rec, err := in.st.GetCert(ctx, leaf)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -7,7 +7,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -318,12 +317,11 @@ func TestE2EMDMNoncompliance(t *testing.T) {
 				state = c.configure(t, cfg)
 			})
 			devs := []*devbind.Device{
-				in.bind(t, devbind.Request{DeviceID: c.name + "-reject", Posture: store.ComplianceCompliant}),
-				in.bind(t, devbind.Request{DeviceID: c.name + "-quar", Profile: "quar", Posture: store.ComplianceCompliant}),
+				in.bind(t, devbind.Request{DeviceID: c.name + "-reject", Posture: store.ComplianceCompliant, Aliases: c.aliases(0)}),
+				in.bind(t, devbind.Request{DeviceID: c.name + "-quar", Profile: "quar", Posture: store.ComplianceCompliant, Aliases: c.aliases(1)}),
 			}
 			var ids []string
-			for i, d := range devs {
-				in.setAliases(t, d.ID, c.aliases(i))
+			for _, d := range devs {
 				ids = append(ids, d.ID)
 			}
 			nas := in.nasClient(t, "", nil)
@@ -384,8 +382,7 @@ func TestE2EMDMIntuneRefreshKeepsPostureFresh(t *testing.T) {
 			ClientSecretFile: writeSecret(t, "intune.secret", e2eClientSecret),
 			PollInterval:     config.Duration(200 * time.Millisecond), LoginURL: f.srv.URL, GraphURL: f.srv.URL}
 	})
-	dev := in.bind(t, devbind.Request{DeviceID: "intune-fresh-1", Profile: "fresh"})
-	in.setAliases(t, dev.ID, map[string]string{mdm.KindSerial: "PF3FRESH1"})
+	dev := in.bind(t, devbind.Request{DeviceID: "intune-fresh-1", Profile: "fresh", Aliases: map[string]string{mdm.KindSerial: "PF3FRESH1"}})
 	eventually(t, 15*time.Second, "Intune to report the device compliant", func() bool {
 		d := in.device(t, dev.ID)
 		return d.Posture.State == store.ComplianceCompliant && d.Posture.Source == "intune"
@@ -410,8 +407,7 @@ func TestE2EMDMPostureStale(t *testing.T) {
 		cfg.MDM.Webhook.SecretFile = writeSecret(t, "webhook.secret", e2eWebhookSecret)
 		cfg.Profiles = []node.ProfileConfig{{Name: "default"}, {Name: "fresh", PostureMaxAge: config.Duration(maxAge)}}
 	})
-	dev := in.bind(t, devbind.Request{DeviceID: "stale-1", Profile: "fresh"})
-	in.setAliases(t, dev.ID, map[string]string{mdm.KindUDID: "00008030-STALE1"})
+	dev := in.bind(t, devbind.Request{DeviceID: "stale-1", Profile: "fresh", Aliases: map[string]string{mdm.KindUDID: "00008030-STALE1"}})
 	nas := in.nasClient(t, "", nil)
 	in.mustReject(t, nas, dev.Certificate, dev.ID, "posture_unknown")
 
@@ -442,8 +438,8 @@ func TestE2EMDMBadInput(t *testing.T) {
 		cfg.MDM.Jamf = jamf.FileConfig{Username: e2eJamfUser, PasswordFile: writeSecret(t, "jamf.password", e2eJamfPassword),
 			NoncompliantGroups: []string{"42"}}
 	})
-	dev := in.bind(t, devbind.Request{DeviceID: "bad-input-1", Posture: store.ComplianceCompliant})
-	in.setAliases(t, dev.ID, map[string]string{mdm.KindSerial: "C02BADINPUT", mdm.KindJamfComputerID: "77"})
+	dev := in.bind(t, devbind.Request{DeviceID: "bad-input-1", Posture: store.ComplianceCompliant,
+		Aliases: map[string]string{mdm.KindSerial: "C02BADINPUT", mdm.KindJamfComputerID: "77"}})
 	hc := in.httpsClient(t)
 	good := []byte(`{"serial": "C02BADINPUT", "state": "noncompliant"}`)
 
@@ -637,7 +633,7 @@ func TestE2EIntuneEndToEnd(t *testing.T) {
 	if _, _, err := enroll(unknown); err == nil {
 		t.Fatal("a request Intune refused was issued")
 	}
-	if _, err := in.st.GetDevice(ctx, unknown); !errors.Is(err, store.ErrNotFound) {
+	if _, err := in.st.GetDevice(ctx, unknown); !notFound(err) {
 		t.Fatalf("a refused request left a device record: %v", err)
 	}
 	leaf, cert, err := enroll(intuneID)
@@ -650,7 +646,7 @@ func TestE2EIntuneEndToEnd(t *testing.T) {
 	if len(validated) != 1 || len(succeeded) != 1 || validated[0] != succeeded[0] {
 		t.Fatalf("Intune saw validateRequest %v and successNotification %v, want one each for the same transaction", validated, succeeded)
 	}
-	rec, err := in.st.GetCert(ctx, store.HashCert(leaf))
+	rec, err := in.st.GetCert(ctx, leaf)
 	if err != nil || rec.DeviceID != intuneID || rec.Attested {
 		t.Fatalf("binding = %+v, %v", rec, err)
 	}

@@ -1,4 +1,4 @@
-package main
+package e2e
 
 import (
 	"bytes"
@@ -10,15 +10,16 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
-	"hardbound/cmd/hardbound/internal/node"
+	"hardbound/admin"
 	"hardbound/eaptls"
 	"hardbound/radius/eapclient"
-	"hardbound/store"
 )
 
 // e2eTimeout bounds every end-to-end test's own context.
@@ -31,27 +32,16 @@ func e2eContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// startE2E starts a --dev instance on ephemeral 127.0.0.1 ports after mod
-// adjusted the configuration.
-func startE2E(t *testing.T, mod func(cfg *node.Config)) *instance {
-	t.Helper()
-	cfg := testConfig(t)
-	if mod != nil {
-		mod(cfg)
-	}
-	return startTest(t, cfg)
-}
-
 func (in *instance) rootPath() string  { return filepath.Join(in.cfg.DataDir, "ca", "root.crt") }
 func (in *instance) tokenPath() string { return filepath.Join(in.cfg.DataDir, "admin.token") }
 
-// cliResult is one in-process run of the hardbound CLI.
+// cliResult is one run of the hardbound CLI.
 type cliResult struct {
 	code           int
 	stdout, stderr string
 }
 
-// cli runs the hardbound CLI in-process against in's admin API with the
+// cli runs the hardbound CLI against in's admin API with the
 // dev admin token.
 func (in *instance) cli(t *testing.T, args ...string) cliResult {
 	t.Helper()
@@ -61,11 +51,16 @@ func (in *instance) cli(t *testing.T, args ...string) cliResult {
 // cliToken is cli with another token file.
 func (in *instance) cliToken(t *testing.T, tokenFile string, args ...string) cliResult {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	return runCLI(t, append([]string{"--server", "https://" + in.Addr("admin"), "--token-file", tokenFile, "--ca-file", in.rootPath()}, args...)...)
+}
+
+// runCLI runs the built hardbound binary with args.
+func runCLI(t *testing.T, args ...string) cliResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
-	full := append([]string{"--server", "https://" + in.Addr("admin"), "--token-file", tokenFile, "--ca-file", in.rootPath()}, args...)
-	code := run(ctx, full, func(string) string { return "" }, strings.NewReader(""), &stdout, &stderr)
+	code := run(ctx, args, nil, nil, &stdout, &stderr)
 	return cliResult{code: code, stdout: stdout.String(), stderr: stderr.String()}
 }
 
@@ -178,7 +173,7 @@ func (in *instance) countAudit(t *testing.T, action, subject, result, reason str
 	return n
 }
 
-func matchAudit(ev *store.AuditEvent, action, subject, result, reason string) bool {
+func matchAudit(ev admin.AuditEvent, action, subject, result, reason string) bool {
 	return (action == "" || ev.Action == action) && (subject == "" || ev.Subject == subject) &&
 		(result == "" || ev.Result == result) && (reason == "" || ev.Reason == reason)
 }
@@ -265,30 +260,13 @@ func httpDo(t *testing.T, hc *http.Client, req *http.Request) (int, []byte) {
 	return resp.StatusCode, b
 }
 
-func (in *instance) device(t *testing.T, id string) *store.Device {
+func (in *instance) device(t *testing.T, id string) *admin.Device {
 	t.Helper()
 	d, err := in.st.GetDevice(context.Background(), id)
 	if err != nil {
 		t.Fatalf("device %s: %v", id, err)
 	}
 	return d
-}
-
-// setAliases records MDM identities for a device, as enrollment would.
-func (in *instance) setAliases(t *testing.T, id string, aliases map[string]string) {
-	t.Helper()
-	_, err := in.st.UpdateDevice(context.Background(), id, func(d *store.Device) error {
-		if d.Aliases == nil {
-			d.Aliases = map[string]string{}
-		}
-		for k, v := range aliases {
-			d.Aliases[k] = v
-		}
-		return nil
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // writeSecret writes s to a 0600 file under t.TempDir.
@@ -341,4 +319,30 @@ func metricSum(t *testing.T, text, name string, labels ...string) float64 {
 		sum += v
 	}
 	return sum
+}
+
+// run runs the built binary with args as a user's shell would: getenv
+// gives the environment (nil: none beyond PATH and HOME), stdout and stderr
+// collect its output. Ending ctx sends SIGTERM, as an operator's Ctrl-C
+// does. It returns the exit code.
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+	cmd := exec.CommandContext(ctx, hardboundBin, args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for _, k := range []string{"HARDBOUND_SERVER", "HARDBOUND_TOKEN_FILE", "HARDBOUND_CA_FILE", "HARDBOUND_CONFIG", "GOMEMLIMIT"} {
+		if getenv != nil && getenv(k) != "" {
+			cmd.Env = append(cmd.Env, k+"="+getenv(k))
+		}
+	}
+	if stdin == nil {
+		stdin = strings.NewReader("")
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	err := cmd.Run()
+	if cmd.ProcessState != nil {
+		return cmd.ProcessState.ExitCode()
+	}
+	fmt.Fprintf(stderr, "e2e: running hardbound: %v\n", err)
+	return -1
 }

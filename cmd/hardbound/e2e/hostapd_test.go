@@ -1,7 +1,6 @@
-package main
+package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -10,32 +9,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"hardbound/admin"
 	"hardbound/enroll/devbind"
 	"hardbound/radius"
 	"hardbound/store"
 )
-
-// syncBuffer collects a process's output for assertions and failure logs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func mustRun(t *testing.T, name string, args ...string) string {
 	t.Helper()
@@ -168,9 +149,9 @@ network={
 		return strings.Contains(supStatus(), "Supplicant PAE state=AUTHENTICATED") && strings.Contains(supStatus(), "EAP state=SUCCESS")
 	})
 	ctx := context.Background()
-	var sess *store.Session
+	var sess admin.Session
 	eventually(t, 15*time.Second, "hostapd's Accounting-Start to reach the store", func() bool {
-		ss, _, err := in.st.ListSessions(ctx, dev.ID, true, store.Page{})
+		ss, err := in.st.ListSessions(ctx, dev.ID, true)
 		if err == nil && len(ss) == 1 {
 			sess = ss[0]
 			return true
@@ -186,9 +167,7 @@ network={
 	}
 	eventually(t, 10*time.Second, "hostapd to mark the station authorized", hapdAuthorized)
 
-	if _, err := in.posture.Quarantine(ctx, dev.ID, "admin:test"); err != nil {
-		t.Fatal(err)
-	}
+	in.cliOK(t, "device", "quarantine", dev.ID)
 	eventually(t, 15*time.Second, "hostapd to accept the Disconnect-Request", func() bool {
 		return strings.Contains(hapdOut.String(), "RADIUS DAS: Found a matching session") &&
 			strings.Contains(hapdOut.String(), "AP-STA-DISCONNECTED")
