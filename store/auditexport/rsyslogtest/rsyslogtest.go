@@ -43,6 +43,7 @@ func needTool(t testing.TB, name string, alt ...string) string {
 	t.Skipf("%s is not installed", name)
 	return ""
 }
+
 // PKI is a CA and a certificate for 127.0.0.1 signed by it, as PEM files.
 type PKI struct {
 	CAFile, CertFile, KeyFile string
@@ -233,7 +234,6 @@ func (r *Rsyslog) Stop() {
 	}
 	r.cmd = nil
 }
-
 
 // Truncate empties one of rsyslog's files between benchmark rounds.
 func (r *Rsyslog) Truncate(tr string) {
