@@ -100,13 +100,12 @@ func Verify(ctx context.Context, st Store, o VerifyOptions) (*Report, error) {
 	if len(tail) == 1 {
 		rep.HeadSeq = tail[0].Seq
 	}
-	// A checkpoint past the end: the tail was cut.
-	for _, cp := range cps {
-		if cp.Seq > rep.HeadSeq {
-			rep.add(rep.HeadSeq+1, ProblemTruncated, "the chain ends at seq %d but a checkpoint signed seq %d at %s: events %d-%d are missing",
-				rep.HeadSeq, cp.Seq, cp.Time.Format("2006-01-02T15:04:05Z07:00"), rep.HeadSeq+1, cp.Seq)
-			break
-		}
+	// A checkpoint past the end: the tail was cut (reported up to the
+	// newest such checkpoint, the extent of the cut that is known).
+	if n := len(cps); n > 0 && cps[n-1].Seq > rep.HeadSeq {
+		cp := cps[n-1]
+		rep.add(rep.HeadSeq+1, ProblemTruncated, "the chain ends at seq %d but a checkpoint signed seq %d at %s: events %d-%d are missing",
+			rep.HeadSeq, cp.Seq, cp.Time.Format("2006-01-02T15:04:05Z07:00"), rep.HeadSeq+1, cp.Seq)
 	}
 
 	from := uint64(1)
