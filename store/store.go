@@ -403,7 +403,8 @@ type Store interface {
 	// returns how many it deleted. through must be below the head: the
 	// head event always stays. Afterwards ScanAudit(1, ...) starts at
 	// through+1 and VerifyAudit checks from there, linking the first
-	// remaining event to nothing before it.
+	// remaining event to the hash of the last one deleted, which the
+	// store keeps (a prune mark).
 	PruneAudit(ctx context.Context, through uint64) (int, error)
 
 	// Audit checkpoints, keyed by Seq (one per seq: putting one again
