@@ -16,10 +16,25 @@ type FileConfig struct {
 	HTTPAddr    string   `yaml:"http_addr"`
 	ServerNames []string `yaml:"server_names"`
 	// Roots: PEM bundles replacing the built-in vendor roots.
-	AppleRoots   string     `yaml:"apple_roots"`
-	TPMRoots     string     `yaml:"tpm_roots"`
-	AndroidRoots string     `yaml:"android_roots"`
-	RateLimits   RateLimits `yaml:"rate_limits"`
+	AppleRoots string `yaml:"apple_roots"`
+	// TPMRoots are the TPM manufacturers' EK root CAs (there is no
+	// built-in one); TPMIntermediates their intermediate CAs, which many
+	// EK certificates name only through AIA (never fetched).
+	TPMRoots         string `yaml:"tpm_roots"`
+	TPMIntermediates string `yaml:"tpm_intermediates"`
+	// TPMAKRoots are other attestation CAs whose AK certificates ACME
+	// "tpm" statements may carry (hardbound's own is trusted through
+	// CertifyTPMAKs).
+	TPMAKRoots   string `yaml:"tpm_ak_roots"`
+	AndroidRoots string `yaml:"android_roots"`
+	// CertifyTPMAKs makes hardbound the attestation CA of the TPMs whose
+	// EK chains to TPMRoots: after credential activation
+	// (/tpm-ak/attest, /tpm-ak/secret, the step CLI's
+	// --attestation-ca-url) the issuing CA certifies the AK, and ACME "tpm"
+	// statements verify to it. Default true; it does nothing without
+	// TPMRoots.
+	CertifyTPMAKs bool       `yaml:"certify_tpm_aks"`
+	RateLimits    RateLimits `yaml:"rate_limits"`
 }
 
 // RateLimits is enroll.rate_limits: the token buckets of limit.Config.
@@ -41,10 +56,11 @@ func DefaultFileConfig() FileConfig {
 	d := limit.DefaultConfig()
 	rate := func(r limit.Rate) RateConfig { return RateConfig{Every: config.Duration(r.Every), Burst: r.Burst} }
 	return FileConfig{
-		HTTPSAddr:   "0.0.0.0:8443",
-		HTTPAddr:    "0.0.0.0:8080",
-		ServerNames: []string{"localhost"},
-		RateLimits:  RateLimits{PerDevice: rate(d.PerDevice), PerIP: rate(d.PerIP), PerProfile: rate(d.PerProfile)},
+		HTTPSAddr:     "0.0.0.0:8443",
+		HTTPAddr:      "0.0.0.0:8080",
+		ServerNames:   []string{"localhost"},
+		CertifyTPMAKs: true,
+		RateLimits:    RateLimits{PerDevice: rate(d.PerDevice), PerIP: rate(d.PerIP), PerProfile: rate(d.PerProfile)},
 	}
 }
 
@@ -59,7 +75,8 @@ func (c FileConfig) Validate(path string) error {
 		return err
 	}
 	for _, f := range []struct{ name, path string }{
-		{"apple_roots", c.AppleRoots}, {"tpm_roots", c.TPMRoots}, {"android_roots", c.AndroidRoots},
+		{"apple_roots", c.AppleRoots}, {"tpm_roots", c.TPMRoots}, {"tpm_intermediates", c.TPMIntermediates},
+		{"tpm_ak_roots", c.TPMAKRoots}, {"android_roots", c.AndroidRoots},
 	} {
 		if f.path == "" {
 			continue
@@ -100,7 +117,9 @@ func (c FileConfig) AttestRoots(path string) (attest.Roots, error) {
 		name, file string
 		pool       **x509.CertPool
 	}{
-		{"apple_roots", c.AppleRoots, &r.Apple}, {"tpm_roots", c.TPMRoots, &r.TPM}, {"android_roots", c.AndroidRoots, &r.Android},
+		{"apple_roots", c.AppleRoots, &r.Apple}, {"tpm_roots", c.TPMRoots, &r.TPM},
+		{"tpm_intermediates", c.TPMIntermediates, &r.TPMIntermediates}, {"tpm_ak_roots", c.TPMAKRoots, &r.TPMAK},
+		{"android_roots", c.AndroidRoots, &r.Android},
 	} {
 		if f.file == "" {
 			continue

@@ -153,7 +153,9 @@ conversation, evidence generation included.
 scep: a one-time challenge is minted through the admin API
 (POST /api/v1/scep/challenges, not timed), then a PKCSReq with a fresh
 RSA-2048 key (generated before the clock starts) is sent to
-<enroll-url>/scep[/<profile>]. Latency is the SCEP exchange alone.
+<enroll-url>/scep[/<profile>]. Latency is the SCEP exchange alone. The
+key is unattested, so --profile must name a profile whose formats admit
+none: SCEP issues only what the profile admits at authentication.
 
 A server outside --dev refuses the test evidence, and so the ACME half.`,
 		Args: cobra.NoArgs,

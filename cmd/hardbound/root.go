@@ -74,6 +74,7 @@ func newRoot(e *env) *cobra.Command {
 		newSessionCmd(e, cf),
 		newAuditCmd(e, cf),
 		newBenchCmd(e, cf),
+		newStoreCmd(e),
 	)
 	return root
 }

@@ -239,7 +239,7 @@ func (s *Server) handleNewOrder(w http.ResponseWriter, req *request) *Problem {
 	if len(in.Identifiers) != 1 {
 		return malformed("an order names exactly one device identifier")
 	}
-	if in.NotBefore != "" || in.NotAfter != "" {
+	if requestsValidity(in.NotBefore) || requestsValidity(in.NotAfter) {
 		return malformed("notBefore/notAfter are not supported: validity comes from the profile")
 	}
 	id := in.Identifiers[0]

@@ -152,3 +152,16 @@ func (t *orders) len() int {
 	defer t.mu.Unlock()
 	return t.order.Len()
 }
+
+// requestsValidity reports whether a newOrder notBefore/notAfter value
+// (RFC 8555 §7.4, RFC 3339) asks for a validity. Absent, empty and the
+// zero time do not: smallstep's step CLI always sends the zero time
+// ("0001-01-01T00:00:00Z") when no validity was asked for, and refusing it
+// would refuse that client outright.
+func requestsValidity(v string) bool {
+	if v == "" {
+		return false
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	return err != nil || !t.IsZero()
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -14,6 +15,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -36,34 +38,90 @@ const (
 	maxPEMFile           = 64 << 10 // a CA cert or key is a few KiB; refuse anything absurd
 )
 
+// Key types of a new CA (InitOptions.KeyType).
+const (
+	// KeyECDSA is ECDSA P-256, the default.
+	KeyECDSA = "ecdsa"
+	// KeyRSA is RSA-3072. SCEP clients that need RSA throughout the chain
+	// GetCACert returns (Debian's scep 2.1 scepclient, micromdm's
+	// scepclient without -key-encipherment-selector) need it.
+	KeyRSA = "rsa"
+)
+
+// rsaBits is the modulus of an RSA CA key: 3072 bits stays above NIST's
+// 2030 floor for the CA's lifetime.
+const rsaBits = 3072
+
 // InitOptions configures Init.
 type InitOptions struct {
 	// Dir is the data directory; the CA is written to Dir/ca/.
 	Dir string
 	// Org is the subject organization; default "hardbound".
 	Org string
+	// RootCN and IssuingCN are the CAs' common names; default Org + " Root
+	// CA" and Org + " Issuing CA".
+	RootCN, IssuingCN string
+	// KeyType is KeyECDSA (default) or KeyRSA, for both CAs.
+	KeyType string
+	// RootKeyPath, if set, is where the root key is written (created, mode
+	// 0600, never overwritten) instead of Dir/ca/root.key, so it can be
+	// carried offline at once: serving needs only the issuing key.
+	RootKeyPath string
 	// Now is the time source; default time.Now.
 	Now func() time.Time
 }
 
-// Init creates a root CA (ECDSA P-256, 10 years) and an issuing CA (ECDSA
-// P-256, 5 years, pathlen 0) in Dir/ca/. Dir and Dir/ca are 0700, keys 0600
-// (PKCS#8 PEM), certificates PEM. It returns ErrExists if Dir/ca already holds
-// anything. The files are written into a temporary sibling directory, synced,
-// and renamed into place, so a crash never leaves half a CA behind.
-//
-// The root key is written next to the issuing key so a single-box deployment
-// works out of the box; operators who want an offline root move root.key
-// away after Init (Load never reads it).
-func Init(opts InitOptions) error {
-	if opts.Dir == "" {
+func (o *InitOptions) defaults() error {
+	if o.Dir == "" {
 		return fmt.Errorf("ca: init: %w: Dir is required", ErrInvalidRequest)
 	}
-	if opts.Org == "" {
-		opts.Org = "hardbound"
+	if o.Org == "" {
+		o.Org = "hardbound"
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	if o.RootCN == "" {
+		o.RootCN = o.Org + " Root CA"
+	}
+	if o.IssuingCN == "" {
+		o.IssuingCN = o.Org + " Issuing CA"
+	}
+	if o.RootCN == o.IssuingCN {
+		// Chain building matches issuer to subject: equal names would make
+		// the issuing CA look self-issued.
+		return fmt.Errorf("ca: init: %w: root and issuing CA names are both %q", ErrInvalidRequest, o.RootCN)
+	}
+	switch o.KeyType {
+	case "":
+		o.KeyType = KeyECDSA
+	case KeyECDSA, KeyRSA:
+	default:
+		return fmt.Errorf("ca: init: %w: key type %q (want %s or %s)", ErrInvalidRequest, o.KeyType, KeyECDSA, KeyRSA)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return nil
+}
+
+func newCAKey(keyType string) (crypto.Signer, error) {
+	if keyType == KeyRSA {
+		return rsa.GenerateKey(rand.Reader, rsaBits)
+	}
+	return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+}
+
+// Init creates a root CA (10 years) and an issuing CA (5 years, pathlen
+// 0), both ECDSA P-256 or both RSA-3072, in Dir/ca/. Dir and Dir/ca are
+// 0700, keys 0600 (PKCS#8 PEM), certificates PEM. It returns ErrExists if
+// Dir/ca already holds anything (or RootKeyPath exists). The files are
+// written into a temporary sibling directory, synced, and renamed into
+// place, so a crash never leaves half a CA behind.
+//
+// Without RootKeyPath the root key is written next to the issuing key so a
+// single-box trial works out of the box; Load never reads it, so it can be
+// moved offline at any time.
+func Init(opts InitOptions) error {
+	if err := opts.defaults(); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return fmt.Errorf("ca: init: %w", err)
@@ -72,9 +130,21 @@ func Init(opts InitOptions) error {
 	if err := checkAbsent(final); err != nil {
 		return err
 	}
+	if opts.RootKeyPath != "" {
+		abs, err := filepath.Abs(opts.RootKeyPath)
+		if err != nil {
+			return fmt.Errorf("ca: init: root key: %w", err)
+		}
+		if absFinal, _ := filepath.Abs(final); strings.HasPrefix(abs, absFinal+string(filepath.Separator)) {
+			return fmt.Errorf("ca: init: %w: the root key path %s is inside %s, which serving reads", ErrInvalidRequest, opts.RootKeyPath, final)
+		}
+		if _, err := os.Lstat(opts.RootKeyPath); err == nil {
+			return fmt.Errorf("%w: root key %s", ErrExists, opts.RootKeyPath)
+		}
+	}
 
 	now := opts.Now()
-	rootKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rootKey, err := newCAKey(opts.KeyType)
 	if err != nil {
 		return fmt.Errorf("ca: init: root key: %w", err)
 	}
@@ -84,7 +154,7 @@ func Init(opts InitOptions) error {
 	}
 	rootTmpl := &x509.Certificate{
 		SerialNumber:          rootSerial,
-		Subject:               pkix.Name{Organization: []string{opts.Org}, CommonName: opts.Org + " Root CA"},
+		Subject:               pkix.Name{Organization: []string{opts.Org}, CommonName: opts.RootCN},
 		NotBefore:             now.Add(-clockSkew),
 		NotAfter:              now.AddDate(rootValidityYears, 0, 0),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
@@ -101,7 +171,7 @@ func Init(opts InitOptions) error {
 		return fmt.Errorf("ca: init: root certificate: %w", err)
 	}
 
-	issKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	issKey, err := newCAKey(opts.KeyType)
 	if err != nil {
 		return fmt.Errorf("ca: init: issuing key: %w", err)
 	}
@@ -111,7 +181,7 @@ func Init(opts InitOptions) error {
 	}
 	issTmpl := &x509.Certificate{
 		SerialNumber:          issSerial,
-		Subject:               pkix.Name{Organization: []string{opts.Org}, CommonName: opts.Org + " Issuing CA"},
+		Subject:               pkix.Name{Organization: []string{opts.Org}, CommonName: opts.IssuingCN},
 		NotBefore:             now.Add(-clockSkew),
 		NotAfter:              now.AddDate(issuingValidityYears, 0, 0),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
@@ -139,10 +209,33 @@ func Init(opts InitOptions) error {
 		mode os.FileMode
 	}{
 		{RootCert, certPEM(rootDER), 0o644},
-		{RootKey, rootKeyPEM, 0o600},
 		{IssuingCert, certPEM(issDER), 0o644},
 		{IssuingKey, issKeyPEM, 0o600},
 	}
+	if opts.RootKeyPath == "" {
+		files = append(files, struct {
+			name string
+			data []byte
+			mode os.FileMode
+		}{RootKey, rootKeyPEM, 0o600})
+	} else {
+		// Written first and exclusively: if it cannot be, no CA appears.
+		if err := writeSynced(opts.RootKeyPath, rootKeyPEM, 0o600); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("%w: root key %s", ErrExists, opts.RootKeyPath)
+			}
+			return fmt.Errorf("ca: init: root key: %w", err)
+		}
+		if err := atomicfile.SyncDir(filepath.Dir(opts.RootKeyPath)); err != nil {
+			return fmt.Errorf("ca: init: root key: %w", err)
+		}
+	}
+	keepRootKey := false
+	defer func() {
+		if opts.RootKeyPath != "" && !keepRootKey {
+			_ = os.Remove(opts.RootKeyPath)
+		}
+	}()
 
 	tmp, err := os.MkdirTemp(opts.Dir, ".ca-init-")
 	if err != nil {
@@ -177,7 +270,7 @@ func Init(opts InitOptions) error {
 		}
 		return fmt.Errorf("ca: init: %w", err)
 	}
-	renamed = true
+	renamed, keepRootKey = true, true
 	if err := atomicfile.SyncDir(opts.Dir); err != nil {
 		return fmt.Errorf("ca: init: %w", err)
 	}

@@ -31,6 +31,7 @@ import (
 	"hardbound/enroll/scep/sceptest"
 	"hardbound/store"
 	"hardbound/store/badger"
+	"hardbound/store/policy"
 )
 
 // scepEnv is a SCEP server with the given profiles, a minter and a store.
@@ -93,7 +94,10 @@ const jamfBody = `{"webhook":{"id":7,"name":"hardbound challenge","webhookEvent"
 "event":{"scepServerUrl":"https://hardbound.example/scep/jamf","payloadIdentifier":"com.example.wifi.scep","payloadTypes":["com.apple.security.scep"]}}`
 
 func TestJamfWebhook(t *testing.T) {
-	e := newSCEPEnv(t, []scep.Profile{{Name: "jamf", Platform: "apple", Identity: scep.Identity{Source: scep.IdentityCN, Alias: "serial"}}})
+	// MDM-validated SCEP keys are unattested: the profile admits "none",
+	// or SCEP would refuse what authentication would reject.
+	e := newSCEPEnv(t, []scep.Profile{{Name: "jamf", Platform: "apple", Identity: scep.Identity{Source: scep.IdentityCN, Alias: "serial"},
+		Formats: policy.Formats{policy.FormatNone}}})
 	j, err := challenge.NewJamf(challenge.JamfConfig{Username: "jamf", Password: "s3cret", Profile: "jamf", Minter: e.minter})
 	if err != nil {
 		t.Fatal(err)
@@ -330,6 +334,7 @@ func intuneProfile(v scep.Validator) scep.Profile {
 	return scep.Profile{
 		Name: "intune", Platform: "windows", Validator: v,
 		Identity: scep.Identity{Source: scep.IdentitySANURI, URIPrefix: "IntuneDeviceId://", Alias: "intune_id"},
+		Formats:  policy.Formats{policy.FormatNone},
 	}
 }
 

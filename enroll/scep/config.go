@@ -58,10 +58,17 @@ type Profile struct {
 	// Validator, if set, validates challenges the store does not know
 	// (Intune's encrypted challenge blobs) before issuing.
 	Validator Validator
+	// Formats are the attestation formats the profile admits at
+	// authentication (posture's view of the same profile): issuance
+	// mirrors that decision, so a certificate the profile would reject
+	// (unattested without policy.FormatNone, or attested in a format not
+	// listed) is never issued. Empty admits every hardware format and no
+	// unattested key.
+	Formats policy.Formats
 	// RequireAttestation refuses issuance unless the CSR key is attested
-	// (key-bound challenge, or an attestation of that key in the store).
-	// Without it unattested certs are issued and marked Attested=false,
-	// which posture.Decide rejects unless the profile allows "none".
+	// (by a challenge bound to a verified attestation, or an attestation
+	// of that key in the store), even when Formats lists
+	// policy.FormatNone.
 	RequireAttestation bool
 }
 
@@ -102,6 +109,9 @@ func (c *Config) validate() error {
 		}
 		if err := p.Identity.Check(); err != nil {
 			return fmt.Errorf("%w: profiles[%d].identity: %v", ErrConfig, i, err)
+		}
+		if err := p.Formats.Check(); err != nil {
+			return fmt.Errorf("%w: profiles[%d].formats: %w", ErrConfig, i, err)
 		}
 	}
 	if c.DefaultProfile != "" && !seen[c.DefaultProfile] {

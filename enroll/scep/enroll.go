@@ -129,12 +129,22 @@ func (h *Handler) refused(ctx context.Context, req *request, ref *refusal) opRes
 		}
 		cancel()
 	}
-	body, err := certRep(h.ra, req.env, nil, ref.info)
+	// failInfo alone says little ("badRequest"); the text says why, so an
+	// operator reading the client's log need not search ours.
+	body, err := certRep(h.ra, req.env, nil, ref.info, failText(ref.reason, detail))
 	if err != nil {
 		h.log.Error("SCEP CertRep failure message", "err", err)
 		return opResult{status: http.StatusInternalServerError, text: "internal error"}
 	}
 	return opResult{status: http.StatusOK, body: body}
+}
+
+// failText is the failInfoText of a refusal: the reason, then the detail.
+func failText(reason Reason, detail string) string {
+	if detail == "" {
+		return string(reason)
+	}
+	return string(reason) + ": " + detail
 }
 
 // audit appends a refusal or error event; the success event is written by
@@ -303,12 +313,40 @@ func (h *Handler) authorizeMinted(ctx context.Context, req *request, ch *store.C
 		if subtle.ConstantTimeCompare(ch.KeySHA256[:], req.keySHA256[:]) != 1 {
 			return refuse(ReasonKeyMismatch, scep.BadRequest, "CSR key is not the key the challenge is bound to"), nil
 		}
-		req.attested = true
-		req.attestationID = ch.AttestationID
-		req.format = h.attestationFormat(ctx, ch.AttestationID)
+		// Binding a challenge to a key proves possession, not hardware:
+		// only a verified attestation of this key (the TPM flow links
+		// one) makes the certificate attested. An admin's key-bound
+		// challenge without one stays unattested.
+		if err := h.useAttestation(ctx, req, ch.AttestationID); err != nil {
+			return nil, err
+		}
 	}
 	req.challengeHash = &hash
 	return nil, nil
+}
+
+// useAttestation marks req attested by the stored attestation id when it
+// exists and attests exactly the CSR key for this device. A missing one
+// leaves req unattested, as posture.Decide treats a binding whose
+// attestation cannot be read.
+func (h *Handler) useAttestation(ctx context.Context, req *request, id string) error {
+	if id == "" {
+		return nil
+	}
+	a, err := h.store.GetAttestation(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("scep: get attestation: %w", err)
+	}
+	if a.KeySHA256 != req.keySHA256 || (a.DeviceID != "" && a.DeviceID != req.deviceID) || a.Format == "" {
+		return nil
+	}
+	req.attested = true
+	req.attestationID = a.ID
+	req.format = a.Format
+	return nil
 }
 
 // bindIdentity reads the device identity from the CSR and sets the device.
@@ -404,9 +442,9 @@ func (h *Handler) authorizeRenewal(ctx context.Context, req *request) (*refusal,
 	}
 	// Same key: the old binding's attestation still describes it.
 	if b.Attested && b.KeySHA256 == req.keySHA256 {
-		req.attested = true
-		req.attestationID = b.AttestationID
-		req.format = h.attestationFormat(ctx, b.AttestationID)
+		if err := h.useAttestation(ctx, req, b.AttestationID); err != nil {
+			return nil, err
+		}
 	}
 	return nil, nil
 }
@@ -430,10 +468,25 @@ func (h *Handler) linkAttestation(ctx context.Context, req *request) (*refusal, 
 			return nil, fmt.Errorf("scep: find attestation: %w", err)
 		}
 	}
-	if !req.attested && req.profile.RequireAttestation {
-		return refuse(ReasonAttestationRequired, scep.BadRequest, "profile requires an attested key"), nil
+	return admit(req), nil
+}
+
+// admit is issuance's copy of the authentication decision on formats
+// (posture's Profile.allows over the same profile): a certificate that
+// every authentication would reject is refused now, with the reason the
+// RADIUS side would give.
+func admit(req *request) *refusal {
+	p := req.profile
+	switch {
+	case !req.attested && p.RequireAttestation:
+		return refuse(ReasonAttestationRequired, scep.BadRequest, "profile %q requires an attested key", p.Name)
+	case !req.attested && !p.Formats.AdmitsUnattested():
+		return refuse(ReasonUnattested, scep.BadRequest,
+			"profile %q admits only hardware-attested keys and this key has no attestation; authentication would reject it as unattested", p.Name)
+	case req.attested && !p.Formats.Admits(req.format):
+		return refuse(ReasonFormatNotAllowed, scep.BadRequest, "profile %q does not admit attestation format %q", p.Name, req.format)
 	}
-	return nil, nil
+	return nil
 }
 
 // issue signs, builds the CertRep, records everything in one transaction
@@ -462,7 +515,7 @@ func (h *Handler) issue(ctx context.Context, req *request) ([]byte, *refusal, er
 		}
 		return nil, nil, fmt.Errorf("scep: issue: %w", err)
 	}
-	body, err := certRep(h.ra, req.env, cert, "")
+	body, err := certRep(h.ra, req.env, cert, "", "")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -555,18 +608,6 @@ func (h *Handler) profileOrDefault(name string) *Profile {
 		return p
 	}
 	return h.profiles[h.defaultProfile]
-}
-
-// attestationFormat is the metric label of a stored attestation.
-func (h *Handler) attestationFormat(ctx context.Context, id string) string {
-	if id == "" {
-		return "unknown"
-	}
-	a, err := h.store.GetAttestation(ctx, id)
-	if err != nil || a.Format == "" {
-		return "unknown"
-	}
-	return a.Format
 }
 
 func keysEqual(a, b crypto.PublicKey) bool {

@@ -1,6 +1,7 @@
 package scep
 
 import (
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
@@ -79,6 +80,15 @@ func New(cfg Config) (*Handler, error) {
 		h.defaultProfile = cfg.Profiles[0].Name
 	}
 	certs := []*x509.Certificate{cfg.RA.Cert, cfg.CA.Issuing(), cfg.CA.Root()}
+	for _, c := range certs[1:] {
+		if _, ok := c.PublicKey.(*rsa.PublicKey); !ok {
+			// Older clients encrypt to, or cast to RSA, every certificate
+			// of GetCACert; a CA made with `ca init --key-type rsa` serves them.
+			h.log.Info("SCEP GetCACert carries a non-RSA CA certificate; clients that need RSA throughout (Debian's scepclient, micromdm's without -key-encipherment-selector) need an RSA CA",
+				"subject", c.Subject.String())
+			break
+		}
+	}
 	bundle, err := scep.DegenerateCertificates(certs)
 	if err != nil {
 		return nil, fmt.Errorf("scep: GetCACert bundle: %w", err)

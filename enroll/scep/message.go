@@ -6,6 +6,7 @@ import (
 	"encoding/asn1"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/smallstep/pkcs7"
@@ -20,6 +21,9 @@ var (
 	oidSenderNonce    = asn1.ObjectIdentifier{2, 16, 840, 1, 113733, 1, 9, 5}
 	oidRecipientNonce = asn1.ObjectIdentifier{2, 16, 840, 1, 113733, 1, 9, 6}
 	oidTransactionID  = asn1.ObjectIdentifier{2, 16, 840, 1, 113733, 1, 9, 7}
+	// OIDFailInfoText is RFC 8894 §3.2.1.4.5 id-scep-failInfoText: a
+	// UTF8String saying why a request failed, beside failInfo.
+	OIDFailInfoText = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 24, 1}
 )
 
 // Bounds on what a request envelope may carry.
@@ -123,8 +127,8 @@ func ConfigurePKCS7() {
 
 // certRep builds an RFC 8894 §3.3.2 CertRep signed by the RA with SHA-256.
 // For SUCCESS, cert is encrypted to the request's signer certificate; for
-// FAILURE, info is the failInfo.
-func certRep(ra *RA, env *envelope, cert *x509.Certificate, info scep.FailInfo) ([]byte, error) {
+// FAILURE, info is the failInfo and text, if any, the failInfoText.
+func certRep(ra *RA, env *envelope, cert *x509.Certificate, info scep.FailInfo, text string) ([]byte, error) {
 	nonce := make([]byte, 16)
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("scep: certrep nonce: %w", err)
@@ -150,6 +154,10 @@ func certRep(ra *RA, env *envelope, cert *x509.Certificate, info scep.FailInfo) 
 		attrs = append(attrs,
 			pkcs7.Attribute{Type: oidPKIStatus, Value: scep.FAILURE},
 			pkcs7.Attribute{Type: oidFailInfo, Value: info})
+		if text != "" {
+			attrs = append(attrs, pkcs7.Attribute{Type: OIDFailInfoText,
+				Value: asn1.RawValue{Tag: asn1.TagUTF8String, Bytes: []byte(strings.ToValidUTF8(text, "?"))}})
+		}
 	}
 	sd, err := pkcs7.NewSignedData(content)
 	if err != nil {

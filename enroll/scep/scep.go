@@ -51,25 +51,27 @@ type Reason string
 
 const (
 	ReasonOK                  Reason = "ok"
-	ReasonBadMessage          Reason = "bad_message"          // envelope signature or decryption failed
-	ReasonUnsupportedMessage  Reason = "unsupported_message"  // GetCert, GetCRL, CertPoll, UpdateReq
-	ReasonUnsupportedKey      Reason = "unsupported_key"      // signer key cannot receive the CertRep (not RSA)
-	ReasonBadCSR              Reason = "bad_csr"              // CSR policy (ca.CheckCSR) or signer/CSR key mismatch
-	ReasonNoIdentity          Reason = "no_identity"          // CSR lacks the device identity the profile requires
-	ReasonChallengeMissing    Reason = "challenge_missing"    // no challengePassword
-	ReasonChallengeUnknown    Reason = "challenge_unknown"    // no such challenge (static disabled or wrong)
-	ReasonChallengeExpired    Reason = "challenge_expired"    // minted challenge past its expiry
-	ReasonChallengeConsumed   Reason = "challenge_consumed"   // minted challenge already redeemed
-	ReasonProfileMismatch     Reason = "profile_mismatch"     // URL profile differs from the challenge's
-	ReasonProfileUnknown      Reason = "profile_unknown"      // no such profile configured
-	ReasonDeviceMismatch      Reason = "device_mismatch"      // challenge or attestation bound to another device
-	ReasonKeyMismatch         Reason = "key_mismatch"         // challenge bound to another key
-	ReasonAttestationRequired Reason = "attestation_required" // profile requires an attested key
-	ReasonMDMRejected         Reason = "mdm_rejected"         // Validator (Intune) refused the request
-	ReasonDeviceRevoked       Reason = "device_revoked"       // the device is administratively revoked
-	ReasonRenewalUnknownCert  Reason = "renewal_unknown_cert" // RenewalReq signer is not a cert of ours
-	ReasonRenewalRevoked      Reason = "renewal_revoked"      // RenewalReq signer cert is revoked
-	ReasonRenewalExpired      Reason = "renewal_expired"      // RenewalReq signer cert is expired
+	ReasonBadMessage          Reason = "bad_message"             // envelope signature or decryption failed
+	ReasonUnsupportedMessage  Reason = "unsupported_message"     // GetCert, GetCRL, CertPoll, UpdateReq
+	ReasonUnsupportedKey      Reason = "unsupported_key"         // signer key cannot receive the CertRep (not RSA)
+	ReasonBadCSR              Reason = "bad_csr"                 // CSR policy (ca.CheckCSR) or signer/CSR key mismatch
+	ReasonNoIdentity          Reason = "no_identity"             // CSR lacks the device identity the profile requires
+	ReasonChallengeMissing    Reason = "challenge_missing"       // no challengePassword
+	ReasonChallengeUnknown    Reason = "challenge_unknown"       // no such challenge (static disabled or wrong)
+	ReasonChallengeExpired    Reason = "challenge_expired"       // minted challenge past its expiry
+	ReasonChallengeConsumed   Reason = "challenge_consumed"      // minted challenge already redeemed
+	ReasonProfileMismatch     Reason = "profile_mismatch"        // URL profile differs from the challenge's
+	ReasonProfileUnknown      Reason = "profile_unknown"         // no such profile configured
+	ReasonDeviceMismatch      Reason = "device_mismatch"         // challenge or attestation bound to another device
+	ReasonKeyMismatch         Reason = "key_mismatch"            // challenge bound to another key
+	ReasonAttestationRequired Reason = "attestation_required"    // profile requires an attested key
+	ReasonUnattested          Reason = "unattested"              // profile's formats do not admit an unattested key (posture would reject it)
+	ReasonFormatNotAllowed    Reason = "attestation_not_allowed" // attested in a format the profile does not admit
+	ReasonMDMRejected         Reason = "mdm_rejected"            // Validator (Intune) refused the request
+	ReasonDeviceRevoked       Reason = "device_revoked"          // the device is administratively revoked
+	ReasonRenewalUnknownCert  Reason = "renewal_unknown_cert"    // RenewalReq signer is not a cert of ours
+	ReasonRenewalRevoked      Reason = "renewal_revoked"         // RenewalReq signer cert is revoked
+	ReasonRenewalExpired      Reason = "renewal_expired"         // RenewalReq signer cert is expired
 	ReasonRateLimited         Reason = "rate_limited"
 	ReasonInternal            Reason = "internal"
 )

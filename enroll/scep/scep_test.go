@@ -32,6 +32,7 @@ import (
 	"hardbound/enroll/scep/sceptest"
 	"hardbound/store"
 	"hardbound/store/badger"
+	"hardbound/store/policy"
 )
 
 // env is one SCEP server over httptest with a real CA and an in-memory store.
@@ -91,18 +92,41 @@ func (f limiterFunc) Allow(device, ip, profile string) error { return f(device, 
 
 func defaultProfiles() []scep.Profile {
 	return []scep.Profile{
-		{Name: "corp", Platform: "apple"},
-		{Name: "static", StaticChallenge: "let-me-in"},
-		{Name: "attested", RequireAttestation: true},
-		{Name: "jamf", Identity: scep.Identity{Source: scep.IdentityCN, Alias: "serial"}},
+		// The migration profiles admit unattested keys ("none"), as the
+		// posture side of the same profile would.
+		{Name: "corp", Platform: "apple", Formats: policy.Formats{policy.FormatNone, policy.FormatTPM}},
+		{Name: "static", StaticChallenge: "let-me-in", Formats: policy.Formats{policy.FormatNone}},
+		{Name: "attested", RequireAttestation: true, Formats: policy.Formats{policy.FormatNone, policy.FormatTPM}},
+		{Name: "jamf", Identity: scep.Identity{Source: scep.IdentityCN, Alias: "serial"}, Formats: policy.Formats{policy.FormatNone, policy.FormatApple}},
+		// strict is the built-in default's view: hardware formats only.
+		{Name: "strict"},
+		{Name: "apple-only", Formats: policy.Formats{policy.FormatApple}},
 	}
 }
 
 func newEnv(t testing.TB, mutate func(*scep.Config)) *env {
 	t.Helper()
+	return newEnvKeyType(t, ca.KeyECDSA, mutate)
+}
+
+// newEnvKeyType is newEnv over a CA of the given key type (ca.KeyRSA for
+// the clients that need RSA throughout the GetCACert chain).
+func newEnvKeyType(t testing.TB, keyType string, mutate func(*scep.Config)) *env {
+	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
-	c := catest.New(t, dir)
+	var c *ca.CA
+	if keyType == ca.KeyECDSA {
+		c = catest.New(t, dir)
+	} else {
+		if err := ca.Init(ca.InitOptions{Dir: dir, KeyType: keyType}); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if c, err = ca.Load(dir); err != nil {
+			t.Fatal(err)
+		}
+	}
 	st := badgertest.Memory(t)
 	// A fixture RA key keeps setup fast (RSA key generation is slow under
 	// the fuzzer's coverage instrumentation); LoadOrCreateRA issues its cert.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"hardbound/cmd/hardbound/internal/node"
 	"hardbound/enroll/devbind"
 	enrollload "hardbound/enroll/loadgen"
 	radiusload "hardbound/radius/loadgen"
@@ -106,7 +107,11 @@ func TestBenchEAPTLSRejectsBadFlags(t *testing.T) {
 
 func TestBenchMakeDevicesThenEAPTLSAndEnroll(t *testing.T) {
 	t.Parallel()
-	in := startTest(t, testConfig(t))
+	cfg := testConfig(t)
+	// SCEP's keys are unattested: its half enrolls under a profile that
+	// admits them, as SCEP issues only what authentication would admit.
+	cfg.Profiles = []node.ProfileConfig{{Name: "default"}, {Name: "migration", Formats: []string{"apple", "tpm", "android-key", "none"}}}
+	in := startTest(t, cfg)
 	admin := []string{"--server", "https://" + in.Addr("admin"), "--token-file", in.adminTokenPath,
 		"--ca-file", filepath.Join(in.cfg.DataDir, "ca", "root.crt")}
 	noenv := func(string) string { return "" }
@@ -144,7 +149,7 @@ func TestBenchMakeDevicesThenEAPTLSAndEnroll(t *testing.T) {
 	out.Reset()
 	errb.Reset()
 	if code := run(context.Background(), append([]string{"bench", "enroll", "--json", "--protocol", "both", "--count", "3", "--concurrency", "2",
-		"--enroll-url", "https://" + in.Addr("enroll-https"), "--data-dir", in.cfg.DataDir}, admin...), noenv, nil, &out, &errb); code != 0 {
+		"--enroll-url", "https://" + in.Addr("enroll-https"), "--data-dir", in.cfg.DataDir, "--profile", "migration"}, admin...), noenv, nil, &out, &errb); code != 0 {
 		t.Fatalf("bench enroll: exit %d: %s %s", code, out.String(), errb.String())
 	}
 	var reps enrollload.Report

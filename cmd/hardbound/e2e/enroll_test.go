@@ -19,6 +19,7 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	smscep "github.com/smallstep/scep"
 
 	"hardbound/admin"
 	"hardbound/cmd/hardbound/internal/node"
@@ -141,11 +142,14 @@ func TestE2ESCEPEnrollment(t *testing.T) {
 	})
 	scepHTTP := &http.Client{Timeout: 20 * time.Second}
 
+	// Issuance mirrors authentication: the strict default profile refuses
+	// to issue the unattested certificate every authentication would
+	// reject, and says why in the CertRep's failInfoText.
 	tests := []struct {
 		name, device, profile, path string
-		wantReason                  string // empty: accepted
+		wantRefusal                 string // empty: issued and accepted
 	}{
-		{name: "default_profile/rejected_unattested", device: "scep-e2e-default", path: "/scep", wantReason: "unattested"},
+		{name: "default_profile/refused_unattested", device: "scep-e2e-default", path: "/scep", wantRefusal: "unattested"},
 		{name: "none_profile/accepted", device: "scep-e2e-migration", profile: "migration", path: "/scep/migration"},
 	}
 	for _, tt := range tests {
@@ -167,6 +171,14 @@ func TestE2ESCEPEnrollment(t *testing.T) {
 			}
 			sc := &sceptest.Client{URL: "http://" + in.Addr("enroll-http") + tt.path, HTTP: scepHTTP}
 			leaf, err := sc.Enroll(ctx, sceptest.Request{Key: key, Challenge: ch.Challenge, Subject: pkix.Name{CommonName: tt.device}})
+			if tt.wantRefusal != "" {
+				var f *sceptest.Failure
+				if !errors.As(err, &f) || f.FailInfo != smscep.BadRequest || !strings.HasPrefix(f.Text, tt.wantRefusal+": ") {
+					t.Fatalf("SCEP PKCSReq = %v, want badRequest %q", err, tt.wantRefusal)
+				}
+				in.waitAuditEvent(t, "enroll.scep.issue", tt.device, "reject", "")
+				return
+			}
 			if err != nil {
 				t.Fatalf("SCEP PKCSReq: %v", err)
 			}
@@ -187,10 +199,6 @@ func TestE2ESCEPEnrollment(t *testing.T) {
 
 			cert := tls.Certificate{Certificate: [][]byte{leaf.Raw, in.ca.Issuing().Raw}, PrivateKey: crypto.Signer(key), Leaf: leaf}
 			nas := in.nasClient(t, "", nil)
-			if tt.wantReason != "" {
-				in.mustReject(t, nas, cert, tt.device, tt.wantReason)
-				return
-			}
 			in.mustAccept(t, nas, cert)
 			in.waitAuditEvent(t, "radius.auth", tt.device, "ok", "")
 		})

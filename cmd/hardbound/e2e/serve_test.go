@@ -200,8 +200,21 @@ func TestE2EServeProduction(t *testing.T) {
 		code := run(context.Background(), args, func(string) string { return "" }, strings.NewReader(""), &out, &errb)
 		return cliResult{code: code, stdout: out.String(), stderr: errb.String()}
 	}
-	if r := cli("ca", "init", "--data-dir", dataDir); r.code != 0 || !strings.Contains(r.stdout, "created CA") {
+	// The root key goes where the operator says, so serve runs without it.
+	offlineRoot := filepath.Join(dir, "offline", "root.key")
+	if err := os.MkdirAll(filepath.Dir(offlineRoot), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if r := cli("ca", "init", "--data-dir", dataDir, "--org", "Example Corp", "--root-cn", "Example Root", "--issuing-cn", "Example Issuing",
+		"--root-key-out", offlineRoot); r.code != 0 || !strings.Contains(r.stdout, "created CA") ||
+		!strings.Contains(r.stdout, "CN=Example Issuing,O=Example Corp") || !strings.Contains(r.stdout, offlineRoot) {
 		t.Fatalf("ca init: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "ca", "root.key")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("root key in the data dir: %v", err)
+	}
+	if fi, err := os.Stat(offlineRoot); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("offline root key: %v %v", err, fi)
 	}
 	root1, err := os.ReadFile(filepath.Join(dataDir, "ca", "root.crt"))
 	if err != nil {

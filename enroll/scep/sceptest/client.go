@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/smallstep/pkcs7"
 	"github.com/smallstep/scep"
 	"github.com/smallstep/scep/x509util"
 
@@ -36,9 +37,14 @@ var ErrFailure = errors.New("sceptest: CertRep FAILURE")
 // Failure is a CertRep FAILURE answer.
 type Failure struct {
 	FailInfo scep.FailInfo
+	// Text is the RFC 8894 failInfoText, when the server sent one.
+	Text string
 }
 
 func (f *Failure) Error() string {
+	if f.Text != "" {
+		return fmt.Sprintf("sceptest: CertRep FAILURE failInfo=%s: %s", string(f.FailInfo), f.Text)
+	}
 	return fmt.Sprintf("sceptest: CertRep FAILURE failInfo=%s", string(f.FailInfo))
 }
 
@@ -245,7 +251,7 @@ func ParseCertRep(resp []byte, signerCert *x509.Certificate, signerKey crypto.Si
 	switch rep.PKIStatus {
 	case scep.SUCCESS:
 	case scep.FAILURE:
-		return nil, &Failure{FailInfo: rep.FailInfo}
+		return nil, &Failure{FailInfo: rep.FailInfo, Text: failInfoText(resp)}
 	default:
 		return nil, fmt.Errorf("sceptest: pkiStatus %q", string(rep.PKIStatus))
 	}
@@ -253,6 +259,19 @@ func ParseCertRep(resp []byte, signerCert *x509.Certificate, signerKey crypto.Si
 		return nil, fmt.Errorf("sceptest: decrypt CertRep: %w", err)
 	}
 	return rep.Certificate, nil
+}
+
+// failInfoText reads the optional failInfoText signed attribute.
+func failInfoText(resp []byte) string {
+	p7, err := pkcs7.Parse(resp)
+	if err != nil {
+		return ""
+	}
+	var s string
+	if err := p7.UnmarshalSignedAttribute(hbscep.OIDFailInfoText, &s); err != nil {
+		return ""
+	}
+	return s
 }
 
 // signer returns the envelope signer: the old cert for a renewal, else a
@@ -295,3 +314,38 @@ func SelfSigned(key crypto.Signer, subject pkix.Name) (*x509.Certificate, crypto
 
 // NewKey returns an RSA 2048 device key.
 func NewKey() (*rsa.PrivateKey, error) { return rsa.GenerateKey(rand.Reader, 2048) }
+
+// BuildInner builds a PKIMessage whose pkcsPKIEnvelope carries inner as
+// is (normally a PKCS#10 CSR), encrypted to the encipherment-capable
+// caCerts and signed by signerCert/signerKey with messageType mt. Fuzzers
+// use it so that mutated CSR bytes get past the envelope's signature and
+// decryption to the server's CSR, challengePassword and renewal checks.
+func BuildInner(caCerts []*x509.Certificate, inner []byte, mt scep.MessageType, signerCert *x509.Certificate, signerKey crypto.Signer) ([]byte, error) {
+	hbscep.ConfigurePKCS7()
+	// NewCSRRequest encrypts csr.Raw and derives the transactionID from
+	// csr.PublicKey; nothing else of the CSR is read.
+	csr := &x509.CertificateRequest{Raw: inner, PublicKey: signerKey.Public()}
+	msg, err := scep.NewCSRRequest(csr, &scep.PKIMessage{
+		MessageType: mt,
+		Recipients:  caCerts,
+		SignerKey:   signerKey,
+		SignerCert:  signerCert,
+	}, scep.WithCertsSelector(scep.EnciphermentCertsSelector()))
+	if err != nil {
+		return nil, fmt.Errorf("sceptest: PKIMessage: %w", err)
+	}
+	return msg.Raw, nil
+}
+
+// CSR returns the DER of the PKCS#10 request BuildMessage would put in the
+// envelope for r (seed material for fuzzers).
+func CSR(r Request) ([]byte, error) {
+	if r.Key == nil {
+		return nil, errors.New("sceptest: Key is required")
+	}
+	tmpl := &x509util.CertificateRequest{
+		CertificateRequest: x509.CertificateRequest{Subject: r.Subject, URIs: r.URIs},
+		ChallengePassword:  r.Challenge,
+	}
+	return x509util.CreateCertificateRequest(rand.Reader, tmpl, r.Key)
+}

@@ -24,6 +24,7 @@ import (
 	"hardbound/store/auditexport"
 	"hardbound/store/config"
 	"hardbound/store/policy"
+	"hardbound/store/postgres"
 )
 
 // Config is hardbound.yaml: the process's own keys (data_dir, log,
@@ -40,6 +41,9 @@ type Config struct {
 	Profiles []ProfileConfig        `yaml:"profiles"`
 	MDM      MDMConfig              `yaml:"mdm"`
 	Audit    auditexport.FileConfig `yaml:"audit"`
+	// Store says where the records live (store.go): Badger in
+	// <data_dir>/db by default, or a PostgreSQL database shared by nodes.
+	Store postgres.StoreFileConfig `yaml:"store"`
 	// MemoryLimit is the Go runtime's soft memory limit ("768MiB";
 	// debug.SetMemoryLimit), so that the GC heap goal does not double the
 	// posture caches (~400 MiB live with 1M devices) or a Badger
@@ -141,6 +145,7 @@ func DefaultConfig() *Config {
 		Admin:   admin.DefaultFileConfig(),
 		Metrics: metrics.DefaultFileConfig(),
 		Audit:   auditexport.DefaultFileConfig(),
+		Store:   postgres.DefaultStoreFileConfig(),
 		MDM: MDMConfig{
 			Webhook: mdm.DefaultWebhookFileConfig(),
 			Intune:  intune.DefaultFileConfig(),
@@ -214,6 +219,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Metrics.Validate("metrics"); err != nil {
+		return err
+	}
+	if err := c.Store.Validate("store"); err != nil {
 		return err
 	}
 	seen := map[string]bool{}

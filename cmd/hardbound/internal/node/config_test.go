@@ -46,6 +46,9 @@ func TestLoadConfig(t *testing.T) {
 		{"fail/webhook-secret", "mdm:\n  webhook: {secret_file: /nonexistent}\n", "config: mdm.webhook.secret_file:"},
 		{"fail/jamf-api", "mdm:\n  jamf: {url: \"https://jamf.example\"}\n", "config: mdm.jamf.url:"},
 		{"fail/intune-incomplete", "mdm:\n  intune: {tenant_id: t}\n", "config: mdm.intune:"},
+		{"ok/store-postgres", "store:\n  backend: postgres\n  postgres: {dsn: 'host=127.0.0.1 dbname=hb'}\n", ""},
+		{"fail/store-backend", "store:\n  backend: sqlite\n", "config: store.backend:"},
+		{"fail/store-postgres-no-dsn", "store:\n  backend: postgres\n", "config: store.postgres.dsn:"},
 		// The process's keys, the profiles and the checks across sections.
 		{"fail/bad-log", "log:\n  format: xml\n", "log.format"},
 		{"fail/empty-data-dir", "data_dir: \"\"\n", "data_dir"},
@@ -107,6 +110,9 @@ func TestDefaultConfigIsTheDocumentedOne(t *testing.T) {
 	if rl.PerDevice.Every.D() != time.Minute || rl.PerDevice.Burst != 5 || rl.PerIP.Every.D() != time.Second || rl.PerIP.Burst != 50 ||
 		rl.PerProfile.Every.D() != time.Millisecond || rl.PerProfile.Burst != 1000 {
 		t.Errorf("enroll.rate_limits defaults = %+v", rl)
+	}
+	if cfg.Store.Backend != "badger" {
+		t.Errorf("store.backend %q, want badger: make run needs no database", cfg.Store.Backend)
 	}
 	if cfg.Admin.Addr != "127.0.0.1:9443" || cfg.Metrics.Addr != "127.0.0.1:9812" {
 		t.Errorf("admin.addr %q, metrics.addr %q", cfg.Admin.Addr, cfg.Metrics.Addr)

@@ -22,6 +22,7 @@ type enrollment struct {
 	minter   *scep.Minter
 	verifier *attest.Verifier
 	jamf     http.Handler // Jamf dynamic-challenge webhook, nil when unconfigured
+	akca     http.Handler // TPM attestation CA, nil unless enroll.certify_tpm_aks applies
 }
 
 // attestRoots loads the configured trust roots; in --dev the test authority
@@ -50,6 +51,7 @@ func (in *Node) startEnroll() error {
 	if err != nil {
 		return err
 	}
+	ownAKs := in.trustOwnAKs(&roots)
 	verifier := attest.New(roots, attest.WithLogger(in.log), attest.WithMetrics(m))
 	lim := limit.New(ec.Limits(), limit.WithMetrics(m))
 	st := in.st
@@ -94,6 +96,11 @@ func (in *Node) startEnroll() error {
 		return err
 	}
 	in.enroll = &enrollment{svc: svc, minter: minter, verifier: verifier}
+	if ownAKs {
+		if in.enroll.akca, err = in.newAKCA(verifier, lim); err != nil {
+			return err
+		}
+	}
 	if jc := in.cfg.MDM.Jamf; jc.Username != "" && jc.ChallengeProfile != "" {
 		pw, err := config.ReadSecret("mdm.jamf.password_file", jc.PasswordFile)
 		if err != nil {
@@ -123,6 +130,9 @@ func (in *Node) enrollMux(h http.Handler) http.Handler {
 	mux.Handle("/", h)
 	if in.enroll.jamf != nil {
 		mux.Handle("POST /mdm/jamf/challenge", in.enroll.jamf)
+	}
+	if in.enroll.akca != nil {
+		mux.Handle(akcaPrefix+"/", in.enroll.akca)
 	}
 	for path, hh := range in.mdmHandlers {
 		mux.Handle(path, hh)

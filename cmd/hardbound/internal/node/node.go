@@ -34,7 +34,6 @@ import (
 	"hardbound/store"
 	"hardbound/store/atomicfile"
 	"hardbound/store/auditexport"
-	"hardbound/store/badger"
 )
 
 // NewLogger is the process logger the log section asks for.
@@ -98,13 +97,14 @@ func Start(parent context.Context, cfg *Config, log *slog.Logger) (_ *Node, err 
 			return nil, err
 		}
 	}
+	warnProduction(cfg, log)
 	in.metrics = metrics.New()
 	c, err := ca.Load(cfg.DataDir, ca.WithLogger(log))
 	if err != nil {
 		return nil, fmt.Errorf("%w (create one with `hardbound ca init --data-dir %s`)", err, cfg.DataDir)
 	}
 	in.ca = c
-	st, err := badger.Open(ctx, filepath.Join(cfg.DataDir, "db"), badger.WithLogger(log))
+	st, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -122,19 +122,7 @@ func Start(parent context.Context, cfg *Config, log *slog.Logger) (_ *Node, err 
 		if err := in.posture.Warm(in.ctx); err != nil {
 			return // logged by Warm; cancelled on shutdown
 		}
-		// The warm read every device and binding through Badger's mapped
-		// tables: hand those pages back to the kernel (they stay on disk;
-		// Decide now answers from the caches). Tables written later are
-		// released by the store itself.
-		t0 := time.Now()
-		rel, err := st.ReleaseTablePages(in.ctx)
-		switch {
-		case err != nil && in.ctx.Err() == nil:
-			in.log.Warn("release table pages after warm", "err", err)
-		case err == nil:
-			in.log.Info("released table pages after warm", "tables", rel.Tables, "mapped_bytes", rel.Bytes,
-				"took", time.Since(t0).Round(time.Millisecond))
-		}
+		in.afterWarm(st)
 	}()
 	// The audit export starts before the components that append to the
 	// chain, so it stops after them (closers run in reverse) and its

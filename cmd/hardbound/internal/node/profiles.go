@@ -57,6 +57,7 @@ func (p ProfileConfig) scepView(intune scep.Validator) scep.Profile {
 		Identity:           p.scepIdentity(),
 		StaticChallenge:    p.SCEP.static,
 		RequireAttestation: p.SCEP.RequireAttestation,
+		Formats:            p.Formats,
 	}
 	if p.SCEP.Intune {
 		sp.Validator = intune

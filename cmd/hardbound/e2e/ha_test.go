@@ -1,0 +1,267 @@
+package e2e
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"hardbound/cmd/hardbound/internal/node"
+	"hardbound/enroll/acme"
+	"hardbound/enroll/acme/acmetest"
+	"hardbound/enroll/attest/attesttest"
+	"hardbound/enroll/ca"
+	"hardbound/store/postgres"
+	"hardbound/store/postgres/pgtest"
+)
+
+// TestE2EPostgres starts one PostgreSQL server for the tests that need
+// one in this package; each gets its own database.
+func TestE2EPostgres(t *testing.T) {
+	t.Parallel()
+	cl, err := pgtest.Start()
+	if err != nil {
+		pgtest.Require(t, nil, err)
+	}
+	t.Cleanup(cl.Stop)
+	t.Run("two_nodes", func(t *testing.T) { t.Parallel(); testE2ETwoNodesOnPostgres(t, cl) })
+	t.Run("store_migrate", func(t *testing.T) { t.Parallel(); testStoreMigrateCommand(t, cl) })
+}
+
+// testE2ETwoNodesOnPostgres runs two hardbound nodes on one PostgreSQL
+// database, as docs/ha.md deploys them: each its own data dir holding the
+// same CA files, the records shared. A device enrolled with ACME through
+// node A authenticates on node B (eapol_test and the Go peer); a
+// revocation through node A's admin API makes node B reject it.
+func testE2ETwoNodesOnPostgres(t *testing.T, cl *pgtest.Cluster) {
+	requireTools(t, "eapol_test")
+	ctx := e2eContext(t)
+	dsn, err := cl.CreateDatabase(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsnFile := writeSecret(t, "dsn", dsn)
+	onPostgres := func(cfg *node.Config) {
+		cfg.Store.Backend = postgres.BackendPostgres
+		cfg.Store.Postgres.DSNFile = dsnFile
+	}
+
+	a := startE2E(t, onPostgres)
+	// Node B reads the same CA files and audit checkpoint key (kept out of
+	// the database): one chain, signed by one key, whichever node appends.
+	bCfg := testConfig(t)
+	onPostgres(bCfg)
+	copyDir(t, filepath.Join(a.cfg.DataDir, ca.SubDir), filepath.Join(bCfg.DataDir, ca.SubDir))
+	copyDir(t, filepath.Join(a.cfg.DataDir, "audit"), filepath.Join(bCfg.DataDir, "audit"))
+	b := startTest(t, bCfg)
+	if !a.ca.Root().Equal(b.ca.Root()) {
+		t.Fatal("node B did not load node A's CA")
+	}
+
+	// Enroll on A: ACME device-attest-01 with TPM evidence.
+	auth, err := attesttest.Load(filepath.Join(a.cfg.DataDir, "dev-attest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	accountKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acl, err := acmetest.New(ctx, a.httpsClient(t), "https://"+a.Addr("enroll-https")+"/acme/directory", accountKey, jose.ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := acl.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const serial = "tpm-ha-device-1"
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := acl.Enroll(ctx, acme.TypePermanentIdentifier, serial, func(keyAuth string) ([]byte, error) {
+		return auth.TPM(key.Public(), serial, keyAuth)
+	}, csr)
+	if err != nil {
+		t.Fatalf("ACME enrollment on node A: %v", err)
+	}
+	cert := tls.Certificate{PrivateKey: key, Leaf: chain[0]}
+	for _, c := range chain {
+		cert.Certificate = append(cert.Certificate, c.Raw)
+	}
+
+	// B sees the binding A wrote, and admits the device.
+	rec, err := b.st.GetCert(ctx, chain[0])
+	if err != nil || rec.DeviceID != serial || !rec.Attested {
+		t.Fatalf("node B's binding for the certificate: %+v, %v", rec, err)
+	}
+	nasB := b.nasClient(t, "", nil)
+	b.mustAccept(t, nasB, cert)
+	dir := t.TempDir()
+	caPath, certPath, keyPath := writeChainPEM(t, dir, a.ca.Root(), chain, key)
+	if out, err := eapolTest(t, b, caPath, certPath, keyPath); err != nil || !strings.Contains(out, "\nSUCCESS") {
+		t.Fatalf("eapol_test against node B: %v\n%s", err, tailLines(out, 30))
+	}
+
+	// Revoke through A's admin API; B's admin API shows it and B rejects.
+	start := time.Now()
+	a.cliOK(t, "cert", "revoke", rec.Serial, "--reason", "keyCompromise")
+	returned := time.Now()
+	eventually(t, 30*time.Second, "node B to see the revocation", func() bool {
+		c, err := b.st.GetCert(ctx, chain[0])
+		return err == nil && c.Revoked != nil
+	})
+	t.Logf("node B's API showed the revocation %v after the revoke command started (it returned after %v)",
+		time.Since(start).Round(time.Millisecond), returned.Sub(start).Round(time.Millisecond))
+	// B's posture learns of it from the change feed (NOTIFY, or polling
+	// at worst), which may trail B's own database read by a few ms.
+	eventually(t, 10*time.Second, "node B to reject the revoked certificate", func() bool {
+		return !b.authenticate(t, nasB, cert).Accepted
+	})
+	b.mustReject(t, nasB, cert, serial, "cert_revoked")
+	if out, err := eapolTest(t, b, caPath, certPath, keyPath); err == nil || strings.Contains(out, "\nSUCCESS") || !strings.Contains(out, "Access-Reject") {
+		t.Fatalf("eapol_test against node B after the revocation: %v\n%s", err, tailLines(out, 30))
+	}
+
+	// One audit chain for both nodes, intact.
+	if out := b.cliOK(t, "audit", "verify"); !strings.Contains(out, "audit chain OK") {
+		t.Fatalf("audit verify on node B: %s", out)
+	}
+}
+
+// eapolTest runs eapol_test (supplicant and NAS in one) against in's
+// RADIUS listener with the --dev NAS secret.
+func eapolTest(t *testing.T, in *instance, caPath, certPath, keyPath string) (string, error) {
+	t.Helper()
+	conf := fmt.Sprintf(`network={
+	key_mgmt=WPA-EAP
+	eap=TLS
+	identity="anonymous@ha.test"
+	ca_cert="%s"
+	client_cert="%s"
+	private_key="%s"
+	eap_workaround=0
+	phase1="tls_disable_tlsv1_3=0"
+}
+`, caPath, certPath, keyPath)
+	confPath := filepath.Join(filepath.Dir(certPath), "eapol.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := e2eContext(t)
+	cmd := exec.CommandContext(ctx, "eapol_test", "-c", confPath, "-a", "127.0.0.1", "-p", strconv.Itoa(portOf(in.Addr("radius-auth"))),
+		"-s", in.radiusSecret, "-t", "10", "-r", "0")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// writeChainPEM writes the root, the chain (leaf first) and the key.
+func writeChainPEM(t *testing.T, dir string, root *x509.Certificate, chain []*x509.Certificate, key *ecdsa.PrivateKey) (caPath, certPath, keyPath string) {
+	t.Helper()
+	caPath, certPath, keyPath = filepath.Join(dir, "ca.crt"), filepath.Join(dir, "dev.crt"), filepath.Join(dir, "dev.key")
+	var certs []byte
+	for _, c := range chain {
+		certs = append(certs, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, b := range map[string][]byte{
+		caPath:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Raw}),
+		certPath: certs,
+		keyPath:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
+	} {
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return caPath, certPath, keyPath
+}
+
+// copyDir copies a flat directory of files (the CA's), keeping modes.
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	entries, err := os.ReadDir(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(from, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fi, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(to, e.Name()), b, fi.Mode().Perm()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// testStoreMigrateCommand runs `hardbound store migrate` against a new
+// database, then again (nothing to do), and refuses a Badger config.
+func testStoreMigrateCommand(t *testing.T, cl *pgtest.Cluster) {
+	ctx := e2eContext(t)
+	dsn, err := cl.CreateDatabase(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	pgCfg := filepath.Join(dir, "pg.yaml")
+	body := fmt.Sprintf("data_dir: %s\nstore:\n  backend: postgres\n  postgres:\n    dsn_file: %s\n", filepath.Join(dir, "data"), writeSecret(t, "dsn", dsn))
+	if err := os.WriteFile(pgCfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badgerCfg := filepath.Join(dir, "badger.yaml")
+	if err := os.WriteFile(badgerCfg, []byte("data_dir: "+filepath.Join(dir, "data")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	migrate := func(cfg string) cliResult {
+		var stdout, stderr strings.Builder
+		code := run(ctx, []string{"store", "migrate", "--config", cfg}, func(string) string { return "" }, strings.NewReader(""), &stdout, &stderr)
+		return cliResult{code: code, stdout: stdout.String(), stderr: stderr.String()}
+	}
+	want := fmt.Sprintf("schema is at version %d", postgres.SchemaVersion())
+	if r := migrate(pgCfg); r.code != 0 || !strings.Contains(r.stdout, "applied migrations [1") || !strings.Contains(r.stdout, want) {
+		t.Fatalf("first migrate: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := migrate(pgCfg); r.code != 0 || !strings.Contains(r.stdout, "nothing to do") {
+		t.Fatalf("second migrate: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := migrate(badgerCfg); r.code == 0 || !strings.Contains(r.stderr, "only postgres has migrations") {
+		t.Fatalf("migrate with the Badger backend: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}

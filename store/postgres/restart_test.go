@@ -1,0 +1,85 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"testing"
+	"time"
+
+	"hardbound/store"
+	"hardbound/store/postgres"
+	"hardbound/store/postgres/pgtest"
+)
+
+// The database server goes away (immediate shutdown: every connection
+// cut) and comes back on the same port: both nodes' pools and B's
+// listener reconnect by themselves, writes fail cleanly while it is down,
+// and B delivers what A wrote after the restart, in order, without a
+// reset. The test runs its own server, since it stops it.
+func TestDatabaseRestart(t *testing.T) {
+	t.Parallel()
+	pgtest.Require(t, cluster, startErr) // PostgreSQL present
+	cl, err := pgtest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Stop)
+	dsn, err := cl.CreateDatabase(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := openDSN(t, dsn)
+	b := openDSN(t, dsn, postgres.WithPollInterval(time.Hour))
+	rb := watch(t, b)
+	ctx := t.Context()
+	waitListening(t, b)
+	if err := a.PutDevice(ctx, &store.Device{ID: "d", Profile: "before"}); err != nil {
+		t.Fatal(err)
+	}
+	rb.waitN(t, 1)
+
+	if err := cl.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 3*time.Second)
+	err = a.PutDevice(short, &store.Device{ID: "d", Profile: "while-down"})
+	cancel()
+	if err == nil {
+		t.Fatal("a write with the database down succeeded")
+	}
+	if _, err := a.GetDevice(ctx, "d"); err == nil || errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a read with the database down = %v, want a connection error", err)
+	}
+	if err := cl.Restart(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The pool hands out new connections once the server is back.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := a.PutDevice(ctx, &store.Device{ID: "d", Profile: "after-0"})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("writes never recovered: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for i := 1; i < 5; i++ {
+		if err := a.PutDevice(ctx, &store.Device{ID: "d", Profile: "after-" + strconv.Itoa(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := rb.waitN(t, 5)
+	for i, c := range got {
+		if c.Kind != store.ChangeDevice || c.Device.Profile != "after-"+strconv.Itoa(i) {
+			t.Fatalf("change %d after the restart: %v %+v", i, c.Kind, c.Device)
+		}
+	}
+	if got[0].Prev == nil || got[0].Prev.Profile != "before" {
+		t.Fatalf("first change after the restart has prev %+v: the failed write must not have landed", got[0].Prev)
+	}
+	waitListening(t, b)
+}
