@@ -144,3 +144,57 @@ func TestRsyslogOutageCatchUp(t *testing.T) {
 		}
 	}
 }
+
+// TestRsyslogMutualTLS: rsyslog's input that requires a client
+// certificate (gtls x509/certvalid) takes the events from a sink with
+// cert_file/key_file, and none from a sink without them, which retries.
+func TestRsyslogMutualTLS(t *testing.T) {
+	pki := rsyslogtest.NewPKI(t, t.TempDir())
+	rs := rsyslogtest.Start(t, pki)
+	tests := []struct {
+		name       string
+		clientCert bool
+	}{
+		{"client_certificate", true},
+		{"no_client_certificate", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rs.Truncate("mtls")
+			st := badgertest.Memory(t)
+			if err := appendEvents(t.Context(), st, 100); err != nil {
+				t.Fatal(err)
+			}
+			sc := SinkConfig{Name: "mtls", Type: "syslog", Transport: "tls", Address: "127.0.0.1:" + strconv.Itoa(rs.MTLSPort),
+				CAFile: pki.CAFile, ConfirmAfter: config.Duration(200 * time.Millisecond), Timeout: config.Duration(3 * time.Second)}
+			if tt.clientCert {
+				sc.CertFile, sc.KeyFile = pki.CertFile, pki.KeyFile
+			}
+			m := newLagMetrics()
+			exp, err := New(st, FileConfig{Sinks: []SinkConfig{sc}}, Options{Metrics: m, Poll: 20 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			var wg sync.WaitGroup
+			wg.Go(func() { exp.Run(ctx) })
+			defer func() { cancel(); wg.Wait() }()
+			if tt.clientCert {
+				waitFor(t, 30*time.Second, func() bool {
+					lag, _, _ := m.get("mtls")
+					return lag == 0 && len(readReceived(t, rs.MTLSFile()).count) == 100
+				},
+					func() string { return strconv.Itoa(len(readReceived(t, rs.MTLSFile()).count)) + " of 100 arrived" })
+				return
+			}
+			waitFor(t, 30*time.Second, func() bool { _, _, errs := m.get("mtls"); return errs >= 2 },
+				func() string { return "the sink without a certificate did not fail and retry" })
+			if n := len(readReceived(t, rs.MTLSFile()).count); n != 0 {
+				t.Fatalf("%d events accepted without a client certificate", n)
+			}
+			if lag, _, _ := m.get("mtls"); lag != 100 {
+				t.Fatalf("lag %d, want 100", lag)
+			}
+		})
+	}
+}

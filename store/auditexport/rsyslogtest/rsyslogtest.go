@@ -101,6 +101,7 @@ type Rsyslog struct {
 	TLSPort  int
 	TCPPort  int
 	UDPPort  int
+	MTLSPort int // TLS that requires a client certificate from PKI's CA
 	cmd      *exec.Cmd
 	done     chan struct{}
 }
@@ -124,6 +125,9 @@ func Start(t testing.TB, pki PKI) *Rsyslog {
 func (r *Rsyslog) TLSFile() string { return filepath.Join(r.dir, "tls.log") }
 func (r *Rsyslog) TCPFile() string { return filepath.Join(r.dir, "tcp.log") }
 func (r *Rsyslog) UDPFile() string { return filepath.Join(r.dir, "udp.log") }
+
+// MTLSFile is what the mutual-TLS input received.
+func (r *Rsyslog) MTLSFile() string { return filepath.Join(r.dir, "mtls.log") }
 
 // freeUDPPort picks a port for imudp, which cannot report one it chose.
 func freeUDPPort(t testing.TB) int {
@@ -151,12 +155,15 @@ template(name="line" type="string" string="%%msgid%% %%msg%%\n")
 ruleset(name="tls") { action(type="omfile" file=%q template="line") }
 ruleset(name="tcp") { action(type="omfile" file=%q template="line") }
 ruleset(name="udp") { action(type="omfile" file=%q template="line") }
+ruleset(name="mtls") { action(type="omfile" file=%q template="line") }
+input(type="imtcp" address="127.0.0.1" port=%q listenPortFileName=%q ruleset="mtls"
+  streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="x509/certvalid")
 module(load="imudp")
 input(type="imudp" address="127.0.0.1" port=%q ruleset="udp")
 input(type="imtcp" address="127.0.0.1" port=%q listenPortFileName=%q ruleset="tls"
   streamDriver.name="gtls" streamDriver.mode="1" streamDriver.authMode="anon")
 input(type="imtcp" address="127.0.0.1" port=%q listenPortFileName=%q ruleset="tcp")
-`, r.dir, r.PKI.CAFile, r.PKI.CertFile, r.PKI.KeyFile, r.TLSFile(), r.TCPFile(), r.UDPFile(), port(r.UDPPort),
+`, r.dir, r.PKI.CAFile, r.PKI.CertFile, r.PKI.KeyFile, r.TLSFile(), r.TCPFile(), r.UDPFile(), r.MTLSFile(), port(r.MTLSPort), filepath.Join(r.dir, "mtls.port"), port(r.UDPPort),
 		port(r.TLSPort), filepath.Join(r.dir, "tls.port"), port(r.TCPPort), filepath.Join(r.dir, "tcp.port"))
 	cf := filepath.Join(r.dir, "rsyslog.conf")
 	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
@@ -164,6 +171,7 @@ input(type="imtcp" address="127.0.0.1" port=%q listenPortFileName=%q ruleset="tc
 	}
 	os.Remove(filepath.Join(r.dir, "tls.port"))
 	os.Remove(filepath.Join(r.dir, "tcp.port"))
+	os.Remove(filepath.Join(r.dir, "mtls.port"))
 	var out bytes.Buffer
 	cmd := exec.Command(r.bin, "-n", "-f", cf, "-i", filepath.Join(r.dir, "rsyslogd.pid"))
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -177,14 +185,15 @@ input(type="imtcp" address="127.0.0.1" port=%q listenPortFileName=%q ruleset="tc
 		if r.TLSPort != 0 {
 			// A restart on known ports (rsyslog writes the port files
 			// only for port 0): listening once both accept.
-			if dialable(r.TLSPort) && dialable(r.TCPPort) {
+			if dialable(r.TLSPort) && dialable(r.TCPPort) && dialable(r.MTLSPort) {
 				break
 			}
 		} else {
 			tlsP, err1 := readPort(filepath.Join(r.dir, "tls.port"))
 			tcpP, err2 := readPort(filepath.Join(r.dir, "tcp.port"))
-			if err1 == nil && err2 == nil {
-				r.TLSPort, r.TCPPort = tlsP, tcpP
+			mtlsP, err3 := readPort(filepath.Join(r.dir, "mtls.port"))
+			if err1 == nil && err2 == nil && err3 == nil {
+				r.TLSPort, r.TCPPort, r.MTLSPort = tlsP, tcpP, mtlsP
 				break
 			}
 		}
@@ -235,11 +244,8 @@ func (r *Rsyslog) Stop() {
 	r.cmd = nil
 }
 
-// Truncate empties one of rsyslog's files between benchmark rounds.
-func (r *Rsyslog) Truncate(tr string) {
-	if tr == "tls" {
-		os.Truncate(r.TLSFile(), 0)
-	} else {
-		os.Truncate(r.TCPFile(), 0)
-	}
+// Truncate empties one input's file ("tls", "tcp", "udp" or "mtls")
+// between test rounds; rsyslog appends, so it goes on writing from 0.
+func (r *Rsyslog) Truncate(input string) {
+	os.Truncate(filepath.Join(r.dir, input+".log"), 0)
 }
