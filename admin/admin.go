@@ -12,11 +12,7 @@
 package admin
 
 import (
-	"bufio"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,43 +21,29 @@ import (
 	"strings"
 	"time"
 
+	"hardbound/admin/token"
 	"hardbound/store"
+	"hardbound/store/auditbudget"
 )
 
-// Token is an admin credential, by name and SHA-256 of its value.
-type Token struct {
-	Name   string
-	SHA256 [32]byte
-}
+// Token is an admin credential (token.Token): name, scope, expiry and the
+// SHA-256 of its value.
+type Token = token.Token
 
 // HashToken returns the stored form of a token value.
-func HashToken(value string) [32]byte { return sha256.Sum256([]byte(value)) }
+func HashToken(value string) [32]byte { return token.Hash(value) }
 
-// LoadTokens reads "name sha256hex" lines (blank lines and # comments skipped).
+// LoadTokens reads a token file (token.Parse); a file with no token is an
+// error.
 func LoadTokens(path string) ([]Token, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("admin: tokens: %w", err)
 	}
 	defer f.Close()
-	var out []Token
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		name, h, ok := strings.Cut(line, " ")
-		b, err := hex.DecodeString(strings.TrimSpace(h))
-		if !ok || err != nil || len(b) != 32 || name == "" {
-			return nil, fmt.Errorf("admin: %s line %d: want \"name sha256hex\"", path, n)
-		}
-		t := Token{Name: name}
-		copy(t.SHA256[:], b)
-		out = append(out, t)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("admin: tokens: %w", err)
+	out, err := token.Parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("admin: %s: %w", path, err)
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("admin: %s holds no token", path)
@@ -72,11 +54,13 @@ func LoadTokens(path string) ([]Token, error) {
 // Server is the admin HTTP handler.
 type Server struct {
 	deps    Deps
-	tokens  []Token
+	tokens  Tokens
 	log     *slog.Logger
 	now     func() time.Time
 	mux     *http.ServeMux
 	maxBody int64
+	metrics Metrics
+	budget  *auditbudget.Budget // audits of unauthenticated refusals (refusals.go)
 }
 
 // Option configures a Server.
@@ -95,35 +79,45 @@ func New(deps Deps, tokens []Token, opts ...Option) (*Server, error) {
 	if deps.Store == nil || deps.Standing == nil {
 		return nil, errors.New("admin: Store and Standing are required")
 	}
-	if len(tokens) == 0 {
-		return nil, errors.New("admin: at least one token is required")
+	toks := deps.Tokens
+	if toks == nil {
+		if len(tokens) == 0 {
+			return nil, errors.New("admin: at least one token is required")
+		}
+		toks = token.NewSet(tokens)
 	}
-	s := &Server{deps: deps, tokens: tokens, log: slog.New(slog.DiscardHandler), now: time.Now, maxBody: 1 << 20}
+	s := &Server{deps: deps, tokens: toks, log: slog.New(slog.DiscardHandler), now: time.Now, maxBody: 1 << 20,
+		metrics: nopMetrics{}, budget: auditbudget.New(0, 0)}
 	for _, o := range opts {
 		o(s)
 	}
 	m := http.NewServeMux()
 	m.HandleFunc("GET /api/v1/health", s.health)
-	s.auth(m, "GET /api/v1/devices", s.listDevices)
-	s.auth(m, "GET /api/v1/devices/{id}", s.getDevice)
-	s.auth(m, "POST /api/v1/devices/{id}/quarantine", s.quarantine)
-	s.auth(m, "POST /api/v1/devices/{id}/release", s.release)
-	s.auth(m, "POST /api/v1/devices/{id}/revoke", s.revokeDevice)
-	s.auth(m, "POST /api/v1/devices/{id}/posture", s.setPosture)
-	s.auth(m, "GET /api/v1/certs", s.listCerts)
-	s.auth(m, "GET /api/v1/certs/{serial}", s.getCert)
-	s.auth(m, "POST /api/v1/certs/{serial}/revoke", s.revokeCert)
-	s.auth(m, "GET /api/v1/sessions", s.listSessions)
-	s.auth(m, "GET /api/v1/audit", s.tailAudit)
-	s.auth(m, "GET /api/v1/audit/verify", s.verifyAudit)
-	s.auth(m, "POST /api/v1/audit/verify", s.verifyAudit)
-	s.auth(m, "GET /api/v1/audit/export", s.exportAudit)
-	s.auth(m, "POST /api/v1/scep/challenges", s.mintChallenge)
-	s.auth(m, "GET /api/v1/attestations/{id}", s.getAttestation)
-	s.auth(m, "POST /api/v1/attestations/activate", s.activate)
-	s.auth(m, "POST /api/v1/attestations", s.attest)
-	s.auth(m, "POST /api/v1/dev/devices", s.devEnroll)
+	s.auth(m, "GET /api/v1/devices", reads, s.listDevices)
+	s.auth(m, "GET /api/v1/devices/{id}", reads, s.getDevice)
+	s.auth(m, "POST /api/v1/devices/{id}/quarantine", writes, s.quarantine)
+	s.auth(m, "POST /api/v1/devices/{id}/release", writes, s.release)
+	s.auth(m, "POST /api/v1/devices/{id}/revoke", writes, s.revokeDevice)
+	s.auth(m, "POST /api/v1/devices/{id}/posture", writes, s.setPosture)
+	s.auth(m, "GET /api/v1/certs", reads, s.listCerts)
+	s.auth(m, "GET /api/v1/certs/{serial}", reads, s.getCert)
+	s.auth(m, "POST /api/v1/certs/{serial}/revoke", writes, s.revokeCert)
+	s.auth(m, "GET /api/v1/sessions", reads, s.listSessions)
+	s.auth(m, "GET /api/v1/audit", reads, s.tailAudit)
+	s.auth(m, "GET /api/v1/audit/verify", reads, s.verifyAudit)
+	s.auth(m, "POST /api/v1/audit/verify", reads, s.verifyAudit)
+	s.auth(m, "GET /api/v1/audit/export", reads, s.exportAudit)
+	s.auth(m, "POST /api/v1/scep/challenges", writes, s.mintChallenge)
+	s.auth(m, "GET /api/v1/attestations/{id}", reads, s.getAttestation)
+	s.auth(m, "POST /api/v1/attestations/activate", enrolls, s.activate)
+	s.auth(m, "POST /api/v1/attestations", enrolls, s.attest)
+	s.auth(m, "POST /api/v1/dev/devices", writes, s.devEnroll)
 	s.inventoryRoutes(m)
+	s.auth(m, "GET /api/v1/tokens", manages, s.listTokens)
+	s.auth(m, "POST /api/v1/tokens", manages, s.createToken)
+	s.auth(m, "POST /api/v1/tokens/{name}/revoke", manages, s.revokeToken)
+	// Anything else under /api/ is a JSON 404 that says what was not found.
+	m.HandleFunc("/api/", s.notFound)
 	s.mux = m
 	return s, nil
 }
@@ -141,42 +135,86 @@ func actorOf(ctx context.Context) string {
 	return a
 }
 
-// auth registers h behind bearer-token authentication.
-func (s *Server) auth(m *http.ServeMux, pattern string, h http.HandlerFunc) {
+// access is what a route does, which decides the scopes it admits.
+type access int
+
+const (
+	reads   access = iota // GET of devices, certs, sessions, audit: admin, read
+	writes                // any change: admin
+	enrolls               // the device-side flows (TPM activation, attestation): admin, enroll
+	manages               // the tokens themselves: admin
+)
+
+// Allowed reports whether a token of scope may use a route of kind a.
+func (a access) allowed(sc token.Scope) bool {
+	switch sc {
+	case token.Admin:
+		return true
+	case token.Read:
+		return a == reads
+	case token.Enroll:
+		return a == enrolls
+	}
+	return false
+}
+
+func (a access) String() string {
+	return [...]string{"read", "write", "enroll", "token management"}[a]
+}
+
+// auth registers h behind bearer-token authentication and the scope check.
+// A missing, wrong or expired token is a 401, a token whose scope does not
+// cover the route a 403; both are audit events, the 403 with the token's
+// name as actor.
+func (s *Server) auth(m *http.ServeMux, pattern string, need access, h http.HandlerFunc) {
 	m.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		name, ok := s.check(r.Header.Get("Authorization"))
-		if !ok {
-			reason := "wrong_token"
-			if r.Header.Get("Authorization") == "" {
-				reason = "missing_token"
-			}
-			s.record(r.Context(), &store.AuditEvent{Actor: "anonymous", Action: "admin.auth", Subject: r.Method + " " + r.URL.Path,
-				Result: "denied", Reason: reason, Source: r.RemoteAddr})
+		tok, reason := s.check(r.Header.Get("Authorization"))
+		if reason != "" {
+			// Unauthenticated refusals go through the audit budget: a
+			// flood of wrong tokens cannot grow the chain without bound.
+			s.denied(r.Context(), r.Method, r.URL.Path, reason, r.RemoteAddr)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="hardbound"`)
 			writeErr(w, http.StatusUnauthorized, "unauthorized: "+strings.ReplaceAll(reason, "_", " "))
 			return
 		}
+		actor := "admin:" + tok.Name
+		if sc := tok.EffectiveScope(); !need.allowed(sc) {
+			s.record(r.Context(), &store.AuditEvent{Actor: actor, Action: "admin.auth", Subject: r.Method + " " + r.URL.Path,
+				Result: "denied", Reason: "scope", Source: r.RemoteAddr})
+			writeErr(w, http.StatusForbidden, fmt.Sprintf("forbidden: a %s token may not %s (%s %s)", sc, need, r.Method, r.URL.Path))
+			return
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, s.maxBody)
-		h(w, r.WithContext(context.WithValue(r.Context(), ctxActor{}, "admin:"+name)))
+		h(w, r.WithContext(context.WithValue(r.Context(), ctxActor{}, actor)))
 	})
 }
 
-// check compares the presented token against every stored hash in constant
-// time, without stopping at the first match, so timing says nothing about
-// which token (or how much of one) matched.
-func (s *Server) check(header string) (string, bool) {
-	tok, ok := strings.CutPrefix(header, "Bearer ")
-	if !ok || tok == "" {
-		return "", false
+// check finds the bearer token (token.Set compares in constant time) and
+// returns it, or the audit reason it was refused for.
+func (s *Server) check(header string) (Token, string) {
+	if header == "" {
+		return Token{}, "missing_token"
 	}
-	h := HashToken(strings.TrimSpace(tok))
-	name, found := "", 0
-	for _, t := range s.tokens {
-		if subtle.ConstantTimeCompare(h[:], t.SHA256[:]) == 1 {
-			name, found = t.Name, 1
+	v, ok := strings.CutPrefix(header, "Bearer ")
+	if !ok || strings.TrimSpace(v) == "" {
+		return Token{}, "wrong_token"
+	}
+	t, err := s.tokens.Check(strings.TrimSpace(v), s.now())
+	switch {
+	case errors.Is(err, token.ErrExpired):
+		return Token{}, "expired_token"
+	case err != nil:
+		if errors.Is(err, token.ErrFile) {
+			s.log.Warn("admin token check", "err", err)
 		}
+		return Token{}, "wrong_token"
 	}
-	return name, found == 1
+	return t, ""
+}
+
+// notFound answers a path no route has: what was not found, in JSON.
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	writeErr(w, http.StatusNotFound, fmt.Sprintf("not found: no API endpoint %s %s (see GET /api/v1/health; endpoints are listed in docs/admin.md)", r.Method, r.URL.Path))
 }
 
 func (s *Server) record(ctx context.Context, ev *store.AuditEvent) {

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"time"
 
+	"hardbound/admin/token"
 	"hardbound/enroll/attest"
 	"hardbound/store"
 	"hardbound/store/auditexport"
@@ -249,6 +250,9 @@ type DeviceDetail struct {
 	Device   *Device   `json:"device"`
 	Certs    []Cert    `json:"certs"`
 	Sessions []Session `json:"sessions"`
+	// Attestations are GET /api/v1/devices/{id}/attestations, which
+	// `hardbound device show` adds; GET /api/v1/devices/{id} leaves it out.
+	Attestations []DeviceAttestation `json:"attestations,omitempty"`
 }
 
 // ErrorBody is every error response.
@@ -328,4 +332,33 @@ type DevEnrollResponse struct {
 	DeviceID    string `json:"device_id"`
 	Serial      string `json:"serial"`
 	Certificate string `json:"certificate"` // PEM leaf + issuing CA
+}
+
+// TokenInfo is a token without its value (GET /api/v1/tokens).
+type TokenInfo struct {
+	Name      string    `json:"name"`
+	Scope     string    `json:"scope"`
+	CreatedAt time.Time `json:"created_at,omitzero"`
+	ExpiresAt time.Time `json:"expires_at,omitzero"`
+	Expired   bool      `json:"expired,omitempty"`
+}
+
+func tokenInfoOf(t token.Token, now time.Time) TokenInfo {
+	return TokenInfo{Name: t.Name, Scope: string(t.EffectiveScope()), CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, Expired: t.Expired(now)}
+}
+
+// TokenRequest is POST /api/v1/tokens.
+type TokenRequest struct {
+	Name  string `json:"name"`
+	Scope string `json:"scope"`
+	// Expires is a lifetime: a Go duration ("720h") or days ("90d"); ""
+	// never expires.
+	Expires string `json:"expires,omitempty"`
+}
+
+// TokenCreated is the answer to POST /api/v1/tokens: the value, shown
+// this once.
+type TokenCreated struct {
+	TokenInfo
+	Token string `json:"token"`
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"strconv"
 	"time"
 
@@ -20,7 +21,7 @@ func decode(r *http.Request, v any, emptyOK bool) error {
 	b, err := io.ReadAll(r.Body)
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return fmt.Errorf("%w: body larger than %d bytes", errBadRequest, mbe.Limit)
+		return fmt.Errorf("%w: body larger than %d bytes: %w", errBadRequest, mbe.Limit, mbe)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: read body: %v", errBadRequest, err)
@@ -73,6 +74,32 @@ var crlReasons = map[string]int{
 	"unspecified": 0, "keyCompromise": 1, "cACompromise": 2, "affiliationChanged": 3,
 	"superseded": 4, "cessationOfOperation": 5, "certificateHold": 6,
 	"privilegeWithdrawn": 9, "aACompromise": 10,
+}
+
+// CRLReason is an RFC 5280 reason: its code and name.
+type CRLReason struct {
+	Code int
+	Name string
+}
+
+// CRLReasons lists the reasons a revocation may give, by code.
+func CRLReasons() []CRLReason {
+	out := make([]CRLReason, 0, len(crlReasons))
+	for n, c := range crlReasons {
+		out = append(out, CRLReason{Code: c, Name: n})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Code < out[j].Code })
+	return out
+}
+
+// CRLReasonName is the name of an RFC 5280 reason code ("" if none).
+func CRLReasonName(code int) string {
+	for n, c := range crlReasons {
+		if c == code {
+			return n
+		}
+	}
+	return ""
 }
 
 // ParseReason turns a reason name or number into an RFC 5280 code.

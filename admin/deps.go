@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/x509"
 	"io"
+	"time"
 
+	"hardbound/admin/token"
 	"hardbound/enroll/attest"
 	"hardbound/enroll/devbind"
 	"hardbound/enroll/scep"
@@ -56,6 +58,15 @@ type DevEnroller interface {
 	Enroll(ctx context.Context, csr *x509.CertificateRequest, r devbind.Request) (*devbind.Device, error)
 }
 
+// Tokens are the API's credentials (*token.Set): checked on every request,
+// listed, made and revoked through /api/v1/tokens.
+type Tokens interface {
+	Check(value string, now time.Time) (token.Token, error)
+	List(now time.Time) ([]token.Token, error)
+	Create(name string, scope token.Scope, expires, now time.Time) (string, token.Token, error)
+	Revoke(name string, now time.Time) (token.Token, error)
+}
+
 // Deps are the API's collaborators. Store and Standing are required; the
 // others may be nil, and their endpoints then refuse every request.
 type Deps struct {
@@ -69,6 +80,9 @@ type Deps struct {
 	// DevEnroll serves POST /api/v1/dev/devices. Set it only in --dev: the
 	// attestation it records is asserted, not verified. nil answers 403.
 	DevEnroll DevEnroller
+	// Tokens, if set, replaces the fixed tokens given to New (a file the
+	// CLI may change while the server runs: token.OpenFile).
+	Tokens Tokens
 	// Inventory serves device add, inventory import and a device's
 	// attestations (inventory.go); nil answers 501.
 	Inventory *Inventory

@@ -3,8 +3,10 @@ package admin
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 
+	"hardbound/admin/token"
 	"hardbound/enroll/attest"
 	"hardbound/enroll/ca"
 	"hardbound/enroll/devbind"
@@ -21,28 +23,35 @@ var errBadRequest = errors.New("admin: bad request")
 func classify(err error) (status int, reason string) {
 	var mbe *http.MaxBytesError
 	switch {
+	case errors.As(err, &mbe):
+		// Before errBadRequest, which decode wraps it in: a body over
+		// the limit is 413 (RFC 9110 §15.5.14), not a malformed one.
+		return http.StatusRequestEntityTooLarge, "too_large"
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, "not_found"
 	case errors.Is(err, posture.ErrInvalid):
 		// A change the device's standing forbids (releasing a revoked device).
 		return http.StatusConflict, "invalid"
-	case errors.Is(err, errBadRequest), errors.As(err, &mbe),
+	case errors.Is(err, errBadRequest),
 		// Enrollment requests the domain refuses, a TPM flow on a server
 		// without TPM attestation (scep.ErrConfig) included.
 		errors.Is(err, scep.ErrInvalidRequest), errors.Is(err, scep.ErrConfig), errors.Is(err, scep.ErrNonce),
 		errors.Is(err, scep.ErrAttestation), errors.Is(err, attest.ErrBadAttestation),
-		errors.Is(err, devbind.ErrInvalid), errors.Is(err, ca.ErrInvalidRequest), errors.Is(err, store.ErrExists):
+		errors.Is(err, devbind.ErrInvalid), errors.Is(err, ca.ErrInvalidRequest), errors.Is(err, store.ErrExists),
+		errors.Is(err, token.ErrInvalid):
 		return http.StatusBadRequest, "invalid"
+	case errors.Is(err, token.ErrExists):
+		return http.StatusConflict, "exists"
 	}
 	return http.StatusInternalServerError, "internal"
 }
 
 // fail answers err with its status. A 500 is logged and the client sees a
-// generic message; a 404 says only "not found".
+// generic message; a 404 names what was not found.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch code, _ := classify(err); code {
 	case http.StatusNotFound:
-		writeErr(w, code, "not found")
+		writeErr(w, code, notFoundText(r))
 	case http.StatusInternalServerError:
 		s.log.ErrorContext(r.Context(), "admin request failed", "path", r.URL.Path, "err", err)
 		writeErr(w, code, "internal error")
@@ -58,6 +67,16 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, action, subject 
 	s.record(r.Context(), &store.AuditEvent{Actor: actorOf(r.Context()), Action: action, Subject: subject,
 		Result: "error", Reason: reason, Source: r.RemoteAddr})
 	s.fail(w, r, err)
+}
+
+// notFoundText says what was not found: the record the path names.
+func notFoundText(r *http.Request) string {
+	for _, k := range []struct{ key, what string }{{"id", "device"}, {"serial", "certificate"}, {"name", "token"}} {
+		if v := r.PathValue(k.key); v != "" {
+			return fmt.Sprintf("not found: %s %q", k.what, v)
+		}
+	}
+	return "not found: " + r.URL.Path
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

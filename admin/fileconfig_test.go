@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"hardbound/admin"
 	"hardbound/store/config"
@@ -34,6 +35,27 @@ func TestFileConfigValidateNamesTheField(t *testing.T) {
 	}
 	if err := admin.DefaultFileConfig().Validate("admin"); err != nil {
 		t.Errorf("defaults: %v", err)
+	}
+}
+
+func TestFileConfigConsoleIdleTimeout(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{{0, ""}, {15 * time.Minute, ""}, {time.Second, "admin.console.idle_timeout"}, {48 * time.Hour, "admin.console.idle_timeout"}} {
+		c := admin.DefaultFileConfig()
+		c.Console.IdleTimeout = config.Duration(tc.d)
+		if err := config.MatchField(c.Validate("admin"), tc.want); err != nil {
+			t.Errorf("idle_timeout %v: %v", tc.d, err)
+		}
+	}
+	if !admin.DefaultFileConfig().Console.On() {
+		t.Error("the console is off by default")
+	}
+	off := false
+	if (admin.ConsoleConfig{Enabled: &off}).On() {
+		t.Error("enabled: false leaves the console on")
 	}
 }
 

@@ -36,9 +36,9 @@ type Inventory struct {
 }
 
 func (s *Server) inventoryRoutes(m *http.ServeMux) {
-	s.auth(m, "POST /api/v1/devices", s.addDevice)
-	s.auth(m, "POST /api/v1/inventory/import", s.importInventory)
-	s.auth(m, "GET /api/v1/devices/{id}/attestations", s.deviceAttestations)
+	s.auth(m, "POST /api/v1/devices", writes, s.addDevice)
+	s.auth(m, "POST /api/v1/inventory/import", writes, s.importInventory)
+	s.auth(m, "GET /api/v1/devices/{id}/attestations", reads, s.deviceAttestations)
 }
 
 // InventoryRecord is one device as an admin or an import states it

@@ -35,6 +35,8 @@ type FileConfig struct {
 	// TPMRoots.
 	CertifyTPMAKs bool       `yaml:"certify_tpm_aks"`
 	RateLimits    RateLimits `yaml:"rate_limits"`
+	// Android is the Android policy and attestation status list.
+	Android attest.AndroidFileConfig `yaml:"android"`
 }
 
 // RateLimits is enroll.rate_limits: the token buckets of limit.Config.
@@ -84,6 +86,9 @@ func (c FileConfig) Validate(path string) error {
 		if _, err := os.ReadFile(f.path); err != nil {
 			return config.Errorf(path+"."+f.name, "%w", err)
 		}
+	}
+	if err := c.Android.Validate(path + ".android"); err != nil {
+		return err
 	}
 	for _, r := range []struct {
 		name string

@@ -9,6 +9,7 @@ import (
 	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"hardbound/store"
@@ -141,6 +142,9 @@ type Service struct {
 	next int
 
 	stopWatch func() // ends the store subscription (Close)
+
+	// gen is the Seq of the last store change applied to the caches.
+	gen atomic.Uint64
 }
 
 // certInfo is what Decide needs of a store.Cert and its attestation. The
@@ -400,7 +404,9 @@ func (s *Service) decide(ctx context.Context, leaf *x509.Certificate, cacheOnly 
 	now := s.now()
 	nowNs := unixNano(now)
 	sha := store.HashCert(leaf)
-	v := Verdict{CertSHA256: sha, Reason: ReasonUnknownCert}
+	// Read before the caches: a change applied meanwhile has a higher Seq,
+	// so the Generation never claims more than the decision saw.
+	v := Verdict{CertSHA256: sha, Reason: ReasonUnknownCert, Generation: s.gen.Load()}
 	c, err := s.cert(ctx, sha, cacheOnly)
 	if err != nil {
 		return v, !errors.Is(err, errCacheMiss)

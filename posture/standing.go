@@ -167,6 +167,9 @@ func (s *Service) RevokeCert(ctx context.Context, serial string, reason int, act
 // returns, so a Decide issued after any write (through this Service or
 // not) never answers from what the write replaced.
 func (s *Service) onChange(c store.Change) {
+	// After the invalidation below: a decision reading gen >= c.Seq must
+	// not find what c replaced (the deferred store runs last).
+	defer s.gen.Store(c.Seq)
 	switch c.Kind {
 	case store.ChangeReset:
 		s.invalidateAll()
@@ -231,6 +234,10 @@ func (s *Service) publishChange(c store.Change) {
 		s.publish(Event{Kind: EventCompliance, DeviceID: c.DeviceID, Device: c.Device, Source: c.Device.Posture.Source, At: c.At})
 	}
 }
+
+// Generation is the Seq of the last store change the caches applied
+// (Verdict.Generation of a decision starting now).
+func (s *Service) Generation() uint64 { return s.gen.Load() }
 
 // Close ends the Service's subscription to its store's changes: its caches
 // no longer follow the store, and no more events are published. Call it

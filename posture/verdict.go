@@ -48,4 +48,9 @@ type Verdict struct {
 	VLAN string
 	// SessionTimeout never exceeds the cert's remaining life nor the posture max age.
 	SessionTimeout time.Duration
+	// Generation is the store change (store.Change.Seq) the caches had
+	// applied when the decision began: a decision with a Generation below a
+	// standing change's Seq was made before that change, whenever its
+	// audit event reaches the chain.
+	Generation uint64
 }

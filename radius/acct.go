@@ -84,7 +84,8 @@ func (s *Server) accounting(ctx context.Context, n *nas, from netip.AddrPort, p 
 			return nil
 		}
 	case acctOn, acctOff:
-		if err := s.closeNASSessions(ctx, n, from, p, name); err != nil {
+		var err error
+		if result, err = s.closeNASSessions(ctx, n, from, p, name); err != nil {
 			s.metrics.Accounting(name, "store_error")
 			s.drop(n, kind, DropStoreError)
 			s.log.Error("closing the NAS's sessions failed; NAS will retransmit", "nas", n.Name, "status", name, "err", err)
@@ -114,26 +115,111 @@ func (s *Server) eventTime(p *packet.Packet) time.Time {
 	return now
 }
 
+// nasIPAttr is NAS-IP-Address, else NAS-IPv6-Address, as text.
+func nasIPAttr(p *packet.Packet) string {
+	if v := ipAttr(p, attrNASIPAddress); v != "" {
+		return v
+	}
+	if v, ok := p.Lookup(attrNASIPv6Address); ok && len(v) == 16 {
+		return netip.AddrFrom16([16]byte(v)).String()
+	}
+	return ""
+}
+
+// scopeOf is the NAS a packet comes from: its client, its source address
+// and the identity it reports. A client is often a prefix holding a whole
+// building's switches, or a proxy speaking for many NASes: the source
+// address and NAS-IP-Address / NAS-Identifier tell them apart.
+func scopeOf(n *nas, from netip.AddrPort, p *packet.Packet) store.NASScope {
+	return store.NASScope{
+		NAS:           n.Name,
+		Addr:          from.Addr().Unmap().String(),
+		NASIPAddress:  nasIPAttr(p),
+		NASIdentifier: stringAttr(p, attrNASIdentifier),
+	}
+}
+
+// On/Off refusals (the result label of Metrics.Accounting).
+const (
+	onOffNoTimestamp = "refused_no_timestamp"
+	onOffStale       = "refused_stale"
+	onOffFuture      = "refused_future"
+)
+
+// onOffAge bounds how old an Accounting-On/Off's Event-Timestamp may be (a
+// NAS retransmits its Accounting-On while the server is unreachable, with
+// the time of its boot), onOffSkew how far ahead of our clock (RFC 5176
+// §3.5 suggests a 300 s window for Event-Timestamp).
+const (
+	onOffAge  = time.Hour
+	onOffSkew = 300 * time.Second
+)
+
+// onOffCheck decides whether an Accounting-On/Off may close sessions:
+// "" when it may, else the refusal. It must carry Event-Timestamp (unless
+// the client allows otherwise), within onOffAge of now, and later than the
+// last On/Off applied for the same NAS: a replayed or reordered one closes
+// nothing. (A replay is harmless anyway for sessions started after its
+// time, which are never closed; the order check keeps it from closing
+// again sessions an Interim-Update reopened.) Without a timestamp a replay could not be told from a reboot,
+// and closing every session of a NAS switches enforcement off for it.
+func (s *Server) onOffCheck(n *nas, scope store.NASScope, p *packet.Packet) (time.Time, string) {
+	now := s.now()
+	ts, ok := p.Uint32(attrEventTimestamp)
+	if !ok || ts == 0 {
+		if !n.OnOffWithoutTimestamp {
+			return time.Time{}, onOffNoTimestamp
+		}
+		return s.eventTime(p), ""
+	}
+	at := time.Unix(int64(ts), 0).UTC()
+	switch {
+	case at.After(now.Add(onOffSkew)):
+		return at, onOffFuture
+	case now.Sub(at) > onOffAge:
+		return at, onOffStale
+	}
+	if !s.onoff.advance(scope, at, now) {
+		return at, onOffStale
+	}
+	return at, ""
+}
+
 // closeNASSessions handles Accounting-On/Off (RFC 2866 §5.1): the NAS
-// (re)started or stops accounting, so every session it had open is gone.
+// (re)started or stops accounting, so every session IT had open is gone.
 // Closing them keeps Disconnect/CoA from being aimed at sessions that no
-// longer exist. The stop time is the event time on the same clock as the
-// NAS's Start records, so a session it started after the reboot (its Start
-// overtook a retransmitted Accounting-On) stays open. A retransmission
-// closes nothing more and is audited again with its own count.
-func (s *Server) closeNASSessions(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet, name string) error {
-	at := s.eventTime(p)
+// longer exist; closing anyone else's would switch enforcement off for
+// them, so the scope is the sending NAS (scopeOf), never the whole client.
+// The stop time is the event time on the same clock as the NAS's Start
+// records, so a session it started after the reboot (its Start overtook a
+// retransmitted Accounting-On) stays open, and a session it reports again
+// (Interim-Update) reopens. It returns the metric result.
+func (s *Server) closeNASSessions(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet, name string) (string, error) {
+	scope := scopeOf(n, from, p)
+	at, refused := s.onOffCheck(n, scope, p)
+	if refused != "" {
+		s.refusals.log(s.log, "NAS accounting on/off refused: closes nothing", "nas", n.Name, "from", scope.Addr,
+			"nas_ip", scope.NASIPAddress, "nas_identifier", scope.NASIdentifier, "status", name, "cause", refused, "event_time", at)
+		s.auditBudgeted(ctx, &store.AuditEvent{
+			V: store.RecordVersion, Time: s.now().UTC(), Actor: "nas:" + n.Name, Action: "radius." + name,
+			Subject: n.Name, Result: "reject", Source: scope.Addr,
+			Reason: refused + " " + scopeReason(scope) + eventTimeReason(at),
+		}, refused+"|"+scope.Addr)
+		return refused, nil
+	}
 	cause := uint32(terminateNASReboot)
 	if v, ok := p.Uint32(attrAcctTerminateCause); ok {
 		cause = v
 	}
 	sctx, cancel := context.WithTimeout(ctx, storeTimeout)
 	defer cancel()
-	closed, err := s.sessions.CloseNASSessions(sctx, n.Name, at, cause)
+	closed, err := s.sessions.CloseNASSessions(sctx, scope, at, cause)
 	if err != nil {
-		return fmt.Errorf("radius: close sessions of NAS %s: %w", n.Name, err)
+		s.onoff.forget(scope, at) // the retransmission must be applied
+		return "", fmt.Errorf("radius: close sessions of NAS %s: %w", n.Name, err)
 	}
-	s.log.Info("NAS accounting on/off: closed its open sessions", "nas", n.Name, "status", name, "closed", closed, "at", at)
+	s.log.Info("NAS accounting on/off: closed its open sessions", "nas", n.Name, "from", scope.Addr,
+		"nas_ip", scope.NASIPAddress, "nas_identifier", scope.NASIdentifier, "status", name, "closed", closed, "at", at)
 	// Its own deadline: a long close must not leave the audit no time.
 	actx, acancel := context.WithTimeout(ctx, storeTimeout)
 	defer acancel()
@@ -144,20 +230,51 @@ func (s *Server) closeNASSessions(ctx context.Context, n *nas, from netip.AddrPo
 		Action:  "radius." + name,
 		Subject: n.Name,
 		Result:  "ok",
-		Reason:  fmt.Sprintf("closed %d sessions", closed),
-		Source:  from.Addr().Unmap().String(),
+		Reason:  fmt.Sprintf("closed %d sessions %s%s", closed, scopeReason(scope), eventTimeReason(at)),
+		Source:  scope.Addr,
 	})
 	if err != nil {
 		// The sessions are closed; the NAS gets its answer regardless.
 		s.metrics.AuditError()
 		s.log.Error("audit append failed", "nas", n.Name, "err", err)
 	}
-	return nil
+	return "ok", nil
 }
+
+func scopeReason(sc store.NASScope) string {
+	r := "from=" + auditValue(sc.Addr)
+	if sc.NASIPAddress != "" {
+		r += " nas_ip=" + auditValue(sc.NASIPAddress)
+	}
+	if sc.NASIdentifier != "" {
+		r += " nas_identifier=" + auditValue(sc.NASIdentifier)
+	}
+	return r
+}
+
+func eventTimeReason(at time.Time) string {
+	if at.IsZero() {
+		return ""
+	}
+	return " event_time=" + at.UTC().Format(time.RFC3339)
+}
+
+// Class outcomes (the result label of Metrics.Accounting).
+const (
+	acctNoClass  = "no_class"
+	acctBadClass = "bad_class"
+	acctReopened = "reopened"
+)
 
 // recordSession creates, updates or closes the store.Session keyed by
 // (NAS name, Acct-Session-Id). Writes are idempotent: a retransmitted
 // packet rewrites the same values. It returns the metric result.
+//
+// Only a Class that verifies (class.go: issued by us, to this NAS client,
+// for a request from this address) maps the session to a device: a NAS
+// cannot claim another's devices, and so Disconnect/CoA, which goes to the
+// NASes holding a device's sessions, goes only where the server admitted
+// it.
 func (s *Server) recordSession(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet, status uint32) (string, error) {
 	id := stringAttr(p, attrAcctSessionID)
 	if id == "" {
@@ -175,10 +292,16 @@ func (s *Server) recordSession(ctx context.Context, n *nas, from netip.AddrPort,
 		return "", fmt.Errorf("radius: get session: %w", err)
 	}
 
+	result := "ok"
 	if cur != nil && !cur.Live() {
 		switch {
 		case status == acctStart && at.After(cur.StoppedAt):
 			cur = nil // the NAS reused the id for a new session
+		case status == acctInterimUpdate && cur.ClosedByOnOff && at.After(cur.StoppedAt):
+			// An Accounting-On/Off closed it, and the NAS says it lives:
+			// reopen, or Disconnect/CoA would never reach it again.
+			cur.StoppedAt, cur.TerminateCause, cur.ClosedByOnOff = time.Time{}, 0, false
+			result = acctReopened
 		case status != acctStop:
 			return "ok", nil // late Start/Interim for a closed session: ack, keep it closed
 		}
@@ -190,15 +313,25 @@ func (s *Server) recordSession(ctx context.Context, n *nas, from netip.AddrPort,
 	sess.V = store.RecordVersion
 	sess.NASAddr = from.Addr().Unmap().String()
 
-	result := "ok"
+	var admitted time.Time
 	if cls, ok := p.Lookup(attrClass); ok {
-		if h, dev, err := parseClass(cls); err == nil {
-			sess.CertSHA256, sess.DeviceID = h, dev
-		} else if sess.DeviceID == "" {
-			result = "bad_class"
+		tok, err := s.class.decode(cls, n.Name, from.Addr(), s.resolver(sctx))
+		switch {
+		case err == nil && (sess.DeviceID == "" || sess.DeviceID == tok.deviceID):
+			sess.CertSHA256, sess.DeviceID = tok.cert, tok.deviceID
+			admitted = tok.issued
+		case err == nil:
+			// A session id the NAS reused for another device: the record
+			// keeps the device it was admitted for.
+			result = acctBadClass
+		default:
+			if result == "ok" {
+				result = acctBadClass
+			}
+			s.refuseClass(ctx, n, from, p, id, cls, err)
 		}
 	} else if sess.DeviceID == "" {
-		result = "no_class"
+		result = acctNoClass
 	}
 	if v := stringAttr(p, attrUserName); v != "" {
 		sess.UserName = v
@@ -212,7 +345,7 @@ func (s *Server) recordSession(ctx context.Context, n *nas, from netip.AddrPort,
 	if v := stringAttr(p, attrNASIdentifier); v != "" {
 		sess.NASIdentifier = v
 	}
-	if v := ipAttr(p, attrNASIPAddress); v != "" {
+	if v := nasIPAttr(p); v != "" {
 		sess.NASIPAddress = v
 	}
 	if v, ok := p.Uint32(attrNASPort); ok {
@@ -236,6 +369,7 @@ func (s *Server) recordSession(ctx context.Context, n *nas, from netip.AddrPort,
 	sess.UpdatedAt = at
 	if status == acctStop {
 		sess.StoppedAt = at
+		sess.ClosedByOnOff = false
 		if v, ok := p.Uint32(attrAcctTerminateCause); ok {
 			sess.TerminateCause = v
 		}
@@ -243,5 +377,48 @@ func (s *Server) recordSession(ctx context.Context, n *nas, from netip.AddrPort,
 	if err := s.sessions.PutSession(sctx, sess); err != nil {
 		return "", fmt.Errorf("radius: put session: %w", err)
 	}
+	if !admitted.IsZero() && sess.Live() && s.starts != nil {
+		// Standing may have changed between the Accept and this record,
+		// when no enforcer could see the session: let it look again.
+		s.starts.SessionStarted(ctx, sess, admitted)
+	}
 	return result, nil
+}
+
+// resolver finds the device of a Class that left a long id out.
+func (s *Server) resolver(ctx context.Context) func(store.Hash) (string, error) {
+	if s.bindings == nil {
+		return nil
+	}
+	return func(h store.Hash) (string, error) {
+		c, err := s.bindings.GetCertBinding(ctx, h)
+		if err != nil {
+			return "", err
+		}
+		return c.DeviceID, nil
+	}
+}
+
+// refuseClass logs (rate-limited) and audits (budgeted) a Class that does
+// not verify, naming what it claimed: a forged or replayed Class is how a
+// NAS would make itself the target of another's devices.
+func (s *Server) refuseClass(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet, acctID string, cls []byte, err error) {
+	claimed := ""
+	if len(cls) > classHeader && string(cls[:len(classMagic)]) == classMagic {
+		claimed = string(cls[classHeader:])
+	}
+	addr := from.Addr().Unmap().String()
+	s.refusals.log(s.log, "accounting Class refused: not recorded as the device's session", "nas", n.Name, "from", addr,
+		"acct_session_id", acctID, "claimed_device", claimed, "err", err)
+	reason := acctBadClass + " from=" + auditValue(addr) + " acct_session_id=" + auditValue(acctID)
+	if claimed != "" {
+		reason += " claimed_device=" + auditValue(claimed)
+	}
+	if v := stringAttr(p, attrCallingStationID); v != "" {
+		reason += " calling_station=" + auditValue(v)
+	}
+	s.auditBudgeted(ctx, &store.AuditEvent{
+		V: store.RecordVersion, Time: s.now().UTC(), Actor: "nas:" + n.Name, Action: "radius.accounting",
+		Subject: claimed, Result: "reject", Reason: reason, Source: addr,
+	}, acctBadClass+"|"+addr)
 }

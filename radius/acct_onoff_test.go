@@ -3,6 +3,7 @@ package radius
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -27,17 +28,20 @@ func (failingAudit) AppendAudits(context.Context, []*store.AuditEvent) error {
 	return errors.New("audit disk full")
 }
 
-// seedSessions gives the NAS ap1 two live sessions from before t, one
-// already stopped and one started after t, and ap2 one live session.
+// seedSessions gives the NAS at 192.0.2.10 (client ap1) two live sessions
+// from before t, one already stopped and one started after t; its
+// neighbour at 192.0.2.11 (the same client) and ap2 one live session each.
 func seedSessions(t *testing.T, m *memSessions, at time.Time) {
 	t.Helper()
+	const a = "192.0.2.10"
 	for _, s := range []store.Session{
-		{NAS: "ap1", AcctSessionID: "old1", DeviceID: "dev-1", StartedAt: at.Add(-2 * time.Hour)},
-		{NAS: "ap1", AcctSessionID: "old2", DeviceID: "dev-2", StartedAt: at.Add(-time.Hour)},
-		{NAS: "ap1", AcctSessionID: "done", DeviceID: "dev-1", StartedAt: at.Add(-3 * time.Hour),
+		{NAS: "ap1", NASAddr: a, AcctSessionID: "old1", DeviceID: "dev-1", StartedAt: at.Add(-2 * time.Hour)},
+		{NAS: "ap1", NASAddr: a, AcctSessionID: "old2", DeviceID: "dev-2", StartedAt: at.Add(-time.Hour)},
+		{NAS: "ap1", NASAddr: a, AcctSessionID: "done", DeviceID: "dev-1", StartedAt: at.Add(-3 * time.Hour),
 			StoppedAt: at.Add(-2 * time.Hour), TerminateCause: 1},
-		{NAS: "ap1", AcctSessionID: "new", DeviceID: "dev-3", StartedAt: at.Add(time.Minute)},
-		{NAS: "ap2", AcctSessionID: "other", DeviceID: "dev-4", StartedAt: at.Add(-2 * time.Hour)},
+		{NAS: "ap1", NASAddr: a, AcctSessionID: "new", DeviceID: "dev-3", StartedAt: at.Add(time.Minute)},
+		{NAS: "ap1", NASAddr: "192.0.2.11", AcctSessionID: "neighbour", DeviceID: "dev-5", StartedAt: at.Add(-2 * time.Hour)},
+		{NAS: "ap2", NASAddr: "203.0.113.5", AcctSessionID: "other", DeviceID: "dev-4", StartedAt: at.Add(-2 * time.Hour)},
 	} {
 		if err := m.PutSession(t.Context(), &s); err != nil {
 			t.Fatal(err)
@@ -68,6 +72,7 @@ func TestAccountingOnOffClosesTheNASSessions(t *testing.T) {
 		wantClosed map[string]store.Session // "nas/id" -> stop time and cause; the rest keep their state
 		wantAudit  *store.AuditEvent
 		wantMetric string
+		mod        func(*Config)
 	}{
 		{
 			name: "on_closes_sessions_started_before_the_reboot", status: acctOn, extra: []*lradius.AVP{ts},
@@ -87,14 +92,41 @@ func TestAccountingOnOffClosesTheNASSessions(t *testing.T) {
 			wantMetric: "acct/accounting_off/ok",
 		},
 		{
-			// No Event-Timestamp: now - Acct-Delay-Time (00:59:30), after "new" started.
-			name: "without_timestamp_uses_now_minus_delay", status: acctOn,
+			// No Event-Timestamp: a replay could not be told apart, so it
+			// is answered (the NAS stops retransmitting) and closes nothing.
+			name: "without_timestamp_is_refused", status: acctOn,
+			extra:    []*lradius.AVP{{Type: attrAcctDelayTime, Attribute: u32(30)}},
+			wantResp: true,
+			wantAudit: &store.AuditEvent{Actor: "nas:ap1", Action: "radius.accounting_on", Subject: "ap1", Result: "reject",
+				Reason: "refused_no_timestamp", Source: "192.0.2.10"},
+			wantMetric: "acct/accounting_on/refused_no_timestamp",
+		},
+		{
+			// Allowed for the client: now - Acct-Delay-Time (00:59:30), after "new" started.
+			name: "without_timestamp_when_allowed_uses_now_minus_delay", status: acctOn,
 			extra:      []*lradius.AVP{{Type: attrAcctDelayTime, Attribute: u32(30)}},
+			mod:        func(c *Config) { c.Clients[0].OnOffWithoutTimestamp = true },
 			wantResp:   true,
 			wantClosed: closedAt(now.Add(-30*time.Second), terminateNASReboot, "ap1/old1", "ap1/old2", "ap1/new"),
 			wantAudit: &store.AuditEvent{Actor: "nas:ap1", Action: "radius.accounting_on", Subject: "ap1", Result: "ok",
 				Reason: "closed 3 sessions", Source: "192.0.2.10"},
 			wantMetric: "acct/accounting_on/ok",
+		},
+		{
+			name: "stale_timestamp_is_refused", status: acctOn,
+			extra:    []*lradius.AVP{{Type: attrEventTimestamp, Attribute: u32(uint32(now.Add(-2 * time.Hour).Unix()))}},
+			wantResp: true,
+			wantAudit: &store.AuditEvent{Actor: "nas:ap1", Action: "radius.accounting_on", Subject: "ap1", Result: "reject",
+				Reason: "refused_stale", Source: "192.0.2.10"},
+			wantMetric: "acct/accounting_on/refused_stale",
+		},
+		{
+			name: "future_timestamp_is_refused", status: acctOn,
+			extra:    []*lradius.AVP{{Type: attrEventTimestamp, Attribute: u32(uint32(now.Add(time.Hour).Unix()))}},
+			wantResp: true,
+			wantAudit: &store.AuditEvent{Actor: "nas:ap1", Action: "radius.accounting_on", Subject: "ap1", Result: "reject",
+				Reason: "refused_future", Source: "192.0.2.10"},
+			wantMetric: "acct/accounting_on/refused_future",
 		},
 		{
 			name: "store_error_sends_no_response_and_audits_nothing", status: acctOn, extra: []*lradius.AVP{ts},
@@ -113,7 +145,7 @@ func TestAccountingOnOffClosesTheNASSessions(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			h := newHarness(t, nil)
+			h := newHarness(t, tc.mod)
 			seedSessions(t, h.sessions, reboot)
 			before := map[string]store.Session{}
 			for k, s := range h.sessions.m {
@@ -157,7 +189,7 @@ func TestAccountingOnOffClosesTheNASSessions(t *testing.T) {
 				ev := evs[0]
 				w := tc.wantAudit
 				if ev.Actor != w.Actor || ev.Action != w.Action || ev.Subject != w.Subject || ev.Result != w.Result ||
-					ev.Reason != w.Reason || ev.Source != w.Source || !ev.Time.Equal(now) {
+					!strings.HasPrefix(ev.Reason, w.Reason+" ") || ev.Source != w.Source || !ev.Time.Equal(now) {
 					t.Fatalf("audit event = %+v, want %+v at %v", ev, w, now)
 				}
 			}
@@ -191,12 +223,14 @@ func TestAccountingOnIsRetriedAfterStoreErrorAndIdempotent(t *testing.T) {
 		&lradius.AVP{Type: attrAcctDelayTime, Attribute: u32(3)})) == nil {
 		t.Fatal("second Accounting-On not answered")
 	}
+	// The second carries the same Event-Timestamp: a replay of an On/Off
+	// already applied is answered and closes nothing.
 	var reasons []string
 	for _, ev := range h.audited() {
-		reasons = append(reasons, ev.Reason)
+		reasons = append(reasons, strings.Join(strings.Fields(ev.Reason)[:3], " "))
 	}
-	if len(reasons) != 2 || reasons[0] != "closed 2 sessions" || reasons[1] != "closed 0 sessions" {
-		t.Fatalf("audit reasons = %q, want [closed 2 sessions, closed 0 sessions]", reasons)
+	if len(reasons) != 2 || reasons[0] != "closed 2 sessions" || !strings.HasPrefix(reasons[1], "refused_stale ") {
+		t.Fatalf("audit reasons = %q, want [closed 2 sessions, refused_stale ...]", reasons)
 	}
 	for _, k := range []string{"ap1/old1", "ap1/old2"} {
 		if s, _ := h.sessions.get("ap1", k[len("ap1/"):]); s.Live() {
@@ -242,7 +276,7 @@ func TestInteropRadclientAccountingOnClosesStoredSessions(t *testing.T) {
 	for _, stdin := range []string{
 		"Acct-Status-Type = Start\nAcct-Session-Id = \"rc-1\"\n",
 		"Acct-Status-Type = Start\nAcct-Session-Id = \"rc-2\"\n",
-		"Acct-Status-Type = Accounting-On\nAcct-Session-Id = \"boot\"\n",
+		fmt.Sprintf("Acct-Status-Type = Accounting-On\nAcct-Session-Id = \"boot\"\nEvent-Timestamp = %d\n", time.Now().Unix()+30),
 	} {
 		out, err := runTool(t, 20*time.Second, stdin, bin, "-x", "-r", "2", "-t", "2", server, "acct", testSecret)
 		if err != nil || !strings.Contains(out, "Received Accounting-Response") {
@@ -261,7 +295,7 @@ func TestInteropRadclientAccountingOnClosesStoredSessions(t *testing.T) {
 	}
 	evs, err := st.TailAudit(t.Context(), 1)
 	if err != nil || len(evs) != 1 || evs[0].Action != "radius.accounting_on" || evs[0].Actor != "nas:lo" ||
-		evs[0].Reason != "closed 2 sessions" || evs[0].Result != "ok" {
+		!strings.HasPrefix(evs[0].Reason, "closed 2 sessions ") || evs[0].Result != "ok" {
 		t.Fatalf("last audit event = %+v (%v)", evs, err)
 	}
 }

@@ -52,10 +52,15 @@ func (s *Server) access(ctx context.Context, inline *reader, n *nas, from netip.
 			return s.reject(n, p, failureFor(eap), RejectUnknownState)
 		}
 	} else {
-		var live int
-		c, live, err = s.convs.create(now, n)
+		var (
+			live int
+			d    displaced
+		)
+		c, live, d, err = s.convs.create(now, n, stringAttr(p, attrCallingStationID))
+		s.closeDisplaced(d)
 		if err != nil {
-			s.log.Warn("EAP conversation cap reached", "nas", n.Name, "live", live)
+			s.refusals.log(s.log, "EAP conversation cap reached: no conversation to evict", "nas", n.Name, "live", live,
+				"calling_station", stringAttr(p, attrCallingStationID))
 			return s.reject(n, p, failureFor(eap), RejectOverCapacity)
 		}
 		s.metrics.Conversations(live)
@@ -77,23 +82,59 @@ func (s *Server) access(ctx context.Context, inline *reader, n *nas, from netip.
 	// identity. When eap completes the device's certificate flight, Step
 	// calls authorize on this goroutine, inside the TLS handshake, and
 	// returns the verdict in res.Decision.
+	if isTLSData(eap) {
+		// The peer is doing TLS: from now on the conversation costs a
+		// handshake and is no longer evicted for newcomers.
+		ok, d := s.convs.advance(c)
+		s.closeDisplaced(d)
+		if !ok {
+			s.convs.release(s.now(), c)
+			s.finish(c)
+			s.refusals.log(s.log, "EAP conversation memory bound reached: no conversation to evict", "nas", n.Name)
+			return s.reject(n, p, failureFor(eap), RejectOverCapacity)
+		}
+	}
 	c.step.Lock()
 	if c.ended.Load() {
-		// A concurrent packet with the same State finished it meanwhile.
+		// A concurrent packet with the same State finished it meanwhile,
+		// or a newer conversation of the station replaced it.
 		c.step.Unlock()
 		s.convs.release(s.now(), c)
+		c.close()
 		return s.reject(n, p, failureFor(eap), RejectUnknownState)
 	}
 	res, stepErr := c.sess.Step(ctx, eap, authorize)
+	if res.Decided && c.decidedAt.IsZero() {
+		c.decidedAt, c.decidedGen = s.now(), res.Decision.Generation
+	}
 	c.step.Unlock()
 
 	switch {
 	case stepErr == nil && res.Outcome == eaptls.Continue && len(res.Reply) > 0:
 		return s.challenge(n, p, c, res.Reply, res.Ignored)
 	case stepErr == nil && res.Outcome == eaptls.Success:
-		return s.accept(ctx, n, from, p, c, res)
+		return s.accept(ctx, authorize, n, from, p, c, res)
 	default:
 		return s.fail(ctx, n, from, p, c, eap, res, stepErr)
+	}
+}
+
+// isTLSData reports an EAP-Response/EAP-TLS carrying TLS octets (not an
+// ACK): the ClientHello or a later flight.
+func isTLSData(eap []byte) bool {
+	return len(eap) > 6 && eap[0] == eaptls.CodeResponse && eap[4] == eaptls.TypeTLS
+}
+
+// closeDisplaced ends the conversations create or advance took out, and
+// counts them.
+func (s *Server) closeDisplaced(d displaced) {
+	for _, c := range d.replaced {
+		c.close()
+		s.metrics.Drop(DropReplaced)
+	}
+	for _, c := range d.evicted {
+		c.close()
+		s.metrics.Drop(DropEvicted)
 	}
 }
 
@@ -162,6 +203,7 @@ func (s *Server) challenge(n *nas, p *packet.Packet, c *conversation, eap []byte
 	state, ok := s.convs.rotate(c)
 	s.convs.release(s.now(), c)
 	if !ok {
+		s.finish(c) // replaced or finished meanwhile; closing again is a no-op
 		return s.reject(n, p, failureFor(eap), RejectUnknownState)
 	}
 	attrs := make(lradius.Attributes, 0, 4+len(eap)/maxAttr)
@@ -189,19 +231,39 @@ func (s *Server) finish(c *conversation) {
 
 // accept builds the Access-Accept: MA first, echoed Proxy-State, EAP-Success,
 // MPPE keys (RFC 2548 / RFC 5216 §2.3), and the verdict's authorization.
-func (s *Server) accept(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet, c *conversation, res eaptls.Result[posture.Verdict]) []byte {
+//
+// The handshake's decision ran in VerifyConnection, at least one round
+// earlier, and the supplicant controls how long that round takes (up to
+// the idle timeout): a revoke or quarantine landing in between would still
+// be admitted, and, having no Accounting-Start yet, never disconnected. So
+// the decision runs again here, from the caches (microseconds), on the
+// certificate the handshake verified, and this fresh verdict is the one
+// the Accept carries or the Reject says.
+func (s *Server) accept(ctx context.Context, authorize eaptls.Authorizer[posture.Verdict], n *nas, from netip.AddrPort, p *packet.Packet, c *conversation, res eaptls.Result[posture.Verdict]) []byte {
 	defer s.finish(c)
 	v, success := verdictOf(&res), res.Reply
 	msk, _ := c.sess.Keys()
+	failure := []byte{eaptls.CodeFailure, eapID(success), 0, 4}
 	if v == nil || !v.Allow || len(msk) < 64 || len(success) < 4 || success[0] != eaptls.CodeSuccess {
 		// Never an Accept without a positive verdict and keys.
 		s.log.Error("EAP success without verdict or keys", "nas", n.Name, "verdict", v != nil, "msk", len(msk))
-		return s.decide(ctx, n, from, p, c, nil, []byte{eaptls.CodeFailure, eapID(success), 0, 4}, RejectInternal)
+		return s.decide(ctx, n, from, p, c, nil, failure, RejectInternal, "")
 	}
-	resp, err := s.buildAccept(n, p, v, msk, success)
+	cs := c.sess.ConnectionState()
+	if len(cs.PeerCertificates) == 0 {
+		s.log.Error("EAP success without the peer's certificate to re-decide on", "nas", n.Name)
+		return s.decide(ctx, n, from, p, c, v, failure, RejectInternal, "no certificate at accept")
+	}
+	fresh, _ := authorize(ctx, cs) // its error is ErrRejected when !fresh.Allow
+	if !fresh.Allow {
+		note := "standing changed after the handshake decision; refused at accept"
+		return s.decide(ctx, n, from, p, c, &fresh, failure, string(fresh.Reason), note)
+	}
+	v = &fresh
+	resp, err := s.buildAccept(n, from, p, v, msk, success)
 	if err != nil {
 		s.log.Error("encode Access-Accept", "nas", n.Name, "err", err)
-		return s.decide(ctx, n, from, p, c, v, []byte{eaptls.CodeFailure, eapID(success), 0, 4}, RejectInternal)
+		return s.decide(ctx, n, from, p, c, v, failure, RejectInternal, "")
 	}
 	// Allow with another reason (e.g. device_quarantined + VLAN) is an
 	// admission into quarantine: keep the reason in log and audit.
@@ -209,7 +271,7 @@ func (s *Server) accept(ctx context.Context, n *nas, from netip.AddrPort, p *pac
 	if reason == "" {
 		reason = string(posture.ReasonOK)
 	}
-	s.record(ctx, n, from, c, v, reason, true)
+	s.record(ctx, n, from, c, v, nil, reason, "", true)
 	s.metrics.Request("access_request", "accept")
 	s.metrics.AuthDuration("accept", s.now().Sub(c.started))
 	return resp
@@ -231,7 +293,7 @@ func eapID(eap []byte) uint8 {
 	return 0
 }
 
-func (s *Server) buildAccept(n *nas, p *packet.Packet, v *posture.Verdict, msk, success []byte) ([]byte, error) {
+func (s *Server) buildAccept(n *nas, from netip.AddrPort, p *packet.Packet, v *posture.Verdict, msk, success []byte) ([]byte, error) {
 	// The MPPE keys are encrypted with the secret and the Request
 	// Authenticator (RFC 2548 §2.4.2), which layeh reads from the Packet.
 	rp := &lradius.Packet{Code: lradius.CodeAccessAccept, Identifier: p.Identifier(), Secret: n.Secret}
@@ -262,7 +324,7 @@ func (s *Server) buildAccept(n *nas, p *packet.Packet, v *posture.Verdict, msk, 
 		rp.Add(attrTunnelMediumType, lradius.NewInteger(tunnelMediumIEEE802))
 		rp.Add(attrTunnelPrivateGroup, append(lradius.Attribute{0}, v.VLAN...))
 	}
-	rp.Add(attrClass, encodeClass(v.CertSHA256, v.DeviceID))
+	rp.Add(attrClass, s.class.encode(n.Name, from.Addr(), s.now(), v.CertSHA256, v.DeviceID))
 	if s.cfg.AcctInterimInterval > 0 {
 		rp.Add(attrAcctInterimInterval, lradius.NewInteger(uint32(s.cfg.AcctInterimInterval/time.Second)))
 	}
@@ -310,12 +372,18 @@ func (s *Server) fail(ctx context.Context, n *nas, from netip.AddrPort, p *packe
 	if stepErr != nil {
 		s.log.Info("EAP-TLS failed", "nas", n.Name, "identity", c.sess.Identity(), "err", stepErr)
 	}
-	return s.decide(ctx, n, from, p, c, v, reply, reason)
+	return s.decideErr(ctx, n, from, p, c, v, stepErr, reply, reason, "")
 }
 
 // decide sends an Access-Reject that ends a conversation, with audit.
-func (s *Server) decide(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet, c *conversation, v *posture.Verdict, failure []byte, reason string) []byte {
-	s.record(ctx, n, from, c, v, reason, false)
+func (s *Server) decide(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet, c *conversation, v *posture.Verdict, failure []byte, reason, note string) []byte {
+	return s.decideErr(ctx, n, from, p, c, v, nil, failure, reason, note)
+}
+
+// decideErr is decide with the handshake's error, which may hold the
+// certificate a failed chain presented.
+func (s *Server) decideErr(ctx context.Context, n *nas, from netip.AddrPort, p *packet.Packet, c *conversation, v *posture.Verdict, stepErr error, failure []byte, reason, note string) []byte {
+	s.record(ctx, n, from, c, v, stepErr, reason, note, false)
 	s.metrics.AuthDuration("reject", s.now().Sub(c.started))
 	return s.reject(n, p, failure, reason)
 }
@@ -371,14 +439,20 @@ func (s *Server) reject(n *nas, p *packet.Packet, failure []byte, reason string)
 // record logs the decision once and appends it to the audit chain. An audit
 // failure is logged and counted but does not flip the decision: the network
 // must not depend on the audit disk.
-func (s *Server) record(ctx context.Context, n *nas, from netip.AddrPort, c *conversation, v *posture.Verdict, reason string, ok bool) {
+func (s *Server) record(ctx context.Context, n *nas, from netip.AddrPort, c *conversation, v *posture.Verdict, stepErr error, reason, note string, ok bool) {
 	result := "reject"
 	if ok {
 		result = "ok"
 	}
+	cl := claimOf(c, stepErr)
 	subject := ""
 	if v != nil {
 		subject = v.DeviceID
+	}
+	if subject == "" && cl.device != "" {
+		// A refusal names whom it concerns: the device the certificate
+		// claims (the Reason says it is claimed, not proven).
+		subject = cl.device
 	}
 	// The attributes cost allocations per decision: build them only when
 	// the line is written.
@@ -391,27 +465,46 @@ func (s *Server) record(ctx context.Context, n *nas, from netip.AddrPort, c *con
 		}
 		if v != nil {
 			attrs = append(attrs, slog.String("device", v.DeviceID))
-			if !v.CertSHA256.IsZero() {
-				attrs = append(attrs, slog.String("cert_sha256", v.CertSHA256.String()[:16]))
-			}
 			if v.VLAN != "" {
 				attrs = append(attrs, slog.String("vlan", v.VLAN))
 			}
 		}
+		if !cl.certSHA256.IsZero() {
+			attrs = append(attrs, slog.String("cert_sha256", cl.certSHA256.String()[:16]), slog.String("serial", cl.serial))
+		}
+		if cl.device != "" && (v == nil || v.DeviceID != cl.device) {
+			attrs = append(attrs, slog.String("claimed_device", cl.device))
+		}
+		if cl.station != "" {
+			attrs = append(attrs, slog.String("calling_station", cl.station))
+		}
+		if note != "" {
+			attrs = append(attrs, slog.String("note", note))
+		}
 		s.log.LogAttrs(ctx, slog.LevelInfo, "authentication", attrs...)
 	}
-	actx, cancel := context.WithTimeout(ctx, storeTimeout)
-	defer cancel()
-	err := s.groups.Append(actx, &store.AuditEvent{
+	ev := &store.AuditEvent{
 		V:       store.RecordVersion,
 		Time:    s.now().UTC(),
 		Actor:   "nas:" + n.Name,
 		Action:  "radius.auth",
 		Subject: subject,
 		Result:  result,
-		Reason:  reason,
+		Reason:  auditReason(reason, c, cl, v, note),
 		Source:  from.Addr().String(),
-	})
+	}
+	if !ok && note == "" {
+		// Anyone in radio range can make a NAS send rejects: each kind
+		// per certificate and station is written once a window, with the
+		// count of the rest (the metric counts every one). A refusal at
+		// Accept (note) is rare and always written.
+		key := reason + "|" + cl.certSHA256.String() + "|" + cl.station + "|" + ev.Source
+		s.auditBudgeted(ctx, ev, key)
+		return
+	}
+	actx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	err := s.groups.Append(actx, ev)
 	if err != nil {
 		s.metrics.AuditError()
 		s.log.Error("audit append failed", "nas", n.Name, "err", err)

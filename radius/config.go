@@ -19,8 +19,10 @@ const DefaultCoAPort = 3799
 // section (DefaultFileConfig).
 const (
 	defaultConversationIdle       = 30 * time.Second
+	defaultEarlyIdle              = 5 * time.Second
 	defaultMaxConversations       = 20000
 	defaultMaxConversationsPerNAS = 5000
+	defaultMaxConversationBytes   = 256 << 20
 )
 
 // Status-Server answers per NAS client: a watchdog every few seconds per
@@ -59,6 +61,14 @@ type Client struct {
 	// TLSMaxVersion caps EAP-TLS for this NAS (e.g. tls.VersionTLS12 for
 	// supplicants that mishandle TLS 1.3); 0 means the eaptls default.
 	TLSMaxVersion uint16
+	// OnOffWithoutTimestamp lets an Accounting-On/Off without
+	// Event-Timestamp close the NAS's sessions (as of now minus
+	// Acct-Delay-Time).
+	//
+	// WARNING: such a packet cannot be told from a replay of an old one,
+	// so anyone who captured one can switch enforcement off for that NAS
+	// at will. Only for NASes that cannot send Event-Timestamp.
+	OnOffWithoutTimestamp bool
 	// SendRejectReason adds Reply-Message with the reject reason to
 	// Access-Rejects. Off by default: the reason helps an attacker probe.
 	SendRejectReason bool
@@ -73,6 +83,14 @@ type Config struct {
 	// and per NAS client (MaxConversationsPerNAS, default 5000).
 	MaxConversations       int
 	MaxConversationsPerNAS int
+	// MaxConversationBytes bounds the conversations' estimated memory
+	// (conversation.go: earlyCost, tlsCost); default 256 MiB, about 2,500
+	// handshakes in progress at once.
+	MaxConversationBytes int64
+	// EarlyIdle expires a conversation that never got past
+	// Identity/EAP-TLS-Start sooner (default 5s, at most ConversationIdle):
+	// a supplicant answers those rounds in milliseconds.
+	EarlyIdle time.Duration
 	// DuplicateTTL is how long responses stay cached for retransmissions
 	// (RFC 5080 §2.2.2 suggests 5-30 s); default 10s. DuplicateEntries
 	// bounds the cache (default 65536).
@@ -99,6 +117,15 @@ type Config struct {
 	AuditSync  bool
 	// AcctInterimInterval, if > 0, is sent in Access-Accept (>= 60s).
 	AcctInterimInterval time.Duration
+	// AuditBudgetWindow: refusals caused by unauthenticated traffic (bad
+	// Class, stale On/Off, rejects) are audited once per kind and source
+	// per window, with the count of the rest (default 1 minute).
+	AuditBudgetWindow time.Duration
+	// ClassKey (ClassKeyLen octets) authenticates the Class of every
+	// Access-Accept (class.go); LoadClassKey keeps one across restarts.
+	// Empty: a random key for this process, so that sessions admitted
+	// before a restart are no longer mapped to their devices (logged).
+	ClassKey []byte
 }
 
 func (c *Config) setDefaults() {
@@ -110,6 +137,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxConversationsPerNAS <= 0 {
 		c.MaxConversationsPerNAS = defaultMaxConversationsPerNAS
+	}
+	if c.MaxConversationBytes <= 0 {
+		c.MaxConversationBytes = defaultMaxConversationBytes
+	}
+	if c.EarlyIdle <= 0 {
+		c.EarlyIdle = defaultEarlyIdle
 	}
 	if c.DuplicateTTL <= 0 {
 		c.DuplicateTTL = 10 * time.Second
@@ -154,6 +187,9 @@ func (c *Config) Validate() error {
 		}
 		names[cl.Name] = true
 		prefixes[p] = cl.Name
+	}
+	if len(c.ClassKey) != 0 && len(c.ClassKey) != ClassKeyLen {
+		return fmt.Errorf("radius: class_key: %d bytes, want %d", len(c.ClassKey), ClassKeyLen)
 	}
 	if c.AcctInterimInterval != 0 && c.AcctInterimInterval < time.Minute {
 		return errors.New("radius: acct_interim_interval: must be >= 60s")

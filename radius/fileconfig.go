@@ -23,9 +23,16 @@ type FileConfig struct {
 	MaxConversations int             `yaml:"max_conversations"`
 	MaxPerNAS        int             `yaml:"max_conversations_per_nas"`
 	IdleTimeout      config.Duration `yaml:"conversation_idle_timeout"`
-	TLSMaxVersion    string          `yaml:"tls_max_version"` // "1.2" | "1.3"
-	MaxFragment      int             `yaml:"max_fragment"`
-	AllowNoEMS       bool            `yaml:"allow_no_ems"`
+	// MaxConversationBytes and EarlyIdleTimeout: Config's; 0 the defaults.
+	MaxConversationBytes int64           `yaml:"max_conversation_bytes"`
+	EarlyIdleTimeout     config.Duration `yaml:"early_idle_timeout"`
+	// ClassKeyFile holds the key that authenticates Class (32 octets,
+	// created 0600 when absent); empty: radius-class.key in the data dir
+	// (the wiring's choice).
+	ClassKeyFile  string `yaml:"class_key_file"`
+	TLSMaxVersion string `yaml:"tls_max_version"` // "1.2" | "1.3"
+	MaxFragment   int    `yaml:"max_fragment"`
+	AllowNoEMS    bool   `yaml:"allow_no_ems"`
 	// SendCANames puts the issuing CA's name in the TLS CertificateRequest
 	// (a hint some supplicants use to pick among several client certs). Off
 	// by default: without it a TLS 1.3 authentication takes 4 RADIUS round
@@ -58,6 +65,8 @@ type FileClient struct {
 	RequireMessageAuthenticator *bool  `yaml:"require_message_authenticator"`
 	SendRejectReason            bool   `yaml:"send_reject_reason"`
 	TLSMaxVersion               string `yaml:"tls_max_version"`
+	// OnOffWithoutTimestamp: Client's WARNING.
+	OnOffWithoutTimestamp bool `yaml:"onoff_without_event_timestamp"`
 
 	prefix netip.Prefix // CIDR, resolved by Validate
 	secret []byte       // Secret or SecretFile's content, resolved by Validate
@@ -102,6 +111,12 @@ func (c *FileConfig) Validate(path string) error {
 	}
 	if c.IdleTimeout <= 0 {
 		return config.Errorf(path+".conversation_idle_timeout", "must be > 0")
+	}
+	if c.EarlyIdleTimeout < 0 || c.EarlyIdleTimeout > c.IdleTimeout {
+		return config.Errorf(path+".early_idle_timeout", "must be between 0 (default) and conversation_idle_timeout")
+	}
+	if c.MaxConversationBytes != 0 && c.MaxConversationBytes < 1<<20 {
+		return config.Errorf(path+".max_conversation_bytes", "must be 0 (default) or at least 1 MiB")
 	}
 	if _, err := tlsVersion(c.TLSMaxVersion); err != nil {
 		return config.Errorf(path+".tls_max_version", "%w", err)
@@ -175,6 +190,8 @@ func (c *FileConfig) Server() Config {
 		ConversationIdle:       c.IdleTimeout.D(),
 		MaxConversations:       c.MaxConversations,
 		MaxConversationsPerNAS: c.MaxPerNAS,
+		MaxConversationBytes:   c.MaxConversationBytes,
+		EarlyIdle:              c.EarlyIdleTimeout.D(),
 		AuditFlush:             c.AuditFlush.D(),
 		AuditSync:              c.AuditSync,
 	}
@@ -186,6 +203,7 @@ func (cl *FileClient) client() Client {
 		RequireMessageAuthenticator: cl.RequireMessageAuthenticator == nil || *cl.RequireMessageAuthenticator,
 		LimitProxyState:             true,
 		SendRejectReason:            cl.SendRejectReason,
+		OnOffWithoutTimestamp:       cl.OnOffWithoutTimestamp,
 	}
 	if cl.CoASecret != "" {
 		rc.CoASecret = []byte(cl.CoASecret)

@@ -235,7 +235,7 @@ func (m *memSessions) GetSession(_ context.Context, nas, id string) (*store.Sess
 }
 
 // CloseNASSessions follows the store contract (storetest checks the real one).
-func (m *memSessions) CloseNASSessions(_ context.Context, nas string, at time.Time, cause uint32) (int, error) {
+func (m *memSessions) CloseNASSessions(_ context.Context, scope store.NASScope, at time.Time, cause uint32) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.failClose != nil {
@@ -243,10 +243,10 @@ func (m *memSessions) CloseNASSessions(_ context.Context, nas string, at time.Ti
 	}
 	n := 0
 	for k, s := range m.m {
-		if s.NAS != nas || !s.Live() || s.StartedAt.After(at) {
+		if !scope.Matches(&s) || !s.Live() || s.StartedAt.After(at) {
 			continue
 		}
-		s.StoppedAt, s.UpdatedAt, s.TerminateCause = at, at, cause
+		s.StoppedAt, s.UpdatedAt, s.TerminateCause, s.ClosedByOnOff = at, at, cause, true
 		m.m[k] = s
 		n++
 	}
@@ -427,4 +427,31 @@ func u32(v uint32) lradius.Attribute {
 	b := make([]byte, 4)
 	binary.BigEndian.PutUint32(b, v)
 	return b
+}
+
+// ListSessions is the enforcer's view (dynauth.Sessions): the sessions of
+// one device, live ones only if asked, in one page.
+func (m *memSessions) ListSessions(_ context.Context, deviceID string, liveOnly bool, _ store.Page) ([]*store.Session, string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []*store.Session
+	for _, s := range m.m {
+		if s.DeviceID != deviceID || (liveOnly && !s.Live()) {
+			continue
+		}
+		out = append(out, &s)
+	}
+	return out, "", nil
+}
+
+// newUDPNASAt is newUDPNAS from another loopback address (127.0.0.2...):
+// one more NAS under the same client prefix.
+func newUDPNASAt(t testing.TB, server netip.AddrPort, secret []byte, local string) *udpNAS {
+	t.Helper()
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(local), 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &udpNAS{conn: c, server: server, secret: secret}
 }

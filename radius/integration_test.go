@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -96,6 +97,8 @@ func stopLive(t *testing.T, s *Server, cancel context.CancelFunc, done <-chan er
 	}
 }
 
+var stationSeq atomic.Uint32
+
 type eapRun struct {
 	final   *lradius.Packet
 	lastReq *lradius.Packet
@@ -110,11 +113,13 @@ func runEAP(t *testing.T, nas *udpNAS, peer *eaptls.Peer, mtu uint32) eapRun {
 	t.Helper()
 	eap := peer.Identity(0)
 	var state []byte
+	// Each supplicant its own MAC: one conversation per station and NAS.
+	mac := fmt.Sprintf("02-00-00-%02X-%02X-%02X", byte(stationSeq.Add(1)>>16), byte(stationSeq.Load()>>8), byte(stationSeq.Load()))
 	id := byte(0)
 	for round := 1; round <= 100; round++ {
 		attrs := lradius.Attributes{
 			{Type: attrUserName, Attribute: []byte("anonymous@example.org")},
-			{Type: attrCallingStationID, Attribute: []byte("02-00-00-00-00-01")},
+			{Type: attrCallingStationID, Attribute: []byte(mac)},
 		}
 		if mtu != 0 {
 			attrs = append(attrs, &lradius.AVP{Type: attrFramedMTU, Attribute: u32(mtu)})

@@ -86,7 +86,9 @@ func TestInteropEapolTest(t *testing.T) {
 			if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			args := []string{"-c", confPath, "-a", "127.0.0.1", "-p", strconv.Itoa(int(ls.auth.Port())), "-s", testSecret, "-t", "10", "-r", "0"}
+			args := []string{"-c", confPath, "-a", "127.0.0.1", "-p", strconv.Itoa(int(ls.auth.Port())), "-s", testSecret, "-t", "10", "-r", "0",
+				// Its own MAC (Calling-Station-Id): one conversation per station and NAS.
+				"-M", fmt.Sprintf("02:00:00:00:01:%02x", byte(stationSeq.Add(1)))}
 			out, err := runTool(t, 30*time.Second, "", bin, args...)
 			if testing.Verbose() {
 				t.Logf("eapol_test: %s", grepLines(out, "Using TLS version", "MPPE keys", "SUCCESS", "FAILURE"))

@@ -43,6 +43,11 @@ const (
 	DropRateLimited         = "rate_limited" // Status-Server beyond its per-client rate
 	DropStoreError          = "store_error"
 	DropInternal            = "internal"
+	// A conversation taken out for a newer one of the same
+	// Calling-Station-Id on the same NAS, or evicted at a cap because it
+	// never got past Identity/Start (conversation.go).
+	DropReplaced = "conversation_replaced"
+	DropEvicted  = "conversation_evicted"
 )
 
 // Protocol-level reject reasons (the label of Metrics.Reject besides the

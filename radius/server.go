@@ -2,6 +2,7 @@ package radius
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"hardbound/posture"
 	"hardbound/radius/packet"
 	"hardbound/store"
+	"hardbound/store/auditbudget"
 	"hardbound/store/auditgroup"
 )
 
@@ -40,9 +42,9 @@ type cachedDecider interface {
 type Sessions interface {
 	PutSession(ctx context.Context, s *store.Session) error
 	GetSession(ctx context.Context, nas, acctSessionID string) (*store.Session, error)
-	// CloseNASSessions stops every live session of the NAS started at or
-	// before at (Accounting-On/Off) and reports how many it closed.
-	CloseNASSessions(ctx context.Context, nas string, at time.Time, cause uint32) (int, error)
+	// CloseNASSessions stops every live session of one NAS (scope) started
+	// at or before at (Accounting-On/Off) and reports how many it closed.
+	CloseNASSessions(ctx context.Context, scope store.NASScope, at time.Time, cause uint32) (int, error)
 }
 
 // Auditor appends to the audit chain; store.Store satisfies it. Decisions
@@ -51,6 +53,21 @@ type Auditor interface {
 	AppendAudit(ctx context.Context, ev *store.AuditEvent) error
 	AppendAudits(ctx context.Context, evs []*store.AuditEvent) error
 }
+
+// certBindings finds a certificate's binding; store.Store satisfies it.
+type certBindings interface {
+	GetCertBinding(ctx context.Context, sha store.Hash) (*store.Cert, error)
+}
+
+// SessionStarts learns of every session whose Class verified, with the
+// time its Access-Accept was built (the enforcer: a standing change
+// between the Accept and the Accounting-Start found no session to act on).
+type SessionStarts interface {
+	SessionStarted(ctx context.Context, s *store.Session, admitted time.Time)
+}
+
+// WithSessionStarts sets the SessionStarts hook.
+func WithSessionStarts(x SessionStarts) Option { return func(s *Server) { s.starts = x } }
 
 // Option customizes a Server.
 type Option func(*Server)
@@ -82,6 +99,14 @@ type Server struct {
 	log      *slog.Logger
 	metrics  Metrics
 	now      func() time.Time
+	class    classKey
+	// bindings resolves a Class that left a long device id out (the
+	// certificate's binding); sessions, when it has GetCertBinding.
+	bindings certBindings
+	starts   SessionStarts // optional
+	refusals *refusalLog
+	budget   *auditbudget.Budget
+	onoff    onOffTracker
 
 	newSession func(ctx context.Context, o eaptls.SessionOptions) eapSession
 	convs      *convTable
@@ -122,10 +147,19 @@ func New(cfg Config, eap *eaptls.Server, dec Decider, sessions Sessions, audit A
 		log:      slog.Default(),
 		metrics:  NopMetrics{},
 		now:      time.Now,
-		convs:    newConvTable(cfg.MaxConversations, cfg.MaxConversationsPerNAS, cfg.ConversationIdle),
+		convs:    newConvTable(cfg.MaxConversations, cfg.MaxConversationsPerNAS, cfg.MaxConversationBytes, cfg.ConversationIdle, cfg.EarlyIdle),
 		dups:     newDupCache(cfg.DuplicateTTL, cfg.DuplicateEntries),
+		refusals: newRefusalLog(),
+		budget:   auditbudget.New(cfg.AuditBudgetWindow, 0),
 	}
 	s.cached, _ = dec.(cachedDecider)
+	s.bindings, _ = sessions.(certBindings)
+	s.class.key = append([]byte(nil), cfg.ClassKey...)
+	randomClassKey := len(s.class.key) == 0
+	if randomClassKey {
+		s.class.key = make([]byte, ClassKeyLen)
+		_, _ = rand.Read(s.class.key) // never fails (Go 1.24+)
+	}
 	s.newSession = func(ctx context.Context, o eaptls.SessionOptions) eapSession {
 		return eaptls.NewSession[posture.Verdict](ctx, eap, o)
 	}
@@ -147,6 +181,9 @@ func New(cfg Config, eap *eaptls.Server, dec Decider, sessions Sessions, audit A
 			s.log.Error("audit append failed", "decisions", n, "err", err)
 		},
 	})
+	if randomClassKey {
+		s.log.Warn("no Class key configured: a random one for this process; sessions admitted before a restart will not map to their devices")
+	}
 	for _, c := range cfg.Clients {
 		if !c.RequireMessageAuthenticator {
 			s.log.Warn("WARNING: Message-Authenticator not required for NAS client; Access-Requests without it are accepted (BlastRADIUS exposure)",
@@ -361,6 +398,7 @@ func (s *Server) janitor(ctx context.Context) {
 			// packet arrives: after a storm an idle server would keep
 			// the whole cache (~64 MiB at its cap) until traffic resumes.
 			s.dups.expire(s.now())
+			s.flushBudget(ctx)
 		}
 	}
 }

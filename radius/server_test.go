@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -39,6 +40,10 @@ type fakeSession struct {
 	done    bool
 	// authorize is the Authorizer of the last Step.
 	authorize eaptls.Authorizer[posture.Verdict]
+	// holdTLS answers EAP-TLS data with another request (a handshake
+	// that goes on) instead of finishing.
+	holdTLS bool
+	lastID  uint8
 }
 
 type fakeResult = eaptls.Result[posture.Verdict]
@@ -54,7 +59,12 @@ func (f *fakeSession) Step(ctx context.Context, eap []byte, authorize eaptls.Aut
 		req := make([]byte, max(f.reqSize, 6))
 		req[0], req[1], req[4] = 1, id+1, 13
 		binary.BigEndian.PutUint16(req[2:4], uint16(len(req)))
+		f.lastID = id + 1
 		return fakeResult{Reply: req, Outcome: eaptls.Continue}, nil
+	case f.holdTLS && isTLSData(eap):
+		// A handshake in progress: another request, no decision yet.
+		f.lastID = id + 1
+		return fakeResult{Reply: []byte{1, id + 1, 0, 6, 13, 0}, Outcome: eaptls.Continue}, nil
 	default:
 		f.done = true
 		v, err := authorize(ctx, tls.ConnectionState{PeerCertificates: []*x509.Certificate{f.leaf}})
@@ -73,7 +83,13 @@ func (f *fakeSession) Keys() (msk, emsk []byte) {
 	return f.msk, make([]byte, 64)
 }
 func (f *fakeSession) Identity() string { return "anonymous@example.org" }
-func (f *fakeSession) Close()           { f.closed.Store(true) }
+func (f *fakeSession) ConnectionState() tls.ConnectionState {
+	if !f.done {
+		return tls.ConnectionState{}
+	}
+	return tls.ConnectionState{Version: tls.VersionTLS13, PeerCertificates: []*x509.Certificate{f.leaf}}
+}
+func (f *fakeSession) Close() { f.closed.Store(true) }
 
 type harness struct {
 	t        *testing.T
@@ -86,6 +102,7 @@ type harness struct {
 	nasAddr  netip.AddrPort
 	leaf     *x509.Certificate // next fake session's client cert
 	reqSize  int
+	holdTLS  bool
 	mu       sync.Mutex
 	fakes    []*fakeSession
 	clock    atomic.Int64
@@ -122,7 +139,7 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 	s.newSession = func(_ context.Context, o eaptls.SessionOptions) eapSession {
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		f := &fakeSession{opts: o, leaf: h.leaf, msk: h.msk, reqSize: h.reqSize}
+		f := &fakeSession{opts: o, leaf: h.leaf, msk: h.msk, reqSize: h.reqSize, holdTLS: h.holdTLS}
 		h.fakes = append(h.fakes, f)
 		return f
 	}
@@ -349,8 +366,8 @@ func TestAcceptCarriesKeysAndAuthorization(t *testing.T) {
 			if got := string(p.Get(attrUserName)); got != v.DeviceID {
 				t.Fatalf("User-Name = %q, want device id %q", got, v.DeviceID)
 			}
-			ch, dev, err := parseClass(p.Get(attrClass))
-			if err != nil || ch != store.HashCert(h.leaf) || dev != v.DeviceID {
+			tok, err := h.s.class.decode(p.Get(attrClass), "ap1", h.nasAddr.Addr(), nil)
+			if err != nil || tok.cert != store.HashCert(h.leaf) || tok.deviceID != v.DeviceID {
 				t.Fatalf("Class = %q (%v)", p.Get(attrClass), err)
 			}
 			tt.check(t, p, req)
@@ -405,7 +422,7 @@ func TestRejects(t *testing.T) {
 				t.Fatalf("reject/%s not counted: %v", tt.wantReason, h.metrics)
 			}
 			ev := h.audited()
-			if len(ev) != 1 || ev[0].Result != "reject" || ev[0].Reason != tt.wantReason {
+			if len(ev) != 1 || ev[0].Result != "reject" || strings.Fields(ev[0].Reason)[0] != tt.wantReason {
 				t.Fatalf("audit = %+v", ev)
 			}
 		})
@@ -485,33 +502,120 @@ func TestStateHandling(t *testing.T) {
 	}
 }
 
-func TestConversationCaps(t *testing.T) {
+func TestConversationCapsEvictEarlyConversationsNotNewOnes(t *testing.T) {
 	t.Parallel()
-	h := newHarness(t, func(c *Config) { c.MaxConversations = 3; c.MaxConversationsPerNAS = 2 })
-	codes := []lradius.Code{}
-	for i := range 3 {
-		req := h.accessRequest(byte(i), nil, nil)
-		codes = append(codes, checkResponse(t, h.handle(h.nasAddr, portAuth, req), req, h.secret).Code)
-	}
-	want := []lradius.Code{lradius.CodeAccessChallenge, lradius.CodeAccessChallenge, lradius.CodeAccessReject}
-	for i := range want {
-		if codes[i] != want[i] {
-			t.Fatalf("codes %v, want %v", codes, want)
+	station := func(mac string) *lradius.AVP { return &lradius.AVP{Type: attrCallingStationID, Attribute: []byte(mac)} }
+	// start sends an EAP-Response/Identity and returns the State.
+	start := func(h *harness, id byte, mac string) []byte {
+		t.Helper()
+		req := h.accessRequest(id, nil, nil, station(mac))
+		p := checkResponse(t, h.handle(h.nasAddr, portAuth, req), req, h.secret)
+		if p.Code != lradius.CodeAccessChallenge {
+			t.Fatalf("%s: %v", mac, p.Code)
 		}
+		return p.Get(attrState)
 	}
-	// Another NAS still has room under the global cap, then hits it.
-	other := netip.MustParseAddrPort("203.0.113.1:9")
-	req := h.accessRequest(50, nil, nil)
-	if p := checkResponse(t, h.handle(other, portAuth, req), req, h.secret); p.Code != lradius.CodeAccessChallenge {
-		t.Fatalf("other NAS: %v", p.Code)
+	// next sends one more round (EAP-TLS data when tls) on state.
+	next := func(h *harness, id byte, state []byte, tls bool) (lradius.Code, []byte) {
+		t.Helper()
+		eap := []byte{2, 0, 0, 6, 13, 0}
+		if tls {
+			eap = []byte{2, 0, 0, 10, 13, 0, 0x16, 3, 1, 0}
+		}
+		h.mu.Lock()
+		for _, f := range h.fakes {
+			eap[1] = f.lastID
+		}
+		h.mu.Unlock()
+		req := h.accessRequest(id, eap, state)
+		p := checkResponse(t, h.handle(h.nasAddr, portAuth, req), req, h.secret)
+		return p.Code, p.Get(attrState)
 	}
-	req = h.accessRequest(51, nil, nil)
-	if p := checkResponse(t, h.handle(other, portAuth, req), req, h.secret); p.Code != lradius.CodeAccessReject {
-		t.Fatalf("global cap: %v", p.Code)
-	}
-	if h.metrics.get("reject/over_capacity") != 2 {
-		t.Fatalf("over_capacity = %d", h.metrics.get("reject/over_capacity"))
-	}
+	t.Run("per_nas_cap_evicts_the_oldest_early", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, func(c *Config) { c.MaxConversationsPerNAS = 2 })
+		h.holdTLS = true
+		s1 := start(h, 1, "02-00-00-00-00-01")
+		_, s1 = next(h, 2, s1, true) // doing TLS: never evicted
+		s2 := start(h, 3, "02-00-00-00-00-02")
+		s3 := start(h, 4, "02-00-00-00-00-03") // evicts s2, the oldest early one
+		if code, _ := next(h, 5, s2, false); code != lradius.CodeAccessReject {
+			t.Fatalf("evicted conversation answered %v", code)
+		}
+		if code, _ := next(h, 6, s1, true); code != lradius.CodeAccessChallenge {
+			t.Fatalf("TLS conversation answered %v after a newcomer", code)
+		}
+		_, s3 = next(h, 7, s3, true)
+		// Both slots doing TLS: now the newcomer is refused.
+		req := h.accessRequest(8, nil, nil, station("02-00-00-00-00-04"))
+		if p := checkResponse(t, h.handle(h.nasAddr, portAuth, req), req, h.secret); p.Code != lradius.CodeAccessReject {
+			t.Fatalf("newcomer with no early conversation to evict: %v", p.Code)
+		}
+		if h.metrics.get("drop/"+DropEvicted) != 1 || h.metrics.get("reject/"+RejectOverCapacity) != 1 {
+			t.Fatalf("metrics %v", h.metrics)
+		}
+	})
+	t.Run("same_station_replaces", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, nil)
+		s1 := start(h, 1, "02-00-00-00-00-01")
+		start(h, 2, "02-00-00-00-00-01")
+		if code, _ := next(h, 3, s1, false); code != lradius.CodeAccessReject {
+			t.Fatalf("replaced conversation answered %v", code)
+		}
+		if h.s.convs.len() != 1 || h.metrics.get("drop/"+DropReplaced) != 1 || !h.fakes[0].closed.Load() {
+			t.Fatalf("live %d, metrics %v", h.s.convs.len(), h.metrics)
+		}
+	})
+	t.Run("memory_bound_evicts_early_for_a_handshake", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, func(c *Config) { c.MaxConversationBytes = tlsCost + earlyCost/2 })
+		h.holdTLS = true
+		s1 := start(h, 1, "02-00-00-00-00-01")
+		s2 := start(h, 2, "02-00-00-00-00-02")
+		if code, _ := next(h, 3, s1, true); code != lradius.CodeAccessChallenge { // evicts s2 for its handshake
+			t.Fatalf("handshake refused: %v", code)
+		}
+		if code, _ := next(h, 4, s2, false); code != lradius.CodeAccessReject {
+			t.Fatalf("evicted conversation answered %v", code)
+		}
+		if u := h.s.convs.usage(); u > tlsCost+earlyCost/2 {
+			t.Fatalf("usage %d over the bound", u)
+		}
+	})
+	t.Run("early_conversations_expire_sooner", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, func(c *Config) { c.EarlyIdle = time.Second; c.ConversationIdle = 30 * time.Second })
+		h.holdTLS = true
+		s1 := start(h, 1, "02-00-00-00-00-01")
+		_, s1 = next(h, 2, s1, true)
+		s2 := start(h, 3, "02-00-00-00-00-02")
+		h.advance(2 * time.Second)
+		gone, live := h.s.convs.expire(h.s.now())
+		if len(gone) != 1 || live != 1 {
+			t.Fatalf("expired %d, live %d: want the early one gone", len(gone), live)
+		}
+		if code, _ := next(h, 4, s2, false); code != lradius.CodeAccessReject {
+			t.Fatalf("expired early conversation answered %v", code)
+		}
+		if code, _ := next(h, 5, s1, true); code != lradius.CodeAccessChallenge {
+			t.Fatalf("TLS conversation answered %v", code)
+		}
+	})
+	t.Run("global_cap_evicts_across_nases", func(t *testing.T) {
+		t.Parallel()
+		h := newHarness(t, func(c *Config) { c.MaxConversations = 2 })
+		start(h, 1, "02-00-00-00-00-01")
+		start(h, 2, "02-00-00-00-00-02")
+		other := netip.MustParseAddrPort("203.0.113.1:9")
+		req := h.accessRequest(3, nil, nil, station("02-00-00-00-00-03"))
+		if p := checkResponse(t, h.handle(other, portAuth, req), req, h.secret); p.Code != lradius.CodeAccessChallenge {
+			t.Fatalf("other NAS at the global cap: %v", p.Code)
+		}
+		if h.s.convs.len() != 2 || h.metrics.get("drop/"+DropEvicted) != 1 {
+			t.Fatalf("live %d, metrics %v", h.s.convs.len(), h.metrics)
+		}
+	})
 }
 
 func TestChallengeSplitsLargeEAP(t *testing.T) {
@@ -561,7 +665,7 @@ func TestAccounting(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
 	cert := store.HashCert(h.pki.clients["ok"].cert)
-	class := &lradius.AVP{Type: attrClass, Attribute: encodeClass(cert, "dev-ok")}
+	class := &lradius.AVP{Type: attrClass, Attribute: h.s.class.encode("ap1", h.nasAddr.Addr(), h.s.now(), cert, "dev-ok")}
 	send := func(req []byte) *lradius.Packet {
 		t.Helper()
 		resp := h.handle(h.nasAddr, portAcct, req)
@@ -613,7 +717,7 @@ func TestAccounting(t *testing.T) {
 	}{
 		{"ok/no-class-counted", acctRequest(t, h.secret, 10, acctStart, "S2"), nil, true, "acct/start/no_class"},
 		{"ok/foreign-class-counted", acctRequest(t, h.secret, 11, acctStart, "S3", &lradius.AVP{Type: attrClass, Attribute: []byte("other-server")}), nil, true, "acct/start/bad_class"},
-		{"ok/accounting-on", acctRequest(t, h.secret, 12, acctOn, ""), nil, true, "acct/accounting_on/ok"},
+		{"ok/accounting-on-without-timestamp-refused", acctRequest(t, h.secret, 12, acctOn, ""), nil, true, "acct/accounting_on/refused_no_timestamp"},
 		{"drop/store-error-no-response", acctRequest(t, h.secret, 13, acctStart, "S4", class), errors.New("disk full"), false, "drop/store_error"},
 		{"drop/missing-session-id", acctRequest(t, h.secret, 14, acctStart, ""), nil, false, "drop/malformed"},
 		{"drop/bad-authenticator", func() []byte {
@@ -719,4 +823,29 @@ func TestListenAndServeReportsBadAddress(t *testing.T) {
 func (h *harness) audited() []store.AuditEvent {
 	h.s.groups.Flush()
 	return h.audit.all()
+}
+
+// TestRejectStormIsAuditedOnBudget: 1,000 rejects of one certificate from
+// one station write one audit event in the window, then one carrying the
+// count; the metric counts all of them.
+func TestRejectStormIsAuditedOnBudget(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	h.leaf = h.pki.clients["unbound"].cert
+	station := &lradius.AVP{Type: attrCallingStationID, Attribute: []byte("02-00-00-00-00-99")}
+	for range 1000 {
+		h.runToEnd(h.nasAddr, station)
+	}
+	if got := h.metrics.get("reject/unknown_cert"); got != 1000 {
+		t.Fatalf("metric counted %d rejects, want 1000", got)
+	}
+	if evs := h.audited(); len(evs) != 1 {
+		t.Fatalf("%d audit events for 1,000 rejects in one window, want 1", len(evs))
+	}
+	h.advance(2 * time.Minute)
+	h.runToEnd(h.nasAddr, station)
+	evs := h.audited()
+	if len(evs) != 2 || !strings.Contains(evs[1].Reason, "suppressed_before=999") {
+		t.Fatalf("after the window: %d events, last %+v", len(evs), evs[len(evs)-1])
+	}
 }

@@ -39,6 +39,7 @@ const (
 	attrMessageAuth         = 80
 	attrTunnelPrivateGroup  = 81
 	attrAcctInterimInterval = 85
+	attrNASIPv6Address      = 95
 	attrErrorCause          = 101
 
 	errorCauseInvalidEAP = 202 // RFC 5176 §3.6: Invalid EAP Packet (Ignored)

@@ -5,6 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,39 +67,88 @@ func TestDupCache(t *testing.T) {
 	}
 }
 
-func TestClassRoundTrip(t *testing.T) {
+func TestClassIsAuthenticAndWhole(t *testing.T) {
 	t.Parallel()
+	k := classKey{key: bytes.Repeat([]byte{7}, ClassKeyLen)}
 	h := store.Hash{1, 2, 3}
-	long := string(bytes.Repeat([]byte("é"), 200))
+	issued := time.Date(2026, 12, 2, 10, 0, 0, 123, time.UTC)
+	nasA := netip.MustParseAddr("127.0.0.1")
+	long := strings.Repeat("é", 128) // 256 octets: more than one attribute holds
+	bindings := map[store.Hash]string{h: long}
+	resolve := func(x store.Hash) (string, error) {
+		if id, ok := bindings[x]; ok {
+			return id, nil
+		}
+		return "", store.ErrNotFound
+	}
+	for _, dev := range []string{"dev-123", "a:b:c", strings.Repeat("x", classRoom), long} {
+		v := k.encode("access", nasA, issued, h, dev)
+		if len(v) > maxAttr {
+			t.Fatalf("%d-octet device id: class is %d octets", len(dev), len(v))
+		}
+		got, err := k.decode(v, "access", nasA, resolve)
+		if err != nil || got.deviceID != dev || got.cert != h || !got.issued.Equal(issued) {
+			t.Fatalf("%d-octet device id: %+v, %v", len(dev), got, err)
+		}
+	}
+	good := k.encode("access", nasA, issued, h, "dev-123")
+	flip := func(i int) []byte { b := bytes.Clone(good); b[i] ^= 1; return b }
 	tests := []struct {
-		name   string
-		device string
+		name string
+		v    []byte
+		nas  string
+		from netip.Addr
+		key  classKey
 	}{
-		{"plain", "dev-123"},
-		{"empty-device", ""},
-		{"colon-in-device", "a:b:c"},
-		{"long-device-truncated-on-rune", long},
+		{"another_nas_of_the_client", good, "access", netip.MustParseAddr("127.0.0.2"), k},
+		{"another_client", good, "other", nasA, k},
+		{"another_server_key", good, "access", nasA, classKey{key: bytes.Repeat([]byte{8}, ClassKeyLen)}},
+		{"device_changed", append(bytes.Clone(good[:len(good)-1]), '4'), "access", nasA, k},
+		{"issued_changed", flip(6), "access", nasA, k},
+		{"cert_changed", flip(20), "access", nasA, k},
+		{"mac_changed", flip(classHeader - 1), "access", nasA, k},
+		{"unknown_flag", flip(3), "access", nasA, k},
+		{"old_unauthenticated_format", []byte("hb1:" + h.String() + ":dev-123"), "access", nasA, k},
+		{"short", good[:classHeader-1], "access", nasA, k},
+		{"empty", nil, "access", nasA, k},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			v := encodeClass(h, tt.device)
-			if len(v) > 253 {
-				t.Fatalf("class is %d bytes", len(v))
-			}
-			gh, gd, err := parseClass(v)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if gh != h || (len(tt.device) <= 253-69 && gd != tt.device) {
-				t.Fatalf("got %v %q", gh, gd)
-			}
-		})
-	}
-	for _, bad := range []string{"", "hb1:", "hb2:" + h.String() + ":x", "hb1:" + h.String() + "x", "hb1:zz" + h.String()[2:] + ":d", "hb1:" + h.String() + ":\x00"} {
-		if _, _, err := parseClass([]byte(bad)); !errors.Is(err, ErrBadClass) {
-			t.Errorf("parseClass(%q) err = %v", bad, err)
+		if _, err := tt.key.decode(tt.v, tt.nas, tt.from, resolve); !errors.Is(err, ErrBadClass) {
+			t.Errorf("%s: err = %v, want ErrBadClass", tt.name, err)
 		}
+	}
+	// A long id left out resolves through the binding, and the MAC covers
+	// it: a binding that names another device does not verify.
+	v := k.encode("access", nasA, issued, h, long)
+	bindings[h] = long[:len(long)-2]
+	if _, err := k.decode(v, "access", nasA, resolve); !errors.Is(err, ErrBadClass) {
+		t.Errorf("resolved to another device: err = %v", err)
+	}
+	if _, err := k.decode(v, "access", nasA, nil); !errors.Is(err, ErrBadClass) {
+		t.Errorf("no resolver: err = %v", err)
+	}
+}
+
+func TestLoadClassKeyKeepsItAcrossRestarts(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "radius", "class.key")
+	a, err := LoadClassKey(path)
+	if err != nil || len(a) != ClassKeyLen {
+		t.Fatalf("create: %d octets, %v", len(a), err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode %v, %v", fi.Mode(), err)
+	}
+	b, err := LoadClassKey(path)
+	if err != nil || !bytes.Equal(a, b) {
+		t.Fatalf("reload gave another key (%v)", err)
+	}
+	if err := os.WriteFile(path, []byte("short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadClassKey(path); err == nil {
+		t.Fatal("a short key file was accepted")
 	}
 }
 

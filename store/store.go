@@ -212,10 +212,37 @@ type Session struct {
 	InputOctets      uint64    `json:"input_octets,omitempty"`
 	OutputOctets     uint64    `json:"output_octets,omitempty"`
 	TerminateCause   uint32    `json:"terminate_cause,omitempty"`
+	// ClosedByOnOff marks a stop that no Accounting-Stop reported: an
+	// Accounting-On/Off of the NAS closed it (CloseNASSessions). A later
+	// Interim-Update or Start of the session proves it alive and reopens it.
+	ClosedByOnOff bool `json:"closed_by_onoff,omitempty"`
 }
 
 // Live reports whether the session has not been stopped.
 func (s *Session) Live() bool { return s.StoppedAt.IsZero() }
+
+// NASScope selects the sessions of one NAS for CloseNASSessions. A NAS
+// client (a prefix such as a whole access-switch network) holds many NASes,
+// and one NAS's Accounting-On must not end its neighbours' sessions. NAS is
+// the client's name and is required; each other field, when set, must
+// equal the session's: Addr its NASAddr (the source address), NASIPAddress
+// its NAS-IP-Address or NAS-IPv6-Address, NASIdentifier its
+// NAS-Identifier. A session that lacks a value the scope sets is not in it.
+type NASScope struct {
+	NAS           string `json:"nas"`
+	Addr          string `json:"addr,omitempty"`
+	NASIPAddress  string `json:"nas_ip_address,omitempty"`
+	NASIdentifier string `json:"nas_identifier,omitempty"`
+}
+
+// Matches reports whether s belongs to the scope (whether live or not).
+// Every backend selects with it, or with the same rule.
+func (sc NASScope) Matches(s *Session) bool {
+	return s.NAS == sc.NAS &&
+		(sc.Addr == "" || s.NASAddr == sc.Addr) &&
+		(sc.NASIPAddress == "" || s.NASIPAddress == sc.NASIPAddress) &&
+		(sc.NASIdentifier == "" || s.NASIdentifier == sc.NASIdentifier)
+}
 
 // ACMEAccount is a registered ACME account (RFC 8555 §7.1.2), keyed by its
 // ID and indexed by the thumbprint of its key.
@@ -368,14 +395,23 @@ type Store interface {
 	PutSession(ctx context.Context, s *Session) error
 	GetSession(ctx context.Context, nas, acctSessionID string) (*Session, error)
 	ListSessions(ctx context.Context, deviceID string, liveOnly bool, p Page) ([]*Session, string, error)
-	// CloseNASSessions marks every live session of one NAS client (by
-	// name) that started at or before at as stopped at at with cause (the
-	// NAS rebooted: Accounting-On/Off), and returns how many it closed.
-	// Sessions started after at belong to the NAS's new life and stay
-	// open. It writes in bounded batches, each its own transaction, so a
-	// failure part way leaves some closed and a retry closes the rest;
-	// closing again is a no-op.
-	CloseNASSessions(ctx context.Context, nas string, at time.Time, cause uint32) (int, error)
+	// CloseNASSessions marks every live session in scope (one NAS of a
+	// client, NASScope.Matches) that started at or before at as stopped at
+	// at with cause and ClosedByOnOff (the NAS rebooted:
+	// Accounting-On/Off), and returns how many it closed. Sessions started
+	// after at belong to the NAS's new life and stay open. It writes in
+	// bounded batches, each its own transaction, so a failure part way
+	// leaves some closed and a retry closes the rest; closing again is a
+	// no-op.
+	CloseNASSessions(ctx context.Context, scope NASScope, at time.Time, cause uint32) (int, error)
+
+	// Nonces. ClaimNonce records nonce under scope (e.g. "webhook:jamf")
+	// until expires and returns nil the first time; while the claim lives,
+	// claiming it again fails with ErrExists. The claim is durable before
+	// it returns, so a replay cache built on it survives a crash; it is
+	// dropped after expires (a TTL, not a record). expires must be in the
+	// future.
+	ClaimNonce(ctx context.Context, scope string, nonce Hash, expires time.Time) error
 
 	// ACME accounts. PutACMEAccount creates or replaces the account by ID
 	// (keeping CreatedAt of an existing one); a thumbprint held by another

@@ -35,6 +35,13 @@ type Registry struct {
 	dyn        *DynauthMetrics
 	auditOnce  sync.Once
 	audit      *AuditExportMetrics
+	opsOnce    sync.Once
+	opsM       *opsMetrics
+	adminOnce  sync.Once
+	admin      *AdminMetrics
+
+	namesMu sync.Mutex
+	names   []string // every hardbound_ name registered, for Names
 }
 
 // New creates a registry with the Go and process collectors.
@@ -60,25 +67,41 @@ func (r *Registry) Handler() http.Handler {
 	return promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{Registry: r.reg})
 }
 
+func (r *Registry) named(sub, name string, suffixes ...string) {
+	full := "hardbound_" + sub + "_" + name
+	r.namesMu.Lock()
+	defer r.namesMu.Unlock()
+	if len(suffixes) == 0 {
+		r.names = append(r.names, full)
+	}
+	for _, s := range suffixes {
+		r.names = append(r.names, full+s)
+	}
+}
+
 func (r *Registry) counterVec(sub, name, help string, labels ...string) *prometheus.CounterVec {
+	r.named(sub, name)
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "hardbound", Subsystem: sub, Name: name, Help: help}, labels)
 	r.reg.MustRegister(c)
 	return c
 }
 
 func (r *Registry) counter(sub, name, help string) prometheus.Counter {
+	r.named(sub, name)
 	c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "hardbound", Subsystem: sub, Name: name, Help: help})
 	r.reg.MustRegister(c)
 	return c
 }
 
 func (r *Registry) gauge(sub, name, help string) prometheus.Gauge {
+	r.named(sub, name)
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "hardbound", Subsystem: sub, Name: name, Help: help})
 	r.reg.MustRegister(g)
 	return g
 }
 
 func (r *Registry) gaugeVec(sub, name, help string, labels ...string) *prometheus.GaugeVec {
+	r.named(sub, name)
 	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "hardbound", Subsystem: sub, Name: name, Help: help}, labels)
 	r.reg.MustRegister(g)
 	return g
@@ -88,6 +111,7 @@ func (r *Registry) gaugeVec(sub, name, help string, labels ...string) *prometheu
 var latencyBuckets = prometheus.ExponentialBuckets(0.0001, 2, 18)
 
 func (r *Registry) histVec(sub, name, help string, labels ...string) *prometheus.HistogramVec {
+	r.named(sub, name, "_bucket", "_sum", "_count")
 	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "hardbound", Subsystem: sub, Name: name, Help: help, Buckets: latencyBuckets}, labels)
 	r.reg.MustRegister(h)
 	return h

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -123,6 +124,27 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
+// terminalProgress returns a Progress callback that redraws one line on a
+// terminal at most ten times a second, and finishes it at the last item.
+func terminalProgress(w io.Writer, what string) func(done, n int) {
+	var mu sync.Mutex
+	var last time.Time
+	start := time.Now()
+	return func(done, n int) {
+		mu.Lock()
+		defer mu.Unlock()
+		if done < n && time.Since(last) < 100*time.Millisecond {
+			return
+		}
+		last = time.Now()
+		rate := float64(done) / max(time.Since(start).Seconds(), 0.001)
+		fmt.Fprintf(w, "\r%d/%d %s (%.0f/s)", done, n, what, rate)
+		if done == n {
+			fmt.Fprintln(w)
+		}
+	}
+}
+
 // printReport writes rep as indented JSON with --json, as text otherwise.
 func printReport(w io.Writer, asJSON bool, rep any, text func(io.Writer) error) error {
 	if !asJSON {
@@ -170,7 +192,9 @@ A server outside --dev refuses the test evidence, and so the ACME half.`,
 			if err := c.Validate(); err != nil {
 				return err
 			}
-			if c.SCEP {
+			// SCEP mints its challenges and ACME puts its devices in the
+			// inventory through the admin API.
+			{
 				api, err := cf.client(e)
 				if err != nil {
 					return err
@@ -222,7 +246,10 @@ layout "bench eaptls --cert-dir" reads.`,
 				return err
 			}
 			c.API = api.do
-			c.RootCAFile = cf.pick(cf.caFile, "HARDBOUND_CA_FILE", "./data/ca/root.crt", e)
+			c.RootCAFile = api.caFile
+			if isTerminal(e.stderr) {
+				c.Progress = terminalProgress(e.stderr, "devices")
+			}
 			rep, err := enrollload.MakeDevices(cmd.Context(), c)
 			if err != nil {
 				return err

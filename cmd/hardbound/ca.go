@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -68,6 +69,12 @@ scepclient without -key-encipherment-selector).`,
 				return err
 			}
 			showCA(e.stdout, c)
+			rootKey := filepath.Join(dataDir, ca.SubDir, ca.RootKey)
+			if _, err := os.Stat(rootKey); err == nil {
+				fmt.Fprintf(e.stdout, "root key: %s (serve does not need it; move it offline)\n", rootKey)
+			} else {
+				fmt.Fprintf(e.stdout, "root key: not in the data dir (offline)\n")
+			}
 			return nil
 		},
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -35,15 +36,43 @@ func (cf *clientFlags) pick(flag, envName, def string, e *env) string {
 
 // apiClient talks to the admin API of a running server.
 type apiClient struct {
-	base  string
-	token string
-	http  *http.Client
+	base   string
+	token  string
+	caFile string // the CA bundle the server was verified with
+	http   *http.Client
 }
 
+// discover returns the first of paths that exists, else the first: the
+// CLI's defaults work in a checkout (./data of `make run`) and anywhere
+// else once the files are in the user's config directory.
+func discover(paths ...string) string {
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return paths[0]
+}
+
+// userConfigDir is $XDG_CONFIG_HOME/hardbound, else ~/.config/hardbound.
+func userConfigDir(e *env) string {
+	if x := e.getenv("XDG_CONFIG_HOME"); x != "" {
+		return filepath.Join(x, "hardbound")
+	}
+	if h := e.getenv("HOME"); h != "" {
+		return filepath.Join(h, ".config", "hardbound")
+	}
+	return filepath.Join(".config", "hardbound")
+}
+
+// client builds the admin API client. Each setting is the flag, else its
+// environment variable, else the first file that exists of ./data (a
+// `make run` checkout) and the user's config directory (docs/admin.md).
 func (cf *clientFlags) client(e *env) (*apiClient, error) {
 	server := strings.TrimRight(cf.pick(cf.server, "HARDBOUND_SERVER", "https://127.0.0.1:9443", e), "/")
-	tokenFile := cf.pick(cf.tokenFile, "HARDBOUND_TOKEN_FILE", "./data/admin.token", e)
-	caFile := cf.pick(cf.caFile, "HARDBOUND_CA_FILE", "./data/ca/root.crt", e)
+	ucd := userConfigDir(e)
+	tokenFile := cf.pick(cf.tokenFile, "HARDBOUND_TOKEN_FILE", discover("./data/admin.token", filepath.Join(ucd, "token")), e)
+	caFile := cf.pick(cf.caFile, "HARDBOUND_CA_FILE", discover("./data/ca/root.crt", filepath.Join(ucd, "ca.crt")), e)
 	tok, err := os.ReadFile(tokenFile)
 	if err != nil {
 		return nil, fmt.Errorf("admin token: %w (set --token-file or HARDBOUND_TOKEN_FILE)", err)
@@ -57,8 +86,9 @@ func (cf *clientFlags) client(e *env) (*apiClient, error) {
 		return nil, fmt.Errorf("admin CA: %s holds no PEM certificate", caFile)
 	}
 	return &apiClient{
-		base:  server,
-		token: strings.TrimSpace(string(tok)),
+		base:   server,
+		caFile: caFile,
+		token:  strings.TrimSpace(string(tok)),
 		http: &http.Client{
 			Timeout:   30 * time.Second,
 			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},

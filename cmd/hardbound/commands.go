@@ -96,9 +96,7 @@ func newDeviceCmd(e *env, cf *clientFlags) *cobra.Command {
 			}
 			return output(e, cf, out, func(w io.Writer) {
 				deviceRows(w, out.Items)
-				if out.Next != "" {
-					fmt.Fprintf(w, "(more: --after %s)\n", out.Next)
-				}
+				morePages(w, out.Next, len(out.Items))
 			})
 		},
 	}
@@ -115,10 +113,13 @@ func newDeviceCmd(e *env, cf *clientFlags) *cobra.Command {
 			if err := cf.call(cmd.Context(), e, "GET", "/api/v1/devices/"+url.PathEscape(args[0]), nil, &out); err != nil {
 				return err
 			}
+			out.Attestations = deviceAttestations(cmd.Context(), e, cf, args[0])
 			return output(e, cf, out, func(w io.Writer) {
 				deviceRows(w, []admin.Device{*out.Device})
 				fmt.Fprintln(w)
 				certRows(w, out.Certs)
+				fmt.Fprintln(w)
+				attestationRows(w, out.Attestations)
 				fmt.Fprintln(w)
 				sessionRows(w, out.Sessions)
 			})
@@ -150,11 +151,18 @@ func newDeviceCmd(e *env, cf *clientFlags) *cobra.Command {
 		}
 		return c
 	}
-	cmd.AddCommand(list, show,
+	cmd.AddCommand(list, show, newDeviceAddCmd(e, cf), newDeviceImportCmd(e, cf),
 		action("quarantine", "Quarantine a device (its live sessions are disconnected)"),
 		action("release", "Release a device from quarantine"),
 		action("revoke", "Revoke a device and every certificate of it"))
 	return cmd
+}
+
+// morePages says that a listing stopped at a page and how to get the next.
+func morePages(w io.Writer, next string, n int) {
+	if next != "" {
+		fmt.Fprintf(w, "(%d shown; more: repeat with --after %s, or --limit up to 1000)\n", n, next)
+	}
 }
 
 func setQ(q url.Values, k, v string) {
@@ -184,7 +192,10 @@ func newCertCmd(e *env, cf *clientFlags) *cobra.Command {
 			if err := cf.call(cmd.Context(), e, "GET", "/api/v1/certs?"+q.Encode(), nil, &out); err != nil {
 				return err
 			}
-			return output(e, cf, out, func(w io.Writer) { certRows(w, out.Items) })
+			return output(e, cf, out, func(w io.Writer) {
+				certRows(w, out.Items)
+				morePages(w, out.Next, len(out.Items))
+			})
 		},
 	}
 	list.Flags().StringVar(&device, "device", "", "only this device's certificates")
@@ -262,23 +273,33 @@ func newPostureCmd(e *env, cf *clientFlags) *cobra.Command {
 
 func newSessionCmd(e *env, cf *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "session", Short: "Inspect accounting sessions"}
-	var device string
+	var device, after string
 	var all bool
+	var limit int
 	list := &cobra.Command{
 		Use: "list", Short: "List live sessions", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			q := url.Values{}
 			setQ(q, "device", device)
+			setQ(q, "after", after)
 			if all {
 				q.Set("all", "true")
+			}
+			if limit > 0 {
+				q.Set("limit", fmt.Sprint(limit))
 			}
 			var out admin.List[admin.Session]
 			if err := cf.call(cmd.Context(), e, "GET", "/api/v1/sessions?"+q.Encode(), nil, &out); err != nil {
 				return err
 			}
-			return output(e, cf, out, func(w io.Writer) { sessionRows(w, out.Items) })
+			return output(e, cf, out, func(w io.Writer) {
+				sessionRows(w, out.Items)
+				morePages(w, out.Next, len(out.Items))
+			})
 		},
 	}
+	list.Flags().StringVar(&after, "after", "", "page cursor")
+	list.Flags().IntVar(&limit, "limit", 0, "page size (1..1000)")
 	list.Flags().StringVar(&device, "device", "", "only this device's sessions")
 	list.Flags().BoolVar(&all, "all", false, "include stopped sessions")
 	cmd.AddCommand(list)

@@ -10,24 +10,51 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// version is set by -ldflags "-X main.version=..."; otherwise the module
+// version and buildDate are set by -ldflags "-X main.version=... -X
+// main.buildDate=..." (make build sets the date); otherwise the module's
 // build info is used.
-var version = ""
+var (
+	version   = ""
+	buildDate = ""
+)
 
+// buildVersion is the version, the VCS revision and time the binary was
+// built from (with "modified" for uncommitted changes) and the build date.
 func buildVersion() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		v := bi.Main.Version
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-				v += " (" + s.Value[:12] + ")"
-			}
+	v := version
+	bi, ok := debug.ReadBuildInfo()
+	if v == "" {
+		v = "unknown"
+		if ok {
+			v = bi.Main.Version
 		}
+	}
+	if !ok {
 		return v
 	}
-	return "unknown"
+	var rev, at, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.time":
+			at = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = ", modified"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev != "" {
+		v += " revision " + rev + " (" + at + dirty + ")"
+	}
+	if buildDate != "" {
+		v += " built " + buildDate
+	}
+	return v + " " + bi.GoVersion
 }
 
 // errSilent marks an error already reported to the user.
@@ -60,8 +87,8 @@ func newRoot(e *env) *cobra.Command {
 	}
 	cf := &clientFlags{}
 	root.PersistentFlags().StringVar(&cf.server, "server", "", "admin API URL (env HARDBOUND_SERVER, default https://127.0.0.1:9443)")
-	root.PersistentFlags().StringVar(&cf.tokenFile, "token-file", "", "admin token file (env HARDBOUND_TOKEN_FILE, default ./data/admin.token)")
-	root.PersistentFlags().StringVar(&cf.caFile, "ca-file", "", "CA bundle the admin API is verified with (env HARDBOUND_CA_FILE, default ./data/ca/root.crt)")
+	root.PersistentFlags().StringVar(&cf.tokenFile, "token-file", "", "admin token file (env HARDBOUND_TOKEN_FILE; default ./data/admin.token, else ~/.config/hardbound/token)")
+	root.PersistentFlags().StringVar(&cf.caFile, "ca-file", "", "CA bundle the admin API is verified with (env HARDBOUND_CA_FILE; default ./data/ca/root.crt, else ~/.config/hardbound/ca.crt)")
 	root.PersistentFlags().BoolVar(&cf.json, "json", false, "print JSON instead of a table")
 	root.AddCommand(
 		newServeCmd(e),
@@ -73,6 +100,8 @@ func newRoot(e *env) *cobra.Command {
 		newPostureCmd(e, cf),
 		newSessionCmd(e, cf),
 		newAuditCmd(e, cf),
+		newTokenCmd(e, cf),
+		newConfigCmd(e),
 		newBenchCmd(e, cf),
 		newStoreCmd(e),
 	)

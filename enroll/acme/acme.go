@@ -31,6 +31,7 @@ import (
 
 	"hardbound/enroll/attest"
 	"hardbound/enroll/ca"
+	"hardbound/enroll/gate"
 	"hardbound/enroll/limit"
 	"hardbound/store"
 	"hardbound/store/policy"
@@ -175,6 +176,7 @@ type Server struct {
 	metrics  Metrics
 	nonces   *nonces
 	orders   *orders
+	gate     *gate.Gate
 	// anonAudit bounds audit events for refusals of unauthenticated
 	// requests (bad JWS, bad nonce, oversize body): each is audited, but a
 	// flood of garbage must not turn into a flood of durable writes.
@@ -242,6 +244,15 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 	if s.accounts == nil {
 		s.accounts = NewMemAccounts(0)
 	}
+	gps := make([]gate.Profile, 0, len(cfg.Profiles))
+	for _, p := range cfg.Profiles {
+		gps = append(gps, gate.Profile{Name: p.Name, RequireInventory: p.RequireInventory, Minimums: p.Minimums})
+	}
+	g, err := gate.New(deps.Store, gps, s.deflt)
+	if err != nil {
+		return nil, fmt.Errorf("acme: %w", err)
+	}
+	s.gate = g
 	s.log = s.log.With("component", "enroll", "protocol", "acme")
 	s.nonces = newNonces(cfg.NonceTTL, cfg.MaxNonces, s.now)
 	s.orders = newOrders(cfg.OrderTTL, cfg.MaxOrders, s.now)

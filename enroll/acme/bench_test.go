@@ -13,6 +13,7 @@ import (
 
 	"hardbound/enroll/acme"
 	"hardbound/enroll/acme/acmetest"
+	"hardbound/store/inventory"
 	"hardbound/store/policy"
 )
 
@@ -46,6 +47,57 @@ func BenchmarkEnroll(b *testing.B) {
 					default:
 						return e.auth.Android(dev, serial, keyAuth)
 					}
+				}, csr)
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkEnrollGate compares one Apple enrollment under a profile
+// without the inventory requirement (the record is created by the
+// issuance) and under one that requires inventory and has OS minimums
+// (the record was added before the clock): the gate's lookups and checks
+// run at the challenge and again at finalize.
+func BenchmarkEnrollGate(b *testing.B) {
+	mins, err := policy.ParseMinimums(map[string]string{"ios": "17.4", "macos": "14.3"}, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		p    acme.Profile
+	}{
+		{"open", acme.Profile{Name: "devices"}},
+		{"inventory+min_os", acme.Profile{Name: "devices", RequireInventory: true, Minimums: mins}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			e := newEnv(b, envOpts{profiles: []acme.Profile{tc.p}})
+			ctx := context.Background()
+			acctKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			cl, err := acmetest.New(ctx, e.srv.Client(), e.dirURL, acctKey, jose.ES256)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := cl.Register(ctx); err != nil {
+				b.Fatal(err)
+			}
+			for i := 0; b.Loop(); i++ {
+				b.StopTimer()
+				dev, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+				csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, dev)
+				serial := fmt.Sprintf("GATE-%d", i)
+				if tc.p.RequireInventory {
+					rows := []inventory.Row{{Record: inventory.Record{Platform: "ios", Serial: serial}}}
+					if _, err := inventory.Apply(ctx, e.store, rows, inventory.Options{Source: "bench"}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StartTimer()
+				_, err := cl.Enroll(ctx, acme.TypePermanentIdentifier, serial, func(keyAuth string) ([]byte, error) {
+					return e.auth.Apple(dev.Public(), serial, "", keyAuth)
 				}, csr)
 				if err != nil {
 					b.Fatal(err)

@@ -22,6 +22,7 @@ import (
 
 	"hardbound/enroll/ca"
 	"hardbound/store"
+	"hardbound/store/inventory"
 	"hardbound/store/policy"
 )
 
@@ -123,7 +124,8 @@ func Bind(ctx context.Context, iss Issuer, rec Recorder, now time.Time, r Reques
 	is := store.Issuance{
 		Device: &store.Device{V: store.RecordVersion, ID: r.DeviceID, Platform: platform(r.Format), Profile: r.Profile,
 			Status: store.DeviceActive, Posture: store.Posture{State: r.Posture, Source: "dev", UpdatedAt: now},
-			Aliases: maps.Clone(r.Aliases), CreatedAt: now, UpdatedAt: now},
+			// A bench device is its own inventory record (docs/inventory.md).
+			Aliases: maps.Clone(r.Aliases), Source: inventory.SourceBench, CreatedAt: now, UpdatedAt: now},
 		Cert:  c,
 		Audit: &store.AuditEvent{Time: now, Actor: "dev", Action: "enroll.dev", Subject: r.DeviceID, Result: "ok", Reason: r.Format},
 	}

@@ -63,6 +63,9 @@ type DevicesConfig struct {
 	RootCAFile string
 	// API makes the admin API requests. Required.
 	API API
+	// Progress, if set, hears each device made (done of N); it is called
+	// from the request goroutines, concurrently.
+	Progress func(done, n int)
 }
 
 // DevicesReport is the outcome of MakeDevices.
@@ -126,7 +129,10 @@ func MakeDevices(ctx context.Context, cfg DevicesConfig) (DevicesReport, error) 
 					errOnce.Do(func() { firstErr = fmt.Errorf("device %s: %w", id, err); cancel() })
 					return
 				}
-				done.Add(1)
+				d := done.Add(1)
+				if cfg.Progress != nil {
+					cfg.Progress(int(d), cfg.N)
+				}
 			}
 		})
 	}

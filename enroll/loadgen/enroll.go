@@ -75,8 +75,10 @@ type Config struct {
 	// Count enrollments are made per protocol, Concurrency at a time per
 	// protocol; both at least 1.
 	Count, Concurrency int
-	// API mints the SCEP challenges (POST /api/v1/scep/challenges).
-	// Required with SCEP.
+	// API mints the SCEP challenges (POST /api/v1/scep/challenges) and
+	// puts the ACME devices in the inventory before the clock starts
+	// (POST /api/v1/inventory/import: the profiles require inventory).
+	// Required.
 	API API
 }
 
@@ -157,8 +159,8 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.SCEP && cfg.API == nil {
-		return nil, errors.New("scep: the admin API is required to mint challenges")
+	if cfg.API == nil {
+		return nil, errors.New("the admin API is required: SCEP mints its challenges and ACME adds its devices to the inventory through it")
 	}
 	prefix, err := prefixOr(cfg.Prefix, "enroll-")
 	if err != nil {
@@ -303,7 +305,13 @@ func acmeEnroller(cfg Config, hc *http.Client, base, prefix string) (enroller, e
 		}
 		return auth.TPM(key.Public(), serial, keyAuth)
 	}
-	return enroller{name: "acme", setup: func(ctx context.Context, _ int) (func(context.Context, int) (time.Duration, error), error) {
+	prepare := func(ctx context.Context) error {
+		if err := addInventory(ctx, cfg.API, platformOf(cfg.Format), "", prefix+"A", cfg.Count); err != nil {
+			return fmt.Errorf("acme: %w", err)
+		}
+		return nil
+	}
+	return enroller{name: "acme", prepare: prepare, setup: func(ctx context.Context, _ int) (func(context.Context, int) (time.Duration, error), error) {
 		// One account per worker: an ACME client is not safe for
 		// concurrent use.
 		ak, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -355,6 +363,11 @@ func scepEnroller(cfg Config, hc *http.Client, base, prefix string) enroller {
 	return enroller{
 		name: "scep",
 		prepare: func(ctx context.Context) error {
+			// SCEP's keys are not attested: the platform only names the
+			// device; the profile is the one the challenges are for.
+			if err := addInventory(ctx, cfg.API, policy.PlatformLinux, cfg.Profile, prefix+"S", cfg.Count); err != nil {
+				return fmt.Errorf("scep: %w", err)
+			}
 			var next atomic.Int64
 			var wg sync.WaitGroup
 			var once sync.Once
@@ -428,4 +441,49 @@ func (r Report) WriteText(w io.Writer) error {
 	}
 	_, err := w.Write(b)
 	return err
+}
+
+// inventoryBatch is how many records one import request carries (well
+// under the admin API's body limit).
+const inventoryBatch = 2000
+
+type inventoryRecord struct {
+	Platform string `json:"platform"`
+	Serial   string `json:"serial"`
+	Profile  string `json:"profile,omitempty"`
+}
+
+type inventoryReport struct {
+	Added, Updated, Unchanged, Failed int
+	Errors                            []struct{ ID, Error string }
+}
+
+// platformOf is the platform a bench device attesting with format has.
+func platformOf(format string) string {
+	switch format {
+	case policy.FormatApple:
+		return policy.PlatformApple
+	case policy.FormatAndroidKey:
+		return policy.PlatformAndroid
+	}
+	return policy.PlatformLinux
+}
+
+// addInventory puts the ids <prefix>000000... the workers will enroll in
+// the inventory, in batches, before the clock starts.
+func addInventory(ctx context.Context, api API, platform, profile, prefix string, count int) error {
+	for lo := 0; lo < count; lo += inventoryBatch {
+		recs := make([]inventoryRecord, 0, inventoryBatch)
+		for i := lo; i < min(lo+inventoryBatch, count); i++ {
+			recs = append(recs, inventoryRecord{Platform: platform, Serial: fmt.Sprintf("%s%06d", prefix, i), Profile: profile})
+		}
+		var rep inventoryReport
+		if err := api(ctx, "POST", "/api/v1/inventory/import", map[string]any{"devices": recs}, &rep); err != nil {
+			return fmt.Errorf("inventory: %w", err)
+		}
+		if rep.Failed > 0 {
+			return fmt.Errorf("inventory refused %d device(s), first %s: %s", rep.Failed, rep.Errors[0].ID, rep.Errors[0].Error)
+		}
+	}
+	return nil
 }

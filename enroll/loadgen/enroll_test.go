@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,9 +93,18 @@ func TestRunAgainstNoEnrollmentServer(t *testing.T) {
 	if _, err := attesttest.LoadOrCreate(filepath.Join(dir, "dev-attest")); err != nil {
 		t.Fatal(err)
 	}
-	var minted []string
+	var minted, inventoried []string
 	api := func(_ context.Context, method, path string, body, out any) error {
-		if method != "POST" || path != "/api/v1/scep/challenges" {
+		switch {
+		case method == "POST" && path == "/api/v1/inventory/import":
+			for _, r := range body.(map[string]any)["devices"].([]inventoryRecord) {
+				if r.Platform != "linux" {
+					return fmt.Errorf("platform %q for tpm and scep", r.Platform)
+				}
+				inventoried = append(inventoried, r.Serial)
+			}
+			return json.Unmarshal([]byte(`{"added":2}`), out)
+		case method != "POST" || path != "/api/v1/scep/challenges":
 			return fmt.Errorf("unexpected %s %s", method, path)
 		}
 		minted = append(minted, body.(map[string]string)["device_id"])
@@ -114,6 +124,10 @@ func TestRunAgainstNoEnrollmentServer(t *testing.T) {
 	if !reflect.DeepEqual(minted, []string{"p-S000000", "p-S000001"}) {
 		t.Errorf("challenges minted for %q", minted)
 	}
+	slices.Sort(inventoried)
+	if !reflect.DeepEqual(inventoried, []string{"p-A000000", "p-A000001", "p-S000000", "p-S000001"}) {
+		t.Errorf("inventory added %q, want the ACME and SCEP ids", inventoried)
+	}
 }
 
 func TestRunRefusesConfig(t *testing.T) {
@@ -125,7 +139,7 @@ func TestRunRefusesConfig(t *testing.T) {
 		"no-count":       func(c *Config) { c.Count = 0 },
 		"no-concurrency": func(c *Config) { c.Concurrency = 0 },
 		"no-protocol":    func(c *Config) { c.SCEP = false },
-		"scep-no-api":    func(c *Config) { c.API = nil },
+		"no-api":         func(c *Config) { c.API = nil },
 		"bad-format":     func(c *Config) { c.Format = "none" },
 		"no-root-ca":     func(*Config) {},
 		"root-ca-no-pem": func(c *Config) {

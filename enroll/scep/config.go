@@ -1,12 +1,14 @@
 package scep
 
 import (
+	"context"
 	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"strings"
 	"time"
 
+	"hardbound/enroll/gate"
 	"hardbound/store/policy"
 )
 
@@ -86,6 +88,15 @@ type Config struct {
 	Logger         *slog.Logger
 	Now            func() time.Time
 	MaxBodyBytes   int64 // default DefaultMaxBodyBytes
+	// Gate, if set, is the issuance gate (enroll/gate, docs/inventory.md):
+	// inventory record, the record's profile, format vs platform. nil
+	// issues without it.
+	Gate Gate
+}
+
+// Gate is the issuance gate (*gate.Gate satisfies it).
+type Gate interface {
+	Admit(ctx context.Context, r gate.Request) (*gate.Decision, error)
 }
 
 func (c *Config) validate() error {

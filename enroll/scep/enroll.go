@@ -16,6 +16,7 @@ import (
 	"github.com/smallstep/scep"
 
 	"hardbound/enroll/ca"
+	"hardbound/enroll/gate"
 	"hardbound/store"
 	"hardbound/store/policy"
 )
@@ -503,6 +504,9 @@ func (h *Handler) issue(ctx context.Context, req *request) ([]byte, *refusal, er
 	case existing.Status == store.DeviceRevoked:
 		return nil, refuse(ReasonDeviceRevoked, scep.BadRequest, "device is revoked"), nil
 	}
+	if ref, err := h.admit(ctx, req); ref != nil || err != nil {
+		return nil, ref, err
+	}
 
 	cert, err := h.ca.Issue(ctx, ca.IssueRequest{
 		CSR:      req.msg.CSR,
@@ -630,4 +634,29 @@ func identitySourceName(id Identity) string {
 		return "SAN URI " + id.URIPrefix
 	}
 	return string(id.Source)
+}
+
+// admit applies the issuance gate: the device needs an inventory record
+// when the profile requires one, and the record's profile must be the one
+// this request enrolls in (the URL's or the challenge's, never adopted).
+func (h *Handler) admit(ctx context.Context, req *request) (*refusal, error) {
+	if h.gate == nil {
+		return nil, nil
+	}
+	ids := map[string]string{}
+	if kind := req.profile.Identity.Alias; kind != "" && req.aliasValue != "" {
+		ids[kind] = req.aliasValue
+	}
+	_, err := h.gate.Admit(ctx, gate.Request{DeviceID: req.deviceID, Identities: ids, Format: req.format,
+		Profile: req.profile.Name, Named: true})
+	if err == nil {
+		return nil, nil
+	}
+	if r := gate.Reason(err); r != "error" && r != "unauthorized" {
+		return refuse(Reason(r), scep.BadRequest, "%v", err), nil
+	}
+	if errors.Is(err, gate.ErrRevoked) {
+		return refuse(ReasonDeviceRevoked, scep.BadRequest, "device is revoked"), nil
+	}
+	return nil, fmt.Errorf("scep: %w", err)
 }

@@ -34,6 +34,7 @@ type Handler struct {
 	now            func() time.Time
 	maxBody        int64
 	caCertBundle   []byte
+	gate           Gate
 }
 
 // New builds a Handler from cfg. It logs a WARNING for every profile that
@@ -54,6 +55,7 @@ func New(cfg Config) (*Handler, error) {
 		log:            cfg.Logger,
 		now:            cfg.Now,
 		maxBody:        cfg.MaxBodyBytes,
+		gate:           cfg.Gate,
 	}
 	if h.metrics == nil {
 		h.metrics = nopMetrics{}

@@ -72,6 +72,9 @@ const (
 	ReasonRenewalUnknownCert  Reason = "renewal_unknown_cert"    // RenewalReq signer is not a cert of ours
 	ReasonRenewalRevoked      Reason = "renewal_revoked"         // RenewalReq signer cert is revoked
 	ReasonRenewalExpired      Reason = "renewal_expired"         // RenewalReq signer cert is expired
+	ReasonNotInInventory      Reason = "not_in_inventory"        // the profile enrolls only inventoried devices (enroll/gate)
+	ReasonPlatformMismatch    Reason = "platform_mismatch"       // attested in another format than the device's platform's
+	ReasonBelowMinimum        Reason = "below_minimum"           // attested facts below the profile's minimums
 	ReasonRateLimited         Reason = "rate_limited"
 	ReasonInternal            Reason = "internal"
 )

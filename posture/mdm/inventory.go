@@ -118,6 +118,7 @@ func (s *InventorySync) Run(ctx context.Context) error {
 	backoff := s.cfg.MinGap
 	for {
 		wait := s.cfg.Interval
+		started := time.Now()
 		if _, err := s.SyncOnce(ctx); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -127,14 +128,15 @@ func (s *InventorySync) Run(ctx context.Context) error {
 		} else {
 			backoff = s.cfg.MinGap
 		}
-		if err := s.wait(ctx, wait); err != nil {
+		if err := s.wait(ctx, started, wait); err != nil {
 			return err
 		}
 	}
 }
 
-// wait returns after d, or after MinGap once a hint arrived.
-func (s *InventorySync) wait(ctx context.Context, d time.Duration) error {
+// wait returns after d, or once a hint arrived and MinGap has passed
+// since the last sync started: a burst of hints makes one sync.
+func (s *InventorySync) wait(ctx context.Context, last time.Time, d time.Duration) error {
 	full := time.NewTimer(d)
 	defer full.Stop()
 	select {
@@ -144,7 +146,11 @@ func (s *InventorySync) wait(ctx context.Context, d time.Duration) error {
 		return nil
 	case <-s.hint:
 	}
-	gap := time.NewTimer(min(s.cfg.MinGap, d))
+	rest := s.cfg.MinGap - time.Since(last)
+	if rest <= 0 {
+		return nil
+	}
+	gap := time.NewTimer(min(rest, d))
 	defer gap.Stop()
 	select {
 	case <-ctx.Done():

@@ -2,6 +2,7 @@ package mdm
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -15,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"hardbound/store"
 )
 
 // Defaults of the generic webhook.
@@ -53,11 +56,22 @@ type WebhookConfig struct {
 	ReplayEntries int
 	// MaxBody caps the request body (default 64 KiB).
 	MaxBody int64
+	// Nonces makes replay protection survive a restart (store.Store
+	// satisfies it): every accepted signature is claimed durably for the
+	// window before the report is applied. nil: the memory cache only, and
+	// a request accepted before a restart is accepted again after it.
+	Nonces  Nonces
 	Updater Updater
 	Auditor Auditor
 	Metrics Metrics
 	Logger  *slog.Logger
 	Now     func() time.Time
+}
+
+// Nonces claims a nonce once until it expires (store.Store.ClaimNonce): a
+// second claim fails with store.ErrExists.
+type Nonces interface {
+	ClaimNonce(ctx context.Context, scope string, nonce store.Hash, expires time.Time) error
 }
 
 // Webhook is an http.Handler for signed compliance reports.
@@ -228,6 +242,23 @@ func (h *Webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "60")
 		e.Reject(w, r, http.StatusServiceUnavailable, RejectReplayFull, "replay cache full; retry later", "")
 		return
+	}
+	if h.cfg.Nonces != nil {
+		// The memory cache answers replays within this process; the store
+		// answers those across a restart (kill -9 included: the claim is
+		// durable before the report is applied).
+		err := h.cfg.Nonces.ClaimNonce(r.Context(), "webhook:"+h.cfg.Source, sha256.Sum256(got), at.Add(h.cfg.Window))
+		switch {
+		case errors.Is(err, store.ErrExists):
+			e.Reject(w, r, http.StatusConflict, RejectReplayed, "this signed request was already received", "")
+			return
+		case err != nil:
+			// Fail closed: without the claim a replay would get through.
+			e.Logger().Error("webhook replay claim failed", "err", err)
+			w.Header().Set("Retry-After", "5")
+			e.Reject(w, r, http.StatusServiceUnavailable, RejectReplayFull, "replay check unavailable; retry later", "")
+			return
+		}
 	}
 	rep, err := ParseReport(body)
 	if err != nil {

@@ -79,6 +79,11 @@ type EnforcerConfig struct {
 	Workers int
 	// MaxPending bounds devices waiting for a worker (default 1,000,000).
 	MaxPending int
+	// RecentWindow is how long a standing change is remembered for
+	// SessionStarted (default 2 minutes): at least the RADIUS conversation
+	// timeout, the longest an Accept can precede its Accounting-Start by
+	// more than the network's delay.
+	RecentWindow time.Duration
 }
 
 // Enforcer turns posture events into Disconnect/CoA requests to every NAS
@@ -97,6 +102,10 @@ type Enforcer struct {
 
 	auditMu sync.RWMutex
 	audit   *auditgroup.Writer // while Run is active
+
+	recentMu sync.Mutex
+	recent   map[string]posture.Event // the last event per device, for SessionStarted
+	runCtx   context.Context          // Run's, while it runs; guarded by recentMu
 }
 
 type devState struct {
@@ -131,6 +140,9 @@ func NewEnforcer(cfg EnforcerConfig) (*Enforcer, error) {
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = 1_000_000
 	}
+	if cfg.RecentWindow <= 0 {
+		cfg.RecentWindow = 2 * time.Minute
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -142,7 +154,62 @@ func NewEnforcer(cfg EnforcerConfig) (*Enforcer, error) {
 		log:     cfg.Logger.With("component", "radius", "sub", "dynauth"),
 		m:       cfg.Metrics,
 		pending: make(map[string]*devState),
+		recent:  make(map[string]posture.Event),
 	}, nil
+}
+
+// maxRecent bounds the devices remembered for SessionStarted.
+const maxRecent = 1 << 16
+
+// remember keeps ev as its device's last standing change.
+func (e *Enforcer) remember(ev posture.Event) {
+	if ev.DeviceID == "" {
+		return
+	}
+	at := ev.At
+	if at.IsZero() {
+		at = time.Now()
+		ev.At = at
+	}
+	e.recentMu.Lock()
+	defer e.recentMu.Unlock()
+	if len(e.recent) >= maxRecent {
+		for k, old := range e.recent {
+			if at.Sub(old.At) > e.cfg.RecentWindow {
+				delete(e.recent, k)
+			}
+		}
+		if len(e.recent) >= maxRecent {
+			// Still full of recent changes: forget an arbitrary one
+			// rather than grow. Its sessions were enforced when it came.
+			for k := range e.recent {
+				delete(e.recent, k)
+				break
+			}
+		}
+	}
+	e.recent[ev.DeviceID] = ev
+}
+
+// SessionStarted is told of an accounting session whose Access-Accept was
+// built at admitted. A standing change after admitted found no session of
+// the device to act on (its Accounting-Start had not arrived), so the
+// change is enforced again now that the session exists. The RADIUS server
+// calls it (radius.SessionStarts).
+func (e *Enforcer) SessionStarted(_ context.Context, s *store.Session, admitted time.Time) {
+	if s == nil || s.DeviceID == "" {
+		return
+	}
+	e.recentMu.Lock()
+	defer e.recentMu.Unlock() // held across dispatch: Run stops waiting for workers only after clearing runCtx
+	ev, ok := e.recent[s.DeviceID]
+	ctx := e.runCtx
+	if !ok || ctx == nil || ctx.Err() != nil || !ev.At.After(admitted) || time.Since(ev.At) > e.cfg.RecentWindow {
+		return
+	}
+	e.log.Info("session started after a standing change its Accept preceded; enforcing again",
+		"device", s.DeviceID, "nas", s.NAS, "acct_session_id", s.AcctSessionID, "kind", ev.Kind, "change_at", ev.At, "admitted", admitted)
+	e.dispatch(ctx, ev)
 }
 
 // Run subscribes to posture events and enforces them until ctx ends; it then
@@ -172,6 +239,16 @@ func (e *Enforcer) Run(ctx context.Context, ready chan<- struct{}) error {
 		close(ready)
 	}
 	defer e.wg.Wait()
+	// Before the workers are waited for (defers are LIFO): no
+	// SessionStarted dispatches once the wait began.
+	e.recentMu.Lock()
+	e.runCtx = ctx
+	e.recentMu.Unlock()
+	defer func() {
+		e.recentMu.Lock()
+		e.runCtx = nil
+		e.recentMu.Unlock()
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -180,6 +257,7 @@ func (e *Enforcer) Run(ctx context.Context, ready chan<- struct{}) error {
 			if !ok {
 				return errors.New("dynauth: posture event stream closed")
 			}
+			e.remember(ev)
 			e.dispatch(ctx, ev)
 		}
 	}

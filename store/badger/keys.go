@@ -33,6 +33,7 @@ const (
 	pfxAudit          = "audit/"
 	pfxAuditCP        = "auditcp/"
 	pfxAuditCursor    = "auditcur/"
+	pfxNonce          = "nonce/"
 	keyAuditHeadStr   = "meta/audit-head"
 	keyAuditPrunedStr = "meta/audit-pruned"
 )
@@ -86,6 +87,10 @@ func keyDeviceSession(id, nas, sid string) []byte {
 }
 
 func keyAlias(kind, value string) []byte { return []byte(pfxAlias + kind + sep + value) }
+
+func keyNonce(scope string, h store.Hash) []byte {
+	return []byte(pfxNonce + scope + sep + h.String())
+}
 
 func keyACMEAccount(id string) []byte { return []byte(pfxACMEAccount + id) }
 

@@ -31,7 +31,8 @@ type openSession struct {
 // at as stopped, a batch per transaction, walking the NAS's session keys
 // (they share the prefix sess/<nas>NUL) in order. A session's device does
 // not change, so the device -> session index needs no write.
-func (s *Store) CloseNASSessions(ctx context.Context, nas string, at time.Time, cause uint32) (int, error) {
+func (s *Store) CloseNASSessions(ctx context.Context, scope store.NASScope, at time.Time, cause uint32) (int, error) {
+	nas := scope.NAS
 	if err := validID("nas", nas); err != nil {
 		return 0, fmt.Errorf("store/badger: close nas sessions: %w", err)
 	}
@@ -51,7 +52,7 @@ func (s *Store) CloseNASSessions(ctx context.Context, nas string, at time.Time, 
 		err := s.update(ctx, "close nas sessions", func(txn *bdb.Txn) error {
 			// This runs again on a conflict: start from the batch's inputs.
 			n, next, done = 0, nil, false
-			open, scanned, end, err := scanOpenSessions(txn, prefix, after, at)
+			open, scanned, end, err := scanOpenSessions(txn, prefix, after, scope, at)
 			if err != nil {
 				return err
 			}
@@ -61,6 +62,7 @@ func (s *Store) CloseNASSessions(ctx context.Context, nas string, at time.Time, 
 				o.sess.StoppedAt = at
 				o.sess.UpdatedAt = at
 				o.sess.TerminateCause = cause
+				o.sess.ClosedByOnOff = true
 				err := setJSON(txn, o.key, o.sess)
 				if errors.Is(err, bdb.ErrTxnTooBig) && i > 0 {
 					// Commit what fits; the next batch resumes here.
@@ -86,9 +88,9 @@ func (s *Store) CloseNASSessions(ctx context.Context, nas string, at time.Time, 
 }
 
 // scanOpenSessions collects up to closeBatch sessions under prefix, past
-// after, that are live and started at or before at. It returns the last key
+// after, that are in scope, live and started at or before at. It returns the last key
 // it examined and whether it reached the end of the prefix.
-func scanOpenSessions(txn *bdb.Txn, prefix, after []byte, at time.Time) ([]openSession, []byte, bool, error) {
+func scanOpenSessions(txn *bdb.Txn, prefix, after []byte, scope store.NASScope, at time.Time) ([]openSession, []byte, bool, error) {
 	opts := bdb.DefaultIteratorOptions
 	opts.Prefix = prefix
 	it := txn.NewIterator(opts)
@@ -116,7 +118,7 @@ func scanOpenSessions(txn *bdb.Txn, prefix, after []byte, at time.Time) ([]openS
 		if err := item.Value(func(b []byte) error { return decode(item.Key(), b, sess) }); err != nil {
 			return nil, nil, false, err
 		}
-		if sess.Live() && !sess.StartedAt.After(at) {
+		if sess.Live() && !sess.StartedAt.After(at) && scope.Matches(sess) {
 			out = append(out, openSession{key: last, sess: sess})
 		}
 	}

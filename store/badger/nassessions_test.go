@@ -34,7 +34,7 @@ func TestCloseNASSessionsCrossesScanAndBatchBounds(t *testing.T) {
 		t.Fatalf("test needs more than %d live sessions, has %d", closeBatch, wantLive)
 	}
 	at := base.Add(time.Hour)
-	n, err := s.CloseNASSessions(ctx, "sw1", at, 11)
+	n, err := s.CloseNASSessions(ctx, store.NASScope{NAS: "sw1"}, at, 11)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,7 @@ func BenchmarkCloseNASSessions(b *testing.B) {
 			}
 		}
 		b.StartTimer()
-		got, err := s.CloseNASSessions(b.Context(), nas, base.Add(time.Hour), 11)
+		got, err := s.CloseNASSessions(b.Context(), store.NASScope{NAS: nas}, base.Add(time.Hour), 11)
 		if err != nil || got != n {
 			b.Fatalf("closed %d (%v), want %d", got, err, n)
 		}

@@ -88,17 +88,8 @@ func (r *Record) Identities() map[string]string {
 // normalized, EK hash lower-case, ID filled in. knownProfile, if set,
 // must accept r.Profile.
 func (r *Record) Normalize(knownProfile func(string) bool) error {
-	p, err := policy.NormalizePlatform(r.Platform)
-	if err != nil {
-		return fmt.Errorf("%w: platform: %w", ErrInvalid, err)
-	}
-	r.Platform = p
+	// The id first, so that every later refusal names the device.
 	r.EKSHA256 = strings.ToLower(r.EKSHA256)
-	if r.EKSHA256 != "" {
-		if b, err := hex.DecodeString(r.EKSHA256); err != nil || len(b) != 32 {
-			return fmt.Errorf("%w: ek_sha256 must be 64 hex characters", ErrInvalid)
-		}
-	}
 	if r.ID == "" {
 		for _, v := range []string{r.Serial, r.UDID, r.EKSHA256, r.IntuneID} {
 			if v != "" {
@@ -109,6 +100,16 @@ func (r *Record) Normalize(knownProfile func(string) bool) error {
 	}
 	if r.ID == "" {
 		return fmt.Errorf("%w: needs an id or one of serial, udid, ek_sha256, intune_id", ErrInvalid)
+	}
+	p, err := policy.NormalizePlatform(r.Platform)
+	if err != nil {
+		return fmt.Errorf("%w: platform: %w", ErrInvalid, err)
+	}
+	r.Platform = p
+	if r.EKSHA256 != "" {
+		if b, err := hex.DecodeString(r.EKSHA256); err != nil || len(b) != 32 {
+			return fmt.Errorf("%w: ek_sha256 must be 64 hex characters", ErrInvalid)
+		}
 	}
 	fields := map[string]string{"id": r.ID, "serial": r.Serial, "udid": r.UDID, "intune_id": r.IntuneID, "profile": r.Profile, "owner": r.Owner}
 	for k, v := range r.Aliases {

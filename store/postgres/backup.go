@@ -102,7 +102,7 @@ func (s *Store) Restore(ctx context.Context, r io.Reader) error {
 		var empty bool
 		if err := tx.QueryRow(ctx, `SELECT NOT (EXISTS (SELECT 1 FROM devices) OR EXISTS (SELECT 1 FROM certs)
 			OR EXISTS (SELECT 1 FROM attestations) OR EXISTS (SELECT 1 FROM challenges) OR EXISTS (SELECT 1 FROM sessions)
-			OR EXISTS (SELECT 1 FROM acme_accounts) OR EXISTS (SELECT 1 FROM audit))`).Scan(&empty); err != nil {
+			OR EXISTS (SELECT 1 FROM acme_accounts) OR EXISTS (SELECT 1 FROM audit) OR EXISTS (SELECT 1 FROM audit_checkpoints))`).Scan(&empty); err != nil {
 			return nil, err
 		}
 		if !empty {
@@ -116,6 +116,31 @@ func (s *Store) Restore(ctx context.Context, r io.Reader) error {
 }
 
 func restoreTx(ctx context.Context, tx pgx.Tx, br *bufio.Reader) error {
+	return readBackup(br, func(table string, rows []json.RawMessage) error {
+		arr, err := json.Marshal(rows)
+		if err != nil {
+			return err
+		}
+		if table == "audit_head" {
+			_, err = tx.Exec(ctx, `UPDATE audit_head SET (seq, hash) = (SELECT p.seq, p.hash
+				FROM json_array_elements($1::json) e, json_populate_record(NULL::audit_head, e) p LIMIT 1)`, arr)
+		} else {
+			// readBackup checked table against backupTables.
+			_, err = tx.Exec(ctx, "INSERT INTO "+table+" SELECT p.* FROM json_array_elements($1::json) e, json_populate_record(NULL::"+table+", e) p", arr)
+		}
+		if err != nil {
+			return fmt.Errorf("restore %s: %w", table, err)
+		}
+		return nil
+	})
+}
+
+// readBackup parses a backup stream: it checks the header and calls fn
+// with the rows of one table at a time, at most restoreBatch of them, in
+// the order of the stream. A table not in backupTables, a line that is
+// not JSON or longer than maxBackupLine, and a header from another format
+// or a newer schema are errors.
+func readBackup(br *bufio.Reader, fn func(table string, rows []json.RawMessage) error) error {
 	line, err := readLine(br)
 	if err != nil {
 		return fmt.Errorf("header: %w", err)
@@ -135,18 +160,8 @@ func restoreTx(ctx context.Context, tx pgx.Tx, br *bufio.Reader) error {
 		if len(batch) == 0 {
 			return nil
 		}
-		arr, err := json.Marshal(batch)
-		if err != nil {
-			return err
-		}
-		batch = batch[:0]
-		if table == "audit_head" {
-			_, err = tx.Exec(ctx, `UPDATE audit_head SET (seq, hash) = (SELECT p.seq, p.hash
-				FROM json_array_elements($1::json) e, json_populate_record(NULL::audit_head, e) p LIMIT 1)`, arr)
-			return err
-		}
-		// table was checked against backupTables.
-		_, err = tx.Exec(ctx, "INSERT INTO "+table+" SELECT p.* FROM json_array_elements($1::json) e, json_populate_record(NULL::"+table+", e) p", arr)
+		err := fn(table, batch)
+		batch = nil
 		return err
 	}
 	for {
@@ -164,18 +179,18 @@ func restoreTx(ctx context.Context, tx pgx.Tx, br *bufio.Reader) error {
 		if !slices.Contains(backupTables, l.Table) {
 			return fmt.Errorf("backup names unknown table %q", l.Table)
 		}
+		if len(l.Row) == 0 || l.Row[0] != '{' {
+			return fmt.Errorf("backup row of %s is not a JSON object", l.Table)
+		}
 		if l.Table != table || len(batch) == restoreBatch {
 			if err := flush(); err != nil {
-				return fmt.Errorf("restore %s: %w", table, err)
+				return err
 			}
 			table = l.Table
 		}
 		batch = append(batch, l.Row)
 	}
-	if err := flush(); err != nil {
-		return fmt.Errorf("restore %s: %w", table, err)
-	}
-	return nil
+	return flush()
 }
 
 // readLine reads one newline-terminated line of at most maxBackupLine

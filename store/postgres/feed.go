@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -44,8 +45,8 @@ type feed struct {
 	seq      uint64 // store.Change.Seq of the last delivery
 	watchers []*watcher
 	// listening is true while the LISTEN connection is up (for metrics
-	// and tests).
-	listening bool
+	// and tests); atomic, so the listener never waits for a delivery.
+	listening atomic.Bool
 }
 
 type watcher struct{ fn func(store.Change) }
@@ -195,7 +196,12 @@ func (s *Store) deliverLocal(seq int64, c store.Change) {
 		return // a later local write or the follower delivered it already
 	}
 	if f.applied < seq-1 {
-		s.catchUpLocked(context.Background(), seq-1)
+		// Bounded: the write has committed, and a database that stopped
+		// answering must not hold its caller (and every writer after it)
+		// forever. Missing them, the catch-up resets instead.
+		ctx, cancel := context.WithTimeout(context.Background(), catchUpTimeout)
+		s.catchUpLocked(ctx, seq-1)
+		cancel()
 	}
 	if f.applied >= seq {
 		return
@@ -207,11 +213,19 @@ func (s *Store) deliverLocal(seq int64, c store.Change) {
 // replayBatch is how many changes one read of the changes table fetches.
 const replayBatch = 256
 
+// errBadChange marks a row of the changes table that does not decode.
+var errBadChange = errors.New("undecodable change")
+
+// catchUpTimeout bounds one catch-up.
+const catchUpTimeout = 10 * time.Second
+
 // catchUpLocked delivers the changes after applied up to through (or up
 // to the head, when through is 0), in order. If the changes cannot be
-// replayed (too many, pruned, or unreadable), it delivers store.ChangeReset
-// instead and moves applied on. The caller holds mu.
-func (s *Store) catchUpLocked(ctx context.Context, through int64) {
+// replayed (too many, or pruned), it delivers store.ChangeReset instead
+// and moves applied on. If they cannot be read, a local write's catch-up
+// (through > 0) resets too, since its own change follows; the follower's
+// returns false and tries again soon. The caller holds mu.
+func (s *Store) catchUpLocked(ctx context.Context, through int64) bool {
 	f := &s.feed
 	for {
 		var (
@@ -247,7 +261,7 @@ func (s *Store) catchUpLocked(ctx context.Context, through int64) {
 					return err
 				}
 				if err := json.Unmarshal(b, &w); err != nil {
-					return fmt.Errorf("change %d: %w", seq, err)
+					return fmt.Errorf("%w %d: %w", errBadChange, seq, err)
 				}
 				batch = append(batch, seq)
 				wires = append(wires, w)
@@ -259,37 +273,45 @@ func (s *Store) catchUpLocked(ctx context.Context, through int64) {
 		}
 		switch {
 		case errors.Is(err, ErrClosed):
-			return
+			return true
+		case errors.Is(err, errBadChange) && through == 0:
+			// Reading it again will not help: skip past everything
+			// committed so far, and have the caches dropped.
+			s.log.Error("change feed: undecodable change, resetting caches", "applied", f.applied, "head", head, "err", err)
+			s.reset(head)
+			return true
+		case err != nil && through > 0:
+			// A local write's own change follows, so the ones before it
+			// are missed: whoever caches records must drop them.
+			s.log.Warn("change feed: cannot read changes before a local write's, resetting caches", "applied", f.applied, "err", err)
+			s.reset(through)
+			return true
 		case err != nil:
-			// The changes cannot be read, so they are missed: whoever
-			// caches records must drop them. through > 0 is a local
-			// write whose own change follows.
-			s.log.Warn("change feed: cannot read changes, resetting caches", "applied", f.applied, "err", err)
-			if through > 0 {
-				s.reset(through)
+			if ctx.Err() == nil {
+				s.log.Warn("change feed: cannot read changes, retrying", "applied", f.applied, "err", err)
 			}
-			return
+			return false
 		case head <= f.applied:
-			return
+			return true
 		case head-f.applied > int64(s.opts.maxReplay):
 			s.log.Warn("change feed: too far behind, resetting caches", "applied", f.applied, "head", head)
 			s.reset(head)
-			return
+			return true
 		case len(batch) == 0 || batch[0] != f.applied+1:
 			s.log.Warn("change feed: changes pruned before this node read them, resetting caches", "applied", f.applied, "head", head)
 			s.reset(head)
-			return
+			return true
 		}
 		for i, seq := range batch {
 			if seq != f.applied+1 {
 				s.reset(head)
-				return
+				return true
 			}
 			f.emit(wires[i].change())
 			f.applied = seq
 		}
 		if f.applied >= head {
-			return
+			return true
 		}
 	}
 }
@@ -304,11 +326,14 @@ func (s *Store) reset(seq int64) {
 	}
 }
 
-// catchUp delivers what other nodes committed since the last delivery.
-func (s *Store) catchUp(ctx context.Context) {
+// catchUp delivers what other nodes committed since the last delivery,
+// reporting false when the changes could not be read.
+func (s *Store) catchUp(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
+	defer cancel()
 	s.feed.mu.Lock()
 	defer s.feed.mu.Unlock()
-	s.catchUpLocked(ctx, 0)
+	return s.catchUpLocked(ctx, 0)
 }
 
 // Applied is the last feed seq this store delivered to its watchers.
@@ -319,11 +344,7 @@ func (s *Store) Applied() int64 {
 }
 
 // Listening reports whether the LISTEN connection is up.
-func (s *Store) Listening() bool {
-	s.feed.mu.Lock()
-	defer s.feed.mu.Unlock()
-	return s.feed.listening
-}
+func (s *Store) Listening() bool { return s.feed.listening.Load() }
 
 // follow is the follower goroutine: it catches up whenever a notification
 // arrives, the LISTEN connection comes (back) up, or the poll interval
@@ -351,6 +372,7 @@ func (s *Store) follow() {
 	defer poll.Stop()
 	prune := time.NewTicker(pruneInterval)
 	defer prune.Stop()
+	var retry time.Duration // backoff after a failed catch-up
 	for {
 		select {
 		case <-ctx.Done():
@@ -361,14 +383,22 @@ func (s *Store) follow() {
 			s.prune(ctx)
 			continue
 		}
-		s.catchUp(ctx)
+		next := s.opts.pollInterval
+		if s.catchUp(ctx) {
+			retry = 0
+		} else {
+			// The database is away (or this node's connections to it
+			// are stale): try again soon, whatever the poll interval.
+			retry = min(max(retry*2, 100*time.Millisecond), 5*time.Second)
+			next = min(next, retry)
+		}
 		if !poll.Stop() {
 			select {
 			case <-poll.C:
 			default:
 			}
 		}
-		poll.Reset(s.opts.pollInterval)
+		poll.Reset(next)
 	}
 }
 
@@ -404,11 +434,7 @@ func (s *Store) listen(ctx context.Context, wake chan<- struct{}) {
 	}
 }
 
-func (s *Store) setListening(on bool) {
-	s.feed.mu.Lock()
-	s.feed.listening = on
-	s.feed.mu.Unlock()
-}
+func (s *Store) setListening(on bool) { s.feed.listening.Store(on) }
 
 // listenOnce connects, LISTENs and calls woke after LISTEN and on each
 // notification, until the connection fails or ctx ends.

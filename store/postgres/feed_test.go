@@ -369,3 +369,33 @@ func BenchmarkChangePropagation(b *testing.B) {
 		})
 	}
 }
+
+// A change row that does not decode (written by something else) cannot
+// be replayed: the follower resets past it rather than retry forever.
+func TestCatchUpResetsPastAnUndecodableChange(t *testing.T) {
+	t.Parallel()
+	dsn := newDB(t)
+	a := quietWriter(t, dsn)
+	b := openDSN(t, dsn, postgres.WithoutFollower())
+	rb := watch(t, b)
+	ctx := t.Context()
+	for i := range 3 {
+		if err := a.PutDevice(ctx, &store.Device{ID: "d", Profile: strconv.Itoa(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.Pool().Exec(ctx, `UPDATE changes SET change = '{"kind":"not a number"}' WHERE seq = (SELECT min(seq) FROM changes)`); err != nil {
+		t.Fatal(err)
+	}
+	b.CatchUp(ctx)
+	if got := rb.take(); len(got) != 1 || got[0].Kind != store.ChangeReset {
+		t.Fatalf("catch-up over a bad change delivered %v, want one reset", got)
+	}
+	if err := a.PutDevice(ctx, &store.Device{ID: "d", Profile: "after"}); err != nil {
+		t.Fatal(err)
+	}
+	b.CatchUp(ctx)
+	if got := rb.take(); len(got) != 1 || got[0].Kind != store.ChangeDevice || got[0].Device.Profile != "after" {
+		t.Fatalf("after the reset: %v", got)
+	}
+}

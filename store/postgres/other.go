@@ -259,9 +259,12 @@ func (s *Store) ListSessions(ctx context.Context, deviceID string, liveOnly bool
 // closeBatch bounds the sessions closed per transaction.
 const closeBatch = 256
 
-// CloseNASSessions marks the live sessions of nas that started at or before
-// at as stopped, a batch per transaction, in session id order.
-func (s *Store) CloseNASSessions(ctx context.Context, nas string, at time.Time, cause uint32) (int, error) {
+// CloseNASSessions marks the live sessions in scope that started at or
+// before at as stopped, a batch per transaction, in session id order. The
+// scope's other fields are matched here with store.NASScope.Matches, the
+// rule every backend shares.
+func (s *Store) CloseNASSessions(ctx context.Context, scope store.NASScope, at time.Time, cause uint32) (int, error) {
+	nas := scope.NAS
 	if err := validID("nas", nas); err != nil {
 		return 0, fmt.Errorf("store/postgres: close nas sessions: %w", err)
 	}
@@ -292,11 +295,11 @@ func (s *Store) CloseNASSessions(ctx context.Context, nas string, at time.Time, 
 				last = sess.AcctSessionID
 				// Compared here, not in SQL: timestamptz keeps
 				// microseconds, the record nanoseconds.
-				if sess.StartedAt.After(at) {
+				if sess.StartedAt.After(at) || !scope.Matches(sess) {
 					continue
 				}
 				sess.V = store.RecordVersion
-				sess.StoppedAt, sess.UpdatedAt, sess.TerminateCause = at, at, cause
+				sess.StoppedAt, sess.UpdatedAt, sess.TerminateCause, sess.ClosedByOnOff = at, at, cause, true
 				b, err := encode(sess)
 				if err != nil {
 					return err

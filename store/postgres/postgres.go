@@ -187,11 +187,16 @@ func (s *Store) now() time.Time { return s.clock().UTC() }
 // the database.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
-// retryable reports whether err is a transient conflict worth retrying the
-// transaction for: serialization failure or deadlock.
+// retryable reports whether the transaction may simply run again: a
+// serialization failure or deadlock, or a connection that failed before
+// anything was sent on it (pgconn.SafeToRetry: a pooled connection the
+// server closed, as after a restart or failover of the database).
 func retryable(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+	if errors.As(err, &pe) {
+		return pe.Code == "40001" || pe.Code == "40P01"
+	}
+	return pgconn.SafeToRetry(err)
 }
 
 // uniqueViolation reports whether err is a unique or primary key conflict.
@@ -231,10 +236,16 @@ func (s *Store) read(ctx context.Context, op string, fn func(q querier) error) e
 	if s.closed {
 		return fmt.Errorf("store/postgres: %s: %w", op, ErrClosed)
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("store/postgres: %s: %w", op, err)
+	var err error
+	for range maxTxnAttempts {
+		if err = ctx.Err(); err != nil {
+			return fmt.Errorf("store/postgres: %s: %w", op, err)
+		}
+		if err = fn(s.pool); err == nil || !pgconn.SafeToRetry(err) {
+			break
+		}
 	}
-	if err := fn(s.pool); err != nil {
+	if err != nil {
 		return fmt.Errorf("store/postgres: %s: %w", op, err)
 	}
 	return nil
@@ -248,10 +259,22 @@ func (s *Store) readTx(ctx context.Context, op string, fn func(tx pgx.Tx) error)
 	if s.closed {
 		return fmt.Errorf("store/postgres: %s: %w", op, ErrClosed)
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("store/postgres: %s: %w", op, err)
+	var err error
+	for range maxTxnAttempts {
+		if err = ctx.Err(); err != nil {
+			return fmt.Errorf("store/postgres: %s: %w", op, err)
+		}
+		// Retried only when BEGIN itself failed: fn may have handed rows
+		// to a caller's callback (ScanAudit, Backup) already.
+		called := false
+		err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+			called = true
+			return fn(tx)
+		})
+		if err == nil || called || !pgconn.SafeToRetry(err) {
+			break
+		}
 	}
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, fn)
 	if err != nil {
 		return fmt.Errorf("store/postgres: %s: %w", op, err)
 	}

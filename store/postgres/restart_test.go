@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strconv"
 	"testing"
 	"time"
@@ -30,7 +31,7 @@ func TestDatabaseRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := openDSN(t, dsn)
-	b := openDSN(t, dsn, postgres.WithPollInterval(time.Hour))
+	b := openDSN(t, dsn, postgres.WithPollInterval(time.Hour), postgres.WithLogger(slog.New(slog.NewTextHandler(testWriter{t}, nil))))
 	rb := watch(t, b)
 	ctx := t.Context()
 	waitListening(t, b)
@@ -83,3 +84,7 @@ func TestDatabaseRestart(t *testing.T) {
 	}
 	waitListening(t, b)
 }
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) { w.t.Log(string(b)); return len(b), nil }

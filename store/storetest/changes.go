@@ -277,7 +277,7 @@ func testChangesQuietWrites(t *testing.T, open func(t *testing.T) store.Store) {
 	_, err := s.ConsumeChallenge(ctx, h, now)
 	noErr(t, "ConsumeChallenge", err)
 	noErr(t, "PutSession", s.PutSession(ctx, &store.Session{NAS: "n", AcctSessionID: "s", DeviceID: "d1", StartedAt: base}))
-	_, err = s.CloseNASSessions(ctx, "n", base.Add(time.Hour), 11)
+	_, err = s.CloseNASSessions(ctx, store.NASScope{NAS: "n"}, base.Add(time.Hour), 11)
 	noErr(t, "CloseNASSessions", err)
 	noErr(t, "PutACMEAccount", s.PutACMEAccount(ctx, acmeAccount("acct", "tp")))
 	noErr(t, "AppendAudit", s.AppendAudit(ctx, auditEv("admin.auth", "")))

@@ -169,6 +169,13 @@ func (f *Faulty) GetChallenge(ctx context.Context, sha store.Hash) (*store.Chall
 	return f.Store.GetChallenge(ctx, sha)
 }
 
+func (f *Faulty) ClaimNonce(ctx context.Context, scope string, nonce store.Hash, expires time.Time) error {
+	if err := f.fail("ClaimNonce"); err != nil {
+		return err
+	}
+	return f.Store.ClaimNonce(ctx, scope, nonce, expires)
+}
+
 func (f *Faulty) ConsumeChallenge(ctx context.Context, sha store.Hash, now time.Time) (*store.Challenge, error) {
 	if err := f.fail("ConsumeChallenge"); err != nil {
 		return nil, err
@@ -197,11 +204,11 @@ func (f *Faulty) ListSessions(ctx context.Context, deviceID string, liveOnly boo
 	return f.Store.ListSessions(ctx, deviceID, liveOnly, p)
 }
 
-func (f *Faulty) CloseNASSessions(ctx context.Context, nas string, at time.Time, cause uint32) (int, error) {
+func (f *Faulty) CloseNASSessions(ctx context.Context, scope store.NASScope, at time.Time, cause uint32) (int, error) {
 	if err := f.fail("CloseNASSessions"); err != nil {
 		return 0, err
 	}
-	return f.Store.CloseNASSessions(ctx, nas, at, cause)
+	return f.Store.CloseNASSessions(ctx, scope, at, cause)
 }
 
 func (f *Faulty) PutACMEAccount(ctx context.Context, a *store.ACMEAccount) error {

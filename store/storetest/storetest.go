@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,6 +41,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"sessions", testSessions},
 		{"close_nas_sessions", testCloseNASSessions},
 		{"close_nas_sessions_in_batches", testCloseNASSessionsBatches},
+		{"close_nas_sessions_of_one_nas_in_a_client", testCloseNASSessionsScope},
+		{"nonces_are_claimed_once_until_they_expire", testNonces},
+		{"nonces_claimed_once_under_concurrency", testNonceConcurrency},
 		{"acme_accounts", testACMEAccounts},
 		{"acme_account_thumbprint_claimed_once_under_concurrency", testACMEAccountConcurrency},
 		{"audit_chain", testAudit},
@@ -921,7 +925,7 @@ func testCloseNASSessions(t *testing.T, open func(t *testing.T) store.Store) {
 	before, _, err := s.ListSessions(ctx, "", false, store.Page{Limit: 1000})
 	noErr(t, "ListSessions(before)", err)
 
-	n, err := s.CloseNASSessions(ctx, "nas1", at, nasReboot)
+	n, err := s.CloseNASSessions(ctx, store.NASScope{NAS: "nas1"}, at, nasReboot)
 	noErr(t, "CloseNASSessions", err)
 	if n != 4 {
 		t.Fatalf("CloseNASSessions(nas1) closed %d, want 4 (s1 s3 s4 s6)", n)
@@ -931,7 +935,7 @@ func testCloseNASSessions(t *testing.T, open func(t *testing.T) store.Store) {
 		noErr(t, "GetSession", err)
 		want := *b
 		if b.NAS == "nas1" && b.Live() && !b.StartedAt.After(at) {
-			want.StoppedAt, want.UpdatedAt, want.TerminateCause = at, at, nasReboot
+			want.StoppedAt, want.UpdatedAt, want.TerminateCause, want.ClosedByOnOff = at, at, nasReboot, true
 		}
 		sameJSON(t, "session "+b.NAS+"/"+b.AcctSessionID, got, &want)
 	}
@@ -957,13 +961,13 @@ func testCloseNASSessions(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("again_is_a_no_op", func(t *testing.T) {
 		mid, _, err := s.ListSessions(ctx, "", false, store.Page{Limit: 1000})
 		noErr(t, "ListSessions", err)
-		n, err := s.CloseNASSessions(ctx, "nas1", at.Add(time.Hour), 1)
+		n, err := s.CloseNASSessions(ctx, store.NASScope{NAS: "nas1"}, at.Add(time.Hour), 1)
 		noErr(t, "CloseNASSessions(again)", err)
 		// s5 started before this later time, so only it closes.
 		if n != 1 {
 			t.Fatalf("second close closed %d, want 1 (s5)", n)
 		}
-		n, err = s.CloseNASSessions(ctx, "nas1", at.Add(time.Hour), 1)
+		n, err = s.CloseNASSessions(ctx, store.NASScope{NAS: "nas1"}, at.Add(time.Hour), 1)
 		noErr(t, "CloseNASSessions(third)", err)
 		if n != 0 {
 			t.Fatalf("third close closed %d, want 0", n)
@@ -978,21 +982,134 @@ func testCloseNASSessions(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	})
 	t.Run("unknown_nas_closes_nothing", func(t *testing.T) {
-		n, err := s.CloseNASSessions(ctx, "nas-unknown", at, nasReboot)
+		n, err := s.CloseNASSessions(ctx, store.NASScope{NAS: "nas-unknown"}, at, nasReboot)
 		noErr(t, "CloseNASSessions(unknown)", err)
 		if n != 0 {
 			t.Fatalf("closed %d sessions of an unknown NAS", n)
 		}
 	})
 	t.Run("bad_input_is_an_error", func(t *testing.T) {
-		if _, err := s.CloseNASSessions(ctx, "", at, nasReboot); err == nil {
+		if _, err := s.CloseNASSessions(ctx, store.NASScope{NAS: ""}, at, nasReboot); err == nil {
 			t.Error("empty NAS name accepted")
 		}
-		if _, err := s.CloseNASSessions(ctx, "nas2", time.Time{}, nasReboot); err == nil {
+		if _, err := s.CloseNASSessions(ctx, store.NASScope{NAS: "nas2"}, time.Time{}, nasReboot); err == nil {
 			t.Error("zero stop time accepted")
 		}
 		sameJSON(t, "nas2 live", list("d2", true), []string{"nas2/s9"})
 	})
+}
+
+// testNonces: a claim holds until its expiry, per scope; bad input is an
+// error, not a claim.
+func testNonces(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	n1, n2 := hashOf("sig-1"), hashOf("sig-2")
+	soon := time.Now().Add(1500 * time.Millisecond)
+	later := time.Now().Add(time.Hour)
+	noErr(t, "ClaimNonce", s.ClaimNonce(ctx, "webhook:a", n1, later))
+	if err := s.ClaimNonce(ctx, "webhook:a", n1, later); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("second claim: %v, want ErrExists", err)
+	}
+	noErr(t, "ClaimNonce(other scope)", s.ClaimNonce(ctx, "webhook:b", n1, later))
+	noErr(t, "ClaimNonce(other nonce)", s.ClaimNonce(ctx, "webhook:a", n2, soon))
+	if err := s.ClaimNonce(ctx, "webhook:a", n2, later); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("claim before expiry: %v, want ErrExists", err)
+	}
+	time.Sleep(time.Until(soon) + 1100*time.Millisecond)
+	noErr(t, "ClaimNonce(after expiry)", s.ClaimNonce(ctx, "webhook:a", n2, later))
+	for _, bad := range []struct {
+		scope string
+		n     store.Hash
+		exp   time.Time
+	}{{"", n1, later}, {"webhook:a", store.Hash{}, later}, {"webhook:c", n1, time.Now().Add(-time.Second)}} {
+		if err := s.ClaimNonce(ctx, bad.scope, bad.n, bad.exp); err == nil || errors.Is(err, store.ErrExists) {
+			t.Errorf("ClaimNonce(%q, %v, %v) = %v, want an input error", bad.scope, bad.n, bad.exp, err)
+		}
+	}
+}
+
+// testNonceConcurrency: of 32 concurrent claims of one nonce exactly one
+// succeeds.
+func testNonceConcurrency(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	var won, lost atomic.Int32
+	for range 32 {
+		wg.Go(func() {
+			err := s.ClaimNonce(ctx, "webhook", hashOf("race"), time.Now().Add(time.Hour))
+			switch {
+			case err == nil:
+				won.Add(1)
+			case errors.Is(err, store.ErrExists):
+				lost.Add(1)
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if won.Load() != 1 || lost.Load() != 31 {
+		t.Fatalf("%d claims won, %d lost; want 1 and 31", won.Load(), lost.Load())
+	}
+}
+
+// testCloseNASSessionsScope: one client prefix holds several NASes; the
+// Accounting-On of one closes only the sessions that match its source
+// address and the identity it reports, and marks them ClosedByOnOff.
+func testCloseNASSessionsScope(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	at := base.Add(time.Hour)
+	put := func(id, addr, ip, ident string) {
+		t.Helper()
+		noErr(t, "PutSession", s.PutSession(ctx, &store.Session{NAS: "access", NASAddr: addr, AcctSessionID: id,
+			DeviceID: "d-" + id, NASIPAddress: ip, NASIdentifier: ident, StartedAt: base, UpdatedAt: base}))
+	}
+	put("a1", "127.0.0.1", "127.0.0.1", "sw-a")
+	put("a2", "127.0.0.1", "127.0.0.1", "sw-a")
+	put("b1", "127.0.0.2", "127.0.0.2", "sw-b")
+	put("p1", "127.0.0.9", "10.1.0.1", "sw-c") // behind a proxy at .9
+	put("p2", "127.0.0.9", "10.1.0.2", "sw-d")
+	put("p3", "127.0.0.9", "", "") // reports no identity
+	noErr(t, "PutSession(other client)", s.PutSession(ctx, &store.Session{NAS: "other", NASAddr: "127.0.0.1",
+		AcctSessionID: "o1", DeviceID: "d-o1", StartedAt: base}))
+
+	tests := []struct {
+		name   string
+		scope  store.NASScope
+		closed []string
+	}{
+		{"source_address", store.NASScope{NAS: "access", Addr: "127.0.0.1"}, []string{"a1", "a2"}},
+		{"identity_behind_a_proxy", store.NASScope{NAS: "access", Addr: "127.0.0.9", NASIPAddress: "10.1.0.1"}, []string{"p1"}},
+		{"identifier_behind_a_proxy", store.NASScope{NAS: "access", Addr: "127.0.0.9", NASIdentifier: "sw-d"}, []string{"p2"}},
+		{"nothing_matches", store.NASScope{NAS: "access", Addr: "127.0.0.2", NASIdentifier: "sw-x"}, nil},
+	}
+	for _, tc := range tests {
+		n, err := s.CloseNASSessions(ctx, tc.scope, at, 11)
+		noErr(t, tc.name, err)
+		if n != len(tc.closed) {
+			t.Fatalf("%s: closed %d, want %d", tc.name, n, len(tc.closed))
+		}
+		for _, id := range tc.closed {
+			got, err := s.GetSession(ctx, "access", id)
+			noErr(t, "GetSession", err)
+			if got.Live() || !got.ClosedByOnOff || !got.StoppedAt.Equal(at) {
+				t.Errorf("%s: %s not closed by on/off: %+v", tc.name, id, got)
+			}
+		}
+	}
+	for _, id := range []string{"b1", "p3"} {
+		got, err := s.GetSession(ctx, "access", id)
+		noErr(t, "GetSession", err)
+		if !got.Live() || got.ClosedByOnOff {
+			t.Errorf("%s was closed by another NAS's Accounting-On: %+v", id, got)
+		}
+	}
+	if got, err := s.GetSession(ctx, "other", "o1"); err != nil || !got.Live() {
+		t.Errorf("another client's session: %+v, %v", got, err)
+	}
 }
 
 // testCloseNASSessionsBatches closes more sessions than one write batch of
@@ -1009,7 +1126,7 @@ func testCloseNASSessionsBatches(t *testing.T, open func(t *testing.T) store.Sto
 		noErr(t, "PutSession", s.PutSession(ctx, sess))
 	}
 	noErr(t, "PutSession(other NAS)", s.PutSession(ctx, &store.Session{NAS: "small", AcctSessionID: "x", DeviceID: "d0", StartedAt: base}))
-	n, err := s.CloseNASSessions(ctx, "big", base.Add(time.Hour), 11)
+	n, err := s.CloseNASSessions(ctx, store.NASScope{NAS: "big"}, base.Add(time.Hour), 11)
 	noErr(t, "CloseNASSessions", err)
 	if n != live {
 		t.Fatalf("closed %d sessions, want %d", n, live)
@@ -1447,7 +1564,8 @@ func testCanceled(t *testing.T, open func(t *testing.T) store.Store) {
 		{"PutDevice", func() error { return s.PutDevice(ctx, device("d1")) }},
 		{"GetCert", func() error { _, err := s.GetCert(ctx, hashOf("x")); return err }},
 		{"AppendAudit", func() error { return s.AppendAudit(ctx, auditEv("x", "y")) }},
-		{"CloseNASSessions", func() error { _, err := s.CloseNASSessions(ctx, "nas", base, 11); return err }},
+		{"CloseNASSessions", func() error { _, err := s.CloseNASSessions(ctx, store.NASScope{NAS: "nas"}, base, 11); return err }},
+		{"ClaimNonce", func() error { return s.ClaimNonce(ctx, "webhook", hashOf("n"), time.Now().Add(time.Hour)) }},
 		{"PutACMEAccount", func() error { return s.PutACMEAccount(ctx, acmeAccount("a", "tp")) }},
 		{"RecordIssuance", func() error {
 			return s.RecordIssuance(ctx, store.Issuance{Device: device("d1"), Cert: cert("d1", 1), Audit: auditEv("x", "y")})

@@ -57,14 +57,14 @@ func TestE2EACMEEnrollmentAuthenticates(t *testing.T) {
 	nas := in.nasClient(t, "", nil)
 
 	tests := []struct {
-		format, serial string
-		evidence       func(key *ecdsa.PrivateKey, serial, keyAuth string) ([]byte, error)
+		format, serial, platform string
+		evidence                 func(key *ecdsa.PrivateKey, serial, keyAuth string) ([]byte, error)
 	}{
-		{"apple", "C02E2EAPPLE1", func(k *ecdsa.PrivateKey, s, ka string) ([]byte, error) {
+		{"apple", "C02E2EAPPLE1", "macos", func(k *ecdsa.PrivateKey, s, ka string) ([]byte, error) {
 			return auth.Apple(k.Public(), s, "UDID-"+s, ka)
 		}},
-		{"tpm", "tpm-e2e-device-1", func(k *ecdsa.PrivateKey, s, ka string) ([]byte, error) { return auth.TPM(k.Public(), s, ka) }},
-		{"android-key", "ANDROIDE2E1", func(k *ecdsa.PrivateKey, s, ka string) ([]byte, error) { return auth.Android(k, s, ka) }},
+		{"tpm", "tpm-e2e-device-1", "linux", func(k *ecdsa.PrivateKey, s, ka string) ([]byte, error) { return auth.TPM(k.Public(), s, ka) }},
+		{"android-key", "ANDROIDE2E1", "android", func(k *ecdsa.PrivateKey, s, ka string) ([]byte, error) { return auth.Android(k, s, ka) }},
 	}
 	// One ACME account is not safe for concurrent use: subtests run in turn.
 	for _, tt := range tests {
@@ -77,11 +77,25 @@ func TestE2EACMEEnrollmentAuthenticates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			chain, err := cl.Enroll(ctx, acme.TypePermanentIdentifier, tt.serial, func(keyAuth string) ([]byte, error) {
-				return tt.evidence(key, tt.serial, keyAuth)
-			}, csr)
+			enroll := func() ([]*x509.Certificate, error) {
+				return cl.Enroll(ctx, acme.TypePermanentIdentifier, tt.serial, func(keyAuth string) ([]byte, error) {
+					return tt.evidence(key, tt.serial, keyAuth)
+				}, csr)
+			}
+			// Genuine evidence, but not in the inventory: refused, audited
+			// with the identifier it claimed (docs/inventory.md).
+			var p *acmetest.Problem
+			if _, err := enroll(); !errors.As(err, &p) || p.Type != acme.ProblemRejectedIdentifier {
+				t.Fatalf("ACME for a device not in inventory: %v, want rejectedIdentifier", err)
+			}
+			in.waitAuditEvent(t, "enroll.acme", tt.serial, "reject", "")
+			if last := in.lastAudit(t, "enroll.acme"); !strings.Contains(last, "reject not_in_inventory: ") || !strings.Contains(last, `"`+tt.serial+`"`) {
+				t.Fatalf("refusal audited as %q", last)
+			}
+			in.cliOK(t, "device", "add", tt.serial, "--platform", tt.platform, "--serial", tt.serial)
+			chain, err := enroll()
 			if err != nil {
-				t.Fatalf("ACME enrollment: %v", err)
+				t.Fatalf("ACME enrollment after device add: %v", err)
 			}
 			if len(chain) < 2 {
 				t.Fatalf("chain has %d certificates, want leaf and issuing CA", len(chain))
@@ -156,10 +170,13 @@ func TestE2ESCEPEnrollment(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := e2eContext(t)
+			add := []string{"device", "add", tt.device, "--platform", "macos"}
 			args := []string{"challenge", "issue", "--device", tt.device}
 			if tt.profile != "" {
 				args = append(args, "--profile", tt.profile)
+				add = append(add, "--profile", tt.profile)
 			}
+			in.cliOK(t, add...)
 			var ch admin.ChallengeResponse
 			in.cliJSON(t, &ch, args...)
 			if ch.Challenge == "" || ch.DeviceID != tt.device {
@@ -272,6 +289,8 @@ func TestE2ESCEPTPMAttested(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The operator puts the TPM device in the inventory under its EK hash.
+	in.cliOK(t, "device", "add", tpm.EKID(), "--platform", "linux", "--ek-sha256", tpm.EKID())
 	key, err := sceptest.NewKey()
 	if err != nil {
 		t.Fatal(err)
@@ -349,6 +368,7 @@ func TestE2ERevokedDeviceCannotReenroll(t *testing.T) {
 		}, csr)
 		return err
 	}
+	in.cliOK(t, "device", "add", "--platform", "macos", "--serial", serial)
 	if err := enroll(); err != nil {
 		t.Fatalf("first enrollment: %v", err)
 	}

@@ -8,9 +8,11 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,11 +20,15 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"hardbound/admin"
 	"hardbound/cmd/hardbound/internal/node"
 	"hardbound/enroll/acme"
 	"hardbound/enroll/acme/acmetest"
 	"hardbound/enroll/attest/attesttest"
 	"hardbound/enroll/ca"
+	"hardbound/enroll/devbind"
+	"hardbound/radius/eapclient"
+	"hardbound/store"
 	"hardbound/store/postgres"
 	"hardbound/store/postgres/pgtest"
 )
@@ -38,11 +44,85 @@ func TestE2EPostgres(t *testing.T) {
 	t.Cleanup(cl.Stop)
 	t.Run("two_nodes", func(t *testing.T) { t.Parallel(); testE2ETwoNodesOnPostgres(t, cl) })
 	t.Run("store_migrate", func(t *testing.T) { t.Parallel(); testStoreMigrateCommand(t, cl) })
+	t.Run("three_nodes_revocation", func(t *testing.T) { t.Parallel(); testThreeNodesRevocation(t, cl) })
+}
+
+// startNodes starts n --dev nodes on a new database of cl, every one
+// after the first with the first's CA and audit key.
+func startNodes(t *testing.T, cl *pgtest.Cluster, n int) []*instance {
+	t.Helper()
+	dsn, err := cl.CreateDatabase(e2eContext(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsnFile := writeSecret(t, "dsn", dsn)
+	var nodes []*instance
+	for i := range n {
+		cfg := testConfig(t)
+		cfg.Store.Backend = postgres.BackendPostgres
+		cfg.Store.Postgres.DSNFile = dsnFile
+		if i > 0 {
+			copyDir(t, filepath.Join(nodes[0].cfg.DataDir, ca.SubDir), filepath.Join(cfg.DataDir, ca.SubDir))
+			copyDir(t, filepath.Join(nodes[0].cfg.DataDir, "audit"), filepath.Join(cfg.DataDir, "audit"))
+		}
+		nodes = append(nodes, startTest(t, cfg))
+	}
+	return nodes
+}
+
+// testThreeNodesRevocation: devices made on node A and admitted by node C
+// (so C's posture caches hold them), revoked one at a time through node
+// B's admin API; node C must reject each. It logs how long after the
+// start of B's revoke call C's first reject came, p50/p99 over the
+// trials: each attempt is one whole EAP-TLS conversation, so that is the
+// resolution. The 10 s bound per trial catches a revocation that never
+// arrives; it is not the latency target.
+func testThreeNodesRevocation(t *testing.T, cl *pgtest.Cluster) {
+	trials := 100
+	if testing.Short() {
+		trials = 20
+	}
+	nodes := startNodes(t, cl, 3)
+	a, b, c := nodes[0], nodes[1], nodes[2]
+	nasC := c.nasClient(t, "", nil)
+	lat := make([]time.Duration, 0, trials)
+	call := make([]time.Duration, 0, trials) // B's revoke call alone
+	for i := range trials {
+		dev := a.bind(t, devbind.Request{DeviceID: fmt.Sprintf("ha3-%03d", i), Posture: store.ComplianceCompliant})
+		c.mustAccept(t, nasC, dev.Certificate)
+		start := time.Now()
+		if err := b.api(http.MethodPost, "/api/v1/devices/"+dev.ID+"/revoke", admin.RevokeRequest{Reason: "keyCompromise"}, nil); err != nil {
+			t.Fatalf("revoke %s on node B: %v", dev.ID, err)
+		}
+		call = append(call, time.Since(start))
+		for !c.rejects(t, nasC, dev.Certificate) {
+			if time.Since(start) > 10*time.Second {
+				t.Fatalf("node C still admits %s 10s after node B revoked it", dev.ID)
+			}
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	slices.Sort(call)
+	q := func(d []time.Duration, p float64) time.Duration {
+		return d[int(p*float64(len(d)-1))].Round(time.Millisecond)
+	}
+	t.Logf("revoked on node B, rejected by node C, %d trials: p50 %v, p99 %v, max %v from the start of B's revoke call to C's first Access-Reject; B's call alone p50 %v, p99 %v",
+		len(lat), q(lat, 0.5), q(lat, 0.99), q(lat, 1), q(call, 0.5), q(call, 0.99))
+	if out := c.cliOK(t, "audit", "verify"); !strings.Contains(out, "audit chain OK") {
+		t.Fatalf("audit verify on node C: %s", out)
+	}
+}
+
+// rejects runs one conversation and reports whether it was rejected.
+func (in *instance) rejects(t *testing.T, c *eapclient.Client, cert tls.Certificate) bool {
+	t.Helper()
+	return !in.authenticate(t, c, cert).Accepted
 }
 
 // testE2ETwoNodesOnPostgres runs two hardbound nodes on one PostgreSQL
 // database, as docs/ha.md deploys them: each its own data dir holding the
-// same CA files, the records shared. A device enrolled with ACME through
+// same CA files and audit checkpoint key, the records shared. A device enrolled with ACME through
 // node A authenticates on node B (eapol_test and the Go peer); a
 // revocation through node A's admin API makes node B reject it.
 func testE2ETwoNodesOnPostgres(t *testing.T, cl *pgtest.Cluster) {
@@ -66,7 +146,7 @@ func testE2ETwoNodesOnPostgres(t *testing.T, cl *pgtest.Cluster) {
 	copyDir(t, filepath.Join(a.cfg.DataDir, ca.SubDir), filepath.Join(bCfg.DataDir, ca.SubDir))
 	copyDir(t, filepath.Join(a.cfg.DataDir, "audit"), filepath.Join(bCfg.DataDir, "audit"))
 	b := startTest(t, bCfg)
-	if !a.ca.Root().Equal(b.ca.Root()) {
+	if !a.ca.Root().Equal(b.ca.Root()) || !a.ca.Issuing().Equal(b.ca.Issuing()) {
 		t.Fatal("node B did not load node A's CA")
 	}
 
@@ -87,6 +167,8 @@ func testE2ETwoNodesOnPostgres(t *testing.T, cl *pgtest.Cluster) {
 		t.Fatal(err)
 	}
 	const serial = "tpm-ha-device-1"
+	// The inventory is shared: the device added on B enrolls on A.
+	b.cliOK(t, "device", "add", serial, "--platform", "linux")
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -108,7 +190,7 @@ func testE2ETwoNodesOnPostgres(t *testing.T, cl *pgtest.Cluster) {
 
 	// B sees the binding A wrote, and admits the device.
 	rec, err := b.st.GetCert(ctx, chain[0])
-	if err != nil || rec.DeviceID != serial || !rec.Attested {
+	if err != nil || rec.DeviceID != serial || !rec.Attested || rec.SHA256 != store.HashCert(chain[0]) {
 		t.Fatalf("node B's binding for the certificate: %+v, %v", rec, err)
 	}
 	nasB := b.nasClient(t, "", nil)
@@ -119,22 +201,26 @@ func testE2ETwoNodesOnPostgres(t *testing.T, cl *pgtest.Cluster) {
 		t.Fatalf("eapol_test against node B: %v\n%s", err, tailLines(out, 30))
 	}
 
-	// Revoke through A's admin API; B's admin API shows it and B rejects.
+	// Revoke through A's admin API; B rejects.
 	start := time.Now()
 	a.cliOK(t, "cert", "revoke", rec.Serial, "--reason", "keyCompromise")
-	returned := time.Now()
-	eventually(t, 30*time.Second, "node B to see the revocation", func() bool {
-		c, err := b.st.GetCert(ctx, chain[0])
-		return err == nil && c.Revoked != nil
-	})
-	t.Logf("node B's API showed the revocation %v after the revoke command started (it returned after %v)",
-		time.Since(start).Round(time.Millisecond), returned.Sub(start).Round(time.Millisecond))
-	// B's posture learns of it from the change feed (NOTIFY, or polling
-	// at worst), which may trail B's own database read by a few ms.
-	eventually(t, 10*time.Second, "node B to reject the revoked certificate", func() bool {
-		return !b.authenticate(t, nasB, cert).Accepted
-	})
-	b.mustReject(t, nasB, cert, serial, "cert_revoked")
+	returned := time.Since(start)
+	// B's next answers: each attempt is one EAP-TLS conversation (a few
+	// ms on loopback), so the first reject bounds when B's caches learned
+	// of the revocation. Timing is logged, not asserted.
+	attempts := 0
+	for deadline := start.Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		attempts++
+		if !b.authenticate(t, nasB, cert).Accepted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node B still accepts the certificate revoked on node A after 10s")
+		}
+	}
+	t.Logf("node B rejected the certificate %v after the revoke command started on node A (the command took %v; %d attempt(s))",
+		time.Since(start).Round(time.Millisecond), returned.Round(time.Millisecond), attempts)
+	b.waitAuditEvent(t, "radius.auth", serial, "reject", "cert_revoked")
 	if out, err := eapolTest(t, b, caPath, certPath, keyPath); err == nil || strings.Contains(out, "\nSUCCESS") || !strings.Contains(out, "Access-Reject") {
 		t.Fatalf("eapol_test against node B after the revocation: %v\n%s", err, tailLines(out, 30))
 	}
@@ -249,11 +335,7 @@ func testStoreMigrateCommand(t *testing.T, cl *pgtest.Cluster) {
 	if err := os.WriteFile(badgerCfg, []byte("data_dir: "+filepath.Join(dir, "data")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	migrate := func(cfg string) cliResult {
-		var stdout, stderr strings.Builder
-		code := run(ctx, []string{"store", "migrate", "--config", cfg}, func(string) string { return "" }, strings.NewReader(""), &stdout, &stderr)
-		return cliResult{code: code, stdout: stdout.String(), stderr: stderr.String()}
-	}
+	migrate := func(cfg string) cliResult { return runCLI(t, "store", "migrate", "--config", cfg) }
 	want := fmt.Sprintf("schema is at version %d", postgres.SchemaVersion())
 	if r := migrate(pgCfg); r.code != 0 || !strings.Contains(r.stdout, "applied migrations [1") || !strings.Contains(r.stdout, want) {
 		t.Fatalf("first migrate: exit %d\n%s%s", r.code, r.stdout, r.stderr)

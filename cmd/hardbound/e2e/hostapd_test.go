@@ -191,7 +191,7 @@ network={
 	eventually(t, 30*time.Second, "the re-authentication to be rejected as device_quarantined", func() bool {
 		evs, _ := in.st.TailAudit(ctx, 50)
 		for _, ev := range evs {
-			if ev.Action == "radius.auth" && ev.Subject == dev.ID && ev.Result == "reject" && ev.Reason == "device_quarantined" {
+			if ev.Action == "radius.auth" && ev.Subject == dev.ID && ev.Result == "reject" && strings.HasPrefix(ev.Reason, "device_quarantined ") {
 				return true
 			}
 		}

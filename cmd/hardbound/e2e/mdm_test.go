@@ -135,7 +135,8 @@ func newFakeIntune(t *testing.T) *fakeIntune {
 			Value []map[string]string `json:"value"`
 		}
 		for id, st := range f.states {
-			page.Value = append(page.Value, map[string]string{"id": id, "azureADDeviceId": "aad-" + id, "serialNumber": f.serial[id], "complianceState": st})
+			page.Value = append(page.Value, map[string]string{"id": id, "azureADDeviceId": "aad-" + id, "serialNumber": f.serial[id], "complianceState": st,
+				"operatingSystem": "Windows", "managementState": "managed", "deviceCategoryDisplayName": "Kiosk"})
 		}
 		f.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
@@ -558,6 +559,9 @@ func TestE2EJamfEndToEnd(t *testing.T) {
 		t.Fatalf("challenge: HTTP %d %q", status, challenge)
 	}
 
+	// Jamf's challenge binds the device at redemption; the inventory says
+	// the Mac is ours and in the jamf profile.
+	in.cliOK(t, "device", "add", "--platform", "macos", "--serial", serial, "--profile", "jamf")
 	key, err := sceptest.NewKey()
 	if err != nil {
 		t.Fatal(err)
@@ -611,9 +615,16 @@ func TestE2EIntuneEndToEnd(t *testing.T) {
 		}
 		cfg.MDM.Intune = intune.FileConfig{TenantID: e2eTenant, ClientID: e2eClientID,
 			ClientSecretFile: writeSecret(t, "intune.secret", e2eClientSecret),
-			PollInterval:     config.Duration(200 * time.Millisecond), LoginURL: f.srv.URL, GraphURL: f.srv.URL}
+			PollInterval:     config.Duration(200 * time.Millisecond), LoginURL: f.srv.URL, GraphURL: f.srv.URL,
+			// Intune's managed devices are the inventory: the device is
+			// ours, in the profile its category maps to.
+			Inventory: intune.InventoryFileConfig{Enabled: true, CategoryProfiles: []intune.CategoryProfile{{Category: "Kiosk", Profile: "intune"}}}}
 	})
 	ctx := e2eContext(t)
+	eventually(t, 30*time.Second, "the Intune device in the inventory", func() bool {
+		d, err := in.st.GetDevice(ctx, intuneID)
+		return err == nil && d.Profile == "intune" && d.Source == "intune" && d.Platform == "windows"
+	})
 	sc := &sceptest.Client{URL: "http://" + in.Addr("enroll-http") + "/scep/intune", HTTP: &http.Client{Timeout: 20 * time.Second}}
 	enroll := func(id string) (*x509.Certificate, *tls.Certificate, error) {
 		key, err := sceptest.NewKey()

@@ -216,6 +216,9 @@ func TestE2EServeProduction(t *testing.T) {
 	if fi, err := os.Stat(offlineRoot); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("offline root key: %v %v", err, fi)
 	}
+	if r := cli("ca", "show", "--data-dir", dataDir); r.code != 0 || !strings.Contains(r.stdout, "root key: not in the data dir (offline)") {
+		t.Fatalf("ca show: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 	root1, err := os.ReadFile(filepath.Join(dataDir, "ca", "root.crt"))
 	if err != nil {
 		t.Fatal(err)
@@ -233,8 +236,15 @@ func TestE2EServeProduction(t *testing.T) {
 	}
 	tokenFile := writeSecret(t, "ops.token", token)
 	cfgPath := filepath.Join(dir, "hardbound.yaml")
-	cfg := "data_dir: " + dataDir + "\n" + strings.Replace(e2eServeConfig, "radius:\n",
-		"radius:\n  clients:\n    - {name: sw1, cidr: 127.0.0.1/32, secret: e2e-production-secret}\n", 1)
+	// Outside --dev the Android attestation status list is checked; a
+	// test reads it from a file, never from Google.
+	statusList := filepath.Join(dir, "android-status.json")
+	if err := os.WriteFile(statusList, []byte(`{"entries":{"2c8cdddfd5e03bfc":{"status":"REVOKED","reason":"KEY_COMPROMISE"}}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := "data_dir: " + dataDir + "\n" + strings.Replace(strings.Replace(e2eServeConfig, "radius:\n",
+		"radius:\n  clients:\n    - {name: sw1, cidr: 127.0.0.1/32, secret: e2e-production-secret}\n", 1),
+		"enroll:\n", "enroll:\n  android:\n    status_list: "+statusList+"\n", 1)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

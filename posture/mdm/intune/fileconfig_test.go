@@ -42,3 +42,28 @@ func TestFileConfigPoller(t *testing.T) {
 		t.Errorf("Poller() = %+v", p)
 	}
 }
+
+func TestInventoryFileConfig(t *testing.T) {
+	t.Parallel()
+	app := FileConfig{TenantID: "t", ClientID: "c", ClientSecretFile: "/s"}
+	with := func(inv InventoryFileConfig) FileConfig { c := app; c.Inventory = inv; return c }
+	tests := []struct {
+		name  string
+		cfg   FileConfig
+		field string
+	}{
+		{"ok/on", with(InventoryFileConfig{Enabled: true, CategoryProfiles: []CategoryProfile{{Category: "Kiosk", Profile: "kiosk"}}}), ""},
+		{"fail/on-without-app", FileConfig{Inventory: InventoryFileConfig{Enabled: true}}, "mdm.intune.inventory.enabled"},
+		{"fail/interval", with(InventoryFileConfig{Enabled: true, Interval: config.Duration(time.Second)}), "mdm.intune.inventory.interval"},
+		{"fail/category-without-profile", with(InventoryFileConfig{Enabled: true, CategoryProfiles: []CategoryProfile{{Category: "Kiosk"}}}), "mdm.intune.inventory.category_profiles[0]"},
+	}
+	for _, tc := range tests {
+		if err := config.MatchField(tc.cfg.Validate("mdm.intune"), tc.field); err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+	inv := InventoryFileConfig{DefaultProfile: "corp", CategoryProfiles: []CategoryProfile{{Category: "Kiosk", Profile: "kiosk"}}}
+	if got := inv.Profiles(); len(got) != 2 || got[0] != "corp" || got[1] != "kiosk" {
+		t.Errorf("Profiles() = %q", got)
+	}
+}

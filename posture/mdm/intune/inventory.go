@@ -74,7 +74,10 @@ func (l *Lister) record(d ManagedDevice) (inventory.Record, bool) {
 		// Kept so the sync reports it; Normalize refuses it by name.
 		platform = d.OperatingSystem
 	}
-	r := inventory.Record{Platform: platform, Serial: d.SerialNumber, IntuneID: d.ID, Owner: d.UserPrincipalName, Profile: l.cfg.DefaultProfile}
+	// The record's id is the managed device id: Intune's SCEP profiles
+	// name the device by it (IntuneDeviceId://), and an attestation that
+	// proves the serial finds the record by its serial alias.
+	r := inventory.Record{ID: d.ID, Platform: platform, Serial: d.SerialNumber, IntuneID: d.ID, Owner: d.UserPrincipalName, Profile: l.cfg.DefaultProfile}
 	if d.AzureADDeviceID != "" && d.AzureADDeviceID != "00000000-0000-0000-0000-000000000000" {
 		r.Aliases = map[string]string{mdm.KindAzureADID: d.AzureADDeviceID}
 	}

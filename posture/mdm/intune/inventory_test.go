@@ -115,15 +115,15 @@ func TestInventorySyncFromIntune(t *testing.T) {
 	if len(sleeps) != 1 || sleeps[0] != 2*time.Second {
 		t.Errorf("backoff waits %v, want the 2s Retry-After", sleeps)
 	}
-	for id, w := range map[string]struct{ platform, profile, owner, intuneID string }{
-		"PF3WIN01":   {"windows", "eng", "alice@example.com", "i-1"},
-		"F2LIPHONE":  {"ios", "corp", "bob@example.com", "i-2"},
-		"R58N123ABC": {"android", "kiosk", "", "i-3"},
-		"C02MACINT":  {"macos", "corp", "", "i-4"},
+	for id, w := range map[string]struct{ platform, profile, owner, serial string }{
+		"i-1": {"windows", "eng", "alice@example.com", "PF3WIN01"},
+		"i-2": {"ios", "corp", "bob@example.com", "F2LIPHONE"},
+		"i-3": {"android", "kiosk", "", "R58N123ABC"},
+		"i-4": {"macos", "corp", "", "C02MACINT"},
 	} {
 		d, err := st.GetDevice(ctx, id)
 		if err != nil || d.Platform != w.platform || d.Profile != w.profile || d.Owner != w.owner ||
-			d.Aliases["intune_id"] != w.intuneID || d.Aliases[mdm.KindAzureADID] != "aad-"+w.intuneID || d.Source != "intune" {
+			d.Aliases["serial"] != w.serial || d.Aliases[mdm.KindAzureADID] != "aad-"+id || d.Source != "intune" {
 			t.Errorf("%s = %+v, %v; want %+v", id, d, err, w)
 		}
 	}
@@ -146,7 +146,7 @@ func TestInventorySyncFromIntune(t *testing.T) {
 	for id, w := range map[string]struct {
 		in      bool
 		profile string
-	}{"PF3WIN01": {true, "kiosk"}, "F2LIPHONE": {false, "corp"}, "R58N123ABC": {true, "corp"}, "C02MACINT": {true, "corp"}, "PF3WIN05": {false, "corp"}} {
+	}{"i-1": {true, "kiosk"}, "i-2": {false, "corp"}, "i-3": {true, "corp"}, "i-4": {true, "corp"}, "i-5": {false, "corp"}} {
 		d, err := st.GetDevice(ctx, id)
 		if err != nil || d.InInventory() != w.in || d.Profile != w.profile {
 			t.Errorf("%s = %+v, %v; want in=%v profile %s", id, d, err, w.in, w.profile)

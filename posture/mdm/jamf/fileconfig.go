@@ -1,6 +1,11 @@
 package jamf
 
-import "hardbound/store/config"
+import (
+	"fmt"
+	"time"
+
+	"hardbound/store/config"
+)
 
 // FileConfig is the mdm.jamf section of hardbound.yaml. Secrets stay in
 // files, read by whoever builds the handler and the API client.
@@ -19,6 +24,50 @@ type FileConfig struct {
 	// ChallengeProfile is the enrollment profile of dynamic SCEP challenges;
 	// that it names a profile is checked where the profiles are known.
 	ChallengeProfile string `yaml:"challenge_profile"`
+	// Inventory syncs Jamf's managed devices into hardbound's inventory
+	// (docs/inventory.md); it needs url and the API client ("Read
+	// Computers", and "Read Mobile Devices" with mobile_devices).
+	Inventory InventoryFileConfig `yaml:"inventory"`
+}
+
+// InventoryFileConfig is mdm.jamf.inventory.
+type InventoryFileConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// Interval between full syncs (default 1h); webhooks hint sooner, but
+	// at most once per MinGap (default 30s).
+	Interval config.Duration `yaml:"interval"`
+	MinGap   config.Duration `yaml:"min_gap"`
+	// DefaultProfile, GroupProfiles, MobileDevices, MobileProfile: see
+	// InventoryConfig. That the profiles exist is checked where the
+	// profiles are known.
+	DefaultProfile string         `yaml:"default_profile"`
+	GroupProfiles  []GroupProfile `yaml:"group_profiles"`
+	MobileDevices  bool           `yaml:"mobile_devices"`
+	MobileProfile  string         `yaml:"mobile_profile"`
+}
+
+// Profiles lists every profile the section names.
+func (c InventoryFileConfig) Profiles() []string {
+	var out []string
+	for _, p := range append([]string{c.DefaultProfile, c.MobileProfile}, groupProfiles(c.GroupProfiles)...) {
+		if p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func groupProfiles(gs []GroupProfile) []string {
+	out := make([]string, len(gs))
+	for i, g := range gs {
+		out[i] = g.Profile
+	}
+	return out
+}
+
+// Lister is the section's InventoryConfig.
+func (c InventoryFileConfig) Lister() InventoryConfig {
+	return InventoryConfig{DefaultProfile: c.DefaultProfile, GroupProfiles: c.GroupProfiles, MobileDevices: c.MobileDevices, MobileProfile: c.MobileProfile}
 }
 
 // Validate names the field of a bad value; path is the section's place in
@@ -26,6 +75,20 @@ type FileConfig struct {
 func (c FileConfig) Validate(path string) error {
 	if (c.URL != "") != (c.APIClientID != "" && c.APIClientSecretFile != "") {
 		return config.Errorf(path+".url", "url, api_client_id and api_client_secret_file go together")
+	}
+	if c.Inventory.Enabled && c.URL == "" {
+		return config.Errorf(path+".inventory.enabled", "needs url, api_client_id and api_client_secret_file")
+	}
+	if c.Inventory.Interval < 0 || (c.Inventory.Interval > 0 && c.Inventory.Interval.D() < time.Minute) {
+		return config.Errorf(path+".inventory.interval", "must be at least 1m")
+	}
+	if c.Inventory.MinGap < 0 || (c.Inventory.MinGap > 0 && c.Inventory.MinGap.D() < time.Second) {
+		return config.Errorf(path+".inventory.min_gap", "must be at least 1s")
+	}
+	for i, g := range c.Inventory.GroupProfiles {
+		if g.Group == "" || g.Profile == "" {
+			return config.Errorf(fmt.Sprintf("%s.inventory.group_profiles[%d]", path, i), "group and profile are required")
+		}
 	}
 	return nil
 }

@@ -105,6 +105,8 @@ type ProfileConfig struct {
 	SessionTimeout config.Duration `yaml:"session_timeout"`
 	// SCEP settings of the profile.
 	SCEP SCEPProfileConfig `yaml:"scep"`
+	// require_inventory, min_os, min_patch_level (inventory.go).
+	inventoryProfileConfig `yaml:",inline"`
 }
 
 // SCEPProfileConfig says how SCEP enrollment of a profile identifies devices.
@@ -160,6 +162,14 @@ func LoadConfig(path string) (*Config, error) {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
+		}
+		// First the keys and values, by their full path; then the decode.
+		var doc yaml.Node
+		if err := yaml.Unmarshal(b, &doc); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+		if err := config.CheckNode(&doc, cfg); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		dec := yaml.NewDecoder(bytes.NewReader(b))
 		dec.KnownFields(true)
@@ -257,6 +267,9 @@ func (c *Config) Validate() error {
 		if p.Validity != 0 && (p.Validity.D() < time.Hour || p.Validity.D() > 5*365*24*time.Hour) {
 			return fieldErr(f+".validity", "must be between 1h and 5 years")
 		}
+		if err := p.validateInventory(f); err != nil {
+			return err
+		}
 		if p.SCEP.StaticChallengeFile != "" {
 			b, err := os.ReadFile(p.SCEP.StaticChallengeFile)
 			if err != nil {
@@ -276,5 +289,8 @@ func (c *Config) Validate() error {
 	if err := c.MDM.Webhook.Validate("mdm.webhook"); err != nil {
 		return err
 	}
-	return c.MDM.Intune.Validate("mdm.intune")
+	if err := c.MDM.Intune.Validate("mdm.intune"); err != nil {
+		return err
+	}
+	return c.validateInventorySources()
 }

@@ -52,7 +52,7 @@ func (in *Node) startEnroll() error {
 		return err
 	}
 	ownAKs := in.trustOwnAKs(&roots)
-	verifier := attest.New(roots, attest.WithLogger(in.log), attest.WithMetrics(m))
+	verifier := attest.New(roots, append(in.androidOptions(), attest.WithLogger(in.log), attest.WithMetrics(m))...)
 	lim := limit.New(ec.Limits(), limit.WithMetrics(m))
 	st := in.st
 
@@ -81,7 +81,11 @@ func (in *Node) startEnroll() error {
 	if err != nil {
 		return fmt.Errorf("scep RA: %w", err)
 	}
-	scepH, err := scep.New(scep.Config{CA: in.ca, Store: st, RA: ra, Profiles: scepProfiles, Limiter: lim, Metrics: m, Logger: in.log})
+	g, err := in.issuanceGate()
+	if err != nil {
+		return err
+	}
+	scepH, err := scep.New(scep.Config{CA: in.ca, Store: st, RA: ra, Profiles: scepProfiles, Limiter: lim, Metrics: m, Logger: in.log, Gate: g})
 	if err != nil {
 		return err
 	}
@@ -117,6 +121,7 @@ func (in *Node) startEnroll() error {
 	if err != nil {
 		return err
 	}
+	in.certExpiry("enroll", kp)
 	if err := in.serveHTTP("enroll-https", ec.HTTPSAddr, in.enrollMux(svc.Handler()), newTLSConfig(kp)); err != nil {
 		return err
 	}

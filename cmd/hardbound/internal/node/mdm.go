@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"hardbound/posture/mdm"
 	"hardbound/posture/mdm/intune"
@@ -16,12 +17,17 @@ import (
 // poller runs in the background.
 func (in *Node) startMDM() error {
 	in.mdmHandlers = map[string]http.Handler{}
+	jamfHint, err := in.startInventory()
+	if err != nil {
+		return err
+	}
 	m := in.metrics.Dynauth()
 	st := in.st
 	mc := in.cfg.MDM
 	if mc.Webhook.SecretFile != "" {
 		wcfg := mc.Webhook.Webhook()
 		wcfg.Updater, wcfg.Auditor, wcfg.Metrics, wcfg.Logger = in.posture, st, m, in.log
+		wcfg.Nonces = st // replays refused across restarts
 		h, err := mdm.NewWebhook(wcfg)
 		if err != nil {
 			return err
@@ -35,6 +41,7 @@ func (in *Node) startMDM() error {
 		}
 		jcfg := mc.Jamf.Handler(pw)
 		jcfg.Updater, jcfg.Auditor, jcfg.Metrics, jcfg.Logger = in.posture, st, m, in.log
+		jcfg.InventoryHint = jamfHint
 		if mc.Jamf.URL != "" {
 			secret, err := config.ReadSecret("mdm.jamf.api_client_secret_file", mc.Jamf.APIClientSecretFile)
 			if err != nil {
@@ -107,10 +114,14 @@ func (in *Node) startEnforcer() error {
 		return dynauth.NAS{Name: c.Name, Port: c.CoAPort, Secret: c.CoASecret}, true
 	}
 	ecfg.Logger, ecfg.Metrics = in.log, m
+	// Remember standing changes for at least a conversation's life: an
+	// Accept built before one may see its Accounting-Start after it.
+	ecfg.RecentWindow = max(2*time.Minute, 2*in.cfg.RADIUS.IdleTimeout.D())
 	e, err := dynauth.NewEnforcer(ecfg)
 	if err != nil {
 		return err
 	}
+	in.sessionStarts.set(e)
 	ready := make(chan struct{})
 	done := make(chan struct{})
 	in.wg.Add(1)

@@ -59,6 +59,8 @@ type Node struct {
 	metrics *metrics.Registry
 	radius  *radius.Server
 	enroll  *enrollment
+	// sessionStarts reaches the enforcer from the RADIUS server.
+	sessionStarts sessionStarts
 
 	mdmHandlers map[string]http.Handler
 	audit       *auditexport.Chain // nil until startAudit
@@ -104,6 +106,8 @@ func Start(parent context.Context, cfg *Config, log *slog.Logger) (_ *Node, err 
 		return nil, fmt.Errorf("%w (create one with `hardbound ca init --data-dir %s`)", err, cfg.DataDir)
 	}
 	in.ca = c
+	in.metrics.CertExpiry("root", c.Root().NotAfter)
+	in.metrics.CertExpiry("issuing", c.Issuing().NotAfter)
 	st, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -212,12 +216,7 @@ func (in *Node) startMetrics() error {
 }
 
 func (in *Node) startAdmin() error {
-	tokens, err := in.cfg.Admin.Tokens(in.cfg.DataDir)
-	if err != nil {
-		return fmt.Errorf("%w (serve --dev creates one; or write \"name sha256hex\" lines)", err)
-	}
-	deps := in.adminDeps()
-	srv, err := admin.New(deps, tokens, admin.WithLogger(in.log))
+	srv, err := in.adminHandler()
 	if err != nil {
 		return err
 	}
@@ -225,6 +224,7 @@ func (in *Node) startAdmin() error {
 	if err != nil {
 		return err
 	}
+	in.certExpiry("admin", kp)
 	return in.serveHTTP("admin", in.cfg.Admin.Addr, srv, newTLSConfig(kp))
 }
 
@@ -339,7 +339,7 @@ func (in *Node) Banner(w io.Writer) {
 		{"radius-acct", "RADIUS accounting (udp)"},
 		{"enroll-https", "enrollment: ACME https://%s/acme/directory, SCEP https://%s/scep"},
 		{"enroll-http", "SCEP and CRL over http://%s/scep, http://%s/crl"},
-		{"admin", "admin API https://%s/api/v1/"},
+		{"admin", "admin API https://%s/api/v1/, console https://%s/ui/"},
 		{"metrics", "metrics http://%s/metrics"},
 	} {
 		a := in.Addr(l.name)
@@ -349,9 +349,16 @@ func (in *Node) Banner(w io.Writer) {
 		what := strings.ReplaceAll(l.what, "%s", a)
 		fmt.Fprintf(w, "  %-13s %-22s %s\n", l.name, a, what)
 	}
+	for _, c := range in.cfg.RADIUS.Clients {
+		// What the configuration says, not what --dev would have added.
+		secret := "inline secret"
+		if c.SecretFile != "" {
+			secret = "secret in " + c.SecretFile
+		}
+		fmt.Fprintf(w, "  NAS client %q %s, %s\n", c.Name, c.CIDR, secret)
+	}
 	if in.cfg.Dev {
 		fmt.Fprintf(w, "dev mode:\n")
-		fmt.Fprintf(w, "  NAS client \"localhost\" 127.0.0.0/8, secret in %s\n", filepath.Join(in.cfg.DataDir, "radius.secret"))
 		fmt.Fprintf(w, "  admin token in %s; try: hardbound device list\n", in.adminTokenPath)
 		fmt.Fprintf(w, "  CA root: %s\n", filepath.Join(in.cfg.DataDir, ca.SubDir, "root.crt"))
 	}

@@ -37,11 +37,13 @@ func (p ProfileConfig) postureView() posture.Profile {
 		Name: p.Name, Formats: p.Formats, MaxAge: p.PostureMaxAge.D(),
 		Noncompliant: posture.Action(p.Noncompliant), Unknown: posture.Action(p.Unknown),
 		QuarantineVLAN: p.QuarantineVLAN, VLAN: p.VLAN, SessionTimeout: p.SessionTimeout.D(),
+		Minimums: p.minimums,
 	}
 }
 
 func (p ProfileConfig) acmeView() acme.Profile {
-	return acme.Profile{Name: p.Name, Validity: p.Validity.D(), Formats: p.Formats}
+	return acme.Profile{Name: p.Name, Validity: p.Validity.D(), Formats: p.Formats,
+		RequireInventory: p.requireInventory(), Minimums: p.minimums}
 }
 
 func (p ProfileConfig) scepIdentity() scep.Identity {

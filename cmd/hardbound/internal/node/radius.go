@@ -3,11 +3,16 @@ package node
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"sync/atomic"
+	"time"
 
 	"hardbound/admin"
 	"hardbound/eaptls"
 	"hardbound/enroll/devbind"
 	"hardbound/radius"
+	"hardbound/radius/dynauth"
+	"hardbound/store"
 )
 
 // startComponents starts RADIUS and enrollment.
@@ -33,6 +38,7 @@ func (in *Node) startRADIUS() error {
 	if err != nil {
 		return err
 	}
+	in.certExpiry("radius", kp)
 	m := in.metrics.RADIUS()
 	ecfg := rc.EAP(kp, in.ca.Pool())
 	ecfg.Logger, ecfg.Metrics = in.log, m
@@ -40,7 +46,16 @@ func (in *Node) startRADIUS() error {
 	if err != nil {
 		return fmt.Errorf("eaptls: %w", err)
 	}
-	srv, err := radius.New(rc.Server(), eap, in.posture, in.st, in.st, radius.WithLogger(in.log), radius.WithMetrics(m))
+	cfg := rc.Server()
+	keyFile := rc.ClassKeyFile
+	if keyFile == "" {
+		keyFile = filepath.Join(in.cfg.DataDir, "radius-class.key")
+	}
+	if cfg.ClassKey, err = radius.LoadClassKey(keyFile); err != nil {
+		return err
+	}
+	srv, err := radius.New(cfg, eap, in.posture, in.st, in.st, radius.WithLogger(in.log), radius.WithMetrics(m),
+		radius.WithSessionStarts(&in.sessionStarts))
 	if err != nil {
 		return err
 	}
@@ -73,10 +88,25 @@ func (in *Node) startRADIUS() error {
 	return nil
 }
 
+// sessionStarts hands the RADIUS server's session starts to the enforcer,
+// which starts after it (radius.SessionStarts); before, and without one,
+// they go nowhere.
+type sessionStarts struct {
+	e atomic.Pointer[dynauth.Enforcer]
+}
+
+func (s *sessionStarts) set(e *dynauth.Enforcer) { s.e.Store(e) }
+
+func (s *sessionStarts) SessionStarted(ctx context.Context, sess *store.Session, admitted time.Time) {
+	if e := s.e.Load(); e != nil {
+		e.SessionStarted(ctx, sess, admitted)
+	}
+}
+
 // adminDeps are the admin API's collaborators: the enrollment endpoints
 // only with enrollment configured, test enrollment only in --dev.
 func (in *Node) adminDeps() admin.Deps {
-	d := admin.Deps{Store: in.st, Standing: in.posture}
+	d := admin.Deps{Store: in.st, Standing: in.posture, Inventory: in.inventoryDeps()}
 	if in.audit != nil {
 		d.Audit = in.audit
 	}
