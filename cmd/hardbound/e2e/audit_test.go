@@ -13,6 +13,7 @@ import (
 
 	"hardbound/admin"
 	"hardbound/cmd/hardbound/internal/node"
+	"hardbound/enroll/devbind"
 	"hardbound/store"
 	"hardbound/store/auditexport"
 	"hardbound/store/auditexport/rsyslogtest"
@@ -48,7 +49,7 @@ func receivedSeqs(t *testing.T, path string) (map[uint64]int, int) {
 
 // TestE2EAuditExportKill9AndTamper drives the hardbound binary with audit
 // sinks to a real rsyslog over TLS (RFC 5425) and over TCP (RFC 6587):
-//   - a burst of audited admin refusals; kill -9 of the server in the
+//   - a burst of audited admin changes; kill -9 of the server in the
 //     middle of it; a restart: both of rsyslog's files hold every seq of
 //     the chain, no gap (duplicates allowed, by seq);
 //   - `audit verify` and `audit verify --checkpoints <rsyslog file>` OK;
@@ -70,24 +71,28 @@ func TestE2EAuditExportKill9AndTamper(t *testing.T) {
 	restart := func() *instance { return startTest(t, cloneConfig(cfg)) }
 
 	in := restart()
-	// The burst: admin requests with a wrong token, each one an audit
-	// event (admin.auth denied), from 8 clients at once.
-	client := in.httpsClient(t)
+	// The burst: 8 admin clients each quarantine and release their own
+	// device in a loop; every change is an audit event in the change's
+	// transaction.
+	for i := range 8 {
+		in.bind(t, devbind.Request{DeviceID: fmt.Sprintf("burst-%d", i)})
+	}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for range 8 {
+	for i := range 8 {
 		wg.Go(func() {
-			for {
+			id := fmt.Sprintf("burst-%d", i)
+			for n := 0; ; n++ {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				req, _ := http.NewRequest("GET", "https://"+in.Addr("admin")+"/api/v1/devices", nil)
-				req.Header.Set("Authorization", "Bearer wrong")
-				if resp, err := client.Do(req); err == nil {
-					resp.Body.Close()
+				action := "quarantine"
+				if n%2 == 1 {
+					action = "release"
 				}
+				_ = in.api(http.MethodPost, "/api/v1/devices/"+id+"/"+action, nil, nil) // fails once the server is killed
 			}
 		})
 	}
