@@ -35,6 +35,7 @@ const (
 	pfxAuditCursor    = "auditcur/"
 	pfxNonce          = "nonce/"
 	keyAuditHeadStr   = "meta/audit-head"
+	keyTicketKeysStr  = "meta/ticket-keys"
 	keyAuditPrunedStr = "meta/audit-pruned"
 )
 
