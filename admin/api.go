@@ -178,15 +178,17 @@ func auditEventOf(ev *store.AuditEvent) AuditEvent {
 // Problems every finding by seq (truncated, rewritten, broken,
 // bad_checkpoint).
 type VerifyResult struct {
-	Events      uint64          `json:"events"`
-	OK          bool            `json:"ok"`
-	BrokenSeq   uint64          `json:"broken_seq,omitempty"`
-	Problem     string          `json:"problem,omitempty"`
-	FromSeq     uint64          `json:"from_seq,omitempty"`
-	HeadSeq     uint64          `json:"head_seq,omitempty"`
-	Checkpoints int             `json:"checkpoints,omitempty"`
-	AnchorSeq   uint64          `json:"anchor_seq,omitempty"`
-	Problems    []VerifyProblem `json:"problems,omitempty"`
+	Events      uint64 `json:"events"`
+	OK          bool   `json:"ok"`
+	BrokenSeq   uint64 `json:"broken_seq,omitempty"`
+	Problem     string `json:"problem,omitempty"`
+	FromSeq     uint64 `json:"from_seq,omitempty"`
+	HeadSeq     uint64 `json:"head_seq,omitempty"`
+	Checkpoints int    `json:"checkpoints,omitempty"`
+	AnchorSeq   uint64 `json:"anchor_seq,omitempty"`
+	// PrunedThrough is the last seq retention removed.
+	PrunedThrough uint64          `json:"pruned_through,omitempty"`
+	Problems      []VerifyProblem `json:"problems,omitempty"`
 }
 
 // VerifyProblem is one finding of a verification.
@@ -215,7 +217,7 @@ type VerifyRequest struct {
 
 func reportOf(r *auditexport.Report) VerifyResult {
 	v := VerifyResult{Events: r.Events, OK: r.OK, BrokenSeq: r.BrokenSeq, Problem: r.Problem, FromSeq: r.FromSeq,
-		HeadSeq: r.HeadSeq, Checkpoints: r.Checkpoints, AnchorSeq: r.AnchorSeq}
+		HeadSeq: r.HeadSeq, Checkpoints: r.Checkpoints, AnchorSeq: r.AnchorSeq, PrunedThrough: r.PrunedThrough}
 	for _, p := range r.Problems {
 		v.Problems = append(v.Problems, VerifyProblem{Seq: p.Seq, Kind: p.Kind, Detail: p.Detail})
 	}

@@ -333,7 +333,7 @@ type CertFilter struct {
 
 // VerifyResult reports the outcome of recomputing the audit chain.
 type VerifyResult struct {
-	Events    uint64 `json:"events"`
+	Events    uint64 `json:"events"` // the last seq reached (events checked plus any pruned before them)
 	OK        bool   `json:"ok"`
 	BrokenSeq uint64 `json:"broken_seq,omitempty"` // first event whose hash or link is wrong
 	Problem   string `json:"problem,omitempty"`
@@ -435,6 +435,16 @@ type Store interface {
 	// ScanAudit calls fn for events with Seq >= from, in order.
 	ScanAudit(ctx context.Context, from uint64, fn func(*AuditEvent) error) error
 	VerifyAudit(ctx context.Context) (VerifyResult, error)
+
+	// PruneAudit deletes the events with Seq <= through, oldest first, in
+	// bounded batches (each its own transaction, so a failure part way
+	// leaves a shorter prefix deleted and a retry deletes the rest), and
+	// returns how many it deleted. through must be below the head: the
+	// head event always stays. Afterwards ScanAudit(1, ...) starts at
+	// through+1 and VerifyAudit checks from there, linking the first
+	// remaining event to the hash of the last one deleted, which the
+	// store keeps (a prune mark).
+	PruneAudit(ctx context.Context, through uint64) (int, error)
 
 	// Audit checkpoints, keyed by Seq (one per seq: putting one again
 	// replaces it). ScanAuditCheckpoints calls fn for checkpoints with

@@ -101,8 +101,13 @@ func verifyRows(w io.Writer, out admin.VerifyResult) {
 		return
 	}
 	fmt.Fprintf(w, "audit chain BROKEN at seq %d: %s\n", out.BrokenSeq, out.Problem)
-	for _, p := range out.Problems[min(1, len(out.Problems)):] {
+	rest := out.Problems[min(1, len(out.Problems)):]
+	const shown = 5
+	for _, p := range rest[:min(shown, len(rest))] {
 		fmt.Fprintf(w, "  seq %d: %s: %s\n", p.Seq, p.Kind, p.Detail)
+	}
+	if len(rest) > shown {
+		fmt.Fprintf(w, "  ... and %d more (--json lists up to 100)\n", len(rest)-shown)
 	}
 }
 

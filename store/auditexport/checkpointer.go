@@ -24,6 +24,7 @@ type Checkpointer struct {
 	mu     sync.Mutex // Checkpoint may be called while Run runs
 	last   *store.AuditCheckpoint
 	lastAt time.Time
+	warned bool // the cut chain was reported
 }
 
 // NewCheckpointer signs with s on the schedule of cfg.
@@ -141,8 +142,21 @@ func (c *Checkpointer) tick(ctx context.Context) error {
 		return err
 	}
 	head, err := c.head(ctx)
-	if err != nil || head == nil || !c.due(head.Seq, time.Now()) {
+	if err != nil {
 		return err
+	}
+	var headSeq uint64
+	if head != nil {
+		headSeq = head.Seq
+	}
+	if c.last != nil && headSeq < c.last.Seq && !c.warned {
+		// Appends never move the head back: the chain was cut.
+		c.log.ErrorContext(ctx, "audit chain ends before its newest signed checkpoint: events were removed; run `hardbound audit verify`",
+			"head_seq", headSeq, "checkpoint_seq", c.last.Seq)
+		c.warned = true
+	}
+	if head == nil || !c.due(head.Seq, time.Now()) {
+		return nil
 	}
 	_, err = c.sign(ctx, head)
 	return err

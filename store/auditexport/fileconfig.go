@@ -19,6 +19,17 @@ import (
 type FileConfig struct {
 	Sinks      []SinkConfig     `yaml:"sinks"`
 	Checkpoint CheckpointConfig `yaml:"checkpoint"`
+	Retention  RetentionConfig  `yaml:"retention"`
+}
+
+// RetentionConfig says when the oldest events leave the store: once every
+// sink confirmed them, a signed checkpoint covers them, and they are older
+// than MaxAge.
+type RetentionConfig struct {
+	// MaxAge is how long events stay at least (0, the default: forever).
+	MaxAge config.Duration `yaml:"max_age"`
+	// Interval is how often pruning runs (default 1h).
+	Interval config.Duration `yaml:"interval"`
 }
 
 // SinkConfig is one entry of audit.sinks. Each sink has its own cursor in
@@ -98,6 +109,12 @@ var sinkName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
 // Validate names the field of a bad value; path is the section's place in
 // the file ("audit").
 func (c FileConfig) Validate(path string) error {
+	if c.Retention.MaxAge != 0 && c.Retention.MaxAge.D() < time.Hour {
+		return config.Errorf(path+".retention.max_age", "must be 0 (keep everything) or at least 1h, not %s", c.Retention.MaxAge.D())
+	}
+	if c.Retention.MaxAge != 0 && c.Checkpoint.Every == 0 && c.Checkpoint.Interval == 0 {
+		return config.Errorf(path+".retention.max_age", "needs checkpoints (checkpoint.every or checkpoint.interval): only what a checkpoint covers is pruned")
+	}
 	seen := map[string]bool{}
 	for i, s := range c.Sinks {
 		p := fmt.Sprintf("%s.sinks[%d]", path, i)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"hardbound/store"
+	"hardbound/store/auditexport/rsyslogtest"
 	"hardbound/store/badger/badgertest"
 	"hardbound/store/config"
 )
@@ -77,7 +78,7 @@ func (c *collector) snapshot() (distinct int, posts int, bad int) {
 // token or with mutual TLS; a collector that refuses batches for a while
 // gets them again, and a wrong token never advances the cursor.
 func TestHTTPSink(t *testing.T) {
-	pki := newPKI(t, t.TempDir())
+	pki := rsyslogtest.NewPKI(t, t.TempDir())
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte("s3cret-token\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -103,14 +104,14 @@ func TestHTTPSink(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			col := &collector{token: tt.token, refuse: tt.refuse, count: map[uint64]int{}}
 			srv := httptest.NewUnstartedServer(col)
-			cert, err := tls.LoadX509KeyPair(pki.certFile, pki.keyFile)
+			cert, err := tls.LoadX509KeyPair(pki.CertFile, pki.KeyFile)
 			if err != nil {
 				t.Fatal(err)
 			}
 			srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 			if tt.mutual {
 				pool := x509.NewCertPool()
-				b, _ := os.ReadFile(pki.caFile)
+				b, _ := os.ReadFile(pki.CAFile)
 				pool.AppendCertsFromPEM(b)
 				srv.TLS.ClientCAs, srv.TLS.ClientAuth = pool, tls.RequireAndVerifyClientCert
 			}
@@ -118,10 +119,10 @@ func TestHTTPSink(t *testing.T) {
 			defer srv.Close()
 
 			st := badgertest.Memory(t)
-			sc := SinkConfig{Name: "collector", Type: "http", URL: srv.URL + "/ingest", CAFile: pki.caFile, TokenFile: tt.tokenFile,
+			sc := SinkConfig{Name: "collector", Type: "http", URL: srv.URL + "/ingest", CAFile: pki.CAFile, TokenFile: tt.tokenFile,
 				BatchSize: 40, Timeout: config.Duration(5 * time.Second)}
 			if tt.mutual {
-				sc.CertFile, sc.KeyFile = pki.certFile, pki.keyFile
+				sc.CertFile, sc.KeyFile = pki.CertFile, pki.KeyFile
 			}
 			m := newLagMetrics()
 			exp, err := New(st, FileConfig{Sinks: []SinkConfig{sc}}, Options{Metrics: m, Poll: 20 * time.Millisecond})

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"hardbound/store/auditexport/rsyslogtest"
 	"hardbound/store/badger"
 	"hardbound/store/config"
 )
@@ -163,8 +164,8 @@ func (c *child) await(t *testing.T, d time.Duration, what string, match func(str
 // from the resend after the restart), and the checkpoints they received
 // verify the chain.
 func TestRsyslogKill9(t *testing.T) {
-	pki := newPKI(t, t.TempDir())
-	rs := startRsyslog(t, pki)
+	pki := rsyslogtest.NewPKI(t, t.TempDir())
+	rs := rsyslogtest.Start(t, pki)
 	dir := t.TempDir()
 	cfg := childConfig{Dir: filepath.Join(dir, "db"), KeyFile: filepath.Join(dir, "audit", "checkpoint.key"), Sinks: rsyslogSinks(rs), Burst: 20000}
 
@@ -181,7 +182,7 @@ func TestRsyslogKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-first.done
-	before := readReceived(t, rs.tlsFile())
+	before := readReceived(t, rs.TLSFile())
 	t.Logf("killed at seq >= %d; rsyslog (tls) had %d distinct seqs", killedAt, len(before.count))
 
 	cfg.Burst = 1000 // the restarted process goes on appending
@@ -198,7 +199,7 @@ func TestRsyslogKill9(t *testing.T) {
 	})
 	second.cmd.Process.Signal(syscall.SIGTERM)
 	<-second.done
-	rs.stop()
+	rs.Stop()
 
 	st, err := badger.Open(t.Context(), cfg.Dir)
 	if err != nil {
@@ -221,7 +222,7 @@ func TestRsyslogKill9(t *testing.T) {
 	if err := keys.Add(pub); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{rs.tlsFile(), rs.tcpFile()} {
+	for _, f := range []string{rs.TLSFile(), rs.TCPFile()} {
 		rc := readReceived(t, f)
 		missing, dups := rc.gaps(head)
 		if len(missing) > 0 {

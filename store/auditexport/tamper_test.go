@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"hardbound/store"
+	"hardbound/store/auditexport/rsyslogtest"
 	"hardbound/store/badger"
 	"hardbound/store/badger/badgertest"
 )
@@ -90,7 +91,7 @@ func TestVerifyCatchesTruncation(t *testing.T) {
 // nothing wrong; the checkpoints rsyslog received report the rewrite by
 // seq.
 func TestVerifyCatchesRewriteWithRsyslogCheckpoints(t *testing.T) {
-	rs := startRsyslog(t, newPKI(t, t.TempDir()))
+	rs := rsyslogtest.Start(t, rsyslogtest.NewPKI(t, t.TempDir()))
 	dir := filepath.Join(t.TempDir(), "db")
 	st := openDisk(t, dir)
 	signer := testSigner(t)
@@ -126,7 +127,7 @@ func TestVerifyCatchesRewriteWithRsyslogCheckpoints(t *testing.T) {
 	cancel()
 	wg.Wait()
 	st.Close()
-	rs.stop()
+	rs.Stop()
 
 	badgertest.RewriteAudit(t, dir, func(e *store.AuditEvent) {
 		if e.Subject == "stolen-laptop" {
@@ -142,7 +143,7 @@ func TestVerifyCatchesRewriteWithRsyslogCheckpoints(t *testing.T) {
 	if err != nil || !local.OK || local.Checkpoints != 0 {
 		t.Fatalf("with its checkpoints deleted the store cannot tell: %+v, %v", local, err)
 	}
-	received := readReceived(t, rs.tlsFile())
+	received := readReceived(t, rs.TLSFile())
 	rep, err := Verify(t.Context(), st, VerifyOptions{Keys: keysOf(t, signer), External: received.cps})
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"hardbound/store"
+	"hardbound/store/auditexport/rsyslogtest"
 	"hardbound/store/badger/badgertest"
 	"hardbound/store/config"
 )
@@ -263,23 +264,23 @@ func FuzzReadRecords(f *testing.F) {
 // has no acknowledgement, so on loopback without loss every event
 // arrives once.
 func TestRsyslogUDP(t *testing.T) {
-	rs := startRsyslog(t, newPKI(t, t.TempDir()))
+	rs := rsyslogtest.Start(t, rsyslogtest.NewPKI(t, t.TempDir()))
 	st := badgertest.Memory(t)
 	if err := appendEvents(t.Context(), st, 200); err != nil {
 		t.Fatal(err)
 	}
 	m := newLagMetrics()
 	exp, err := New(st, FileConfig{Sinks: []SinkConfig{{Name: "udp", Type: "syslog", Transport: "udp",
-		Address: "127.0.0.1:" + strconv.Itoa(rs.udpPort), BatchSize: 20}}}, Options{Metrics: m, Poll: 20 * time.Millisecond})
+		Address: "127.0.0.1:" + strconv.Itoa(rs.UDPPort), BatchSize: 20}}}, Options{Metrics: m, Poll: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	runCtx, stop := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	wg.Go(func() { exp.Run(runCtx) })
-	waitFor(t, 20*time.Second, func() bool { return len(readReceived(t, rs.udpFile()).count) == 200 },
+	waitFor(t, 20*time.Second, func() bool { return len(readReceived(t, rs.UDPFile()).count) == 200 },
 		func() string {
-			return "rsyslog got " + strconv.Itoa(len(readReceived(t, rs.udpFile()).count)) + " of 200 over UDP"
+			return "rsyslog got " + strconv.Itoa(len(readReceived(t, rs.UDPFile()).count)) + " of 200 over UDP"
 		})
 	stop()
 	wg.Wait()

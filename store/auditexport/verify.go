@@ -53,9 +53,11 @@ type Report struct {
 	HeadSeq uint64 `json:"head_seq"`
 	// Checkpoints is how many signed checkpoints were held against the
 	// chain; AnchorSeq the newest of them that matched.
-	Checkpoints int       `json:"checkpoints"`
-	AnchorSeq   uint64    `json:"anchor_seq,omitempty"`
-	Problems    []Problem `json:"problems,omitempty"`
+	Checkpoints int    `json:"checkpoints"`
+	AnchorSeq   uint64 `json:"anchor_seq,omitempty"`
+	// PrunedThrough is the last seq retention removed (0: none).
+	PrunedThrough uint64    `json:"pruned_through,omitempty"`
+	Problems      []Problem `json:"problems,omitempty"`
 }
 
 func (r *Report) add(seq uint64, kind, format string, a ...any) {
@@ -98,13 +100,12 @@ func Verify(ctx context.Context, st Store, o VerifyOptions) (*Report, error) {
 	if len(tail) == 1 {
 		rep.HeadSeq = tail[0].Seq
 	}
-	// A checkpoint past the end: the tail was cut.
-	for _, cp := range cps {
-		if cp.Seq > rep.HeadSeq {
-			rep.add(rep.HeadSeq+1, ProblemTruncated, "the chain ends at seq %d but a checkpoint signed seq %d at %s: events %d-%d are missing",
-				rep.HeadSeq, cp.Seq, cp.Time.Format("2006-01-02T15:04:05Z07:00"), rep.HeadSeq+1, cp.Seq)
-			break
-		}
+	// A checkpoint past the end: the tail was cut (reported up to the
+	// newest such checkpoint, the extent of the cut that is known).
+	if n := len(cps); n > 0 && cps[n-1].Seq > rep.HeadSeq {
+		cp := cps[n-1]
+		rep.add(rep.HeadSeq+1, ProblemTruncated, "the chain ends at seq %d but a checkpoint signed seq %d at %s: events %d-%d are missing",
+			rep.HeadSeq, cp.Seq, cp.Time.Format("2006-01-02T15:04:05Z07:00"), rep.HeadSeq+1, cp.Seq)
 	}
 
 	from := uint64(1)
@@ -122,11 +123,25 @@ func Verify(ctx context.Context, st Store, o VerifyOptions) (*Report, error) {
 			}
 		}
 	}
-	rep.FromSeq = from
 	if rep.HeadSeq == 0 {
-		rep.FromSeq = 0
 		return rep, nil
 	}
+	// A pruned chain starts later than seq 1; that is only legitimate
+	// where a signed checkpoint covers its first event (Pruner keeps the
+	// event of a checkpoint as the first one).
+	first, err := firstEvent(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	if first != nil && first.Seq > 1 {
+		rep.PrunedThrough = first.Seq - 1
+		if !coveredByCheckpoint(ctx, st, o.Keys, cps, first) {
+			rep.add(1, ProblemTruncated, "events 1-%d are missing and no signed checkpoint covers seq %d, the first one kept",
+				first.Seq-1, first.Seq)
+		}
+		from = max(from, first.Seq)
+	}
+	rep.FromSeq = from
 
 	next := 0 // the next checkpoint to hold against an event
 	for next < len(cps) && cps[next].Seq < from {
@@ -211,4 +226,30 @@ func checkpointsFor(ctx context.Context, st Store, o VerifyOptions) ([]store.Aud
 	return slices.CompactFunc(cps, func(a, b store.AuditCheckpoint) bool {
 		return a.Seq == b.Seq && a.Hash == b.Hash && string(a.Sig) == string(b.Sig)
 	}), nil
+}
+
+// firstEvent is the oldest event kept (nil for an empty chain).
+func firstEvent(ctx context.Context, st Store) (*store.AuditEvent, error) {
+	var first *store.AuditEvent
+	err := st.ScanAudit(ctx, 1, func(e *store.AuditEvent) error { first = e; return errStopScan })
+	if err != nil && !errors.Is(err, errStopScan) {
+		return nil, fmt.Errorf("auditexport: verify: %w", err)
+	}
+	return first, nil
+}
+
+// coveredByCheckpoint reports whether a validly signed checkpoint, among
+// cps or in the store, signs ev.
+func coveredByCheckpoint(ctx context.Context, st Store, keys KeySet, cps []store.AuditCheckpoint, ev *store.AuditEvent) bool {
+	for i := range cps {
+		if cps[i].Seq == ev.Seq && cps[i].Hash == ev.Hash {
+			return true // signatures of cps were checked already
+		}
+	}
+	var cp *store.AuditCheckpoint
+	err := st.ScanAuditCheckpoints(ctx, ev.Seq, func(c *store.AuditCheckpoint) error { cp = c; return errStopScan })
+	if err != nil && !errors.Is(err, errStopScan) {
+		return false
+	}
+	return cp != nil && cp.Seq == ev.Seq && cp.Hash == ev.Hash && keys.Verify(cp) == nil
 }

@@ -445,7 +445,8 @@ func decodeAudit(item *bdb.Item) (*store.AuditEvent, error) {
 	return e, nil
 }
 
-// VerifyAudit recomputes every hash and link from seq 1 and reports the
+// VerifyAudit recomputes every hash and link from seq 1 (after PruneAudit:
+// from the first event kept) and reports the
 // first event that does not match: a wrong hash (the event was edited), a
 // wrong PrevHash (an event before it was edited or removed), a gap in the
 // sequence, or a head that does not point at the last event (truncation).
@@ -462,7 +463,17 @@ func (s *Store) VerifyAudit(ctx context.Context) (store.VerifyResult, error) {
 		opts.Prefix = []byte(pfxAudit)
 		it := txn.NewIterator(opts)
 		defer it.Close()
+		// After PruneAudit the chain starts after the prune mark, linked
+		// to the last deleted event's hash.
 		var prev store.Hash
+		var mark auditHead
+		switch err := getJSON(txn, keyAuditPruned(), &mark); {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return err
+		default:
+			res.Events, prev = mark.Seq, mark.Hash
+		}
 		for it.Rewind(); it.ValidForPrefix(opts.Prefix); it.Next() {
 			if err := ctx.Err(); err != nil {
 				return err

@@ -111,3 +111,76 @@ func (s *Store) PutAuditCursor(ctx context.Context, c *store.AuditCursor) error 
 		return setJSON(txn, keyAuditCursor(v.Sink), &v)
 	})
 }
+
+// pruneBatch bounds the events one PruneAudit transaction deletes.
+const pruneBatch = 2000
+
+// PruneAudit deletes the events up to through in transactions of
+// pruneBatch. Each transaction also moves the prune mark
+// (meta/audit-pruned: the seq and hash of the last deleted event), which
+// is where VerifyAudit starts linking, so the mark and the deleted prefix
+// always agree.
+func (s *Store) PruneAudit(ctx context.Context, through uint64) (int, error) {
+	var head auditHead
+	if err := s.view(ctx, "prune audit", func(txn *bdb.Txn) error {
+		return getJSON(txn, keyAuditHead(), &head)
+	}); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return 0, err
+	}
+	if through >= head.Seq {
+		return 0, fmt.Errorf("store/badger: prune audit through %d: the head is %d and always stays", through, head.Seq)
+	}
+	total := 0
+	for {
+		var n int
+		err := s.update(ctx, "prune audit", func(txn *bdb.Txn) error {
+			n = 0
+			opts := bdb.DefaultIteratorOptions
+			opts.Prefix = []byte(pfxAudit)
+			opts.PrefetchValues = false
+			it := txn.NewIterator(opts)
+			var keys [][]byte
+			var last []byte
+			for it.Seek(keyAudit(0)); it.ValidForPrefix(opts.Prefix) && len(keys) < pruneBatch; it.Next() {
+				seq, ok := seqFromAuditKey(it.Item().Key())
+				if !ok || seq > through {
+					break
+				}
+				keys = append(keys, it.Item().KeyCopy(nil))
+				last = keys[len(keys)-1]
+			}
+			var mark auditHead
+			if last != nil {
+				item, err := txn.Get(last)
+				if err == nil {
+					var e *store.AuditEvent
+					if e, err = decodeAudit(item); err == nil {
+						mark = auditHead{V: store.RecordVersion, Seq: e.Seq, Hash: e.Hash}
+					}
+				}
+				if err != nil {
+					it.Close()
+					return err
+				}
+			}
+			it.Close()
+			for _, k := range keys {
+				if err := txn.Delete(k); err != nil {
+					return err
+				}
+			}
+			n = len(keys)
+			if n == 0 {
+				return nil
+			}
+			return setJSON(txn, keyAuditPruned(), mark)
+		})
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < pruneBatch {
+			return total, nil
+		}
+	}
+}

@@ -17,25 +17,26 @@ import (
 const (
 	sep = "\x00"
 
-	pfxDevice        = "dev/"
-	pfxCert          = "cert/"
-	pfxCertDER       = "certder/"
-	pfxCertSerial    = "serial/"
-	pfxDeviceCert    = "devcert/"
-	pfxAttestation   = "att/"
-	pfxAttestKey     = "attkey/"
-	pfxChallenge     = "chal/"
-	pfxSession       = "sess/"
-	pfxDeviceSession = "devsess/"
-	pfxAlias         = "alias/"
-	pfxACMEAccount   = "acmeacct/"
-	pfxACMEThumb     = "acmetp/"
-	pfxAudit         = "audit/"
-	pfxAuditCP       = "auditcp/"
-	pfxAuditCursor   = "auditcur/"
-	pfxNonce         = "nonce/"
-	keyAuditHeadStr  = "meta/audit-head"
-	keyTicketKeysStr = "meta/ticket-keys"
+	pfxDevice         = "dev/"
+	pfxCert           = "cert/"
+	pfxCertDER        = "certder/"
+	pfxCertSerial     = "serial/"
+	pfxDeviceCert     = "devcert/"
+	pfxAttestation    = "att/"
+	pfxAttestKey      = "attkey/"
+	pfxChallenge      = "chal/"
+	pfxSession        = "sess/"
+	pfxDeviceSession  = "devsess/"
+	pfxAlias          = "alias/"
+	pfxACMEAccount    = "acmeacct/"
+	pfxACMEThumb      = "acmetp/"
+	pfxAudit          = "audit/"
+	pfxAuditCP        = "auditcp/"
+	pfxAuditCursor    = "auditcur/"
+	pfxNonce          = "nonce/"
+	keyAuditHeadStr   = "meta/audit-head"
+	keyTicketKeysStr  = "meta/ticket-keys"
+	keyAuditPrunedStr = "meta/audit-pruned"
 )
 
 // maxIDLen bounds every identifier that becomes part of a key. Badger caps
@@ -124,3 +125,5 @@ func keyAuditCheckpoint(seq uint64) []byte {
 }
 
 func keyAuditCursor(sink string) []byte { return []byte(pfxAuditCursor + sink) }
+
+func keyAuditPruned() []byte { return []byte(keyAuditPrunedStr) }

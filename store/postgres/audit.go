@@ -172,7 +172,8 @@ func (s *Store) ScanAudit(ctx context.Context, from uint64, fn func(*store.Audit
 	})
 }
 
-// VerifyAudit recomputes every hash and link from seq 1 and reports the
+// VerifyAudit recomputes every hash and link from seq 1 (after PruneAudit:
+// from the first event kept) and reports the
 // first event that does not match: a wrong hash (the event was edited), a
 // wrong PrevHash (an event before it was edited or removed), a gap in the
 // sequence, or a head that does not point at the last event (truncation).
@@ -185,12 +186,28 @@ func (s *Store) VerifyAudit(ctx context.Context) (store.VerifyResult, error) {
 				res.OK, res.BrokenSeq, res.Problem = false, seq, problem
 			}
 		}
+		// After PruneAudit the chain starts after the prune mark, linked
+		// to the last deleted event's hash.
+		var prev store.Hash
+		var (
+			markSeq int64
+			markHex string
+		)
+		switch err := tx.QueryRow(ctx, "SELECT seq, hash FROM audit_pruned").Scan(&markSeq, &markHex); {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return err
+		default:
+			if err := prev.UnmarshalText([]byte(markHex)); err != nil {
+				broken(uint64(markSeq), "undecodable prune mark")
+			}
+			res.Events = uint64(markSeq)
+		}
 		rows, err := tx.Query(ctx, "SELECT seq, rec FROM audit ORDER BY seq")
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
-		var prev store.Hash
 		for rows.Next() {
 			var (
 				seq64 int64

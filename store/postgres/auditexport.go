@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -116,4 +117,63 @@ func (s *Store) PutAuditCursor(ctx context.Context, c *store.AuditCursor) error 
 			v.Sink, b)
 		return err
 	})
+}
+
+// pruneBatch bounds the events one PruneAudit transaction deletes.
+const pruneBatch = 2000
+
+// PruneAudit deletes the events up to through in transactions of
+// pruneBatch, each moving the prune mark (audit_pruned) to the last event
+// it deleted, so the mark and the deleted prefix always agree. Nodes
+// pruning at once delete the same rows; the mark only moves forward.
+func (s *Store) PruneAudit(ctx context.Context, through uint64) (int, error) {
+	var head int64
+	if err := s.read(ctx, "prune audit", func(q querier) error {
+		return q.QueryRow(ctx, "SELECT seq FROM audit_head").Scan(&head)
+	}); err != nil {
+		return 0, err
+	}
+	if through >= uint64(head) {
+		return 0, fmt.Errorf("store/postgres: prune audit through %d: the head is %d and always stays", through, head)
+	}
+	total := 0
+	for {
+		var n int
+		err := s.tx(ctx, "prune audit", func(tx pgx.Tx) error {
+			n = 0
+			var (
+				last int64
+				b    []byte
+			)
+			err := tx.QueryRow(ctx, `SELECT seq, rec FROM audit WHERE seq IN
+				(SELECT seq FROM audit WHERE seq <= $1 ORDER BY seq LIMIT $2) ORDER BY seq DESC LIMIT 1`,
+				int64(through), pruneBatch).Scan(&last, &b)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			var e store.AuditEvent
+			if err := json.Unmarshal(b, &e); err != nil {
+				return fmt.Errorf("event %d: %w", last, err)
+			}
+			tag, err := tx.Exec(ctx, "DELETE FROM audit WHERE seq <= $1", last)
+			if err != nil {
+				return err
+			}
+			n = int(tag.RowsAffected())
+			_, err = tx.Exec(ctx, `INSERT INTO audit_pruned (seq, hash) VALUES ($1, $2)
+				ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash WHERE audit_pruned.seq < excluded.seq`,
+				last, e.Hash.String())
+			return err
+		})
+		if err != nil {
+			return total, err
+		}
+		total += n
+		if n < pruneBatch {
+			return total, nil
+		}
+	}
 }

@@ -24,7 +24,7 @@ const backupFormat = "hardbound-postgres-backup"
 // backupTables are the record tables, in restore order. The change feed
 // is not backed up: a restore is announced as one store.ChangeReset.
 var backupTables = []string{"devices", "aliases", "certs", "attestations", "attestation_keys",
-	"challenges", "sessions", "acme_accounts", "audit", "audit_head", "audit_checkpoints", "audit_cursors"}
+	"challenges", "sessions", "acme_accounts", "audit", "audit_head", "audit_checkpoints", "audit_cursors", "audit_pruned"}
 
 type backupHeader struct {
 	Format string `json:"format"`

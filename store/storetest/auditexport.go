@@ -74,3 +74,51 @@ func testAuditCursors(t *testing.T, open func(t *testing.T) store.Store) {
 		}
 	}
 }
+
+// testAuditPrune: pruning removes the oldest events in batches, leaves
+// the chain verifiable from the first event kept, keeps appends linked,
+// and never removes the head.
+func testAuditPrune(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	evs := make([]*store.AuditEvent, 5000)
+	for i := range evs {
+		evs[i] = auditEv("radius.auth", fmt.Sprintf("d%d", i))
+	}
+	noErr(t, "AppendAudits", s.AppendAudits(ctx, evs))
+	if _, err := s.PruneAudit(ctx, 5000); err == nil {
+		t.Fatal("PruneAudit(head) succeeded")
+	}
+	n, err := s.PruneAudit(ctx, 4321) // more than one batch in Badger
+	noErr(t, "PruneAudit", err)
+	if n != 4321 {
+		t.Fatalf("PruneAudit deleted %d", n)
+	}
+	var first uint64
+	noErr(t, "ScanAudit", s.ScanAudit(ctx, 1, func(e *store.AuditEvent) error {
+		if first == 0 {
+			first = e.Seq
+		}
+		return nil
+	}))
+	if first != 4322 {
+		t.Fatalf("first event after pruning: %d", first)
+	}
+	verifyOK(t, s, 5000)
+	n, err = s.PruneAudit(ctx, 100) // already gone
+	noErr(t, "PruneAudit(again)", err)
+	if n != 0 {
+		t.Fatalf("pruning again deleted %d", n)
+	}
+	ev := auditEv("admin.revoke", "d1")
+	noErr(t, "AppendAudit", s.AppendAudit(ctx, ev))
+	if ev.Seq != 5001 || ev.PrevHash != evs[4999].Hash {
+		t.Fatalf("append after pruning: %+v", ev)
+	}
+	verifyOK(t, s, 5001)
+	tail, err := s.TailAudit(ctx, 1000)
+	noErr(t, "TailAudit", err)
+	if len(tail) != 680 || tail[0].Seq != 4322 {
+		t.Fatalf("TailAudit after pruning: %d events from %d", len(tail), tail[0].Seq)
+	}
+}

@@ -52,6 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"audit_groups_are_appended_in_order_and_filled", testAuditGroups},
 		{"audit_checkpoints", testAuditCheckpoints},
 		{"audit_cursors", testAuditCursors},
+		{"audit_prune", testAuditPrune},
 		{"ticket_keys", testTicketKeys},
 		{"ticket_keys_one_winner_under_concurrency", testTicketKeysConcurrency},
 		{"backup_restore", testBackupRestore},

@@ -46,6 +46,7 @@ func (in *Node) startAudit() error {
 	var wg sync.WaitGroup
 	wg.Go(func() { exp.Run(ctx) })
 	wg.Go(func() { cpr.Run(ctx) })
+	wg.Go(func() { auditexport.NewPruner(in.st, cfg, log).Run(ctx) })
 	in.onClose(func(context.Context) error {
 		cancel()
 		wg.Wait()
