@@ -103,6 +103,9 @@ func (in *Node) startEnforcer() error {
 	st := in.st
 	ecfg := in.cfg.RADIUS.CoA.Enforcer()
 	ecfg.Events, ecfg.Profiles, ecfg.Sessions, ecfg.Auditor, ecfg.Sender = in.posture, in.posture, st, st, sender
+	// Nodes sharing a database each see every change; the claim makes one
+	// of them the sender per session (docs/ha.md).
+	ecfg.Claims = st
 	ecfg.NAS = func(name string) (dynauth.NAS, bool) {
 		// The server's clients carry the CoA port and secret with their
 		// defaults applied. Addr empty: the session's NAS source address is
