@@ -46,6 +46,7 @@ func TestE2EPostgres(t *testing.T) {
 	t.Run("store_migrate", func(t *testing.T) { t.Parallel(); testStoreMigrateCommand(t, cl) })
 	t.Run("three_nodes_revocation", func(t *testing.T) { t.Parallel(); testThreeNodesRevocation(t, cl) })
 	t.Run("three_nodes_one_disconnect", func(t *testing.T) { t.Parallel(); testThreeNodesOneDisconnect(t, cl) })
+	t.Run("store_copy", func(t *testing.T) { t.Parallel(); testStoreCopy(t, cl) })
 }
 
 // startNodes starts n --dev nodes on a new database of cl, every one
