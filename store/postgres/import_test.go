@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -145,4 +147,56 @@ func TestImportFromBadger(t *testing.T) {
 	if err := dst.Import(ctx, src, nil); !errors.Is(err, store.ErrExists) {
 		t.Fatalf("second Import = %v, want ErrExists", err)
 	}
+}
+
+// BenchmarkImportFromBadger measures Import of a Badger store of
+// b.N-independent size (HB_IMPORT_DEVICES, default 10,000 devices, each
+// with a binding, an attestation and its issuance's audit event) into an
+// empty database; it reports records/s and the seconds per whole copy.
+func BenchmarkImportFromBadger(b *testing.B) {
+	devices := 10_000
+	if v := os.Getenv("HB_IMPORT_DEVICES"); v != "" {
+		fmt.Sscan(v, &devices)
+	}
+	ctx := b.Context()
+	src, err := badger.Open(ctx, b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { src.Close() })
+	base := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	const group = 1000
+	for i := 0; i < devices; i += group {
+		var wg sync.WaitGroup
+		for j := i; j < min(i+group, devices); j++ {
+			wg.Go(func() {
+				id := fmt.Sprintf("dev-%07d", j)
+				c := &store.Cert{SHA256: hashOf("cert-" + id), Serial: fmt.Sprintf("1%015x", j), DeviceID: id, KeySHA256: hashOf("key-" + id),
+					NotBefore: base, NotAfter: base.Add(time.Hour), Profile: "corp", Protocol: "acme", DER: bytes.Repeat([]byte{0x30}, 600),
+					AttestationID: "att-" + id}
+				if err := src.RecordIssuance(ctx, store.Issuance{
+					Device:      &store.Device{ID: id, Platform: "linux", Profile: "corp", Status: store.DeviceActive, Aliases: map[string]string{"serial": "SN" + id}},
+					Cert:        c,
+					Attestation: &store.Attestation{ID: "att-" + id, DeviceID: id, Format: "tpm", KeySHA256: c.KeySHA256, VerifiedAt: base},
+					Audit:       &store.AuditEvent{Actor: "system", Action: "enroll.issue", Subject: id, Result: "ok"},
+				}); err != nil {
+					b.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	b.ResetTimer()
+	var records int
+	for range b.N {
+		b.StopTimer()
+		dst := openDSN(b, newDB(b))
+		b.StartTimer()
+		if err := dst.Import(ctx, src, func(n int) { records = n }); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(records)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(b.Elapsed().Seconds()/float64(b.N), "s/copy")
+	b.ReportMetric(float64(devices), "devices")
 }

@@ -93,4 +93,3 @@ func countDevices(ctx context.Context, st store.Store) (int, error) {
 		p.After = next
 	}
 }
-
