@@ -47,6 +47,7 @@ func TestE2EPostgres(t *testing.T) {
 	t.Run("three_nodes_revocation", func(t *testing.T) { t.Parallel(); testThreeNodesRevocation(t, cl) })
 	t.Run("three_nodes_one_disconnect", func(t *testing.T) { t.Parallel(); testThreeNodesOneDisconnect(t, cl) })
 	t.Run("store_copy", func(t *testing.T) { t.Parallel(); testStoreCopy(t, cl) })
+	t.Run("kill_one_of_two", func(t *testing.T) { t.Parallel(); testKillOneOfTwo(t, cl) })
 }
 
 // startNodes starts n --dev nodes on a new database of cl, every one
