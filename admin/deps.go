@@ -80,6 +80,9 @@ type Deps struct {
 	// DevEnroll serves POST /api/v1/dev/devices. Set it only in --dev: the
 	// attestation it records is asserted, not verified. nil answers 403.
 	DevEnroll DevEnroller
+	// NAS serves POST /api/v1/nas (RADIUS/TLS NAS certificates); nil
+	// answers 501.
+	NAS NASIssuer
 	// Tokens, if set, replaces the fixed tokens given to New (a file the
 	// CLI may change while the server runs: token.OpenFile).
 	Tokens Tokens

@@ -12,6 +12,11 @@ import (
 // benchConverse runs one full EAP-TLS conversation, server and peer in
 // process, and fails the benchmark unless both succeed.
 func benchConverse(b *testing.B, srv *Server, ptls *tls.Config) {
+	benchConverseResumed(b, srv, ptls, false)
+}
+
+// benchConverseResumed also fails unless the peer resumed as wanted.
+func benchConverseResumed(b *testing.B, srv *Server, ptls *tls.Config, resumed bool) {
 	peer := NewPeer(context.Background(), PeerConfig{TLS: ptls, Identity: "bench", MTU: 1400})
 	sess := NewSession[string](context.Background(), srv, SessionOptions{MTU: 1400})
 	msg := peer.Identity(1)
@@ -20,6 +25,9 @@ func benchConverse(b *testing.B, srv *Server, ptls *tls.Config) {
 		if res.Outcome == Success {
 			if _, done, err := peer.Step(res.Reply); !done || err != nil {
 				b.Fatalf("peer: %v %v", done, err)
+			}
+			if peer.Resumed() != resumed {
+				b.Fatalf("resumed %v, want %v", peer.Resumed(), resumed)
 			}
 			sess.Close()
 			peer.Close()
@@ -47,6 +55,52 @@ func benchmarkHandshake(b *testing.B, version uint16, mod func(*ServerConfig)) {
 	}
 	reportCPU(b, cpu)
 }
+
+// The Resumed benchmarks keep the peer's session cache: after the first
+// iteration every handshake resumes from a ticket, chain check and
+// Authorizer (nil here) included.
+func benchmarkResumed(b *testing.B, version uint16) {
+	f := getFixture(b)
+	srv := f.newServer(b, func(c *ServerConfig) { c.Resumption.MaxLifetime = time.Hour })
+	ptls := f.peerTLS(&f.client, version)
+	ptls.CurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256}
+	ptls.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+	benchConverse(b, srv, ptls)
+	b.ReportAllocs()
+	cpu := processCPU()
+	for b.Loop() {
+		benchConverseResumed(b, srv, ptls, true)
+	}
+	reportCPU(b, cpu)
+}
+
+func BenchmarkHandshakeTLS12Resumed(b *testing.B) { benchmarkResumed(b, tls.VersionTLS12) }
+func BenchmarkHandshakeTLS13Resumed(b *testing.B) { benchmarkResumed(b, tls.VersionTLS13) }
+
+// Full handshakes that also issue a (lean) ticket the peer never uses
+// (it asks for tickets and forgets them): the cost resumption adds to a
+// full handshake.
+func benchmarkTickets(b *testing.B, version uint16) {
+	f := getFixture(b)
+	srv := f.newServer(b, func(c *ServerConfig) { c.Resumption.MaxLifetime = time.Hour })
+	ptls := f.peerTLS(&f.client, version)
+	ptls.CurvePreferences = []tls.CurveID{tls.X25519, tls.CurveP256}
+	ptls.ClientSessionCache = forgetfulCache{}
+	b.ReportAllocs()
+	cpu := processCPU()
+	for b.Loop() {
+		benchConverse(b, srv, ptls)
+	}
+	reportCPU(b, cpu)
+}
+
+type forgetfulCache struct{}
+
+func (forgetfulCache) Get(string) (*tls.ClientSessionState, bool) { return nil, false }
+func (forgetfulCache) Put(string, *tls.ClientSessionState)        {}
+
+func BenchmarkHandshakeTLS12Tickets(b *testing.B) { benchmarkTickets(b, tls.VersionTLS12) }
+func BenchmarkHandshakeTLS13Tickets(b *testing.B) { benchmarkTickets(b, tls.VersionTLS13) }
 
 func BenchmarkHandshakeTLS12(b *testing.B) { benchmarkHandshake(b, tls.VersionTLS12, nil) }
 func BenchmarkHandshakeTLS13(b *testing.B) { benchmarkHandshake(b, tls.VersionTLS13, nil) }

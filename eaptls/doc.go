@@ -53,8 +53,19 @@
 // foreign certificate with its sentinel), so a rejection becomes a TLS
 // alert before the TLS 1.2 Finished or the TLS 1.3 success indication. It
 // runs on the goroutine calling Step, in the Step whose packet completes
-// the peer's certificate flight, with that Step's context. Session tickets
-// are disabled (no resumption).
+// the peer's certificate flight, with that Step's context.
+//
+// Resumption (ServerConfig.Resumption, resume.go): session tickets for TLS
+// 1.2 (RFC 5077, RFC 5216 §2.1.2) and PSK with (EC)DHE for TLS 1.3 (RFC
+// 9190 §2.1.2-2.1.3). On a resumed session crypto/tls calls
+// VerifyConnection too, with the certificate the ticket carries: the chain
+// is verified and the Authorizer runs again, exactly as in a full
+// handshake (RFC 9190 §5.7), before the TLS 1.2 server Finished or the TLS
+// 1.3 success indication. A ticket never outlives Resumption.MaxLifetime,
+// the certificate or the session's TicketPolicy, counted from the full
+// handshake; resuming does not extend it. A ticket carries only the leaf
+// (ticketchain.go). Ticket keys are drawn at NewServer and replaced with
+// SetTicketKeys or RotateTicketKey; they are never logged.
 //
 // # Concurrency and resources
 //
@@ -72,6 +83,8 @@
 // # Metrics
 //
 // ServerConfig.Metrics receives Handshake(version, ok) once per finished
-// session, version being "1.2", "1.3" or "unknown". NopMetrics is the
+// session, version being "1.2", "1.3" or "unknown", and for a resumed one
+// Resumed(version, result) as well; TicketIgnored(cause) for each ticket
+// that did not resume. NopMetrics is the
 // default; the wiring adapts the interface to Prometheus.
 package eaptls

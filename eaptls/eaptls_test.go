@@ -294,6 +294,24 @@ func (m *countingMetrics) ChainCache(hit bool) {
 	m.got[k]++
 }
 
+func (m *countingMetrics) Resumed(version, result string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.got == nil {
+		m.got = map[string]int{}
+	}
+	m.got["resumed/"+version+"/"+result]++
+}
+
+func (m *countingMetrics) TicketIgnored(cause string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.got == nil {
+		m.got = map[string]int{}
+	}
+	m.got["ticket/"+cause]++
+}
+
 func (m *countingMetrics) Handshake(version string, ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -42,6 +42,7 @@ type Peer struct {
 	keys    keyMaterial
 	prot    bool // TLS 1.3 protected success indication received
 	version uint16
+	resumed bool
 }
 
 // NewPeer prepares a supplicant. ctx ending closes it; call Close when done.
@@ -81,6 +82,10 @@ func (p *Peer) SessionID() []byte {
 	}
 	return p.keys.id()
 }
+
+// Resumed reports whether the handshake resumed a session from a ticket
+// in PeerConfig.TLS's ClientSessionCache; valid after EAP-Success.
+func (p *Peer) Resumed() bool { return p.finished && p.outcome == nil && p.resumed }
 
 // Close ends the TLS coroutine. Idempotent; safe from any goroutine.
 func (p *Peer) Close() {
@@ -206,7 +211,7 @@ func (p *Peer) run() {
 	err := tc.Handshake()
 	if err == nil {
 		cs := tc.ConnectionState()
-		p.version = cs.Version
+		p.version, p.resumed = cs.Version, cs.DidResume
 		if cs.Version == tls.VersionTLS13 {
 			var b [1]byte
 			var n int

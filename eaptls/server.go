@@ -58,6 +58,11 @@ type ServerConfig struct {
 	// is still checked each time). 0 means DefaultChainCache, negative
 	// none.
 	ChainCache int
+	// Resumption turns on session tickets (see Resumption); the zero value
+	// keeps every authentication a full handshake. A fresh random ticket
+	// key is drawn at NewServer; SetTicketKeys and RotateTicketKey replace
+	// it.
+	Resumption Resumption
 	Logger     *slog.Logger
 	Metrics    Metrics
 }
@@ -79,6 +84,9 @@ type SessionOptions struct {
 	// MaxVersion caps the TLS version (e.g. tls.VersionTLS12 for a NAS or
 	// realm whose supplicants mishandle TLS 1.3); 0 keeps the base.
 	MaxVersion uint16
+	// NoResume makes this session neither issue nor accept tickets (a NAS
+	// whose sessions must always be full handshakes).
+	NoResume bool
 }
 
 // Outcome is the kind of packet Step returned.
@@ -129,6 +137,7 @@ type Server struct {
 	// remembers the ones that did (nil: no cache).
 	clientCAs *x509.CertPool
 	chains    *chainCache
+	inters    interStore // intermediates lean tickets name (ticketchain.go)
 	log       *slog.Logger
 	metrics   Metrics
 	pool      bufPool
@@ -186,9 +195,12 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.ChainCache == 0 {
 		cfg.ChainCache = DefaultChainCache
 	}
-	// Resumption needs shared ticket keys, cached authorization and policy
-	// re-runs (RFC 9190 §5.7); off until that exists.
-	base.SessionTicketsDisabled = true
+	// Tickets only with Resumption: each resumed session is re-decided in
+	// verifyConnection (RFC 9190 §5.7) and bound by wrapSession.
+	base.SessionTicketsDisabled = !cfg.Resumption.Enabled()
+	if cfg.Resumption.MaxLifetime < 0 {
+		return nil, fmt.Errorf("eaptls: Resumption.MaxLifetime %v is negative", cfg.Resumption.MaxLifetime)
+	}
 	if base.MinVersion < tls.VersionTLS12 {
 		base.MinVersion = tls.VersionTLS12
 	}
@@ -207,6 +219,13 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		s.chains = newChainCache(cfg.ChainCache)
 	}
 	base.VerifyConnection = nil
+	if cfg.Resumption.Enabled() {
+		// Never crypto/tls's automatic keys: those rotate on its own
+		// schedule, and this server's keys are replaced only by its owner.
+		if err := s.RotateTicketKey(); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.AllowNoEMS {
 		s.log.Warn("eaptls: TLS 1.2 peers without Extended Master Secret are allowed")
 	}
@@ -268,6 +287,16 @@ type Session[D any] struct {
 	cs       tls.ConnectionState
 	keys     keyMaterial
 	postErr  bool // failure after the handshake (keys): never send its flight
+
+	// Resumption (resume.go): tlsCfg is the handshake's own tls.Config,
+	// whose ticket keys wrap and unwrap; resumed is the ticket a resumed
+	// handshake came from (haveTicket), written by the coroutine.
+	tlsCfg     *tls.Config
+	tickets    TicketPolicy[D]
+	resumed    Ticket
+	haveTicket bool
+	// resumedInters completes the leaf a lean ticket carries.
+	resumedInters []*x509.Certificate
 }
 
 // NewSession starts an EAP-TLS session on s whose Authorizer decides a D.
@@ -496,6 +525,13 @@ func (s *Session[D]) run() {
 	if s.opts.MaxVersion != 0 {
 		cfg.MaxVersion = s.opts.MaxVersion
 	}
+	if s.opts.NoResume {
+		cfg.SessionTicketsDisabled = true
+	}
+	if !cfg.SessionTicketsDisabled {
+		cfg.WrapSession, cfg.UnwrapSession = s.wrapSession, s.unwrapSession
+	}
+	s.tlsCfg = cfg
 	tc := tls.Server(&s.conn, cfg)
 	err := tc.Handshake()
 	if err == nil {
@@ -526,13 +562,22 @@ func (s *Session[D]) run() {
 // policy, the caller's VerifyConnection, then the Authorizer of the Step
 // being run. An error here makes Go send a fatal alert.
 func (s *Session[D]) verifyConnection(cs tls.ConnectionState) error {
+	if cs.DidResume && len(cs.PeerCertificates) == 1 && len(s.resumedInters) > 0 {
+		// A lean ticket: the chain is the leaf and the intermediates it
+		// named, exactly what the peer sent in its full handshake.
+		cs.PeerCertificates = append(cs.PeerCertificates[:1:1], s.resumedInters...)
+	}
 	chains, err := s.srv.verifyClientChain(cs.PeerCertificates)
 	if err != nil {
 		return err
 	}
 	cs.VerifiedChains = chains
 	s.cs = cs
-	if cs.Version == tls.VersionTLS12 && !s.ems && !s.srv.cfg.AllowNoEMS {
+	// A resumed TLS 1.2 session is checked before its ServerHello left
+	// (s.ems unknown yet); its ticket was issued only with EMS
+	// (ticketFor), and crypto/tls refuses to resume across an EMS change
+	// (RFC 7627 §5.3).
+	if cs.Version == tls.VersionTLS12 && !s.ems && !cs.DidResume && !s.srv.cfg.AllowNoEMS {
 		return ErrNoEMS
 	}
 	if s.srv.userVerify != nil {
@@ -628,6 +673,9 @@ func (s *Session[D]) succeed(respID uint8) Result[D] {
 	s.final = Result[D]{Reply: Packet{Code: CodeSuccess, ID: respID}.Encode(), Outcome: Success}
 	s.finish()
 	s.srv.metrics.Handshake(versionName(s.cs.Version), true)
+	if s.cs.DidResume {
+		s.srv.metrics.Resumed(versionName(s.cs.Version), ResumeOK)
+	}
 	return s.final
 }
 
@@ -638,6 +686,13 @@ func (s *Session[D]) fail(respID uint8, err error) (Result[D], error) {
 	s.final = Result[D]{Reply: Packet{Code: CodeFailure, ID: respID}.Encode(), Outcome: Failure}
 	s.finish()
 	s.srv.metrics.Handshake(versionName(s.cs.Version), false)
+	if s.cs.DidResume {
+		r := ResumeFailed
+		if s.authErr != nil {
+			r = ResumeRefused
+		}
+		s.srv.metrics.Resumed(versionName(s.cs.Version), r)
+	}
 	s.srv.log.Debug("eaptls: authentication failed", "identity", s.identity, "err", err)
 	return s.final, err
 }

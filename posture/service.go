@@ -144,7 +144,8 @@ type Service struct {
 	stopWatch func() // ends the store subscription (Close)
 
 	// gen is the Seq of the last store change applied to the caches.
-	gen atomic.Uint64
+	gen     atomic.Uint64
+	changes *changeClock
 }
 
 // certInfo is what Decide needs of a store.Cert and its attestation. The
@@ -359,6 +360,7 @@ func New(st store.Store, profiles []Profile, opts ...Option) (*Service, error) {
 	slices.Sort(names)
 	s.profileN = newInterner(names...)
 	s.formatN = newInterner(append([]string{"", policy.FormatNone}, policy.HardwareFormats()...)...)
+	s.changes = newChangeClock(min(s.cacheSize, maxChangedDevices), s.now())
 	s.stopWatch = sync.OnceFunc(st.Watch(s.onChange))
 	return s, nil
 }
@@ -413,6 +415,11 @@ func (s *Service) decide(ctx context.Context, leaf *x509.Certificate, cacheOnly 
 	}
 	v.DeviceID = c.deviceID
 	v.Profile = c.profile
+	if c.profile == policy.NASProfile {
+		// A NAS's RADIUS/TLS certificate (radius/radsec) is not a device
+		// credential: without this it would fall to the default profile.
+		return v, true
+	}
 	p := s.Profile(c.profile)
 	d, err := s.device(ctx, c.dev, c.deviceID, cacheOnly)
 	if err != nil {

@@ -170,6 +170,7 @@ func (s *Service) onChange(c store.Change) {
 	// After the invalidation below: a decision reading gen >= c.Seq must
 	// not find what c replaced (the deferred store runs last).
 	defer s.gen.Store(c.Seq)
+	s.markChange(c)
 	switch c.Kind {
 	case store.ChangeReset:
 		s.invalidateAll()

@@ -69,6 +69,7 @@ func (s *Server) access(ctx context.Context, inline *reader, n *nas, from netip.
 		c.sess = s.newSession(ctx, eaptls.SessionOptions{
 			MTU:        framedMTU(p),
 			MaxVersion: n.TLSMaxVersion,
+			NoResume:   n.NoResume,
 		})
 	}
 

@@ -72,6 +72,9 @@ type Client struct {
 	// SendRejectReason adds Reply-Message with the reject reason to
 	// Access-Rejects. Off by default: the reason helps an attacker probe.
 	SendRejectReason bool
+	// NoResume makes every EAP-TLS authentication through this NAS a full
+	// handshake: no ticket is issued or accepted (Resumption).
+	NoResume bool
 }
 
 // Config configures the RADIUS server. Zero values take the defaults noted.
@@ -126,6 +129,8 @@ type Config struct {
 	// Empty: a random key for this process, so that sessions admitted
 	// before a restart are no longer mapped to their devices (logged).
 	ClassKey []byte
+	// Resumption: ticket key rotation and which sessions may resume.
+	Resumption Resumption
 }
 
 func (c *Config) setDefaults() {
@@ -190,6 +195,12 @@ func (c *Config) Validate() error {
 	}
 	if len(c.ClassKey) != 0 && len(c.ClassKey) != ClassKeyLen {
 		return fmt.Errorf("radius: class_key: %d bytes, want %d", len(c.ClassKey), ClassKeyLen)
+	}
+	if c.Resumption.KeyRotation < 0 {
+		return errors.New("radius: resumption.key_rotation: must not be negative")
+	}
+	if n := len(c.Resumption.SharedKey); n != 0 && n != SharedKeyLen {
+		return fmt.Errorf("radius: resumption.shared_key_file: %d bytes, want %d", n, SharedKeyLen)
 	}
 	if c.AcctInterimInterval != 0 && c.AcctInterimInterval < time.Minute {
 		return errors.New("radius: acct_interim_interval: must be >= 60s")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	"hardbound/eaptls"
 	"hardbound/radius/dynauth"
+	"hardbound/radius/radsec"
 	"hardbound/store/config"
 )
 
@@ -43,12 +45,49 @@ type FileConfig struct {
 	AuditFlush config.Duration `yaml:"audit_flush"`
 	// ChainCache: verified client chains remembered (eaptls.ServerConfig);
 	// 0 the default, -1 none.
-	ChainCache  int                `yaml:"chain_cache"`
-	AuditSync   bool               `yaml:"audit_sync"`
+	ChainCache int  `yaml:"chain_cache"`
+	AuditSync  bool `yaml:"audit_sync"`
+	// Resumption: EAP-TLS session tickets (docs/radius.md, "Resumption").
+	Resumption  FileResumption     `yaml:"resumption"`
 	ServerNames []string           `yaml:"server_names"`
 	Clients     []FileClient       `yaml:"clients"`
 	CoA         dynauth.FileConfig `yaml:"coa"`
+	// RadSec is RADIUS/TLS (radius/radsec), off unless its addr is set.
+	RadSec radsec.FileConfig `yaml:"radsec"`
 }
+
+// FileResumption is the radius.resumption section.
+type FileResumption struct {
+	// Enabled issues and accepts tickets; on by default. Every resumption
+	// runs the whole decision on the ticket's certificate.
+	Enabled bool `yaml:"enabled"`
+	// MaxLifetime caps a ticket from the full handshake that earned it;
+	// the certificate's remaining life and the profile's posture max age
+	// cap it further.
+	MaxLifetime config.Duration `yaml:"max_lifetime"`
+	// KeyRotation draws a new ticket key this often (the previous one
+	// still decrypts until the next rotation); 0 never rotates.
+	KeyRotation config.Duration `yaml:"key_rotation"`
+	// FullAfterChange forces a full handshake on a device whose standing
+	// changed after its ticket was issued.
+	FullAfterChange bool `yaml:"full_after_change"`
+	// DisabledProfiles: devices of these profiles always do a full
+	// handshake.
+	DisabledProfiles []string `yaml:"disabled_profiles"`
+	// SharedKeyFile holds 32 octets in hex (64 characters), the same on
+	// every node of one store: with it the nodes share their ticket keys
+	// through the store, sealed with it, so a device resumes on any node.
+	// Without it each node keeps its own keys in memory.
+	SharedKeyFile string `yaml:"shared_key_file"`
+
+	sharedKey []byte // SharedKeyFile's key, resolved by Validate
+}
+
+// Defaults of the resumption section.
+const (
+	defaultTicketLifetime = 8 * time.Hour
+	maxTicketLifetime     = 7 * 24 * time.Hour // crypto/tls's own bound on a ticket
+)
 
 // FileClient is one radius.clients[] entry: a NAS, or a network of NASes
 // sharing a secret.
@@ -67,6 +106,9 @@ type FileClient struct {
 	TLSMaxVersion               string `yaml:"tls_max_version"`
 	// OnOffWithoutTimestamp: Client's WARNING.
 	OnOffWithoutTimestamp bool `yaml:"onoff_without_event_timestamp"`
+	// Resumption: false makes every authentication through this NAS a
+	// full handshake; absent follows radius.resumption.enabled.
+	Resumption *bool `yaml:"resumption"`
 
 	prefix netip.Prefix // CIDR, resolved by Validate
 	secret []byte       // Secret or SecretFile's content, resolved by Validate
@@ -84,6 +126,12 @@ func DefaultFileConfig() FileConfig {
 		TLSMaxVersion:    "1.3",
 		ServerNames:      []string{"localhost"},
 		CoA:              dynauth.DefaultFileConfig(),
+		Resumption: FileResumption{
+			Enabled:     true,
+			MaxLifetime: config.Duration(defaultTicketLifetime),
+			KeyRotation: config.Duration(defaultTicketLifetime),
+		},
+		RadSec: radsec.DefaultFileConfig(),
 	}
 }
 
@@ -124,6 +172,26 @@ func (c *FileConfig) Validate(path string) error {
 	if c.MaxFragment != 0 && (c.MaxFragment < 100 || c.MaxFragment > 4000) {
 		return config.Errorf(path+".max_fragment", "must be 0 (from Framed-MTU) or 100..4000")
 	}
+	if r := c.Resumption; r.Enabled {
+		if r.MaxLifetime.D() < time.Minute || r.MaxLifetime.D() > maxTicketLifetime {
+			return config.Errorf(path+".resumption.max_lifetime", "must be between 1m and 168h")
+		}
+		if r.KeyRotation < 0 || (r.KeyRotation != 0 && r.KeyRotation.D() < time.Minute) {
+			return config.Errorf(path+".resumption.key_rotation", "must be 0 (never) or at least 1m")
+		}
+		if r.SharedKeyFile != "" {
+			f := path + ".resumption.shared_key_file"
+			v, err := config.ReadSecret(f, r.SharedKeyFile)
+			if err != nil {
+				return err
+			}
+			k, err := hex.DecodeString(v)
+			if err != nil || len(k) != SharedKeyLen {
+				return config.Errorf(f, "must hold %d octets in hex (%d characters)", SharedKeyLen, 2*SharedKeyLen)
+			}
+			c.Resumption.sharedKey = k
+		}
+	}
 	names := make(map[string]bool, len(c.Clients))
 	for i := range c.Clients {
 		cl := &c.Clients[i]
@@ -136,7 +204,10 @@ func (c *FileConfig) Validate(path string) error {
 			return err
 		}
 	}
-	return c.CoA.Validate(path + ".coa")
+	if err := c.CoA.Validate(path + ".coa"); err != nil {
+		return err
+	}
+	return c.RadSec.Validate(path + ".radsec")
 }
 
 // resolve validates one client at path f ("radius.clients[0]").
@@ -194,6 +265,12 @@ func (c *FileConfig) Server() Config {
 		EarlyIdle:              c.EarlyIdleTimeout.D(),
 		AuditFlush:             c.AuditFlush.D(),
 		AuditSync:              c.AuditSync,
+		Resumption: Resumption{
+			KeyRotation:      c.Resumption.KeyRotation.D(),
+			FullAfterChange:  c.Resumption.FullAfterChange,
+			DisabledProfiles: c.Resumption.DisabledProfiles,
+			SharedKey:        c.Resumption.sharedKey,
+		},
 	}
 }
 
@@ -204,6 +281,7 @@ func (cl *FileClient) client() Client {
 		LimitProxyState:             true,
 		SendRejectReason:            cl.SendRejectReason,
 		OnOffWithoutTimestamp:       cl.OnOffWithoutTimestamp,
+		NoResume:                    cl.Resumption != nil && !*cl.Resumption,
 	}
 	if cl.CoASecret != "" {
 		rc.CoASecret = []byte(cl.CoASecret)
@@ -219,7 +297,12 @@ func (cl *FileClient) client() Client {
 // caller adds the Logger and Metrics.
 func (c *FileConfig) EAP(cert tls.Certificate, clientCAs *x509.CertPool) eaptls.ServerConfig {
 	maxV, _ := tlsVersion(c.TLSMaxVersion) // checked by Validate
+	var res eaptls.Resumption
+	if c.Resumption.Enabled {
+		res.MaxLifetime = c.Resumption.MaxLifetime.D()
+	}
 	return eaptls.ServerConfig{
+		Resumption: res,
 		TLS: &tls.Config{
 			Certificates: []tls.Certificate{cert},
 			ClientCAs:    clientCAs,

@@ -37,6 +37,10 @@ func TestFileConfigValidateNamesTheField(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	kek := filepath.Join(dir, "ticket.key")
+	if err := os.WriteFile(kek, []byte(strings.Repeat("ab", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name      string
 		body      string
@@ -54,6 +58,12 @@ func TestFileConfigValidateNamesTheField(t *testing.T) {
 		{name: "ok/onoff-without-timestamp", body: "clients:\n  - {name: a, cidr: 10.0.0.0/8, secret: x, onoff_without_event_timestamp: true}\n"},
 		{name: "fail/early-idle-over-idle", body: "early_idle_timeout: 1m\n", wantField: "radius.early_idle_timeout"},
 		{name: "fail/conversation-bytes-tiny", body: "max_conversation_bytes: 1000\n", wantField: "radius.max_conversation_bytes"},
+		{name: "ok/resumption", body: "resumption: {max_lifetime: 2h, key_rotation: 4h, full_after_change: true, disabled_profiles: [byod], shared_key_file: " + kek + "}\n"},
+		{name: "ok/resumption-off", body: "resumption: {enabled: false, max_lifetime: 0s}\nclients:\n  - {name: a, cidr: 10.0.0.1, secret: x, resumption: false}\n"},
+		{name: "fail/resumption-lifetime", body: "resumption: {max_lifetime: 200h}\n", wantField: "radius.resumption.max_lifetime"},
+		{name: "fail/resumption-rotation", body: "resumption: {key_rotation: 10s}\n", wantField: "radius.resumption.key_rotation"},
+		{name: "fail/resumption-shared-key", body: "resumption: {shared_key_file: " + secret + "}\n",
+			wantField: "radius.resumption.shared_key_file", wantMsg: "32 octets in hex"},
 		{name: "fail/bad-cidr", body: "clients:\n  - {name: a, cidr: 10.0.0/33, secret: x}\n",
 			wantField: "radius.clients[0].cidr", wantMsg: `config: radius.clients[0].cidr: bad CIDR "10.0.0/33"`},
 		{name: "fail/no-name", body: "clients:\n  - {cidr: 10.0.0.0/8, secret: x}\n", wantField: "radius.clients[0].name"},
@@ -103,6 +113,42 @@ func TestFileConfigValidateNamesTheField(t *testing.T) {
 				t.Errorf("Validate = %q, want it to say %q", err, tc.wantMsg)
 			}
 		})
+	}
+}
+
+// The resumption section reaches the eaptls and radius configs, and a
+// NAS can opt out.
+func TestFileConfigResumption(t *testing.T) {
+	t.Parallel()
+	kek := filepath.Join(t.TempDir(), "ticket.key")
+	if err := os.WriteFile(kek, []byte(strings.Repeat("0f", 32)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := decodeSection(t, "resumption: {max_lifetime: 2h, key_rotation: 3h, full_after_change: true, disabled_profiles: [byod], shared_key_file: "+kek+"}\n"+
+		"clients:\n  - {name: a, cidr: 10.0.0.1, secret: x, resumption: false}\n  - {name: b, cidr: 10.0.0.2, secret: y}\n")
+	if err := c.Validate("radius"); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.EAP(tls.Certificate{}, nil).Resumption.MaxLifetime; got != 2*time.Hour {
+		t.Errorf("eaptls MaxLifetime %v", got)
+	}
+	r := c.Server().Resumption
+	if r.KeyRotation != 3*time.Hour || !r.FullAfterChange || len(r.DisabledProfiles) != 1 || len(r.SharedKey) != SharedKeyLen || r.SharedKey[0] != 0x0f {
+		t.Errorf("radius Resumption %+v", r)
+	}
+	if cl := c.Server().Clients; !cl[0].NoResume || cl[1].NoResume {
+		t.Errorf("per-NAS switch: a %v, b %v", cl[0].NoResume, cl[1].NoResume)
+	}
+	d := DefaultFileConfig()
+	if err := d.Validate("radius"); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.EAP(tls.Certificate{}, nil).Resumption.MaxLifetime; got != 8*time.Hour {
+		t.Errorf("default ticket lifetime %v, documented 8h", got)
+	}
+	off := decodeSection(t, "resumption: {enabled: false}\n")
+	if got := off.EAP(tls.Certificate{}, nil).Resumption; got.Enabled() {
+		t.Errorf("resumption off still gives %+v", got)
 	}
 }
 

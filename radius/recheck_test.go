@@ -149,3 +149,26 @@ func TestInteropEapolTestRevokeBetweenDecisionAndAccept(t *testing.T) {
 		})
 	}
 }
+
+// TestIntegrationTLSRefusalNamesTheCertificate: a chain our CA did not
+// issue never reaches the Decider, yet its refusal is audited with the
+// certificate presented.
+func TestIntegrationTLSRefusalNamesTheCertificate(t *testing.T) {
+	t.Parallel()
+	ls := startLive(t, nil)
+	nas := newUDPNAS(t, ls.auth, []byte(testSecret))
+	peer := eaptls.NewPeer(context.Background(), eaptls.PeerConfig{TLS: ls.pki.peerTLS("foreign", tls.VersionTLS13), Identity: "anonymous@example.org", MTU: 1400})
+	defer peer.Close()
+	if r := runEAP(t, nas, peer, 1400); r.final.Code != lradius.CodeAccessReject {
+		t.Fatalf("foreign chain: %v", r.final.Code)
+	}
+	want := " cert_sha256=" + store.HashCert(ls.pki.clients["foreign"].cert).String()
+	waitFor(t, func() bool {
+		for _, e := range ls.audited() {
+			if e.Action == "radius.auth" && strings.HasPrefix(e.Reason, RejectUnknownIssuer+" ") && strings.Contains(e.Reason, want) {
+				return true
+			}
+		}
+		return false
+	})
+}

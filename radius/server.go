@@ -108,8 +108,10 @@ type Server struct {
 	budget   *auditbudget.Budget
 	onoff    onOffTracker
 
+	eap        *eaptls.Server
 	newSession func(ctx context.Context, o eaptls.SessionOptions) eapSession
 	convs      *convTable
+	streams    streamClients // NAS clients of RADIUS/TLS, by name (stream.go)
 	dups       *dupCache
 	bufs       sync.Pool // *[]byte of maxPacket+1: one more detects oversize datagrams
 	serving    atomic.Bool
@@ -137,6 +139,11 @@ func New(cfg Config, eap *eaptls.Server, dec Decider, sessions Sessions, audit A
 	case audit == nil:
 		return nil, errors.New("radius: auditor is required")
 	}
+	if len(cfg.Resumption.SharedKey) > 0 {
+		if _, ok := sessions.(ticketKeyStore); !ok {
+			return nil, errors.New("radius: resumption.shared_key_file needs a store that holds ticket keys")
+		}
+	}
 	cfg.setDefaults()
 	s := &Server{
 		cfg:      cfg,
@@ -160,8 +167,12 @@ func New(cfg Config, eap *eaptls.Server, dec Decider, sessions Sessions, audit A
 		s.class.key = make([]byte, ClassKeyLen)
 		_, _ = rand.Read(s.class.key) // never fails (Go 1.24+)
 	}
+	s.eap = eap
+	tickets := s.ticketPolicy()
 	s.newSession = func(ctx context.Context, o eaptls.SessionOptions) eapSession {
-		return eaptls.NewSession[posture.Verdict](ctx, eap, o)
+		sess := eaptls.NewSession[posture.Verdict](ctx, eap, o)
+		sess.SetTicketPolicy(tickets)
+		return sess
 	}
 	s.authorize = s.authorizer(nil)
 	s.bufs.New = func() any { b := make([]byte, maxPacket+1); return &b }
@@ -291,6 +302,7 @@ func (s *Server) Serve(ctx context.Context, auth, acct net.PacketConn) error {
 		})
 	}
 	bg.Go(func() { s.janitor(ctx) })
+	bg.Go(func() { s.rotateTicketKeys(ctx) })
 
 	var err error
 	select {
@@ -416,6 +428,12 @@ func (s *Server) handle(ctx context.Context, inline *reader, port byte, from net
 		s.log.Debug("packet from unknown client", "from", from)
 		return nil
 	}
+	return s.handleNAS(ctx, inline, n, port, from, b)
+}
+
+// handleNAS is handle once the client is known: by source address (UDP) or
+// by certificate (stream.go).
+func (s *Server) handleNAS(ctx context.Context, inline *reader, n *nas, port byte, from netip.AddrPort, b []byte) []byte {
 	p, err := packet.Parse(b)
 	if err != nil {
 		cause := DropMalformed

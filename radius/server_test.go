@@ -3,13 +3,19 @@ package radius
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +26,7 @@ import (
 	"layeh.com/radius/vendors/microsoft"
 
 	"hardbound/eaptls"
+	"hardbound/enroll/ca"
 	"hardbound/posture"
 	"hardbound/radius/packet"
 	"hardbound/store"
@@ -847,5 +854,45 @@ func TestRejectStormIsAuditedOnBudget(t *testing.T) {
 	evs := h.audited()
 	if len(evs) != 2 || !strings.Contains(evs[1].Reason, "suppressed_before=999") {
 		t.Fatalf("after the window: %d events, last %+v", len(evs), evs[len(evs)-1])
+	}
+}
+
+// TestForgedLeafRefusalNamesWhatItClaimed: a leaf signed with the real
+// issuing key, claiming a real device in its SAN URI but bound to nothing,
+// is refused and audited with the device it claims, its hash and serial,
+// the station and the protocol.
+func TestForgedLeafRefusalNamesWhatItClaimed(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, nil)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(0xd00001), Subject: pkix.Name{CommonName: "d-000001"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		URIs:        []*url.URL{ca.DeviceURI("d-000001")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, h.pki.ca.cert, key.Public(), h.pki.ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.leaf, err = x509.ParseCertificate(der); err != nil {
+		t.Fatal(err)
+	}
+	_, resp := h.runToEnd(h.nasAddr, &lradius.AVP{Type: attrCallingStationID, Attribute: []byte("02-00-00-00-00-42")})
+	if p, _ := lradius.Parse(resp, h.secret); p.Code != lradius.CodeAccessReject {
+		t.Fatalf("forged leaf: %v", p.Code)
+	}
+	evs := h.audited()
+	if len(evs) != 1 || evs[0].Subject != "d-000001" || evs[0].Result != "reject" {
+		t.Fatalf("audit %+v", evs)
+	}
+	for _, want := range []string{"unknown_cert ", " cert_sha256=" + store.HashCert(h.leaf).String(), " serial=d00001",
+		" claimed_device=d-000001", " calling_station=02-00-00-00-00-42", " protocol=eap-tls/tls1.3"} {
+		if !strings.Contains(" "+evs[0].Reason, want) {
+			t.Errorf("reason %q lacks %q", evs[0].Reason, want)
+		}
 	}
 }

@@ -28,6 +28,9 @@ var (
 	ErrExists = errors.New("store: already exists")
 	// ErrMismatch is returned when a challenge is redeemed for another device or key.
 	ErrMismatch = errors.New("store: challenge bound to another device or key")
+	// ErrConflict is returned by a compare-and-swap write whose expected
+	// version is no longer the stored one (another writer came first).
+	ErrConflict = errors.New("store: version conflict")
 )
 
 // RecordVersion is the value format version written into every record's V field.
@@ -445,6 +448,14 @@ type Store interface {
 	// a sink that never delivered; PutAuditCursor replaces it.
 	GetAuditCursor(ctx context.Context, sink string) (*AuditCursor, error)
 	PutAuditCursor(ctx context.Context, c *AuditCursor) error
+
+	// EAP-TLS ticket keys shared by the nodes of one store (TicketKeys).
+	// GetTicketKeys returns ErrNotFound before the first put.
+	// PutTicketKeys writes k if the stored Version is still prev (0: none
+	// stored yet) and sets k.Version to prev+1; otherwise ErrConflict and
+	// nothing is written. No change is announced to Watch.
+	GetTicketKeys(ctx context.Context) (*TicketKeys, error)
+	PutTicketKeys(ctx context.Context, k *TicketKeys, prev uint64) error
 
 	// Backup streams a full backup; Restore loads one into an empty store.
 	Backup(ctx context.Context, w io.Writer) error

@@ -32,6 +32,8 @@ type Registry struct {
 	enrollOnce sync.Once
 	enroll     *EnrollMetrics
 	dynOnce    sync.Once
+	radsecOnce sync.Once
+	radsec     *RadSecMetrics
 	dyn        *DynauthMetrics
 	auditOnce  sync.Once
 	audit      *AuditExportMetrics

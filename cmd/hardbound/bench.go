@@ -32,6 +32,8 @@ func newBenchCmd(e *env, cf *clientFlags) *cobra.Command {
 func newBenchEAPTLSCmd(e *env, cf *clientFlags) *cobra.Command {
 	var c radiusload.Config
 	var secret, secretFile string
+	var useRadSec bool
+	var rs radiusload.RadSec
 	cmd := &cobra.Command{
 		Use:   "eaptls",
 		Short: "Drive EAP-TLS authentications against a RADIUS server and report rate and latency",
@@ -51,7 +53,10 @@ keys; rejects are results, not failures.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var err error
-			if c.Secret, err = radiusSecret(secret, secretFile); err != nil {
+			if useRadSec {
+				// RFC 6614 §2.3: the RADIUS secret of RADIUS/TLS is fixed.
+				c.Secret, c.RadSec = []byte("radsec"), &rs
+			} else if c.Secret, err = radiusSecret(secret, secretFile); err != nil {
 				return err
 			}
 			if isTerminal(e.stderr) {
@@ -92,6 +97,13 @@ keys; rejects are results, not failures.`,
 	fl.IntVar(&c.FramedMTU, "framed-mtu", 1400, "Framed-MTU sent and used by the supplicant for its fragments")
 	fl.DurationVar(&c.Timeout, "timeout", 2*time.Second, "wait for one reply before retransmitting")
 	fl.IntVar(&c.Retries, "retries", 2, "retransmissions of one request before giving up")
+	fl.BoolVar(&c.Resume, "resume", false, "each certificate keeps its TLS session and resumes it from the server's ticket (report: share resumed, round trips of each kind)")
+	fl.BoolVar(&useRadSec, "radsec", false, "RADIUS/TLS to --server (e.g. 127.0.0.1:2083), one TLS connection per worker")
+	fl.StringVar(&rs.Cert, "nas-cert", "", "--radsec: NAS certificate chain (hardbound nas issue's NAME.crt)")
+	fl.StringVar(&rs.Key, "nas-key", "", "--radsec: NAS private key (NAME.key)")
+	fl.StringVar(&rs.CA, "nas-ca", "", "--radsec: CA bundle verifying the RADIUS/TLS server (ca.crt)")
+	fl.StringVar(&rs.ServerName, "nas-server-name", "", "--radsec: name checked in the server certificate (default the --server host)")
+	fl.BoolVar(&rs.Shared, "radsec-shared", false, "--radsec: all workers over one TLS connection instead of one each")
 	return cmd
 }
 

@@ -103,6 +103,7 @@ func newRoot(e *env) *cobra.Command {
 		newTokenCmd(e, cf),
 		newConfigCmd(e),
 		newBenchCmd(e, cf),
+		newNASCmd(e, cf),
 		newStoreCmd(e),
 	)
 	return root

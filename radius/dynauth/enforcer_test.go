@@ -369,3 +369,66 @@ func TestEnforcerQueueOverflowCollapsesToOneDisconnect(t *testing.T) {
 		t.Fatalf("%d sends, want 2 (the first, then one collapsed resync)", n)
 	}
 }
+
+// TestEnforcerSessionStarted: a session whose Accept preceded the device's
+// last standing change is enforced when its Start arrives; one admitted
+// after the change, one of another device, or one after the window is not.
+func TestEnforcerSessionStarted(t *testing.T) {
+	t.Parallel()
+	sess := &store.Session{NAS: "sw", NASAddr: "127.0.0.1", AcctSessionID: "S1", DeviceID: "d1"}
+	ms := &memSessions{byID: map[string][]*store.Session{"d1": {sess}}}
+	ex := &recExchanger{}
+	events := &chanEvents{ch: make(chan posture.Event, 4)}
+	e, err := NewEnforcer(EnforcerConfig{
+		Events: events, Sender: ex, Sessions: ms, RecentWindow: time.Minute,
+		NAS: func(name string) (NAS, bool) { return NAS{Name: name, Addr: "127.0.0.1"}, true },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx, ready) }()
+	<-ready
+	change := time.Now()
+	// The change found no session when it came: the Start had not arrived.
+	ms.mu.Lock()
+	ms.byID["d1"] = nil
+	ms.mu.Unlock()
+	events.ch <- posture.Event{Kind: posture.EventDeviceRevoked, DeviceID: "d1", At: change}
+	waitUntil := func(cond func() bool) bool {
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if cond() {
+				return true
+			}
+		}
+		return false
+	}
+	sent := func() int { ex.mu.Lock(); defer ex.mu.Unlock(); return len(ex.reqs) }
+	// The change reached the enforcer (remembered) before the starts below.
+	if !waitUntil(func() bool { e.recentMu.Lock(); defer e.recentMu.Unlock(); return len(e.recent) == 1 }) {
+		t.Fatal("change not remembered")
+	}
+	ms.mu.Lock()
+	ms.byID["d1"] = []*store.Session{sess}
+	ms.mu.Unlock()
+
+	e.SessionStarted(ctx, sess, change.Add(time.Second)) // admitted after the change: already decided on it
+	e.SessionStarted(ctx, &store.Session{NAS: "sw", AcctSessionID: "X", DeviceID: "d2"}, change.Add(-time.Second))
+	time.Sleep(100 * time.Millisecond)
+	if n := sent(); n != 0 {
+		t.Fatalf("%d requests for starts that need none", n)
+	}
+	e.SessionStarted(ctx, sess, change.Add(-time.Second)) // admitted before it
+	if !waitUntil(func() bool { return sent() == 1 }) {
+		t.Fatalf("no Disconnect for a session admitted before the change: %v", ex.reqs)
+	}
+	if got := ex.reqs[0]; !strings.HasPrefix(got, "disconnect 127.0.0.1 S1") {
+		t.Fatalf("request %q", got)
+	}
+	cancel()
+	<-done
+	e.SessionStarted(ctx, sess, change.Add(-time.Second)) // after Run: nothing, no panic
+}

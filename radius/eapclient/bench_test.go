@@ -3,6 +3,7 @@ package eapclient
 import (
 	"context"
 	"crypto/tls"
+	"sync/atomic"
 	"testing"
 
 	"layeh.com/radius"
@@ -15,17 +16,37 @@ import (
 // conversation at a time: ns/op is the latency of one authentication and,
 // since client and server share the process, allocs/op counts both sides.
 func benchmarkAuth(b *testing.B, version uint16, parallel bool) {
+	benchmarkAuthResume(b, version, parallel, false)
+}
+
+// benchmarkAuthResume with resume: the device keeps its TLS session, so
+// after the first every authentication resumes from a ticket (and is still
+// decided in full by posture).
+func benchmarkAuthResume(b *testing.B, version uint16, parallel, resume bool) {
 	e := newEnv(b)
 	d := e.device(b, "dev-bench", store.ComplianceCompliant, false)
 	ctx := context.Background()
+	var cache tls.ClientSessionCache
+	if resume {
+		cache = tls.NewLRUClientSessionCache(1)
+	}
+	var resumed atomic.Int64
 	one := func(c *Client) {
-		p := e.peer(d, version, 1400)
+		p := e.resumingPeer(d, version, 1400, cache)
 		res, err := c.Authenticate(ctx, p)
 		p.Close()
 		if err != nil || !res.Accepted || !res.KeysMatch {
 			b.Fatalf("accepted %v keys %v: %v", res.Accepted, res.KeysMatch, err)
 		}
+		if res.Resumed {
+			resumed.Add(1)
+		}
 	}
+	defer func() {
+		if resume && b.N > 0 {
+			b.ReportMetric(float64(resumed.Load())/float64(b.N), "resumed/op")
+		}
+	}()
 	b.ReportAllocs()
 	cpu := processCPU()
 	if !parallel {
@@ -52,6 +73,12 @@ func BenchmarkAuthUDPTLS12(b *testing.B)         { benchmarkAuth(b, tls.VersionT
 func BenchmarkAuthUDPTLS13(b *testing.B)         { benchmarkAuth(b, tls.VersionTLS13, false) }
 func BenchmarkAuthUDPTLS12Parallel(b *testing.B) { benchmarkAuth(b, tls.VersionTLS12, true) }
 func BenchmarkAuthUDPTLS13Parallel(b *testing.B) { benchmarkAuth(b, tls.VersionTLS13, true) }
+func BenchmarkAuthUDPTLS12Resumed(b *testing.B) {
+	benchmarkAuthResume(b, tls.VersionTLS12, false, true)
+}
+func BenchmarkAuthUDPTLS13Resumed(b *testing.B) {
+	benchmarkAuthResume(b, tls.VersionTLS13, false, true)
+}
 
 // BenchmarkVerifyReply is the per-reply cost the load generator adds:
 // Response Authenticator, Message-Authenticator and a parse.

@@ -116,6 +116,12 @@ type Config struct {
 	// MaxRounds bounds the Access-Request/Challenge rounds of one
 	// conversation; default 50.
 	MaxRounds int
+	// Stream, if set, carries every request and reply instead of UDP:
+	// RADIUS/TLS (RFC 6614), a *tls.Conn to a radsec listener, with Secret
+	// "radsec". Server is then unused. Requests are never retransmitted on
+	// a stream (RFC 6613 §2.6.1): the reply is waited for Timeout times
+	// (Retries+1). The Client does not close it.
+	Stream net.Conn
 }
 
 // Result describes one conversation.
@@ -137,7 +143,10 @@ type Result struct {
 	// KeysPresent: the Accept carried both MS-MPPE keys. KeysMatch: they
 	// equal the peer's MSK[0:32] (Recv) and MSK[32:64] (Send).
 	KeysPresent, KeysMatch bool
-	Duration               time.Duration
+	// Resumed: the peer's TLS handshake resumed a session from a ticket
+	// (set on Access-Accept).
+	Resumed  bool
+	Duration time.Duration
 }
 
 // Client is one simulated NAS with one UDP socket. A Client runs one
@@ -160,7 +169,7 @@ func New(cfg Config) (*Client, error) {
 	if len(cfg.Secret) == 0 {
 		return nil, errors.New("eapclient: secret is required")
 	}
-	if cfg.Server == "" {
+	if cfg.Server == "" && cfg.Stream == nil {
 		return nil, errors.New("eapclient: server address is required")
 	}
 	if cfg.NASIdentifier == "" {
@@ -183,6 +192,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.MaxRounds <= 0 {
 		cfg.MaxRounds = 50
+	}
+	if cfg.Stream != nil {
+		return &Client{cfg: cfg, sec: packet.NewSecret(cfg.Secret), nasIP: cfg.NASIPAddress, id: randomID(), buf: make([]byte, packet.MaxLen+1)}, nil
 	}
 	auth, err := resolve(cfg.Server, "1812")
 	if err != nil {
@@ -221,9 +233,13 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("eapclient: socket: %w", err)
 	}
+	return &Client{cfg: cfg, sec: packet.NewSecret(cfg.Secret), auth: auth, acct: acct, nasIP: nasIP, conn: lc, id: randomID(), buf: make([]byte, packet.MaxLen+1)}, nil
+}
+
+func randomID() byte {
 	var id [1]byte
 	_, _ = rand.Read(id[:])
-	return &Client{cfg: cfg, sec: packet.NewSecret(cfg.Secret), auth: auth, acct: acct, nasIP: nasIP, conn: lc, id: id[0], buf: make([]byte, packet.MaxLen+1)}, nil
+	return id[0]
 }
 
 func resolve(hostport, defPort string) (netip.AddrPort, error) {
@@ -238,8 +254,13 @@ func resolve(hostport, defPort string) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
 }
 
-// Close closes the socket.
-func (c *Client) Close() error { return c.conn.Close() }
+// Close closes the socket (not a Config.Stream, which the caller owns).
+func (c *Client) Close() error {
+	if c.conn == nil {
+		return nil
+	}
+	return c.conn.Close()
+}
 
 // LocalAddr is the socket's address (tests, proxies).
 func (c *Client) LocalAddr() net.Addr { return c.conn.LocalAddr() }
@@ -298,6 +319,7 @@ func (c *Client) Authenticate(ctx context.Context, peer *eaptls.Peer) (res Resul
 			}
 			msk, _ := peer.Keys()
 			res.KeysPresent, res.KeysMatch = checkKeys(resp, req, msk)
+			res.Resumed = peer.Resumed()
 			return res, nil
 		case radius.CodeAccessReject:
 			c.final(&res, resp, req)
@@ -365,6 +387,9 @@ func (c *Client) seal(p *radius.Packet) ([]byte, error) {
 // exchange sends reqB to dst and waits for a reply that verifies,
 // retransmitting the identical bytes on timeout.
 func (c *Client) exchange(ctx context.Context, dst netip.AddrPort, reqB []byte, res *Result) (*radius.Packet, error) {
+	if c.cfg.Stream != nil {
+		return c.exchangeStream(ctx, reqB, res)
+	}
 	discarded := 0
 	for try := 0; try <= c.cfg.Retries; try++ {
 		if err := ctx.Err(); err != nil {
@@ -414,6 +439,42 @@ func (c *Client) exchange(ctx context.Context, dst netip.AddrPort, reqB []byte, 
 		return nil, fmt.Errorf("%w: %d discarded", ErrBadReply, discarded)
 	}
 	return nil, ErrTimeout
+}
+
+// exchangeStream is exchange on Config.Stream: one write, then packets are
+// read until the reply with the request's Identifier verifies. A reply
+// that fails verification on a stream is final (the server will not send
+// another), as is a broken stream.
+func (c *Client) exchangeStream(ctx context.Context, reqB []byte, res *Result) (*radius.Packet, error) {
+	st := c.cfg.Stream
+	deadline := time.Now().Add(c.cfg.Timeout * time.Duration(c.cfg.Retries+1))
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = st.SetDeadline(deadline)
+	defer st.SetDeadline(time.Time{})
+	if _, err := st.Write(reqB); err != nil {
+		return nil, fmt.Errorf("eapclient: send: %w", err)
+	}
+	for {
+		b, err := packet.ReadStream(st, c.buf, nil)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return nil, ErrTimeout
+			}
+			return nil, fmt.Errorf("eapclient: receive: %w", err)
+		}
+		if b[1] != reqB[1] || radius.Code(b[0]) == radius.CodeDisconnectRequest || radius.Code(b[0]) == radius.CodeCoARequest {
+			continue // a late reply, or a request of the server's (reverse CoA)
+		}
+		p, err := c.verifyReply(b, reqB)
+		if err != nil {
+			res.Discarded++
+			return nil, fmt.Errorf("%w: %w", ErrBadReply, err)
+		}
+		return p, nil
+	}
 }
 
 // verifyReply checks, through radius/packet, the framing, the

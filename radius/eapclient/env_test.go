@@ -48,6 +48,11 @@ func (e *testEnv) device(t testing.TB, id string, compliance store.Compliance, u
 
 // peer builds a supplicant for d at the given TLS version.
 func (e *testEnv) peer(d *devbind.Device, version uint16, mtu int) *eaptls.Peer {
+	return e.resumingPeer(d, version, mtu, nil)
+}
+
+// resumingPeer is peer with a session cache that outlives it (nil: none).
+func (e *testEnv) resumingPeer(d *devbind.Device, version uint16, mtu int, cache tls.ClientSessionCache) *eaptls.Peer {
 	roots := x509.NewCertPool()
 	roots.AddCert(e.ca.Root())
 	cert := d.Certificate
@@ -55,6 +60,7 @@ func (e *testEnv) peer(d *devbind.Device, version uint16, mtu int) *eaptls.Peer 
 		TLS: &tls.Config{
 			RootCAs: roots, ServerName: radiustest.ServerName, MinVersion: version, MaxVersion: version,
 			GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil },
+			ClientSessionCache:   cache,
 		},
 		Identity: "anonymous@example.org",
 		MTU:      mtu,

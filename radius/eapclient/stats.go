@@ -37,14 +37,25 @@ type Summary struct {
 	Retransmits   int            `json:"retransmits"`
 	Discarded     int            `json:"discarded_replies"`
 	RejectReasons map[string]int `json:"reject_reasons,omitempty"`
+	// Resumed counts the accepts whose TLS handshake resumed a session,
+	// ResumedRoundTrips their round trips (the rest of RoundTrips are the
+	// full handshakes' and the rejects').
+	Resumed           int `json:"resumed"`
+	ResumedRoundTrips int `json:"resumed_round_trips"`
 	// Derived by Summarize.
 	Elapsed        time.Duration `json:"elapsed_ns"`
 	AuthsPerSecond float64       `json:"auths_per_second"`
 	RoundTripsPer  float64       `json:"round_trips_per_auth"`
-	P50            time.Duration `json:"p50_ns"`
-	P95            time.Duration `json:"p95_ns"`
-	P99            time.Duration `json:"p99_ns"`
-	Max            time.Duration `json:"max_ns"`
+	// ResumedShare is Resumed / Auths; RoundTripsResumed and
+	// RoundTripsFull split RoundTripsPer between resumed authentications
+	// and the others.
+	ResumedShare      float64       `json:"resumed_share"`
+	RoundTripsResumed float64       `json:"round_trips_per_resumed"`
+	RoundTripsFull    float64       `json:"round_trips_per_full"`
+	P50               time.Duration `json:"p50_ns"`
+	P95               time.Duration `json:"p95_ns"`
+	P99               time.Duration `json:"p99_ns"`
+	Max               time.Duration `json:"max_ns"`
 }
 
 // Add records one conversation. A timeout is counted apart from other
@@ -67,6 +78,10 @@ func (s *Stats) Add(r Result, err error) {
 		s.s.Accepts++
 		if !r.KeysMatch {
 			s.s.KeyMismatches++
+		}
+		if r.Resumed {
+			s.s.Resumed++
+			s.s.ResumedRoundTrips += r.RoundTrips
 		}
 	default:
 		s.s.Rejects++
@@ -104,6 +119,8 @@ func (s *Stats) Merge(o *Stats) {
 	s.s.RoundTrips += os.RoundTrips
 	s.s.Retransmits += os.Retransmits
 	s.s.Discarded += os.Discarded
+	s.s.Resumed += os.Resumed
+	s.s.ResumedRoundTrips += os.ResumedRoundTrips
 	s.lat = append(s.lat, olat...)
 	for k, v := range reasons {
 		if s.rejectReasons == nil {
@@ -144,6 +161,13 @@ func (s *Stats) Summarize(elapsed time.Duration) Summary {
 	}
 	if out.Auths > 0 {
 		out.RoundTripsPer = float64(out.RoundTrips) / float64(out.Auths)
+		out.ResumedShare = float64(out.Resumed) / float64(out.Auths)
+	}
+	if out.Resumed > 0 {
+		out.RoundTripsResumed = float64(out.ResumedRoundTrips) / float64(out.Resumed)
+	}
+	if full := out.Auths - out.Resumed; full > 0 {
+		out.RoundTripsFull = float64(out.RoundTrips-out.ResumedRoundTrips) / float64(full)
 	}
 	out.P50 = Percentile(lat, 50)
 	out.P95 = Percentile(lat, 95)

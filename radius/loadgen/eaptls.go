@@ -11,6 +11,7 @@ package loadgen
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -53,6 +54,17 @@ type Config struct {
 	// retransmissions of one request before giving up (negative: none).
 	Timeout time.Duration
 	Retries int
+	// Resume gives each certificate a session cache of its own, as a
+	// supplicant keeps one: its first authentication is a full handshake
+	// and each later one offers the ticket the server issued (RFC 5077
+	// for TLS 1.2, RFC 8446 PSK for TLS 1.3). Without it every
+	// authentication is a full handshake.
+	Resume bool
+	// RadSec, when set, runs every worker over its own RADIUS/TLS
+	// connection (RFC 6614) to Server, presenting the NAS certificate
+	// RadSec.Cert/Key and verifying the server against RadSec.CA; Secret is
+	// then "radsec".
+	RadSec *RadSec
 	// Progress, when set, receives a status line every 500ms, rewritten in
 	// place with a carriage return and an ANSI erase-line: give it a
 	// terminal.
@@ -66,6 +78,7 @@ type Report struct {
 	TLS         string `json:"tls"`
 	Concurrency int    `json:"concurrency"`
 	Certs       int    `json:"certificates"`
+	Resume      bool   `json:"resume"`
 	eapclient.Summary
 	// ErrorSamples holds up to 5 distinct failures.
 	ErrorSamples []string `json:"error_samples,omitempty"`
@@ -90,6 +103,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
+	if cfg.Resume {
+		for i := range sups {
+			sups[i].tls = sups[i].tls.Clone()
+			sups[i].tls.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+		}
+	}
 	switch {
 	case cfg.Concurrency < 1:
 		return Report{}, errors.New("concurrency must be at least 1")
@@ -112,11 +131,32 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return Report{}, fmt.Errorf("port type %q: want ethernet or wireless", cfg.PortType)
 	}
 	clients := make([]*eapclient.Client, cfg.Concurrency)
+	var one *shared
+	if cfg.RadSec != nil && cfg.RadSec.Shared {
+		conn, err := cfg.RadSec.dial(ctx, cfg.Server)
+		if err != nil {
+			return Report{}, err
+		}
+		defer conn.Close()
+		one = newShared(conn)
+	}
 	for i := range clients {
-		c, err := eapclient.New(eapclient.Config{
+		ccfg := eapclient.Config{
 			Server: cfg.Server, Secret: cfg.Secret, NASIdentifier: cfg.NASIdentifier, FramedMTU: cfg.FramedMTU,
 			PortType: portType, Timeout: cfg.Timeout, Retries: max(cfg.Retries, -1),
-		})
+		}
+		switch {
+		case one != nil:
+			ccfg.Stream = one.view()
+		case cfg.RadSec != nil:
+			conn, err := cfg.RadSec.dial(ctx, cfg.Server)
+			if err != nil {
+				return Report{}, err
+			}
+			defer conn.Close()
+			ccfg.Stream = conn
+		}
+		c, err := eapclient.New(ccfg)
 		if err != nil {
 			return Report{}, err
 		}
@@ -175,7 +215,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	progressDone()
-	return Report{Server: cfg.Server, TLS: cfg.TLSVersion, Concurrency: cfg.Concurrency, Certs: len(sups),
+	return Report{Server: cfg.Server, TLS: cfg.TLSVersion, Concurrency: cfg.Concurrency, Certs: len(sups), Resume: cfg.Resume,
 		Summary: total.Summarize(elapsed), ErrorSamples: samples}, nil
 }
 
@@ -200,6 +240,10 @@ func (r Report) WriteText(w io.Writer) error {
 	b = fmt.Appendf(b, "  key mismatches   %d\n", s.KeyMismatches)
 	b = fmt.Appendf(b, "  latency          p50 %v  p95 %v  p99 %v  max %v\n", RoundLatency(s.P50), RoundLatency(s.P95), RoundLatency(s.P99), RoundLatency(s.Max))
 	b = fmt.Appendf(b, "  round trips      %.2f per authentication\n", s.RoundTripsPer)
+	if r.Resume {
+		b = fmt.Appendf(b, "  resumed          %d (%.1f%%), %.2f round trips each; full %.2f each\n",
+			s.Resumed, 100*s.ResumedShare, s.RoundTripsResumed, s.RoundTripsFull)
+	}
 	b = fmt.Appendf(b, "  retransmits      %d (discarded replies %d)\n", s.Retransmits, s.Discarded)
 	for _, m := range r.ErrorSamples {
 		b = fmt.Appendf(b, "  error: %s\n", m)

@@ -3,6 +3,7 @@ package packet
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"testing"
 
 	lradius "layeh.com/radius"
@@ -94,6 +95,45 @@ func FuzzVerifyResponse(f *testing.F) {
 		c := bytes.Clone(p.Bytes())
 		if err := s.SignResponse(c, req[4:20]); err != nil || !bytes.Equal(c, p.Bytes()) {
 			t.Fatalf("accepted response re-signs to %x (%v)", c, err)
+		}
+	})
+}
+
+// FuzzReadStream feeds arbitrary byte streams to the stream framing: every
+// packet returned has a Length within bounds and equal to its size, the
+// reader never reads past what it returned plus one header, and a bad
+// header ends the stream with ErrFraming.
+func FuzzReadStream(f *testing.F) {
+	ok := make([]byte, HeaderLen)
+	ok[0], ok[3] = 12, HeaderLen
+	f.Add(append(append([]byte(nil), ok...), ok...))
+	f.Add([]byte{1, 0, 0, 3})
+	f.Add([]byte{1, 0, 0x10, 0x01})
+	f.Add([]byte{1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := bytes.NewReader(b)
+		buf := make([]byte, MaxLen)
+		consumed := 0
+		for range 1000 {
+			firsts := 0
+			p, err := ReadStream(r, buf, func() { firsts++ })
+			if err != nil {
+				if errors.Is(err, ErrFraming) && len(b)-consumed < 4 {
+					t.Fatalf("framing error without a header: %v", err)
+				}
+				return
+			}
+			if firsts != 1 {
+				t.Fatalf("first called %d times", firsts)
+			}
+			n := int(p[2])<<8 | int(p[3])
+			if n != len(p) || n < HeaderLen || n > MaxLen {
+				t.Fatalf("packet of %d bytes with Length %d", len(p), n)
+			}
+			consumed += n
+			if consumed != len(b)-r.Len() {
+				t.Fatalf("consumed %d, reader at %d", consumed, len(b)-r.Len())
+			}
 		}
 	})
 }

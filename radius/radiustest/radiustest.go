@@ -63,8 +63,12 @@ func Start(t testing.TB, secret string) *Server {
 		t.Fatal(err)
 	}
 	eap, err := eaptls.NewServer(eaptls.ServerConfig{
-		TLS:    &tls.Config{Certificates: []tls.Certificate{kp}, ClientCAs: c.Pool(), MinVersion: tls.VersionTLS12},
-		Logger: Quiet(),
+		TLS: &tls.Config{Certificates: []tls.Certificate{kp}, ClientCAs: c.Pool(), MinVersion: tls.VersionTLS12},
+		// The production defaults: resumption on, no CA names in the
+		// CertificateRequest (radius.send_ca_names off).
+		Resumption:  eaptls.Resumption{MaxLifetime: time.Hour},
+		OmitCANames: true,
+		Logger:      Quiet(),
 	})
 	if err != nil {
 		t.Fatal(err)

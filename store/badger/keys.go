@@ -35,6 +35,7 @@ const (
 	pfxAuditCursor   = "auditcur/"
 	pfxNonce         = "nonce/"
 	keyAuditHeadStr  = "meta/audit-head"
+	keyTicketKeysStr = "meta/ticket-keys"
 )
 
 // maxIDLen bounds every identifier that becomes part of a key. Badger caps

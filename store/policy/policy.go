@@ -19,6 +19,11 @@ import (
 // and the one profile configured when the configuration lists none.
 const DefaultProfile = "default"
 
+// NASProfile is the profile of NAS certificates (radius/radsec): a NAS's
+// identity for RADIUS/TLS, never a device's credential, so no device
+// profile may take the name and posture admits no device by it.
+const NASProfile = "nas"
+
 // Attestation formats: the ACME attObj "fmt" values hardbound verifies
 // (draft-ietf-acme-device-attest), and FormatNone.
 const (
@@ -91,6 +96,9 @@ func (fs Formats) AdmitsUnattested() bool { return slices.Contains(fs, FormatNon
 func CheckName(name string) error {
 	if name == "" {
 		return fmt.Errorf("%w: empty", ErrProfileName)
+	}
+	if name == NASProfile {
+		return fmt.Errorf("%w %q: reserved for NAS certificates", ErrProfileName, name)
 	}
 	if strings.ContainsAny(name, "/?#% ") {
 		return fmt.Errorf("%w %q: must not contain '/', '?', '#', '%%' or a space", ErrProfileName, name)

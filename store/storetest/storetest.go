@@ -52,6 +52,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"audit_groups_are_appended_in_order_and_filled", testAuditGroups},
 		{"audit_checkpoints", testAuditCheckpoints},
 		{"audit_cursors", testAuditCursors},
+		{"ticket_keys", testTicketKeys},
+		{"ticket_keys_one_winner_under_concurrency", testTicketKeysConcurrency},
 		{"backup_restore", testBackupRestore},
 		{"canceled_context", testCanceled},
 		{"changes/devices", testChangesDevices},
@@ -1579,4 +1581,77 @@ func testCanceled(t *testing.T, open func(t *testing.T) store.Store) {
 		t.Fatalf("canceled calls wrote %d audit events", n)
 	}
 	r.none(t, "canceled writes")
+}
+
+// The shared ticket keys are one record written by compare-and-swap on
+// its version: before the first put it is not found, a put with a stale
+// version conflicts and writes nothing.
+func testTicketKeys(t *testing.T, open func(t *testing.T) store.Store) {
+	s := open(t)
+	ctx := context.Background()
+	if _, err := s.GetTicketKeys(ctx); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetTicketKeys on an empty store: %v, want ErrNotFound", err)
+	}
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	k := &store.TicketKeys{Sealed: []byte("sealed-1"), Rotated: at}
+	if err := s.PutTicketKeys(ctx, k, 0); err != nil {
+		t.Fatal(err)
+	}
+	if k.Version != 1 || k.V != store.RecordVersion {
+		t.Fatalf("after the first put: %+v", k)
+	}
+	got, err := s.GetTicketKeys(ctx)
+	if err != nil || got.Version != 1 || !bytes.Equal(got.Sealed, []byte("sealed-1")) || !got.Rotated.Equal(at) {
+		t.Fatalf("GetTicketKeys = %+v, %v", got, err)
+	}
+	for _, prev := range []uint64{0, 2} {
+		stale := &store.TicketKeys{Sealed: []byte("stale"), Rotated: at}
+		if err := s.PutTicketKeys(ctx, stale, prev); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("put with version %d over version 1: %v, want ErrConflict", prev, err)
+		}
+	}
+	k2 := &store.TicketKeys{Sealed: []byte("sealed-2"), Rotated: at.Add(time.Hour)}
+	if err := s.PutTicketKeys(ctx, k2, 1); err != nil || k2.Version != 2 {
+		t.Fatalf("put over version 1: %+v, %v", k2, err)
+	}
+	if got, _ := s.GetTicketKeys(ctx); got == nil || !bytes.Equal(got.Sealed, []byte("sealed-2")) {
+		t.Fatalf("after the second put: %+v", got)
+	}
+	if err := s.PutTicketKeys(ctx, &store.TicketKeys{}, 2); err == nil {
+		t.Fatal("put of an empty record succeeded")
+	}
+}
+
+// Nodes rotating at once: of the puts expecting one version, exactly one
+// is written.
+func testTicketKeysConcurrency(t *testing.T, open func(t *testing.T) store.Store) {
+	s := open(t)
+	ctx := context.Background()
+	if err := s.PutTicketKeys(ctx, &store.TicketKeys{Sealed: []byte("base")}, 0); err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = s.PutTicketKeys(ctx, &store.TicketKeys{Sealed: []byte(fmt.Sprintf("node-%d", i))}, 1)
+		})
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, store.ErrConflict):
+			t.Fatalf("concurrent put: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d concurrent puts won, want 1", won)
+	}
+	if got, err := s.GetTicketKeys(ctx); err != nil || got.Version != 2 {
+		t.Fatalf("after the race: %+v, %v", got, err)
+	}
 }

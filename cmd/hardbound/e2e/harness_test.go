@@ -99,6 +99,7 @@ func testConfig(t *testing.T) *node.Config {
 	cfg.Enroll.HTTPAddr = "127.0.0.1:0"
 	cfg.Admin.Addr = "127.0.0.1:0"
 	cfg.Metrics.Addr = "127.0.0.1:0"
+	cfg.RADIUS.RadSec.Addr = "127.0.0.1:0"
 	return cfg
 }
 
@@ -219,7 +220,7 @@ func wantListeners(cfg *node.Config) map[string]bool {
 	for name, addr := range map[string]string{
 		"radius-auth": cfg.RADIUS.AuthAddr, "radius-acct": cfg.RADIUS.AcctAddr,
 		"enroll-https": cfg.Enroll.HTTPSAddr, "enroll-http": cfg.Enroll.HTTPAddr,
-		"admin": cfg.Admin.Addr, "metrics": cfg.Metrics.Addr,
+		"admin": cfg.Admin.Addr, "metrics": cfg.Metrics.Addr, "radsec": cfg.RADIUS.RadSec.Addr,
 	} {
 		if addr != "" {
 			want[name] = true

@@ -102,20 +102,11 @@ func (in *Node) startEnforcer() error {
 	sender := dynauth.NewSender(scfg)
 	st := in.st
 	ecfg := in.cfg.RADIUS.CoA.Enforcer()
-	ecfg.Events, ecfg.Profiles, ecfg.Sessions, ecfg.Auditor, ecfg.Sender = in.posture, in.posture, st, st, sender
+	ecfg.Events, ecfg.Profiles, ecfg.Sessions, ecfg.Auditor = in.posture, in.posture, st, st
+	ecfg.Sender, ecfg.NAS = in.coaRoute(sender) // radsec.go
 	// Nodes sharing a database each see every change; the claim makes one
 	// of them the sender per session (docs/ha.md).
 	ecfg.Claims = st
-	ecfg.NAS = func(name string) (dynauth.NAS, bool) {
-		// The server's clients carry the CoA port and secret with their
-		// defaults applied. Addr empty: the session's NAS source address is
-		// used, which suits clients configured by prefix.
-		c, ok := in.radius.Client(name)
-		if !ok {
-			return dynauth.NAS{}, false
-		}
-		return dynauth.NAS{Name: c.Name, Port: c.CoAPort, Secret: c.CoASecret}, true
-	}
 	ecfg.Logger, ecfg.Metrics = in.log, m
 	// Remember standing changes for at least a conversation's life: an
 	// Accept built before one may see its Accounting-Start after it.

@@ -31,6 +31,7 @@ import (
 	"hardbound/enroll/ca"
 	"hardbound/posture"
 	"hardbound/radius"
+	"hardbound/radius/radsec"
 	"hardbound/store"
 	"hardbound/store/atomicfile"
 	"hardbound/store/auditexport"
@@ -58,6 +59,7 @@ type Node struct {
 	posture *posture.Service
 	metrics *metrics.Registry
 	radius  *radius.Server
+	radsec  *radsec.Listener // nil unless RADIUS/TLS listens
 	enroll  *enrollment
 	// sessionStarts reaches the enforcer from the RADIUS server.
 	sessionStarts sessionStarts
@@ -337,6 +339,7 @@ func (in *Node) Banner(w io.Writer) {
 	for _, l := range []struct{ name, what string }{
 		{"radius-auth", "RADIUS authentication (udp)"},
 		{"radius-acct", "RADIUS accounting (udp)"},
+		{"radsec", "RADIUS/TLS (RadSec); NAS certificates: hardbound nas issue NAME --out DIR"},
 		{"enroll-https", "enrollment: ACME https://%s/acme/directory, SCEP https://%s/scep"},
 		{"enroll-http", "SCEP and CRL over http://%s/scep, http://%s/crl"},
 		{"admin", "admin API https://%s/api/v1/, console https://%s/ui/"},

@@ -20,6 +20,9 @@ func (in *Node) startComponents() error {
 	if err := in.startRADIUS(); err != nil {
 		return err
 	}
+	if err := in.startRadSec(); err != nil {
+		return err
+	}
 	if err := in.startMDM(); err != nil {
 		return err
 	}
@@ -106,7 +109,7 @@ func (s *sessionStarts) SessionStarted(ctx context.Context, sess *store.Session,
 // adminDeps are the admin API's collaborators: the enrollment endpoints
 // only with enrollment configured, test enrollment only in --dev.
 func (in *Node) adminDeps() admin.Deps {
-	d := admin.Deps{Store: in.st, Standing: in.posture, Inventory: in.inventoryDeps()}
+	d := admin.Deps{Store: in.st, Standing: in.posture, Inventory: in.inventoryDeps(), NAS: in.nasIssuer()}
 	if in.audit != nil {
 		d.Audit = in.audit
 	}
