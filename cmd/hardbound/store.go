@@ -41,6 +41,6 @@ func newStoreCmd(e *env) *cobra.Command {
 		},
 	}
 	cmd.PersistentFlags().StringVar(&cfgPath, "config", "", "config file (hardbound.yaml; env HARDBOUND_CONFIG)")
-	cmd.AddCommand(migrate)
+	cmd.AddCommand(migrate, newStoreCopyCmd(e))
 	return cmd
 }

@@ -2,6 +2,8 @@ package dynauth
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,6 +35,16 @@ type Profiles interface {
 type Auditor interface {
 	AppendAudits(ctx context.Context, evs []*store.AuditEvent) error
 }
+
+// Claimer records a one-time claim shared by every node of a cluster
+// (store.Store satisfies it). The first claim of a nonce in a scope returns
+// nil; while it lives, another claim fails with store.ErrExists.
+type Claimer interface {
+	ClaimNonce(ctx context.Context, scope string, nonce store.Hash, expires time.Time) error
+}
+
+// claimScope is the nonce scope of enforcement claims.
+const claimScope = "dynauth"
 
 // auditWindow is how long enforcement outcomes gather before they reach
 // the audit chain as one group: a mass quarantine records thousands.
@@ -79,6 +91,16 @@ type EnforcerConfig struct {
 	Workers int
 	// MaxPending bounds devices waiting for a worker (default 1,000,000).
 	MaxPending int
+	// Claims, when set, makes one node of several sharing a database the
+	// only sender for a session and a standing change: every node's
+	// enforcer sees every change (the change feed), and before sending to
+	// a session it claims (change, session) here; a node that loses the
+	// claim leaves the session to the winner. Without it every node sends.
+	Claims Claimer
+	// ClaimTTL is how long a claim lives (default 24 h, the change feed's
+	// retention: a node catching up later than that resets instead of
+	// replaying, so it cannot enforce an old change again).
+	ClaimTTL time.Duration
 	// RecentWindow is how long a standing change is remembered for
 	// SessionStarted (default 2 minutes): at least the RADIUS conversation
 	// timeout, the longest an Accept can precede its Accounting-Start by
@@ -142,6 +164,9 @@ func NewEnforcer(cfg EnforcerConfig) (*Enforcer, error) {
 	}
 	if cfg.RecentWindow <= 0 {
 		cfg.RecentWindow = 2 * time.Minute
+	}
+	if cfg.ClaimTTL <= 0 {
+		cfg.ClaimTTL = 24 * time.Hour
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -417,6 +442,10 @@ func (e *Enforcer) Enforce(ctx context.Context, ev posture.Event) []SessionOutco
 		e.m.Event(string(ev.Kind), "none")
 		return nil
 	}
+	if sessions = e.claim(ctx, ev, sessions); len(sessions) == 0 {
+		e.m.Event(string(ev.Kind), "claimed_elsewhere")
+		return nil
+	}
 	e.m.Event(string(ev.Kind), pl.kind.String())
 	out := make([]SessionOutcome, len(sessions))
 	var wg sync.WaitGroup
@@ -426,6 +455,60 @@ func (e *Enforcer) Enforce(ctx context.Context, ev posture.Event) []SessionOutco
 	wg.Wait()
 	e.m.Enforced(string(ev.Kind), time.Since(start))
 	return out
+}
+
+// claim keeps the sessions this node won the claim for. The claim names the
+// change by what every node's posture derives identically from the change
+// feed (kind, device, certificate, the store's time of the change, to the
+// nanosecond) and the session by its NAS and Acct-Session-Id, so a session
+// whose Accounting-Start arrives after the change (SessionStarted) is a
+// claim of its own. A claim the store cannot record is sent anyway: a
+// duplicate Disconnect is answered with a NAK (RFC 5176 Error-Cause 503), a
+// missed one leaves a revoked device on the network.
+func (e *Enforcer) claim(ctx context.Context, ev posture.Event, sessions []*store.Session) []*store.Session {
+	if e.cfg.Claims == nil || ev.At.IsZero() {
+		return sessions // no time, no identity across nodes: never claim two changes as one
+	}
+	expires := time.Now().Add(e.cfg.ClaimTTL)
+	kept := sessions[:0]
+	for _, s := range sessions {
+		err := e.cfg.Claims.ClaimNonce(ctx, claimScope, claimKey(ev, s), expires)
+		switch {
+		case err == nil:
+			kept = append(kept, s)
+		case errors.Is(err, store.ErrExists):
+			e.log.Debug("enforcement claimed by another node", "device", ev.DeviceID, "kind", ev.Kind,
+				"nas", s.NAS, "acct_session_id", s.AcctSessionID)
+		default:
+			e.log.Warn("enforcement claim failed; sending anyway", "device", ev.DeviceID, "kind", ev.Kind,
+				"nas", s.NAS, "acct_session_id", s.AcctSessionID, "err", err)
+			kept = append(kept, s)
+		}
+	}
+	return kept
+}
+
+// claimKey hashes a change and a session into a claim nonce; every field is
+// length-prefixed so no two inputs share an encoding.
+func claimKey(ev posture.Event, s *store.Session) store.Hash {
+	h := sha256.New()
+	field := func(b []byte) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	var at [8]byte
+	binary.BigEndian.PutUint64(at[:], uint64(ev.At.UnixNano()))
+	field([]byte(ev.Kind))
+	field([]byte(ev.DeviceID))
+	field(ev.CertSHA256[:])
+	field(at[:])
+	field([]byte(s.NAS))
+	field([]byte(s.AcctSessionID))
+	var k store.Hash
+	h.Sum(k[:0])
+	return k
 }
 
 func (e *Enforcer) liveSessions(ctx context.Context, deviceID string, cert store.Hash) ([]*store.Session, error) {

@@ -24,7 +24,8 @@ type Metrics interface {
 	InvalidResponse(why string)
 	// Enforced observes the time from a posture change to the last NAS answer.
 	Enforced(eventKind string, d time.Duration)
-	// Event counts posture events and the action taken (disconnect|coa|none|dropped|error).
+	// Event counts posture events and the action taken (disconnect|coa|none|dropped|error|
+	// claimed_elsewhere: another node sharing the database sends for every live session).
 	Event(eventKind, action string)
 }
 

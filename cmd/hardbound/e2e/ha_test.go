@@ -45,11 +45,20 @@ func TestE2EPostgres(t *testing.T) {
 	t.Run("two_nodes", func(t *testing.T) { t.Parallel(); testE2ETwoNodesOnPostgres(t, cl) })
 	t.Run("store_migrate", func(t *testing.T) { t.Parallel(); testStoreMigrateCommand(t, cl) })
 	t.Run("three_nodes_revocation", func(t *testing.T) { t.Parallel(); testThreeNodesRevocation(t, cl) })
+	t.Run("three_nodes_one_disconnect", func(t *testing.T) { t.Parallel(); testThreeNodesOneDisconnect(t, cl) })
+	t.Run("store_copy", func(t *testing.T) { t.Parallel(); testStoreCopy(t, cl) })
+	t.Run("kill_one_of_two", func(t *testing.T) { t.Parallel(); testKillOneOfTwo(t, cl) })
 }
 
 // startNodes starts n --dev nodes on a new database of cl, every one
 // after the first with the first's CA and audit key.
 func startNodes(t *testing.T, cl *pgtest.Cluster, n int) []*instance {
+	t.Helper()
+	return startNodesWith(t, cl, n, nil)
+}
+
+// startNodesWith is startNodes with mod applied to every node's config.
+func startNodesWith(t *testing.T, cl *pgtest.Cluster, n int, mod func(*node.Config)) []*instance {
 	t.Helper()
 	dsn, err := cl.CreateDatabase(e2eContext(t))
 	if err != nil {
@@ -59,6 +68,9 @@ func startNodes(t *testing.T, cl *pgtest.Cluster, n int) []*instance {
 	var nodes []*instance
 	for i := range n {
 		cfg := testConfig(t)
+		if mod != nil {
+			mod(cfg)
+		}
 		cfg.Store.Backend = postgres.BackendPostgres
 		cfg.Store.Postgres.DSNFile = dsnFile
 		if i > 0 {

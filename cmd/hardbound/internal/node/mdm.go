@@ -104,6 +104,9 @@ func (in *Node) startEnforcer() error {
 	ecfg := in.cfg.RADIUS.CoA.Enforcer()
 	ecfg.Events, ecfg.Profiles, ecfg.Sessions, ecfg.Auditor = in.posture, in.posture, st, st
 	ecfg.Sender, ecfg.NAS = in.coaRoute(sender) // radsec.go
+	// Nodes sharing a database each see every change; the claim makes one
+	// of them the sender per session (docs/ha.md).
+	ecfg.Claims = st
 	ecfg.Logger, ecfg.Metrics = in.log, m
 	// Remember standing changes for at least a conversation's life: an
 	// Accept built before one may see its Accounting-Start after it.
