@@ -2,7 +2,6 @@ package badger
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -12,10 +11,6 @@ import (
 	"hardbound/store"
 )
 
-// maxJWKLen bounds a stored account key: an RSA-4096 public JWK is under
-// 1 KiB, so anything near this is not a key.
-const maxJWKLen = 16 << 10
-
 // PutACMEAccount creates or replaces an account by ID and points its
 // thumbprint at it. A thumbprint held by another account fails with
 // store.ErrExists: two concurrent creations for one key both see it free,
@@ -24,7 +19,7 @@ func (s *Store) PutACMEAccount(ctx context.Context, a *store.ACMEAccount) error 
 	if a == nil {
 		return errors.New("store/badger: put acme account: nil account")
 	}
-	if err := validACMEAccount(a); err != nil {
+	if err := store.CheckACMEAccount(a); err != nil {
 		return fmt.Errorf("store/badger: put acme account: %w", err)
 	}
 	var out store.ACMEAccount
@@ -68,23 +63,6 @@ func (s *Store) PutACMEAccount(ctx context.Context, a *store.ACMEAccount) error 
 	return nil
 }
 
-func validACMEAccount(a *store.ACMEAccount) error {
-	if err := errors.Join(validID("acme account id", a.ID), validID("acme thumbprint", a.Thumbprint)); err != nil {
-		return err
-	}
-	switch {
-	case len(a.JWK) == 0:
-		return errors.New("acme account jwk is empty")
-	case len(a.JWK) > maxJWKLen:
-		return fmt.Errorf("acme account jwk longer than %d bytes", maxJWKLen)
-	case !json.Valid(a.JWK):
-		return errors.New("acme account jwk is not JSON")
-	case a.Status == "":
-		return errors.New("acme account status is empty")
-	}
-	return nil
-}
-
 func cloneACMEAccount(a *store.ACMEAccount) store.ACMEAccount {
 	c := *a
 	c.JWK = slices.Clone(a.JWK)
@@ -96,7 +74,7 @@ func cloneACMEAccount(a *store.ACMEAccount) store.ACMEAccount {
 // An id no account could have (empty, NUL, oversize: it comes from a
 // request URL) is not found without a lookup.
 func (s *Store) GetACMEAccount(ctx context.Context, id string) (*store.ACMEAccount, error) {
-	if err := validID("acme account id", id); err != nil {
+	if err := store.CheckID("acme account id", id); err != nil {
 		return nil, fmt.Errorf("store/badger: get acme account: %w: %w", store.ErrNotFound, err)
 	}
 	a := new(store.ACMEAccount)
@@ -111,7 +89,7 @@ func (s *Store) GetACMEAccount(ctx context.Context, id string) (*store.ACMEAccou
 // FindACMEAccountByThumbprint returns the account holding the key with this
 // RFC 7638 thumbprint.
 func (s *Store) FindACMEAccountByThumbprint(ctx context.Context, tp string) (*store.ACMEAccount, error) {
-	if err := validID("acme thumbprint", tp); err != nil {
+	if err := store.CheckID("acme thumbprint", tp); err != nil {
 		return nil, fmt.Errorf("store/badger: find acme account: %w: %w", store.ErrNotFound, err)
 	}
 	a := new(store.ACMEAccount)

@@ -81,7 +81,7 @@ func decodeCheckpoint(item *bdb.Item) (*store.AuditCheckpoint, error) {
 
 // GetAuditCursor returns the cursor of one export sink.
 func (s *Store) GetAuditCursor(ctx context.Context, sink string) (*store.AuditCursor, error) {
-	if err := validID("sink", sink); err != nil {
+	if err := store.CheckID("sink", sink); err != nil {
 		return nil, err
 	}
 	c := new(store.AuditCursor)
@@ -98,7 +98,7 @@ func (s *Store) PutAuditCursor(ctx context.Context, c *store.AuditCursor) error 
 	if c == nil {
 		return errors.New("store/badger: put audit cursor: nil cursor")
 	}
-	if err := validID("sink", c.Sink); err != nil {
+	if err := store.CheckID("sink", c.Sink); err != nil {
 		return err
 	}
 	v := *c

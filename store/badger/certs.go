@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"strings"
 	"time"
 
 	bdb "github.com/dgraph-io/badger/v4"
@@ -23,7 +22,7 @@ import (
 // Without is.Device the device must already exist. is.Device.ID, if given,
 // must equal is.Cert.DeviceID.
 func (s *Store) RecordIssuance(ctx context.Context, is store.Issuance) error {
-	if err := validIssuance(is); err != nil {
+	if err := store.CheckIssuance(is); err != nil {
 		return fmt.Errorf("store/badger: record issuance: %w", err)
 	}
 	var (
@@ -124,54 +123,6 @@ func (s *Store) issueTxn(txn *bdb.Txn, is store.Issuance, now time.Time, devDone
 	return nil
 }
 
-func validIssuance(is store.Issuance) error {
-	switch {
-	case is.Cert == nil:
-		return errors.New("cert is required")
-	case is.Audit == nil:
-		return errors.New("audit event is required")
-	case is.Cert.SHA256.IsZero():
-		return errors.New("cert sha256 is zero")
-	case is.Device != nil && is.Device.ID != is.Cert.DeviceID:
-		return fmt.Errorf("device id %q differs from cert device id %q", is.Device.ID, is.Cert.DeviceID)
-	}
-	if err := validSerial(is.Cert.Serial); err != nil {
-		return err
-	}
-	if is.Device != nil {
-		if err := validDevice(is.Device); err != nil {
-			return err
-		}
-	} else if err := validID("device id", is.Cert.DeviceID); err != nil {
-		return err
-	}
-	if is.Attestation != nil {
-		if err := validAttestation(is.Attestation); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// validSerial enforces the store.Cert contract: lower-case hex, no leading
-// zeros, so one serial has exactly one key.
-func validSerial(s string) error {
-	if s == "" || len(s) > 42 || s[0] == '0' || strings.Trim(s, "0123456789abcdef") != "" {
-		return fmt.Errorf("%w: serial %q must be lower-case hex without leading zeros", errBadID, s)
-	}
-	return nil
-}
-
-// normSerial maps common spellings (upper case, colons, leading zeros) onto
-// the stored form, for lookups typed by an operator.
-func normSerial(s string) string {
-	s = strings.ToLower(strings.ReplaceAll(s, ":", ""))
-	if t := strings.TrimLeft(s, "0"); t != "" {
-		return t
-	}
-	return s
-}
-
 // mergeDevice applies an issuance's device facts to the stored device:
 // platform and profile when given, aliases added or replaced. Status,
 // posture and groups are the administrator's and MDM's, not enrollment's.
@@ -226,7 +177,7 @@ func (s *Store) GetCertBinding(ctx context.Context, sha store.Hash) (*store.Cert
 func (s *Store) GetCertBySerial(ctx context.Context, serial string) (*store.Cert, error) {
 	c := new(store.Cert)
 	err := s.view(ctx, "get cert by serial", func(txn *bdb.Txn) error {
-		ref, err := getRef(txn, keyCertSerial(normSerial(serial)))
+		ref, err := getRef(txn, keyCertSerial(store.NormSerial(serial)))
 		if err != nil {
 			return err
 		}

@@ -18,7 +18,7 @@ func (s *Store) PutDevice(ctx context.Context, d *store.Device) error {
 	if d == nil {
 		return errors.New("store/badger: put device: nil device")
 	}
-	if err := validDevice(d); err != nil {
+	if err := store.CheckDevice(d); err != nil {
 		return fmt.Errorf("store/badger: put device: %w", err)
 	}
 	var (
@@ -84,9 +84,9 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Devi
 				return err
 			}
 			if out.ID != old.ID {
-				return fmt.Errorf("%w: fn changed device id", errBadID)
+				return fmt.Errorf("%w: fn changed device id", store.ErrInvalidID)
 			}
-			if err := validDevice(&out); err != nil {
+			if err := store.CheckDevice(&out); err != nil {
 				return err
 			}
 			s.stampDevice(&out, &old)
@@ -147,21 +147,6 @@ func (s *Store) FindDeviceByAlias(ctx context.Context, kind, value string) (*sto
 		return nil, err
 	}
 	return d, nil
-}
-
-func validDevice(d *store.Device) error {
-	if err := validID("device id", d.ID); err != nil {
-		return err
-	}
-	for k, v := range d.Aliases {
-		if err := validID("alias kind", k); err != nil {
-			return err
-		}
-		if err := validID("alias value", v); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // stampDevice fills the fields the store owns: version, defaults and times.

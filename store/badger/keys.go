@@ -2,9 +2,6 @@ package badger
 
 import (
 	"encoding/binary"
-	"errors"
-	"fmt"
-	"strings"
 
 	"hardbound/store"
 )
@@ -38,25 +35,6 @@ const (
 	keyTicketKeysStr  = "meta/ticket-keys"
 	keyAuditPrunedStr = "meta/audit-pruned"
 )
-
-// maxIDLen bounds every identifier that becomes part of a key. Badger caps
-// keys at 65000 bytes; real ids (UDIDs, serials, EK hashes) are far shorter.
-const maxIDLen = 512
-
-var errBadID = errors.New("store/badger: invalid identifier")
-
-// validID rejects identifiers that would make keys ambiguous or unbounded.
-func validID(what, s string) error {
-	switch {
-	case s == "":
-		return fmt.Errorf("%w: %s is empty", errBadID, what)
-	case len(s) > maxIDLen:
-		return fmt.Errorf("%w: %s longer than %d bytes", errBadID, what, maxIDLen)
-	case strings.Contains(s, sep):
-		return fmt.Errorf("%w: %s contains NUL", errBadID, what)
-	}
-	return nil
-}
 
 func keyDevice(id string) []byte { return []byte(pfxDevice + id) }
 

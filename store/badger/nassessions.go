@@ -33,7 +33,7 @@ type openSession struct {
 // not change, so the device -> session index needs no write.
 func (s *Store) CloseNASSessions(ctx context.Context, scope store.NASScope, at time.Time, cause uint32) (int, error) {
 	nas := scope.NAS
-	if err := validID("nas", nas); err != nil {
+	if err := store.CheckID("nas", nas); err != nil {
 		return 0, fmt.Errorf("store/badger: close nas sessions: %w", err)
 	}
 	if at.IsZero() {

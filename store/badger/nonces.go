@@ -20,7 +20,7 @@ type nonceRecord struct {
 
 // ClaimNonce records nonce under scope until expires, once.
 func (s *Store) ClaimNonce(ctx context.Context, scope string, nonce store.Hash, expires time.Time) error {
-	if err := validID("scope", scope); err != nil {
+	if err := store.CheckID("scope", scope); err != nil {
 		return fmt.Errorf("store/badger: claim nonce: %w", err)
 	}
 	if nonce.IsZero() || !expires.After(s.clock()) {

@@ -17,7 +17,7 @@ func (s *Store) PutAttestation(ctx context.Context, a *store.Attestation) error 
 	if a == nil {
 		return errors.New("store/badger: put attestation: nil attestation")
 	}
-	if err := validAttestation(a); err != nil {
+	if err := store.CheckAttestation(a); err != nil {
 		return fmt.Errorf("store/badger: put attestation: %w", err)
 	}
 	c := *a
@@ -33,16 +33,6 @@ func (s *Store) PutAttestation(ctx context.Context, a *store.Attestation) error 
 		return err
 	}
 	*a = c
-	return nil
-}
-
-func validAttestation(a *store.Attestation) error {
-	if err := validID("attestation id", a.ID); err != nil {
-		return err
-	}
-	if a.KeySHA256.IsZero() {
-		return errors.New("attestation key sha256 is zero")
-	}
 	return nil
 }
 
@@ -200,11 +190,11 @@ func (s *Store) PutSession(ctx context.Context, sess *store.Session) error {
 	if sess == nil {
 		return errors.New("store/badger: put session: nil session")
 	}
-	if err := errors.Join(validID("nas", sess.NAS), validID("acct session id", sess.AcctSessionID)); err != nil {
+	if err := errors.Join(store.CheckID("nas", sess.NAS), store.CheckID("acct session id", sess.AcctSessionID)); err != nil {
 		return fmt.Errorf("store/badger: put session: %w", err)
 	}
 	if sess.DeviceID != "" {
-		if err := validID("device id", sess.DeviceID); err != nil {
+		if err := store.CheckID("device id", sess.DeviceID); err != nil {
 			return fmt.Errorf("store/badger: put session: %w", err)
 		}
 	}

@@ -303,7 +303,7 @@ func TestInvalidInputIsRejected(t *testing.T) {
 	t.Parallel()
 	s := openMem(t)
 	ctx := t.Context()
-	long := string(make([]byte, maxIDLen+1))
+	long := string(make([]byte, store.MaxIDLen+1))
 	tests := []struct {
 		name string
 		call func() error

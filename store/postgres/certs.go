@@ -19,7 +19,7 @@ import (
 // elsewhere, duplicate cert or serial, alias owned by another device)
 // writes nothing.
 func (s *Store) RecordIssuance(ctx context.Context, is store.Issuance) error {
-	if err := validIssuance(is); err != nil {
+	if err := store.CheckIssuance(is); err != nil {
 		return fmt.Errorf("store/postgres: record issuance: %w", err)
 	}
 	var (
@@ -154,7 +154,7 @@ func (s *Store) GetCertBinding(ctx context.Context, sha store.Hash) (*store.Cert
 // GetCertBySerial looks a cert up by serial (hex; case, colons and leading
 // zeros are ignored).
 func (s *Store) GetCertBySerial(ctx context.Context, serial string) (*store.Cert, error) {
-	return s.getCert(ctx, "get cert by serial", "serial = $1", normSerial(serial), true)
+	return s.getCert(ctx, "get cert by serial", "serial = $1", store.NormSerial(serial), true)
 }
 
 func (s *Store) getCert(ctx context.Context, op, where, arg string, withDER bool) (*store.Cert, error) {

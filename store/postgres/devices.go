@@ -17,7 +17,7 @@ func (s *Store) PutDevice(ctx context.Context, d *store.Device) error {
 	if d == nil {
 		return errors.New("store/postgres: put device: nil device")
 	}
-	if err := validDevice(d); err != nil {
+	if err := store.CheckDevice(d); err != nil {
 		return fmt.Errorf("store/postgres: put device: %w", err)
 	}
 	var out store.Device
@@ -84,9 +84,9 @@ func (s *Store) UpdateDevice(ctx context.Context, id string, fn func(*store.Devi
 			return nil, err
 		}
 		if out.ID != old.ID {
-			return nil, fmt.Errorf("%w: fn changed device id", errBadID)
+			return nil, fmt.Errorf("%w: fn changed device id", store.ErrInvalidID)
 		}
-		if err := validDevice(&out); err != nil {
+		if err := store.CheckDevice(&out); err != nil {
 			return nil, err
 		}
 		s.stampDevice(&out, old)

@@ -17,7 +17,7 @@ import (
 // expired claims of its scope, so the table holds little more than what can
 // still be replayed.
 func (s *Store) ClaimNonce(ctx context.Context, scope string, nonce store.Hash, expires time.Time) error {
-	if err := validID("scope", scope); err != nil {
+	if err := store.CheckID("scope", scope); err != nil {
 		return fmt.Errorf("store/postgres: claim nonce: %w", err)
 	}
 	now := s.now()

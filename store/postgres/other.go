@@ -18,7 +18,7 @@ func (s *Store) PutAttestation(ctx context.Context, a *store.Attestation) error 
 	if a == nil {
 		return errors.New("store/postgres: put attestation: nil attestation")
 	}
-	if err := validAttestation(a); err != nil {
+	if err := store.CheckAttestation(a); err != nil {
 		return fmt.Errorf("store/postgres: put attestation: %w", err)
 	}
 	c := *a
@@ -170,11 +170,11 @@ func (s *Store) PutSession(ctx context.Context, sess *store.Session) error {
 	if sess == nil {
 		return errors.New("store/postgres: put session: nil session")
 	}
-	if err := errors.Join(validID("nas", sess.NAS), validID("acct session id", sess.AcctSessionID)); err != nil {
+	if err := errors.Join(store.CheckID("nas", sess.NAS), store.CheckID("acct session id", sess.AcctSessionID)); err != nil {
 		return fmt.Errorf("store/postgres: put session: %w", err)
 	}
 	if sess.DeviceID != "" {
-		if err := validID("device id", sess.DeviceID); err != nil {
+		if err := store.CheckID("device id", sess.DeviceID); err != nil {
 			return fmt.Errorf("store/postgres: put session: %w", err)
 		}
 	}
@@ -265,7 +265,7 @@ const closeBatch = 256
 // rule every backend shares.
 func (s *Store) CloseNASSessions(ctx context.Context, scope store.NASScope, at time.Time, cause uint32) (int, error) {
 	nas := scope.NAS
-	if err := validID("nas", nas); err != nil {
+	if err := store.CheckID("nas", nas); err != nil {
 		return 0, fmt.Errorf("store/postgres: close nas sessions: %w", err)
 	}
 	if at.IsZero() {
@@ -330,7 +330,7 @@ func (s *Store) PutACMEAccount(ctx context.Context, a *store.ACMEAccount) error 
 	if a == nil {
 		return errors.New("store/postgres: put acme account: nil account")
 	}
-	if err := validACMEAccount(a); err != nil {
+	if err := store.CheckACMEAccount(a); err != nil {
 		return fmt.Errorf("store/postgres: put acme account: %w", err)
 	}
 	var out store.ACMEAccount
@@ -382,7 +382,7 @@ func (s *Store) PutACMEAccount(ctx context.Context, a *store.ACMEAccount) error 
 
 // GetACMEAccount returns the account or an error wrapping store.ErrNotFound.
 func (s *Store) GetACMEAccount(ctx context.Context, id string) (*store.ACMEAccount, error) {
-	if err := validID("acme account id", id); err != nil {
+	if err := store.CheckID("acme account id", id); err != nil {
 		return nil, fmt.Errorf("store/postgres: get acme account: %w: %w", store.ErrNotFound, err)
 	}
 	return getOne[store.ACMEAccount](ctx, s, "get acme account", "SELECT rec FROM acme_accounts WHERE id = $1", id)
@@ -391,7 +391,7 @@ func (s *Store) GetACMEAccount(ctx context.Context, id string) (*store.ACMEAccou
 // FindACMEAccountByThumbprint returns the account holding the key with this
 // RFC 7638 thumbprint.
 func (s *Store) FindACMEAccountByThumbprint(ctx context.Context, tp string) (*store.ACMEAccount, error) {
-	if err := validID("acme thumbprint", tp); err != nil {
+	if err := store.CheckID("acme thumbprint", tp); err != nil {
 		return nil, fmt.Errorf("store/postgres: find acme account: %w: %w", store.ErrNotFound, err)
 	}
 	return getOne[store.ACMEAccount](ctx, s, "find acme account by thumbprint", "SELECT rec FROM acme_accounts WHERE thumbprint = $1", tp)
