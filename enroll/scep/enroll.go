@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/smallstep/scep"
 
@@ -149,12 +151,38 @@ func failText(reason Reason, detail string) string {
 }
 
 // audit appends a refusal or error event; the success event is written by
-// RecordIssuance in the issuance transaction.
+// RecordIssuance in the issuance transaction. A refusal names what the
+// request claimed (the CSR's subject and key) even before the device is
+// known, and goes through the audit budget: SCEP requests are
+// unauthenticated until their challenge is.
 func (h *Handler) audit(ctx context.Context, req *request, result, reason string) {
 	subject := req.deviceID
 	actor := "device:unknown"
 	if subject != "" {
 		actor = "device:" + subject
+	}
+	// The budget's key is the refusal's label and the source, not what
+	// varies per request (the detail, the claimed device, the key).
+	label, _, _ := strings.Cut(reason, ":")
+	if req.msg != nil && req.msg.CSR != nil {
+		if subject == "" {
+			if cn := req.msg.CSR.Subject.CommonName; cn != "" {
+				subject = truncate(cn, store.MaxIDLen)
+				reason += " claimed_device=" + subject
+			}
+		}
+		if !req.keySHA256.IsZero() {
+			reason += " key_sha256=" + req.keySHA256.String()
+		}
+	}
+	if result == "reject" {
+		write, held := h.budget.Allow(h.now(), label+"|"+req.ip, req.action())
+		if !write {
+			return
+		}
+		if held > 0 {
+			reason += fmt.Sprintf(" suppressed_before=%d", held)
+		}
 	}
 	ev := &store.AuditEvent{
 		V:       store.RecordVersion,
@@ -659,4 +687,16 @@ func (h *Handler) admit(ctx context.Context, req *request) (*refusal, error) {
 		return refuse(ReasonDeviceRevoked, scep.BadRequest, "device is revoked"), nil
 	}
 	return nil, fmt.Errorf("scep: %w", err)
+}
+
+// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"hardbound/store/auditbudget"
+
 	"github.com/smallstep/scep"
 )
 
@@ -35,6 +37,10 @@ type Handler struct {
 	maxBody        int64
 	caCertBundle   []byte
 	gate           Gate
+	// budget bounds the refusal audits a requester who never proved a
+	// challenge can cause (store/auditbudget): the first of each reason
+	// per source address in a window is written, the rest counted in it.
+	budget *auditbudget.Budget
 }
 
 // New builds a Handler from cfg. It logs a WARNING for every profile that
@@ -56,6 +62,7 @@ func New(cfg Config) (*Handler, error) {
 		now:            cfg.Now,
 		maxBody:        cfg.MaxBodyBytes,
 		gate:           cfg.Gate,
+		budget:         auditbudget.New(0, 0),
 	}
 	if h.metrics == nil {
 		h.metrics = nopMetrics{}
