@@ -1,7 +1,6 @@
 package radius
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -9,12 +8,12 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"hardbound/radius/freeradiustest"
 )
 
 // freeradiusProxyConf is a FreeRADIUS 3 configuration that proxies every
@@ -126,44 +125,7 @@ func TestInteropFreeRADIUSProxyAccountingOnClosesOnlyItsNAS(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "radiusd.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(fr, "-f", "-d", dir)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	logPath := filepath.Join(dir, "radius.log")
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			log, _ := os.ReadFile(logPath)
-			t.Logf("freeradius output:\n%s\nradius.log:\n%s", out.String(), log)
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if log, _ := os.ReadFile(logPath); bytes.Contains(log, []byte("Ready to process requests")) {
-			break
-		}
-		select {
-		case err := <-exited:
-			exited <- err // for the cleanup
-			t.Fatalf("freeradius exited before it was ready: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("freeradius not ready after 30s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	freeradiustest.Run(t, fr, dir)
 
 	proxy := fmt.Sprintf("127.0.0.1:%d", port)
 	send := func(stdin string) {

@@ -1,17 +1,15 @@
 package radsec_test
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
+
+	"hardbound/radius/freeradiustest"
 
 	"hardbound/enroll/devbind"
 )
@@ -118,32 +116,7 @@ func TestFreeRADIUSHomeServer(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "radiusd.conf"), fmt.Appendf(nil, freeradiusProxyConf, dir, secret, port, tp), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-f", "-d", dir)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	logPath := filepath.Join(dir, "radius.log")
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			log, _ := os.ReadFile(logPath)
-			t.Logf("freeradius output:\n%s\nradius.log:\n%s", tail(out.String(), 40), tail(string(log), 40))
-		}
-	})
-	eventually(t, "freeradius ready", func() bool {
-		log, _ := os.ReadFile(logPath)
-		return bytes.Contains(log, []byte("Ready to process requests"))
-	})
+	freeradiustest.Run(t, bin, dir)
 	dev := e.device(t, "dev-fr", devbind.Request{})
 	res, err := eapolTestSecret(t, port, secret, filepath.Join(dir, "ca.crt"), dev, "", 20)
 	if err != nil || !strings.Contains(res, "SUCCESS") || !strings.Contains(res, "MPPE keys OK: 1  mismatch: 0") {

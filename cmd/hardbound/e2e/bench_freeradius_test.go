@@ -1,16 +1,14 @@
 package e2e
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"syscall"
 	"testing"
-	"time"
+
+	"hardbound/radius/freeradiustest"
 
 	"hardbound/enroll/devbind"
 	"hardbound/store"
@@ -123,42 +121,8 @@ func startFreeRADIUS(t *testing.T, in *instance) (addr, secret string) {
 			t.Fatal(err)
 		}
 	}
-	cmd := exec.Command("freeradius", "-f", "-d", dir)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	logPath := filepath.Join(dir, "radius.log")
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			log, _ := os.ReadFile(logPath)
-			t.Logf("freeradius output:\n%s\nradius.log:\n%s", out.String(), log)
-		}
-	})
-	deadline := time.After(30 * time.Second)
-	for {
-		if log, _ := os.ReadFile(logPath); bytes.Contains(log, []byte("Ready to process requests")) {
-			return fmt.Sprintf("127.0.0.1:%d", port), secret
-		}
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("freeradius exited before it was ready: %v", err)
-		case <-deadline:
-			t.Fatal("freeradius not ready after 30s")
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	freeradiustest.Run(t, "freeradius", dir)
+	return fmt.Sprintf("127.0.0.1:%d", port), secret
 }
 
 // The load generator must work against any RFC-conformant RADIUS server,
