@@ -13,11 +13,18 @@ import (
 	"hardbound/store"
 )
 
+// downSince is a store that lost its database at a time.
+type downSince time.Time
+
+func (d downSince) Unavailable() (time.Time, bool) { return time.Time(d), true }
+
 func TestRegistryExposesAdapters(t *testing.T) {
 	t.Parallel()
 	r := New()
 	r.Posture().Decision(posture.ReasonNoncompliant, false)
 	r.Posture().CacheLookup(true)
+	r.Posture().UnavailableAnswer(posture.OutageCached)
+	r.StoreAvailability(downSince(time.Unix(1700000000, 0)))
 	rm := r.RADIUS()
 	if r.RADIUS() != rm {
 		t.Fatal("RADIUS adapter created twice")
@@ -44,6 +51,10 @@ func TestRegistryExposesAdapters(t *testing.T) {
 	for _, want := range []string{
 		`hardbound_posture_decisions_total{allow="false",reason="noncompliant"} 1`,
 		`hardbound_posture_decisions_total{allow="false",reason="posture_stale"} 0`, // pre-registered
+		`hardbound_store_unavailable_answers_total{result="cached"} 1`,
+		`hardbound_store_unavailable_answers_total{result="rejected"} 0`,
+		"hardbound_store_unavailable 1",
+		"hardbound_store_unavailable_since_seconds 1.7e+09",
 		`hardbound_radius_requests_total{result="accept",type="access_request"} 1`,
 		`hardbound_radius_drops_total{cause="missing_message_authenticator"} 1`,
 		`hardbound_radius_auth_duration_seconds_count{result="accept"} 1`,
