@@ -43,6 +43,8 @@ type Registry struct {
 	dyn        *DynauthMetrics
 	auditOnce  sync.Once
 	audit      *AuditExportMetrics
+	holdOnce   sync.Once
+	hold       *AuditHoldMetrics
 	opsOnce    sync.Once
 	opsM       *opsMetrics
 	adminOnce  sync.Once

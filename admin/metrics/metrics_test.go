@@ -44,6 +44,8 @@ func TestRegistryExposesAdapters(t *testing.T) {
 	a.ExportLag("siem", 12)
 	a.ExportDelivered("siem", 3, time.Unix(1700000000, 0))
 	a.ExportError("siem")
+	r.AuditHold().Held(7, 700)
+	r.AuditHold().Dropped(2)
 
 	rec := httptest.NewRecorder()
 	r.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
@@ -68,6 +70,9 @@ func TestRegistryExposesAdapters(t *testing.T) {
 		`hardbound_audit_export_last_success_timestamp_seconds{sink="siem"} 1.7e+09`,
 		`hardbound_audit_export_events_total{sink="siem"} 3`,
 		`hardbound_audit_export_errors_total{sink="siem"} 1`,
+		"hardbound_audit_held_events 7",
+		"hardbound_audit_held_bytes 700",
+		"hardbound_audit_held_dropped_total 2",
 		"go_goroutines", "process_cpu_seconds_total",
 	} {
 		if !strings.Contains(string(body), want) {

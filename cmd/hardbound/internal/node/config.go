@@ -234,6 +234,9 @@ func (c *Config) Validate() error {
 	if err := c.Store.Validate("store"); err != nil {
 		return err
 	}
+	if _, err := posture.ParseOutagePolicy(c.Store.Unavailable.Policy); err != nil {
+		return fieldErr("store.unavailable.policy", "%v", err)
+	}
 	seen := map[string]bool{}
 	for i := range c.Profiles {
 		p := &c.Profiles[i]

@@ -55,6 +55,7 @@ type Node struct {
 	cfg     *Config
 	log     *slog.Logger
 	st      store.Store
+	auditor auditAppender // in.st, or an audithold.Holder in front of it (outage.go)
 	ca      *ca.CA
 	posture *posture.Service
 	metrics *metrics.Registry
@@ -116,7 +117,8 @@ func Start(parent context.Context, cfg *Config, log *slog.Logger) (_ *Node, err 
 	}
 	in.st = st
 
-	in.posture, err = posture.New(st, cfg.postureProfiles(), posture.WithLogger(log), posture.WithMetrics(in.metrics.Posture()))
+	in.posture, err = posture.New(st, cfg.postureProfiles(), append(in.outageOptions(),
+		posture.WithLogger(log), posture.WithMetrics(in.metrics.Posture()))...)
 	if err != nil {
 		return nil, err
 	}
@@ -133,6 +135,9 @@ func Start(parent context.Context, cfg *Config, log *slog.Logger) (_ *Node, err 
 	// The audit export starts before the components that append to the
 	// chain, so it stops after them (closers run in reverse) and its
 	// last checkpoint signs their last events.
+	if err := in.startAuditHold(); err != nil {
+		return nil, err
+	}
 	if err := in.startAudit(); err != nil {
 		return nil, err
 	}
