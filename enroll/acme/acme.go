@@ -459,7 +459,7 @@ func (s *Server) accountByKID(r *http.Request, kid string) (*Account, *Problem) 
 	}
 	if err != nil {
 		s.log.Error("account lookup failed", "err", err)
-		return nil, serverInternal("account lookup failed")
+		return nil, internalErr(err, "account lookup failed")
 	}
 	if a.Status != AccountValid {
 		return nil, unauthorized("account is %s", a.Status)

@@ -56,6 +56,10 @@ func (q *request) action() string {
 // challenge is bound to.
 const reasonCSRKey = "key_mismatch"
 
+// retryAfterUnavailable is the Retry-After (seconds) of a 503 answered
+// while the store's database is away.
+const retryAfterUnavailable = "5"
+
 func (s *Server) enroll(w http.ResponseWriter, r *http.Request, label string, renew bool) {
 	ctx := r.Context()
 	q := &request{renew: renew, ip: clientIP(r), label: label}
@@ -68,6 +72,12 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request, label string, re
 	}
 	body, ref, err := s.decide(ctx, r, q)
 	switch {
+	case errors.Is(err, store.ErrUnavailable):
+		// The database is away: nothing was issued; RFC 7030 §4.2.3 lets
+		// a client retry a 503 after Retry-After.
+		w.Header().Set("Retry-After", retryAfterUnavailable)
+		http.Error(w, "database unavailable, retry later", http.StatusServiceUnavailable)
+		return
 	case err != nil:
 		s.log.Error("EST enrollment failed", "ip", q.ip, "device", q.deviceID, "err", err)
 		s.audit(ctx, q, "error", "internal")

@@ -31,10 +31,15 @@ const maxDetail = 200
 
 // opResult is what the HTTP layer writes.
 type opResult struct {
-	status int
-	text   string
-	body   []byte
+	status     int
+	text       string
+	body       []byte
+	retryAfter string // Retry-After of an error status, if any
 }
+
+// retryAfterUnavailable is the Retry-After (seconds) of a 503 answered
+// while the store's database is away.
+const retryAfterUnavailable = "5"
 
 // refusal is a decision not to issue, answered with a CertRep FAILURE.
 type refusal struct {
@@ -96,6 +101,11 @@ func (h *Handler) pkiOperation(ctx context.Context, raw []byte, ip, pathProfile 
 
 	body, ref, err := h.enroll(ctx, req, raw)
 	switch {
+	case errors.Is(err, store.ErrUnavailable):
+		// The database is away: nothing was issued, and the same request
+		// may succeed later; a CertRep FAILURE would read as final.
+		h.metrics.Enrollment(Protocol, req.format, string(ReasonInternal))
+		return opResult{status: http.StatusServiceUnavailable, text: "database unavailable, retry later", retryAfter: retryAfterUnavailable}
 	case err != nil:
 		h.metrics.Enrollment(Protocol, req.format, string(ReasonInternal))
 		h.log.Error("SCEP enrollment failed", "ip", ip, "device", req.deviceID, "transaction_id", env.transactionID, "err", err)
