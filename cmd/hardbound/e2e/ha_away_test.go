@@ -336,4 +336,3 @@ func metricTime(t *testing.T, exposition, series string) time.Time {
 	v := metricValue(t, exposition, series)
 	return time.Unix(0, int64(v*1e9))
 }
-
