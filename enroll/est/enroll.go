@@ -285,7 +285,9 @@ func (s *Server) authorizeRenewal(ctx context.Context, r *http.Request, q *reque
 	}
 	// Posture included: a quarantined or noncompliant device does not
 	// renew its way out of the hold.
-	if v := s.decider.Decide(ctx, leaf); v.Reason != posture.ReasonOK {
+	if v := s.decider.Decide(ctx, leaf); v.Reason == posture.ReasonStoreUnavailable {
+		return nil, fmt.Errorf("est: decision: %w", store.ErrUnavailable) // 503, retriable
+	} else if v.Reason != posture.ReasonOK {
 		return refuse(http.StatusForbidden, "decision_"+string(v.Reason), "the current certificate is not admitted (%s)", v.Reason), nil
 	}
 	// Same key: its attestation still stands.

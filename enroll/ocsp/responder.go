@@ -267,6 +267,10 @@ func (r *Responder) decide(ctx context.Context, serial string) (Answer, string, 
 		// The binding was just read, so the decision failed on a store
 		// read: fail closed for this answer, not for the next.
 		return Answer{}, "", fmt.Errorf("ocsp: decision for %s failed (unknown_cert)", serial)
+	case posture.ReasonStoreUnavailable:
+		// The database went away between the two reads: tryLater, not a
+		// hold the device did nothing to earn.
+		return Answer{}, "", fmt.Errorf("ocsp: decision for %s: %w", serial, store.ErrUnavailable)
 	case posture.ReasonCertRevoked:
 		// Revoked between the two reads: the next answer has the record.
 		return Answer{}, "", fmt.Errorf("ocsp: %s revoked while answering", serial)
