@@ -249,3 +249,48 @@ func TestParseOutagePolicy(t *testing.T) {
 		t.Errorf("ParseOutagePolicy(open) = %v", err)
 	}
 }
+
+// BenchmarkDecideCachedOutage compares the cached decision of a Service
+// without an Availability (Badger), with one whose store answers, and
+// with one whose store is away within the grace: the outage check is an
+// atomic load and a comparison, so the three should cost about the same.
+func BenchmarkDecideCachedOutage(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		opt  func(*availability) []posture.Option
+		down bool
+	}{
+		{"no_availability", func(*availability) []posture.Option { return nil }, false},
+		{"store_up", func(a *availability) []posture.Option {
+			return []posture.Option{posture.WithOutage(a, time.Hour, posture.OutageReject)}
+		}, false},
+		{"store_away_in_grace", func(a *availability) []posture.Option {
+			return []posture.Option{posture.WithOutage(a, time.Hour, posture.OutageReject)}
+		}, true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			ctx := context.Background()
+			c := catest.New(b, b.TempDir())
+			st := badgertest.Memory(b)
+			a := &availability{}
+			svc, err := posture.New(st, nil, tc.opt(a)...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			d, err := devbind.Bind(ctx, c, st, time.Now(), devbind.Request{DeviceID: "BENCH", Format: "tpm"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if v := svc.Decide(ctx, d.Leaf); !v.Allow {
+				b.Fatalf("%+v", v)
+			}
+			a.set(tc.down, time.Now())
+			b.ReportAllocs()
+			for b.Loop() {
+				if v, ok := svc.DecideCached(d.Leaf); !ok || !v.Allow {
+					b.Fatal("not cached or refused")
+				}
+			}
+		})
+	}
+}
