@@ -213,6 +213,20 @@ func TestE2EPostgresAway(t *testing.T) {
 	if out := in.cliOK(t, "audit", "verify"); !strings.Contains(out, "audit chain OK") {
 		t.Fatalf("audit verify after the outage: %s", out)
 	}
+	// One line per transition, not one per request.
+	logs := in.stderr.String()
+	for _, msg := range []string{
+		`level=WARN msg="database unavailable:`, `level=INFO msg="database available again"`,
+		`level=WARN msg="store unavailable: answering`, `level=WARN msg="store unavailable past the grace`,
+		`level=INFO msg="store available again`,
+	} {
+		if n := strings.Count(logs, msg); n != 1 {
+			t.Errorf("%d log lines %s, want 1", n, msg)
+		}
+	}
+	if n := strings.Count(logs, `msg="audit checkpoint failed"`); n > 1 {
+		t.Errorf("%d log lines for failed audit checkpoints during one outage, want at most 1", n)
+	}
 	evs := in.exportAudit(t)
 	var (
 		oks, heldOK, heldReject int
