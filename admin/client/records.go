@@ -17,19 +17,30 @@ type Page struct {
 	Limit int
 }
 
-func (p Page) query(q url.Values) string {
-	set(q, "after", p.After)
+// query is the page's query with the filters of kv (name, value pairs);
+// an empty value does not filter.
+func (p Page) query(kv ...string) string {
+	q := url.Values{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] != "" {
+			q.Set(kv[i], kv[i+1])
+		}
+	}
+	if p.After != "" {
+		q.Set("after", p.After)
+	}
 	if p.Limit > 0 {
 		q.Set("limit", strconv.Itoa(p.Limit))
 	}
 	return q.Encode()
 }
 
-// set puts a filter in the query when it is given.
-func set(q url.Values, k, v string) {
-	if v != "" {
-		q.Set(k, v)
+// on is a switch's query value: "true", or "" (no filter) when off.
+func on(b bool) string {
+	if b {
+		return "true"
 	}
+	return ""
 }
 
 // DeviceFilter narrows GET /api/v1/devices; empty fields do not filter.
@@ -40,11 +51,7 @@ type DeviceFilter struct {
 
 // Devices is one page of devices.
 func (c *Client) Devices(ctx context.Context, f DeviceFilter) (admin.List[admin.Device], error) {
-	q := url.Values{}
-	set(q, "status", f.Status)
-	set(q, "compliance", f.Compliance)
-	set(q, "profile", f.Profile)
-	return get[admin.List[admin.Device]](ctx, c, "/api/v1/devices?"+f.query(q))
+	return get[admin.List[admin.Device]](ctx, c, "/api/v1/devices?"+f.query("status", f.Status, "compliance", f.Compliance, "profile", f.Profile))
 }
 
 func devicePath(id string) string { return "/api/v1/devices/" + url.PathEscape(id) }
@@ -92,12 +99,7 @@ type CertFilter struct {
 
 // Certs is one page of certificates.
 func (c *Client) Certs(ctx context.Context, f CertFilter) (admin.List[admin.Cert], error) {
-	q := url.Values{}
-	set(q, "device", f.Device)
-	if f.Revoked {
-		q.Set("revoked", "true")
-	}
-	return get[admin.List[admin.Cert]](ctx, c, "/api/v1/certs?"+f.query(q))
+	return get[admin.List[admin.Cert]](ctx, c, "/api/v1/certs?"+f.query("device", f.Device, "revoked", on(f.Revoked)))
 }
 
 // RevokeCert revokes a certificate by its hex serial (a 0x prefix and
@@ -117,12 +119,7 @@ type SessionFilter struct {
 
 // Sessions is one page of accounting sessions.
 func (c *Client) Sessions(ctx context.Context, f SessionFilter) (admin.List[admin.Session], error) {
-	q := url.Values{}
-	set(q, "device", f.Device)
-	if f.All {
-		q.Set("all", "true")
-	}
-	return get[admin.List[admin.Session]](ctx, c, "/api/v1/sessions?"+f.query(q))
+	return get[admin.List[admin.Session]](ctx, c, "/api/v1/sessions?"+f.query("device", f.Device, "all", on(f.All)))
 }
 
 // IssueChallenge mints a one-time SCEP challenge.
