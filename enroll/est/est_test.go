@@ -478,6 +478,7 @@ func TestFileConfigValidate(t *testing.T) {
 		{name: "defaults", cfg: est.DefaultFileConfig()},
 		{name: "require_attestation", cfg: est.FileConfig{RequireAttestation: []string{"nope"}}, field: "enroll.est.require_attestation"},
 		{name: "permanent_identifier", cfg: est.FileConfig{PermanentIdentifier: []string{"nope"}}, field: "enroll.est.permanent_identifier"},
+		{name: "require_channel_binding", cfg: est.FileConfig{RequireChannelBinding: []string{"nope"}}, field: "enroll.est.require_channel_binding"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if err := config.MatchField(tt.cfg.Validate("enroll.est", []string{"default"}), tt.field); err != nil {
