@@ -5,7 +5,8 @@ import (
 	"encoding/asn1"
 	"fmt"
 	"net/url"
-	"strings"
+
+	"hardbound/store/policy"
 )
 
 var (
@@ -30,14 +31,6 @@ var (
 	// HWTypeAndroidKey is the Android Key Attestation extension OID; the
 	// hwSerialNum is its attested serial (ID attestation).
 	HWTypeAndroidKey = asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 11129, 2, 1, 17}
-)
-
-// Attestation formats, as store/policy names them (ca does not import
-// policy: these are the values its callers pass).
-const (
-	formatTPM     = "tpm"
-	formatApple   = "apple"
-	formatAndroid = "android-key"
 )
 
 // maxHWSerial bounds hwSerialNum; the identifiers used are at most a few
@@ -72,6 +65,8 @@ func WithNames(byProfile map[string]Names) Option {
 // EST the stored attestation's Format and Facts (into which the TPM
 // activation flow copies the identifiers).
 type Attestation struct {
+	// Format is the verified format (store/policy: tpm, apple,
+	// android-key); only those name a hardware module.
 	Format string
 	// Identifiers are the hardware identities the evidence proved:
 	// "ek_sha256" (tpm), "serial" and "udid" (apple), "serial"
@@ -85,18 +80,18 @@ func hardwareModule(a *Attestation) (asn1.ObjectIdentifier, string, bool) {
 	if a == nil {
 		return nil, "", false
 	}
-	id := func(k string) string { return strings.TrimSpace(a.Identifiers[k]) }
+	id := func(k string) string { return a.Identifiers[k] }
 	var typ asn1.ObjectIdentifier
 	var serial string
 	switch a.Format {
-	case formatTPM:
+	case policy.FormatTPM:
 		typ, serial = HWTypeTPM20, id("ek_sha256")
-	case formatApple:
+	case policy.FormatApple:
 		typ, serial = HWTypeAppleSerial, id("serial")
 		if serial == "" {
 			typ, serial = HWTypeAppleUDID, id("udid")
 		}
-	case formatAndroid:
+	case policy.FormatAndroidKey:
 		typ, serial = HWTypeAndroidKey, id("serial")
 	}
 	if serial == "" || len(serial) > maxHWSerial {
