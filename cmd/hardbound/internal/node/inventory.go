@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -100,7 +101,7 @@ func (in *Node) inventoryDeps() *admin.Inventory {
 
 // androidOptions are the verifier's Android policy and status list. The
 // list is read in the background; until its first read succeeds (or from
-// the cache file) Android attestations are refused unless the section says
+// the store's copy) Android attestations are refused unless the section says
 // accept. --dev without an explicit status_list checks none: its test
 // chains are on no list and a trial machine may be offline.
 func (in *Node) androidOptions() []attest.Option {
@@ -116,13 +117,20 @@ func (in *Node) androidOptions() []attest.Option {
 	}
 	l, err := statuslist.New(statuslist.Config{
 		Source: src, Refresh: ac.StatusRefresh.D(), MaxAge: ac.StatusMaxAge.D(), FailOpen: ac.StatusUnavailable == "accept",
-		CacheFile: filepath.Join(in.cfg.DataDir, "android-status.json"), Logger: in.log,
+		// The last good list lives in the store, shared by every node; the
+		// data-dir file of earlier versions is imported once.
+		Store: in.st, ImportFile: filepath.Join(in.cfg.DataDir, "android-status.json"), Logger: in.log,
 	})
 	if err != nil {
 		// Validate accepted the source, so this is a bug; fail closed.
 		in.log.Error("android status list", "err", err)
 		return append(opts, attest.WithAndroidStatus(unavailable{err}))
 	}
+	// Before the listeners: an enrollment right after a start while the
+	// source is down is judged by the stored list, not refused.
+	lctx, cancel := context.WithTimeout(in.ctx, 10*time.Second)
+	_ = l.Load(lctx) // logged; a failing refresh reads the store again
+	cancel()
 	in.wg.Add(1)
 	go func() {
 		defer in.wg.Done()
