@@ -77,8 +77,10 @@ type List struct {
 
 	loadOnce sync.Once
 
-	mu      sync.RWMutex
-	entries attest.AndroidStatusList
+	mu       sync.RWMutex
+	maxAge   time.Duration // cfg.MaxAge until SetPolicy
+	failOpen bool          // cfg.FailOpen until SetPolicy
+	entries  attest.AndroidStatusList
 	fetched time.Time // when entries were read from the source (by any node)
 	lastErr error
 }
@@ -109,7 +111,7 @@ func New(cfg Config) (*List, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	l := &List{cfg: cfg, log: cfg.Logger.With("component", "enroll", "statuslist", cfg.Source)}
+	l := &List{cfg: cfg, log: cfg.Logger.With("component", "enroll", "statuslist", cfg.Source), maxAge: cfg.MaxAge, failOpen: cfg.FailOpen}
 	if cfg.FailOpen {
 		l.log.Warn("WARNING: Android attestations are accepted while the attestation status list is unavailable (fail open)")
 	}
@@ -319,21 +321,36 @@ func (l *List) Revoked(serialHex string) (string, bool) {
 // Unavailable implements attest.AndroidStatusAvailability: nil while the
 // last good list is younger than MaxAge, or always when failing open.
 func (l *List) Unavailable() error {
-	if l.cfg.FailOpen {
-		return nil
-	}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
+	if l.failOpen {
+		return nil
+	}
 	switch {
 	case l.entries == nil && l.lastErr != nil:
 		return fmt.Errorf("%w: never read: %v", ErrUnavailable, l.lastErr)
 	case l.entries == nil:
 		return fmt.Errorf("%w: not read yet", ErrUnavailable)
 	}
-	if age := l.cfg.Now().Sub(l.fetched); age > l.cfg.MaxAge {
-		return fmt.Errorf("%w: the last good list is %s old (max %s)", ErrUnavailable, age.Round(time.Second), l.cfg.MaxAge)
+	if age := l.cfg.Now().Sub(l.fetched); age > l.maxAge {
+		return fmt.Errorf("%w: the last good list is %s old (max %s)", ErrUnavailable, age.Round(time.Second), l.maxAge)
 	}
 	return nil
+}
+
+// SetPolicy replaces MaxAge (0: DefaultMaxAge) and FailOpen of a running
+// List (a configuration reload); the next Unavailable applies them.
+func (l *List) SetPolicy(maxAge time.Duration, failOpen bool) {
+	if maxAge <= 0 {
+		maxAge = DefaultMaxAge
+	}
+	l.mu.Lock()
+	changed := l.failOpen != failOpen
+	l.maxAge, l.failOpen = maxAge, failOpen
+	l.mu.Unlock()
+	if changed && failOpen {
+		l.log.Warn("WARNING: Android attestations are accepted while the attestation status list is unavailable (fail open)")
+	}
 }
 
 // Entries is the number of listed serials (for logs and tests).

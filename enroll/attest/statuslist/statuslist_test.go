@@ -173,6 +173,20 @@ func TestURLRefreshAgeAndStore(t *testing.T) {
 	if err := verify(t, lo); err != nil {
 		t.Fatalf("fail open: %v", err)
 	}
+	// A reload: a longer max age makes the 3h-old list good again, a
+	// shorter one stale again; fail open at run time, and back.
+	l.SetPolicy(4*time.Hour, false)
+	if err := l.Unavailable(); err != nil {
+		t.Fatalf("3h-old list with max age 4h: %v", err)
+	}
+	l.SetPolicy(time.Hour, true)
+	if err := l.Unavailable(); err != nil {
+		t.Fatalf("failing open after a reload: %v", err)
+	}
+	l.SetPolicy(time.Hour, false)
+	if err := l.Unavailable(); !errors.Is(err, statuslist.ErrUnavailable) {
+		t.Fatalf("3h-old list with max age 1h: %v", err)
+	}
 	// A restart while the source is down: the store's list is the list,
 	// and is stale by now.
 	l2, err := statuslist.New(cfg)
