@@ -84,19 +84,26 @@ func (c *Config) minimums(name string) policy.Minimums {
 	return policy.Minimums{}
 }
 
-// issuanceGate is the inventory gate SCEP applies (ACME builds its own
-// from the same profiles).
+// issuanceGate is the one issuance gate ACME, SCEP and EST apply, built
+// on first use; a reload replaces its profiles (reload.go).
 func (in *Node) issuanceGate() (*gate.Gate, error) {
-	var ps []gate.Profile
-	for _, p := range in.cfg.effectiveProfiles() {
-		ps = append(ps, gate.Profile{Name: p.Name, RequireInventory: p.requireInventory(), Minimums: p.minimums})
+	if in.gate != nil {
+		return in.gate, nil
 	}
-	return gate.New(in.st, ps, ps[0].Name)
+	ps := in.cfg.gateProfiles()
+	g, err := gate.New(in.st, ps, ps[0].Name)
+	if err != nil {
+		return nil, err
+	}
+	in.gate = g
+	return g, nil
 }
 
 // inventoryDeps are the admin API's inventory endpoints.
 func (in *Node) inventoryDeps() *admin.Inventory {
-	return &admin.Inventory{Store: in.st, KnownProfile: in.cfg.knownProfile, Minimums: in.cfg.minimums}
+	// The minimums device show judges by are the reloaded ones.
+	return &admin.Inventory{Store: in.st, KnownProfile: in.cfg.knownProfile,
+		Minimums: func(name string) policy.Minimums { return in.live.Load().minimums(name) }}
 }
 
 // androidOptions are the verifier's Android policy and status list. The
@@ -131,6 +138,7 @@ func (in *Node) androidOptions() []attest.Option {
 	lctx, cancel := context.WithTimeout(in.ctx, 10*time.Second)
 	_ = l.Load(lctx) // logged; a failing refresh reads the store again
 	cancel()
+	in.statusList = l
 	in.wg.Add(1)
 	go func() {
 		defer in.wg.Done()
