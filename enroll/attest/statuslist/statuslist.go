@@ -81,8 +81,8 @@ type List struct {
 	maxAge   time.Duration // cfg.MaxAge until SetPolicy
 	failOpen bool          // cfg.FailOpen until SetPolicy
 	entries  attest.AndroidStatusList
-	fetched time.Time // when entries were read from the source (by any node)
-	lastErr error
+	fetched  time.Time // when entries were read from the source (by any node)
+	lastErr  error
 }
 
 // New checks cfg; it reads neither the store nor the source (Load and
