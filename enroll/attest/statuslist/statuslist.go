@@ -122,8 +122,9 @@ func (l *List) isURL() bool { return strings.HasPrefix(l.cfg.Source, "https://")
 
 // Load imports ImportFile into the store if it is newer than the store's
 // list, then takes the store's list as the last good one. It runs once
-// (Run calls it first); errors are logged and returned, and leave the
-// list waiting for the source.
+// (Run calls it first); errors are logged and returned (store.ErrNotFound
+// when no node stored a list yet), and leave the list waiting for the
+// source.
 func (l *List) Load(ctx context.Context) error {
 	var err error
 	l.loadOnce.Do(func() {
