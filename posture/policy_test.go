@@ -1,6 +1,7 @@
 package posture_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -99,4 +100,54 @@ func TestSetProfilesLive(t *testing.T) {
 	if v := f.svc.Decide(f.ctx, old.Leaf); v.Reason != posture.ReasonBelowMinimum {
 		t.Fatalf("a refused SetProfiles changed the policy: %+v", v)
 	}
+}
+
+// BenchmarkReviewSessions: the cost of judging live sessions again after
+// a reload (three store reads and two judgements each), next to a
+// Decide that misses the caches (the reads one authentication makes), for
+// a ratio within one run.
+func BenchmarkReviewSessions(b *testing.B) {
+	const n = 500
+	low := posture.Profile{Name: "corp", Minimums: func() policy.Minimums {
+		m, _ := policy.ParseMinimums(map[string]string{"ios": "17.0"}, 0)
+		return m
+	}()}
+	f := newFixture(b, low)
+	devs := make([]*devbind.Device, n)
+	for i := range devs {
+		d, err := devbind.Bind(f.ctx, f.ca, f.st, f.clock.now(), devbind.Request{DeviceID: fmt.Sprintf("F2LB%04d", i), Format: policy.FormatApple, Profile: "corp"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		devs[i] = d
+		now := f.clock.now()
+		if err := f.st.PutSession(f.ctx, &store.Session{NAS: "sw1", NASAddr: "127.0.0.1", AcctSessionID: fmt.Sprintf("s%04d", i), DeviceID: d.ID,
+			CertSHA256: d.Binding.SHA256, StartedAt: now, UpdatedAt: now}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("review_per_session", func(b *testing.B) {
+		for b.Loop() {
+			old, _, err := f.svc.SetProfiles([]posture.Profile{low})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if got, _, err := f.svc.ReviewSessions(f.ctx, old, "bench"); err != nil || got != n {
+				b.Fatalf("%d sessions, %v", got, err)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/session")
+	})
+	b.Run("decide_uncached", func(b *testing.B) {
+		i := 0
+		for b.Loop() {
+			if i%n == 0 {
+				// Other minimums: every cached binding is dropped.
+				m, _ := policy.ParseMinimums(map[string]string{"ios": fmt.Sprintf("16.%d", i/n%2)}, 0)
+				_, _, _ = f.svc.SetProfiles([]posture.Profile{{Name: "corp", Minimums: m}})
+			}
+			_ = f.svc.Decide(f.ctx, devs[i%n].Leaf)
+			i++
+		}
+	})
 }
