@@ -161,6 +161,9 @@ func (in *Node) Reload(ctx context.Context, actor string) (admin.ReloadReport, e
 	defer in.reloadMu.Unlock()
 	cur := in.live.Load()
 	path := cur.File
+	if path == "" {
+		path = "(built-in defaults)" // serve --dev without --config
+	}
 	rep := admin.ReloadReport{Path: path, Applied: []string{}, RestartRequired: []string{}}
 	if cur.Load == nil {
 		return rep, errors.New("config reload: this node was not started from a configuration file")
@@ -180,9 +183,6 @@ func (in *Node) Reload(ctx context.Context, actor string) (admin.ReloadReport, e
 		rep.ReviewingSessions, err = in.applyPolicy(merged, actor)
 	}
 	if err != nil {
-		if path == "" {
-			path = "(built-in defaults)"
-		}
 		err = fmt.Errorf("%w: %s: %w; the running configuration stays", admin.ErrConfigRefused, path, err)
 		in.log.Error("config reload refused", "file", path, "actor", actor, "err", err)
 		in.auditReload(ctx, actor, path, "error", "invalid: "+err.Error())
