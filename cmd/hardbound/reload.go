@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"hardbound/admin"
+	"hardbound/admin/client"
 )
 
 // newConfigReloadCmd asks the running server to re-read its config file,
@@ -18,12 +20,14 @@ func newConfigReloadCmd(e *env, cf *clientFlags) *cobra.Command {
 		Short: "Make the running server re-read its config file (as SIGHUP does); a refused file leaves the running configuration",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var rep admin.ReloadReport
-			if err := cf.call(cmd.Context(), e, "POST", "/api/v1/config/reload", nil, &rep); err != nil {
-				return err
+			keys := func(k []string) string {
+				if len(k) == 0 {
+					return "-"
+				}
+				return strings.Join(k, ", ")
 			}
-			keys := func(k []string) string { return orDash(strings.Join(k, ", ")) }
-			return output(e, cf, rep, func(w io.Writer) {
+			reload := func(ctx context.Context, c *client.Client) (admin.ReloadReport, error) { return c.ReloadConfig(ctx) }
+			return show(cmd, e, cf, reload, func(w io.Writer, rep admin.ReloadReport) {
 				fmt.Fprintf(w, "%s reloaded\napplied:\t%s\nrestart required:\t%s\n", rep.Path, keys(rep.Applied), keys(rep.RestartRequired))
 			})
 		},

@@ -2,10 +2,8 @@ package main
 
 import (
 	"errors"
-	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -48,7 +46,7 @@ func newServeCmd(e *env) *cobra.Command {
 				return err
 			}
 			log := node.NewLogger(cfg.Log, e.stderr)
-			applyMemoryLimit(cfg, e.getenv("GOMEMLIMIT"), log)
+			node.ApplyMemoryLimit(cfg, e.getenv("GOMEMLIMIT"), log)
 			hup := make(chan os.Signal, 1)
 			signal.Notify(hup, syscall.SIGHUP) // before Start: an early SIGHUP waits, it does not kill
 			defer signal.Stop(hup)
@@ -66,20 +64,4 @@ func newServeCmd(e *env) *cobra.Command {
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "override data_dir")
 	cmd.Flags().StringVar(&logFormat, "log-format", "", "text or json (overrides log.format)")
 	return cmd
-}
-
-// applyMemoryLimit sets the runtime's soft memory limit from memory_limit.
-// It is process-wide, so only the serve command calls it, not node.Start
-// (tests run many nodes in one process). Without memory_limit the runtime
-// keeps its own setting (GOMEMLIMIT, or none).
-func applyMemoryLimit(cfg *node.Config, gomemlimit string, log *slog.Logger) {
-	limit := cfg.MemoryLimitBytes()
-	if limit == 0 {
-		if gomemlimit != "" {
-			log.Info("memory limit from GOMEMLIMIT", "bytes", debug.SetMemoryLimit(-1))
-		}
-		return
-	}
-	debug.SetMemoryLimit(limit)
-	log.Info("memory limit set", "memory_limit", cfg.MemoryLimit, "bytes", limit, "overrides_GOMEMLIMIT", gomemlimit != "")
 }
