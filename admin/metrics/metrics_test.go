@@ -30,6 +30,11 @@ func TestRegistryExposesAdapters(t *testing.T) {
 	e := r.Enroll()
 	e.Enrollment("acme", "tpm", "ok")
 	e.Refused(limit.KindIP)
+	e.Request("simplereenroll", "ok")
+	e.Refusal("channel_binding_mismatch")
+	e.Response("hold")
+	e.CacheLookup(false)
+	e.SignerRotation("ok")
 	d := r.Dynauth()
 	d.Answered(dynauth.Disconnect, dynauth.ResultACK)
 	d.PostureChange("jamf", store.ComplianceNoncompliant)
@@ -51,6 +56,11 @@ func TestRegistryExposesAdapters(t *testing.T) {
 		`hardbound_eaptls_chain_cache_total{result="hit"} 1`,
 		`hardbound_enroll_enrollments_total{format="tpm",protocol="acme",result="ok"} 1`,
 		`hardbound_enroll_rate_limited_total{kind="ip"} 1`,
+		`hardbound_est_requests_total{op="simplereenroll",result="ok"} 1`,
+		`hardbound_est_refusals_total{reason="channel_binding_mismatch"} 1`,
+		`hardbound_ocsp_responses_total{status="hold"} 1`,
+		`hardbound_ocsp_cache_lookups_total{result="miss"} 1`,
+		`hardbound_ocsp_signer_rotations_total{result="ok"} 1`,
 		`hardbound_dynauth_answers_total{code="disconnect",result="ack"} 1`,
 		`hardbound_posture_mdm_reports_total{source="jamf",state="noncompliant"} 1`,
 		`hardbound_audit_export_lag_events{sink="siem"} 12`,

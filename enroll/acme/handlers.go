@@ -523,6 +523,9 @@ func (s *Server) issue(req *request, csr *x509.CertificateRequest, res *attest.R
 	cert, err := s.issuer.Issue(ctx, ca.IssueRequest{
 		CSR: csr, PublicKey: res.PublicKey, DeviceID: devID,
 		Profile: ca.Profile{Name: profile.Name, Validity: profile.Validity},
+		// device-attest-01 proved the key and the device: the profile's
+		// attested names (enroll/ca) apply.
+		Attestation: &ca.Attestation{Format: res.Format, Identifiers: res.Identifiers},
 	})
 	if errors.Is(err, ca.ErrCSRPolicy) {
 		return nil, badCSR("%v", err)

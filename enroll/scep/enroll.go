@@ -64,6 +64,7 @@ type request struct {
 	attested      bool
 	attestationID string
 	format        string
+	facts         map[string]string // the attestation's facts, identifiers included
 }
 
 func (r *request) action() string {
@@ -375,6 +376,7 @@ func (h *Handler) useAttestation(ctx context.Context, req *request, id string) e
 	req.attested = true
 	req.attestationID = a.ID
 	req.format = a.Format
+	req.facts = a.Facts
 	return nil
 }
 
@@ -493,6 +495,7 @@ func (h *Handler) linkAttestation(ctx context.Context, req *request) (*refusal, 
 			req.attested = true
 			req.attestationID = a.ID
 			req.format = a.Format
+			req.facts = a.Facts
 		case !errors.Is(err, store.ErrNotFound):
 			return nil, fmt.Errorf("scep: find attestation: %w", err)
 		}
@@ -536,10 +539,16 @@ func (h *Handler) issue(ctx context.Context, req *request) ([]byte, *refusal, er
 		return nil, ref, err
 	}
 
+	var att *ca.Attestation
+	if req.attested {
+		// The profile's attested names (enroll/ca) apply.
+		att = &ca.Attestation{Format: req.format, Identifiers: req.facts}
+	}
 	cert, err := h.ca.Issue(ctx, ca.IssueRequest{
-		CSR:      req.msg.CSR,
-		DeviceID: req.deviceID,
-		Profile:  ca.Profile{Name: prof.Name, Validity: prof.Validity},
+		CSR:         req.msg.CSR,
+		DeviceID:    req.deviceID,
+		Profile:     ca.Profile{Name: prof.Name, Validity: prof.Validity},
+		Attestation: att,
 	})
 	if err != nil {
 		if errors.Is(err, ca.ErrCSRPolicy) || errors.Is(err, ca.ErrInvalidRequest) {

@@ -229,6 +229,9 @@ func (c *Config) Validate() error {
 	if err := c.Enroll.Validate("enroll"); err != nil {
 		return err
 	}
+	if _, err := c.Enroll.Names("enroll", c.profileNames()); err != nil {
+		return err
+	}
 	if err := c.Admin.Validate("admin"); err != nil {
 		return err
 	}

@@ -116,7 +116,11 @@ func Start(parent context.Context, cfg *Config, log *slog.Logger) (_ *Node, err 
 	warnProduction(cfg, log)
 	in.live.Store(cfg)
 	in.metrics = metrics.New()
-	c, err := ca.Load(cfg.DataDir, ca.WithLogger(log), ca.WithOCSPServer(cfg.Enroll.OCSP.URL))
+	names, err := cfg.Enroll.Names("enroll", cfg.profileNames())
+	if err != nil {
+		return nil, err
+	}
+	c, err := ca.Load(cfg.DataDir, ca.WithLogger(log), ca.WithOCSPServer(cfg.Enroll.OCSP.URL), ca.WithNames(names))
 	if err != nil {
 		return nil, fmt.Errorf("%w (create one with `hardbound ca init --data-dir %s`)", err, cfg.DataDir)
 	}
