@@ -124,8 +124,10 @@ const DefaultCacheSize = 1 << 21
 // (store.Watcher), so a write by any writer of the store, or by another
 // node sharing it, invalidates what it touches before it returns.
 type Service struct {
-	st        store.Store
-	profiles  map[string]*Profile
+	st store.Store
+	// profiles is replaced whole by SetProfiles (policy.go): a decision
+	// loads it once and judges by one consistent set.
+	profiles  atomic.Pointer[profileSet]
 	log       *slog.Logger
 	now       func() time.Time
 	metrics   Metrics
@@ -328,7 +330,6 @@ func compactDevice(d *store.Device) standing {
 func New(st store.Store, profiles []Profile, opts ...Option) (*Service, error) {
 	s := &Service{
 		st:        st,
-		profiles:  map[string]*Profile{},
 		log:       slog.New(slog.DiscardHandler),
 		now:       time.Now,
 		metrics:   nopMetrics{},
@@ -339,27 +340,9 @@ func New(st store.Store, profiles []Profile, opts ...Option) (*Service, error) {
 	for _, o := range opts {
 		o(s)
 	}
-	for i := range profiles {
-		p := profiles[i]
-		if p.Name == "" {
-			return nil, fmt.Errorf("posture: profiles[%d]: name is empty", i)
-		}
-		if _, dup := s.profiles[p.Name]; dup {
-			return nil, fmt.Errorf("posture: profiles[%d]: duplicate name %q", i, p.Name)
-		}
-		for _, a := range []*Action{&p.Noncompliant, &p.Unknown} {
-			var err error
-			if *a, err = ParseAction(string(*a)); err != nil {
-				return nil, fmt.Errorf("posture: profile %q: %w", p.Name, err)
-			}
-		}
-		if p.Formats.AdmitsUnattested() {
-			s.log.Warn("WARNING: profile admits unattested certificates", "profile", p.Name)
-		}
-		s.profiles[p.Name] = &p
-	}
-	if _, ok := s.profiles[policy.DefaultProfile]; !ok {
-		s.profiles[policy.DefaultProfile] = &Profile{Name: policy.DefaultProfile, Noncompliant: ActionReject, Unknown: ActionReject}
+	set, err := s.buildProfiles(profiles)
+	if err != nil {
+		return nil, err
 	}
 	if s.outagePolicy == "" {
 		s.outagePolicy = OutageReject
@@ -370,14 +353,15 @@ func New(st store.Store, profiles []Profile, opts ...Option) (*Service, error) {
 	if s.grace < 0 {
 		return nil, fmt.Errorf("posture: store.unavailable grace %s: must not be negative", s.grace)
 	}
+	s.profiles.Store(set)
 	if s.cacheSize < 1 {
 		return nil, fmt.Errorf("posture: cache size %d: must be positive", s.cacheSize)
 	}
 	s.certs = newCache[store.Hash, binding](s.cacheSize)
 	s.devices = newCache[devKey, standing](s.cacheSize)
 	s.longIDs = newLongIDs(s.cacheSize)
-	names := make([]string, 0, len(s.profiles))
-	for n := range s.profiles {
+	names := make([]string, 0, len(set.byName))
+	for n := range set.byName {
 		names = append(names, n)
 	}
 	slices.Sort(names)
@@ -388,13 +372,9 @@ func New(st store.Store, profiles []Profile, opts ...Option) (*Service, error) {
 	return s, nil
 }
 
-// Profile returns the named profile, or the default one.
-func (s *Service) Profile(name string) *Profile {
-	if p, ok := s.profiles[name]; ok {
-		return p
-	}
-	return s.profiles[policy.DefaultProfile]
-}
+// Profile returns the named profile, or the default one, as configured
+// now (SetProfiles replaces them).
+func (s *Service) Profile(name string) *Profile { return s.profiles.Load().get(name) }
 
 // Decide says whether leaf may authenticate now. The caller must already have
 // verified leaf's chain to the issuing CA; Decide looks the binding up by
@@ -474,11 +454,13 @@ func (s *Service) decideRead(ctx context.Context, v Verdict, now time.Time, nowN
 		}
 		return v, !errors.Is(err, errCacheMiss)
 	}
-	return s.judge(v, p, now, nowNs, leaf, &c, d), true
+	return s.judge(v, p, now, nowNs, leaf.NotAfter, &c, d), true
 }
 
 // judge applies the profile and the device's standing to a known binding.
-func (s *Service) judge(v Verdict, p *Profile, now time.Time, nowNs int64, leaf *x509.Certificate, c *certInfo, d standing) Verdict {
+// leafNotAfter is the presented certificate's (the binding's own when
+// SetProfiles reviews a live session).
+func (s *Service) judge(v Verdict, p *Profile, now time.Time, nowNs int64, leafNotAfter time.Time, c *certInfo, d standing) Verdict {
 	// A revoked device is reported as such even though its certs were
 	// revoked with it: the operator wants the cause, not the mechanism.
 	if d.status == statusRevoked {
@@ -489,7 +471,7 @@ func (s *Service) judge(v Verdict, p *Profile, now time.Time, nowNs int64, leaf 
 		v.Reason = ReasonCertRevoked
 		return v
 	}
-	if nowNs > c.notAfter || now.After(leaf.NotAfter) || nowNs < c.notBefore {
+	if nowNs > c.notAfter || now.After(leafNotAfter) || nowNs < c.notBefore {
 		v.Reason = ReasonCertExpired
 		return v
 	}
@@ -628,10 +610,13 @@ func (s *Service) loadCert(ctx context.Context, c *store.Cert) certInfo {
 		return ci
 	}
 	ci := infoOf(c, a.Format)
-	if m := s.Profile(c.Profile).Minimums; !m.IsZero() {
-		ci.belowMin = m.Check(a.Format, a.Facts) != nil
-	}
+	ci.belowMin = belowMinimums(s.Profile(c.Profile), a)
 	return ci
+}
+
+// belowMinimums reports whether a's facts fail p's minimums.
+func belowMinimums(p *Profile, a *store.Attestation) bool {
+	return !p.Minimums.IsZero() && p.Minimums.Check(a.Format, a.Facts) != nil
 }
 
 func (s *Service) device(ctx context.Context, k devKey, id string, cacheOnly bool) (standing, error) {

@@ -476,6 +476,14 @@ type Store interface {
 	GetTicketKeys(ctx context.Context) (*TicketKeys, error)
 	PutTicketKeys(ctx context.Context, k *TicketKeys, prev uint64) error
 
+	// Cached documents (Document), one per name. GetDocument returns
+	// ErrNotFound before the first put. PutDocument writes d unless the
+	// stored document of that name was fetched later (then ErrConflict
+	// and nothing is written): of nodes writing the same document the
+	// newest fetch stays. No change is announced to Watch.
+	GetDocument(ctx context.Context, name string) (*Document, error)
+	PutDocument(ctx context.Context, d *Document) error
+
 	// Backup streams a full backup; Restore loads one into an empty store.
 	Backup(ctx context.Context, w io.Writer) error
 	Restore(ctx context.Context, r io.Reader) error

@@ -66,7 +66,7 @@ func newRoot(e *env) *cobra.Command {
 		newSessionCmd(e, cf),
 		newAuditCmd(e, cf),
 		newTokenCmd(e, cf),
-		newConfigCmd(e),
+		newConfigCmd(e, cf),
 		newBenchCmd(e, cf),
 		newNASCmd(e, cf),
 		newStoreCmd(e),

@@ -2,6 +2,9 @@ package main
 
 import (
 	"errors"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -22,23 +25,36 @@ func newServeCmd(e *env) *cobra.Command {
 			if cfgPath == "" && !dev {
 				return errors.New("serve needs --config FILE (or --dev for a local trial on embedded defaults)")
 			}
-			cfg, err := node.LoadConfig(cfgPath)
+			// load is repeated by a reload (SIGHUP, `hardbound config reload`).
+			var load func() (*node.Config, error)
+			load = func() (*node.Config, error) {
+				cfg, err := node.LoadConfig(cfgPath)
+				if err != nil {
+					return nil, err
+				}
+				if dataDir != "" {
+					cfg.DataDir = dataDir
+				}
+				if logFormat != "" {
+					cfg.Log.Format = logFormat
+				}
+				cfg.Dev, cfg.Version, cfg.Load = dev, buildVersion(), load
+				return cfg, nil
+			}
+			cfg, err := load()
 			if err != nil {
 				return err
 			}
-			if dataDir != "" {
-				cfg.DataDir = dataDir
-			}
-			if logFormat != "" {
-				cfg.Log.Format = logFormat
-			}
-			cfg.Dev, cfg.Version = dev, buildVersion()
 			log := node.NewLogger(cfg.Log, e.stderr)
 			node.ApplyMemoryLimit(cfg, e.getenv("GOMEMLIMIT"), log)
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP) // before Start: an early SIGHUP waits, it does not kill
+			defer signal.Stop(hup)
 			n, err := node.Start(cmd.Context(), cfg, log)
 			if err != nil {
 				return err
 			}
+			n.ReloadOn(hup)
 			n.Banner(e.stdout)
 			return n.Wait()
 		},

@@ -23,12 +23,15 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"hardbound/admin"
 	"hardbound/admin/metrics"
 	"hardbound/enroll"
+	"hardbound/enroll/attest/statuslist"
 	"hardbound/enroll/ca"
+	"hardbound/enroll/gate"
 	"hardbound/posture"
 	"hardbound/radius"
 	"hardbound/radius/radsec"
@@ -78,6 +81,15 @@ type Node struct {
 
 	adminTokenPath string
 	radiusSecret   string // dev only: the generated NAS secret
+
+	// A reload (reload.go) replaces live, the configuration whose
+	// run-time settings are in force (cfg stays the one started with);
+	// gate and statusList are the components it reaches besides posture
+	// and the verifier (nil when not running).
+	reloadMu   sync.Mutex
+	live       atomic.Pointer[Config]
+	gate       *gate.Gate
+	statusList *statuslist.List
 }
 
 // Start initialises the data dir (in --dev), opens everything and starts
@@ -103,6 +115,7 @@ func Start(parent context.Context, cfg *Config, log *slog.Logger) (_ *Node, err 
 		}
 	}
 	warnProduction(cfg, log)
+	in.live.Store(cfg)
 	in.metrics = metrics.New()
 	names, err := cfg.Enroll.Names("enroll", cfg.profileNames())
 	if err != nil {
@@ -278,6 +291,9 @@ func (in *Node) Shutdown() {
 	in.log.Info("hardbound stopped")
 }
 
+// devNASClient is the NAS client --dev adds for 127.0.0.0/8.
+const devNASClient = "localhost"
+
 // devBootstrap creates, when absent, what a local trial needs: the CA, an
 // admin token and a NAS client for 127.0.0.0/8 with a generated secret.
 func (in *Node) devBootstrap() error {
@@ -321,12 +337,12 @@ func (in *Node) devBootstrap() error {
 	in.radiusSecret = strings.TrimSpace(string(b))
 	hasLocal := false
 	for _, c := range in.cfg.RADIUS.Clients {
-		if c.Name == "localhost" {
+		if c.Name == devNASClient {
 			hasLocal = true
 		}
 	}
 	if !hasLocal {
-		in.cfg.RADIUS.Clients = append(in.cfg.RADIUS.Clients, radius.FileClient{Name: "localhost", CIDR: "127.0.0.0/8", SecretFile: secretPath})
+		in.cfg.RADIUS.Clients = append(in.cfg.RADIUS.Clients, radius.FileClient{Name: devNASClient, CIDR: "127.0.0.0/8", SecretFile: secretPath})
 		if err := in.cfg.Validate(); err != nil {
 			return err
 		}
