@@ -27,6 +27,8 @@ const (
 	pfxAlias          = "alias/"
 	pfxACMEAccount    = "acmeacct/"
 	pfxACMEThumb      = "acmetp/"
+	pfxACMEOrder      = "acmeord/"
+	pfxACMEAcctOrders = "acmeacctord/"
 	pfxAudit          = "audit/"
 	pfxAuditCP        = "auditcp/"
 	pfxAuditCursor    = "auditcur/"
@@ -74,6 +76,10 @@ func keyNonce(scope string, h store.Hash) []byte {
 func keyACMEAccount(id string) []byte { return []byte(pfxACMEAccount + id) }
 
 func keyACMEThumbprint(tp string) []byte { return []byte(pfxACMEThumb + tp) }
+
+func keyACMEOrder(id string) []byte { return []byte(pfxACMEOrder + id) }
+
+func keyACMEAccountOrders(account string) []byte { return []byte(pfxACMEAcctOrders + account) }
 
 // keyAudit uses a big-endian sequence so byte order is numeric order and
 // ScanAudit/TailAudit are plain forward/reverse iterations.
