@@ -7,10 +7,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"errors"
-	"strings"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
