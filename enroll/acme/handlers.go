@@ -425,6 +425,7 @@ func (s *Server) handleChallenge(w http.ResponseWriter, req *request) *Problem {
 	}
 	wrote := false
 	o, err = s.updateOrder(req.r.Context(), o, func(o *store.ACMEOrder) bool {
+		wrote = false // fn runs again after a conflict: only its last run counts
 		if o.ChallStatus != StatusPending || o.Status != StatusPending {
 			return false // another node decided first: its result stands
 		}
@@ -499,6 +500,7 @@ func (s *Server) handleFinalize(w http.ResponseWriter, req *request) *Problem {
 	}
 	won := false
 	o, err = s.updateOrder(req.r.Context(), o, func(o *store.ACMEOrder) bool {
+		won = false // fn runs again after a conflict: only its last run counts
 		if o.Status != StatusReady {
 			return false
 		}
