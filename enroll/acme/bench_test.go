@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"fmt"
+	"net/http"
 	"testing"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -100,6 +101,40 @@ func BenchmarkEnrollGate(b *testing.B) {
 					return e.auth.Apple(dev.Public(), serial, "", keyAuth)
 				}, csr)
 				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkEnrollCluster measures one whole Apple enrollment against 1
+// and 2 Servers over one Badger store, every request to the next Server
+// (in process, no TLS): what sharing orders and nonces through the store
+// costs when requests move between nodes, against the same path on one.
+func BenchmarkEnrollCluster(b *testing.B) {
+	for _, n := range []int{1, 2} {
+		b.Run(fmt.Sprintf("servers=%d", n), func(b *testing.B) {
+			c := newBenchCluster(b, n)
+			ctx := context.Background()
+			acctKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			cl, err := acmetest.New(ctx, &http.Client{Transport: &roundRobin{nodes: c.nodes}}, clusterBase+"/directory", acctKey, jose.ES256)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := cl.Register(ctx); err != nil {
+				b.Fatal(err)
+			}
+			auth := authority(b)
+			for i := 0; b.Loop(); i++ {
+				b.StopTimer()
+				dev, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+				csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, dev)
+				serial := fmt.Sprintf("CLUSTER-%d", i)
+				b.StartTimer()
+				if _, err := cl.Enroll(ctx, acme.TypePermanentIdentifier, serial, func(keyAuth string) ([]byte, error) {
+					return auth.Apple(dev.Public(), serial, "", keyAuth)
+				}, csr); err != nil {
 					b.Fatal(err)
 				}
 			}

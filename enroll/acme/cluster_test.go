@@ -42,6 +42,13 @@ type cluster struct {
 
 func newCluster(t *testing.T, n int, nonceKeys func(i int) []byte) *cluster {
 	t.Helper()
+	return newClusterTB(t, n, nonceKeys)
+}
+
+func newBenchCluster(b *testing.B, n int) *cluster { return newClusterTB(b, n, sharedKey) }
+
+func newClusterTB(t testing.TB, n int, nonceKeys func(i int) []byte) *cluster {
+	t.Helper()
 	c := &cluster{store: badgertest.Memory(t), ca: catest.New(t, t.TempDir())}
 	auth := authority(t)
 	for i := range n {
@@ -332,3 +339,91 @@ func TestFinalizeWithTheStoreAwayBindsNothing(t *testing.T) {
 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
+
+// TestStoreWritesPerRequest counts the store writes each request of an
+// enrollment makes (docs/acme.md, "What each request writes"): newNonce
+// none, every POST one nonce claim, and the order's own compare-and-swap
+// writes where its state changes.
+func TestStoreWritesPerRequest(t *testing.T) {
+	t.Parallel()
+	st := badgertest.Memory(t)
+	var (
+		mu     sync.Mutex
+		writes []string
+	)
+	faulty := &storetest.Faulty{Store: st, Fail: func(m string) error {
+		switch m {
+		case "ClaimNonce", "CreateACMEOrder", "UpdateACMEOrder", "RecordIssuance", "PutACMEAccount", "AppendAudit":
+			mu.Lock()
+			writes = append(writes, m)
+			mu.Unlock()
+		}
+		return nil
+	}}
+	s, err := acme.New(acme.Config{BaseURL: clusterBase, Profiles: []acme.Profile{{Name: "devices"}}}, acme.Deps{
+		Issuer: catest.New(t, t.TempDir()), Attester: attest.New(authority(t).Roots()), Store: faulty,
+		Limiter: limit.New(limit.Config{}), Accounts: acme.StoreAccounts(faulty), NonceKey: sharedKey(0),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cl, err := acmetest.New(ctx, onNode(s), clusterBase+"/directory", p256(t), jose.ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	step := func(name string, want []string, fn func() error) {
+		t.Helper()
+		mu.Lock()
+		writes = nil
+		mu.Unlock()
+		if err := fn(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		mu.Lock()
+		got := append([]string(nil), writes...)
+		mu.Unlock()
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Fatalf("%s wrote %v, want %v", name, got, want)
+		}
+		t.Logf("%-28s %d writes %v", name, len(got), got)
+	}
+	dev := p256(t)
+	const serial = "WRITES-1"
+	var (
+		o       *acmetest.Order
+		ch      *acmetest.Challenge
+		keyAuth string
+		fin     *acmetest.Order
+	)
+	step("newNonce", nil, func() error { _, err := cl.Nonce(ctx); return err })
+	step("newAccount (new)", []string{"ClaimNonce", "PutACMEAccount"}, func() error { return cl.Register(ctx) })
+	step("newAccount (existing)", []string{"ClaimNonce"}, func() error {
+		kid := cl.KID
+		cl.KID = "" // newAccount is signed with the jwk
+		err := cl.Register(ctx)
+		if cl.KID != kid {
+			return fmt.Errorf("existing account answered as %q, want %q", cl.KID, kid)
+		}
+		return err
+	})
+	step("newOrder", []string{"ClaimNonce", "CreateACMEOrder"}, func() error {
+		o, err = cl.NewOrder(ctx, acme.TypePermanentIdentifier, serial)
+		return err
+	})
+	step("authz (POST-as-GET)", []string{"ClaimNonce"}, func() error {
+		ch, keyAuth, err = cl.DeviceAttestChallenge(ctx, o)
+		return err
+	})
+	step("challenge (device-attest-01)", []string{"ClaimNonce", "UpdateACMEOrder"}, func() error {
+		_, err := cl.AnswerDeviceAttest(ctx, ch, attestFor(t, authority(t), policy.FormatApple, dev, serial, keyAuth))
+		return err
+	})
+	csr, _ := x509.CreateCertificateRequest(nil, &x509.CertificateRequest{}, dev)
+	step("finalize", []string{"ClaimNonce", "UpdateACMEOrder", "RecordIssuance"}, func() error {
+		fin, err = cl.Finalize(ctx, o, csr)
+		return err
+	})
+	step("order (POST-as-GET)", []string{"ClaimNonce"}, func() error { _, err := cl.Post(ctx, o.URL, nil, nil); return err })
+	step("certificate", []string{"ClaimNonce"}, func() error { _, err := cl.Certificate(ctx, fin.Certificate); return err })
+}
