@@ -122,9 +122,10 @@ type Config struct {
 
 	NonceTTL time.Duration // default 30m
 	OrderTTL time.Duration // default 1h
-	// MaxOrdersPerAccount bounds an account's unexpired orders (default
-	// 32): a client that abandons orders is refused new ones
-	// (rateLimited) until its old ones expire.
+	// MaxOrdersPerAccount bounds an account's unexpired orders, finished
+	// or not (default 100): a client that abandons orders is refused new
+	// ones (rateLimited) until its old ones expire. A device enrolls with
+	// a few; a tool enrolling many devices with one account needs more.
 	MaxOrdersPerAccount int
 	MaxBodyBytes        int64 // default 128 KiB (attestation objects are a few KiB)
 }
@@ -215,7 +216,7 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 		cfg.OrderTTL = time.Hour
 	}
 	if cfg.MaxOrdersPerAccount <= 0 {
-		cfg.MaxOrdersPerAccount = 32
+		cfg.MaxOrdersPerAccount = 100
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 128 << 10

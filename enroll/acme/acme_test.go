@@ -65,6 +65,8 @@ type envOpts struct {
 	profiles []acme.Profile
 	maxBody  int64
 	attest   []attest.Option
+	// maxOrders is Config.MaxOrdersPerAccount (0: the default).
+	maxOrders int
 }
 
 var (
@@ -93,7 +95,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 		o.profiles = []acme.Profile{{Name: "devices", Validity: 7 * 24 * time.Hour}}
 	}
 	m := &recMetrics{enrollments: map[string]int{}}
-	s, err := acme.New(acme.Config{Profiles: o.profiles, MaxBodyBytes: o.maxBody}, acme.Deps{
+	s, err := acme.New(acme.Config{Profiles: o.profiles, MaxBodyBytes: o.maxBody, MaxOrdersPerAccount: o.maxOrders}, acme.Deps{
 		Issuer:   c,
 		Attester: attest.New(auth.Roots(), o.attest...),
 		Store:    st,

@@ -52,7 +52,7 @@ func newClusterTB(t testing.TB, n int, nonceKeys func(i int) []byte) *cluster {
 	c := &cluster{store: badgertest.Memory(t), ca: catest.New(t, t.TempDir())}
 	auth := authority(t)
 	for i := range n {
-		s, err := acme.New(acme.Config{BaseURL: clusterBase, Profiles: []acme.Profile{{Name: "devices"}}}, acme.Deps{
+		s, err := acme.New(acme.Config{BaseURL: clusterBase, Profiles: []acme.Profile{{Name: "devices"}}, MaxOrdersPerAccount: benchOrders}, acme.Deps{
 			Issuer: c.ca, Attester: attest.New(auth.Roots()), Store: c.store, Limiter: limit.New(limit.Config{}),
 			Accounts: acme.StoreAccounts(c.store), NonceKey: nonceKeys(i),
 		})
