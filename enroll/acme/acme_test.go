@@ -65,6 +65,9 @@ type envOpts struct {
 	profiles []acme.Profile
 	maxBody  int64
 	attest   []attest.Option
+	// onDisk opens the store in a directory (fsync per write) instead of
+	// in memory.
+	onDisk bool
 	// maxOrders is Config.MaxOrdersPerAccount (0: the default).
 	maxOrders int
 }
@@ -90,6 +93,13 @@ func newEnv(t testing.TB, o envOpts) *env {
 	dir := t.TempDir()
 	c := catest.New(t, dir)
 	st := badgertest.Memory(t)
+	if o.onDisk {
+		var err error
+		if st, err = badger.Open(context.Background(), t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+	}
 	auth := authority(t)
 	if o.profiles == nil {
 		o.profiles = []acme.Profile{{Name: "devices", Validity: 7 * 24 * time.Hour}}

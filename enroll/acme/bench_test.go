@@ -145,3 +145,30 @@ func BenchmarkEnrollCluster(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEnrollOnDisk is BenchmarkEnroll/apple on a Badger store in a
+// directory, where every store write is an fsync.
+func BenchmarkEnrollOnDisk(b *testing.B) {
+	e := newEnv(b, envOpts{onDisk: true, maxOrders: benchOrders})
+	ctx := context.Background()
+	acctKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cl, err := acmetest.New(ctx, e.srv.Client(), e.dirURL, acctKey, jose.ES256)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cl.Register(ctx); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; b.Loop(); i++ {
+		b.StopTimer()
+		dev, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, dev)
+		serial := fmt.Sprintf("DISK-%d", i)
+		b.StartTimer()
+		if _, err := cl.Enroll(ctx, acme.TypePermanentIdentifier, serial, func(keyAuth string) ([]byte, error) {
+			return e.auth.Apple(dev.Public(), serial, "", keyAuth)
+		}, csr); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
