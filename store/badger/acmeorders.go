@@ -139,8 +139,8 @@ func (s *Store) updateOrderTxn(txn *bdb.Txn, o *store.ACMEOrder, prev uint64) (*
 
 // ListACMEOrders implements store.Store.
 func (s *Store) ListACMEOrders(ctx context.Context, account string) ([]*store.ACMEOrder, error) {
-	if err := store.CheckID("acme order account", account); err != nil {
-		return nil, nil
+	if store.CheckID("acme order account", account) != nil {
+		return nil, nil // no order can have it
 	}
 	var out []*store.ACMEOrder
 	err := s.view(ctx, "list acme orders", func(txn *bdb.Txn) error {
