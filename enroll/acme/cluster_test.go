@@ -427,3 +427,60 @@ func TestStoreWritesPerRequest(t *testing.T) {
 	step("order (POST-as-GET)", []string{"ClaimNonce"}, func() error { _, err := cl.Post(ctx, o.URL, nil, nil); return err })
 	step("certificate", []string{"ClaimNonce"}, func() error { _, err := cl.Certificate(ctx, fin.Certificate); return err })
 }
+
+// TestConcurrentChallengeOnTwoServers: one challenge answered on two
+// servers at once (a client retrying through a balancer): both answers
+// say valid, the order is ready once, and it finalizes.
+func TestConcurrentChallengeOnTwoServers(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2, sharedKey)
+	ctx := context.Background()
+	cl, err := acmetest.New(ctx, onNode(c.nodes[0]), clusterBase+"/directory", p256(t), jose.ES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const serial = "CHRACE-1"
+	dev := p256(t)
+	o, err := cl.NewOrder(ctx, acme.TypePermanentIdentifier, serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch, keyAuth, err := cl.DeviceAttestChallenge(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := map[string]string{"attObj": b64(attestFor(t, authority(t), policy.FormatApple, dev, serial, keyAuth))}
+	var bodies [2][]byte
+	for i := range 2 {
+		cl.HTTP = onNode(c.nodes[i])
+		if bodies[i], err = cl.Sign(ctx, ch.URL, payload, acmetest.SignOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	codes := make([]int, 2)
+	for i := range 2 {
+		wg.Go(func() {
+			r := httptest.NewRecorder()
+			req := httptest.NewRequest(http.MethodPost, ch.URL, bytes.NewReader(bodies[i]))
+			req.Header.Set("Content-Type", "application/jose+json")
+			c.nodes[i].Handler().ServeHTTP(r, req)
+			codes[i] = r.Code
+			if !strings.Contains(r.Body.String(), `"status":"valid"`) {
+				t.Errorf("node %d answered %d %s", i, r.Code, r.Body)
+			}
+		})
+	}
+	wg.Wait()
+	rec, err := c.store.GetACMEOrder(ctx, o.URL[strings.LastIndex(o.URL, "/")+1:])
+	if err != nil || rec.Status != acme.StatusReady || rec.Version != 2 {
+		t.Fatalf("order after two answers: %+v, %v (codes %v); want ready at version 2", rec, err, codes)
+	}
+	csr, _ := x509.CreateCertificateRequest(nil, &x509.CertificateRequest{}, dev)
+	if fin, err := cl.Finalize(ctx, o, csr); err != nil || fin.Status != acme.StatusValid {
+		t.Fatalf("finalize: %+v, %v", fin, err)
+	}
+}
