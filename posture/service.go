@@ -84,6 +84,9 @@ type Metrics interface {
 	PostureChange(source string, state store.Compliance)
 	CacheLookup(hit bool)
 	EventDropped()
+	// UnavailableAnswer counts an answer given while the store could
+	// not be reached (WithOutage).
+	UnavailableAnswer(r OutageResult)
 }
 
 type nopMetrics struct{}
@@ -92,6 +95,7 @@ func (nopMetrics) Decision(Reason, bool)                  {}
 func (nopMetrics) PostureChange(string, store.Compliance) {}
 func (nopMetrics) CacheLookup(bool)                       {}
 func (nopMetrics) EventDropped()                          {}
+func (nopMetrics) UnavailableAnswer(OutageResult)         {}
 
 // Option configures a Service.
 type Option func(*Service)
@@ -143,6 +147,13 @@ type Service struct {
 
 	stopWatch func() // ends the store subscription (Close)
 
+	// The store's availability and what to do while it is away
+	// (outage.go); avail is nil for a store that cannot go away.
+	avail        Availability
+	grace        time.Duration
+	outagePolicy OutagePolicy
+	olog         outageLog
+
 	// gen is the Seq of the last store change applied to the caches.
 	gen     atomic.Uint64
 	changes *changeClock
@@ -162,8 +173,10 @@ type certInfo struct {
 	attested  bool
 	// belowMin: the attestation's facts are below the profile's Minimums.
 	belowMin bool
-	// unreadable: the attestation could not be read (never cached).
-	unreadable bool
+	// unreadable: the attestation could not be read (never cached);
+	// unavailable: because the store could not be reached.
+	unreadable  bool
+	unavailable bool
 }
 
 // binding is a certInfo as cached: without pointers, so a million of them
@@ -321,6 +334,7 @@ func New(st store.Store, profiles []Profile, opts ...Option) (*Service, error) {
 		metrics:   nopMetrics{},
 		cacheSize: DefaultCacheSize,
 		subs:      map[int]chan Event{},
+		grace:     DefaultOutageGrace,
 	}
 	for _, o := range opts {
 		o(s)
@@ -346,6 +360,15 @@ func New(st store.Store, profiles []Profile, opts ...Option) (*Service, error) {
 	}
 	if _, ok := s.profiles[policy.DefaultProfile]; !ok {
 		s.profiles[policy.DefaultProfile] = &Profile{Name: policy.DefaultProfile, Noncompliant: ActionReject, Unknown: ActionReject}
+	}
+	if s.outagePolicy == "" {
+		s.outagePolicy = OutageReject
+	}
+	if _, err := ParseOutagePolicy(string(s.outagePolicy)); err != nil {
+		return nil, err
+	}
+	if s.grace < 0 {
+		return nil, fmt.Errorf("posture: store.unavailable grace %s: must not be negative", s.grace)
 	}
 	if s.cacheSize < 1 {
 		return nil, fmt.Errorf("posture: cache size %d: must be positive", s.cacheSize)
@@ -378,7 +401,10 @@ func (s *Service) Profile(name string) *Profile {
 // store.HashCert(leaf). Every reason but ok is final for this certificate
 // until an admin or MDM changes the device's standing; posture_stale and
 // posture_unknown clear when the MDM reports again. A store error other than
-// not-found yields unknown_cert (fail closed) and is logged.
+// not-found yields unknown_cert (fail closed) and is logged, except an
+// unavailable store (store.ErrUnavailable), which yields store_unavailable;
+// while the store is unavailable the caches answer for the grace period,
+// then the policy of WithOutage applies (outage.go).
 func (s *Service) Decide(ctx context.Context, leaf *x509.Certificate) Verdict {
 	v, _ := s.decide(ctx, leaf, false)
 	s.metrics.Decision(v.Reason, v.Allow)
@@ -409,8 +435,28 @@ func (s *Service) decide(ctx context.Context, leaf *x509.Certificate, cacheOnly 
 	// Read before the caches: a change applied meanwhile has a higher Seq,
 	// so the Generation never claims more than the decision saw.
 	v := Verdict{CertSHA256: sha, Reason: ReasonUnknownCert, Generation: s.gen.Load()}
+	st := s.outage(now)
+	if st == outageRejects {
+		// Fail closed: whatever the caches say, the standing may have
+		// changed since the store was last heard from.
+		v.Reason = ReasonStoreUnavailable
+		s.outageAnswer(&v, st)
+		return v, true
+	}
+	v, ok := s.decideRead(ctx, v, now, nowNs, leaf, sha, cacheOnly)
+	if ok {
+		s.outageAnswer(&v, st)
+	}
+	return v, ok
+}
+
+// decideRead is decide's lookup: the caches, then the store.
+func (s *Service) decideRead(ctx context.Context, v Verdict, now time.Time, nowNs int64, leaf *x509.Certificate, sha store.Hash, cacheOnly bool) (Verdict, bool) {
 	c, err := s.cert(ctx, sha, cacheOnly)
 	if err != nil {
+		if errors.Is(err, store.ErrUnavailable) {
+			v.Reason = ReasonStoreUnavailable
+		}
 		return v, !errors.Is(err, errCacheMiss)
 	}
 	v.DeviceID = c.deviceID
@@ -423,6 +469,9 @@ func (s *Service) decide(ctx context.Context, leaf *x509.Certificate, cacheOnly 
 	p := s.Profile(c.profile)
 	d, err := s.device(ctx, c.dev, c.deviceID, cacheOnly)
 	if err != nil {
+		if errors.Is(err, store.ErrUnavailable) {
+			v.Reason = ReasonStoreUnavailable
+		}
 		return v, !errors.Is(err, errCacheMiss)
 	}
 	return s.judge(v, p, now, nowNs, leaf, &c, d), true
@@ -542,11 +591,16 @@ func (s *Service) cert(ctx context.Context, sha store.Hash, cacheOnly bool) (cer
 		// foreign-but-chaining certs from reaching disk.
 		s.certs.put(sha, binding{}, gen)
 		return certInfo{}, err
+	case errors.Is(err, store.ErrUnavailable):
+		return certInfo{}, err // counted, and logged once per outage
 	case err != nil:
 		s.log.ErrorContext(ctx, "read binding", "err", err)
 		return certInfo{}, err
 	}
 	ci := s.loadCert(ctx, c)
+	if ci.unavailable {
+		return certInfo{}, store.ErrUnavailable
+	}
 	if b, ok := s.compact(&ci); ok {
 		s.certs.put(sha, b, gen)
 	}
@@ -563,11 +617,14 @@ func (s *Service) loadCert(ctx context.Context, c *store.Cert) certInfo {
 	}
 	a, err := s.st.GetAttestation(ctx, c.AttestationID)
 	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			s.log.ErrorContext(ctx, "read attestation", "id", c.AttestationID, "err", err)
-		}
 		ci := infoOf(c, "")
 		ci.unreadable = true
+		switch {
+		case errors.Is(err, store.ErrUnavailable):
+			ci.unavailable = true
+		case !errors.Is(err, store.ErrNotFound):
+			s.log.ErrorContext(ctx, "read attestation", "id", c.AttestationID, "err", err)
+		}
 		return ci
 	}
 	ci := infoOf(c, a.Format)
@@ -587,7 +644,7 @@ func (s *Service) device(ctx context.Context, k devKey, id string, cacheOnly boo
 	}
 	rec, err := s.st.GetDevice(ctx, id)
 	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
+		if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrUnavailable) {
 			s.log.ErrorContext(ctx, "read device", "device", id, "err", err)
 		}
 		return standing{}, err

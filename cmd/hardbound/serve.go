@@ -2,8 +2,6 @@ package main
 
 import (
 	"errors"
-	"log/slog"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
@@ -36,7 +34,7 @@ func newServeCmd(e *env) *cobra.Command {
 			}
 			cfg.Dev, cfg.Version = dev, buildVersion()
 			log := node.NewLogger(cfg.Log, e.stderr)
-			applyMemoryLimit(cfg, e.getenv("GOMEMLIMIT"), log)
+			node.ApplyMemoryLimit(cfg, e.getenv("GOMEMLIMIT"), log)
 			n, err := node.Start(cmd.Context(), cfg, log)
 			if err != nil {
 				return err
@@ -50,20 +48,4 @@ func newServeCmd(e *env) *cobra.Command {
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "override data_dir")
 	cmd.Flags().StringVar(&logFormat, "log-format", "", "text or json (overrides log.format)")
 	return cmd
-}
-
-// applyMemoryLimit sets the runtime's soft memory limit from memory_limit.
-// It is process-wide, so only the serve command calls it, not node.Start
-// (tests run many nodes in one process). Without memory_limit the runtime
-// keeps its own setting (GOMEMLIMIT, or none).
-func applyMemoryLimit(cfg *node.Config, gomemlimit string, log *slog.Logger) {
-	limit := cfg.MemoryLimitBytes()
-	if limit == 0 {
-		if gomemlimit != "" {
-			log.Info("memory limit from GOMEMLIMIT", "bytes", debug.SetMemoryLimit(-1))
-		}
-		return
-	}
-	debug.SetMemoryLimit(limit)
-	log.Info("memory limit set", "memory_limit", cfg.MemoryLimit, "bytes", limit, "overrides_GOMEMLIMIT", gomemlimit != "")
 }

@@ -459,7 +459,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request, jwkOnly bool) (*
 		return nil, problem(ProblemBadNonce, http.StatusBadRequest, "bad_nonce", "nonce is unknown, expired or already used")
 	} else if err != nil {
 		s.log.Error("nonce claim failed", "err", err)
-		return nil, serverInternal("nonce check failed")
+		return nil, internalErr(err, "nonce check failed")
 	}
 	if jr.url != s.requestURL(r) {
 		return nil, unauthorized("JWS url %q does not match the request URL", jr.url)
@@ -482,7 +482,7 @@ func (s *Server) accountByKID(r *http.Request, kid string) (*Account, *Problem) 
 	}
 	if err != nil {
 		s.log.Error("account lookup failed", "err", err)
-		return nil, serverInternal("account lookup failed")
+		return nil, internalErr(err, "account lookup failed")
 	}
 	if a.Status != AccountValid {
 		return nil, unauthorized("account is %s", a.Status)

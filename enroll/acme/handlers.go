@@ -80,7 +80,7 @@ func (s *Server) handleNewAccount(w http.ResponseWriter, req *request) *Problem 
 		return nil
 	} else if !errors.Is(err, ErrAccountNotFound) {
 		s.log.Error("account lookup failed", "err", err)
-		return serverInternal("account lookup failed")
+		return internalErr(err, "account lookup failed")
 	}
 	if in.OnlyReturnExisting {
 		return problem(ProblemAccountDoesNotExist, http.StatusBadRequest, "unauthorized", "no account for this key")
@@ -94,7 +94,7 @@ func (s *Server) handleNewAccount(w http.ResponseWriter, req *request) *Problem 
 	})
 	if err != nil {
 		s.log.Error("account create failed", "err", err)
-		return serverInternal("account create failed")
+		return internalErr(err, "account create failed")
 	}
 	status := http.StatusOK
 	if created {
@@ -135,7 +135,7 @@ func (s *Server) handleAccount(w http.ResponseWriter, req *request) *Problem {
 		if changed {
 			if err := s.accounts.Update(req.r.Context(), a); err != nil {
 				s.log.Error("account update failed", "err", err)
-				return serverInternal("account update failed")
+				return internalErr(err, "account update failed")
 			}
 		}
 	}
@@ -150,7 +150,7 @@ func (s *Server) handleAccountOrders(w http.ResponseWriter, req *request) *Probl
 	list, err := s.orders.ListACMEOrders(req.r.Context(), req.account.ID)
 	if err != nil {
 		s.log.Error("list acme orders failed", "account", req.account.ID, "err", err)
-		return serverInternal("order lookup failed")
+		return internalErr(err, "order lookup failed")
 	}
 	now := s.now()
 	urls := make([]string, 0, len(list))
@@ -273,7 +273,7 @@ func (s *Server) handleNewOrder(w http.ResponseWriter, req *request) *Problem {
 		return p
 	case err != nil:
 		s.log.Error("create acme order failed", "device", dev, "err", err)
-		return serverInternal("order create failed")
+		return internalErr(err, "order create failed")
 	}
 	base := s.base(req.r)
 	w.Header().Set("Location", base+"/order/"+o.ID)
@@ -291,7 +291,7 @@ func (s *Server) lookup(req *request, what string) (*store.ACMEOrder, *Problem) 
 	}
 	if err != nil {
 		s.log.Error("acme order lookup failed", "err", err)
-		return nil, serverInternal("order lookup failed")
+		return nil, internalErr(err, "order lookup failed")
 	}
 	if !s.now().Before(o.ExpiresAt) {
 		return nil, notFound(what)
@@ -310,7 +310,7 @@ func (s *Server) orderWriteProblem(what string, err error) *Problem {
 		return notFound(what)
 	}
 	s.log.Error("acme order write failed", "err", err)
-	return serverInternal("order update failed")
+	return internalErr(err, "order update failed")
 }
 
 func (s *Server) handleOrder(w http.ResponseWriter, req *request) *Problem {
@@ -583,6 +583,9 @@ func (s *Server) issue(req *request, csr *x509.CertificateRequest, res *attest.R
 	cert, err := s.issuer.Issue(ctx, ca.IssueRequest{
 		CSR: csr, PublicKey: res.PublicKey, DeviceID: devID,
 		Profile: ca.Profile{Name: profile.Name, Validity: profile.Validity},
+		// device-attest-01 proved the key and the device: the profile's
+		// attested names (enroll/ca) apply.
+		Attestation: &ca.Attestation{Format: res.Format, Identifiers: res.Identifiers},
 	})
 	if errors.Is(err, ca.ErrCSRPolicy) {
 		return nil, badCSR("%v", err)
@@ -624,7 +627,7 @@ func (s *Server) issue(req *request, csr *x509.CertificateRequest, res *attest.R
 		// The certificate exists but is not bound; it is never handed
 		// out, and authentication refuses unbound certificates.
 		s.log.Error("record issuance failed; certificate discarded", "device", devID, "serial", serial, "err", err)
-		return nil, serverInternal("recording the issuance failed")
+		return nil, internalErr(err, "recording the issuance failed")
 	}
 	s.metrics.IssuanceLatency("acme", s.now().Sub(start))
 	s.metrics.Enrollment("acme", res.Format, "ok")
@@ -671,9 +674,12 @@ func (s *Server) handleCert(w http.ResponseWriter, req *request) *Problem {
 		return notFound("certificate")
 	}
 	rec, err := s.store.GetCert(req.r.Context(), o.CertSHA256)
-	if err != nil || len(rec.DER) == 0 {
+	if err == nil && len(rec.DER) == 0 {
+		err = errors.New("the binding holds no DER")
+	}
+	if err != nil {
 		s.log.Error("certificate of a valid order unreadable", "order", o.ID, "serial", o.CertSerial, "err", err)
-		return serverInternal("certificate lookup failed")
+		return internalErr(err, "certificate lookup failed")
 	}
 	var buf bytes.Buffer
 	_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: rec.DER})

@@ -222,6 +222,9 @@ func (c *Config) Validate() error {
 	if err := c.Enroll.Validate("enroll"); err != nil {
 		return err
 	}
+	if _, err := c.Enroll.Names("enroll", c.profileNames()); err != nil {
+		return err
+	}
 	if err := c.Admin.Validate("admin"); err != nil {
 		return err
 	}
@@ -233,6 +236,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Store.Validate("store"); err != nil {
 		return err
+	}
+	if _, err := posture.ParseOutagePolicy(c.Store.Unavailable.Policy); err != nil {
+		return fieldErr("store.unavailable.policy", "%v", err)
 	}
 	seen := map[string]bool{}
 	for i := range c.Profiles {

@@ -55,6 +55,7 @@ type Node struct {
 	cfg     *Config
 	log     *slog.Logger
 	st      store.Store
+	auditor auditAppender // in.st, or an audithold.Holder in front of it (outage.go)
 	ca      *ca.CA
 	posture *posture.Service
 	metrics *metrics.Registry
@@ -103,7 +104,11 @@ func Start(parent context.Context, cfg *Config, log *slog.Logger) (_ *Node, err 
 	}
 	warnProduction(cfg, log)
 	in.metrics = metrics.New()
-	c, err := ca.Load(cfg.DataDir, ca.WithLogger(log), ca.WithOCSPServer(cfg.Enroll.OCSP.URL))
+	names, err := cfg.Enroll.Names("enroll", cfg.profileNames())
+	if err != nil {
+		return nil, err
+	}
+	c, err := ca.Load(cfg.DataDir, ca.WithLogger(log), ca.WithOCSPServer(cfg.Enroll.OCSP.URL), ca.WithNames(names))
 	if err != nil {
 		return nil, fmt.Errorf("%w (create one with `hardbound ca init --data-dir %s`)", err, cfg.DataDir)
 	}
@@ -116,7 +121,8 @@ func Start(parent context.Context, cfg *Config, log *slog.Logger) (_ *Node, err 
 	}
 	in.st = st
 
-	in.posture, err = posture.New(st, cfg.postureProfiles(), posture.WithLogger(log), posture.WithMetrics(in.metrics.Posture()))
+	in.posture, err = posture.New(st, cfg.postureProfiles(), append(in.outageOptions(),
+		posture.WithLogger(log), posture.WithMetrics(in.metrics.Posture()))...)
 	if err != nil {
 		return nil, err
 	}
@@ -133,6 +139,9 @@ func Start(parent context.Context, cfg *Config, log *slog.Logger) (_ *Node, err 
 	// The audit export starts before the components that append to the
 	// chain, so it stops after them (closers run in reverse) and its
 	// last checkpoint signs their last events.
+	if err := in.startAuditHold(); err != nil {
+		return nil, err
+	}
 	if err := in.startAudit(); err != nil {
 		return nil, err
 	}

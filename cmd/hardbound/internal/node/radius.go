@@ -57,7 +57,7 @@ func (in *Node) startRADIUS() error {
 	if cfg.ClassKey, err = radius.LoadClassKey(keyFile); err != nil {
 		return err
 	}
-	srv, err := radius.New(cfg, eap, in.posture, in.st, in.st, radius.WithLogger(in.log), radius.WithMetrics(m),
+	srv, err := radius.New(cfg, eap, in.posture, in.st, in.auditor, radius.WithLogger(in.log), radius.WithMetrics(m),
 		radius.WithSessionStarts(&in.sessionStarts))
 	if err != nil {
 		return err
