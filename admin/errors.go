@@ -42,6 +42,8 @@ func classify(err error) (status int, reason string) {
 		return http.StatusBadRequest, "invalid"
 	case errors.Is(err, token.ErrExists):
 		return http.StatusConflict, "exists"
+	case errors.Is(err, errNoTicketKeys):
+		return http.StatusConflict, "resumption_off"
 	}
 	return http.StatusInternalServerError, "internal"
 }

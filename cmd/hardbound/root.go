@@ -104,6 +104,7 @@ func newRoot(e *env) *cobra.Command {
 		newConfigCmd(e),
 		newBenchCmd(e, cf),
 		newNASCmd(e, cf),
+		newResumeCmd(e, cf),
 		newStoreCmd(e),
 	)
 	return root

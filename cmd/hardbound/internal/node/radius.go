@@ -113,6 +113,9 @@ func (in *Node) adminDeps() admin.Deps {
 	if in.audit != nil {
 		d.Audit = in.audit
 	}
+	if in.radius != nil {
+		d.TicketKeys = in.radius
+	}
 	if in.enroll != nil {
 		d.Challenges = in.enroll.minter
 		d.TPM = in.enroll.minter
