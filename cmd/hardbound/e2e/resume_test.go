@@ -167,9 +167,9 @@ func resumedCount(out string) int {
 // the second and third authentications resume with matching MPPE keys; a
 // quarantine or a certificate revocation between two authentications makes
 // the resumed attempt fail with that reason (the decision runs on the
-// ticket's certificate). (That dropped ticket keys make it a full
-// handshake is radius's TestInteropEapolTestResumption, which reaches the
-// server's keys in process.)
+// ticket's certificate). (That rotated ticket keys make it a full
+// handshake is TestResumeRotateKeysCLI, and across nodes
+// TestResumeRotateKeysShared.)
 func TestResumeEapolTest(t *testing.T) {
 	requireTools(t, "eapol_test")
 	in := startE2E(t, nil)
