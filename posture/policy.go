@@ -2,6 +2,8 @@ package posture
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -21,6 +23,27 @@ const EventPolicy EventKind = "policy"
 // profileSet is one configuration of profiles, never modified once built.
 type profileSet struct {
 	byName map[string]*Profile
+	// id names the configuration by its content (profileSetID), so that
+	// nodes that loaded the same profiles name them alike: it is the
+	// identity of an EventPolicy across nodes (Event.Policy).
+	id store.Hash
+}
+
+// profileSetID hashes the profiles' JSON in name order (encoding/json
+// writes struct fields in declaration order and map keys sorted), so two
+// processes that loaded the same profiles, in whatever file order, derive
+// the same id.
+func profileSetID(byName map[string]*Profile) (store.Hash, error) {
+	names := slices.Sorted(maps.Keys(byName))
+	ps := make([]*Profile, len(names))
+	for i, n := range names {
+		ps[i] = byName[n]
+	}
+	b, err := json.Marshal(ps)
+	if err != nil {
+		return store.Hash{}, fmt.Errorf("posture: encode profiles: %w", err)
+	}
+	return store.Hash(sha256.Sum256(append([]byte("hardbound posture profiles v1\n"), b...))), nil
 }
 
 func (ps *profileSet) get(name string) *Profile {
@@ -57,6 +80,11 @@ func (s *Service) buildProfiles(profiles []Profile) (*profileSet, error) {
 	if _, ok := set.byName[policy.DefaultProfile]; !ok {
 		set.byName[policy.DefaultProfile] = &Profile{Name: policy.DefaultProfile, Noncompliant: ActionReject, Unknown: ActionReject}
 	}
+	id, err := profileSetID(set.byName)
+	if err != nil {
+		return nil, err
+	}
+	set.id = id
 	return set, nil
 }
 
@@ -117,6 +145,9 @@ func (s *Service) ReviewSessions(ctx context.Context, old Profiles, actor string
 	if old.set == nil {
 		return 0, 0, errors.New("posture: review sessions: no previous profiles")
 	}
+	// One set for the whole review: every event it publishes names the
+	// profiles it was judged by, even if another reload follows.
+	cur := s.profiles.Load()
 	seen := map[store.Hash]bool{}
 	var p store.Page
 	p.Limit = reviewPage
@@ -137,7 +168,7 @@ func (s *Service) ReviewSessions(ctx context.Context, old Profiles, actor string
 				continue
 			}
 			seen[sess.CertSHA256] = true
-			ev, changed, err := s.review(ctx, old.set, sess.CertSHA256)
+			ev, changed, err := s.review(ctx, old.set, cur, sess.CertSHA256)
 			if err != nil {
 				s.log.WarnContext(ctx, "policy review of a session", "device", sess.DeviceID, "err", err)
 				continue
@@ -156,8 +187,8 @@ func (s *Service) ReviewSessions(ctx context.Context, old Profiles, actor string
 	}
 }
 
-// review judges one binding under old and current profiles.
-func (s *Service) review(ctx context.Context, old *profileSet, sha store.Hash) (Event, bool, error) {
+// review judges one binding under old and cur, the profiles in force.
+func (s *Service) review(ctx context.Context, old, cur *profileSet, sha store.Hash) (Event, bool, error) {
 	c, err := s.st.GetCertBinding(ctx, sha)
 	if err != nil {
 		return Event{}, false, err
@@ -185,9 +216,9 @@ func (s *Service) review(ctx context.Context, old *profileSet, sha store.Hash) (
 		}
 		return s.judge(Verdict{CertSHA256: sha, DeviceID: c.DeviceID, Profile: c.Profile}, p, now, unixNano(now), c.NotAfter, &info, compactDevice(d))
 	}
-	was, is := judge(old.get(c.Profile)), judge(s.Profile(c.Profile))
+	was, is := judge(old.get(c.Profile)), judge(cur.get(c.Profile))
 	if !was.Allow || (is.Allow && is.VLAN == was.VLAN) {
 		return Event{}, false, nil
 	}
-	return Event{Kind: EventPolicy, DeviceID: c.DeviceID, CertSHA256: sha, Device: d, At: now}, true, nil
+	return Event{Kind: EventPolicy, DeviceID: c.DeviceID, CertSHA256: sha, Device: d, At: now, Policy: cur.id}, true, nil
 }

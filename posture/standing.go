@@ -31,6 +31,12 @@ type Event struct {
 	Device     *store.Device
 	Source     string
 	At         time.Time
+	// Policy is set on EventPolicy only: the identity of the profiles the
+	// certificate was judged by, the same on every node that loaded the
+	// same profiles. At is each node's own clock there, so the
+	// Disconnect/CoA enforcer names a policy change by Policy instead
+	// (radius/dynauth claimKey).
+	Policy store.Hash
 }
 
 // ErrInvalid reports a request the Service refuses (bad state value, release

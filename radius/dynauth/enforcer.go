@@ -463,16 +463,15 @@ func (e *Enforcer) Enforce(ctx context.Context, ev posture.Event) []SessionOutco
 }
 
 // claim keeps the sessions this node won the claim for. The claim names the
-// change by what every node's posture derives identically from the change
-// feed (kind, device, certificate, the store's time of the change, to the
-// nanosecond) and the session by its NAS and Acct-Session-Id, so a session
-// whose Accounting-Start arrives after the change (SessionStarted) is a
-// claim of its own. A claim the store cannot record is sent anyway: a
-// duplicate Disconnect is answered with a NAK (RFC 5176 Error-Cause 503), a
-// missed one leaves a revoked device on the network.
+// change by what every node's posture derives identically (claimKey) and
+// the session by its NAS and Acct-Session-Id, so a session whose
+// Accounting-Start arrives after the change (SessionStarted) is a claim of
+// its own. A claim the store cannot record is sent anyway: a duplicate
+// Disconnect is answered with a NAK (RFC 5176 Error-Cause 503), a missed
+// one leaves a revoked device on the network.
 func (e *Enforcer) claim(ctx context.Context, ev posture.Event, sessions []*store.Session) []*store.Session {
-	if e.cfg.Claims == nil || ev.At.IsZero() {
-		return sessions // no time, no identity across nodes: never claim two changes as one
+	if e.cfg.Claims == nil || !claimable(ev) {
+		return sessions // no identity across nodes: never claim two changes as one
 	}
 	expires := time.Now().Add(e.cfg.ClaimTTL)
 	kept := sessions[:0]
@@ -493,8 +492,23 @@ func (e *Enforcer) claim(ctx context.Context, ev posture.Event, sessions []*stor
 	return kept
 }
 
+// claimable reports whether ev has an identity every node derives alike.
+// A standing change has the store's time of the change; a policy change
+// (a configuration reload, posture.ReviewSessions) has the hash of the
+// profiles it was judged by, since each node reviews at its own time.
+func claimable(ev posture.Event) bool {
+	if ev.Kind == posture.EventPolicy {
+		return !ev.Policy.IsZero()
+	}
+	return !ev.At.IsZero()
+}
+
 // claimKey hashes a change and a session into a claim nonce; every field is
-// length-prefixed so no two inputs share an encoding.
+// length-prefixed so no two inputs share an encoding. A standing change is
+// named by its kind, device, certificate and the store's time of the
+// change, to the nanosecond; a policy change by its kind, device,
+// certificate and the profiles' hash, so every node that reloads the same
+// profiles claims the same (change, session).
 func claimKey(ev posture.Event, s *store.Session) store.Hash {
 	h := sha256.New()
 	field := func(b []byte) {
@@ -503,12 +517,16 @@ func claimKey(ev posture.Event, s *store.Session) store.Hash {
 		h.Write(n[:])
 		h.Write(b)
 	}
-	var at [8]byte
-	binary.BigEndian.PutUint64(at[:], uint64(ev.At.UnixNano()))
 	field([]byte(ev.Kind))
 	field([]byte(ev.DeviceID))
 	field(ev.CertSHA256[:])
-	field(at[:])
+	if ev.Kind == posture.EventPolicy {
+		field(ev.Policy[:])
+	} else {
+		var at [8]byte
+		binary.BigEndian.PutUint64(at[:], uint64(ev.At.UnixNano()))
+		field(at[:])
+	}
 	field([]byte(s.NAS))
 	field([]byte(s.AcctSessionID))
 	var k store.Hash
