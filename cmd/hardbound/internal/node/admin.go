@@ -58,7 +58,7 @@ func (in *Node) adminHandler() (http.Handler, error) {
 			RequireMessageAuthenticator: c.RequireMessageAuthenticator == nil || *c.RequireMessageAuthenticator,
 			SendRejectReason:            c.SendRejectReason, TLSMaxVersion: c.TLSMaxVersion})
 	}
-	con, err := ui.New(ui.Deps{Store: in.st, Standing: in.posture, Tokens: tokens, Metrics: hist, Clients: clients, CA: in.ca.Issuing(), Inventory: deps.Inventory,
+	con, err := ui.New(ui.Deps{Store: in.heldSt, Standing: in.posture, Tokens: tokens, Metrics: hist, Clients: clients, CA: in.ca.Issuing(), Inventory: deps.Inventory,
 		OnVerify: exported},
 		ui.Options{IdleTimeout: in.cfg.Admin.Console.IdleTimeout.D(), Logger: in.log})
 	if err != nil {

@@ -36,7 +36,7 @@ func (in *Node) trustOwnAKs(roots *attest.Roots) bool {
 
 // newAKCA is the attestation CA handler, with its prefix stripped.
 func (in *Node) newAKCA(v *attest.Verifier, lim *limit.Limiter) (http.Handler, error) {
-	s, err := akca.New(akca.Config{EK: v, Signer: in.ca, Audit: in.st, Limiter: lim, Logger: in.log})
+	s, err := akca.New(akca.Config{EK: v, Signer: in.ca, Audit: in.auditor, Limiter: lim, Logger: in.log})
 	if err != nil {
 		return nil, err
 	}

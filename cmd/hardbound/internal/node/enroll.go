@@ -57,7 +57,7 @@ func (in *Node) startEnroll() error {
 	ownAKs := in.trustOwnAKs(&roots)
 	verifier := attest.New(roots, append(in.androidOptions(), attest.WithLogger(in.log), attest.WithMetrics(m))...)
 	lim := limit.New(ec.Limits(), limit.WithMetrics(m))
-	st := in.st
+	st := in.heldSt // refusals are audited through the hold (outage.go)
 
 	var intune scep.Validator
 	if ic := in.cfg.MDM.Intune; ic.TenantID != "" {

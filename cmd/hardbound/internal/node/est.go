@@ -41,7 +41,7 @@ func (in *Node) startEST(lim *limit.Limiter) (http.Handler, error) {
 	}
 	s, err := est.New(est.Config{Profiles: profiles, Limiter: lim, Logger: in.log, Bootstrap: roots, BootstrapIntermediates: inter, Gate: g,
 		Metrics: in.metrics.Enroll()},
-		in.ca, in.st, in.posture)
+		in.ca, in.heldSt, in.posture)
 	if err != nil {
 		return nil, err
 	}

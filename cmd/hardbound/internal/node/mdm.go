@@ -26,7 +26,7 @@ func (in *Node) startMDM() error {
 	mc := in.cfg.MDM
 	if mc.Webhook.SecretFile != "" {
 		wcfg := mc.Webhook.Webhook()
-		wcfg.Updater, wcfg.Auditor, wcfg.Metrics, wcfg.Logger = in.posture, st, m, in.log
+		wcfg.Updater, wcfg.Auditor, wcfg.Metrics, wcfg.Logger = in.posture, in.auditor, m, in.log
 		wcfg.Nonces = st // replays refused across restarts
 		h, err := mdm.NewWebhook(wcfg)
 		if err != nil {
@@ -40,7 +40,7 @@ func (in *Node) startMDM() error {
 			return err
 		}
 		jcfg := mc.Jamf.Handler(pw)
-		jcfg.Updater, jcfg.Auditor, jcfg.Metrics, jcfg.Logger = in.posture, st, m, in.log
+		jcfg.Updater, jcfg.Auditor, jcfg.Metrics, jcfg.Logger = in.posture, in.auditor, m, in.log
 		jcfg.InventoryHint = jamfHint
 		if mc.Jamf.URL != "" {
 			secret, err := config.ReadSecret("mdm.jamf.api_client_secret_file", mc.Jamf.APIClientSecretFile)

@@ -59,6 +59,9 @@ type Node struct {
 	log     *slog.Logger
 	st      store.Store
 	auditor auditAppender // in.st, or an audithold.Holder in front of it (outage.go)
+	// heldSt is in.st with its AppendAudit through auditor, for the
+	// components whose own refusals must survive an outage (outage.go).
+	heldSt  store.Store
 	ca      *ca.CA
 	posture *posture.Service
 	metrics *metrics.Registry

@@ -13,8 +13,11 @@ import (
 )
 
 // auditAppender is where the components that audit outside a store
-// transaction (RADIUS decisions, Disconnect/CoA, RadSec connections)
-// append: the store itself, or a holder in front of it.
+// transaction (RADIUS decisions, Disconnect/CoA, RadSec connections, the
+// TPM AK CA, MDM webhooks, config reloads) append: the store itself, or a
+// holder in front of it. The admin API and enrollment take in.heldSt, the
+// store with its AppendAudit through the same holder, so their refusals
+// while the database is away are kept too, in the same order.
 type auditAppender interface {
 	AppendAudit(ctx context.Context, ev *store.AuditEvent) error
 	AppendAudits(ctx context.Context, evs []*store.AuditEvent) error
@@ -42,7 +45,7 @@ func (in *Node) outageOptions() []posture.Option {
 // decisions answered while it is away reach the chain when it is back.
 // Its closer runs after the components' (it is registered before them).
 func (in *Node) startAuditHold() error {
-	in.auditor = in.st
+	in.auditor, in.heldSt = in.st, in.st
 	if _, ok := in.st.(posture.Availability); !ok {
 		return nil
 	}
@@ -57,7 +60,7 @@ func (in *Node) startAuditHold() error {
 	if err != nil {
 		return err
 	}
-	in.auditor = h
+	in.auditor, in.heldSt = h, audithold.NewStore(in.st, h)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(in.ctx))
 	var wg sync.WaitGroup
 	wg.Go(func() { h.Run(ctx) })

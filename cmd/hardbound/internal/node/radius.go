@@ -109,7 +109,7 @@ func (s *sessionStarts) SessionStarted(ctx context.Context, sess *store.Session,
 // adminDeps are the admin API's collaborators: the enrollment endpoints
 // only with enrollment configured, test enrollment only in --dev.
 func (in *Node) adminDeps() admin.Deps {
-	d := admin.Deps{Store: in.st, Standing: in.posture, Inventory: in.inventoryDeps(), NAS: in.nasIssuer()}
+	d := admin.Deps{Store: in.heldSt, Standing: in.posture, Inventory: in.inventoryDeps(), NAS: in.nasIssuer()}
 	if in.audit != nil {
 		d.Audit = in.audit
 	}

@@ -205,7 +205,7 @@ func (in *Node) auditReload(ctx context.Context, actor, path, result, reason str
 		reason = reason[:maxAuditReason]
 	}
 	ev := &store.AuditEvent{Time: time.Now(), Actor: actor, Action: "config.reload", Subject: path, Result: result, Reason: reason}
-	if err := in.st.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
+	if err := in.auditor.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
 		in.log.Error("audit append failed", "action", ev.Action, "err", err)
 	}
 }
