@@ -112,8 +112,13 @@ func TestEnforcersSharePolicyClaims(t *testing.T) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if got := m.events[string(posture.EventPolicy)+"/claimed_elsewhere"]; got != 4 {
-		t.Fatalf("claimed_elsewhere counted %d times, want 4 (two certificates, two reloads) (%v)", got, m.events)
+	// Each node handled each certificate's change once per reload. d2's
+	// one session goes to one node, so the other counts it claimed
+	// elsewhere; d1's two may be split between the nodes, each then
+	// counting a disconnect.
+	sent, claimed := m.events[string(posture.EventPolicy)+"/disconnect"], m.events[string(posture.EventPolicy)+"/claimed_elsewhere"]
+	if sent+claimed != 8 || claimed < 2 {
+		t.Fatalf("policy events: %d sent, %d claimed elsewhere; want 8 in all (two nodes, two certificates, two reloads), at least 2 claimed (%v)", sent, claimed, m.events)
 	}
 }
 
