@@ -400,8 +400,13 @@ func TestE2EPostgresAwayRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := bytes.Count(b, []byte("\n")); n != heldN {
-		t.Fatalf("%s holds %d events after the stop, want the %d held", spill, n, heldN)
+	// Every event held before the stop is in the file, and so is any
+	// decision whose audit group was still being gathered when the
+	// metric was read (the shutdown flushes it into the hold); no more
+	// than the node decided. The chain after the restart is checked
+	// exactly below.
+	if n := bytes.Count(b, []byte("\n")); n < heldN || n > answered+1 {
+		t.Fatalf("%s holds %d events after the stop, want the %d held and at most %d", spill, n, heldN, answered+1)
 	}
 
 	if err := cl.Restart(); err != nil {
