@@ -144,6 +144,11 @@ func TestE2EPostgresAway(t *testing.T) {
 	if r == nil || r.Status != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
 		t.Errorf("ACME newAccount with the database away: %+v, %v; want 503 with Retry-After", r, err)
 	}
+	// A refusal decided without the database is audited through the
+	// node's hold like the RADIUS decisions (checked in the chain below).
+	if status, _, _ := in.rawAdminToken(t, "wrong-token-during-the-outage", http.MethodGet, "/api/v1/devices"); status != http.StatusUnauthorized {
+		t.Errorf("admin request with a wrong token, database away: HTTP %d, want 401", status)
+	}
 
 	time.Sleep(time.Until(stopped.Add(20 * time.Second)))
 	restarted := time.Now()
@@ -233,12 +238,16 @@ func TestE2EPostgresAway(t *testing.T) {
 		oks, heldOK, heldReject int
 		prev                    time.Time
 		prevSeq                 uint64
+		refusals                = map[string]bool{}
 	)
 	for _, ev := range evs {
 		if ev.Seq != prevSeq+1 {
 			t.Fatalf("audit export jumps from seq %d to %d", prevSeq, ev.Seq)
 		}
 		prevSeq = ev.Seq
+		if (ev.Action == "admin.auth" || ev.Action == "enroll.acme") && !ev.Time.Before(since.Add(-time.Second)) && ev.Time.Before(restarted) {
+			refusals[ev.Action+"/"+ev.Result] = true
+		}
 		if ev.Action != "radius.auth" {
 			continue
 		}
@@ -272,6 +281,12 @@ func TestE2EPostgresAway(t *testing.T) {
 	if oks < accepted+warmups || oks > accepted+warmups+failed {
 		t.Errorf("%d accepts in the chain, clients saw %d (+%d unanswered)", oks, accepted+warmups, failed)
 	}
+	// The admin's and ACME's refusals of the outage were held, not lost.
+	for _, want := range []string{"admin.auth/denied", "enroll.acme/error"} {
+		if !refusals[want] {
+			t.Errorf("no %s audit event from the outage in the chain (have %v)", want, refusals)
+		}
+	}
 	if heldOK < inGrace || heldReject < 1 {
 		t.Errorf("the chain holds %d accepts and %d rejects answered while the database was away; want at least %d and 1",
 			heldOK, heldReject, inGrace)
@@ -286,11 +301,22 @@ func (in *instance) rawAdmin(t *testing.T, method, path string, body []byte) (in
 	if err != nil {
 		t.Fatal(err)
 	}
+	return in.rawAdminRequest(t, strings.TrimSpace(string(tok)), method, path, body)
+}
+
+// rawAdminToken is rawAdmin with another bearer token and no body.
+func (in *instance) rawAdminToken(t *testing.T, token, method, path string) (int, http.Header, []byte) {
+	t.Helper()
+	return in.rawAdminRequest(t, token, method, path, nil)
+}
+
+func (in *instance) rawAdminRequest(t *testing.T, token, method, path string, body []byte) (int, http.Header, []byte) {
+	t.Helper()
 	req, err := http.NewRequest(method, "https://"+in.Addr("admin")+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := in.httpsClient(t).Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, path, err)
