@@ -114,11 +114,11 @@ func (in *instance) devEnroll(id string) (issued, error) {
 //
 // The nodes run with radius.audit_sync: by default an answer leaves
 // before its audit group is written (radius/config.go, AuditSync), and a
-// kill -9 loses every group still queued. Without audit_sync this test
+// kill -9 loses every group still queued. Groups queue on the audit
+// head's row lock, so on PostgreSQL under load that is seconds of
+// answers, not one audit_flush window: without audit_sync this test
 // found up to 81 of node A's 50-90 answers before the kill without their
-// event (0 in one of eleven runs) (groups queue on the audit head's row lock, so on PostgreSQL
-// under load that is seconds of answers, not one audit_flush window);
-// with audit_sync none.
+// event (none in one of eleven runs); with audit_sync none.
 func testKillOneOfTwo(t *testing.T, cl *pgtest.Cluster) {
 	nodes := startNodesWith(t, cl, 2, func(cfg *node.Config) { cfg.RADIUS.AuditSync = true })
 	a, b := nodes[0], nodes[1]
