@@ -12,7 +12,9 @@
 #
 # usage: HB=./hb testdata/bench/pg_vs_badger.sh WORKDIR
 # knobs: ROUNDS (3), AUTHS (10000), ENROLLS (300 per protocol and set-up),
-#        CONC (8), PG_BIN (/usr/lib/postgresql/<newest>/bin)
+#        CONC (8), PG_BIN (/usr/lib/postgresql/<newest>/bin), CPU_SETUPS
+#        (badger postgres badger-sync postgres-sync: -sync runs the node
+#        with radius.audit_sync), SKIP_ENROLL=1
 #
 # PostgreSQL runs with its defaults (fsync and synchronous_commit on), as
 # Badger syncs its writes: both pay a flush per commit. Everything listens
@@ -69,14 +71,16 @@ pgcpu() {
 }
 cpu() { awk '{print $14+$15}' /proc/"$1"/stat; }
 
-# node NAME K BACKEND [DB] starts node K (ports 2K...) and sets PID.
+# node NAME K BACKEND [DB] starts node K (ports 2K...) and sets PID;
+# BACKEND badger-sync or postgres-sync adds radius.audit_sync: true.
 node() {
-	local name=$1 k=$2 backend=$3 db=${4:-}
+	local name=$1 k=$2 backend=${3%-sync} db=${4:-} sync=false
+	[ "$3" = "$backend" ] || sync=true
 	local d="$W/$name"
 	mkdir -p "$d"
 	{
 		echo "log: {level: warn}"
-		echo "radius: {auth_addr: 127.0.0.1:2${k}120, acct_addr: 127.0.0.1:2${k}130, radsec: {addr: 127.0.0.1:2${k}083}}"
+		echo "radius: {auth_addr: 127.0.0.1:2${k}120, acct_addr: 127.0.0.1:2${k}130, radsec: {addr: 127.0.0.1:2${k}083}, audit_sync: $sync}"
 		echo "enroll:"
 		echo "  https_addr: 127.0.0.1:2${k}443"
 		echo "  http_addr: 127.0.0.1:2${k}080"
@@ -125,10 +129,10 @@ echo "# PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}'), $(nproc) 
 # --- server CPU per authentication ---------------------------------------
 echo "## CPU per authentication: TLS 1.3, concurrency $CONC, $AUTHS authentications after 1000 warm-up, 1000 devices"
 for r in $(seq "$ROUNDS"); do
-	for backend in badger postgres; do
+	for backend in ${CPU_SETUPS:-badger postgres badger-sync postgres-sync}; do
 		name=cpu-$backend-$r
-		db=cpu_$r
-		[ "$backend" = badger ] || pg db "$db"
+		db=cpu_${backend//-/_}_$r
+		[ "${backend%-sync}" = badger ] || pg db "$db"
 		node "$name" 1 "$backend" "$db"
 		d=$W/$name
 		api 1 "$d"
@@ -136,14 +140,14 @@ for r in $(seq "$ROUNDS"); do
 		"$HB" bench eaptls --server 127.0.0.1:21120 --secret-file "$d/data/radius.secret" --cert-dir "$d/devs" --tls 1.3 --count 1000 --concurrency "$CONC" >/dev/null
 		c0=$(cpu "$PID")
 		p0=0
-		[ "$backend" = badger ] || p0=$(pgcpu)
+		[ "${backend%-sync}" = badger ] || p0=$(pgcpu)
 		"$HB" bench eaptls --server 127.0.0.1:21120 --secret-file "$d/data/radius.secret" --cert-dir "$d/devs" --tls 1.3 \
 			--count "$AUTHS" --concurrency "$CONC" >"$d/eaptls.txt"
 		c1=$(cpu "$PID")
 		p1=0
-		[ "$backend" = badger ] || p1=$(pgcpu)
+		[ "${backend%-sync}" = badger ] || p1=$(pgcpu)
 		tick=$(getconf CLK_TCK)
-		printf 'round %s %-8s hardbound %s ms/auth  postgres %s ms/auth  %s\n' "$r" "$backend" \
+		printf 'round %s %-13s hardbound %s ms/auth  postgres %s ms/auth  %s\n' "$r" "$backend" \
 			"$(echo "scale=3; ($c1-$c0)*1000/$tick/$AUTHS" | bc)" "$(echo "scale=3; ($p1-$p0)*1000/$tick/$AUTHS" | bc)" \
 			"$(grep -E 'accepts|authentications' "$d/eaptls.txt" | tr -s ' ' | tr '\n' ' ')"
 		stopnode "$PID"
@@ -179,6 +183,7 @@ enroll() {
 		"$issued" "$el" "$(echo "$issued/$el" | bc -l)" "$(echo "$t1-$t0" | bc)" "$p99" "$ok"
 }
 
+[ -z "${SKIP_ENROLL:-}" ] || exit 0
 echo "## Issuances/s: $ENROLLS per protocol and set-up, concurrency $CONC per node"
 for r in $(seq "$ROUNDS"); do
 	node "badger1-$r-n1" 1 badger
