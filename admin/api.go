@@ -208,6 +208,15 @@ type AuditCheckpoint struct {
 	Sig   []byte     `json:"sig"`
 }
 
+// AuditCheckpointOf is a checkpoint as the API carries it.
+func AuditCheckpointOf(c store.AuditCheckpoint) AuditCheckpoint {
+	return AuditCheckpoint{Seq: c.Seq, Hash: c.Hash, Time: c.Time, KeyID: c.KeyID, Alg: c.Alg, Sig: c.Sig}
+}
+
+func (c AuditCheckpoint) record() store.AuditCheckpoint {
+	return store.AuditCheckpoint{Seq: c.Seq, Hash: c.Hash, Time: c.Time, KeyID: c.KeyID, Alg: c.Alg, Sig: c.Sig}
+}
+
 // VerifyRequest is POST /api/v1/audit/verify: the chain is held against
 // these checkpoints (kept outside the server, e.g. what a SIEM received)
 // instead of the server's own.
@@ -343,7 +352,8 @@ type TokenInfo struct {
 	Expired   bool      `json:"expired,omitempty"`
 }
 
-func tokenInfoOf(t token.Token, now time.Time) TokenInfo {
+// TokenInfoOf is a token as the API shows it: never its value or hash.
+func TokenInfoOf(t token.Token, now time.Time) TokenInfo {
 	return TokenInfo{Name: t.Name, Scope: string(t.EffectiveScope()), CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, Expired: t.Expired(now)}
 }
 

@@ -49,7 +49,7 @@ func TestAuditVerifyAndExport(t *testing.T) {
 	body := func(cps ...store.AuditCheckpoint) string {
 		var req admin.VerifyRequest
 		for _, c := range cps {
-			req.Checkpoints = append(req.Checkpoints, admin.AuditCheckpoint{Seq: c.Seq, Hash: c.Hash, Time: c.Time, KeyID: c.KeyID, Alg: c.Alg, Sig: c.Sig})
+			req.Checkpoints = append(req.Checkpoints, admin.AuditCheckpointOf(c))
 		}
 		b, _ := json.Marshal(req)
 		return string(b)

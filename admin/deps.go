@@ -94,6 +94,8 @@ type Deps struct {
 	// verify recomputes the chain alone (Store.VerifyAudit) and export
 	// answers 501.
 	Audit AuditChain
+	// Reload serves POST /api/v1/config/reload; nil answers 501.
+	Reload Reloader
 }
 
 // AuditChain is the audit chain with its checkpoints (*auditexport.Chain).

@@ -15,6 +15,10 @@ import (
 	"hardbound/store"
 )
 
+// RetryAfterUnavailable is the Retry-After (seconds, RFC 9110 §10.2.3) of
+// a 503 answered because the store's database is away.
+const RetryAfterUnavailable = "5"
+
 // errBadRequest marks the API's own refusals of a malformed request.
 var errBadRequest = errors.New("admin: bad request")
 
@@ -42,6 +46,10 @@ func classify(err error) (status int, reason string) {
 		return http.StatusBadRequest, "invalid"
 	case errors.Is(err, token.ErrExists):
 		return http.StatusConflict, "exists"
+	case errors.Is(err, store.ErrUnavailable):
+		// The database is away: nothing was changed, the same request
+		// may succeed later (docs/ha.md, "When the database is away").
+		return http.StatusServiceUnavailable, "store_unavailable"
 	}
 	return http.StatusInternalServerError, "internal"
 }
@@ -55,6 +63,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case http.StatusInternalServerError:
 		s.log.ErrorContext(r.Context(), "admin request failed", "path", r.URL.Path, "err", err)
 		writeErr(w, code, "internal error")
+	case http.StatusServiceUnavailable:
+		// Logged by the store once per outage, not per request.
+		w.Header().Set("Retry-After", RetryAfterUnavailable)
+		writeErr(w, code, "database unavailable: nothing was changed, retry later")
 	default:
 		writeErr(w, code, err.Error())
 	}

@@ -55,6 +55,13 @@ type InventoryRecord struct {
 	Owner    string            `json:"owner,omitempty"`
 }
 
+// InventoryRecordOf is a parsed record (an import file's row) as the API
+// carries it.
+func InventoryRecordOf(r inventory.Record) InventoryRecord {
+	return InventoryRecord{ID: r.ID, Platform: r.Platform, Serial: r.Serial, UDID: r.UDID, IntuneID: r.IntuneID,
+		EKSHA256: r.EKSHA256, Aliases: r.Aliases, Profile: r.Profile, Owner: r.Owner}
+}
+
 func (r InventoryRecord) record() inventory.Record {
 	return inventory.Record{ID: r.ID, Platform: r.Platform, Serial: r.Serial, UDID: r.UDID, IntuneID: r.IntuneID,
 		EKSHA256: r.EKSHA256, Aliases: r.Aliases, Profile: r.Profile, Owner: r.Owner}

@@ -219,7 +219,7 @@ func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request) {
 		}
 		external = make([]store.AuditCheckpoint, 0, len(req.Checkpoints))
 		for _, c := range req.Checkpoints {
-			external = append(external, store.AuditCheckpoint{Seq: c.Seq, Hash: c.Hash, Time: c.Time, KeyID: c.KeyID, Alg: c.Alg, Sig: c.Sig})
+			external = append(external, c.record())
 		}
 	}
 	if s.deps.Audit == nil {

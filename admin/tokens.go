@@ -17,7 +17,7 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, List[TokenInfo]{Items: each(ts, func(t token.Token) TokenInfo { return tokenInfoOf(t, now) })})
+	writeJSON(w, http.StatusOK, List[TokenInfo]{Items: each(ts, func(t token.Token) TokenInfo { return TokenInfoOf(t, now) })})
 }
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
@@ -49,7 +49,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	// The token file is not the store: the event follows the write.
 	s.record(r.Context(), &store.AuditEvent{Actor: actorOf(r.Context()), Action: action, Subject: t.Name,
 		Result: "ok", Reason: "scope=" + string(t.EffectiveScope()), Source: r.RemoteAddr})
-	writeJSON(w, http.StatusCreated, TokenCreated{TokenInfo: tokenInfoOf(t, now), Token: v})
+	writeJSON(w, http.StatusCreated, TokenCreated{TokenInfo: TokenInfoOf(t, now), Token: v})
 }
 
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
@@ -65,5 +65,5 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 	}
 	s.record(r.Context(), &store.AuditEvent{Actor: actorOf(r.Context()), Action: action, Subject: t.Name,
 		Result: "ok", Source: r.RemoteAddr})
-	writeJSON(w, http.StatusOK, tokenInfoOf(t, s.now()))
+	writeJSON(w, http.StatusOK, TokenInfoOf(t, s.now()))
 }

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"hardbound/enroll/acme"
+	"hardbound/enroll/gate"
 	"hardbound/enroll/limit"
 	"hardbound/store"
 )
@@ -86,6 +87,9 @@ type Deps struct {
 	// (enroll/ocsp Responder.Holds). The CRL is then rebuilt when a
 	// device's status or compliance changes, too.
 	Holds func(ctx context.Context) ([]x509.RevocationListEntry, error)
+	// Gate, if set, is the issuance gate ACME applies (acme.WithGate),
+	// shared with SCEP and EST; nil: ACME builds its own from Profiles.
+	Gate *gate.Gate
 }
 
 // Option configures a Service.
@@ -161,6 +165,9 @@ func New(cfg Config, deps Deps, opts ...Option) (*Service, error) {
 	aopts := []acme.Option{acme.WithLogger(o.log), acme.WithClock(o.now)}
 	if o.metrics != nil {
 		aopts = append(aopts, acme.WithMetrics(o.metrics))
+	}
+	if deps.Gate != nil {
+		aopts = append(aopts, acme.WithGate(deps.Gate))
 	}
 	as, err := acme.New(acme.Config{
 		Prefix: "/acme", BaseURL: acmeBase, Profiles: cfg.Profiles, DefaultProfile: cfg.DefaultProfile,

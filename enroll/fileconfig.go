@@ -3,8 +3,10 @@ package enroll
 import (
 	"crypto/x509"
 	"os"
+	"slices"
 
 	"hardbound/enroll/attest"
+	"hardbound/enroll/ca"
 	"hardbound/enroll/est"
 	"hardbound/enroll/limit"
 	"hardbound/enroll/ocsp"
@@ -43,6 +45,47 @@ type FileConfig struct {
 	EST est.FileConfig `yaml:"est"`
 	// Android is the Android policy and attestation status list.
 	Android attest.AndroidFileConfig `yaml:"android"`
+	// AttestedNames says which profiles' certificates for attested keys
+	// name the attested facts in their subjectAltName, whichever protocol
+	// (ACME, SCEP, EST) issues them (docs/cert-extensions.md).
+	AttestedNames AttestedNames `yaml:"attested_names"`
+}
+
+// AttestedNames is enroll.attested_names: lists of profile names.
+type AttestedNames struct {
+	// PermanentIdentifier: the device id as an RFC 4043
+	// permanentIdentifier otherName.
+	PermanentIdentifier []string `yaml:"permanent_identifier"`
+	// HardwareModuleName: an RFC 4108 hardwareModuleName otherName (hwType
+	// by attestation format, hwSerialNum the module serial the evidence
+	// proved) for keys attested in hardware.
+	HardwareModuleName []string `yaml:"hardware_module_name"`
+}
+
+// Names is the CA's per-profile view (ca.WithNames) of attested_names
+// and of the older enroll.est.permanent_identifier; every listed profile
+// must be one of profiles.
+func (c FileConfig) Names(path string, profiles []string) (map[string]ca.Names, error) {
+	out := map[string]ca.Names{}
+	for _, l := range []struct {
+		field string
+		list  []string
+		set   func(*ca.Names)
+	}{
+		{path + ".attested_names.permanent_identifier", c.AttestedNames.PermanentIdentifier, func(n *ca.Names) { n.PermanentIdentifier = true }},
+		{path + ".est.permanent_identifier", c.EST.PermanentIdentifier, func(n *ca.Names) { n.PermanentIdentifier = true }},
+		{path + ".attested_names.hardware_module_name", c.AttestedNames.HardwareModuleName, func(n *ca.Names) { n.HardwareModuleName = true }},
+	} {
+		for _, p := range l.list {
+			if !slices.Contains(profiles, p) {
+				return nil, config.Errorf(l.field, "profile %q is not configured", p)
+			}
+			n := out[p]
+			l.set(&n)
+			out[p] = n
+		}
+	}
+	return out, nil
 }
 
 // RateLimits is enroll.rate_limits: the token buckets of limit.Config.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"hardbound/enroll"
+	"hardbound/enroll/ca"
 	"hardbound/enroll/limit"
 	"hardbound/store/config"
 )
@@ -87,5 +89,43 @@ func TestFileConfigLimits(t *testing.T) {
 	c := enroll.FileConfig{RateLimits: enroll.RateLimits{PerIP: enroll.RateConfig{Every: config.Duration(2 * time.Second), Burst: 7}}}
 	if got := c.Limits(); got.PerIP != (limit.Rate{Every: 2 * time.Second, Burst: 7}) || got.PerDevice != (limit.Rate{}) {
 		t.Errorf("Limits() = %+v", got)
+	}
+}
+
+// TestFileConfigNames: attested_names (and the older
+// est.permanent_identifier) become the CA's per-profile Names; a profile
+// that is not configured names the field.
+func TestFileConfigNames(t *testing.T) {
+	t.Parallel()
+	profiles := []string{"default", "tpm", "apple"}
+	tests := []struct {
+		name, body string
+		want       map[string]ca.Names
+		wantField  string
+	}{
+		{name: "none", body: "", want: map[string]ca.Names{}},
+		{name: "both", body: "attested_names:\n  permanent_identifier: [tpm]\n  hardware_module_name: [tpm, apple]\n",
+			want: map[string]ca.Names{"tpm": {PermanentIdentifier: true, HardwareModuleName: true}, "apple": {HardwareModuleName: true}}},
+		{name: "est spelling", body: "est:\n  permanent_identifier: [apple]\n", want: map[string]ca.Names{"apple": {PermanentIdentifier: true}}},
+		{name: "unknown profile", body: "attested_names:\n  hardware_module_name: [nope]\n", wantField: "enroll.attested_names.hardware_module_name"},
+		{name: "unknown profile (est)", body: "est:\n  permanent_identifier: [nope]\n", wantField: "enroll.est.permanent_identifier"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := enroll.DefaultFileConfig()
+			dec := yaml.NewDecoder(strings.NewReader(tc.body))
+			dec.KnownFields(true)
+			if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+				t.Fatal(err)
+			}
+			got, err := c.Names("enroll", profiles)
+			if err := config.MatchField(err, tc.wantField); err != nil {
+				t.Fatalf("Names: %v", err)
+			}
+			if tc.wantField == "" && !maps.Equal(got, tc.want) {
+				t.Errorf("Names = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -287,6 +287,7 @@ func (m *countingMetrics) Decision(r posture.Reason, _ bool) {
 }
 func (m *countingMetrics) PostureChange(string, store.Compliance) {}
 func (m *countingMetrics) EventDropped()                          {}
+func (m *countingMetrics) UnavailableAnswer(posture.OutageResult) {}
 func (m *countingMetrics) CacheLookup(hit bool) {
 	m.mu.Lock()
 	if hit {

@@ -84,6 +84,9 @@ type Metrics interface {
 	PostureChange(source string, state store.Compliance)
 	CacheLookup(hit bool)
 	EventDropped()
+	// UnavailableAnswer counts an answer given while the store could
+	// not be reached (WithOutage).
+	UnavailableAnswer(r OutageResult)
 }
 
 type nopMetrics struct{}
@@ -92,6 +95,7 @@ func (nopMetrics) Decision(Reason, bool)                  {}
 func (nopMetrics) PostureChange(string, store.Compliance) {}
 func (nopMetrics) CacheLookup(bool)                       {}
 func (nopMetrics) EventDropped()                          {}
+func (nopMetrics) UnavailableAnswer(OutageResult)         {}
 
 // Option configures a Service.
 type Option func(*Service)
@@ -120,8 +124,10 @@ const DefaultCacheSize = 1 << 21
 // (store.Watcher), so a write by any writer of the store, or by another
 // node sharing it, invalidates what it touches before it returns.
 type Service struct {
-	st        store.Store
-	profiles  map[string]*Profile
+	st store.Store
+	// profiles is replaced whole by SetProfiles (policy.go): a decision
+	// loads it once and judges by one consistent set.
+	profiles  atomic.Pointer[profileSet]
 	log       *slog.Logger
 	now       func() time.Time
 	metrics   Metrics
@@ -143,6 +149,13 @@ type Service struct {
 
 	stopWatch func() // ends the store subscription (Close)
 
+	// The store's availability and what to do while it is away
+	// (outage.go); avail is nil for a store that cannot go away.
+	avail        Availability
+	grace        time.Duration
+	outagePolicy OutagePolicy
+	olog         outageLog
+
 	// gen is the Seq of the last store change applied to the caches.
 	gen     atomic.Uint64
 	changes *changeClock
@@ -162,8 +175,10 @@ type certInfo struct {
 	attested  bool
 	// belowMin: the attestation's facts are below the profile's Minimums.
 	belowMin bool
-	// unreadable: the attestation could not be read (never cached).
-	unreadable bool
+	// unreadable: the attestation could not be read (never cached);
+	// unavailable: because the store could not be reached.
+	unreadable  bool
+	unavailable bool
 }
 
 // binding is a certInfo as cached: without pointers, so a million of them
@@ -315,46 +330,38 @@ func compactDevice(d *store.Device) standing {
 func New(st store.Store, profiles []Profile, opts ...Option) (*Service, error) {
 	s := &Service{
 		st:        st,
-		profiles:  map[string]*Profile{},
 		log:       slog.New(slog.DiscardHandler),
 		now:       time.Now,
 		metrics:   nopMetrics{},
 		cacheSize: DefaultCacheSize,
 		subs:      map[int]chan Event{},
+		grace:     DefaultOutageGrace,
 	}
 	for _, o := range opts {
 		o(s)
 	}
-	for i := range profiles {
-		p := profiles[i]
-		if p.Name == "" {
-			return nil, fmt.Errorf("posture: profiles[%d]: name is empty", i)
-		}
-		if _, dup := s.profiles[p.Name]; dup {
-			return nil, fmt.Errorf("posture: profiles[%d]: duplicate name %q", i, p.Name)
-		}
-		for _, a := range []*Action{&p.Noncompliant, &p.Unknown} {
-			var err error
-			if *a, err = ParseAction(string(*a)); err != nil {
-				return nil, fmt.Errorf("posture: profile %q: %w", p.Name, err)
-			}
-		}
-		if p.Formats.AdmitsUnattested() {
-			s.log.Warn("WARNING: profile admits unattested certificates", "profile", p.Name)
-		}
-		s.profiles[p.Name] = &p
+	set, err := s.buildProfiles(profiles)
+	if err != nil {
+		return nil, err
 	}
-	if _, ok := s.profiles[policy.DefaultProfile]; !ok {
-		s.profiles[policy.DefaultProfile] = &Profile{Name: policy.DefaultProfile, Noncompliant: ActionReject, Unknown: ActionReject}
+	if s.outagePolicy == "" {
+		s.outagePolicy = OutageReject
 	}
+	if _, err := ParseOutagePolicy(string(s.outagePolicy)); err != nil {
+		return nil, err
+	}
+	if s.grace < 0 {
+		return nil, fmt.Errorf("posture: store.unavailable grace %s: must not be negative", s.grace)
+	}
+	s.profiles.Store(set)
 	if s.cacheSize < 1 {
 		return nil, fmt.Errorf("posture: cache size %d: must be positive", s.cacheSize)
 	}
 	s.certs = newCache[store.Hash, binding](s.cacheSize)
 	s.devices = newCache[devKey, standing](s.cacheSize)
 	s.longIDs = newLongIDs(s.cacheSize)
-	names := make([]string, 0, len(s.profiles))
-	for n := range s.profiles {
+	names := make([]string, 0, len(set.byName))
+	for n := range set.byName {
 		names = append(names, n)
 	}
 	slices.Sort(names)
@@ -365,20 +372,19 @@ func New(st store.Store, profiles []Profile, opts ...Option) (*Service, error) {
 	return s, nil
 }
 
-// Profile returns the named profile, or the default one.
-func (s *Service) Profile(name string) *Profile {
-	if p, ok := s.profiles[name]; ok {
-		return p
-	}
-	return s.profiles[policy.DefaultProfile]
-}
+// Profile returns the named profile, or the default one, as configured
+// now (SetProfiles replaces them).
+func (s *Service) Profile(name string) *Profile { return s.profiles.Load().get(name) }
 
 // Decide says whether leaf may authenticate now. The caller must already have
 // verified leaf's chain to the issuing CA; Decide looks the binding up by
 // store.HashCert(leaf). Every reason but ok is final for this certificate
 // until an admin or MDM changes the device's standing; posture_stale and
 // posture_unknown clear when the MDM reports again. A store error other than
-// not-found yields unknown_cert (fail closed) and is logged.
+// not-found yields unknown_cert (fail closed) and is logged, except an
+// unavailable store (store.ErrUnavailable), which yields store_unavailable;
+// while the store is unavailable the caches answer for the grace period,
+// then the policy of WithOutage applies (outage.go).
 func (s *Service) Decide(ctx context.Context, leaf *x509.Certificate) Verdict {
 	v, _ := s.decide(ctx, leaf, false)
 	s.metrics.Decision(v.Reason, v.Allow)
@@ -409,8 +415,28 @@ func (s *Service) decide(ctx context.Context, leaf *x509.Certificate, cacheOnly 
 	// Read before the caches: a change applied meanwhile has a higher Seq,
 	// so the Generation never claims more than the decision saw.
 	v := Verdict{CertSHA256: sha, Reason: ReasonUnknownCert, Generation: s.gen.Load()}
+	st := s.outage(now)
+	if st == outageRejects {
+		// Fail closed: whatever the caches say, the standing may have
+		// changed since the store was last heard from.
+		v.Reason = ReasonStoreUnavailable
+		s.outageAnswer(&v, st)
+		return v, true
+	}
+	v, ok := s.decideRead(ctx, v, now, nowNs, leaf, sha, cacheOnly)
+	if ok {
+		s.outageAnswer(&v, st)
+	}
+	return v, ok
+}
+
+// decideRead is decide's lookup: the caches, then the store.
+func (s *Service) decideRead(ctx context.Context, v Verdict, now time.Time, nowNs int64, leaf *x509.Certificate, sha store.Hash, cacheOnly bool) (Verdict, bool) {
 	c, err := s.cert(ctx, sha, cacheOnly)
 	if err != nil {
+		if errors.Is(err, store.ErrUnavailable) {
+			v.Reason = ReasonStoreUnavailable
+		}
 		return v, !errors.Is(err, errCacheMiss)
 	}
 	v.DeviceID = c.deviceID
@@ -423,13 +449,18 @@ func (s *Service) decide(ctx context.Context, leaf *x509.Certificate, cacheOnly 
 	p := s.Profile(c.profile)
 	d, err := s.device(ctx, c.dev, c.deviceID, cacheOnly)
 	if err != nil {
+		if errors.Is(err, store.ErrUnavailable) {
+			v.Reason = ReasonStoreUnavailable
+		}
 		return v, !errors.Is(err, errCacheMiss)
 	}
-	return s.judge(v, p, now, nowNs, leaf, &c, d), true
+	return s.judge(v, p, now, nowNs, leaf.NotAfter, &c, d), true
 }
 
 // judge applies the profile and the device's standing to a known binding.
-func (s *Service) judge(v Verdict, p *Profile, now time.Time, nowNs int64, leaf *x509.Certificate, c *certInfo, d standing) Verdict {
+// leafNotAfter is the presented certificate's (the binding's own when
+// SetProfiles reviews a live session).
+func (s *Service) judge(v Verdict, p *Profile, now time.Time, nowNs int64, leafNotAfter time.Time, c *certInfo, d standing) Verdict {
 	// A revoked device is reported as such even though its certs were
 	// revoked with it: the operator wants the cause, not the mechanism.
 	if d.status == statusRevoked {
@@ -440,7 +471,7 @@ func (s *Service) judge(v Verdict, p *Profile, now time.Time, nowNs int64, leaf 
 		v.Reason = ReasonCertRevoked
 		return v
 	}
-	if nowNs > c.notAfter || now.After(leaf.NotAfter) || nowNs < c.notBefore {
+	if nowNs > c.notAfter || now.After(leafNotAfter) || nowNs < c.notBefore {
 		v.Reason = ReasonCertExpired
 		return v
 	}
@@ -542,11 +573,16 @@ func (s *Service) cert(ctx context.Context, sha store.Hash, cacheOnly bool) (cer
 		// foreign-but-chaining certs from reaching disk.
 		s.certs.put(sha, binding{}, gen)
 		return certInfo{}, err
+	case errors.Is(err, store.ErrUnavailable):
+		return certInfo{}, err // counted, and logged once per outage
 	case err != nil:
 		s.log.ErrorContext(ctx, "read binding", "err", err)
 		return certInfo{}, err
 	}
 	ci := s.loadCert(ctx, c)
+	if ci.unavailable {
+		return certInfo{}, store.ErrUnavailable
+	}
 	if b, ok := s.compact(&ci); ok {
 		s.certs.put(sha, b, gen)
 	}
@@ -563,18 +599,24 @@ func (s *Service) loadCert(ctx context.Context, c *store.Cert) certInfo {
 	}
 	a, err := s.st.GetAttestation(ctx, c.AttestationID)
 	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			s.log.ErrorContext(ctx, "read attestation", "id", c.AttestationID, "err", err)
-		}
 		ci := infoOf(c, "")
 		ci.unreadable = true
+		switch {
+		case errors.Is(err, store.ErrUnavailable):
+			ci.unavailable = true
+		case !errors.Is(err, store.ErrNotFound):
+			s.log.ErrorContext(ctx, "read attestation", "id", c.AttestationID, "err", err)
+		}
 		return ci
 	}
 	ci := infoOf(c, a.Format)
-	if m := s.Profile(c.Profile).Minimums; !m.IsZero() {
-		ci.belowMin = m.Check(a.Format, a.Facts) != nil
-	}
+	ci.belowMin = belowMinimums(s.Profile(c.Profile), a)
 	return ci
+}
+
+// belowMinimums reports whether a's facts fail p's minimums.
+func belowMinimums(p *Profile, a *store.Attestation) bool {
+	return !p.Minimums.IsZero() && p.Minimums.Check(a.Format, a.Facts) != nil
 }
 
 func (s *Service) device(ctx context.Context, k devKey, id string, cacheOnly bool) (standing, error) {
@@ -587,7 +629,7 @@ func (s *Service) device(ctx context.Context, k devKey, id string, cacheOnly boo
 	}
 	rec, err := s.st.GetDevice(ctx, id)
 	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
+		if !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrUnavailable) {
 			s.log.ErrorContext(ctx, "read device", "device", id, "err", err)
 		}
 		return standing{}, err

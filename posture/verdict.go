@@ -27,6 +27,10 @@ const (
 	// version, patch level) are below the profile's minimums, which may
 	// have been raised since the device enrolled; it must re-enroll.
 	ReasonBelowMinimum Reason = "attested_below_minimum"
+	// ReasonStoreUnavailable: the store could not be reached and either
+	// what the decision needed was not cached, or the outage outlasted
+	// store.unavailable.grace under the reject policy (outage.go).
+	ReasonStoreUnavailable Reason = "store_unavailable"
 )
 
 // Reasons lists every Reason, for pre-registering metric label values.
@@ -34,6 +38,7 @@ var Reasons = []Reason{
 	ReasonOK, ReasonUnknownCert, ReasonUnattested, ReasonAttestationNotAllowed,
 	ReasonCertRevoked, ReasonCertExpired, ReasonDeviceRevoked, ReasonDeviceQuarantined,
 	ReasonNoncompliant, ReasonPostureStale, ReasonPostureUnknown, ReasonBelowMinimum,
+	ReasonStoreUnavailable,
 }
 
 // Verdict is the answer of Decide. Allow with a non-empty VLAN and a reason
@@ -53,4 +58,8 @@ type Verdict struct {
 	// standing change's Seq was made before that change, whenever its
 	// audit event reaches the chain.
 	Generation uint64
+	// StoreUnavailable: the store could not be reached when the decision
+	// was made, so it came from the caches (within the grace, or under
+	// accept_cached) or is the store_unavailable reject.
+	StoreUnavailable bool
 }

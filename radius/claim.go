@@ -92,6 +92,11 @@ func auditReason(label string, c *conversation, cl claim, v *posture.Verdict, no
 	if v != nil && v.Generation != c.decidedGen && !c.decidedAt.IsZero() {
 		kv("recheck_gen", strconv.FormatUint(v.Generation, 10))
 	}
+	if v != nil && v.StoreUnavailable {
+		// Decided without the store (posture's caches, or the outage
+		// policy): docs/ha.md, "When the database is away".
+		kv("store", "unavailable")
+	}
 	if !cl.certSHA256.IsZero() {
 		kv("cert_sha256", cl.certSHA256.String())
 	}

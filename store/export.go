@@ -20,7 +20,8 @@ type Record struct {
 // Importer can write as they arrive: devices, attestations, certificates,
 // sessions, ACME accounts, then the audit chain in sequence order, its
 // checkpoints and the export cursors. One-time challenges and nonces are
-// short-lived and not exported. A store implements it optionally.
+// short-lived and not exported, nor are cached documents (Document), which
+// their owners fetch again. A store implements it optionally.
 type Exporter interface {
 	Export(ctx context.Context, fn func(Record) error) error
 }

@@ -31,6 +31,15 @@ var (
 	// ErrConflict is returned by a compare-and-swap write whose expected
 	// version is no longer the stored one (another writer came first).
 	ErrConflict = errors.New("store: version conflict")
+	// ErrUnavailable is returned by a networked backend that cannot reach
+	// its database: the connection was refused, cut or timed out, or the
+	// server is shutting down or starting up. Nothing was written (or, for
+	// a commit cut in flight, the caller cannot tell; every write is safe
+	// to retry as a whole). Callers answer with a retriable error (HTTP 503
+	// with Retry-After) and posture answers from its caches for a grace
+	// period (docs/ha.md, "When the database is away"). Never returned for
+	// a constraint violation or a bad request.
+	ErrUnavailable = errors.New("store: database unavailable")
 )
 
 // RecordVersion is the value format version written into every record's V field.
@@ -466,6 +475,14 @@ type Store interface {
 	// nothing is written. No change is announced to Watch.
 	GetTicketKeys(ctx context.Context) (*TicketKeys, error)
 	PutTicketKeys(ctx context.Context, k *TicketKeys, prev uint64) error
+
+	// Cached documents (Document), one per name. GetDocument returns
+	// ErrNotFound before the first put. PutDocument writes d unless the
+	// stored document of that name was fetched later (then ErrConflict
+	// and nothing is written): of nodes writing the same document the
+	// newest fetch stays. No change is announced to Watch.
+	GetDocument(ctx context.Context, name string) (*Document, error)
+	PutDocument(ctx context.Context, d *Document) error
 
 	// Backup streams a full backup; Restore loads one into an empty store.
 	Backup(ctx context.Context, w io.Writer) error

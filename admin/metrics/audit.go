@@ -39,3 +39,31 @@ func (a *AuditExportMetrics) ExportDelivered(sink string, events int, at time.Ti
 }
 
 func (a *AuditExportMetrics) ExportError(sink string) { a.errors.WithLabelValues(sink).Inc() }
+
+// AuditHoldMetrics implements audithold.Metrics: the audit events held
+// while the store's database is away.
+type AuditHoldMetrics struct {
+	events  prometheus.Gauge
+	bytes   prometheus.Gauge
+	dropped prometheus.Counter
+}
+
+// AuditHold returns the adapter for audithold.Metrics; it is created
+// once per registry.
+func (r *Registry) AuditHold() *AuditHoldMetrics {
+	r.holdOnce.Do(func() {
+		r.hold = &AuditHoldMetrics{
+			events:  r.gauge("audit", "held_events", "Audit events held because the database is away, waiting to be appended in order."),
+			bytes:   r.gauge("audit", "held_bytes", "Size (JSON) of the held audit events."),
+			dropped: r.counter("audit", "held_dropped_total", "Audit events refused because the hold was full (or refused by the store when appended)."),
+		}
+	})
+	return r.hold
+}
+
+func (a *AuditHoldMetrics) Held(events int, bytes int64) {
+	a.events.Set(float64(events))
+	a.bytes.Set(float64(bytes))
+}
+
+func (a *AuditHoldMetrics) Dropped(n int) { a.dropped.Add(float64(n)) }

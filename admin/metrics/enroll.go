@@ -11,7 +11,8 @@ import (
 )
 
 // EnrollMetrics implements the Metrics interfaces of enroll/acme,
-// enroll/scep, enroll/limit, enroll/attest and enroll/ca.
+// enroll/scep, enroll/est, enroll/ocsp, enroll/limit, enroll/attest and
+// enroll/ca.
 type EnrollMetrics struct {
 	enrollments  *prometheus.CounterVec
 	latency      *prometheus.HistogramVec
@@ -19,6 +20,12 @@ type EnrollMetrics struct {
 	evictions    *prometheus.CounterVec
 	verification *prometheus.CounterVec
 	signed       *prometheus.CounterVec
+
+	estRequests   *prometheus.CounterVec
+	estRefusals   *prometheus.CounterVec
+	ocspResponses *prometheus.CounterVec
+	ocspCache     *prometheus.CounterVec
+	ocspRotations *prometheus.CounterVec
 }
 
 // Enroll returns the enrollment adapter (created once).
@@ -31,6 +38,12 @@ func (r *Registry) Enroll() *EnrollMetrics {
 			evictions:    r.counterVec("enroll", "rate_limit_evictions_total", "Rate-limit buckets evicted to bound memory, by kind.", "kind"),
 			verification: r.counterVec("enroll", "attestations_total", "Attestation verifications by format and outcome.", "format", "outcome"),
 			signed:       r.counterVec("enroll", "ca_signatures_total", "CA signing operations by kind and result.", "kind", "result"),
+
+			estRequests:   r.counterVec("est", "requests_total", "EST requests by operation and result (ok, refused, error).", "op", "result"),
+			estRefusals:   r.counterVec("est", "refusals_total", "EST enrollments refused, by reason.", "reason"),
+			ocspResponses: r.counterVec("ocsp", "responses_total", "OCSP responses by certificate status or OCSP error status.", "status"),
+			ocspCache:     r.counterVec("ocsp", "cache_lookups_total", "OCSP answer cache lookups by result (hit, miss).", "result"),
+			ocspRotations: r.counterVec("ocsp", "signer_rotations_total", "Delegated OCSP signing certificates issued, by result.", "result"),
 		}
 	})
 	return r.enroll
@@ -51,6 +64,21 @@ func (m *EnrollMetrics) Verification(format, outcome string) {
 	m.verification.WithLabelValues(format, outcome).Inc()
 }
 func (m *EnrollMetrics) Signed(kind, result string) { m.signed.WithLabelValues(kind, result).Inc() }
+
+// Request, Refusal: est.Metrics.
+func (m *EnrollMetrics) Request(op, result string) { m.estRequests.WithLabelValues(op, result).Inc() }
+func (m *EnrollMetrics) Refusal(reason string)     { m.estRefusals.WithLabelValues(reason).Inc() }
+
+// Response, CacheLookup, SignerRotation: ocsp.Metrics.
+func (m *EnrollMetrics) Response(status string) { m.ocspResponses.WithLabelValues(status).Inc() }
+func (m *EnrollMetrics) CacheLookup(hit bool) {
+	if hit {
+		m.ocspCache.WithLabelValues("hit").Inc()
+		return
+	}
+	m.ocspCache.WithLabelValues("miss").Inc()
+}
+func (m *EnrollMetrics) SignerRotation(result string) { m.ocspRotations.WithLabelValues(result).Inc() }
 
 // DynauthMetrics implements dynauth.Metrics and mdm.Metrics.
 type DynauthMetrics struct {

@@ -9,6 +9,8 @@ package metrics
 import (
 	"net/http"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -26,6 +28,10 @@ type Registry struct {
 	postureChanges *prometheus.CounterVec
 	cacheLookups   *prometheus.CounterVec
 	eventsDropped  prometheus.Counter
+	outageAnswers  *prometheus.CounterVec
+	// avail is the store's availability the store gauges read (nil: a
+	// store that cannot go away, the gauges say 0).
+	avail atomic.Pointer[availability]
 
 	radiusOnce sync.Once
 	radius     *RADIUSMetrics
@@ -37,6 +43,8 @@ type Registry struct {
 	dyn        *DynauthMetrics
 	auditOnce  sync.Once
 	audit      *AuditExportMetrics
+	holdOnce   sync.Once
+	hold       *AuditHoldMetrics
 	opsOnce    sync.Once
 	opsM       *opsMetrics
 	adminOnce  sync.Once
@@ -58,7 +66,46 @@ func New() *Registry {
 	for _, reason := range posture.Reasons {
 		r.decisions.WithLabelValues(string(reason), "false")
 	}
+	r.outageAnswers = r.counterVec("store", "unavailable_answers_total",
+		"Authentication decisions made while the store could not reach its database, by result: cached (within the grace), cached_after_grace (accept_cached), rejected (past the grace, reject), miss (not cached).", "result")
+	for _, res := range posture.OutageResults {
+		r.outageAnswers.WithLabelValues(string(res))
+	}
+	r.gaugeFunc("store", "unavailable", "1 while the store cannot reach its database, else 0.", func() float64 {
+		if _, down := r.unavailable(); down {
+			return 1
+		}
+		return 0
+	})
+	r.gaugeFunc("store", "unavailable_since_seconds", "Unix time the current database outage began; 0 while the database answers.", func() float64 {
+		if since, down := r.unavailable(); down {
+			return float64(since.UnixNano()) / 1e9
+		}
+		return 0
+	})
 	return r
+}
+
+// availability is the store's view of its database (posture.Availability).
+type availability struct{ a posture.Availability }
+
+// StoreAvailability makes the store gauges follow a.
+func (r *Registry) StoreAvailability(a posture.Availability) {
+	if a != nil {
+		r.avail.Store(&availability{a})
+	}
+}
+
+func (r *Registry) unavailable() (time.Time, bool) {
+	if p := r.avail.Load(); p != nil {
+		return p.a.Unavailable()
+	}
+	return time.Time{}, false
+}
+
+func (r *Registry) gaugeFunc(sub, name, help string, fn func() float64) {
+	r.named(sub, name)
+	r.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "hardbound", Subsystem: sub, Name: name, Help: help}, fn))
 }
 
 // Prometheus exposes the registry to adapters defined in other files.
@@ -145,3 +192,7 @@ func (m postureMetrics) CacheLookup(hit bool) {
 }
 
 func (m postureMetrics) EventDropped() { m.r.eventsDropped.Inc() }
+
+func (m postureMetrics) UnavailableAnswer(res posture.OutageResult) {
+	m.r.outageAnswers.WithLabelValues(string(res)).Inc()
+}

@@ -1,15 +1,10 @@
 package main
 
 import (
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -47,7 +42,7 @@ scepclient without -key-encipherment-selector).`,
 				return err
 			}
 			fmt.Fprintf(e.stdout, "created CA in %s\n", filepath.Join(dataDir, ca.SubDir))
-			showCA(e.stdout, c)
+			c.Describe(e.stdout)
 			if opts.RootKeyPath != "" {
 				fmt.Fprintf(e.stdout, "root key written to %s (mode 0600): keep it offline; serve does not need it\n", opts.RootKeyPath)
 			} else {
@@ -68,7 +63,7 @@ scepclient without -key-encipherment-selector).`,
 			if err != nil {
 				return err
 			}
-			showCA(e.stdout, c)
+			c.Describe(e.stdout)
 			rootKey := filepath.Join(dataDir, ca.SubDir, ca.RootKey)
 			if _, err := os.Stat(rootKey); err == nil {
 				fmt.Fprintf(e.stdout, "root key: %s (serve does not need it; move it offline)\n", rootKey)
@@ -81,15 +76,4 @@ scepclient without -key-encipherment-selector).`,
 	cmd.PersistentFlags().StringVar(&dataDir, "data-dir", "./data", "data directory")
 	cmd.AddCommand(initCmd, show)
 	return cmd
-}
-
-func showCA(w io.Writer, c *ca.CA) {
-	for _, x := range []struct {
-		label string
-		cert  *x509.Certificate
-	}{{"root", c.Root()}, {"issuing", c.Issuing()}} {
-		sum := sha256.Sum256(x.cert.Raw)
-		fmt.Fprintf(w, "%-8s %s\n         valid  %s .. %s\n         sha256 %s\n", x.label+":", x.cert.Subject,
-			x.cert.NotBefore.UTC().Format(time.DateOnly), x.cert.NotAfter.UTC().Format(time.DateOnly), hex.EncodeToString(sum[:]))
-	}
 }

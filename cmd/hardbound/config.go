@@ -8,8 +8,8 @@ import (
 	"hardbound/cmd/hardbound/internal/node"
 )
 
-func newConfigCmd(e *env) *cobra.Command {
-	cmd := &cobra.Command{Use: "config", Short: "Check a configuration file"}
+func newConfigCmd(e *env, cf *clientFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "config", Short: "Check a configuration file, or make the running server reload its own"}
 	check := &cobra.Command{
 		Use:   "check FILE",
 		Short: "Load FILE as serve would (defaults, every section's checks, secret files) and report the first problem",
@@ -24,6 +24,6 @@ func newConfigCmd(e *env) *cobra.Command {
 			return err
 		},
 	}
-	cmd.AddCommand(check)
+	cmd.AddCommand(check, newConfigReloadCmd(e, cf))
 	return cmd
 }

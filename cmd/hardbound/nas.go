@@ -1,29 +1,20 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/base64"
-	"encoding/pem"
+	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"hardbound/admin"
+	"hardbound/admin/client"
 	"hardbound/radius/radsec"
-	"hardbound/store/atomicfile"
 )
 
 // newNASCmd is `hardbound nas issue`: a NAS certificate for RADIUS/TLS
-// from the running server's CA. The key is made here and never sent; the
-// server records the certificate, so the NAS is a client at once and
-// `hardbound cert revoke SERIAL` cuts it off.
+// from the running server's CA (client.IssueNAS); `hardbound cert revoke
+// SERIAL` cuts the NAS off.
 func newNASCmd(e *env, cf *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "nas", Short: "NAS identities for RADIUS/TLS (RadSec)"}
 	var dns []string
@@ -40,42 +31,12 @@ func newNASCmd(e *env, cf *clientFlags) *cobra.Command {
 			if out == "" {
 				return fmt.Errorf("--out DIR is required")
 			}
-			key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-			if err != nil {
-				return err
-			}
-			der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: name}}, key)
-			if err != nil {
-				return err
-			}
-			var resp admin.NASResponse
-			req := admin.NASRequest{Name: name, DNS: dns, CSR: base64.StdEncoding.EncodeToString(der)}
-			if err := cf.call(cmd.Context(), e, "POST", "/api/v1/nas", req, &resp); err != nil {
-				return err
-			}
-			kder, err := x509.MarshalPKCS8PrivateKey(key)
-			if err != nil {
-				return err
-			}
-			if err := os.MkdirAll(out, 0o700); err != nil {
-				return err
-			}
-			for _, f := range []struct {
-				name string
-				data []byte
-				mode os.FileMode
-			}{
-				{name + ".key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600},
-				{name + ".crt", []byte(resp.Certificate), 0o644},
-				{"ca.crt", []byte(resp.CABundle), 0o644},
-			} {
-				if err := atomicfile.Write(filepath.Join(out, f.name), f.data, f.mode); err != nil {
-					return err
-				}
-			}
-			return output(e, cf, resp, func(w io.Writer) {
+			return show(cmd, e, cf, func(ctx context.Context, c *client.Client) (admin.NASResponse, error) {
+				return c.IssueNAS(ctx, name, dns, out)
+			}, func(w io.Writer, resp admin.NASResponse) {
+				key, crt, ca := client.NASFiles(out, name)
 				fmt.Fprintf(w, "NAS %s: serial %s, valid until %s\n", name, resp.Serial, resp.NotAfter)
-				fmt.Fprintf(w, "wrote %s, %s and %s\n", filepath.Join(out, name+".key"), filepath.Join(out, name+".crt"), filepath.Join(out, "ca.crt"))
+				fmt.Fprintf(w, "wrote %s, %s and %s\n", key, crt, ca)
 			})
 		},
 	}

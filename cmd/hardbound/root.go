@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime/debug"
 
 	"github.com/spf13/cobra"
+
+	"hardbound/cmd/hardbound/internal/buildinfo"
 )
 
 // version and buildDate are set by -ldflags "-X main.version=... -X
@@ -18,44 +19,8 @@ var (
 	buildDate = ""
 )
 
-// buildVersion is the version, the VCS revision and time the binary was
-// built from (with "modified" for uncommitted changes) and the build date.
-func buildVersion() string {
-	v := version
-	bi, ok := debug.ReadBuildInfo()
-	if v == "" {
-		v = "unknown"
-		if ok {
-			v = bi.Main.Version
-		}
-	}
-	if !ok {
-		return v
-	}
-	var rev, at, dirty string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.time":
-			at = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				dirty = ", modified"
-			}
-		}
-	}
-	if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	if rev != "" {
-		v += " revision " + rev + " (" + at + dirty + ")"
-	}
-	if buildDate != "" {
-		v += " built " + buildDate
-	}
-	return v + " " + bi.GoVersion
-}
+// buildVersion is the version string of this binary.
+func buildVersion() string { return buildinfo.Version(version, buildDate) }
 
 // errSilent marks an error already reported to the user.
 var errSilent = errors.New("")
@@ -86,9 +51,9 @@ func newRoot(e *env) *cobra.Command {
 		SilenceErrors: true,
 	}
 	cf := &clientFlags{}
-	root.PersistentFlags().StringVar(&cf.server, "server", "", "admin API URL (env HARDBOUND_SERVER, default https://127.0.0.1:9443)")
-	root.PersistentFlags().StringVar(&cf.tokenFile, "token-file", "", "admin token file (env HARDBOUND_TOKEN_FILE; default ./data/admin.token, else ~/.config/hardbound/token)")
-	root.PersistentFlags().StringVar(&cf.caFile, "ca-file", "", "CA bundle the admin API is verified with (env HARDBOUND_CA_FILE; default ./data/ca/root.crt, else ~/.config/hardbound/ca.crt)")
+	root.PersistentFlags().StringVar(&cf.Server, "server", "", "admin API URL (env HARDBOUND_SERVER, default https://127.0.0.1:9443)")
+	root.PersistentFlags().StringVar(&cf.TokenFile, "token-file", "", "admin token file (env HARDBOUND_TOKEN_FILE; default ./data/admin.token, else ~/.config/hardbound/token)")
+	root.PersistentFlags().StringVar(&cf.CAFile, "ca-file", "", "CA bundle the admin API is verified with (env HARDBOUND_CA_FILE; default ./data/ca/root.crt, else ~/.config/hardbound/ca.crt)")
 	root.PersistentFlags().BoolVar(&cf.json, "json", false, "print JSON instead of a table")
 	root.AddCommand(
 		newServeCmd(e),
@@ -101,7 +66,7 @@ func newRoot(e *env) *cobra.Command {
 		newSessionCmd(e, cf),
 		newAuditCmd(e, cf),
 		newTokenCmd(e, cf),
-		newConfigCmd(e),
+		newConfigCmd(e, cf),
 		newBenchCmd(e, cf),
 		newNASCmd(e, cf),
 		newStoreCmd(e),

@@ -2,8 +2,9 @@ package main
 
 import (
 	"errors"
-	"log/slog"
-	"runtime/debug"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -24,23 +25,36 @@ func newServeCmd(e *env) *cobra.Command {
 			if cfgPath == "" && !dev {
 				return errors.New("serve needs --config FILE (or --dev for a local trial on embedded defaults)")
 			}
-			cfg, err := node.LoadConfig(cfgPath)
+			// load is repeated by a reload (SIGHUP, `hardbound config reload`).
+			var load func() (*node.Config, error)
+			load = func() (*node.Config, error) {
+				cfg, err := node.LoadConfig(cfgPath)
+				if err != nil {
+					return nil, err
+				}
+				if dataDir != "" {
+					cfg.DataDir = dataDir
+				}
+				if logFormat != "" {
+					cfg.Log.Format = logFormat
+				}
+				cfg.Dev, cfg.Version, cfg.Load = dev, buildVersion(), load
+				return cfg, nil
+			}
+			cfg, err := load()
 			if err != nil {
 				return err
 			}
-			if dataDir != "" {
-				cfg.DataDir = dataDir
-			}
-			if logFormat != "" {
-				cfg.Log.Format = logFormat
-			}
-			cfg.Dev, cfg.Version = dev, buildVersion()
 			log := node.NewLogger(cfg.Log, e.stderr)
-			applyMemoryLimit(cfg, e.getenv("GOMEMLIMIT"), log)
+			node.ApplyMemoryLimit(cfg, e.getenv("GOMEMLIMIT"), log)
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP) // before Start: an early SIGHUP waits, it does not kill
+			defer signal.Stop(hup)
 			n, err := node.Start(cmd.Context(), cfg, log)
 			if err != nil {
 				return err
 			}
+			n.ReloadOn(hup)
 			n.Banner(e.stdout)
 			return n.Wait()
 		},
@@ -50,20 +64,4 @@ func newServeCmd(e *env) *cobra.Command {
 	cmd.Flags().StringVar(&dataDir, "data-dir", "", "override data_dir")
 	cmd.Flags().StringVar(&logFormat, "log-format", "", "text or json (overrides log.format)")
 	return cmd
-}
-
-// applyMemoryLimit sets the runtime's soft memory limit from memory_limit.
-// It is process-wide, so only the serve command calls it, not node.Start
-// (tests run many nodes in one process). Without memory_limit the runtime
-// keeps its own setting (GOMEMLIMIT, or none).
-func applyMemoryLimit(cfg *node.Config, gomemlimit string, log *slog.Logger) {
-	limit := cfg.MemoryLimitBytes()
-	if limit == 0 {
-		if gomemlimit != "" {
-			log.Info("memory limit from GOMEMLIMIT", "bytes", debug.SetMemoryLimit(-1))
-		}
-		return
-	}
-	debug.SetMemoryLimit(limit)
-	log.Info("memory limit set", "memory_limit", cfg.MemoryLimit, "bytes", limit, "overrides_GOMEMLIMIT", gomemlimit != "")
 }

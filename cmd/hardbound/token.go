@@ -1,24 +1,19 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"os"
-	"os/user"
 	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"hardbound/admin"
-	"hardbound/admin/token"
+	"hardbound/admin/client"
+	"hardbound/admin/client/table"
+	"hardbound/admin/offline"
 	"hardbound/cmd/hardbound/internal/node"
-	"hardbound/store"
 	"hardbound/store/atomicfile"
-	"hardbound/store/badger"
 )
 
 // newTokenCmd manages admin tokens: through the admin API of a running
@@ -37,51 +32,55 @@ running server (and needs an admin token itself). With --data-dir DIR or
 is how the first token is made:
 
   hardbound token create ops --scope admin --data-dir /var/lib/hardbound --out ~/.config/hardbound/token`}
-	var off offlineFlags
-	cmd.PersistentFlags().StringVar(&off.dataDir, "data-dir", "", "work offline on this stopped data dir")
-	cmd.PersistentFlags().StringVar(&off.config, "config", "", "work offline on the data dir (and admin.token_file) of this config")
+	var dataDir, cfgPath string
+	cmd.PersistentFlags().StringVar(&dataDir, "data-dir", "", "work offline on this stopped data dir")
+	cmd.PersistentFlags().StringVar(&cfgPath, "config", "", "work offline on the data dir (and admin.token_file) of this config")
+	// tokens calls offlineFn on the stopped data dir's token file with
+	// --data-dir or --config, else apiFn with the admin API.
+	tokens := func(offlineFn func(offline.Tokens) error, apiFn func(*client.Client) error) error {
+		if dataDir == "" && cfgPath == "" {
+			c, err := cf.client(e)
+			if err != nil {
+				return err
+			}
+			return apiFn(c)
+		}
+		t := offline.Tokens{DataDir: dataDir}
+		if cfgPath != "" {
+			cfg, err := node.LoadConfig(cfgPath)
+			if err != nil {
+				return err
+			}
+			if t.DataDir == "" {
+				t.DataDir = cfg.DataDir
+			}
+			t.File = cfg.Admin.TokenFile
+		}
+		return offlineFn(t)
+	}
 
-	var scope, expires, out string
+	var req admin.TokenRequest
+	var out string
 	create := &cobra.Command{
 		Use: "create NAME", Short: "Create a token and print its value once", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			req.Name = args[0]
 			var res admin.TokenCreated
-			if off.set() {
-				sc, err := token.ParseScope(scope)
-				if err != nil {
-					return err
-				}
-				life, err := token.ParseLifetime(expires)
-				if err != nil {
-					return err
-				}
-				err = off.run(cmd.Context(), e, func(ctx context.Context, set *token.Set, audit func(*store.AuditEvent)) error {
-					now := time.Now()
-					var exp time.Time
-					if life > 0 {
-						exp = now.Add(life)
-					}
-					v, t, err := set.Create(args[0], sc, exp, now)
-					if err != nil {
-						return err
-					}
-					audit(&store.AuditEvent{Action: "token.create", Subject: t.Name, Result: "ok", Reason: "scope=" + string(t.EffectiveScope())})
-					res = admin.TokenCreated{Token: v, TokenInfo: admin.TokenInfo{Name: t.Name, Scope: string(t.EffectiveScope()),
-						CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt}}
-					return nil
-				})
-				if err != nil {
-					return err
-				}
-			} else if err := cf.call(cmd.Context(), e, "POST", "/api/v1/tokens",
-				admin.TokenRequest{Name: args[0], Scope: scope, Expires: expires}, &res); err != nil {
+			err := tokens(func(t offline.Tokens) (err error) {
+				res, err = t.Create(cmd.Context(), req.Name, req.Scope, req.Expires)
+				return err
+			}, func(c *client.Client) (err error) {
+				res, err = c.CreateToken(cmd.Context(), req)
+				return err
+			})
+			if err != nil {
 				return err
 			}
 			return printNewToken(e, cf, res, out)
 		},
 	}
-	create.Flags().StringVar(&scope, "scope", "", "admin, read or enroll (required)")
-	create.Flags().StringVar(&expires, "expires", "", "lifetime: days (90d) or a Go duration (720h); default never")
+	create.Flags().StringVar(&req.Scope, "scope", "", "admin, read or enroll (required)")
+	create.Flags().StringVar(&req.Expires, "expires", "", "lifetime: days (90d) or a Go duration (720h); default never")
 	create.Flags().StringVar(&out, "out", "", "write the value to this file (0600) instead of stdout")
 	_ = create.MarkFlagRequired("scope")
 
@@ -89,57 +88,30 @@ is how the first token is made:
 		Use: "list", Short: "List tokens (names, scopes, expiry; never values)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var res admin.List[admin.TokenInfo]
-			if off.set() {
-				err := off.run(cmd.Context(), e, func(ctx context.Context, set *token.Set, _ func(*store.AuditEvent)) error {
-					now := time.Now()
-					ts, err := set.List(now)
-					for _, t := range ts {
-						res.Items = append(res.Items, admin.TokenInfo{Name: t.Name, Scope: string(t.EffectiveScope()),
-							CreatedAt: t.CreatedAt, ExpiresAt: t.ExpiresAt, Expired: t.Expired(now)})
-					}
-					return err
-				})
-				if err != nil {
-					return err
-				}
-			} else if err := cf.call(cmd.Context(), e, "GET", "/api/v1/tokens", nil, &res); err != nil {
+			err := tokens(func(t offline.Tokens) (err error) {
+				res, err = t.List(cmd.Context())
+				return err
+			}, func(c *client.Client) (err error) {
+				res, err = c.Tokens(cmd.Context())
+				return err
+			})
+			if err != nil {
 				return err
 			}
-			return output(e, cf, res, func(w io.Writer) {
-				fmt.Fprintln(w, "NAME\tSCOPE\tCREATED\tEXPIRES")
-				for _, t := range res.Items {
-					exp := ts(t.ExpiresAt)
-					if t.ExpiresAt.IsZero() {
-						exp = "never"
-					}
-					if t.Expired {
-						exp += " (expired)"
-					}
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", t.Name, t.Scope, ts(t.CreatedAt), exp)
-				}
-			})
+			return cf.output(e, res, func(w io.Writer) { table.Tokens(w, res.Items) })
 		},
 	}
 
 	revoke := &cobra.Command{
 		Use: "revoke NAME", Short: "Revoke a token (its console sessions end too)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if off.set() {
-				err := off.run(cmd.Context(), e, func(ctx context.Context, set *token.Set, audit func(*store.AuditEvent)) error {
-					t, err := set.Revoke(args[0], time.Now())
-					if err != nil {
-						return err
-					}
-					audit(&store.AuditEvent{Action: "token.revoke", Subject: t.Name, Result: "ok"})
-					return nil
-				})
-				if err != nil {
-					return err
-				}
-			} else if err := cf.call(cmd.Context(), e, "POST", "/api/v1/tokens/"+url.PathEscape(args[0])+"/revoke", nil, nil); err != nil {
+			ctx := cmd.Context()
+			err := tokens(func(t offline.Tokens) error { return t.Revoke(ctx, args[0]) },
+				func(c *client.Client) error { return c.RevokeToken(ctx, args[0]) })
+			if err != nil {
 				return err
 			}
-			_, err := fmt.Fprintf(e.stdout, "token %q revoked\n", args[0])
+			_, err = fmt.Fprintf(e.stdout, "token %q revoked\n", args[0])
 			return err
 		},
 	}
@@ -148,10 +120,7 @@ is how the first token is made:
 }
 
 func printNewToken(e *env, cf *clientFlags, res admin.TokenCreated, out string) error {
-	exp := "never expires"
-	if !res.ExpiresAt.IsZero() {
-		exp = "expires " + ts(res.ExpiresAt)
-	}
+	exp := table.Expiry(res.TokenInfo)
 	if out != "" {
 		if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
 			return err
@@ -163,67 +132,10 @@ func printNewToken(e *env, cf *clientFlags, res admin.TokenCreated, out string) 
 		return nil
 	}
 	if cf.json {
-		return output(e, cf, res, nil)
+		return cf.output(e, res, nil)
 	}
 	// The value alone on stdout, so that `> file` captures exactly it.
 	fmt.Fprintf(e.stderr, "token %q (scope %s, %s); it is shown this once:\n", res.Name, res.Scope, exp)
 	_, err := fmt.Fprintln(e.stdout, res.Token)
 	return err
-}
-
-// offlineFlags select the token file of a stopped server.
-type offlineFlags struct{ dataDir, config string }
-
-func (o *offlineFlags) set() bool { return o.dataDir != "" || o.config != "" }
-
-// errServerRunning: the data dir's store is held by a running server.
-var errServerRunning = errors.New("the data dir is in use (is the server running?); without --data-dir and --config the command uses the running server's admin API")
-
-// run opens the token file and the store of the data dir and calls fn;
-// audit appends an event to the data dir's audit chain as the local user.
-// Opening the store also proves that no server holds the data dir, so a
-// change made here is never raced by the API.
-func (o *offlineFlags) run(ctx context.Context, e *env, fn func(context.Context, *token.Set, func(*store.AuditEvent)) error) error {
-	dataDir, path := o.dataDir, ""
-	if o.config != "" {
-		cfg, err := node.LoadConfig(o.config)
-		if err != nil {
-			return err
-		}
-		if dataDir == "" {
-			dataDir = cfg.DataDir
-		}
-		path = cfg.Admin.TokenFile
-	}
-	if path == "" {
-		path = filepath.Join(dataDir, "admin.tokens")
-	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return fmt.Errorf("data dir: %w", err)
-	}
-	st, err := badger.Open(ctx, filepath.Join(dataDir, "db"))
-	if err != nil {
-		return fmt.Errorf("%w: %w", errServerRunning, err)
-	}
-	defer st.Close()
-	set, err := token.OpenFile(path)
-	if err != nil {
-		return err
-	}
-	actor := "local"
-	if u, err := user.Current(); err == nil {
-		actor = "local:" + u.Username
-	}
-	var auditErr error
-	err = fn(ctx, set, func(ev *store.AuditEvent) {
-		ev.Actor, ev.Time = actor, time.Now()
-		auditErr = st.AppendAudit(ctx, ev)
-	})
-	if err != nil {
-		return err
-	}
-	if auditErr != nil {
-		return fmt.Errorf("the token file changed but its audit event was not written: %w", auditErr)
-	}
-	return nil
 }

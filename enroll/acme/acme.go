@@ -143,6 +143,13 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithGate makes the server apply g, shared with the other protocols and
+// replaced on a configuration reload (gate.SetProfiles), instead of a gate
+// of its own built from the profiles' RequireInventory and Minimums.
+func WithGate(g *gate.Gate) Option {
+	return func(s *Server) { s.gate = g }
+}
+
 // WithClock replaces time.Now.
 func WithClock(now func() time.Time) Option {
 	return func(s *Server) {
@@ -244,15 +251,17 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 	if s.accounts == nil {
 		s.accounts = NewMemAccounts(0)
 	}
-	gps := make([]gate.Profile, 0, len(cfg.Profiles))
-	for _, p := range cfg.Profiles {
-		gps = append(gps, gate.Profile{Name: p.Name, RequireInventory: p.RequireInventory, Minimums: p.Minimums})
+	if s.gate == nil {
+		gps := make([]gate.Profile, 0, len(cfg.Profiles))
+		for _, p := range cfg.Profiles {
+			gps = append(gps, gate.Profile{Name: p.Name, RequireInventory: p.RequireInventory, Minimums: p.Minimums})
+		}
+		g, err := gate.New(deps.Store, gps, s.deflt)
+		if err != nil {
+			return nil, fmt.Errorf("acme: %w", err)
+		}
+		s.gate = g
 	}
-	g, err := gate.New(deps.Store, gps, s.deflt)
-	if err != nil {
-		return nil, fmt.Errorf("acme: %w", err)
-	}
-	s.gate = g
 	s.log = s.log.With("component", "enroll", "protocol", "acme")
 	s.nonces = newNonces(cfg.NonceTTL, cfg.MaxNonces, s.now)
 	s.orders = newOrders(cfg.OrderTTL, cfg.MaxOrders, s.now)
@@ -459,7 +468,7 @@ func (s *Server) accountByKID(r *http.Request, kid string) (*Account, *Problem) 
 	}
 	if err != nil {
 		s.log.Error("account lookup failed", "err", err)
-		return nil, serverInternal("account lookup failed")
+		return nil, internalErr(err, "account lookup failed")
 	}
 	if a.Status != AccountValid {
 		return nil, unauthorized("account is %s", a.Status)

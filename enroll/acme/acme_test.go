@@ -65,6 +65,7 @@ type envOpts struct {
 	profiles []acme.Profile
 	maxBody  int64
 	attest   []attest.Option
+	caOpts   []ca.Option
 }
 
 var (
@@ -86,7 +87,7 @@ func authority(t testing.TB) *attesttest.Authority {
 func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	dir := t.TempDir()
-	c := catest.New(t, dir)
+	c := catest.New(t, dir, o.caOpts...)
 	st := badgertest.Memory(t)
 	auth := authority(t)
 	if o.profiles == nil {

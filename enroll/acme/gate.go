@@ -59,5 +59,5 @@ func (s *Server) gateProblem(req *request, err error, ident Identifier) *Problem
 		return unauthorized("device is revoked")
 	}
 	s.log.Error("issuance gate failed", "device", req.device, "err", err)
-	return serverInternal("inventory lookup failed")
+	return internalErr(err, "inventory lookup failed")
 }

@@ -79,7 +79,7 @@ func (s *Server) handleNewAccount(w http.ResponseWriter, req *request) *Problem 
 		return nil
 	} else if !errors.Is(err, ErrAccountNotFound) {
 		s.log.Error("account lookup failed", "err", err)
-		return serverInternal("account lookup failed")
+		return internalErr(err, "account lookup failed")
 	}
 	if in.OnlyReturnExisting {
 		return problem(ProblemAccountDoesNotExist, http.StatusBadRequest, "unauthorized", "no account for this key")
@@ -93,7 +93,7 @@ func (s *Server) handleNewAccount(w http.ResponseWriter, req *request) *Problem 
 	})
 	if err != nil {
 		s.log.Error("account create failed", "err", err)
-		return serverInternal("account create failed")
+		return internalErr(err, "account create failed")
 	}
 	status := http.StatusOK
 	if created {
@@ -134,7 +134,7 @@ func (s *Server) handleAccount(w http.ResponseWriter, req *request) *Problem {
 		if changed {
 			if err := s.accounts.Update(req.r.Context(), a); err != nil {
 				s.log.Error("account update failed", "err", err)
-				return serverInternal("account update failed")
+				return internalErr(err, "account update failed")
 			}
 		}
 	}
@@ -523,6 +523,9 @@ func (s *Server) issue(req *request, csr *x509.CertificateRequest, res *attest.R
 	cert, err := s.issuer.Issue(ctx, ca.IssueRequest{
 		CSR: csr, PublicKey: res.PublicKey, DeviceID: devID,
 		Profile: ca.Profile{Name: profile.Name, Validity: profile.Validity},
+		// device-attest-01 proved the key and the device: the profile's
+		// attested names (enroll/ca) apply.
+		Attestation: &ca.Attestation{Format: res.Format, Identifiers: res.Identifiers},
 	})
 	if errors.Is(err, ca.ErrCSRPolicy) {
 		return nil, badCSR("%v", err)
@@ -561,7 +564,7 @@ func (s *Server) issue(req *request, csr *x509.CertificateRequest, res *attest.R
 		// The certificate exists but is not bound; it is never handed
 		// out, and authentication refuses unbound certificates.
 		s.log.Error("record issuance failed; certificate discarded", "device", devID, "serial", serial, "err", err)
-		return nil, serverInternal("recording the issuance failed")
+		return nil, internalErr(err, "recording the issuance failed")
 	}
 	s.metrics.IssuanceLatency("acme", s.now().Sub(start))
 	s.metrics.Enrollment("acme", res.Format, "ok")

@@ -2,10 +2,13 @@ package acme
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
 	"time"
+
+	"hardbound/store"
 )
 
 // Problem types (RFC 8555 §6.7, draft-ietf-acme-device-attest §5).
@@ -62,6 +65,23 @@ func unauthorized(format string, args ...any) *Problem {
 
 func serverInternal(format string, args ...any) *Problem {
 	return problem(ProblemServerInternal, http.StatusInternalServerError, "error", format, args...)
+}
+
+// retryUnavailable is the Retry-After of a 503 answered while the
+// store's database is away.
+const retryUnavailable = 5 * time.Second
+
+// internalErr is serverInternal for err, except for a store whose
+// database is away: 503 with Retry-After, which tells the client that
+// nothing was done and the same request may succeed later (RFC 9110
+// §15.6.4; RFC 8555 §6.6 uses the pair the same way for rate limits).
+func internalErr(err error, format string, args ...any) *Problem {
+	if errors.Is(err, store.ErrUnavailable) {
+		p := problem(ProblemServerInternal, http.StatusServiceUnavailable, "store_unavailable", "database unavailable, retry later")
+		p.retryAfter = retryUnavailable
+		return p
+	}
+	return serverInternal(format, args...)
 }
 
 func notFound(what string) *Problem {

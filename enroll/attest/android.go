@@ -487,17 +487,18 @@ func (v *Verifier) verifyAndroid(raw []byte, challenge []byte) (*Result, error) 
 	if rot == nil {
 		return nil, badf("android-key: rootOfTrust is not hardware-enforced")
 	}
-	if !rot.DeviceLocked && !v.android.AllowUnlockedBootloader {
+	pol := v.android.Load()
+	if !rot.DeviceLocked && !pol.AllowUnlockedBootloader {
 		return nil, badf("android-key: bootloader is unlocked")
 	}
 	switch {
 	case rot.VerifiedBootState == BootVerified:
-	case rot.VerifiedBootState == BootSelfSigned && v.android.AllowSelfSignedBoot:
+	case rot.VerifiedBootState == BootSelfSigned && pol.AllowSelfSignedBoot:
 	default:
 		return nil, badf("android-key: verifiedBootState is %d, want Verified (0)", rot.VerifiedBootState)
 	}
-	if v.android.MinOSPatchLevel > 0 && (hw.OSPatchLevel == nil || *hw.OSPatchLevel < v.android.MinOSPatchLevel) {
-		return nil, badf("android-key: osPatchLevel below policy minimum %d", v.android.MinOSPatchLevel)
+	if pol.MinOSPatchLevel > 0 && (hw.OSPatchLevel == nil || *hw.OSPatchLevel < pol.MinOSPatchLevel) {
+		return nil, badf("android-key: osPatchLevel below policy minimum %d", pol.MinOSPatchLevel)
 	}
 
 	res, err := newResult(policy.FormatAndroidKey, att.PublicKey)

@@ -30,6 +30,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/fxamacker/cbor/v2"
@@ -131,7 +132,12 @@ func WithLogger(l *slog.Logger) Option { return func(v *Verifier) { v.log = l } 
 func WithMetrics(m Metrics) Option { return func(v *Verifier) { v.metrics = m } }
 
 // WithAndroidPolicy replaces the strict default Android policy.
-func WithAndroidPolicy(p AndroidPolicy) Option { return func(v *Verifier) { v.android = p } }
+func WithAndroidPolicy(p AndroidPolicy) Option { return func(v *Verifier) { v.android.Store(&p) } }
+
+// SetAndroidPolicy replaces the Android policy of a running Verifier (a
+// configuration reload): every verification that starts after it returns
+// applies p.
+func (v *Verifier) SetAndroidPolicy(p AndroidPolicy) { v.android.Store(&p) }
 
 // WithAndroidStatus sets Google's attestation status (revocation) list. Without
 // it no Android revocation check is made (logged once at New).
@@ -167,7 +173,7 @@ type Verifier struct {
 	now           func() time.Time
 	log           *slog.Logger
 	metrics       Metrics
-	android       AndroidPolicy
+	android       atomic.Pointer[AndroidPolicy]
 	androidStatus AndroidStatus
 	nonceKey      []byte
 	activationTTL time.Duration
@@ -185,6 +191,7 @@ func New(roots Roots, opts ...Option) *Verifier {
 		activationTTL: 10 * time.Minute,
 		rand:          rand.Reader,
 	}
+	v.android.Store(&AndroidPolicy{})
 	for _, o := range opts {
 		o(v)
 	}

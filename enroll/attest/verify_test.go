@@ -358,6 +358,27 @@ func TestAndroidPolicyRelaxed(t *testing.T) {
 	}
 }
 
+// TestSetAndroidPolicy: a reload that relaxes, then tightens, the policy
+// of a running Verifier applies to the next verification.
+func TestSetAndroidPolicy(t *testing.T) {
+	t.Parallel()
+	a, _ := authorities(t)
+	must := musts(t)
+	attObj := must(a.AndroidWith(p256(t), serial, keyAuth, attesttest.AndroidOptions{Unlocked: true}))
+	v := attest.New(a.Roots())
+	if _, err := v.VerifyACME(t.Context(), attObj, keyAuth); !errors.Is(err, attest.ErrBadAttestation) || !strings.Contains(err.Error(), "unlocked") {
+		t.Fatalf("strict default: %v, want the unlocked bootloader refused", err)
+	}
+	v.SetAndroidPolicy(attest.AndroidPolicy{AllowUnlockedBootloader: true})
+	if _, err := v.VerifyACME(t.Context(), attObj, keyAuth); err != nil {
+		t.Fatalf("after relaxing: %v", err)
+	}
+	v.SetAndroidPolicy(attest.AndroidPolicy{AllowUnlockedBootloader: true, MinOSPatchLevel: 999912})
+	if _, err := v.VerifyACME(t.Context(), attObj, keyAuth); !errors.Is(err, attest.ErrBadAttestation) || !strings.Contains(err.Error(), "osPatchLevel") {
+		t.Fatalf("after raising the patch level: %v", err)
+	}
+}
+
 type countingMetrics struct {
 	mu sync.Mutex
 	n  map[string]int

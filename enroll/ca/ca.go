@@ -61,6 +61,7 @@ type config struct {
 	now     func() time.Time
 	metrics Metrics
 	ocsp    []string
+	names   map[string]Names
 }
 
 // WithOCSPServer puts url in the Authority Information Access extension
@@ -111,6 +112,7 @@ type CA struct {
 	now     func() time.Time
 	metrics Metrics
 	ocsp    []string // AIA OCSP URLs of device certificates
+	names   map[string]Names
 }
 
 // New builds a CA from an issuing certificate, the signer holding its key and
@@ -155,6 +157,7 @@ func New(issuing *x509.Certificate, signer crypto.Signer, root *x509.Certificate
 		now:     cfg.now,
 		metrics: cfg.metrics,
 		ocsp:    cfg.ocsp,
+		names:   cfg.names,
 	}
 	if now := c.now(); now.After(issuing.NotAfter) {
 		c.log.Warn("issuing CA is expired; issuance will fail", "not_after", issuing.NotAfter)

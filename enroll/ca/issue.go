@@ -44,11 +44,12 @@ type IssueRequest struct {
 	// Subject is optional; the default is CN=DeviceID. The CSR's subject is
 	// never used.
 	Subject pkix.Name
-	// PermanentIdentifier adds the device id as an RFC 4043
-	// permanentIdentifier SAN beside the device URI: set it only when the
-	// device id was attested, so relying parties can tell an attested
-	// certificate without asking hardbound.
-	PermanentIdentifier bool
+	// Attestation is set when a verified attestation proved the key (and
+	// the device id); the profile's Names (WithNames) then decide which
+	// attested facts the SAN carries beside the device URI, so relying
+	// parties can tell an attested certificate without asking hardbound.
+	// nil: the key is not attested and the SAN is the URI alone.
+	Attestation *Attestation
 }
 
 // Issue signs a device client certificate: clientAuth only, digitalSignature
@@ -115,11 +116,11 @@ func (c *CA) issue(ctx context.Context, req IssueRequest) (*x509.Certificate, er
 		URIs:                  []*url.URL{DeviceURI(req.DeviceID)},
 		OCSPServer:            c.ocsp,
 	}
-	if req.PermanentIdentifier {
-		ext, err := deviceSAN(req.DeviceID, tmpl.URIs[0])
-		if err != nil {
-			return nil, err
-		}
+	ext, ok, err := deviceSAN(req.DeviceID, tmpl.URIs[0], c.names[req.Profile.Name], req.Attestation)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
 		tmpl.ExtraExtensions = append(tmpl.ExtraExtensions, ext)
 	}
 	return c.sign(tmpl, pub, now)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"crypto/x509"
-	"encoding/asn1"
 	"errors"
 	"fmt"
 	"net/http"
@@ -41,7 +40,9 @@ type request struct {
 	attested  bool
 	attID     string
 	format    string
-	old       *store.Cert // renewal: the binding of the client certificate
+	facts     map[string]string // the attestation's facts (and identifiers)
+	bound     bool              // the CSR carries this TLS session's channel binding
+	old       *store.Cert       // renewal: the binding of the client certificate
 	device    *store.Device
 }
 
@@ -56,33 +57,57 @@ func (q *request) action() string {
 // challenge is bound to.
 const reasonCSRKey = "key_mismatch"
 
-func (s *Server) enroll(w http.ResponseWriter, r *http.Request, label string, renew bool) {
+// retryAfterUnavailable is the Retry-After (seconds) of a 503 answered
+// while the store's database is away.
+const retryAfterUnavailable = "5"
+
+// enroll answers simpleenroll or simplereenroll and returns the metric
+// result: ok, refused or error.
+func (s *Server) enroll(w http.ResponseWriter, r *http.Request, label string, renew bool) string {
 	ctx := r.Context()
 	q := &request{renew: renew, ip: clientIP(r), label: label}
 	if s.lim != nil {
 		if err := s.lim.Allow("", q.ip, s.profileOr(label).Name); err != nil {
+			s.metrics.Refusal("rate_limited")
+			s.metrics.Enrollment(Protocol, "none", "rate_limited")
 			w.Header().Set("Retry-After", "60")
 			http.Error(w, "rate limited", http.StatusTooManyRequests)
-			return
+			return "refused"
 		}
 	}
 	body, ref, err := s.decide(ctx, r, q)
+	format := q.format
+	if format == "" {
+		format = "none"
+	}
 	switch {
+	case errors.Is(err, store.ErrUnavailable):
+		// The database is away: nothing was issued; RFC 7030 §4.2.3 lets
+		// a client retry a 503 after Retry-After.
+		s.metrics.Enrollment(Protocol, format, "store_unavailable")
+		w.Header().Set("Retry-After", retryAfterUnavailable)
+		http.Error(w, "database unavailable, retry later", http.StatusServiceUnavailable)
+		return "error"
 	case err != nil:
 		s.log.Error("EST enrollment failed", "ip", q.ip, "device", q.deviceID, "err", err)
 		s.audit(ctx, q, "error", "internal")
+		s.metrics.Enrollment(Protocol, format, "internal")
 		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
+		return "error"
 	case ref != nil:
 		s.log.Info("EST enrollment refused", "ip", q.ip, "device", q.deviceID, "renew", renew, "reason", ref.reason, "detail", ref.detail)
 		s.audit(ctx, q, "reject", ref.reason+": "+ref.detail)
 		if ref.status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Basic realm="hardbound EST"`)
 		}
+		s.metrics.Refusal(ref.reason)
+		s.metrics.Enrollment(Protocol, format, ref.reason)
 		http.Error(w, ref.reason+": "+ref.detail, ref.status)
-		return
+		return "refused"
 	}
+	s.metrics.Enrollment(Protocol, format, "ok")
 	writeBase64(w, "application/pkcs7-mime; smime-type=certs-only", body)
+	return "ok"
 }
 
 func (s *Server) decide(ctx context.Context, r *http.Request, q *request) ([]byte, *refusal, error) {
@@ -111,6 +136,9 @@ func (s *Server) decide(ctx context.Context, r *http.Request, q *request) ([]byt
 	}
 	if ref != nil || err != nil {
 		return nil, ref, err
+	}
+	if ref := s.checkBinding(r, q); ref != nil {
+		return nil, ref, nil
 	}
 	if s.lim != nil {
 		if err := s.lim.Allow(q.deviceID, "", ""); err != nil {
@@ -275,7 +303,9 @@ func (s *Server) authorizeRenewal(ctx context.Context, r *http.Request, q *reque
 	}
 	// Posture included: a quarantined or noncompliant device does not
 	// renew its way out of the hold.
-	if v := s.decider.Decide(ctx, leaf); v.Reason != posture.ReasonOK {
+	if v := s.decider.Decide(ctx, leaf); v.Reason == posture.ReasonStoreUnavailable {
+		return nil, fmt.Errorf("est: decision: %w", store.ErrUnavailable) // 503, retriable
+	} else if v.Reason != posture.ReasonOK {
 		return refuse(http.StatusForbidden, "decision_"+string(v.Reason), "the current certificate is not admitted (%s)", v.Reason), nil
 	}
 	// Same key: its attestation still stands.
@@ -303,7 +333,7 @@ func (s *Server) useAttestation(ctx context.Context, q *request, id string) erro
 	if a.KeySHA256 != q.keySHA || (a.DeviceID != "" && a.DeviceID != q.deviceID) || a.Format == "" {
 		return nil
 	}
-	q.attested, q.attID, q.format = true, a.ID, a.Format
+	q.attested, q.attID, q.format, q.facts = true, a.ID, a.Format, a.Facts
 	return nil
 }
 
@@ -317,7 +347,7 @@ func (s *Server) linkAttestation(ctx context.Context, q *request) (*refusal, err
 			if a.DeviceID != "" && a.DeviceID != q.deviceID {
 				return refuse(http.StatusForbidden, reasonCSRKey, "CSR key is attested for another device"), nil
 			}
-			q.attested, q.attID, q.format = true, a.ID, a.Format
+			q.attested, q.attID, q.format, q.facts = true, a.ID, a.Format, a.Facts
 		case !errors.Is(err, store.ErrNotFound):
 			return nil, fmt.Errorf("est: find attestation: %w", err)
 		}
@@ -340,17 +370,7 @@ func (s *Server) admit(ctx context.Context, q *request) (*refusal, error) {
 	if s.gate == nil {
 		return nil, nil
 	}
-	var facts map[string]string
-	if q.attID != "" {
-		a, err := s.store.GetAttestation(ctx, q.attID)
-		if err != nil && !errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("est: get attestation: %w", err)
-		}
-		if a != nil {
-			facts = a.Facts
-		}
-	}
-	_, err := s.gate.Admit(ctx, gate.Request{DeviceID: q.deviceID, Format: q.format, Facts: facts, Profile: q.profile.Name, Named: true})
+	_, err := s.gate.Admit(ctx, gate.Request{DeviceID: q.deviceID, Format: q.format, Facts: q.facts, Profile: q.profile.Name, Named: true})
 	switch r := gate.Reason(err); {
 	case err == nil:
 		return nil, nil
@@ -368,8 +388,12 @@ func (s *Server) admit(ctx context.Context, q *request) (*refusal, error) {
 func (s *Server) issue(ctx context.Context, q *request) ([]byte, *refusal, error) {
 	prof := q.profile
 	now := s.now().UTC()
+	var att *ca.Attestation
+	if q.attested {
+		att = &ca.Attestation{Format: q.format, Identifiers: q.facts}
+	}
 	cert, err := s.ca.Issue(ctx, ca.IssueRequest{CSR: q.csr, DeviceID: q.deviceID,
-		Profile: ca.Profile{Name: prof.Name, Validity: prof.Validity}, PermanentIdentifier: prof.PermanentIdentifier && q.attested})
+		Profile: ca.Profile{Name: prof.Name, Validity: prof.Validity}, Attestation: att})
 	if err != nil {
 		if errors.Is(err, ca.ErrCSRPolicy) || errors.Is(err, ca.ErrInvalidRequest) {
 			return nil, refuse(http.StatusBadRequest, "bad_csr", "%v", err), nil
@@ -393,7 +417,7 @@ func (s *Server) issue(ctx context.Context, q *request) ([]byte, *refusal, error
 			Protocol: Protocol, AttestationID: q.attID, Attested: q.attested, DER: cert.Raw},
 		Audit: &store.AuditEvent{V: store.RecordVersion, Time: now, Actor: "device:" + q.deviceID, Action: q.action(),
 			Subject: q.deviceID, Result: "ok", Source: q.ip,
-			Reason: fmt.Sprintf("serial=%s profile=%s attested=%t", serial, prof.Name, q.attested)},
+			Reason: fmt.Sprintf("serial=%s profile=%s attested=%t channel_bound=%t", serial, prof.Name, q.attested, q.bound)},
 		Challenge: q.challenge,
 	})
 	switch {
@@ -436,29 +460,4 @@ func (s *Server) audit(ctx context.Context, q *request, result, reason string) {
 	if err := s.store.AppendAudit(context.WithoutCancel(ctx), ev); err != nil {
 		s.log.Error("audit append failed", "action", ev.Action, "err", err)
 	}
-}
-
-// CSR attributes (RFC 7030 §4.5.2): the key the device should make and
-// the signature hash. Attestation-required profiles are enrolled through
-// the TPM activation flow, which binds the challenge to the attested key.
-var (
-	oidECPublicKey = asn1.ObjectIdentifier{1, 2, 840, 10045, 2, 1}
-	oidP256        = asn1.ObjectIdentifier{1, 2, 840, 10045, 3, 1, 7}
-	oidECDSASHA256 = asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}
-)
-
-type attribute struct {
-	Type   asn1.ObjectIdentifier
-	Values []asn1.ObjectIdentifier `asn1:"set"`
-}
-
-func (s *Server) csrattrs(w http.ResponseWriter, _ *Profile) {
-	key, _ := asn1.Marshal(attribute{Type: oidECPublicKey, Values: []asn1.ObjectIdentifier{oidP256}})
-	alg, _ := asn1.Marshal(oidECDSASHA256)
-	der, err := asn1.Marshal([]asn1.RawValue{{FullBytes: key}, {FullBytes: alg}})
-	if err != nil {
-		http.Error(w, "internal error", http.StatusInternalServerError)
-		return
-	}
-	writeBase64(w, "application/csrattrs", encode(der))
 }

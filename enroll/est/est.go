@@ -75,9 +75,17 @@ type Profile struct {
 	// RevokeOnRenew revokes the old certificate (superseded) once its
 	// renewal is recorded.
 	RevokeOnRenew bool
-	// PermanentIdentifier puts the device id in an RFC 4043
-	// permanentIdentifier SAN of certificates for attested keys.
-	PermanentIdentifier bool
+	// RequireChannelBinding refuses a CSR whose challengePassword does not
+	// carry the channel binding of the TLS session (RFC 7030 §3.5;
+	// binding.go). A CSR that has a challengePassword is checked whatever
+	// this says.
+	RequireChannelBinding bool
+}
+
+// requiresAttestation: the profile refuses unattested keys, by its own
+// rule or because its formats admit only hardware-attested ones.
+func (p *Profile) requiresAttestation() bool {
+	return p.RequireAttestation || !p.Formats.AdmitsUnattested()
 }
 
 // Config configures a Server.
@@ -96,9 +104,29 @@ type Config struct {
 	// beyond EST's own inventory rule.
 	Gate    *gate.Gate
 	Limiter *limit.Limiter
+	// Metrics counts requests and refusals; nil: none.
+	Metrics Metrics
 	Logger  *slog.Logger
 	Now     func() time.Time
 }
+
+// Metrics receives EST outcomes; the wiring adapts it to Prometheus
+// (admin/metrics). Labels are bounded: op is cacerts, csrattrs,
+// simpleenroll, simplereenroll or other; result is ok, refused or error;
+// reason is a refusal reason of docs/est.md.
+type Metrics interface {
+	Request(op, result string)
+	Refusal(reason string)
+	// Enrollment is the outcome every enrollment protocol reports
+	// (protocol "est", the attestation format or none, ok or the reason).
+	Enrollment(protocol, format, result string)
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) Request(string, string)            {}
+func (nopMetrics) Refusal(string)                    {}
+func (nopMetrics) Enrollment(string, string, string) {}
 
 // Server is the EST HTTP handler.
 type Server struct {
@@ -110,7 +138,9 @@ type Server struct {
 	lim      *limit.Limiter
 	log      *slog.Logger
 	now      func() time.Time
-	cacerts  []byte // base64 certs-only, built once
+	cacerts  []byte            // base64 certs-only, built once
+	csrattrs map[string][]byte // per profile, base64 CsrAttrs, built once
+	metrics  Metrics
 
 	bootstrap, bootstrapInter *x509.CertPool
 	gate                      *gate.Gate
@@ -126,13 +156,21 @@ func New(cfg Config, iss Issuer, st Store, decider Decider) (*Server, error) {
 		return nil, errors.New("est: at least one profile is required")
 	}
 	s := &Server{ca: iss, store: st, decider: decider, profiles: map[string]*Profile{}, def: cfg.DefaultProfile,
-		lim: cfg.Limiter, log: cfg.Logger, now: cfg.Now}
+		lim: cfg.Limiter, log: cfg.Logger, now: cfg.Now, metrics: cfg.Metrics, csrattrs: map[string][]byte{}}
+	if s.metrics == nil {
+		s.metrics = nopMetrics{}
+	}
 	for i := range cfg.Profiles {
 		p := cfg.Profiles[i]
 		if err := policy.CheckName(p.Name); err != nil {
 			return nil, fmt.Errorf("est: profile: %w", err)
 		}
 		s.profiles[p.Name] = &p
+		der, err := csrAttrs(&p)
+		if err != nil {
+			return nil, fmt.Errorf("est: csrattrs of %q: %w", p.Name, err)
+		}
+		s.csrattrs[p.Name] = encode(der)
 	}
 	s.bootstrap, s.bootstrapInter, s.gate = cfg.Bootstrap, cfg.BootstrapIntermediates, cfg.Gate
 	if s.def == "" {
@@ -180,35 +218,45 @@ func route(path string) (profile, op string, ok bool) {
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	label, op, ok := route(r.URL.Path)
+	method := map[string]string{"cacerts": http.MethodGet, "csrattrs": http.MethodGet,
+		"simpleenroll": http.MethodPost, "simplereenroll": http.MethodPost}[op]
+	metricOp := op
+	if method == "" {
+		metricOp = "other"
+	}
 	if !ok {
+		s.metrics.Request(metricOp, "refused")
 		http.NotFound(w, r)
 		return
 	}
 	if label != "" {
 		if _, known := s.profiles[label]; !known {
+			s.metrics.Request(metricOp, "refused")
 			http.Error(w, "unknown EST label", http.StatusNotFound)
 			return
 		}
 	}
-	method := map[string]string{"cacerts": http.MethodGet, "csrattrs": http.MethodGet,
-		"simpleenroll": http.MethodPost, "simplereenroll": http.MethodPost}[op]
 	switch {
 	case method == "":
 		// serverkeygen and fullcmc are not offered (RFC 7030 §4.4, §4.3).
+		s.metrics.Request(metricOp, "refused")
 		http.Error(w, "EST operation not supported", http.StatusNotFound)
 		return
 	case r.Method != method:
+		s.metrics.Request(metricOp, "refused")
 		w.Header().Set("Allow", method)
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
 	switch op {
 	case "cacerts":
+		s.metrics.Request(op, "ok")
 		writeBase64(w, "application/pkcs7-mime", s.cacerts)
 	case "csrattrs":
-		s.csrattrs(w, s.profileOr(label))
+		s.metrics.Request(op, "ok")
+		writeBase64(w, "application/csrattrs", s.csrattrs[s.profileOr(label).Name])
 	default:
-		s.enroll(w, r, label, op == "simplereenroll")
+		s.metrics.Request(op, s.enroll(w, r, label, op == "simplereenroll"))
 	}
 }
 

@@ -45,34 +45,39 @@ type env struct {
 	srv      *httptest.Server
 	dir      string
 	rootFile string
+	metrics  *recorder
 }
 
 var profiles = []est.Profile{
 	{Name: policy.DefaultProfile, Formats: []string{policy.FormatTPM, policy.FormatNone}, RevokeOnRenew: true},
-	{Name: "attested", Formats: []string{policy.FormatTPM}, RequireAttestation: true, PermanentIdentifier: true},
+	{Name: "attested", Formats: []string{policy.FormatTPM}, RequireAttestation: true},
+	{Name: "bound", Formats: []string{policy.FormatTPM, policy.FormatNone}, RequireChannelBinding: true},
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	c := catest.New(t, "")
+	c := catest.New(t, "", ca.WithNames(map[string]ca.Names{"attested": {PermanentIdentifier: true, HardwareModuleName: true}}))
 	st := badgertest.Memory(t)
 	pos, err := posture.New(st, []posture.Profile{
 		{Name: policy.DefaultProfile, Formats: []string{policy.FormatTPM, policy.FormatNone}},
 		{Name: "attested", Formats: []string{policy.FormatTPM}},
+		{Name: "bound", Formats: []string{policy.FormatTPM, policy.FormatNone}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pos.Close)
-	g, err := gate.New(st, []gate.Profile{{Name: policy.DefaultProfile, RequireInventory: true}, {Name: "attested", RequireInventory: true}}, policy.DefaultProfile)
+	g, err := gate.New(st, []gate.Profile{{Name: policy.DefaultProfile, RequireInventory: true}, {Name: "attested", RequireInventory: true},
+		{Name: "bound", RequireInventory: true}}, policy.DefaultProfile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := est.New(est.Config{Profiles: profiles, Gate: g}, c, st, pos)
+	rec := newRecorder()
+	s, err := est.New(est.Config{Profiles: profiles, Gate: g, Metrics: rec}, c, st, pos)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := scep.NewMinter(scep.MinterConfig{Store: st, Profiles: []string{policy.DefaultProfile, "attested"}, DefaultProfile: policy.DefaultProfile})
+	m, err := scep.NewMinter(scep.MinterConfig{Store: st, Profiles: []string{policy.DefaultProfile, "attested", "bound"}, DefaultProfile: policy.DefaultProfile})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +96,7 @@ func newEnv(t *testing.T) *env {
 	dir := t.TempDir()
 	root := filepath.Join(dir, "root.pem")
 	writePEM(t, root, "CERTIFICATE", c.Root().Raw)
-	return &env{ctx: context.Background(), ca: c, st: st, pos: pos, minter: m, srv: srv, dir: dir, rootFile: root}
+	return &env{ctx: context.Background(), ca: c, st: st, pos: pos, minter: m, srv: srv, dir: dir, rootFile: root, metrics: rec}
 }
 
 func writePEM(t *testing.T, path, typ string, der ...[]byte) {
@@ -259,6 +264,31 @@ func TestCurlOpenSSL(t *testing.T) {
 			t.Errorf("%s: %s, want profile_mismatch", r.name, body)
 		}
 	}
+	// Channel binding (RFC 7030 §3.5): curl cannot hand its session's
+	// tls-unique to openssl, so curl shows the refusals (TestChannelBinding
+	// the bound enrollments): no challengePassword on a profile that
+	// requires the binding, and one that is not this session's.
+	e.inventory(t, "devb", "bound")
+	_, plain := csr(t, "devb")
+	code, body = enroll(t, []string{"--user", "devb:" + e.challenge(t, scep.MintRequest{DeviceID: "devb", Profile: "bound"})}, plain, "bound/simpleenroll")
+	if code != 401 || !bytes.Contains(body, []byte("channel_binding_missing")) {
+		t.Errorf("CSR without a binding on a binding profile: %d %s", code, body)
+	}
+	cfg := filepath.Join(e.dir, "bound.cnf")
+	if err := os.WriteFile(cfg, []byte("[req]\nprompt = no\ndistinguished_name = dn\nattributes = attrs\n[dn]\nCN = devb\n"+
+		"[attrs]\nchallengePassword = "+base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0x5a}, 32))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wrong, err := run(t, nil, openssl, "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-keyout", filepath.Join(e.dir, "devb.key"), "-config", cfg, "-outform", "DER")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body = enroll(t, []string{"--user", "devb:" + e.challenge(t, scep.MintRequest{DeviceID: "devb", Profile: "bound"})},
+		[]byte(base64.StdEncoding.EncodeToString(wrong)), "bound/simpleenroll")
+	if code != 401 || !bytes.Contains(body, []byte("channel_binding_mismatch")) {
+		t.Errorf("CSR with another binding: %d %s", code, body)
+	}
 	if code, _ := get(t, nil, base+"/serverkeygen"); code != 404 {
 		t.Errorf("serverkeygen: %d, want 404", code)
 	}
@@ -381,7 +411,7 @@ func TestAttestedEnrollAndRenewal(t *testing.T) {
 	k := key(t)
 	spki, _ := x509.MarshalPKIXPublicKey(k.Public())
 	att := &store.Attestation{V: store.RecordVersion, ID: "att1", DeviceID: "tpm1", Format: policy.FormatTPM,
-		KeySHA256: store.HashKey(spki), VerifiedAt: time.Now()}
+		KeySHA256: store.HashKey(spki), VerifiedAt: time.Now(), Facts: map[string]string{"ek_sha256": ekHash}}
 	if err := e.st.PutAttestation(e.ctx, att); err != nil {
 		t.Fatal(err)
 	}
@@ -399,10 +429,9 @@ func TestAttestedEnrollAndRenewal(t *testing.T) {
 	if err != nil || !b.Attested || b.Protocol != est.Protocol {
 		t.Fatalf("binding %+v %v", b, err)
 	}
-	// id-on-permanentIdentifier (RFC 4043) in the SAN of the attested cert.
-	if !bytes.Contains(cert.Raw, []byte{0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x08, 0x03}) {
-		t.Fatal("attested certificate without a permanentIdentifier")
-	}
+	// The attested names of the profile (RFC 4043, RFC 4108), built by
+	// enroll/ca as for ACME and SCEP.
+	checkAttestedNames(t, cert, "tpm1", ekHash)
 	tc := &tls.Certificate{Certificate: [][]byte{cert.Raw}, PrivateKey: k}
 	mc := e.client(t, tc)
 	if code, _, msg := mc.post("simplereenroll", "", "", newCSR(t, key(t))); code != 403 || !strings.Contains(msg, "attestation_required") {
@@ -415,6 +444,7 @@ func TestAttestedEnrollAndRenewal(t *testing.T) {
 	if b, _ := e.st.GetCert(e.ctx, store.HashCert(renewed)); b == nil || !b.Attested {
 		t.Fatal("renewed binding not attested")
 	}
+	checkAttestedNames(t, renewed, "tpm1", ekHash)
 	if _, err := e.pos.Quarantine(e.ctx, "tpm1", "test"); err != nil {
 		t.Fatal(err)
 	}
@@ -448,6 +478,7 @@ func TestFileConfigValidate(t *testing.T) {
 		{name: "defaults", cfg: est.DefaultFileConfig()},
 		{name: "require_attestation", cfg: est.FileConfig{RequireAttestation: []string{"nope"}}, field: "enroll.est.require_attestation"},
 		{name: "permanent_identifier", cfg: est.FileConfig{PermanentIdentifier: []string{"nope"}}, field: "enroll.est.permanent_identifier"},
+		{name: "require_channel_binding", cfg: est.FileConfig{RequireChannelBinding: []string{"nope"}}, field: "enroll.est.require_channel_binding"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if err := config.MatchField(tt.cfg.Validate("enroll.est", []string{"default"}), tt.field); err != nil {

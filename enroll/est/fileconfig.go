@@ -24,10 +24,18 @@ type FileConfig struct {
 	// binds the challenge to the attested key), at enrollment and at every
 	// renewal with a new key.
 	RequireAttestation []string `yaml:"require_attestation"`
-	// PermanentIdentifier lists the profiles whose certificates for
-	// attested keys carry the device id as an RFC 4043 permanentIdentifier
-	// SAN, so other relying parties can tell them from plain ones.
+	// PermanentIdentifier is the older spelling of
+	// enroll.attested_names.permanent_identifier (docs/cert-extensions.md):
+	// the profiles listed here get the RFC 4043 permanentIdentifier SAN
+	// for attested keys, whichever protocol issues.
 	PermanentIdentifier []string `yaml:"permanent_identifier"`
+	// RequireChannelBinding lists the profiles whose CSRs must carry the
+	// TLS channel binding in their challengePassword (RFC 7030 §3.5:
+	// tls-unique on TLS 1.2, tls-exporter on TLS 1.3). Default none: the
+	// binding is checked whenever a CSR has a challengePassword, but
+	// clients that cannot read their own TLS session (curl with openssl
+	// CSRs) could not enroll at all if it were required everywhere.
+	RequireChannelBinding []string `yaml:"require_channel_binding"`
 	// BootstrapRoots is a PEM bundle of manufacturer CAs whose device
 	// certificates (IDevIDs) authenticate a first enrollment instead of a
 	// challenge (BootstrapIntermediates: their intermediates). Empty: none.
@@ -68,7 +76,8 @@ func DefaultFileConfig() FileConfig { return FileConfig{Enabled: true, RevokeOnR
 
 // Validate checks the section; profiles are the configured profile names.
 func (c FileConfig) Validate(path string, profiles []string) error {
-	for field, list := range map[string][]string{"require_attestation": c.RequireAttestation, "permanent_identifier": c.PermanentIdentifier} {
+	for field, list := range map[string][]string{"require_attestation": c.RequireAttestation, "permanent_identifier": c.PermanentIdentifier,
+		"require_channel_binding": c.RequireChannelBinding} {
 		for _, p := range list {
 			if !slices.Contains(profiles, p) {
 				return config.Errorf(path+"."+field, "profile %q is not configured", p)

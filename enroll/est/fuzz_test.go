@@ -27,6 +27,7 @@ func FuzzParseCSRBody(f *testing.F) {
 func FuzzEnrollBody(f *testing.F) {
 	f.Add(newCSRF(f))
 	f.Add([]byte("!!"))
+	f.Add(csrWithPassword(f, key(f), "c29tZXRoaW5nIGVsc2U="))
 	h := newHandler(f)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		req := httptest.NewRequest(http.MethodPost, "/.well-known/est/simpleenroll", bytes.NewReader(b))

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync/atomic"
 
 	"hardbound/store"
 	"hardbound/store/policy"
@@ -64,21 +65,48 @@ type Profile struct {
 
 // Gate applies the inventory and attested-fact policy.
 type Gate struct {
-	st       Store
+	st  Store
+	set atomic.Pointer[profileSet] // replaced whole by SetProfiles
+}
+
+// profileSet is one configuration of the gate's profiles.
+type profileSet struct {
 	profiles map[string]Profile
 	deflt    string
 }
 
-// New builds a Gate; deflt is the profile of a record that names none.
-func New(st Store, profiles []Profile, deflt string) (*Gate, error) {
-	g := &Gate{st: st, profiles: make(map[string]Profile, len(profiles)), deflt: deflt}
+func newSet(profiles []Profile, deflt string) (*profileSet, error) {
+	ps := &profileSet{profiles: make(map[string]Profile, len(profiles)), deflt: deflt}
 	for _, p := range profiles {
-		g.profiles[p.Name] = p
+		ps.profiles[p.Name] = p
 	}
-	if _, ok := g.profiles[deflt]; !ok {
+	if _, ok := ps.profiles[deflt]; !ok {
 		return nil, fmt.Errorf("gate: default profile %q is not a profile", deflt)
 	}
+	return ps, nil
+}
+
+// New builds a Gate; deflt is the profile of a record that names none.
+func New(st Store, profiles []Profile, deflt string) (*Gate, error) {
+	ps, err := newSet(profiles, deflt)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gate{st: st}
+	g.set.Store(ps)
 	return g, nil
+}
+
+// SetProfiles replaces the profiles (a configuration reload) in one step:
+// every Admit that starts after it returns applies the new ones. On error
+// the gate keeps its profiles.
+func (g *Gate) SetProfiles(profiles []Profile, deflt string) error {
+	ps, err := newSet(profiles, deflt)
+	if err != nil {
+		return err
+	}
+	g.set.Store(ps)
+	return nil
 }
 
 // Request is one issuance about to happen.
@@ -124,25 +152,26 @@ const maxBindingsChecked = 16
 // Admit applies the gate. Errors wrap a sentinel above (or are the
 // store's).
 func (g *Gate) Admit(ctx context.Context, r Request) (*Decision, error) {
+	ps := g.set.Load()
 	rec, err := g.find(ctx, r)
 	if err != nil {
 		return nil, fmt.Errorf("gate: inventory lookup: %w", err)
 	}
 	name := r.Profile
 	if name == "" {
-		name = g.deflt
+		name = ps.deflt
 	}
 	if rec != nil {
 		own := rec.Profile
 		if own == "" {
-			own = g.deflt
+			own = ps.deflt
 		}
 		if r.Named && own != r.Profile {
 			return nil, fmt.Errorf("%w: device %q belongs to profile %q, not %q", ErrProfileMismatch, rec.ID, own, r.Profile)
 		}
 		name = own
 	}
-	p, ok := g.profiles[name]
+	p, ok := ps.profiles[name]
 	if !ok {
 		return nil, fmt.Errorf("%w: device %q belongs to profile %q, which this server does not serve", ErrProfileMismatch, r.DeviceID, name)
 	}

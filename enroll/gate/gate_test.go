@@ -97,3 +97,44 @@ func TestAdmit(t *testing.T) {
 		t.Error("New without the default profile succeeded")
 	}
 }
+
+// TestSetProfiles: a reload raises a minimum and drops require_inventory
+// on a running gate; the next Admit applies both; a refused set keeps the
+// gate as it was.
+func TestSetProfiles(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	st := badgertest.Memory(t)
+	if rep, err := inventory.Apply(ctx, st, []inventory.Row{{Record: inventory.Record{Platform: "ios", Serial: "F2LPHONE", Profile: "phones"}}}, inventory.Options{Source: "admin"}); err != nil || rep.Failed > 0 {
+		t.Fatal(rep, err)
+	}
+	low, _ := policy.ParseMinimums(map[string]string{"ios": "17.0"}, 0)
+	high, _ := policy.ParseMinimums(map[string]string{"ios": "17.4"}, 0)
+	g, err := gate.New(st, []gate.Profile{{Name: "default", RequireInventory: true}, {Name: "phones", RequireInventory: true, Minimums: low}}, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	phone := gate.Request{DeviceID: "F2LPHONE", Format: "apple", Facts: map[string]string{"os_version": "17.2"}}
+	stranger := gate.Request{DeviceID: "F2LSTRANGER", Format: "apple", Facts: map[string]string{"os": "ios", "os_version": "18.0"}}
+	if _, err := g.Admit(ctx, phone); err != nil {
+		t.Fatalf("17.2 under min 17.0: %v", err)
+	}
+	if _, err := g.Admit(ctx, stranger); !errors.Is(err, gate.ErrNotInInventory) {
+		t.Fatalf("stranger: %v", err)
+	}
+	if err := g.SetProfiles([]gate.Profile{{Name: "default"}, {Name: "phones", RequireInventory: true, Minimums: high}}, "default"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Admit(ctx, phone); !errors.Is(err, gate.ErrBelowMinimum) {
+		t.Fatalf("17.2 after raising to 17.4: %v, want below minimum", err)
+	}
+	if _, err := g.Admit(ctx, stranger); err != nil {
+		t.Fatalf("stranger once default no longer requires inventory: %v", err)
+	}
+	if err := g.SetProfiles([]gate.Profile{{Name: "phones"}}, "default"); err == nil {
+		t.Fatal("a set without its default profile was accepted")
+	}
+	if _, err := g.Admit(ctx, phone); !errors.Is(err, gate.ErrBelowMinimum) {
+		t.Fatalf("a refused SetProfiles changed the gate: %v", err)
+	}
+}

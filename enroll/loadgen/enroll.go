@@ -6,9 +6,10 @@
 // radius/loadgen reads for its EAP-TLS load. Both exercise enrollment and
 // the binding of devices, so they live under enroll.
 //
-// The package has no flags and prints nothing on its own: hardbound bench
-// (cmd/hardbound) turns flags into a config and a report into output, and
-// lends its admin API client as an API.
+// The package prints nothing on its own: it defines its flags beside its
+// configs (flags.go), and hardbound bench (cmd/hardbound) registers them,
+// turns a report into output, and lends its admin API client
+// (admin/client's Do) as an API.
 package loadgen
 
 import (

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"hardbound/admin/metrics"
 	"hardbound/enroll/ocsp"
 )
 
@@ -29,6 +30,32 @@ func BenchmarkRespond(b *testing.B) {
 		for b.Loop() {
 			f.resp.Respond(f.ctx, reqs[i%n])
 			i++
+		}
+	})
+	// warm-metrics is warm with the Prometheus counters of the server
+	// (admin/metrics): what /metrics costs per response.
+	em := metrics.New().Enroll()
+	fm := newFixture(b, ocsp.Config{Posture: true}, ocsp.WithMetrics(em))
+	mreqs := make([][]byte, n)
+	for i := range n {
+		d := fm.bind(b, fmt.Sprintf("dev%04d", i), "")
+		mreqs[i] = request(b, d.Leaf, fm.ca.Issuing(), crypto.SHA1)
+		fm.resp.Respond(fm.ctx, mreqs[i])
+	}
+	b.Run("warm-metrics", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			fm.resp.Respond(fm.ctx, mreqs[i%n])
+			i++
+		}
+	})
+	// metrics-only is the two counter updates a warm answer makes, alone.
+	b.Run("metrics-only", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			em.CacheLookup(true)
+			em.Response("good")
 		}
 	})
 	b.Run("warm-parallel", func(b *testing.B) {

@@ -51,7 +51,7 @@ var testProfiles = []posture.Profile{
 	{Name: "plain", Formats: policy.Formats{policy.FormatTPM, policy.FormatNone}},
 }
 
-func newFixture(t testing.TB, cfg ocsp.Config) *fixture {
+func newFixture(t testing.TB, cfg ocsp.Config, opts ...ocsp.Option) *fixture {
 	t.Helper()
 	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
 	c := catest.New(t, "", ca.WithClock(clk.now))
@@ -63,7 +63,7 @@ func newFixture(t testing.TB, cfg ocsp.Config) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(pos.Close)
-	r, err := ocsp.New(cfg, c, st, pos, ocsp.WithClock(clk.now))
+	r, err := ocsp.New(cfg, c, st, pos, append([]ocsp.Option{ocsp.WithClock(clk.now)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,6 +71,24 @@ type Config struct {
 	NonceRate limit.Rate
 }
 
+// Metrics receives responder outcomes; the wiring adapts it to
+// Prometheus (admin/metrics). Labels are bounded: status is good, revoked,
+// hold, unknown, or the OCSP error status (malformed, unauthorized,
+// try_later, internal_error); result is ok or error.
+type Metrics interface {
+	Response(status string)
+	// CacheLookup counts a lookup of the decided-answer cache.
+	CacheLookup(hit bool)
+	// SignerRotation counts the certification of a new delegated signer.
+	SignerRotation(result string)
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) Response(string)       {}
+func (nopMetrics) CacheLookup(bool)      {}
+func (nopMetrics) SignerRotation(string) {}
+
 // Responder answers OCSP requests for the issuing CA's certificates.
 type Responder struct {
 	cfg      Config
@@ -80,6 +98,7 @@ type Responder struct {
 	decider  Decider
 	log      *slog.Logger
 	now      func() time.Time
+	metrics  Metrics
 	profiles map[string]bool
 
 	// issuer hashes per request hash algorithm
@@ -99,6 +118,15 @@ type Option func(*Responder)
 
 // WithLogger sets the logger.
 func WithLogger(l *slog.Logger) Option { return func(r *Responder) { r.log = l } }
+
+// WithMetrics sets the metrics sink; the default is a no-op.
+func WithMetrics(m Metrics) Option {
+	return func(r *Responder) {
+		if m != nil {
+			r.metrics = m
+		}
+	}
+}
 
 // WithClock replaces time.Now.
 func WithClock(now func() time.Time) Option { return func(r *Responder) { r.now = now } }
@@ -134,7 +162,7 @@ func New(cfg Config, authority CA, st Store, decider Decider, opts ...Option) (*
 		cfg.NonceRate = limit.Rate{Every: 10 * time.Millisecond, Burst: 100}
 	}
 	r := &Responder{cfg: cfg, ca: authority, issuer: authority.Issuing(), store: st, decider: decider,
-		log: slog.New(slog.DiscardHandler), now: time.Now,
+		log: slog.New(slog.DiscardHandler), now: time.Now, metrics: nopMetrics{},
 		nameHash: map[crypto.Hash][]byte{}, keyHash: map[crypto.Hash][]byte{}}
 	for _, o := range opts {
 		o(r)
@@ -179,40 +207,49 @@ func (r *Responder) Respond(ctx context.Context, der []byte) (resp []byte, cache
 
 // respond is Respond for a client at ip ("": unknown, never limited).
 func (r *Responder) respond(ctx context.Context, der []byte, ip string) (resp []byte, cacheable bool) {
+	resp, cacheable, status := r.answer(ctx, der, ip)
+	r.metrics.Response(status)
+	return resp, cacheable
+}
+
+// answer is respond with the metric status of the response.
+func (r *Responder) answer(ctx context.Context, der []byte, ip string) (resp []byte, cacheable bool, status string) {
 	req, err := ParseRequest(der)
 	if err != nil {
 		r.log.Debug("OCSP request refused", "err", err)
-		return xocsp.MalformedRequestErrorResponse, false
+		return xocsp.MalformedRequestErrorResponse, false, "malformed"
 	}
 	if req.Nonce != nil && ip != "" && r.nonceLim.Allow("", ip, "") != nil {
 		req.Nonce = nil
 	}
 	if !bytes.Equal(req.IssuerNameHash, r.nameHash[req.Hash]) || !bytes.Equal(req.IssuerKeyHash, r.keyHash[req.Hash]) {
-		return xocsp.UnauthorizedErrorResponse, false
+		return xocsp.UnauthorizedErrorResponse, false, "unauthorized"
 	}
 	serial := ca.SerialString(req.Serial)
 	now := r.now()
 	// The cached DER is for this serial and hash algorithm without a
 	// nonce; a request with a nonce reuses only the decided answer.
-	if e, ok := r.cache.get(serial, now); ok {
+	e, hit := r.cache.get(serial, now)
+	r.metrics.CacheLookup(hit)
+	if hit {
 		if req.Nonce == nil && e.der != nil && e.hash == req.Hash {
-			return e.der, true
+			return e.der, true, answerStatus(e.answer)
 		}
 		resp, err := r.signAnswer(ctx, req, e.answer, now)
 		if err != nil {
-			return xocsp.InternalErrorErrorResponse, false
+			return xocsp.InternalErrorErrorResponse, false, "internal_error"
 		}
-		return resp, false
+		return resp, false, answerStatus(e.answer)
 	}
 	gen := r.cache.generation()
 	a, deviceID, err := r.decide(ctx, serial)
 	if err != nil {
 		r.log.Warn("OCSP answer failed", "serial", serial, "err", err)
-		return xocsp.TryLaterErrorResponse, false
+		return xocsp.TryLaterErrorResponse, false, "try_later"
 	}
 	resp, err = r.signAnswer(ctx, req, a, now)
 	if err != nil {
-		return xocsp.InternalErrorErrorResponse, false
+		return xocsp.InternalErrorErrorResponse, false, "internal_error"
 	}
 	r.log.Debug("OCSP answer", "serial", serial, "status", statusName(a.Status), "reason", a.Reason, "why", a.Why)
 	cacheDER := resp
@@ -220,7 +257,16 @@ func (r *Responder) respond(ctx context.Context, der []byte, ip string) (resp []
 		cacheDER = nil // signed on the next request without a nonce
 	}
 	r.cache.put(serial, deviceID, entry{answer: a, der: cacheDER, hash: req.Hash, expires: now.Add(r.cfg.Refresh)}, gen)
-	return resp, req.Nonce == nil
+	return resp, req.Nonce == nil, answerStatus(a)
+}
+
+// answerStatus is the metric status of a signed answer: a revocation with
+// certificateHold is "hold", the posture answer.
+func answerStatus(a Answer) string {
+	if a.Status == xocsp.Revoked && a.Reason == xocsp.CertificateHold {
+		return "hold"
+	}
+	return statusName(a.Status)
 }
 
 func (r *Responder) signAnswer(ctx context.Context, req *Request, a Answer, now time.Time) ([]byte, error) {
@@ -267,6 +313,10 @@ func (r *Responder) decide(ctx context.Context, serial string) (Answer, string, 
 		// The binding was just read, so the decision failed on a store
 		// read: fail closed for this answer, not for the next.
 		return Answer{}, "", fmt.Errorf("ocsp: decision for %s failed (unknown_cert)", serial)
+	case posture.ReasonStoreUnavailable:
+		// The database went away between the two reads: tryLater, not a
+		// hold the device did nothing to earn.
+		return Answer{}, "", fmt.Errorf("ocsp: decision for %s: %w", serial, store.ErrUnavailable)
 	case posture.ReasonCertRevoked:
 		// Revoked between the two reads: the next answer has the record.
 		return Answer{}, "", fmt.Errorf("ocsp: %s revoked while answering", serial)
@@ -320,6 +370,7 @@ func (r *Responder) signerFor(ctx context.Context, now time.Time) (*signerKey, e
 	}
 	s, err := r.newSigner(ctx, now)
 	if err != nil {
+		r.metrics.SignerRotation("error")
 		// The old certificate still outlives any answer signed now.
 		if old != nil && now.Add(r.cfg.Validity).Before(old.cert.NotAfter) {
 			r.log.Warn("OCSP signer rotation failed; keeping the current one", "err", err)
@@ -328,6 +379,7 @@ func (r *Responder) signerFor(ctx context.Context, now time.Time) (*signerKey, e
 		return nil, err
 	}
 	r.signer.Store(s)
+	r.metrics.SignerRotation("ok")
 	r.log.Info("OCSP signing certificate issued", "serial", ca.SerialString(s.cert.SerialNumber), "not_after", s.cert.NotAfter)
 	return s, nil
 }

@@ -31,10 +31,15 @@ const maxDetail = 200
 
 // opResult is what the HTTP layer writes.
 type opResult struct {
-	status int
-	text   string
-	body   []byte
+	status     int
+	text       string
+	body       []byte
+	retryAfter string // Retry-After of an error status, if any
 }
+
+// retryAfterUnavailable is the Retry-After (seconds) of a 503 answered
+// while the store's database is away.
+const retryAfterUnavailable = "5"
 
 // refusal is a decision not to issue, answered with a CertRep FAILURE.
 type refusal struct {
@@ -64,6 +69,7 @@ type request struct {
 	attested      bool
 	attestationID string
 	format        string
+	facts         map[string]string // the attestation's facts, identifiers included
 }
 
 func (r *request) action() string {
@@ -96,6 +102,11 @@ func (h *Handler) pkiOperation(ctx context.Context, raw []byte, ip, pathProfile 
 
 	body, ref, err := h.enroll(ctx, req, raw)
 	switch {
+	case errors.Is(err, store.ErrUnavailable):
+		// The database is away: nothing was issued, and the same request
+		// may succeed later; a CertRep FAILURE would read as final.
+		h.metrics.Enrollment(Protocol, req.format, string(ReasonInternal))
+		return opResult{status: http.StatusServiceUnavailable, text: "database unavailable, retry later", retryAfter: retryAfterUnavailable}
 	case err != nil:
 		h.metrics.Enrollment(Protocol, req.format, string(ReasonInternal))
 		h.log.Error("SCEP enrollment failed", "ip", ip, "device", req.deviceID, "transaction_id", env.transactionID, "err", err)
@@ -375,6 +386,7 @@ func (h *Handler) useAttestation(ctx context.Context, req *request, id string) e
 	req.attested = true
 	req.attestationID = a.ID
 	req.format = a.Format
+	req.facts = a.Facts
 	return nil
 }
 
@@ -493,6 +505,7 @@ func (h *Handler) linkAttestation(ctx context.Context, req *request) (*refusal, 
 			req.attested = true
 			req.attestationID = a.ID
 			req.format = a.Format
+			req.facts = a.Facts
 		case !errors.Is(err, store.ErrNotFound):
 			return nil, fmt.Errorf("scep: find attestation: %w", err)
 		}
@@ -536,10 +549,16 @@ func (h *Handler) issue(ctx context.Context, req *request) ([]byte, *refusal, er
 		return nil, ref, err
 	}
 
+	var att *ca.Attestation
+	if req.attested {
+		// The profile's attested names (enroll/ca) apply.
+		att = &ca.Attestation{Format: req.format, Identifiers: req.facts}
+	}
 	cert, err := h.ca.Issue(ctx, ca.IssueRequest{
-		CSR:      req.msg.CSR,
-		DeviceID: req.deviceID,
-		Profile:  ca.Profile{Name: prof.Name, Validity: prof.Validity},
+		CSR:         req.msg.CSR,
+		DeviceID:    req.deviceID,
+		Profile:     ca.Profile{Name: prof.Name, Validity: prof.Validity},
+		Attestation: att,
 	})
 	if err != nil {
 		if errors.Is(err, ca.ErrCSRPolicy) || errors.Is(err, ca.ErrInvalidRequest) {

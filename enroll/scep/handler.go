@@ -157,6 +157,9 @@ func (h *Handler) servePKIOperation(w http.ResponseWriter, r *http.Request) {
 	}
 	res := h.pkiOperation(r.Context(), raw, remoteIP(r), profileFromPath(r.URL.Path))
 	if res.status != http.StatusOK {
+		if res.retryAfter != "" {
+			w.Header().Set("Retry-After", res.retryAfter)
+		}
 		http.Error(w, res.text, res.status)
 		return
 	}

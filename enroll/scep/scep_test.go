@@ -117,7 +117,8 @@ func newEnvKeyType(t testing.TB, keyType string, mutate func(*scep.Config)) *env
 	dir := t.TempDir()
 	var c *ca.CA
 	if keyType == ca.KeyECDSA {
-		c = catest.New(t, dir)
+		// The attested profile names the attested facts (enroll/ca).
+		c = catest.New(t, dir, ca.WithNames(map[string]ca.Names{"attested": {PermanentIdentifier: true, HardwareModuleName: true}}))
 	} else {
 		if err := ca.Init(ca.InitOptions{Dir: dir, KeyType: keyType}); err != nil {
 			t.Fatal(err)
@@ -524,7 +525,9 @@ func TestKeyBoundChallengeIssuesAttested(t *testing.T) {
 	ctx := t.Context()
 	key := newKey(t)
 	kh := keyHash(t, key)
-	if err := e.store.PutAttestation(ctx, &store.Attestation{V: 1, ID: "att1", DeviceID: "ek-1", Format: "tpm", KeySHA256: kh, VerifiedAt: time.Now()}); err != nil {
+	// The TPM activation flow copies the identifiers into the facts.
+	if err := e.store.PutAttestation(ctx, &store.Attestation{V: 1, ID: "att1", DeviceID: "ek-1", Format: "tpm", KeySHA256: kh, VerifiedAt: time.Now(),
+		Facts: map[string]string{"ek_sha256": "0a1b2c3d"}}); err != nil {
 		t.Fatal(err)
 	}
 	v := e.mint(scep.MintRequest{DeviceID: "ek-1", Profile: "attested", KeySHA256: kh, AttestationID: "att1", Source: scep.SourceAttestation})
@@ -539,6 +542,7 @@ func TestKeyBoundChallengeIssuesAttested(t *testing.T) {
 	if !b.Attested || b.AttestationID != "att1" || b.DeviceID != "ek-1" {
 		t.Errorf("binding %+v, want attested by att1", b)
 	}
+	checkAttestedNames(t, cert, "ek-1", ca.HWTypeTPM20, "0a1b2c3d")
 	if got := e.metrics.last(); got != "scep/tpm/ok" {
 		t.Errorf("metric %q", got)
 	}

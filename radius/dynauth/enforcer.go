@@ -376,6 +376,11 @@ func (e *Enforcer) plan(ev posture.Event) plan {
 		return disconnect
 	case posture.EventCertRevoked:
 		return plan{kind: Disconnect, act: true, cert: ev.CertSHA256}
+	case posture.EventPolicy:
+		// The profiles changed (a config reload) and no longer admit this
+		// certificate's sessions as they were: the re-authentication
+		// gets the new decision (refusal or VLAN).
+		return plan{kind: Disconnect, act: true, cert: ev.CertSHA256}
 	case posture.EventQuarantined:
 		return quarantine()
 	case posture.EventReleased:

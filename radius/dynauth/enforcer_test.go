@@ -140,6 +140,8 @@ func TestEnforcerPlans(t *testing.T) {
 			want: []string{"disconnect 192.0.2.1 S1 vlan=", "disconnect 192.0.2.2 S2 vlan="}},
 		{name: "disconnect/cert_revoked_only_its_sessions", ev: posture.Event{Kind: posture.EventCertRevoked, DeviceID: "d1", CertSHA256: certA},
 			want: []string{"disconnect 192.0.2.1 S1 vlan="}},
+		{name: "disconnect/policy_only_its_cert", coa: true, ev: posture.Event{Kind: posture.EventPolicy, DeviceID: "d1", CertSHA256: certA, Device: device("d1", "quarantine", store.ComplianceCompliant)},
+			want: []string{"disconnect 192.0.2.1 S1 vlan="}},
 		{name: "none/device_without_sessions", ev: posture.Event{Kind: posture.EventDeviceRevoked, DeviceID: "d2"}},
 	}
 	for _, tc := range tests {

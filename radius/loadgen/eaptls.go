@@ -5,8 +5,9 @@
 // BENCHMARKS.md). Both measure the RADIUS server, so they live beside it;
 // the devices they present come from enroll/loadgen's MakeDevices.
 //
-// The package has no flags and prints nothing on its own: hardbound bench
-// (cmd/hardbound) turns flags into a Config and a Report into output.
+// The package prints nothing on its own: it defines its flags beside its
+// configs (flags.go), and hardbound bench (cmd/hardbound) registers them
+// and turns a Report into output.
 package loadgen
 
 import (

@@ -117,6 +117,7 @@ func (c *Checkpointer) Run(ctx context.Context) {
 	}
 	t := time.NewTicker(poll)
 	defer t.Stop()
+	wasAway := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -128,9 +129,14 @@ func (c *Checkpointer) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if err := c.tick(ctx); err != nil && ctx.Err() == nil {
+		err := c.tick(ctx)
+		// An unreachable database is logged by the store once per
+		// outage; a tick each poll would repeat it several times a second.
+		away := errors.Is(err, store.ErrUnavailable)
+		if err != nil && ctx.Err() == nil && !(away && wasAway) {
 			c.log.WarnContext(ctx, "audit checkpoint failed", "err", err)
 		}
+		wasAway = away
 	}
 }
 

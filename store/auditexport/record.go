@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
 	"hardbound/store"
 )
@@ -138,4 +139,36 @@ func ReadCheckpoints(r io.Reader) ([]store.AuditCheckpoint, error) {
 		return nil
 	})
 	return out, err
+}
+
+// ReadCheckpointFile returns the checkpoints in a sink's file (a syslog
+// file or JSON lines, as ReadRecords reads them).
+func ReadCheckpointFile(path string) ([]store.AuditCheckpoint, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	cps, err := ReadCheckpoints(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cps, nil
+}
+
+// Thin returns at most n of the checkpoints cps (oldest first): the
+// newest n/2 and an even spread of the older ones, so that a verification
+// against them still covers the whole chain.
+func Thin(cps []store.AuditCheckpoint, n int) []store.AuditCheckpoint {
+	if len(cps) <= n {
+		return cps
+	}
+	newest := cps[len(cps)-n/2:]
+	older := cps[:len(cps)-n/2]
+	out := make([]store.AuditCheckpoint, 0, n)
+	step := float64(len(older)) / float64(n-len(newest))
+	for i := 0; i < n-len(newest); i++ {
+		out = append(out, older[int(float64(i)*step)])
+	}
+	return append(out, newest...)
 }

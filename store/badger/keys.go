@@ -31,6 +31,7 @@ const (
 	pfxAuditCP        = "auditcp/"
 	pfxAuditCursor    = "auditcur/"
 	pfxNonce          = "nonce/"
+	pfxDocument       = "doc/"
 	keyAuditHeadStr   = "meta/audit-head"
 	keyTicketKeysStr  = "meta/ticket-keys"
 	keyAuditPrunedStr = "meta/audit-pruned"
@@ -70,6 +71,8 @@ func keyAlias(kind, value string) []byte { return []byte(pfxAlias + kind + sep +
 func keyNonce(scope string, h store.Hash) []byte {
 	return []byte(pfxNonce + scope + sep + h.String())
 }
+
+func keyDocument(name string) []byte { return []byte(pfxDocument + name) }
 
 func keyACMEAccount(id string) []byte { return []byte(pfxACMEAccount + id) }
 

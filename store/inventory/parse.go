@@ -77,6 +77,19 @@ func Parse(r io.Reader, f Format) ([]Row, error) {
 	return nil, fmt.Errorf("%w: unknown format %q (csv or json)", ErrParse, f)
 }
 
+// ParseNamed is Parse of a file called name; f "" is DetectFormat's
+// choice from the name and the content.
+func ParseNamed(r io.Reader, name string, f Format) ([]Row, error) {
+	b, err := io.ReadAll(io.LimitReader(r, MaxImportBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if f == "" {
+		f = DetectFormat(name, b)
+	}
+	return Parse(bytes.NewReader(b), f)
+}
+
 func parseCSV(b []byte) ([]Row, error) {
 	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf")) // spreadsheets write a BOM
 	cr := csv.NewReader(bytes.NewReader(b))

@@ -287,7 +287,8 @@ func (s *Store) catchUpLocked(ctx context.Context, through int64) bool {
 			s.reset(through)
 			return true
 		case err != nil:
-			if ctx.Err() == nil {
+			// An unreachable database was logged once, when it went away.
+			if ctx.Err() == nil && !errors.Is(err, store.ErrUnavailable) {
 				s.log.Warn("change feed: cannot read changes, retrying", "applied", f.applied, "err", err)
 			}
 			return false
@@ -388,8 +389,10 @@ func (s *Store) follow() {
 			retry = 0
 		} else {
 			// The database is away (or this node's connections to it
-			// are stale): try again soon, whatever the poll interval.
-			retry = min(max(retry*2, 100*time.Millisecond), 5*time.Second)
+			// are stale): try again soon, whatever the poll interval, so
+			// that its return is noticed (Unavailable) within a second
+			// even when nothing else calls the store.
+			retry = min(max(retry*2, 100*time.Millisecond), time.Second)
 			next = min(next, retry)
 		}
 		if !poll.Stop() {
@@ -424,7 +427,13 @@ func (s *Store) listen(ctx context.Context, wake chan<- struct{}) {
 		if ctx.Err() != nil {
 			return
 		}
-		s.log.Warn("change feed: LISTEN connection lost, polling until it is back", "err", err, "retry_in", backoff)
+		// A lost connection is the first sign of a database going away:
+		// a catch-up now finds out (and Unavailable says so) instead of
+		// at the next poll.
+		signal()
+		if _, down := s.Unavailable(); !down {
+			s.log.Warn("change feed: LISTEN connection lost, polling until it is back", "err", err, "retry_in", backoff)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -445,6 +454,7 @@ func (s *Store) listenOnce(ctx context.Context, woke func()) error {
 	}
 	// Named so that an operator (or a test) can tell it in pg_stat_activity.
 	cfg.RuntimeParams["application_name"] = listenerAppName
+	start := time.Now()
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return err
@@ -453,6 +463,7 @@ func (s *Store) listenOnce(ctx context.Context, woke func()) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
 		return err
 	}
+	s.avail.answered(start)
 	s.setListening(true)
 	woke()
 	for {

@@ -20,6 +20,22 @@ const (
 type StoreFileConfig struct {
 	Backend  string     `yaml:"backend"` // badger | postgres
 	Postgres FileConfig `yaml:"postgres"`
+	// Unavailable is what a node does while its database is away
+	// (docs/ha.md, "When the database is away"); only a networked
+	// backend goes away.
+	Unavailable UnavailableFileConfig `yaml:"unavailable"`
+}
+
+// UnavailableFileConfig is the store.unavailable: section.
+type UnavailableFileConfig struct {
+	// Grace is how long authentication answers from the warm caches once
+	// the database stopped answering.
+	Grace config.Duration `yaml:"grace"`
+	// Policy is what follows the grace: reject (fail closed, the
+	// default) or accept_cached (keep answering from the caches). The
+	// names are posture's (posture.ParseOutagePolicy), checked by the
+	// node's config.
+	Policy string `yaml:"policy"`
 }
 
 // FileConfig is the store.postgres: section.
@@ -50,8 +66,13 @@ type FileConfig struct {
 
 // DefaultStoreFileConfig is the section before the file is laid over it.
 func DefaultStoreFileConfig() StoreFileConfig {
-	return StoreFileConfig{Backend: BackendBadger, Postgres: DefaultFileConfig()}
+	return StoreFileConfig{Backend: BackendBadger, Postgres: DefaultFileConfig(),
+		Unavailable: UnavailableFileConfig{Grace: config.Duration(DefaultUnavailableGrace), Policy: "reject"}}
 }
+
+// DefaultUnavailableGrace is store.unavailable.grace by default (the
+// reasoning is posture.DefaultOutageGrace's, which must stay equal).
+const DefaultUnavailableGrace = 60 * time.Second
 
 // DefaultFileConfig is the store.postgres section's defaults.
 func DefaultFileConfig() FileConfig {
@@ -66,6 +87,9 @@ func DefaultFileConfig() FileConfig {
 // Validate names the field of a bad value; path is the section's place in
 // the file ("store").
 func (c *StoreFileConfig) Validate(path string) error {
+	if g := c.Unavailable.Grace.D(); g < 0 || g > 24*time.Hour {
+		return config.Errorf(path+".unavailable.grace", "%s is not between 0 and 24h", g)
+	}
 	switch c.Backend {
 	case "", BackendBadger:
 		c.Backend = BackendBadger

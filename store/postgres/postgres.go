@@ -108,7 +108,8 @@ type Store struct {
 	opts  options
 	dsn   string
 
-	feed feed
+	feed  feed
+	avail availability
 
 	closeMu sync.RWMutex
 	closed  bool
@@ -155,6 +156,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		return nil, fmt.Errorf("store/postgres: open: %w", err)
 	}
 	s := &Store{pool: pool, log: o.logger.With("component", "store", "backend", "postgres"), clock: o.clock, opts: o, dsn: dsn, stop: make(chan struct{})}
+	s.avail.log = s.log
 	// Changes committed before Open are not announced: Watch is "from now on".
 	if err := pool.QueryRow(ctx, "SELECT seq FROM feed_head").Scan(&s.feed.applied); err != nil {
 		pool.Close()
@@ -214,17 +216,24 @@ func (s *Store) tx(ctx context.Context, op string, fn func(tx pgx.Tx) error) err
 		return fmt.Errorf("store/postgres: %s: %w", op, ErrClosed)
 	}
 	var err error
-	for range maxTxnAttempts {
+	start := time.Now()
+	for i := range maxTxnAttempts {
 		if err = ctx.Err(); err != nil {
-			return fmt.Errorf("store/postgres: %s: %w", op, err)
+			if i == 0 {
+				// The caller's context ended before anything was sent:
+				// says nothing of the database.
+				return fmt.Errorf("store/postgres: %s: %w", op, err)
+			}
+			break
 		}
 		err = pgx.BeginFunc(ctx, s.pool, fn)
 		if !retryable(err) {
 			break
 		}
 	}
+	s.avail.observe(start, err)
 	if err != nil {
-		return fmt.Errorf("store/postgres: %s: %w", op, err)
+		return wrapErr(op, err)
 	}
 	return nil
 }
@@ -237,16 +246,23 @@ func (s *Store) read(ctx context.Context, op string, fn func(q querier) error) e
 		return fmt.Errorf("store/postgres: %s: %w", op, ErrClosed)
 	}
 	var err error
-	for range maxTxnAttempts {
+	start := time.Now()
+	for i := range maxTxnAttempts {
 		if err = ctx.Err(); err != nil {
-			return fmt.Errorf("store/postgres: %s: %w", op, err)
+			if i == 0 {
+				// The caller's context ended before anything was sent:
+				// says nothing of the database.
+				return fmt.Errorf("store/postgres: %s: %w", op, err)
+			}
+			break
 		}
 		if err = fn(s.pool); err == nil || !pgconn.SafeToRetry(err) {
 			break
 		}
 	}
+	s.avail.observe(start, err)
 	if err != nil {
-		return fmt.Errorf("store/postgres: %s: %w", op, err)
+		return wrapErr(op, err)
 	}
 	return nil
 }
@@ -260,9 +276,15 @@ func (s *Store) readTx(ctx context.Context, op string, fn func(tx pgx.Tx) error)
 		return fmt.Errorf("store/postgres: %s: %w", op, ErrClosed)
 	}
 	var err error
-	for range maxTxnAttempts {
+	start := time.Now()
+	for i := range maxTxnAttempts {
 		if err = ctx.Err(); err != nil {
-			return fmt.Errorf("store/postgres: %s: %w", op, err)
+			if i == 0 {
+				// The caller's context ended before anything was sent:
+				// says nothing of the database.
+				return fmt.Errorf("store/postgres: %s: %w", op, err)
+			}
+			break
 		}
 		// Retried only when BEGIN itself failed: fn may have handed rows
 		// to a caller's callback (ScanAudit, Backup) already.
@@ -275,8 +297,9 @@ func (s *Store) readTx(ctx context.Context, op string, fn func(tx pgx.Tx) error)
 			break
 		}
 	}
+	s.avail.observe(start, err)
 	if err != nil {
-		return fmt.Errorf("store/postgres: %s: %w", op, err)
+		return wrapErr(op, err)
 	}
 	return nil
 }

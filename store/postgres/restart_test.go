@@ -46,12 +46,18 @@ func TestDatabaseRestart(t *testing.T) {
 	short, cancel := context.WithTimeout(ctx, 3*time.Second)
 	err = a.PutDevice(short, &store.Device{ID: "d", Profile: "while-down"})
 	cancel()
-	if err == nil {
-		t.Fatal("a write with the database down succeeded")
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("a write with the database down = %v, want ErrUnavailable", err)
 	}
-	if _, err := a.GetDevice(ctx, "d"); err == nil || errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("a read with the database down = %v, want a connection error", err)
+	if _, err := a.GetDevice(ctx, "d"); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("a read with the database down = %v, want ErrUnavailable", err)
 	}
+	if _, down := a.Unavailable(); !down {
+		t.Fatal("a.Unavailable() says up after calls failed for it")
+	}
+	// B made no call: its LISTEN connection's loss and the follower's
+	// catch-up find out.
+	waitAvailability(t, b, true)
 	if err := cl.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -73,6 +79,20 @@ func TestDatabaseRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if _, down := a.Unavailable(); down {
+		t.Fatal("a.Unavailable() says down after a write succeeded")
+	}
+	waitAvailability(t, b, false)
+	// A refusal of the server is not unavailability.
+	acct := func(id string) *store.ACMEAccount {
+		return &store.ACMEAccount{ID: id, Thumbprint: "tp", JWK: []byte(`{"kty":"EC"}`), Status: "valid"}
+	}
+	if err := a.PutACMEAccount(ctx, acct("acct-1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.PutACMEAccount(ctx, acct("acct-2")); !errors.Is(err, store.ErrExists) || errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("a second account for one key = %v, want ErrExists and not ErrUnavailable", err)
+	}
 	got := rb.waitN(t, 5)
 	for i, c := range got {
 		if c.Kind != store.ChangeDevice || c.Device.Profile != "after-"+strconv.Itoa(i) {
@@ -83,6 +103,21 @@ func TestDatabaseRestart(t *testing.T) {
 		t.Fatalf("first change after the restart has prev %+v: the failed write must not have landed", got[0].Prev)
 	}
 	waitListening(t, b)
+}
+
+// waitAvailability waits until s.Unavailable says down (or up).
+func waitAvailability(t *testing.T, s *postgres.Store, down bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, d := s.Unavailable(); d == down {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Unavailable() never became %v", down)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 type testWriter struct{ t *testing.T }

@@ -55,6 +55,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"audit_prune", testAuditPrune},
 		{"ticket_keys", testTicketKeys},
 		{"ticket_keys_one_winner_under_concurrency", testTicketKeysConcurrency},
+		{"documents", testDocuments},
+		{"documents_newest_fetch_stays_under_concurrency", testDocumentsConcurrency},
 		{"backup_restore", testBackupRestore},
 		{"canceled_context", testCanceled},
 		{"changes/devices", testChangesDevices},
@@ -1654,5 +1656,90 @@ func testTicketKeysConcurrency(t *testing.T, open func(t *testing.T) store.Store
 	}
 	if got, err := s.GetTicketKeys(ctx); err != nil || got.Version != 2 {
 		t.Fatalf("after the race: %+v, %v", got, err)
+	}
+}
+
+// A cached document is one record per name: not found before the first
+// put, read back as written, replaced by a later fetch, kept against an
+// earlier one (ErrConflict), and bounded.
+func testDocuments(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	if _, err := s.GetDocument(ctx, "android-status"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetDocument on an empty store: %v, want ErrNotFound", err)
+	}
+	// Large enough to leave a backend's inline value paths; within what
+	// every backend, in memory too, holds.
+	body := bytes.Repeat([]byte(`{"entries":{}}`), 256<<10/14)
+	at := time.Date(2026, 12, 3, 7, 0, 0, 123456000, time.UTC)
+	d := &store.Document{Name: "android-status", Source: "https://example.test/status", Body: body, Fetched: at}
+	if err := s.PutDocument(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetDocument(ctx, "android-status")
+	if err != nil || got.Name != d.Name || got.Source != d.Source || !bytes.Equal(got.Body, body) || !got.Fetched.Equal(at) || got.V != store.RecordVersion {
+		t.Fatalf("GetDocument = %+v (body %d bytes), %v", got.Fetched, len(got.Body), err)
+	}
+	if _, err := s.GetDocument(ctx, "other"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("another name: %v, want ErrNotFound", err)
+	}
+	older := &store.Document{Name: "android-status", Source: "file", Body: []byte("old"), Fetched: at.Add(-time.Minute)}
+	if err := s.PutDocument(ctx, older); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("put of an earlier fetch: %v, want ErrConflict", err)
+	}
+	if got, _ := s.GetDocument(ctx, "android-status"); got == nil || !bytes.Equal(got.Body, body) {
+		t.Fatal("an earlier fetch replaced a later one")
+	}
+	same := &store.Document{Name: "android-status", Source: "file", Body: []byte("same time"), Fetched: at}
+	if err := s.PutDocument(ctx, same); err != nil {
+		t.Fatalf("put of a fetch at the same time: %v", err)
+	}
+	newer := &store.Document{Name: "android-status", Body: []byte("new"), Fetched: at.Add(time.Hour)}
+	if err := s.PutDocument(ctx, newer); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.GetDocument(ctx, "android-status"); got == nil || string(got.Body) != "new" || got.Source != "" || !got.Fetched.Equal(at.Add(time.Hour)) {
+		t.Fatalf("after a later fetch: %+v", got)
+	}
+	for name, bad := range map[string]*store.Document{
+		"nil":       nil,
+		"no name":   {Body: []byte("x"), Fetched: at},
+		"long name": {Name: string(bytes.Repeat([]byte("n"), store.MaxDocumentNameLen+1)), Body: []byte("x"), Fetched: at},
+		"NUL name":  {Name: "a\x00b", Body: []byte("x"), Fetched: at},
+		"no body":   {Name: "d", Fetched: at},
+		"too large": {Name: "d", Body: make([]byte, store.MaxDocumentSize+1), Fetched: at},
+		"no time":   {Name: "d", Body: []byte("x")},
+	} {
+		if err := s.PutDocument(ctx, bad); err == nil {
+			t.Errorf("put of a document with %s succeeded", name)
+		}
+	}
+	if _, err := s.GetDocument(ctx, "d"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a refused put wrote: %v", err)
+	}
+}
+
+// Nodes writing one document at once: every put either wins or conflicts,
+// and the newest fetch is what stays.
+func testDocumentsConcurrency(t *testing.T, open func(t *testing.T) store.Store) {
+	s := newStore(t, open)
+	ctx := t.Context()
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = s.PutDocument(ctx, &store.Document{Name: "doc", Body: []byte(fmt.Sprintf("node-%d", i)), Fetched: base.Add(time.Duration(i) * time.Second)})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil && !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("put %d: %v", i, err)
+		}
+	}
+	got, err := s.GetDocument(ctx, "doc")
+	if err != nil || string(got.Body) != fmt.Sprintf("node-%d", n-1) {
+		t.Fatalf("after the race: %+v, %v; want the newest fetch", got, err)
 	}
 }

@@ -85,8 +85,8 @@ func TestBenchEAPTLSFailsOnWrongSecret(t *testing.T) {
 	}
 }
 
-// Bad flags end with exit status 1 and a message on stderr; the secret
-// flags are cmd's own, the rest are radius/loadgen's Config (tested there).
+// Bad flags end with exit status 1 and a message on stderr; what each
+// flag means is radius/loadgen's (Flags, Config; tested there).
 func TestBenchEAPTLSRejectsBadFlags(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

@@ -24,6 +24,7 @@ import (
 	"hardbound/cmd/hardbound/internal/node"
 	"hardbound/enroll/devbind"
 	"hardbound/store"
+	"hardbound/store/policy"
 )
 
 // TestE2EESTRenewalAndOCSP runs against `hardbound serve`: a renewal over
@@ -37,7 +38,10 @@ import (
 func TestE2EESTRenewalAndOCSP(t *testing.T) {
 	t.Parallel()
 	requireTools(t, "openssl")
-	in := startE2E(t, func(cfg *node.Config) { cfg.Enroll.OCSP.CRLHolds = true })
+	in := startE2E(t, func(cfg *node.Config) {
+		cfg.Enroll.OCSP.CRLHolds = true
+		cfg.Enroll.AttestedNames.PermanentIdentifier = []string{policy.DefaultProfile}
+	})
 	ctx := e2eContext(t)
 	dev := in.bind(t, devbind.Request{DeviceID: "est-e2e-1", Posture: store.ComplianceCompliant})
 	nas := in.nasClient(t, "", nil)
@@ -115,6 +119,14 @@ func TestE2EESTRenewalAndOCSP(t *testing.T) {
 		t.Fatalf("simplereenroll: %d %s", code, msg)
 	}
 	renewed := tls.Certificate{Certificate: [][]byte{leaf.Raw, in.ca.Issuing().Raw}, PrivateKey: dev.Key, Leaf: leaf}
+	// enroll.attested_names: the certificate for the attested key names
+	// the device as an RFC 4043 permanentIdentifier (enroll/ca).
+	leafPEM := filepath.Join(dir, "renewed.pem")
+	writeCerts(t, leafPEM, leaf)
+	if out, err := exec.CommandContext(ctx, "openssl", "x509", "-in", leafPEM, "-noout", "-text").CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "othername: Permanent Identifier::") {
+		t.Fatalf("renewed certificate without a permanentIdentifier: %v\n%s", err, out)
+	}
 	in.waitAuditEvent(t, "enroll.est.renew", dev.ID, "ok", "")
 	in.mustAccept(t, nas, renewed)
 	in.mustReject(t, nas, dev.Certificate, dev.ID, "cert_revoked")
@@ -164,6 +176,33 @@ func TestE2EESTRenewalAndOCSP(t *testing.T) {
 	}
 	if code, _, _ := post(t, nil, dev.ID, ch.Challenge, "simpleenroll", dev.Key.(*ecdsa.PrivateKey)); code != http.StatusUnauthorized {
 		t.Fatalf("reused challenge: %d", code)
+	}
+
+	// The EST and OCSP outcomes are in /metrics.
+	m := in.scrape(t)
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"hardbound_est_requests_total", []string{`op="simplereenroll"`, `result="ok"`}, 1},
+		{"hardbound_est_requests_total", []string{`op="simplereenroll"`, `result="refused"`}, 2},
+		{"hardbound_est_requests_total", []string{`op="simpleenroll"`, `result="ok"`}, 1},
+		{"hardbound_est_refusals_total", []string{`reason="unattested"`}, 1},
+		{"hardbound_est_refusals_total", []string{`reason="challenge_consumed"`}, 1},
+		{"hardbound_ocsp_responses_total", []string{`status="good"`}, 3},
+		{"hardbound_ocsp_responses_total", []string{`status="revoked"`}, 1},
+		{"hardbound_ocsp_responses_total", []string{`status="hold"`}, 1},
+		{"hardbound_ocsp_signer_rotations_total", []string{`result="ok"`}, 1},
+	} {
+		if got := metricSum(t, m, c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	// One lookup per openssl ocsp query above (each carries a nonce, so
+	// each is signed anew, from the decided answer when it is cached).
+	if got := metricSum(t, m, "hardbound_ocsp_cache_lookups_total"); got != 5 {
+		t.Errorf("OCSP cache lookups = %v, want 5", got)
 	}
 }
 

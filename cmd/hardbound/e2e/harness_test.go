@@ -105,8 +105,9 @@ func testConfig(t *testing.T) *node.Config {
 
 // instance is one running `hardbound serve` process.
 type instance struct {
-	t   *testing.T
-	cfg *node.Config // as written to the config file
+	t       *testing.T
+	cfg     *node.Config // as written to the config file
+	cfgPath string       // the config file serve runs on
 
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -159,7 +160,7 @@ func startTest(t *testing.T, cfg *node.Config) *instance {
 	if cfg.Dev {
 		args = append(args, "--dev")
 	}
-	in := &instance{t: t, cfg: cfg, addrs: map[string]string{}, exited: make(chan struct{}), stderr: &syncBuffer{}}
+	in := &instance{t: t, cfg: cfg, cfgPath: cfgPath, addrs: map[string]string{}, exited: make(chan struct{}), stderr: &syncBuffer{}}
 	in.cmd = exec.Command(hardboundBin, args...)
 	in.cmd.Env = cleanEnv()
 	in.cmd.Stderr = in.stderr

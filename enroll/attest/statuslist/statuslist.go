@@ -1,8 +1,9 @@
 // Package statuslist keeps Google's Android attestation status list
 // (revoked and suspended attestation keys and intermediates) current for
 // enroll/attest, which does no I/O: it reads the list from a file or an
-// HTTPS URL, refreshes it on an interval, keeps the last good copy in a
-// cache file (so a restart while the URL is down still has it), and says
+// HTTPS URL, refreshes it on an interval, keeps the last good copy in the
+// store (one copy for every node sharing it, so a node that starts while
+// the URL is down still has it, with the time it was fetched), and says
 // when the list is too old to trust, which refuses Android attestations
 // unless the operator chose to fail open (docs/attestation.md).
 package statuslist
@@ -21,8 +22,17 @@ import (
 	"time"
 
 	"hardbound/enroll/attest"
-	"hardbound/store/atomicfile"
+	"hardbound/store"
 )
+
+// DocumentName is the list's name among the store's documents.
+const DocumentName = "android-attestation-status"
+
+// Store keeps the last good list (store.Store satisfies it).
+type Store interface {
+	GetDocument(ctx context.Context, name string) (*store.Document, error)
+	PutDocument(ctx context.Context, d *store.Document) error
+}
 
 // GoogleURL is where Google publishes the list.
 const GoogleURL = "https://android.googleapis.com/attestation/status"
@@ -48,8 +58,13 @@ type Config struct {
 	// FailOpen accepts Android attestations while the list is unavailable.
 	// WARNING: a leaked attestation key is then accepted too.
 	FailOpen bool
-	// CacheFile keeps the last good document (mode 0600); empty: none.
-	CacheFile  string
+	// Store keeps the last good document for every node; nil: memory only.
+	Store Store
+	// ImportFile is the cache file an earlier version kept in the data
+	// dir; when it exists and the store holds no list as new, Load puts
+	// it into the store (its fetch time is the file's modification time).
+	// The file is left as it is and no longer written.
+	ImportFile string
 	HTTPClient *http.Client
 	Logger     *slog.Logger
 	Now        func() time.Time
@@ -60,14 +75,18 @@ type List struct {
 	cfg Config
 	log *slog.Logger
 
-	mu      sync.RWMutex
-	entries attest.AndroidStatusList
-	fetched time.Time // when entries were last read from the source
-	lastErr error
+	loadOnce sync.Once
+
+	mu       sync.RWMutex
+	maxAge   time.Duration // cfg.MaxAge until SetPolicy
+	failOpen bool          // cfg.FailOpen until SetPolicy
+	entries  attest.AndroidStatusList
+	fetched  time.Time // when entries were read from the source (by any node)
+	lastErr  error
 }
 
-// New checks cfg and loads the cache file if there is one; it does not
-// read the source (Refresh or Run does).
+// New checks cfg; it reads neither the store nor the source (Load and
+// Refresh do, Run both).
 func New(cfg Config) (*List, error) {
 	if cfg.Source == "" {
 		return nil, errors.New("statuslist: Source is required")
@@ -92,39 +111,95 @@ func New(cfg Config) (*List, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	l := &List{cfg: cfg, log: cfg.Logger.With("component", "enroll", "statuslist", cfg.Source)}
+	l := &List{cfg: cfg, log: cfg.Logger.With("component", "enroll", "statuslist", cfg.Source), maxAge: cfg.MaxAge, failOpen: cfg.FailOpen}
 	if cfg.FailOpen {
 		l.log.Warn("WARNING: Android attestations are accepted while the attestation status list is unavailable (fail open)")
-	}
-	if cfg.CacheFile != "" {
-		if err := l.loadCache(); err != nil && !errors.Is(err, os.ErrNotExist) {
-			l.log.Warn("attestation status list cache unreadable; waiting for the source", "file", cfg.CacheFile, "err", err)
-		}
 	}
 	return l, nil
 }
 
 func (l *List) isURL() bool { return strings.HasPrefix(l.cfg.Source, "https://") }
 
-// loadCache reads the cache file; its age is its modification time.
-func (l *List) loadCache() error {
-	fi, err := os.Stat(l.cfg.CacheFile)
+// Load imports ImportFile into the store if it is newer than the store's
+// list, then takes the store's list as the last good one. It runs once
+// (Run calls it first); errors are logged and returned (store.ErrNotFound
+// when no node stored a list yet), and leave the list waiting for the
+// source.
+func (l *List) Load(ctx context.Context) error {
+	var err error
+	l.loadOnce.Do(func() {
+		if l.cfg.Store == nil {
+			return
+		}
+		if l.cfg.ImportFile != "" {
+			if ierr := l.importFile(ctx); ierr != nil && !errors.Is(ierr, os.ErrNotExist) {
+				l.log.Warn("old attestation status list cache not imported", "file", l.cfg.ImportFile, "err", ierr)
+			}
+		}
+		if _, err = l.fromStore(ctx); err != nil && !errors.Is(err, store.ErrNotFound) {
+			l.log.Warn("attestation status list not read from the store; waiting for the source", "err", err)
+		}
+	})
+	return err
+}
+
+// importFile puts the cache file of an earlier version into the store,
+// unless the store already holds a list fetched as late (it was imported
+// before, or a node fetched since).
+func (l *List) importFile(ctx context.Context) error {
+	fi, err := os.Stat(l.cfg.ImportFile)
 	if err != nil {
 		return err
 	}
-	b, err := readBounded(l.cfg.CacheFile)
+	at := fi.ModTime().UTC().Truncate(time.Microsecond)
+	switch cur, err := l.cfg.Store.GetDocument(ctx, DocumentName); {
+	case err == nil && !cur.Fetched.Before(at):
+		return nil
+	case err != nil && !errors.Is(err, store.ErrNotFound):
+		return err
+	}
+	b, err := readBounded(l.cfg.ImportFile)
 	if err != nil {
 		return err
 	}
-	entries, err := attest.ParseAndroidStatusList(b)
-	if err != nil {
+	if _, err := attest.ParseAndroidStatusList(b); err != nil {
 		return err
+	}
+	err = l.cfg.Store.PutDocument(ctx, &store.Document{Name: DocumentName, Source: "file:" + l.cfg.ImportFile, Body: b, Fetched: at})
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		return err
+	}
+	l.log.Info("old attestation status list cache imported into the store", "file", l.cfg.ImportFile, "fetched", at)
+	return nil
+}
+
+// fromStore adopts the store's list when it was fetched after the one in
+// memory (by this node or another) and reports whether it did.
+func (l *List) fromStore(ctx context.Context) (bool, error) {
+	d, err := l.cfg.Store.GetDocument(ctx, DocumentName)
+	if err != nil {
+		return false, err
+	}
+	l.mu.RLock()
+	newer := d.Fetched.After(l.fetched)
+	l.mu.RUnlock()
+	if !newer {
+		return false, nil
+	}
+	entries, err := attest.ParseAndroidStatusList(d.Body)
+	if err != nil {
+		return false, fmt.Errorf("the stored list: %w", err)
 	}
 	l.mu.Lock()
-	l.entries, l.fetched = entries, fi.ModTime()
+	if !d.Fetched.After(l.fetched) {
+		l.mu.Unlock()
+		return false, nil
+	}
+	l.entries, l.fetched = entries, d.Fetched
 	l.mu.Unlock()
-	l.log.Info("attestation status list loaded from cache", "entries", len(entries), "age", l.cfg.Now().Sub(fi.ModTime()).Round(time.Second))
-	return nil
+	l.log.Info("attestation status list taken from the store", "entries", len(entries), "from", d.Source,
+		"age", l.cfg.Now().Sub(d.Fetched).Round(time.Second))
+	return true, nil
 }
 
 func readBounded(path string) ([]byte, error) {
@@ -143,8 +218,10 @@ func readBounded(path string) ([]byte, error) {
 	return b, nil
 }
 
-// Refresh reads the source once. On failure the previous list stays (and
-// ages); the error is returned and remembered for Unavailable.
+// Refresh reads the source once and writes what it read to the store. On
+// failure it takes the store's list if another node fetched one since;
+// otherwise the previous list stays (and ages). The source's error is
+// returned and remembered for Unavailable.
 func (l *List) Refresh(ctx context.Context) error {
 	b, err := l.read(ctx)
 	var entries attest.AndroidStatusList
@@ -155,17 +232,24 @@ func (l *List) Refresh(ctx context.Context) error {
 		l.mu.Lock()
 		l.lastErr = err
 		l.mu.Unlock()
+		if l.cfg.Store != nil {
+			if _, serr := l.fromStore(ctx); serr != nil && !errors.Is(serr, store.ErrNotFound) {
+				l.log.Warn("attestation status list not read from the store", "err", serr)
+			}
+		}
 		return fmt.Errorf("statuslist: %s: %w", l.cfg.Source, err)
 	}
 	now := l.cfg.Now()
 	l.mu.Lock()
 	l.entries, l.fetched, l.lastErr = entries, now, nil
 	l.mu.Unlock()
-	if l.cfg.CacheFile != "" {
-		if err := atomicfile.Write(l.cfg.CacheFile, b, 0o600); err != nil {
-			l.log.Warn("attestation status list cache not written", "file", l.cfg.CacheFile, "err", err)
-		} else {
-			_ = os.Chtimes(l.cfg.CacheFile, now, now)
+	if l.cfg.Store != nil {
+		err := l.cfg.Store.PutDocument(ctx, &store.Document{Name: DocumentName, Source: l.cfg.Source, Body: b, Fetched: now})
+		switch {
+		case errors.Is(err, store.ErrConflict):
+			// Another node stored a later fetch: both are good lists.
+		case err != nil:
+			l.log.Warn("attestation status list not written to the store", "err", err)
 		}
 	}
 	l.log.Info("attestation status list refreshed", "entries", len(entries))
@@ -200,10 +284,12 @@ func (l *List) read(ctx context.Context) ([]byte, error) {
 	return b, nil
 }
 
-// Run refreshes now and then every Refresh until ctx ends. While the list
+// Run loads the store's list (Load), refreshes now and then every Refresh
+// until ctx ends. While the list
 // is missing or failing it retries sooner (a minute, doubling up to
 // Refresh), so an outage at start-up heals quickly.
 func (l *List) Run(ctx context.Context) error {
+	_ = l.Load(ctx) // logged; the source may still answer
 	retry := time.Minute
 	for {
 		wait := l.cfg.Refresh
@@ -236,21 +322,36 @@ func (l *List) Revoked(serialHex string) (string, bool) {
 // Unavailable implements attest.AndroidStatusAvailability: nil while the
 // last good list is younger than MaxAge, or always when failing open.
 func (l *List) Unavailable() error {
-	if l.cfg.FailOpen {
-		return nil
-	}
 	l.mu.RLock()
 	defer l.mu.RUnlock()
+	if l.failOpen {
+		return nil
+	}
 	switch {
 	case l.entries == nil && l.lastErr != nil:
 		return fmt.Errorf("%w: never read: %v", ErrUnavailable, l.lastErr)
 	case l.entries == nil:
 		return fmt.Errorf("%w: not read yet", ErrUnavailable)
 	}
-	if age := l.cfg.Now().Sub(l.fetched); age > l.cfg.MaxAge {
-		return fmt.Errorf("%w: the last good list is %s old (max %s)", ErrUnavailable, age.Round(time.Second), l.cfg.MaxAge)
+	if age := l.cfg.Now().Sub(l.fetched); age > l.maxAge {
+		return fmt.Errorf("%w: the last good list is %s old (max %s)", ErrUnavailable, age.Round(time.Second), l.maxAge)
 	}
 	return nil
+}
+
+// SetPolicy replaces MaxAge (0: DefaultMaxAge) and FailOpen of a running
+// List (a configuration reload); the next Unavailable applies them.
+func (l *List) SetPolicy(maxAge time.Duration, failOpen bool) {
+	if maxAge <= 0 {
+		maxAge = DefaultMaxAge
+	}
+	l.mu.Lock()
+	changed := l.failOpen != failOpen
+	l.maxAge, l.failOpen = maxAge, failOpen
+	l.mu.Unlock()
+	if changed && failOpen {
+		l.log.Warn("WARNING: Android attestations are accepted while the attestation status list is unavailable (fail open)")
+	}
 }
 
 // Entries is the number of listed serials (for logs and tests).
@@ -258,4 +359,11 @@ func (l *List) Entries() int {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return len(l.entries)
+}
+
+// Fetched is when the list in use was read from its source (zero: none).
+func (l *List) Fetched() time.Time {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.fetched
 }

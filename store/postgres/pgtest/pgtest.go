@@ -150,7 +150,19 @@ func (c *Cluster) Kill() error {
 	return nil
 }
 
-// Restart starts a server stopped by Kill on the same port.
+// StopFast stops the server as an operator does (`pg_ctl stop -m fast`:
+// open transactions are rolled back and every connection is told the
+// server is shutting down) without removing its data; Restart brings it
+// back.
+func (c *Cluster) StopFast() error {
+	out, err := c.run("pg_ctl", "-D", filepath.Join(c.dir, "data"), "-m", "fast", "-w", "stop")
+	if err != nil {
+		return fmt.Errorf("pgtest: pg_ctl stop -m fast: %w: %s", err, out)
+	}
+	return nil
+}
+
+// Restart starts a server stopped by Kill or StopFast on the same port.
 func (c *Cluster) Restart() error {
 	opts := fmt.Sprintf("-h 127.0.0.1 -p %d -k %s -c fsync=off -c full_page_writes=off -c max_connections=400 -c shared_buffers=64MB", c.Port, c.dir)
 	out, err := c.run("pg_ctl", "-D", filepath.Join(c.dir, "data"), "-l", filepath.Join(c.dir, "log"), "-w", "-t", "60", "-o", opts, "start")

@@ -56,6 +56,12 @@ type Config struct {
 	// Version is the build's version, for the banner and the User-Agent of
 	// MDM calls. Set by main, not by the file.
 	Version string `yaml:"-"`
+	// File is the file LoadConfig read ("" for the built-in defaults).
+	File string `yaml:"-"`
+	// Load loads this configuration again as the process first did (the
+	// file, then the command line's overrides), for a reload (reload.go).
+	// Set by serve; nil: the node cannot reload.
+	Load func() (*Config, error) `yaml:"-"`
 
 	memoryLimit int64 // MemoryLimit in bytes, resolved by Validate; 0 = unset
 }
@@ -181,6 +187,7 @@ func LoadConfig(path string) (*Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg.File = path
 	return cfg, nil
 }
 
@@ -222,6 +229,9 @@ func (c *Config) Validate() error {
 	if err := c.Enroll.Validate("enroll"); err != nil {
 		return err
 	}
+	if _, err := c.Enroll.Names("enroll", c.profileNames()); err != nil {
+		return err
+	}
 	if err := c.Admin.Validate("admin"); err != nil {
 		return err
 	}
@@ -233,6 +243,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.Store.Validate("store"); err != nil {
 		return err
+	}
+	if _, err := posture.ParseOutagePolicy(c.Store.Unavailable.Policy); err != nil {
+		return fieldErr("store.unavailable.policy", "%v", err)
 	}
 	seen := map[string]bool{}
 	for i := range c.Profiles {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"hardbound/posture"
 )
 
 func writeFile(t *testing.T, dir, name, body string) string {
@@ -51,6 +53,9 @@ func TestLoadConfig(t *testing.T) {
 		{"ok/store-postgres", "store:\n  backend: postgres\n  postgres: {dsn: 'host=127.0.0.1 dbname=hb'}\n", ""},
 		{"fail/store-backend", "store:\n  backend: sqlite\n", "config: store.backend:"},
 		{"fail/store-postgres-no-dsn", "store:\n  backend: postgres\n", "config: store.postgres.dsn:"},
+		{"ok/store-unavailable", "store:\n  unavailable: {grace: 5s, policy: accept_cached}\n", ""},
+		{"fail/store-unavailable-policy", "store:\n  unavailable: {policy: open}\n", "config: store.unavailable.policy:"},
+		{"fail/store-unavailable-grace", "store:\n  unavailable: {grace: -1s}\n", "store.unavailable.grace"},
 		// The process's keys, the profiles and the checks across sections.
 		{"fail/bad-log", "log:\n  format: xml\n", "log.format"},
 		{"fail/empty-data-dir", "data_dir: \"\"\n", "data_dir"},
@@ -112,6 +117,9 @@ func TestDefaultConfigIsTheDocumentedOne(t *testing.T) {
 	if rl.PerDevice.Every.D() != time.Minute || rl.PerDevice.Burst != 5 || rl.PerIP.Every.D() != time.Second || rl.PerIP.Burst != 50 ||
 		rl.PerProfile.Every.D() != time.Millisecond || rl.PerProfile.Burst != 1000 {
 		t.Errorf("enroll.rate_limits defaults = %+v", rl)
+	}
+	if u := cfg.Store.Unavailable; u.Grace.D() != posture.DefaultOutageGrace || u.Policy != string(posture.OutageReject) {
+		t.Errorf("store.unavailable defaults = %+v, want posture's (%s, %s)", u, posture.DefaultOutageGrace, posture.OutageReject)
 	}
 	if cfg.Store.Backend != "badger" {
 		t.Errorf("store.backend %q, want badger: make run needs no database", cfg.Store.Backend)

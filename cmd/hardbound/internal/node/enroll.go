@@ -102,7 +102,7 @@ func (in *Node) startEnroll() error {
 	}
 	svc, err := enroll.New(enroll.Config{Profiles: acmeProfiles},
 		enroll.Deps{CA: in.ca, Store: st, Attester: verifier, SCEP: scepH, Limiter: lim, Accounts: acme.StoreAccounts(st),
-			Holds: in.crlHolds(ocspR)},
+			Holds: in.crlHolds(ocspR), Gate: g},
 		enroll.WithLogger(in.log), enroll.WithMetrics(m))
 	if err != nil {
 		return err

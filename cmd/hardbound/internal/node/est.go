@@ -23,9 +23,9 @@ func (in *Node) startEST(lim *limit.Limiter) (http.Handler, error) {
 		names = append(names, p.Name)
 		profiles = append(profiles, est.Profile{
 			Name: p.Name, Validity: p.Validity.D(), Platform: p.SCEP.Platform, Formats: p.Formats,
-			RequireAttestation:  slices.Contains(ec.RequireAttestation, p.Name),
-			RevokeOnRenew:       ec.RevokeOnRenew,
-			PermanentIdentifier: slices.Contains(ec.PermanentIdentifier, p.Name),
+			RequireAttestation:    slices.Contains(ec.RequireAttestation, p.Name),
+			RevokeOnRenew:         ec.RevokeOnRenew,
+			RequireChannelBinding: slices.Contains(ec.RequireChannelBinding, p.Name),
 		})
 	}
 	if err := ec.Validate("enroll.est", names); err != nil {
@@ -39,7 +39,8 @@ func (in *Node) startEST(lim *limit.Limiter) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := est.New(est.Config{Profiles: profiles, Limiter: lim, Logger: in.log, Bootstrap: roots, BootstrapIntermediates: inter, Gate: g},
+	s, err := est.New(est.Config{Profiles: profiles, Limiter: lim, Logger: in.log, Bootstrap: roots, BootstrapIntermediates: inter, Gate: g,
+		Metrics: in.metrics.Enroll()},
 		in.ca, in.st, in.posture)
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -83,24 +84,31 @@ func (c *Config) minimums(name string) policy.Minimums {
 	return policy.Minimums{}
 }
 
-// issuanceGate is the inventory gate SCEP applies (ACME builds its own
-// from the same profiles).
+// issuanceGate is the one issuance gate ACME, SCEP and EST apply, built
+// on first use; a reload replaces its profiles (reload.go).
 func (in *Node) issuanceGate() (*gate.Gate, error) {
-	var ps []gate.Profile
-	for _, p := range in.cfg.effectiveProfiles() {
-		ps = append(ps, gate.Profile{Name: p.Name, RequireInventory: p.requireInventory(), Minimums: p.minimums})
+	if in.gate != nil {
+		return in.gate, nil
 	}
-	return gate.New(in.st, ps, ps[0].Name)
+	ps := in.cfg.gateProfiles()
+	g, err := gate.New(in.st, ps, ps[0].Name)
+	if err != nil {
+		return nil, err
+	}
+	in.gate = g
+	return g, nil
 }
 
 // inventoryDeps are the admin API's inventory endpoints.
 func (in *Node) inventoryDeps() *admin.Inventory {
-	return &admin.Inventory{Store: in.st, KnownProfile: in.cfg.knownProfile, Minimums: in.cfg.minimums}
+	// The minimums device show judges by are the reloaded ones.
+	return &admin.Inventory{Store: in.st, KnownProfile: in.cfg.knownProfile,
+		Minimums: func(name string) policy.Minimums { return in.live.Load().minimums(name) }}
 }
 
 // androidOptions are the verifier's Android policy and status list. The
 // list is read in the background; until its first read succeeds (or from
-// the cache file) Android attestations are refused unless the section says
+// the store's copy) Android attestations are refused unless the section says
 // accept. --dev without an explicit status_list checks none: its test
 // chains are on no list and a trial machine may be offline.
 func (in *Node) androidOptions() []attest.Option {
@@ -116,13 +124,21 @@ func (in *Node) androidOptions() []attest.Option {
 	}
 	l, err := statuslist.New(statuslist.Config{
 		Source: src, Refresh: ac.StatusRefresh.D(), MaxAge: ac.StatusMaxAge.D(), FailOpen: ac.StatusUnavailable == "accept",
-		CacheFile: filepath.Join(in.cfg.DataDir, "android-status.json"), Logger: in.log,
+		// The last good list lives in the store, shared by every node; the
+		// data-dir file of earlier versions is imported once.
+		Store: in.st, ImportFile: filepath.Join(in.cfg.DataDir, "android-status.json"), Logger: in.log,
 	})
 	if err != nil {
 		// Validate accepted the source, so this is a bug; fail closed.
 		in.log.Error("android status list", "err", err)
 		return append(opts, attest.WithAndroidStatus(unavailable{err}))
 	}
+	// Before the listeners: an enrollment right after a start while the
+	// source is down is judged by the stored list, not refused.
+	lctx, cancel := context.WithTimeout(in.ctx, 10*time.Second)
+	_ = l.Load(lctx) // logged; a failing refresh reads the store again
+	cancel()
+	in.statusList = l
 	in.wg.Add(1)
 	go func() {
 		defer in.wg.Done()

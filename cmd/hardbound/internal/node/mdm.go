@@ -102,7 +102,7 @@ func (in *Node) startEnforcer() error {
 	sender := dynauth.NewSender(scfg)
 	st := in.st
 	ecfg := in.cfg.RADIUS.CoA.Enforcer()
-	ecfg.Events, ecfg.Profiles, ecfg.Sessions, ecfg.Auditor = in.posture, in.posture, st, st
+	ecfg.Events, ecfg.Profiles, ecfg.Sessions, ecfg.Auditor = in.posture, in.posture, st, in.auditor
 	ecfg.Sender, ecfg.NAS = in.coaRoute(sender) // radsec.go
 	// Nodes sharing a database each see every change; the claim makes one
 	// of them the sender per session (docs/ha.md).

@@ -23,12 +23,15 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"hardbound/admin"
 	"hardbound/admin/metrics"
 	"hardbound/enroll"
+	"hardbound/enroll/attest/statuslist"
 	"hardbound/enroll/ca"
+	"hardbound/enroll/gate"
 	"hardbound/posture"
 	"hardbound/radius"
 	"hardbound/radius/radsec"
@@ -55,6 +58,7 @@ type Node struct {
 	cfg     *Config
 	log     *slog.Logger
 	st      store.Store
+	auditor auditAppender // in.st, or an audithold.Holder in front of it (outage.go)
 	ca      *ca.CA
 	posture *posture.Service
 	metrics *metrics.Registry
@@ -77,6 +81,15 @@ type Node struct {
 
 	adminTokenPath string
 	radiusSecret   string // dev only: the generated NAS secret
+
+	// A reload (reload.go) replaces live, the configuration whose
+	// run-time settings are in force (cfg stays the one started with);
+	// gate and statusList are the components it reaches besides posture
+	// and the verifier (nil when not running).
+	reloadMu   sync.Mutex
+	live       atomic.Pointer[Config]
+	gate       *gate.Gate
+	statusList *statuslist.List
 }
 
 // Start initialises the data dir (in --dev), opens everything and starts
@@ -102,8 +115,13 @@ func Start(parent context.Context, cfg *Config, log *slog.Logger) (_ *Node, err 
 		}
 	}
 	warnProduction(cfg, log)
+	in.live.Store(cfg)
 	in.metrics = metrics.New()
-	c, err := ca.Load(cfg.DataDir, ca.WithLogger(log), ca.WithOCSPServer(cfg.Enroll.OCSP.URL))
+	names, err := cfg.Enroll.Names("enroll", cfg.profileNames())
+	if err != nil {
+		return nil, err
+	}
+	c, err := ca.Load(cfg.DataDir, ca.WithLogger(log), ca.WithOCSPServer(cfg.Enroll.OCSP.URL), ca.WithNames(names))
 	if err != nil {
 		return nil, fmt.Errorf("%w (create one with `hardbound ca init --data-dir %s`)", err, cfg.DataDir)
 	}
@@ -116,7 +134,8 @@ func Start(parent context.Context, cfg *Config, log *slog.Logger) (_ *Node, err 
 	}
 	in.st = st
 
-	in.posture, err = posture.New(st, cfg.postureProfiles(), posture.WithLogger(log), posture.WithMetrics(in.metrics.Posture()))
+	in.posture, err = posture.New(st, cfg.postureProfiles(), append(in.outageOptions(),
+		posture.WithLogger(log), posture.WithMetrics(in.metrics.Posture()))...)
 	if err != nil {
 		return nil, err
 	}
@@ -133,6 +152,9 @@ func Start(parent context.Context, cfg *Config, log *slog.Logger) (_ *Node, err 
 	// The audit export starts before the components that append to the
 	// chain, so it stops after them (closers run in reverse) and its
 	// last checkpoint signs their last events.
+	if err := in.startAuditHold(); err != nil {
+		return nil, err
+	}
 	if err := in.startAudit(); err != nil {
 		return nil, err
 	}
@@ -269,6 +291,9 @@ func (in *Node) Shutdown() {
 	in.log.Info("hardbound stopped")
 }
 
+// devNASClient is the NAS client --dev adds for 127.0.0.0/8.
+const devNASClient = "localhost"
+
 // devBootstrap creates, when absent, what a local trial needs: the CA, an
 // admin token and a NAS client for 127.0.0.0/8 with a generated secret.
 func (in *Node) devBootstrap() error {
@@ -312,12 +337,12 @@ func (in *Node) devBootstrap() error {
 	in.radiusSecret = strings.TrimSpace(string(b))
 	hasLocal := false
 	for _, c := range in.cfg.RADIUS.Clients {
-		if c.Name == "localhost" {
+		if c.Name == devNASClient {
 			hasLocal = true
 		}
 	}
 	if !hasLocal {
-		in.cfg.RADIUS.Clients = append(in.cfg.RADIUS.Clients, radius.FileClient{Name: "localhost", CIDR: "127.0.0.0/8", SecretFile: secretPath})
+		in.cfg.RADIUS.Clients = append(in.cfg.RADIUS.Clients, radius.FileClient{Name: devNASClient, CIDR: "127.0.0.0/8", SecretFile: secretPath})
 		if err := in.cfg.Validate(); err != nil {
 			return err
 		}

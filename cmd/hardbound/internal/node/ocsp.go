@@ -17,7 +17,8 @@ func (in *Node) startOCSP() (*ocsp.Responder, error) {
 	if !oc.Enabled {
 		return nil, nil
 	}
-	r, err := ocsp.New(oc.Config(), in.ca, in.st, in.posture, ocsp.WithLogger(in.log))
+	r, err := ocsp.New(oc.Config(), in.ca, in.st, in.posture, ocsp.WithLogger(in.log),
+		ocsp.WithMetrics(in.metrics.Enroll()))
 	if err != nil {
 		return nil, err
 	}

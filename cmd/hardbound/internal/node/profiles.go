@@ -23,6 +23,15 @@ func (c *Config) effectiveProfiles() []ProfileConfig {
 	return []ProfileConfig{{Name: policy.DefaultProfile, Noncompliant: string(posture.ActionReject), Unknown: string(posture.ActionReject)}}
 }
 
+// profileNames is the names of effectiveProfiles.
+func (c *Config) profileNames() []string {
+	var out []string
+	for _, p := range c.effectiveProfiles() {
+		out = append(out, p.Name)
+	}
+	return out
+}
+
 // postureProfiles is the authorization view of every profile.
 func (c *Config) postureProfiles() []posture.Profile {
 	var out []posture.Profile

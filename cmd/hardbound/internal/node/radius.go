@@ -57,7 +57,7 @@ func (in *Node) startRADIUS() error {
 	if cfg.ClassKey, err = radius.LoadClassKey(keyFile); err != nil {
 		return err
 	}
-	srv, err := radius.New(cfg, eap, in.posture, in.st, in.st, radius.WithLogger(in.log), radius.WithMetrics(m),
+	srv, err := radius.New(cfg, eap, in.posture, in.st, in.auditor, radius.WithLogger(in.log), radius.WithMetrics(m),
 		radius.WithSessionStarts(&in.sessionStarts))
 	if err != nil {
 		return err
@@ -112,6 +112,9 @@ func (in *Node) adminDeps() admin.Deps {
 	d := admin.Deps{Store: in.st, Standing: in.posture, Inventory: in.inventoryDeps(), NAS: in.nasIssuer()}
 	if in.audit != nil {
 		d.Audit = in.audit
+	}
+	if in.cfg.Load != nil {
+		d.Reload = in
 	}
 	if in.enroll != nil {
 		d.Challenges = in.enroll.minter

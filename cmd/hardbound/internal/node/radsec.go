@@ -29,7 +29,7 @@ func (in *Node) startRadSec() error {
 		return err
 	}
 	lcfg := rc.Listener()
-	lcfg.Certificate, lcfg.Logger, lcfg.Metrics, lcfg.Auditor = kp, in.log, in.metrics.RadSec(), in.st
+	lcfg.Certificate, lcfg.Logger, lcfg.Metrics, lcfg.Auditor = kp, in.log, in.metrics.RadSec(), in.auditor
 	if rc.HardboundNAS {
 		lcfg.OwnCA, lcfg.Bindings = in.ca.Pool(), in.st
 	}

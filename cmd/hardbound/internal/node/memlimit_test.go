@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"io"
@@ -8,8 +8,6 @@ import (
 	"runtime/debug"
 	"strings"
 	"testing"
-
-	"hardbound/cmd/hardbound/internal/node"
 )
 
 func TestMemoryLimitIsParsedOrRejectedNamingTheField(t *testing.T) {
@@ -44,7 +42,7 @@ func TestMemoryLimitIsParsedOrRejectedNamingTheField(t *testing.T) {
 			if err := os.WriteFile(path, []byte("memory_limit: \""+tc.in+"\"\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			cfg, err := node.LoadConfig(path)
+			cfg, err := LoadConfig(path)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), "memory_limit") || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("LoadConfig(memory_limit %q) = %v, want an error naming memory_limit with %q", tc.in, err, tc.wantErr)
@@ -67,11 +65,11 @@ func TestApplyMemoryLimitSetsTheRuntimeLimitOnlyWhenConfigured(t *testing.T) {
 	t.Cleanup(func() { debug.SetMemoryLimit(prev) })
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 
-	cfg := node.DefaultConfig()
+	cfg := DefaultConfig()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	applyMemoryLimit(cfg, "", quiet)
+	ApplyMemoryLimit(cfg, "", quiet)
 	if got := debug.SetMemoryLimit(-1); got != prev {
 		t.Errorf("without memory_limit the limit changed from %d to %d", prev, got)
 	}
@@ -80,7 +78,7 @@ func TestApplyMemoryLimitSetsTheRuntimeLimitOnlyWhenConfigured(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	applyMemoryLimit(cfg, "640MiB", quiet)
+	ApplyMemoryLimit(cfg, "640MiB", quiet)
 	if got := debug.SetMemoryLimit(-1); got != 768<<20 {
 		t.Errorf("memory_limit 768MiB: runtime limit %d, want %d", got, 768<<20)
 	}
