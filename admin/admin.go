@@ -114,6 +114,7 @@ func New(deps Deps, tokens []Token, opts ...Option) (*Server, error) {
 	s.auth(m, "POST /api/v1/dev/devices", writes, s.devEnroll)
 	s.auth(m, "POST /api/v1/nas", writes, s.issueNAS)
 	s.auth(m, "POST /api/v1/config/reload", writes, s.reloadConfig)
+	s.auth(m, "POST /api/v1/resumption/rotate-keys", writes, s.rotateTicketKeys)
 	s.inventoryRoutes(m)
 	s.auth(m, "GET /api/v1/tokens", manages, s.listTokens)
 	s.auth(m, "POST /api/v1/tokens", manages, s.createToken)

@@ -83,6 +83,9 @@ type Deps struct {
 	// NAS serves POST /api/v1/nas (RADIUS/TLS NAS certificates); nil
 	// answers 501.
 	NAS NASIssuer
+	// TicketKeys serves POST /api/v1/resumption/rotate-keys; nil (no
+	// RADIUS on this node) answers 409.
+	TicketKeys TicketKeys
 	// Tokens, if set, replaces the fixed tokens given to New (a file the
 	// CLI may change while the server runs: token.OpenFile).
 	Tokens Tokens

@@ -50,6 +50,8 @@ func classify(err error) (status int, reason string) {
 		// The database is away: nothing was changed, the same request
 		// may succeed later (docs/ha.md, "When the database is away").
 		return http.StatusServiceUnavailable, "store_unavailable"
+	case errors.Is(err, errNoTicketKeys):
+		return http.StatusConflict, "resumption_off"
 	}
 	return http.StatusInternalServerError, "internal"
 }

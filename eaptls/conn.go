@@ -60,6 +60,7 @@ func (c *memConn) start(run func()) {
 	}
 	c.next, c.stop = iter.Pull(func(yield func(struct{}) bool) {
 		c.yield = yield
+		growStack()
 		run()
 	})
 }

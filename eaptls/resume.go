@@ -116,6 +116,10 @@ func (srv *Server) SetTicketKeys(keys [][ticketKeyLen]byte) error {
 	return nil
 }
 
+// ResumptionEnabled reports whether this server issues and accepts
+// tickets (ServerConfig.Resumption).
+func (srv *Server) ResumptionEnabled() bool { return srv.cfg.Resumption.Enabled() }
+
 // RotateTicketKey replaces the ticket keys with one fresh random key.
 func (srv *Server) RotateTicketKey() error {
 	k, err := NewTicketKey()

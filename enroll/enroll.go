@@ -39,6 +39,12 @@ type CA interface {
 	CRL(ctx context.Context, entries []x509.RevocationListEntry, number *big.Int, nextUpdate time.Time) ([]byte, error)
 }
 
+// KeyDeriver derives keys from the CA's key (*ca.CA satisfies it): keys
+// every node holding the CA files agrees on.
+type KeyDeriver interface {
+	DeriveKey(purpose string, n int) ([]byte, error)
+}
+
 // Store is what the service needs from the store; store.Store satisfies it.
 // The CRL follows the store's change feed (Watch).
 type Store interface {
@@ -82,6 +88,10 @@ type Deps struct {
 	Limiter *limit.Limiter
 	// Accounts stores ACME accounts; nil: in memory (bounded).
 	Accounts acme.AccountStore
+	// ACMENonceKey authenticates ACME Replay-Nonces (acme.Deps.NonceKey);
+	// nil: derived from the CA key when the CA can (KeyDeriver), so the
+	// nodes sharing the CA files accept each other's nonces.
+	ACMENonceKey []byte
 	// Holds, if set, adds certificateHold entries to the CRL: the
 	// certificates the OCSP responder holds for their device's standing
 	// (enroll/ocsp Responder.Holds). The CRL is then rebuilt when a
@@ -162,6 +172,14 @@ func New(cfg Config, deps Deps, opts ...Option) (*Service, error) {
 	if cfg.BaseURL != "" {
 		acmeBase = cfg.BaseURL + "/acme"
 	}
+	nonceKey := deps.ACMENonceKey
+	if kd, ok := deps.CA.(KeyDeriver); ok && nonceKey == nil {
+		k, err := kd.DeriveKey("acme nonce", acme.NonceKeyLen)
+		if err != nil {
+			log.Warn("acme nonces are valid on this node only: no key derived from the CA", "err", err)
+		}
+		nonceKey = k
+	}
 	aopts := []acme.Option{acme.WithLogger(o.log), acme.WithClock(o.now)}
 	if o.metrics != nil {
 		aopts = append(aopts, acme.WithMetrics(o.metrics))
@@ -171,7 +189,8 @@ func New(cfg Config, deps Deps, opts ...Option) (*Service, error) {
 	}
 	as, err := acme.New(acme.Config{
 		Prefix: "/acme", BaseURL: acmeBase, Profiles: cfg.Profiles, DefaultProfile: cfg.DefaultProfile,
-	}, acme.Deps{Issuer: deps.CA, Attester: deps.Attester, Store: deps.Store, Limiter: lim, Accounts: deps.Accounts}, aopts...)
+	}, acme.Deps{Issuer: deps.CA, Attester: deps.Attester, Store: deps.Store, Limiter: lim, Accounts: deps.Accounts,
+		NonceKey: nonceKey}, aopts...)
 	if err != nil {
 		return nil, fmt.Errorf("enroll: %w", err)
 	}

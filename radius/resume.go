@@ -2,7 +2,9 @@ package radius
 
 import (
 	"context"
+	"errors"
 	"slices"
+	"sync"
 	"time"
 
 	"hardbound/eaptls"
@@ -78,6 +80,31 @@ func (s *Server) ticketPolicy() eaptls.TicketPolicy[posture.Verdict] {
 	return p
 }
 
+// ticketKeys is this node's view of its ticket keys, shared by the
+// rotation loop and RotateTicketKeys: mu orders their changes, so a drop
+// is never undone by a rotation that read the keys before it.
+type ticketKeys struct {
+	mu sync.Mutex
+	// cur encrypts new tickets (when have): the previous key a scheduled
+	// local rotation keeps for decryption.
+	cur  [32]byte
+	have bool
+	// applied is the version of the shared record in use (SharedKey).
+	applied uint64
+}
+
+// KeyRotation is what RotateTicketKeys did: Shared when the keys are the
+// store's (every node adopts Version within sharedPoll), else this node's
+// alone.
+type KeyRotation struct {
+	Shared  bool
+	Version uint64
+}
+
+// ErrNoResumption is returned by RotateTicketKeys when this server issues
+// no tickets (resumption off).
+var ErrNoResumption = errors.New("radius: EAP-TLS resumption is off: there are no ticket keys")
+
 // rotateTicketKeys draws a new ticket key every KeyRotation, keeping the
 // previous one for decryption, until ctx ends. The keys never leave
 // memory and are never logged.
@@ -96,39 +123,73 @@ func (s *Server) rotateTicketKeys(ctx context.Context) {
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
-	var prev [32]byte
-	have := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		k, err := eaptls.NewTicketKey()
-		if err != nil {
+		if err := s.newLocalKey(true); err != nil {
 			s.log.Error("ticket key rotation failed; the current key stays", "err", err)
 			continue
 		}
-		keys := [][32]byte{k}
-		if have {
-			keys = append(keys, prev)
-		}
-		if err := s.eap.SetTicketKeys(keys); err != nil {
-			s.log.Error("ticket key rotation failed; the current key stays", "err", err)
-			continue
-		}
-		prev, have = k, true
 		s.log.Debug("ticket key rotated")
 	}
 }
 
-// DropTickets replaces the ticket keys with a fresh one and keeps none of
-// the old: every ticket out there stops resuming and each device's next
-// authentication is a full handshake (after a suspected key exposure, or
-// to make a policy change reach every device at once).
+// newLocalKey makes a fresh key the one that encrypts, keeping the current
+// one for decryption if keepPrev.
+func (s *Server) newLocalKey(keepPrev bool) error {
+	s.tk.mu.Lock()
+	defer s.tk.mu.Unlock()
+	k, err := eaptls.NewTicketKey()
+	if err != nil {
+		return err
+	}
+	keys := [][32]byte{k}
+	if keepPrev && s.tk.have {
+		keys = append(keys, s.tk.cur)
+	}
+	if err := s.eap.SetTicketKeys(keys); err != nil {
+		return err
+	}
+	s.tk.cur, s.tk.have = k, true
+	return nil
+}
+
+// RotateTicketKeys replaces the ticket keys now with a fresh one and keeps
+// none of the old: every ticket out there stops resuming and each device's
+// next authentication is a full handshake (after a suspected key
+// exposure, or to make a policy change reach every device at once). With
+// Resumption.SharedKey the new key goes through the store, so every node
+// follows at its next read (sharedPoll); this node uses it at once.
+func (s *Server) RotateTicketKeys(ctx context.Context) (KeyRotation, error) {
+	if s.eap == nil || !s.eap.ResumptionEnabled() {
+		return KeyRotation{}, ErrNoResumption
+	}
+	if len(s.cfg.Resumption.SharedKey) == 0 {
+		if err := s.newLocalKey(false); err != nil {
+			return KeyRotation{}, err
+		}
+		s.log.Info("ticket keys replaced; every device's next authentication is a full handshake")
+		return KeyRotation{}, nil
+	}
+	st, _ := s.sessions.(ticketKeyStore) // checked by New
+	s.tk.mu.Lock()
+	defer s.tk.mu.Unlock()
+	v, err := s.replaceSharedKeys(ctx, st)
+	if err != nil {
+		return KeyRotation{}, err
+	}
+	s.tk.applied = v
+	s.log.Info("shared ticket keys replaced; every device's next authentication is a full handshake", "version", v)
+	return KeyRotation{Shared: true, Version: v}, nil
+}
+
+// DropTickets is RotateTicketKeys on this node's keys alone.
 func (s *Server) DropTickets() error {
 	if s.eap == nil {
 		return nil
 	}
-	return s.eap.RotateTicketKey()
+	return s.newLocalKey(false)
 }

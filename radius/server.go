@@ -109,6 +109,7 @@ type Server struct {
 	onoff    onOffTracker
 
 	eap        *eaptls.Server
+	tk         ticketKeys // resume.go
 	newSession func(ctx context.Context, o eaptls.SessionOptions) eapSession
 	convs      *convTable
 	streams    streamClients // NAS clients of RADIUS/TLS, by name (stream.go)

@@ -97,14 +97,15 @@ func sharedPoll(rotation time.Duration) time.Duration {
 // older than KeyRotation (a compare-and-swap, so when several nodes try at
 // once one wins and the others adopt its keys), and applies what it read.
 func (s *Server) syncTicketKeys(ctx context.Context, st ticketKeyStore) {
-	var applied uint64
 	round := func() {
-		v, err := s.refreshSharedKeys(ctx, st, applied)
+		s.tk.mu.Lock()
+		defer s.tk.mu.Unlock()
+		v, err := s.refreshSharedKeys(ctx, st, s.tk.applied)
 		if err != nil {
 			s.log.Error("shared ticket keys: keeping the current ones", "err", err)
 			return
 		}
-		applied = v
+		s.tk.applied = v
 	}
 	round()
 	t := time.NewTicker(sharedPoll(s.cfg.Resumption.KeyRotation))
@@ -178,4 +179,48 @@ func (s *Server) refreshSharedKeys(ctx context.Context, st ticketKeyStore, appli
 		return out.Version, nil
 	}
 	return applied, errors.New("radius: shared ticket keys: still conflicting after 3 attempts")
+}
+
+// replaceSharedKeys writes one fresh key as the store's whole set (no
+// previous key: tickets under the old ones stop resuming on every node)
+// and applies it here; the caller holds s.tk.mu. A concurrent rotation by
+// another node loses to it or is retried over.
+func (s *Server) replaceSharedKeys(ctx context.Context, st ticketKeyStore) (uint64, error) {
+	kek := s.cfg.Resumption.SharedKey
+	for range 3 {
+		sctx, cancel := context.WithTimeout(ctx, storeTimeout)
+		rec, err := st.GetTicketKeys(sctx)
+		cancel()
+		var prev uint64
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+		case err != nil:
+			return 0, err
+		default:
+			prev = rec.Version
+		}
+		k, err := eaptls.NewTicketKey()
+		if err != nil {
+			return 0, err
+		}
+		sealed, err := sealTicketKeys(kek, [][32]byte{k})
+		if err != nil {
+			return 0, err
+		}
+		out := &store.TicketKeys{Sealed: sealed, Rotated: s.now()}
+		sctx, cancel = context.WithTimeout(ctx, storeTimeout)
+		err = st.PutTicketKeys(sctx, out, prev)
+		cancel()
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if err := s.eap.SetTicketKeys([][32]byte{k}); err != nil {
+			return 0, err
+		}
+		return out.Version, nil
+	}
+	return 0, errors.New("radius: shared ticket keys: still conflicting after 3 attempts")
 }

@@ -168,3 +168,107 @@ func TestNewRefusesSharedKeysWithoutStore(t *testing.T) {
 		t.Fatal("New accepted shared ticket keys without a store that holds them")
 	}
 }
+
+// RotateTicketKeys on one node of a shared store replaces the store's keys
+// with one fresh key: a ticket from before resumes on neither node (the
+// other once it read the store), and both resume the tickets issued after.
+// Without a shared key it replaces this node's keys only, and a scheduled
+// rotation afterwards never brings a dropped key back.
+func TestRotateTicketKeysNow(t *testing.T) {
+	t.Parallel()
+	pki := newPKI(t)
+	ctx := context.Background()
+	t.Run("shared", func(t *testing.T) {
+		st, err := badger.Open(t.Context(), "", badger.WithInMemory())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		kek := make([]byte, SharedKeyLen)
+		kek[0] = 2
+		a, b := newNode(t, pki, st, kek, time.Now), newNode(t, pki, st, kek, time.Now)
+		for _, n := range []node{a, b} {
+			if _, err := n.srv.refreshSharedKeys(ctx, st, n.srv.tk.applied); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ptls := pki.peerTLS("ok", tls.VersionTLS13)
+		ptls.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+		authOn(t, a, ptls)
+		if !authOn(t, b, ptls) {
+			t.Fatal("no resumption across nodes before the rotation")
+		}
+		rot, err := a.srv.RotateTicketKeys(ctx)
+		if err != nil || !rot.Shared || rot.Version != 2 {
+			t.Fatalf("RotateTicketKeys = %+v, %v; want shared version 2", rot, err)
+		}
+		rec, _ := st.GetTicketKeys(ctx)
+		if keys, err := openTicketKeys(kek, rec.Sealed); err != nil || len(keys) != 1 {
+			t.Fatalf("stored keys after the rotation: %d, %v; want the new one alone", len(keys), err)
+		}
+		if v, err := b.srv.refreshSharedKeys(ctx, st, 1); err != nil || v != 2 {
+			t.Fatalf("node b applied version %d: %v", v, err)
+		}
+		if authOn(t, b, ptls) {
+			t.Fatal("a ticket from before the rotation resumed on the other node")
+		}
+		if !authOn(t, a, ptls) {
+			t.Fatal("a ticket issued after the rotation (by b) did not resume on a")
+		}
+	})
+	t.Run("local", func(t *testing.T) {
+		eap := pki.eapServerResuming(t)
+		s, err := New(Config{
+			Clients:    []Client{{Name: "lo", Prefix: netip.MustParsePrefix("127.0.0.0/8"), Secret: []byte(testSecret)}},
+			Resumption: Resumption{KeyRotation: time.Hour},
+		}, eap, pki.decider(), newMemSessions(), &memAudit{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := node{eap: eap, srv: s}
+		ptls := pki.peerTLS("ok", tls.VersionTLS12)
+		ptls.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+		if err := s.newLocalKey(true); err != nil { // a scheduled rotation
+			t.Fatal(err)
+		}
+		authOn(t, n, ptls)
+		if rot, err := s.RotateTicketKeys(ctx); err != nil || rot.Shared {
+			t.Fatalf("RotateTicketKeys = %+v, %v", rot, err)
+		}
+		if err := s.newLocalKey(true); err != nil { // the next scheduled rotation
+			t.Fatal(err)
+		}
+		if authOn(t, n, ptls) {
+			t.Fatal("a ticket under a dropped key resumed after the next scheduled rotation")
+		}
+		if !authOn(t, n, ptls) {
+			t.Fatal("no resumption after the drop")
+		}
+	})
+	t.Run("off", func(t *testing.T) {
+		s, err := New(Config{
+			Clients: []Client{{Name: "lo", Prefix: netip.MustParsePrefix("127.0.0.0/8"), Secret: []byte(testSecret)}},
+		}, pki.eapServer(t), pki.decider(), newMemSessions(), &memAudit{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.RotateTicketKeys(ctx); !errors.Is(err, ErrNoResumption) {
+			t.Fatalf("RotateTicketKeys without resumption: %v, want ErrNoResumption", err)
+		}
+	})
+}
+
+// eapServerResuming is eapServer with resumption on.
+func (p *testPKI) eapServerResuming(t testing.TB) *eaptls.Server {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AddCert(p.ca.cert)
+	srv, err := eaptls.NewServer(eaptls.ServerConfig{
+		TLS:        &tls.Config{Certificates: []tls.Certificate{p.server.tls}, ClientCAs: pool},
+		Resumption: eaptls.Resumption{MaxLifetime: time.Hour},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}

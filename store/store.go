@@ -357,6 +357,14 @@ type Issuance struct {
 	// Challenge, if set, is consumed in the same transaction; a challenge that
 	// is already consumed or expired aborts the whole issuance.
 	Challenge *Hash
+	// Order, if set, is written in the same transaction as
+	// UpdateACMEOrder(Order, OrderPrev) would write it: an order that is
+	// gone or no longer at version OrderPrev aborts the whole issuance
+	// with ErrNotFound or ErrConflict. enroll/acme makes the order valid
+	// and names the certificate in it, so the order and its certificate
+	// are durable together.
+	Order     *ACMEOrder
+	OrderPrev uint64
 }
 
 // Store is hardbound's persistence. Every method takes ctx first; reads that
@@ -431,6 +439,26 @@ type Store interface {
 	PutACMEAccount(ctx context.Context, a *ACMEAccount) error
 	GetACMEAccount(ctx context.Context, id string) (*ACMEAccount, error)
 	FindACMEAccountByThumbprint(ctx context.Context, thumbprint string) (*ACMEAccount, error)
+
+	// ACME orders (ACMEOrder), shared by the nodes of a store.
+	// CreateACMEOrder stores a new order at Version 1 (setting o.Version,
+	// o.V and o.UpdatedAt); an ID already stored is ErrExists, and an
+	// account that holds maxPerAccount orders unexpired at o.CreatedAt is
+	// ErrLimit (race-free: two creations at once cannot both take the
+	// last place). It also deletes a bounded number of expired orders, so
+	// abandoned ones do not accumulate.
+	CreateACMEOrder(ctx context.Context, o *ACMEOrder, maxPerAccount int) error
+	// GetACMEOrder returns the order as stored; one past ExpiresAt may be
+	// returned until the store drops it (the caller checks ExpiresAt).
+	GetACMEOrder(ctx context.Context, id string) (*ACMEOrder, error)
+	// UpdateACMEOrder replaces the order if its stored Version is still
+	// prev, and sets o.Version to prev+1; otherwise ErrConflict (or
+	// ErrNotFound) and nothing is written. ID, Account and CreatedAt
+	// cannot change.
+	UpdateACMEOrder(ctx context.Context, o *ACMEOrder, prev uint64) error
+	// ListACMEOrders returns the account's unexpired orders, oldest first
+	// (at most the maxPerAccount it was created with).
+	ListACMEOrders(ctx context.Context, account string) ([]*ACMEOrder, error)
 
 	// Audit chain. AppendAudit fills Seq, PrevHash and Hash.
 	AppendAudit(ctx context.Context, ev *AuditEvent) error

@@ -108,6 +108,14 @@ func CheckIssuance(is Issuance) error {
 			return err
 		}
 	}
+	if is.Order != nil {
+		if err := CheckACMEOrder(is.Order); err != nil {
+			return err
+		}
+		if is.OrderPrev == 0 {
+			return errors.New("an issuance's acme order needs the version it expects")
+		}
+	}
 	return nil
 }
 

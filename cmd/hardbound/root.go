@@ -69,6 +69,7 @@ func newRoot(e *env) *cobra.Command {
 		newConfigCmd(e, cf),
 		newBenchCmd(e, cf),
 		newNASCmd(e, cf),
+		newResumeCmd(e, cf),
 		newStoreCmd(e),
 	)
 	return root

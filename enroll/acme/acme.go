@@ -8,8 +8,11 @@
 // Issuance (certificate, device, attestation, audit event) is recorded in
 // the store in one transaction before the finalize response is sent.
 //
-// Nonces, orders, authorizations and challenges are short-lived and live in
-// bounded in-memory tables; accounts go through AccountStore.
+// Orders (with their authorization and challenge) live in the store, and
+// Replay-Nonces verify on every node holding the same nonce key, their
+// single use claimed in the store: every node of a store serves every
+// request of an enrollment (docs/acme.md). Accounts go through
+// AccountStore.
 //
 // Metrics (through the Metrics interface): enrollments by protocol ("acme"),
 // attestation format and result; issuance latency.
@@ -17,6 +20,7 @@ package acme
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -80,6 +84,10 @@ type Store interface {
 	GetAttestation(ctx context.Context, id string) (*store.Attestation, error)
 	RecordIssuance(ctx context.Context, is store.Issuance) error
 	AppendAudit(ctx context.Context, ev *store.AuditEvent) error
+	// Orders, their certificates' DER for download, and nonce claims.
+	OrderStore
+	NonceClaimer
+	GetCert(ctx context.Context, sha store.Hash) (*store.Cert, error)
 }
 
 // Metrics receives enrollment outcomes. Labels are bounded: protocol is
@@ -112,11 +120,14 @@ type Config struct {
 	// profile. Every profile also has /profile/<name>/directory.
 	DefaultProfile string
 
-	NonceTTL     time.Duration // default 30m
-	MaxNonces    int           // default 65536
-	OrderTTL     time.Duration // default 1h
-	MaxOrders    int           // default 16384
-	MaxBodyBytes int64         // default 128 KiB (attestation objects are a few KiB)
+	NonceTTL time.Duration // default 30m
+	OrderTTL time.Duration // default 1h
+	// MaxOrdersPerAccount bounds an account's unexpired orders, finished
+	// or not (default 100): a client that abandons orders is refused new
+	// ones (rateLimited) until its old ones expire. A device enrolls with
+	// a few; a tool enrolling many devices with one account needs more.
+	MaxOrdersPerAccount int
+	MaxBodyBytes        int64 // default 128 KiB (attestation objects are a few KiB)
 }
 
 // Deps are the collaborators. Issuer, Attester and Store are required.
@@ -129,6 +140,10 @@ type Deps struct {
 	Limiter *limit.Limiter
 	// Accounts defaults to NewMemAccounts(0).
 	Accounts AccountStore
+	// NonceKey (NonceKeyLen octets) authenticates Replay-Nonces. Nodes
+	// that share a store must share it, so that a nonce issued by one is
+	// accepted by another; nil: a random key of this Server's own.
+	NonceKey []byte
 }
 
 // Option configures a Server.
@@ -182,7 +197,7 @@ type Server struct {
 	now      func() time.Time
 	metrics  Metrics
 	nonces   *nonces
-	orders   *orders
+	orders   OrderStore
 	gate     *gate.Gate
 	// anonAudit bounds audit events for refusals of unauthenticated
 	// requests (bad JWS, bad nonce, oversize body): each is audited, but a
@@ -204,20 +219,25 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 	if cfg.NonceTTL <= 0 {
 		cfg.NonceTTL = 30 * time.Minute
 	}
-	if cfg.MaxNonces <= 0 {
-		cfg.MaxNonces = 65536
-	}
 	if cfg.OrderTTL <= 0 {
 		cfg.OrderTTL = time.Hour
 	}
-	if cfg.MaxOrders <= 0 {
-		cfg.MaxOrders = 16384
+	if cfg.MaxOrdersPerAccount <= 0 {
+		cfg.MaxOrdersPerAccount = 100
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 128 << 10
 	}
 	if len(cfg.Profiles) == 0 {
 		return nil, errors.New("acme: at least one profile is required")
+	}
+	nonceKey := deps.NonceKey
+	switch {
+	case nonceKey == nil:
+		nonceKey = make([]byte, NonceKeyLen)
+		_, _ = rand.Read(nonceKey) // crypto/rand.Read never fails (Go 1.24+)
+	case len(nonceKey) != NonceKeyLen:
+		return nil, fmt.Errorf("acme: nonce key of %d bytes, want %d", len(nonceKey), NonceKeyLen)
 	}
 	s := &Server{
 		cfg: cfg, profiles: map[string]Profile{},
@@ -263,8 +283,8 @@ func New(cfg Config, deps Deps, opts ...Option) (*Server, error) {
 		s.gate = g
 	}
 	s.log = s.log.With("component", "enroll", "protocol", "acme")
-	s.nonces = newNonces(cfg.NonceTTL, cfg.MaxNonces, s.now)
-	s.orders = newOrders(cfg.OrderTTL, cfg.MaxOrders, s.now)
+	s.nonces = newNonces(append([]byte(nil), nonceKey...), cfg.NonceTTL, s.now, deps.Store)
+	s.orders = deps.Store
 	s.routes()
 	return s, nil
 }
@@ -444,8 +464,11 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request, jwkOnly bool) (*
 	}
 	// The nonce is consumed only after the signature verified, so forged
 	// requests cannot burn a client's nonces; a replayed request fails here.
-	if !s.nonces.consume(jr.nonce) {
+	if err := s.nonces.consume(r.Context(), jr.nonce); errors.Is(err, errBadNonce) {
 		return nil, problem(ProblemBadNonce, http.StatusBadRequest, "bad_nonce", "nonce is unknown, expired or already used")
+	} else if err != nil {
+		s.log.Error("nonce claim failed", "err", err)
+		return nil, internalErr(err, "nonce check failed")
 	}
 	if jr.url != s.requestURL(r) {
 		return nil, unauthorized("JWS url %q does not match the request URL", jr.url)

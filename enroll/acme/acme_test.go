@@ -66,6 +66,11 @@ type envOpts struct {
 	maxBody  int64
 	attest   []attest.Option
 	caOpts   []ca.Option
+	// onDisk opens the store in a directory (fsync per write) instead of
+	// in memory.
+	onDisk bool
+	// maxOrders is Config.MaxOrdersPerAccount (0: the default).
+	maxOrders int
 }
 
 var (
@@ -89,12 +94,19 @@ func newEnv(t testing.TB, o envOpts) *env {
 	dir := t.TempDir()
 	c := catest.New(t, dir, o.caOpts...)
 	st := badgertest.Memory(t)
+	if o.onDisk {
+		var err error
+		if st, err = badger.Open(context.Background(), t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+	}
 	auth := authority(t)
 	if o.profiles == nil {
 		o.profiles = []acme.Profile{{Name: "devices", Validity: 7 * 24 * time.Hour}}
 	}
 	m := &recMetrics{enrollments: map[string]int{}}
-	s, err := acme.New(acme.Config{Profiles: o.profiles, MaxBodyBytes: o.maxBody}, acme.Deps{
+	s, err := acme.New(acme.Config{Profiles: o.profiles, MaxBodyBytes: o.maxBody, MaxOrdersPerAccount: o.maxOrders}, acme.Deps{
 		Issuer:   c,
 		Attester: attest.New(auth.Roots(), o.attest...),
 		Store:    st,

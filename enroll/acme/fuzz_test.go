@@ -7,16 +7,19 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 
 	"hardbound/enroll/attest"
 	"hardbound/enroll/ca"
 	"hardbound/store"
+	"hardbound/store/badger/badgertest"
 	"hardbound/store/policy"
 )
 
@@ -44,6 +47,20 @@ func (nullDeps) GetAttestation(context.Context, string) (*store.Attestation, err
 }
 func (nullDeps) RecordIssuance(context.Context, store.Issuance) error { return nil }
 func (nullDeps) AppendAudit(context.Context, *store.AuditEvent) error { return nil }
+func (nullDeps) ClaimNonce(context.Context, string, store.Hash, time.Time) error {
+	return nil
+}
+func (nullDeps) CreateACMEOrder(context.Context, *store.ACMEOrder, int) error { return nil }
+func (nullDeps) GetACMEOrder(context.Context, string) (*store.ACMEOrder, error) {
+	return nil, store.ErrNotFound
+}
+func (nullDeps) UpdateACMEOrder(context.Context, *store.ACMEOrder, uint64) error {
+	return store.ErrNotFound
+}
+func (nullDeps) ListACMEOrders(context.Context, string) ([]*store.ACMEOrder, error) { return nil, nil }
+func (nullDeps) GetCert(context.Context, store.Hash) (*store.Cert, error) {
+	return nil, store.ErrNotFound
+}
 
 var jwsSeeds = []string{
 	`{"protected":"eyJhbGciOiJFUzI1NiIsIm5vbmNlIjoiYSIsInVybCI6Imh0dHBzOi8veCJ9","payload":"","signature":"AAAA"}`,
@@ -96,6 +113,32 @@ func FuzzPost(f *testing.F) {
 	})
 }
 
+// FuzzParseNonce: any Replay-Nonce header value is refused or accepted
+// without panicking, and only a value made under the key is accepted.
+func FuzzParseNonce(f *testing.F) {
+	key := bytes.Repeat([]byte{3}, NonceKeyLen)
+	n := newNonces(key, time.Hour, time.Now, nullDeps{})
+	good := n.issue()
+	for _, s := range []string{good, good[:nonceLen-1] + "A", "", "AAAA", strings.Repeat("_", nonceLen), strings.Repeat("=", nonceLen)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		issued, raw, err := parseNonce(key, v)
+		if err != nil {
+			if !errors.Is(err, errBadNonce) {
+				t.Fatalf("refusal %v does not wrap errBadNonce", err)
+			}
+			return
+		}
+		if len(raw) != nonceRawLen || issued.IsZero() {
+			t.Fatalf("accepted %q: %d raw octets, issued %v", v, len(raw), issued)
+		}
+		if _, _, err := parseNonce(bytes.Repeat([]byte{4}, NonceKeyLen), v); err == nil {
+			t.Fatalf("%q verifies under two keys", v)
+		}
+	})
+}
+
 // FuzzDeviceIdentity: identifier validation never panics and never
 // returns an empty device id without a problem.
 func FuzzDeviceIdentity(f *testing.F) {
@@ -127,7 +170,8 @@ func FuzzCheckCSRNames(f *testing.F) {
 // so the fuzzer reaches the JSON payload parsers behind signature checks:
 // newOrder, a pending challenge and a ready order's finalize.
 func FuzzPayload(f *testing.F) {
-	s, err := New(Config{Profiles: []Profile{{Name: "p"}}}, Deps{Issuer: nullDeps{}, Attester: nullDeps{}, Store: nullDeps{}})
+	st := badgertest.Memory(f)
+	s, err := New(Config{Profiles: []Profile{{Name: "p"}}}, Deps{Issuer: nullDeps{}, Attester: nullDeps{}, Store: st})
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -151,18 +195,26 @@ func FuzzPayload(f *testing.F) {
 	}
 	h := s.Handler()
 	f.Fuzz(func(t *testing.T, which uint8, payload []byte) {
-		o := s.orders.create("fuzz", "p", false, Identifier{Type: TypePermanentIdentifier, Value: "SN"}, "SN")
+		now := time.Now().UTC()
+		o := &store.ACMEOrder{ID: randomID(16), Account: "fuzz", Profile: "p", IdentifierType: TypePermanentIdentifier,
+			IdentifierValue: "SN", DeviceID: "SN", Token: randomID(32),
+			Status: StatusPending, AuthzStatus: StatusPending, ChallStatus: StatusPending, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
 		var path string
 		switch which % 3 {
 		case 0:
 			path = "/new-order"
 		case 1:
-			path = "/chall/" + o.challID
+			path = "/chall/" + o.ID
 		default:
-			s.orders.mu.Lock()
-			o.status, o.attested = StatusReady, &attest.Result{Format: policy.FormatApple, PublicKey: key.Public(), DeviceID: "SN"}
-			s.orders.mu.Unlock()
-			path = "/order/" + o.id + "/finalize"
+			ev, err := encodeEvidence(&attest.Result{Format: policy.FormatApple, PublicKey: key.Public(), DeviceID: "SN"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.Status, o.AuthzStatus, o.ChallStatus, o.Evidence = StatusReady, StatusValid, StatusValid, ev
+			path = "/order/" + o.ID + "/finalize"
+		}
+		if err := st.CreateACMEOrder(context.Background(), o, 1<<30); err != nil {
+			t.Fatal(err)
 		}
 		signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: key, KeyID: base + "/acct/fuzz"}},
 			&jose.SignerOptions{NonceSource: staticNonce(s.nonces.issue()), ExtraHeaders: map[jose.HeaderKey]any{"url": base + path}})

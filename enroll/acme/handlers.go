@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -146,12 +147,17 @@ func (s *Server) handleAccountOrders(w http.ResponseWriter, req *request) *Probl
 	if req.r.PathValue("id") != req.account.ID {
 		return unauthorized("account URL does not belong to the signing key")
 	}
-	s.orders.mu.Lock()
-	ids := s.orders.byAccountLocked(req.account.ID)
-	s.orders.mu.Unlock()
-	urls := make([]string, 0, len(ids))
-	for _, id := range ids {
-		urls = append(urls, s.base(req.r)+"/order/"+id)
+	list, err := s.orders.ListACMEOrders(req.r.Context(), req.account.ID)
+	if err != nil {
+		s.log.Error("list acme orders failed", "account", req.account.ID, "err", err)
+		return internalErr(err, "order lookup failed")
+	}
+	now := s.now()
+	urls := make([]string, 0, len(list))
+	for _, o := range list {
+		if now.Before(o.ExpiresAt) {
+			urls = append(urls, s.base(req.r)+"/order/"+o.ID)
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string][]string{"orders": urls})
 	return nil
@@ -183,35 +189,34 @@ type authzJSON struct {
 	Challenges []challengeJSON `json:"challenges"`
 }
 
-// The views are built with s.orders.mu held.
-func (s *Server) orderView(base string, o *order) orderJSON {
+func (s *Server) orderView(base string, o *store.ACMEOrder) orderJSON {
 	v := orderJSON{
-		Status: o.status, Expires: o.expires.UTC().Format(time.RFC3339),
-		Identifiers:    []Identifier{o.identifier},
-		Authorizations: []string{base + "/authz/" + o.authzID},
-		Finalize:       base + "/order/" + o.id + "/finalize",
-		Error:          o.orderErr,
+		Status: o.Status, Expires: o.ExpiresAt.UTC().Format(time.RFC3339),
+		Identifiers:    []Identifier{identifierOf(o)},
+		Authorizations: []string{base + "/authz/" + o.ID},
+		Finalize:       base + "/order/" + o.ID + "/finalize",
+		Error:          decodeProblem(o.Error),
 	}
-	if o.status == StatusValid {
-		v.Certificate = base + "/cert/" + o.id
+	if o.Status == StatusValid {
+		v.Certificate = base + "/cert/" + o.ID
 	}
 	return v
 }
 
-func (s *Server) challengeView(base string, o *order) challengeJSON {
-	c := challengeJSON{Type: ChallengeDeviceAttest01, URL: base + "/chall/" + o.challID, Status: o.challStatus, Token: o.token, Error: o.challErr}
-	if o.busy && o.challStatus == StatusPending {
-		c.Status = StatusProcessing
+func (s *Server) challengeView(base string, o *store.ACMEOrder) challengeJSON {
+	c := challengeJSON{Type: ChallengeDeviceAttest01, URL: base + "/chall/" + o.ID, Status: o.ChallStatus, Token: o.Token}
+	if o.ChallStatus == StatusInvalid {
+		c.Error = decodeProblem(o.Error)
 	}
-	if !o.validated.IsZero() {
-		c.Validated = o.validated.UTC().Format(time.RFC3339)
+	if !o.ValidatedAt.IsZero() {
+		c.Validated = o.ValidatedAt.UTC().Format(time.RFC3339)
 	}
 	return c
 }
 
-func (s *Server) authzView(base string, o *order) authzJSON {
+func (s *Server) authzView(base string, o *store.ACMEOrder) authzJSON {
 	return authzJSON{
-		Identifier: o.identifier, Status: o.authzStatus, Expires: o.expires.UTC().Format(time.RFC3339),
+		Identifier: identifierOf(o), Status: o.AuthzStatus, Expires: o.ExpiresAt.UTC().Format(time.RFC3339),
 		Challenges: []challengeJSON{s.challengeView(base, o)},
 	}
 }
@@ -251,50 +256,75 @@ func (s *Server) handleNewOrder(w http.ResponseWriter, req *request) *Problem {
 	if p := s.allow(dev, req.ip, name); p != nil {
 		return p
 	}
-	o := s.orders.create(req.account.ID, name, req.r.PathValue("profile") != "", id, dev)
+	now := s.now().UTC()
+	o := &store.ACMEOrder{
+		ID: randomID(16), Account: req.account.ID, Profile: name, Named: req.r.PathValue("profile") != "",
+		IdentifierType: id.Type, IdentifierValue: id.Value, DeviceID: dev,
+		// 256-bit token: the draft asks for at least 128 bits.
+		Token:  randomID(32),
+		Status: StatusPending, AuthzStatus: StatusPending, ChallStatus: StatusPending,
+		CreatedAt: now, ExpiresAt: now.Add(s.cfg.OrderTTL),
+	}
+	switch err := s.orders.CreateACMEOrder(context.WithoutCancel(req.r.Context()), o, s.cfg.MaxOrdersPerAccount); {
+	case errors.Is(err, store.ErrLimit):
+		p := problem(ProblemRateLimited, http.StatusTooManyRequests, "rate_limited",
+			"the account holds %d unexpired orders, the most allowed", s.cfg.MaxOrdersPerAccount)
+		p.retryAfter = s.cfg.OrderTTL
+		return p
+	case err != nil:
+		s.log.Error("create acme order failed", "device", dev, "err", err)
+		return internalErr(err, "order create failed")
+	}
 	base := s.base(req.r)
-	s.orders.mu.Lock()
-	v := s.orderView(base, o)
-	s.orders.mu.Unlock()
-	w.Header().Set("Location", base+"/order/"+o.id)
-	writeJSON(w, http.StatusCreated, v)
+	w.Header().Set("Location", base+"/order/"+o.ID)
+	writeJSON(w, http.StatusCreated, s.orderView(base, o))
 	return nil
 }
 
-// lookup finds an order by one of its ids and checks the account owns it.
-// It returns with s.orders.mu held when the problem is nil.
-func (s *Server) lookup(req *request, kind byte, what string) (*order, *Problem) {
-	s.orders.mu.Lock()
-	o := s.orders.lookupLocked(kind, req.r.PathValue("id"))
-	if o == nil {
-		s.orders.mu.Unlock()
+// lookup reads the order the URL names (order, authorization, challenge
+// and certificate share its id) and checks that it is live and that the
+// account owns it.
+func (s *Server) lookup(req *request, what string) (*store.ACMEOrder, *Problem) {
+	o, err := s.orders.GetACMEOrder(req.r.Context(), req.r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, notFound(what)
 	}
-	req.device = o.deviceID
-	if o.account != req.account.ID {
-		s.orders.mu.Unlock()
+	if err != nil {
+		s.log.Error("acme order lookup failed", "err", err)
+		return nil, internalErr(err, "order lookup failed")
+	}
+	if !s.now().Before(o.ExpiresAt) {
+		return nil, notFound(what)
+	}
+	req.device = o.DeviceID
+	if o.Account != req.account.ID {
 		return nil, unauthorized("%s belongs to another account", what)
 	}
-	if o.attested != nil {
-		req.format = o.attested.Format
-	}
+	req.format = evidenceFormat(o.Evidence)
 	return o, nil
 }
 
+// orderWriteProblem maps a failed order write onto the client's answer.
+func (s *Server) orderWriteProblem(what string, err error) *Problem {
+	if errors.Is(err, errOrderGone) {
+		return notFound(what)
+	}
+	s.log.Error("acme order write failed", "err", err)
+	return internalErr(err, "order update failed")
+}
+
 func (s *Server) handleOrder(w http.ResponseWriter, req *request) *Problem {
-	o, p := s.lookup(req, 'o', "order")
+	o, p := s.lookup(req, "order")
 	if p != nil {
 		return p
 	}
-	v := s.orderView(s.base(req.r), o)
-	s.orders.mu.Unlock()
-	w.Header().Set("Location", s.base(req.r)+"/order/"+o.id)
-	writeJSON(w, http.StatusOK, v)
+	w.Header().Set("Location", s.base(req.r)+"/order/"+o.ID)
+	writeJSON(w, http.StatusOK, s.orderView(s.base(req.r), o))
 	return nil
 }
 
 func (s *Server) handleAuthz(w http.ResponseWriter, req *request) *Problem {
-	o, p := s.lookup(req, 'a', "authorization")
+	o, p := s.lookup(req, "authorization")
 	if p != nil {
 		return p
 	}
@@ -303,16 +333,22 @@ func (s *Server) handleAuthz(w http.ResponseWriter, req *request) *Problem {
 			Status string `json:"status"`
 		}
 		if p := decodePayload(req.payload, &in); p != nil {
-			s.orders.mu.Unlock()
 			return p
 		}
 		if in.Status == "deactivated" {
-			o.authzStatus, o.status = "deactivated", StatusInvalid
+			var err error
+			if o, err = s.updateOrder(req.r.Context(), o, func(o *store.ACMEOrder) bool {
+				if o.AuthzStatus == "deactivated" || o.Status == StatusValid {
+					return false
+				}
+				o.AuthzStatus, o.Status = "deactivated", StatusInvalid
+				return true
+			}); err != nil {
+				return s.orderWriteProblem("authorization", err)
+			}
 		}
 	}
-	v := s.authzView(s.base(req.r), o)
-	s.orders.mu.Unlock()
-	writeJSON(w, http.StatusOK, v)
+	writeJSON(w, http.StatusOK, s.authzView(s.base(req.r), o))
 	return nil
 }
 
@@ -321,21 +357,20 @@ func (s *Server) handleAuthz(w http.ResponseWriter, req *request) *Problem {
 // verified against this challenge's key authorization, the format must be
 // allowed by the profile, and the attestation must prove the order's device
 // identity. A failure invalidates challenge, authorization and order.
+// Two nodes answering one challenge at once may both verify; the order's
+// compare-and-swap lets the first result stand.
 func (s *Server) handleChallenge(w http.ResponseWriter, req *request) *Problem {
 	base := s.base(req.r)
-	o, p := s.lookup(req, 'c', "challenge")
+	o, p := s.lookup(req, "challenge")
 	if p != nil {
 		return p
 	}
-	if req.postAsGet || o.challStatus != StatusPending || o.busy {
-		v := s.challengeView(base, o)
-		s.orders.mu.Unlock()
-		w.Header().Add("Link", `<`+base+"/authz/"+o.authzID+`>;rel="up"`)
-		writeJSON(w, http.StatusOK, v)
+	if req.postAsGet || o.ChallStatus != StatusPending || o.Status != StatusPending {
+		w.Header().Add("Link", `<`+base+"/authz/"+o.ID+`>;rel="up"`)
+		writeJSON(w, http.StatusOK, s.challengeView(base, o))
 		return nil
 	}
-	token, profile, named, dev, ident := o.token, s.profiles[o.profile], o.named, o.deviceID, o.identifier
-	s.orders.mu.Unlock()
+	profile, named, dev, ident := s.profiles[o.Profile], o.Named, o.DeviceID, identifierOf(o)
 
 	// Other fields (step-ca's "error", for one) are ignored, as RFC 8555
 	// asks; a client that cannot attest simply lets the order expire.
@@ -359,25 +394,12 @@ func (s *Server) handleChallenge(w http.ResponseWriter, req *request) *Problem {
 		return p
 	}
 
-	s.orders.mu.Lock()
-	if o.challStatus != StatusPending || o.busy {
-		v := s.challengeView(base, o)
-		s.orders.mu.Unlock()
-		writeJSON(w, http.StatusOK, v)
-		return nil
-	}
-	o.busy = true
-	s.orders.mu.Unlock()
-
-	keyAuth := token + "." + req.account.Thumbprint
+	keyAuth := o.Token + "." + req.account.Thumbprint
 	res, err := s.attester.VerifyACME(req.r.Context(), attObj, keyAuth)
 	var fail *Problem
 	switch {
 	case err != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
-		s.orders.mu.Lock()
-		o.busy = false // the client went away: leave the challenge pending
-		s.orders.mu.Unlock()
-		return serverInternal("validation interrupted")
+		return serverInternal("validation interrupted") // the challenge stays pending
 	case err != nil:
 		fail = problem(ProblemBadAttestationStatement, http.StatusBadRequest, "bad_attestation", "%v", err)
 	case !res.Proves(dev):
@@ -394,40 +416,64 @@ func (s *Server) handleChallenge(w http.ResponseWriter, req *request) *Problem {
 		}
 	}
 
-	s.orders.mu.Lock()
-	o.busy = false
-	if fail != nil {
-		o.challStatus, o.authzStatus, o.status = StatusInvalid, StatusInvalid, StatusInvalid
-		o.challErr, o.orderErr = fail, fail
-		s.orders.mu.Unlock()
+	var ev json.RawMessage
+	if fail == nil {
+		if ev, err = encodeEvidence(res); err != nil {
+			s.log.Error("encode attestation failed", "device", dev, "err", err)
+			return serverInternal("recording the attestation failed")
+		}
+	}
+	wrote := false
+	o, err = s.updateOrder(req.r.Context(), o, func(o *store.ACMEOrder) bool {
+		wrote = false // fn runs again after a conflict: only its last run counts
+		if o.ChallStatus != StatusPending || o.Status != StatusPending {
+			return false // another node decided first: its result stands
+		}
+		wrote = true
+		if fail != nil {
+			o.ChallStatus, o.AuthzStatus, o.Status = StatusInvalid, StatusInvalid, StatusInvalid
+			o.Error = encodeProblem(fail)
+			return true
+		}
+		o.ChallStatus, o.AuthzStatus, o.Status = StatusValid, StatusValid, StatusReady
+		o.Profile = profile.Name // the record's, which the gate checked
+		o.ValidatedAt = s.now().UTC()
+		o.Evidence = ev
+		return true
+	})
+	if err != nil {
+		return s.orderWriteProblem("challenge", err)
+	}
+	if wrote && fail != nil {
 		return fail
 	}
-	o.challStatus, o.authzStatus, o.status = StatusValid, StatusValid, StatusReady
-	o.profile = profile.Name // the record's, which the gate checked
-	o.validated = s.now()
-	o.attested = res
-	v := s.challengeView(base, o)
-	s.orders.mu.Unlock()
-	s.log.Info("device attestation verified", "device", dev, "format", res.Format, "profile", profile.Name, "source", req.ip)
-	w.Header().Add("Link", `<`+base+"/authz/"+o.authzID+`>;rel="up"`)
-	writeJSON(w, http.StatusOK, v)
+	if wrote {
+		s.log.Info("device attestation verified", "device", dev, "format", res.Format, "profile", profile.Name, "source", req.ip)
+	}
+	w.Header().Add("Link", `<`+base+"/authz/"+o.ID+`>;rel="up"`)
+	writeJSON(w, http.StatusOK, s.challengeView(base, o))
 	return nil
 }
 
+func orderNotReady(st string) *Problem {
+	return problem(ProblemOrderNotReady, http.StatusForbidden, "order_not_ready", "order is %s, not ready", st)
+}
+
 // handleFinalize checks the CSR against the attestation (docs/attestation.md
-// §1.3), issues, and records the issuance durably before answering.
+// §1.3), issues, and records the issuance durably before answering. The
+// order moves ready -> processing by compare-and-swap, so of two nodes
+// finalizing one order one issues; the issuance's transaction makes the
+// order valid and names the certificate, so a valid order's certificate
+// is always bound and downloadable, on any node, after any restart.
 func (s *Server) handleFinalize(w http.ResponseWriter, req *request) *Problem {
 	base := s.base(req.r)
-	o, p := s.lookup(req, 'o', "order")
+	o, p := s.lookup(req, "order")
 	if p != nil {
 		return p
 	}
-	if o.status != StatusReady || o.busy {
-		st := o.status
-		s.orders.mu.Unlock()
-		return problem(ProblemOrderNotReady, http.StatusForbidden, "order_not_ready", "order is %s, not ready", st)
+	if o.Status != StatusReady {
+		return orderNotReady(o.Status)
 	}
-	s.orders.mu.Unlock()
 
 	var in struct {
 		CSR string `json:"csr"`
@@ -447,31 +493,42 @@ func (s *Server) handleFinalize(w http.ResponseWriter, req *request) *Problem {
 		return problem(ProblemBadCSR, http.StatusBadRequest, "bad_csr", "CSR does not parse: %v", err)
 	}
 
-	s.orders.mu.Lock()
-	if o.status != StatusReady || o.busy {
-		st := o.status
-		s.orders.mu.Unlock()
-		return problem(ProblemOrderNotReady, http.StatusForbidden, "order_not_ready", "order is %s, not ready", st)
+	res, err := decodeEvidence(o.Evidence)
+	if err != nil {
+		s.log.Error("acme order attestation unreadable", "order", o.ID, "err", err)
+		return serverInternal("order attestation unreadable")
 	}
-	o.busy, o.status = true, StatusProcessing
-	res, profile, named, ident, validated := o.attested, s.profiles[o.profile], o.named, o.identifier, o.validated
-	s.orders.mu.Unlock()
+	won := false
+	o, err = s.updateOrder(req.r.Context(), o, func(o *store.ACMEOrder) bool {
+		won = false // fn runs again after a conflict: only its last run counts
+		if o.Status != StatusReady {
+			return false
+		}
+		won, o.Status = true, StatusProcessing
+		return true
+	})
+	if err != nil {
+		return s.orderWriteProblem("order", err)
+	}
+	if !won {
+		return orderNotReady(o.Status) // another node is finalizing it
+	}
 
-	cert, p := s.issue(req, csr, res, profile, named, ident, validated)
-
-	s.orders.mu.Lock()
-	o.busy = false
+	cert, p := s.issue(req, csr, res, o)
 	if p != nil {
-		o.status, o.orderErr = StatusInvalid, p
-		s.orders.mu.Unlock()
+		if _, err := s.updateOrder(req.r.Context(), o, func(o *store.ACMEOrder) bool {
+			if o.Status != StatusProcessing {
+				return false
+			}
+			o.Status, o.Error = StatusInvalid, encodeProblem(p)
+			return true
+		}); err != nil {
+			s.log.Error("acme order left processing", "order", o.ID, "err", err)
+		}
 		return p
 	}
-	o.status = StatusValid
-	o.chain = []*x509.Certificate{cert, s.issuer.Issuing()}
-	v := s.orderView(base, o)
-	s.orders.mu.Unlock()
-	w.Header().Set("Location", base+"/order/"+o.id)
-	writeJSON(w, http.StatusOK, v)
+	w.Header().Set("Location", base+"/order/"+o.ID)
+	writeJSON(w, http.StatusOK, s.orderView(base, cert))
 	return nil
 }
 
@@ -479,8 +536,11 @@ func badCSR(format string, args ...any) *Problem {
 	return problem(ProblemBadCSR, http.StatusBadRequest, "bad_csr", format, args...)
 }
 
-func (s *Server) issue(req *request, csr *x509.CertificateRequest, res *attest.Result, profile Profile, named bool, ident Identifier, validated time.Time) (*x509.Certificate, *Problem) {
+// issue signs for the CSR and records the issuance together with order o
+// (processing) made valid, which it returns.
+func (s *Server) issue(req *request, csr *x509.CertificateRequest, res *attest.Result, o *store.ACMEOrder) (*store.ACMEOrder, *Problem) {
 	ctx := req.r.Context()
+	profile, named, ident, validated := s.profiles[o.Profile], o.Named, identifierOf(o), o.ValidatedAt
 	if err := ca.CheckCSR(csr); err != nil {
 		return nil, badCSR("%v", err)
 	}
@@ -560,6 +620,9 @@ func (s *Server) issue(req *request, csr *x509.CertificateRequest, res *attest.R
 			Reason: fmt.Sprintf("issued serial %s, profile %s, attestation %s, account %s", serial, profile.Name, res.Format, req.account.ID),
 		},
 	}
+	fin := store.CloneACMEOrder(o)
+	fin.Status, fin.Error, fin.CertSHA256, fin.CertSerial = StatusValid, nil, is.Cert.SHA256, serial
+	is.Order, is.OrderPrev = fin, o.Version
 	if err := s.store.RecordIssuance(context.WithoutCancel(ctx), is); err != nil {
 		// The certificate exists but is not bound; it is never handed
 		// out, and authentication refuses unbound certificates.
@@ -570,7 +633,7 @@ func (s *Server) issue(req *request, csr *x509.CertificateRequest, res *attest.R
 	s.metrics.Enrollment("acme", res.Format, "ok")
 	s.log.Info("device certificate issued", "device", devID, "serial", serial, "profile", profile.Name,
 		"format", res.Format, "source", req.ip)
-	return cert, nil
+	return fin, nil
 }
 
 func platform(res *attest.Result) string {
@@ -600,21 +663,27 @@ func aliases(res *attest.Result) map[string]string {
 }
 
 // handleCert serves the chain as application/pem-certificate-chain
-// (RFC 8555 §7.4.2): the leaf then the issuing CA, without the root.
+// (RFC 8555 §7.4.2): the leaf then the issuing CA, without the root. The
+// leaf is the binding's DER, which the order names.
 func (s *Server) handleCert(w http.ResponseWriter, req *request) *Problem {
-	o, p := s.lookup(req, 'o', "certificate")
+	o, p := s.lookup(req, "certificate")
 	if p != nil {
 		return p
 	}
-	chain := o.chain
-	s.orders.mu.Unlock()
-	if len(chain) == 0 {
+	if o.Status != StatusValid || o.CertSHA256.IsZero() {
 		return notFound("certificate")
 	}
-	var buf bytes.Buffer
-	for _, c := range chain {
-		_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	rec, err := s.store.GetCert(req.r.Context(), o.CertSHA256)
+	if err == nil && len(rec.DER) == 0 {
+		err = errors.New("the binding holds no DER")
 	}
+	if err != nil {
+		s.log.Error("certificate of a valid order unreadable", "order", o.ID, "serial", o.CertSerial, "err", err)
+		return internalErr(err, "certificate lookup failed")
+	}
+	var buf bytes.Buffer
+	_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: rec.DER})
+	_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: s.issuer.Issuing().Raw})
 	w.Header().Set("Content-Type", "application/pem-certificate-chain")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(buf.Bytes())

@@ -1,60 +1,118 @@
 package acme
 
 import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"hardbound/enroll/attest"
+	"hardbound/store"
+	"hardbound/store/badger/badgertest"
+	"hardbound/store/policy"
+	"hardbound/store/storetest"
 )
 
 func pkixExt(v []byte) pkix.Extension { return pkix.Extension{Id: oidSAN, Value: v} }
 
-func TestNoncesAreSingleUseExpiringAndBounded(t *testing.T) {
+// TestNoncesAcrossServers: a nonce issued by one server is accepted once
+// by any server with the same key over the same store, and refused when
+// replayed on either, expired, dated ahead, tampered with or made under
+// another key.
+func TestNoncesAcrossServers(t *testing.T) {
 	t.Parallel()
-	now := time.Unix(1000, 0)
+	st := badgertest.Memory(t)
+	ctx := context.Background()
+	key := bytes.Repeat([]byte{7}, NonceKeyLen)
+	now := time.Now()
 	clock := func() time.Time { return now }
-	n := newNonces(time.Minute, 3, clock)
-	a := n.issue()
-	if !n.consume(a) {
-		t.Fatal("fresh nonce refused")
+	a := newNonces(key, time.Minute, clock, st)
+	b := newNonces(key, time.Minute, clock, st)
+	other := newNonces(bytes.Repeat([]byte{8}, NonceKeyLen), time.Minute, clock, st)
+
+	v := a.issue()
+	if len(v) != nonceLen {
+		t.Fatalf("nonce %q has %d characters, want %d", v, len(v), nonceLen)
 	}
-	if n.consume(a) {
-		t.Fatal("nonce accepted twice")
+	if err := other.consume(ctx, v); !errors.Is(err, errBadNonce) {
+		t.Fatalf("nonce under another key: %v, want errBadNonce", err)
 	}
-	b := n.issue()
+	if err := b.consume(ctx, v); err != nil {
+		t.Fatalf("nonce issued by a, consumed by b: %v", err)
+	}
+	for name, n := range map[string]*nonces{"a": a, "b": b} {
+		if err := n.consume(ctx, v); !errors.Is(err, errBadNonce) {
+			t.Fatalf("replay on %s: %v, want errBadNonce", name, err)
+		}
+	}
+
+	old := a.issue()
 	now = now.Add(time.Minute)
-	if n.consume(b) {
-		t.Fatal("expired nonce accepted")
+	if err := b.consume(ctx, old); !errors.Is(err, errBadNonce) {
+		t.Fatalf("expired nonce: %v, want errBadNonce", err)
 	}
-	for range 10 {
-		n.issue()
+	ahead := newNonces(key, time.Minute, func() time.Time { return now.Add(2 * maxNonceSkew) }, st).issue()
+	if err := a.consume(ctx, ahead); !errors.Is(err, errBadNonce) {
+		t.Fatalf("nonce dated ahead by twice the skew: %v, want errBadNonce", err)
 	}
-	if got := n.len(); got != 3 {
-		t.Fatalf("table holds %d nonces, want the bound 3", got)
+	near := newNonces(key, time.Minute, func() time.Time { return now.Add(maxNonceSkew / 2) }, st).issue()
+	if err := a.consume(ctx, near); err != nil {
+		t.Fatalf("nonce from a node whose clock is half the skew ahead: %v", err)
+	}
+
+	fresh := []byte(a.issue())
+	fresh[20] ^= 1 // inside the random part: the MAC no longer matches
+	for _, bad := range []string{"", "short", string(fresh), strings.Repeat("A", nonceLen), strings.Repeat("!", nonceLen)} {
+		if err := a.consume(ctx, bad); !errors.Is(err, errBadNonce) {
+			t.Errorf("consume(%q) = %v, want errBadNonce", bad, err)
+		}
 	}
 }
 
-func TestOrdersAreBoundedAndExpire(t *testing.T) {
+// TestNonceStoreFailureIsNotABadNonce: a claim the store cannot record is
+// a server error, not a replay the client is blamed for.
+func TestNonceStoreFailureIsNotABadNonce(t *testing.T) {
 	t.Parallel()
-	now := time.Unix(1000, 0)
-	o := newOrders(time.Hour, 2, func() time.Time { return now })
-	first := o.create("acct", "p", false, Identifier{Type: TypePermanentIdentifier, Value: "a"}, "a")
-	o.create("acct", "p", false, Identifier{Type: TypePermanentIdentifier, Value: "b"}, "b")
-	o.create("acct", "p", false, Identifier{Type: TypePermanentIdentifier, Value: "c"}, "c")
-	if o.len() != 2 {
-		t.Fatalf("len = %d, want 2", o.len())
+	st := &storetest.Faulty{Store: badgertest.Memory(t), Fail: storetest.FailOn("ClaimNonce", 0, errors.New("database away"))}
+	n := newNonces(bytes.Repeat([]byte{7}, NonceKeyLen), time.Minute, time.Now, st)
+	if err := n.consume(context.Background(), n.issue()); err == nil || errors.Is(err, errBadNonce) {
+		t.Fatalf("consume with the store away: %v, want a store error", err)
 	}
-	o.mu.Lock()
-	gone := o.lookupLocked('o', first.id)
-	o.mu.Unlock()
-	if gone != nil {
-		t.Fatal("oldest order survived eviction")
+}
+
+// TestEvidenceRoundTrip: what the challenge stores is what finalize reads.
+func TestEvidenceRoundTrip(t *testing.T) {
+	t.Parallel()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
 	}
-	now = now.Add(time.Hour)
-	o.create("acct", "p", false, Identifier{Type: TypePermanentIdentifier, Value: "d"}, "d")
-	if o.len() != 1 {
-		t.Fatalf("expired orders not swept: len = %d", o.len())
+	in := &attest.Result{Format: policy.FormatApple, PublicKey: k.Public(), KeySHA256: store.Hash{1}, DeviceID: "SN1",
+		Identifiers: map[string]string{"serial": "SN1", "udid": "U1"}, Facts: map[string]string{"os_version": "17.4"}}
+	b, err := encodeEvidence(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := decodeEvidence(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k.PublicKey.Equal(out.PublicKey) || out.Format != in.Format || out.DeviceID != "SN1" || out.KeySHA256 != in.KeySHA256 ||
+		out.Identifiers["udid"] != "U1" || out.Facts["os_version"] != "17.4" || evidenceFormat(b) != policy.FormatApple {
+		t.Fatalf("evidence round trip: %+v", out)
+	}
+	for _, bad := range []string{``, `{`, `{"format":"apple","spki":"AAAA"}`} {
+		if _, err := decodeEvidence([]byte(bad)); err == nil {
+			t.Errorf("decodeEvidence(%q) succeeded", bad)
+		}
 	}
 }
 

@@ -346,3 +346,28 @@ func TestConcurrentFinalizeIssuesOnce(t *testing.T) {
 		t.Fatalf("device has %d certs (%v), want 1", len(certs), err)
 	}
 }
+
+// TestOrdersBoundedPerAccount: an account holding MaxOrdersPerAccount
+// unexpired orders is refused another with rateLimited and a
+// Retry-After; another account is not affected, and the account's orders
+// are listed.
+func TestOrdersBoundedPerAccount(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{maxOrders: 2})
+	c := e.client(t)
+	c.newOrder(acme.TypePermanentIdentifier, "SN-B1")
+	c.newOrder(acme.TypePermanentIdentifier, "SN-B2")
+	r := c.post(c.Dir.NewOrder, map[string]any{"identifiers": []map[string]string{{"type": acme.TypePermanentIdentifier, "value": "SN-B3"}}})
+	wantProblem(t, r, http.StatusTooManyRequests, acme.ProblemRateLimited)
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("rateLimited without Retry-After")
+	}
+	if o := e.client(t).newOrder(acme.TypePermanentIdentifier, "SN-B3"); o.Status != "pending" {
+		t.Fatalf("another account's order: %+v", o)
+	}
+	var list struct{ Orders []string }
+	c.mustPost(c.KID+"/orders", nil, http.StatusOK, &list)
+	if len(list.Orders) != 2 {
+		t.Fatalf("account lists %d orders, want 2: %v", len(list.Orders), list.Orders)
+	}
+}

@@ -1,14 +1,17 @@
 package acme
 
 import (
-	"container/list"
+	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
-	"sync"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"time"
 
 	"hardbound/enroll/attest"
+	"hardbound/store"
 )
 
 // Statuses of orders, authorizations and challenges (RFC 8555 §7.1.6).
@@ -23,50 +26,19 @@ const (
 // ChallengeDeviceAttest01 is the only challenge type this server offers.
 const ChallengeDeviceAttest01 = "device-attest-01"
 
-// order is one enrollment attempt: an order with exactly one identifier,
-// its authorization and its device-attest-01 challenge. All three live and
-// die together, so one record holds them and the table indexes it by each
-// of the three ids. Fields are guarded by orders.mu.
-type order struct {
-	id, authzID, challID string
-	account              string
-	profile              string
-	named                bool // the URL named the profile (/profile/NAME/new-order)
-	identifier           Identifier
-	deviceID             string // the identity the attestation must prove
-	token                string
-	created, expires     time.Time
+// Orders live in the store (store.ACMEOrder), one record per order with
+// its one authorization and its one challenge, which have the order's id
+// (their URLs differ: /order/ID, /authz/ID, /chall/ID). Every node reads
+// and writes them there, so each request of an enrollment may reach
+// another node; every write is a compare-and-swap on the order's version,
+// so two nodes acting on one order at once cannot both succeed.
 
-	status      string // order status
-	authzStatus string
-	challStatus string
-	validated   time.Time
-	challErr    *Problem
-	orderErr    *Problem
-	busy        bool // a challenge validation or finalize is running
-
-	attested *attest.Result
-	chain    []*x509.Certificate // leaf, issuing
-}
-
-// orders is the bounded TTL table of live orders. Orders are created in
-// time order with one TTL, so the list front is the next to expire; when
-// the table is full the oldest order is dropped.
-type orders struct {
-	ttl time.Duration
-	max int
-	now func() time.Time
-
-	mu    sync.Mutex
-	order *list.List // of *order, oldest first
-	byID  map[string]*list.Element
-	byAz  map[string]*list.Element
-	byCh  map[string]*list.Element
-}
-
-func newOrders(ttl time.Duration, max int, now func() time.Time) *orders {
-	return &orders{ttl: ttl, max: max, now: now, order: list.New(),
-		byID: map[string]*list.Element{}, byAz: map[string]*list.Element{}, byCh: map[string]*list.Element{}}
+// OrderStore is the part of store.Store that holds orders.
+type OrderStore interface {
+	CreateACMEOrder(ctx context.Context, o *store.ACMEOrder, maxPerAccount int) error
+	GetACMEOrder(ctx context.Context, id string) (*store.ACMEOrder, error)
+	UpdateACMEOrder(ctx context.Context, o *store.ACMEOrder, prev uint64) error
+	ListACMEOrders(ctx context.Context, account string) ([]*store.ACMEOrder, error)
 }
 
 func randomID(n int) string {
@@ -75,82 +47,110 @@ func randomID(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func (t *orders) create(account, profile string, named bool, id Identifier, deviceID string) *order {
-	now := t.now()
-	o := &order{
-		id: randomID(16), authzID: randomID(16), challID: randomID(16),
-		account: account, profile: profile, named: named, identifier: id, deviceID: deviceID,
-		// 256-bit token: the draft asks for at least 128 bits.
-		token:   randomID(32),
-		created: now, expires: now.Add(t.ttl),
-		status: StatusPending, authzStatus: StatusPending, challStatus: StatusPending,
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.sweepLocked(now)
-	for t.order.Len() >= t.max {
-		t.removeLocked(t.order.Front())
-	}
-	el := t.order.PushBack(o)
-	t.byID[o.id], t.byAz[o.authzID], t.byCh[o.challID] = el, el, el
-	return o
+func identifierOf(o *store.ACMEOrder) Identifier {
+	return Identifier{Type: o.IdentifierType, Value: o.IdentifierValue}
 }
 
-// lookup finds a live order by one of its ids; kind is 'o', 'a' or 'c'.
-// The caller must hold t.mu while touching the returned order's fields.
-func (t *orders) lookupLocked(kind byte, id string) *order {
-	var m map[string]*list.Element
-	switch kind {
-	case 'o':
-		m = t.byID
-	case 'a':
-		m = t.byAz
-	default:
-		m = t.byCh
-	}
-	el, ok := m[id]
-	if !ok {
-		return nil
-	}
-	o := el.Value.(*order)
-	if !t.now().Before(o.expires) {
-		t.removeLocked(el)
-		return nil
-	}
-	return o
+// evidence is the verified attestation as an order stores it between the
+// challenge and finalize: what finalize and the issuance need, the public
+// key as SPKI DER.
+type evidence struct {
+	Format      string            `json:"format"`
+	SPKI        []byte            `json:"spki"`
+	KeySHA256   store.Hash        `json:"key_sha256,omitzero"`
+	DeviceID    string            `json:"device_id,omitempty"`
+	Identifiers map[string]string `json:"identifiers,omitempty"`
+	Facts       map[string]string `json:"facts,omitempty"`
 }
 
-// byAccount lists the ids of live orders of an account (bounded by the table).
-func (t *orders) byAccountLocked(account string) []string {
-	var ids []string
-	now := t.now()
-	for el := t.order.Front(); el != nil; el = el.Next() {
-		o := el.Value.(*order)
-		if o.account == account && now.Before(o.expires) {
-			ids = append(ids, o.id)
+func encodeEvidence(res *attest.Result) (json.RawMessage, error) {
+	spki, err := x509.MarshalPKIXPublicKey(res.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("acme: encode attested key: %w", err)
+	}
+	return json.Marshal(evidence{Format: res.Format, SPKI: spki, KeySHA256: res.KeySHA256, DeviceID: res.DeviceID,
+		Identifiers: res.Identifiers, Facts: res.Facts})
+}
+
+func decodeEvidence(b json.RawMessage) (*attest.Result, error) {
+	if len(b) == 0 {
+		return nil, errors.New("acme: order holds no attestation")
+	}
+	var e evidence
+	if err := json.Unmarshal(b, &e); err != nil {
+		return nil, fmt.Errorf("acme: decode order attestation: %w", err)
+	}
+	pub, err := x509.ParsePKIXPublicKey(e.SPKI)
+	if err != nil {
+		return nil, fmt.Errorf("acme: decode attested key: %w", err)
+	}
+	return &attest.Result{Format: e.Format, PublicKey: pub, KeySHA256: e.KeySHA256, DeviceID: e.DeviceID,
+		Identifiers: e.Identifiers, Facts: e.Facts}, nil
+}
+
+// evidenceFormat is the attestation format an order holds, for labels.
+func evidenceFormat(b json.RawMessage) string {
+	var e struct {
+		Format string `json:"format"`
+	}
+	if len(b) == 0 || json.Unmarshal(b, &e) != nil {
+		return ""
+	}
+	return e.Format
+}
+
+func encodeProblem(p *Problem) json.RawMessage {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+func decodeProblem(b json.RawMessage) *Problem {
+	if len(b) == 0 {
+		return nil
+	}
+	p := new(Problem)
+	if json.Unmarshal(b, p) != nil {
+		return nil
+	}
+	return p
+}
+
+// errOrderGone is returned by updateOrder when the order vanished or
+// expired in between.
+var errOrderGone = errors.New("acme: order is gone")
+
+// updateOrder applies fn to the stored order and writes it with a
+// compare-and-swap, reading again and reapplying fn when another node
+// wrote first. fn returns false to write nothing (the order is no longer
+// in a state it changes); updateOrder then returns the order as read.
+func (s *Server) updateOrder(ctx context.Context, o *store.ACMEOrder, fn func(o *store.ACMEOrder) bool) (*store.ACMEOrder, error) {
+	ctx = context.WithoutCancel(ctx) // the client going away must not leave half a decision
+	for range 5 {
+		next := store.CloneACMEOrder(o)
+		if !fn(next) {
+			return o, nil
+		}
+		err := s.orders.UpdateACMEOrder(ctx, next, o.Version)
+		if err == nil {
+			return next, nil
+		}
+		if !errors.Is(err, store.ErrConflict) {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, fmt.Errorf("%w: %w", errOrderGone, err)
+			}
+			return nil, err
+		}
+		if o, err = s.orders.GetACMEOrder(ctx, o.ID); err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				return nil, fmt.Errorf("%w: %w", errOrderGone, err)
+			}
+			return nil, err
 		}
 	}
-	return ids
-}
-
-func (t *orders) sweepLocked(now time.Time) {
-	for el := t.order.Front(); el != nil && !now.Before(el.Value.(*order).expires); el = t.order.Front() {
-		t.removeLocked(el)
-	}
-}
-
-func (t *orders) removeLocked(el *list.Element) {
-	o := el.Value.(*order)
-	t.order.Remove(el)
-	delete(t.byID, o.id)
-	delete(t.byAz, o.authzID)
-	delete(t.byCh, o.challID)
-}
-
-func (t *orders) len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.order.Len()
+	return nil, fmt.Errorf("acme: order %s: still conflicting after 5 attempts", o.ID)
 }
 
 // requestsValidity reports whether a newOrder notBefore/notAfter value

@@ -29,6 +29,7 @@ func (s *Store) RecordIssuance(ctx context.Context, is store.Issuance) error {
 		devDone store.Device
 		crtDone store.Cert
 		attDone store.Attestation
+		ordDone *store.ACMEOrder
 		prev    *store.Device
 		at      time.Time
 	)
@@ -36,6 +37,14 @@ func (s *Store) RecordIssuance(ctx context.Context, is store.Issuance) error {
 		err := s.updateAudited(ctx, "record issuance", is.Audit, func(txn *bdb.Txn) error {
 			prev = nil
 			at = s.now()
+			if is.Order != nil {
+				// The order first: one that moved on since the caller
+				// read it (another node's finalize) aborts the issuance.
+				var err error
+				if ordDone, err = s.updateOrderTxn(txn, is.Order, is.OrderPrev); err != nil {
+					return err
+				}
+			}
 			return s.issueTxn(txn, is, at, &devDone, &crtDone, &attDone, &prev)
 		})
 		if err != nil {
@@ -58,6 +67,9 @@ func (s *Store) RecordIssuance(ctx context.Context, is store.Issuance) error {
 	}
 	if is.Attestation != nil {
 		*is.Attestation = attDone
+	}
+	if is.Order != nil {
+		*is.Order = *ordDone
 	}
 	return nil
 }

@@ -27,6 +27,8 @@ const (
 	pfxAlias          = "alias/"
 	pfxACMEAccount    = "acmeacct/"
 	pfxACMEThumb      = "acmetp/"
+	pfxACMEOrder      = "acmeord/"
+	pfxACMEAcctOrders = "acmeacctord/"
 	pfxAudit          = "audit/"
 	pfxAuditCP        = "auditcp/"
 	pfxAuditCursor    = "auditcur/"
@@ -77,6 +79,10 @@ func keyDocument(name string) []byte { return []byte(pfxDocument + name) }
 func keyACMEAccount(id string) []byte { return []byte(pfxACMEAccount + id) }
 
 func keyACMEThumbprint(tp string) []byte { return []byte(pfxACMEThumb + tp) }
+
+func keyACMEOrder(id string) []byte { return []byte(pfxACMEOrder + id) }
+
+func keyACMEAccountOrders(account string) []byte { return []byte(pfxACMEAcctOrders + account) }
 
 // keyAudit uses a big-endian sequence so byte order is numeric order and
 // ScanAudit/TailAudit are plain forward/reverse iterations.

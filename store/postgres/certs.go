@@ -26,9 +26,18 @@ func (s *Store) RecordIssuance(ctx context.Context, is store.Issuance) error {
 		devDone store.Device
 		crtDone store.Cert
 		attDone store.Attestation
+		ordDone *store.ACMEOrder
 	)
 	err := s.changing(ctx, "record issuance", is.Audit, func(tx pgx.Tx) (*store.Change, error) {
 		at := s.now()
+		if is.Order != nil {
+			// The order first: one that moved on since the caller read
+			// it (another node's finalize) aborts the issuance.
+			var err error
+			if ordDone, err = s.updateOrderTx(ctx, tx, is.Order, is.OrderPrev); err != nil {
+				return nil, err
+			}
+		}
 		prev, err := s.issueTx(ctx, tx, is, at, &devDone, &crtDone, &attDone)
 		if err != nil {
 			return nil, err
@@ -49,6 +58,9 @@ func (s *Store) RecordIssuance(ctx context.Context, is store.Issuance) error {
 	}
 	if is.Attestation != nil {
 		*is.Attestation = attDone
+	}
+	if is.Order != nil {
+		*is.Order = *ordDone
 	}
 	return nil
 }

@@ -176,6 +176,34 @@ func (f *Faulty) ClaimNonce(ctx context.Context, scope string, nonce store.Hash,
 	return f.Store.ClaimNonce(ctx, scope, nonce, expires)
 }
 
+func (f *Faulty) CreateACMEOrder(ctx context.Context, o *store.ACMEOrder, maxPerAccount int) error {
+	if err := f.fail("CreateACMEOrder"); err != nil {
+		return err
+	}
+	return f.Store.CreateACMEOrder(ctx, o, maxPerAccount)
+}
+
+func (f *Faulty) GetACMEOrder(ctx context.Context, id string) (*store.ACMEOrder, error) {
+	if err := f.fail("GetACMEOrder"); err != nil {
+		return nil, err
+	}
+	return f.Store.GetACMEOrder(ctx, id)
+}
+
+func (f *Faulty) UpdateACMEOrder(ctx context.Context, o *store.ACMEOrder, prev uint64) error {
+	if err := f.fail("UpdateACMEOrder"); err != nil {
+		return err
+	}
+	return f.Store.UpdateACMEOrder(ctx, o, prev)
+}
+
+func (f *Faulty) ListACMEOrders(ctx context.Context, account string) ([]*store.ACMEOrder, error) {
+	if err := f.fail("ListACMEOrders"); err != nil {
+		return nil, err
+	}
+	return f.Store.ListACMEOrders(ctx, account)
+}
+
 func (f *Faulty) ConsumeChallenge(ctx context.Context, sha store.Hash, now time.Time) (*store.Challenge, error) {
 	if err := f.fail("ConsumeChallenge"); err != nil {
 		return nil, err

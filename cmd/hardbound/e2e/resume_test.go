@@ -167,9 +167,9 @@ func resumedCount(out string) int {
 // the second and third authentications resume with matching MPPE keys; a
 // quarantine or a certificate revocation between two authentications makes
 // the resumed attempt fail with that reason (the decision runs on the
-// ticket's certificate). (That dropped ticket keys make it a full
-// handshake is radius's TestInteropEapolTestResumption, which reaches the
-// server's keys in process.)
+// ticket's certificate). (That rotated ticket keys make it a full
+// handshake is TestResumeRotateKeysCLI, and across nodes
+// TestResumeRotateKeysShared.)
 func TestResumeEapolTest(t *testing.T) {
 	requireTools(t, "eapol_test")
 	in := startE2E(t, nil)
@@ -250,6 +250,57 @@ func TestResumeEapolTest(t *testing.T) {
 				in.waitAuditEvent(t, "radius.auth", d.ID, "reject", st.wantReason)
 			})
 		}
+	}
+}
+
+// TestResumeRotateKeysCLI: with eapol_test held between its first and
+// second authentication (-r 1), `hardbound resume rotate-keys` on the
+// built binary replaces the server's ticket keys, and the second
+// authentication, which offers the ticket, is a full handshake (eapol_test
+// reports resumed=0) that is still accepted with matching MPPE keys. The
+// rotation is audited. Without the rotation the same run resumes
+// (TestResumeEapolTest).
+func TestResumeRotateKeysCLI(t *testing.T) {
+	requireTools(t, "eapol_test")
+	in := startE2E(t, nil)
+	for _, version := range []string{"1.2", "1.3"} {
+		t.Run("tls"+version, func(t *testing.T) {
+			d := in.bind(t, devbind.Request{DeviceID: "rotate-" + version, Posture: store.ComplianceCompliant})
+			dir := t.TempDir()
+			ca, cert, key := writeDevice(t, dir, "dev", in, d)
+			conf := eapolConf(t, dir, ca, cert, key, version)
+			relay := newHoldRelay(t, in.Addr("radius-auth"), 1)
+			done := make(chan struct{})
+			var out string
+			var err error
+			go func() {
+				defer close(done)
+				out, err = runEapolTest(t, conf, relay.port(), in.radiusSecret, 1)
+			}()
+			select {
+			case <-relay.held:
+			case <-done:
+				t.Fatalf("eapol_test ended before its second authentication: %v\n%s", err, tail(out, 60))
+			}
+			before := in.countAudit(t, "resumption.rotate_keys", "ticket_keys", "ok", "local")
+			if got := in.cliOK(t, "resume", "rotate-keys"); !strings.Contains(got, "ticket keys replaced") {
+				t.Fatalf("resume rotate-keys said %q", got)
+			}
+			close(relay.release)
+			<-done
+			if err != nil || !strings.Contains(out, "MPPE keys OK: 2  mismatch: 0") || !strings.Contains(out, "Using TLS version TLSv"+version) {
+				t.Fatalf("eapol_test: %v\n%s", err, tail(out, 60))
+			}
+			if n := resumedCount(out); n != 0 {
+				t.Fatalf("eapol_test resumed %d of 2 authentications after the rotation, want 0:\n%s", n, tail(out, 80))
+			}
+			if !strings.Contains(out, "OpenSSL: Handshake finished - resumed=0") {
+				t.Fatalf("eapol_test did not report a full handshake:\n%s", tail(out, 80))
+			}
+			if in.countAudit(t, "resumption.rotate_keys", "ticket_keys", "ok", "local") != before+1 {
+				t.Fatalf("the rotation was not audited:\n%s", in.auditDump(t, 10))
+			}
+		})
 	}
 }
 

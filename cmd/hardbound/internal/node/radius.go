@@ -116,6 +116,9 @@ func (in *Node) adminDeps() admin.Deps {
 	if in.cfg.Load != nil {
 		d.Reload = in
 	}
+	if in.radius != nil {
+		d.TicketKeys = in.radius
+	}
 	if in.enroll != nil {
 		d.Challenges = in.enroll.minter
 		d.TPM = in.enroll.minter
