@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"net/http"
@@ -24,9 +27,11 @@ import (
 	"hardbound/cmd/hardbound/internal/node"
 	"hardbound/enroll/acme"
 	"hardbound/enroll/acme/acmetest"
+	"hardbound/enroll/attest"
 	"hardbound/enroll/attest/attesttest"
 	"hardbound/enroll/ca"
 	"hardbound/enroll/devbind"
+	"hardbound/enroll/scep/sceptest"
 	"hardbound/radius/eapclient"
 	"hardbound/store"
 	"hardbound/store/postgres"
@@ -213,6 +218,17 @@ func testE2ETwoNodesOnPostgres(t *testing.T, cl *pgtest.Cluster) {
 		t.Fatalf("eapol_test against node B: %v\n%s", err, tailLines(out, 30))
 	}
 
+	// Enroll on A with SCEP too, and authenticate on B with eapol_test.
+	scepLeaf, scepKey := scepTPMEnroll(t, a)
+	if rec, err := b.st.GetCert(ctx, scepLeaf); err != nil || rec.Protocol != "scep" || !rec.Attested {
+		t.Fatalf("node B's binding for the SCEP certificate from node A: %+v, %v", rec, err)
+	}
+	scepCA, scepCert, scepKeyPath := writeChainPEM(t, t.TempDir(), a.ca.Root(), []*x509.Certificate{scepLeaf, a.ca.Issuing()}, scepKey)
+	if out, err := eapolTest(t, b, scepCA, scepCert, scepKeyPath); err != nil || !strings.Contains(out, "\nSUCCESS") {
+		t.Fatalf("eapol_test against node B with the certificate SCEP issued on node A: %v\n%s", err, tailLines(out, 30))
+	}
+	b.waitAuditEvent(t, "radius.auth", scepLeaf.Subject.CommonName, "ok", "")
+
 	// Revoke through A's admin API; B rejects.
 	start := time.Now()
 	a.cliOK(t, "cert", "revoke", rec.Serial, "--reason", "keyCompromise")
@@ -243,6 +259,51 @@ func testE2ETwoNodesOnPostgres(t *testing.T, cl *pgtest.Cluster) {
 	}
 }
 
+// scepTPMEnroll enrolls a new TPM device with SCEP through in, as
+// TestE2ESCEPTPMAttested does on one node: the operator adds it to the
+// inventory under its EK hash, the device proves its key through in's
+// attestation API (credential activation, then certification of the SCEP
+// key) and gets a challenge bound to that key, which the strict default
+// profile issues for. It returns the leaf and its RSA key.
+func scepTPMEnroll(t *testing.T, in *instance) (*x509.Certificate, *rsa.PrivateKey) {
+	t.Helper()
+	ctx := e2eContext(t)
+	auth, err := attesttest.Load(filepath.Join(in.cfg.DataDir, "dev-attest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpm, err := auth.NewTPMDevice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.cliOK(t, "device", "add", tpm.EKID(), "--platform", "linux", "--ek-sha256", tpm.EKID())
+	key, err := sceptest.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var act attest.TPMActivation
+	in.adminPost(t, "/api/v1/attestations/activate", tpm.ActivationRequest(), &act)
+	nonce, err := tpm.ActivateCredential(&act)
+	if err != nil {
+		t.Fatalf("ActivateCredential: %v", err)
+	}
+	ev, err := tpm.Evidence(key.Public(), nonce)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ch admin.ChallengeResponse
+	in.adminPost(t, "/api/v1/attestations", admin.AttestRequest{Evidence: ev, Nonce: nonce}, &ch)
+	if ch.Challenge == "" || ch.DeviceID != tpm.EKID() {
+		t.Fatalf("attestation answered %+v", ch)
+	}
+	sc := &sceptest.Client{URL: "http://" + in.Addr("enroll-http") + "/scep", HTTP: &http.Client{Timeout: 20 * time.Second}}
+	leaf, err := sc.Enroll(ctx, sceptest.Request{Key: key, Challenge: ch.Challenge, Subject: pkix.Name{CommonName: ch.DeviceID}})
+	if err != nil {
+		t.Fatalf("SCEP through %s: %v", in.Addr("enroll-http"), err)
+	}
+	return leaf, key
+}
+
 // eapolTest runs eapol_test (supplicant and NAS in one) against in's
 // RADIUS listener with the --dev NAS secret.
 func eapolTest(t *testing.T, in *instance, caPath, certPath, keyPath string) (string, error) {
@@ -270,7 +331,7 @@ func eapolTest(t *testing.T, in *instance, caPath, certPath, keyPath string) (st
 }
 
 // writeChainPEM writes the root, the chain (leaf first) and the key.
-func writeChainPEM(t *testing.T, dir string, root *x509.Certificate, chain []*x509.Certificate, key *ecdsa.PrivateKey) (caPath, certPath, keyPath string) {
+func writeChainPEM(t *testing.T, dir string, root *x509.Certificate, chain []*x509.Certificate, key crypto.Signer) (caPath, certPath, keyPath string) {
 	t.Helper()
 	caPath, certPath, keyPath = filepath.Join(dir, "ca.crt"), filepath.Join(dir, "dev.crt"), filepath.Join(dir, "dev.key")
 	var certs []byte
