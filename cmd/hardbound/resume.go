@@ -18,7 +18,9 @@ func newResumeCmd(e *env, cf *clientFlags) *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use: "rotate-keys", Short: "Replace the ticket keys now: every ticket stops resuming", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			rotate := func(ctx context.Context, c *client.Client) (admin.TicketKeysResponse, error) { return c.RotateTicketKeys(ctx) }
+			rotate := func(ctx context.Context, c *client.Client) (admin.TicketKeysResponse, error) {
+				return c.RotateTicketKeys(ctx)
+			}
 			return show(cmd, e, cf, rotate, table.TicketKeys)
 		},
 	})
