@@ -66,11 +66,10 @@ func TestFlagsResolve(t *testing.T) {
 
 func TestBaselineFlagsSetBothRoles(t *testing.T) {
 	t.Parallel()
-	var srv BaselineServerConfig
-	var c BaselineConfig
+	var f BaselineFlags
+	srv, c := &f.Server, &f.Client
 	fs := pflag.NewFlagSet("tls-baseline", pflag.ContinueOnError)
-	srv.RegisterFlags(fs)
-	c.RegisterFlags(fs)
+	f.RegisterFlags(fs)
 	if err := fs.Parse([]string{"--listen", "127.0.0.1:0", "--client-ca", "ca.crt", "--connect", "127.0.0.1:1", "--tls", "1.2"}); err != nil {
 		t.Fatal(err)
 	}
@@ -85,9 +84,7 @@ func TestBaselineFlagsSetBothRoles(t *testing.T) {
 func TestBaselineFlagsRun(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	other := newEnv(t)
-	clientCA := filepath.Join(t.TempDir(), "issuing.crt")
-	writePEM(t, clientCA, "CERTIFICATE", e.ca.Issuing().Raw)
+	clientCA, foreign := baselineCerts(t, e)
 	parse := func(args ...string) *BaselineFlags {
 		t.Helper()
 		var f BaselineFlags
@@ -128,23 +125,13 @@ func TestBaselineFlagsRun(t *testing.T) {
 	if !strings.HasPrefix(out.String(), "3 handshakes (TLS 1.3) in ") || !strings.HasSuffix(out.String(), ", 0 failed\n") {
 		t.Errorf("report %q", out.String())
 	}
-	foreign := other.certDir(t, false, "foreign")
-	writePEM(t, filepath.Join(foreign, "ca.crt"), "CERTIFICATE", e.ca.Root().Raw)
 	out.Reset()
 	err = parse("--connect", addr, "--cert-dir", foreign, "--count", "2").Run(context.Background(), &out)
 	if err == nil || !strings.HasPrefix(err.Error(), "first failure: ") || !strings.HasSuffix(out.String(), ", 2 failed\n") {
 		t.Errorf("a foreign client: %v, report %q", err, out.String())
 	}
 
-	cancel()
-	select {
-	case err := <-served:
-		if err != nil {
-			t.Fatalf("server: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the server did not stop with its context")
-	}
+	stopServing(t, cancel, served)
 }
 
 // TestReportErr: timeouts, errors and mismatched keys fail a run; rejects
