@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"time"
 
@@ -66,6 +67,20 @@ func (c *Client) ExportAudit(ctx context.Context, eq ExportQuery, w io.Writer, p
 	}
 	q.Set("format", eq.Format)
 	return c.download(ctx, "/api/v1/audit/export?"+q.Encode(), w, progress)
+}
+
+// ExportAuditFile is ExportAudit into the file at path, created 0600 or
+// truncated: an export is evidence, readable by its owner only.
+func (c *Client) ExportAuditFile(ctx context.Context, eq ExportQuery, path string, progress func(lines int, done bool)) (int, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	lines, err := c.ExportAudit(ctx, eq, f, progress)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return lines, err
 }
 
 // download streams a GET answer to w line by line, returning the lines.

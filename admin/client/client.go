@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"hardbound/admin"
+	"hardbound/store/atomicfile"
 )
 
 // Settings say where the server is and how to authenticate to it. The
@@ -100,6 +101,15 @@ func New(s Settings) (*Client, error) {
 			Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
 		},
 	}, nil
+}
+
+// SaveToken writes a token's value to path (0600, its directory created
+// 0700 as needed), as New reads it back from Settings.TokenFile.
+func SaveToken(path, value string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return atomicfile.Write(path, []byte(value+"\n"), 0o600)
 }
 
 // CAFile is the CA bundle the server was verified with (the root of the

@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -195,6 +196,13 @@ func TestRecordsThroughTheAPI(t *testing.T) {
 	}
 	if as := of(c.DeviceAttestations(ctx, "dev-1")).must(t); len(as) != 1 || as[0].CertSerial != s.dev.Binding.Serial {
 		t.Fatalf("attestations %+v", as)
+	}
+	if da := of(c.DeviceWithAttestations(ctx, "dev-1")).must(t); da.Device.ID != "dev-1" || len(da.Certs) != 1 ||
+		len(da.Attestations) != 1 || da.Attestations[0].CertSerial != s.dev.Binding.Serial {
+		t.Fatalf("device with attestations %+v", da)
+	}
+	if _, err := c.DeviceWithAttestations(ctx, "ghost"); err == nil || !strings.Contains(err.Error(), `device "ghost"`) {
+		t.Fatalf("an unknown device with attestations: %v", err)
 	}
 	if q := of(c.Quarantine(ctx, "dev-1")).must(t); q.Status != store.DeviceQuarantined {
 		t.Fatalf("quarantine %+v", q)
@@ -419,5 +427,57 @@ func TestVerifyAndExportAudit(t *testing.T) {
 	}
 	if _, err := s.c.ExportAudit(s.ctx, client.ExportQuery{Format: "csv"}, &out, nil); err == nil || !strings.Contains(err.Error(), "HTTP 400") {
 		t.Fatalf("csv export: %v", err)
+	}
+
+	// Into a file: created 0600, truncated when it exists.
+	file := filepath.Join(t.TempDir(), "audit.jsonl")
+	writeFile(t, file, strings.Repeat("stale\n", 100))
+	if err := os.Chmod(file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if n := of(s.c.ExportAuditFile(s.ctx, client.ExportQuery{FromSeq: 2, Format: "jsonl"}, file, nil)).must(t); n != lines {
+		t.Fatalf("%d lines into the file, %d to a writer", n, lines)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(string(b), "\n") != lines || strings.Contains(string(b), "stale") {
+		t.Fatalf("file %q", b)
+	}
+	fresh := filepath.Join(t.TempDir(), "new.jsonl")
+	of(s.c.ExportAuditFile(s.ctx, client.ExportQuery{Format: "jsonl"}, fresh, nil)).must(t)
+	if fi, err := os.Stat(fresh); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("a new export file: %v %v", fi.Mode(), err)
+	}
+	if _, err := s.c.ExportAuditFile(s.ctx, client.ExportQuery{Format: "jsonl"}, filepath.Join(t.TempDir(), "absent", "x.jsonl"), nil); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("a file in a missing directory: %v", err)
+	}
+}
+
+// TestSaveTokenIsWhatNewReads: the value in a 0600 file, its directories
+// made 0700, which New takes as the token.
+func TestSaveTokenIsWhatNewReads(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	dir := filepath.Join(t.TempDir(), "config", "hardbound")
+	path := filepath.Join(dir, "token")
+	tok, err := os.ReadFile(s.set.TokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.SaveToken(path, strings.TrimSpace(string(tok))); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]os.FileMode{path: 0o600, dir: 0o700 | os.ModeDir} {
+		if fi, err := os.Stat(p); err != nil || fi.Mode() != want {
+			t.Errorf("%s: %v, want %v (%v)", p, fi.Mode(), want, err)
+		}
+	}
+	set := s.set
+	set.TokenFile = path
+	c := of(client.New(set)).must(t)
+	if _, err := c.Tokens(s.ctx); err != nil {
+		t.Fatalf("the saved token does not authenticate: %v", err)
 	}
 }

@@ -69,6 +69,17 @@ func (c *Client) DeviceAttestations(ctx context.Context, id string) ([]admin.Dev
 	return l.Items, err
 }
 
+// DeviceWithAttestations is Device with its Attestations, which stay
+// empty when the server does not serve the inventory (`hardbound device
+// show` shows the device all the same).
+func (c *Client) DeviceWithAttestations(ctx context.Context, id string) (admin.DeviceDetail, error) {
+	d, err := c.Device(ctx, id)
+	if err == nil {
+		d.Attestations, _ = c.DeviceAttestations(ctx, id)
+	}
+	return d, err
+}
+
 // Quarantine quarantines a device (the server disconnects its sessions).
 func (c *Client) Quarantine(ctx context.Context, id string) (admin.Device, error) {
 	return post[admin.Device](ctx, c, devicePath(id)+"/quarantine", nil)

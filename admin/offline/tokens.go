@@ -36,15 +36,19 @@ type Tokens struct {
 	File string
 }
 
-// Create makes a token (scope admin, read or enroll; expires a lifetime
-// as token.ParseLifetime reads it, "" never) and returns its value.
-func (t Tokens) Create(ctx context.Context, name, scope, expires string) (admin.TokenCreated, error) {
+// The methods are named and typed as admin/client's, so the CLI runs one
+// token command against either.
+
+// CreateToken makes a token (scope admin, read or enroll; expires a
+// lifetime as token.ParseLifetime reads it, "" never) and returns its
+// value.
+func (t Tokens) CreateToken(ctx context.Context, req admin.TokenRequest) (admin.TokenCreated, error) {
 	var res admin.TokenCreated
-	sc, err := token.ParseScope(scope)
+	sc, err := token.ParseScope(req.Scope)
 	if err != nil {
 		return res, err
 	}
-	life, err := token.ParseLifetime(expires)
+	life, err := token.ParseLifetime(req.Expires)
 	if err != nil {
 		return res, err
 	}
@@ -54,7 +58,7 @@ func (t Tokens) Create(ctx context.Context, name, scope, expires string) (admin.
 		if life > 0 {
 			exp = now.Add(life)
 		}
-		v, tok, err := set.Create(name, sc, exp, now)
+		v, tok, err := set.Create(req.Name, sc, exp, now)
 		if err != nil {
 			return err
 		}
@@ -65,8 +69,8 @@ func (t Tokens) Create(ctx context.Context, name, scope, expires string) (admin.
 	return res, err
 }
 
-// List lists the tokens (never their values).
-func (t Tokens) List(ctx context.Context) (admin.List[admin.TokenInfo], error) {
+// Tokens lists the tokens (never their values).
+func (t Tokens) Tokens(ctx context.Context) (admin.List[admin.TokenInfo], error) {
 	var res admin.List[admin.TokenInfo]
 	err := t.run(ctx, func(set *token.Set, _ func(*store.AuditEvent)) error {
 		now := time.Now()
@@ -79,8 +83,8 @@ func (t Tokens) List(ctx context.Context) (admin.List[admin.TokenInfo], error) {
 	return res, err
 }
 
-// Revoke revokes the token of that name.
-func (t Tokens) Revoke(ctx context.Context, name string) error {
+// RevokeToken revokes the token of that name.
+func (t Tokens) RevokeToken(ctx context.Context, name string) error {
 	return t.run(ctx, func(set *token.Set, audit func(*store.AuditEvent)) error {
 		tok, err := set.Revoke(name, time.Now())
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"hardbound/admin"
 	"hardbound/admin/offline"
 	"hardbound/admin/token"
 	"hardbound/store/badger"
@@ -23,7 +24,7 @@ func TestTokensOnAStoppedDataDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	tk := offline.Tokens{DataDir: dir}
 
-	created, err := tk.Create(ctx, "ops", "admin", "90d")
+	created, err := tk.CreateToken(ctx, admin.TokenRequest{Name: "ops", Scope: "admin", Expires: "90d"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,14 +41,14 @@ func TestTokensOnAStoppedDataDir(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(dir, "admin.tokens")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("token file: %v %v", fi.Mode(), err)
 	}
-	list, err := tk.List(ctx)
+	list, err := tk.Tokens(ctx)
 	if err != nil || len(list.Items) != 1 || list.Items[0].Name != "ops" || list.Items[0].Expired {
 		t.Fatalf("list %+v: %v", list, err)
 	}
-	if err := tk.Revoke(ctx, "ops"); err != nil {
+	if err := tk.RevokeToken(ctx, "ops"); err != nil {
 		t.Fatal(err)
 	}
-	if err := tk.Revoke(ctx, "ops"); !errors.Is(err, token.ErrUnknown) {
+	if err := tk.RevokeToken(ctx, "ops"); !errors.Is(err, token.ErrUnknown) {
 		t.Fatalf("second revoke: %v", err)
 	}
 
@@ -72,7 +73,7 @@ func TestTokensOnAStoppedDataDir(t *testing.T) {
 	}
 
 	// A server holds the store: nothing is changed.
-	if _, err := tk.Create(ctx, "late", "read", ""); !errors.Is(err, offline.ErrServerRunning) {
+	if _, err := tk.CreateToken(ctx, admin.TokenRequest{Name: "late", Scope: "read"}); !errors.Is(err, offline.ErrServerRunning) {
 		t.Fatalf("create while the store is open: %v", err)
 	}
 }
@@ -87,15 +88,15 @@ func TestTokensRefuseBadRequestsBeforeOpeningAnything(t *testing.T) {
 		{"root", "", `scope "root" is not admin, read or enroll`},
 		{"read", "30", `lifetime "30"`},
 	} {
-		if _, err := tk.Create(ctx, "x", tc.scope, tc.expires); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("Create(%q, %q) = %v, want %q", tc.scope, tc.expires, err, tc.want)
+		if _, err := tk.CreateToken(ctx, admin.TokenRequest{Name: "x", Scope: tc.scope, Expires: tc.expires}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("CreateToken(%q, %q) = %v, want %q", tc.scope, tc.expires, err, tc.want)
 		}
 	}
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("a refused request made the data dir: %v", err)
 	}
 	// The configured token file, not the data dir's default.
-	if _, err := tk.Create(ctx, "ops", "enroll", ""); err != nil {
+	if _, err := tk.CreateToken(ctx, admin.TokenRequest{Name: "ops", Scope: "enroll"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(file); err != nil {

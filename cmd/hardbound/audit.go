@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -50,9 +49,6 @@ func newAuditVerifyCmd(e *env, cf *clientFlags) *cobra.Command {
 				if against, err = auditexport.ReadCheckpointFile(cpFile); err != nil {
 					return err
 				}
-				if len(against) == 0 {
-					return fmt.Errorf("%s holds no audit checkpoint", cpFile)
-				}
 			}
 			var ok bool
 			err := show(cmd, e, cf, func(ctx context.Context, c *client.Client) (admin.VerifyResult, error) {
@@ -90,27 +86,15 @@ func newAuditExportCmd(e *env, cf *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			toFile := outPath != "" && outPath != "-"
-			var w io.Writer = e.stdout
-			var progress func(int, bool)
-			if toFile {
-				f, err := os.OpenFile(outPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				w = f
-				if table.IsTerminal(e.stderr) {
-					progress = table.Records(e.stderr)
-				}
+			if outPath == "" || outPath == "-" {
+				_, err = c.ExportAudit(cmd.Context(), q, e.stdout, nil)
+				return err
 			}
-			lines, err := c.ExportAudit(cmd.Context(), q, w, progress)
+			lines, err := c.ExportAuditFile(cmd.Context(), q, outPath, table.TerminalRecords(e.stderr))
 			if err != nil {
 				return err
 			}
-			if toFile {
-				fmt.Fprintf(e.stderr, "wrote %d records to %s\n", lines, outPath)
-			}
+			fmt.Fprintf(e.stderr, "wrote %d records to %s\n", lines, outPath)
 			return nil
 		},
 	}

@@ -2,9 +2,6 @@ package main
 
 import (
 	"cmp"
-	"errors"
-	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -49,13 +46,10 @@ func newBenchEAPTLSCmd(e *env, cf *clientFlags) *cobra.Command {
 			if err := table.Write(e.stdout, cf.json, rep, rep.WriteText); err != nil {
 				return err
 			}
-			if bad := rep.Failures(); bad > 0 {
-				if !cf.json {
-					fmt.Fprintf(e.stderr, "hardbound: %d of %d authentications failed\n", bad, rep.Auths)
-				}
-				return errSilent
+			if err = rep.Err(); err != nil && cf.json {
+				return errSilent // the JSON report says it all
 			}
-			return nil
+			return err
 		},
 	}
 	f.RegisterFlags(cmd.Flags())
@@ -135,39 +129,14 @@ func newBenchMakeDevicesCmd(e *env, cf *clientFlags) *cobra.Command {
 // separate processes so the server's CPU can be read from /proc exactly as
 // for `serve`.
 func newBenchTLSBaselineCmd(e *env) *cobra.Command {
-	var srv radiusload.BaselineServerConfig
-	var c radiusload.BaselineConfig
+	var f radiusload.BaselineFlags
 	cmd := &cobra.Command{
 		Use:   "tls-baseline",
 		Short: "Bare crypto/tls mutual-auth handshakes (server or client), the CPU yardstick for EAP-TLS",
 		Long:  radiusload.BaselineHelp,
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			switch {
-			case srv.Listen != "" && c.Connect == "":
-				s, err := radiusload.ListenBaseline(cmd.Context(), srv)
-				if err != nil {
-					return err
-				}
-				fmt.Fprintf(e.stdout, "tls-baseline listening on %s, pid %d\n", s.Addr(), os.Getpid())
-				return s.Serve(cmd.Context())
-			case c.Connect != "" && srv.Listen == "":
-				rep, err := radiusload.RunBaseline(cmd.Context(), c)
-				if err != nil {
-					return err
-				}
-				if err := rep.WriteText(e.stdout); err != nil {
-					return err
-				}
-				if rep.FirstErr != nil {
-					return fmt.Errorf("first failure: %w", rep.FirstErr)
-				}
-				return nil
-			}
-			return errors.New("use --listen ADDR (server) or --connect ADDR (client)")
-		},
+		RunE:  func(cmd *cobra.Command, _ []string) error { return f.Run(cmd.Context(), e.stdout) },
 	}
-	srv.RegisterFlags(cmd.Flags())
-	c.RegisterFlags(cmd.Flags())
+	f.RegisterFlags(cmd.Flags())
 	return cmd
 }

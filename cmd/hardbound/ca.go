@@ -3,8 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -41,13 +39,7 @@ scepclient without -key-encipherment-selector).`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(e.stdout, "created CA in %s\n", filepath.Join(dataDir, ca.SubDir))
-			c.Describe(e.stdout)
-			if opts.RootKeyPath != "" {
-				fmt.Fprintf(e.stdout, "root key written to %s (mode 0600): keep it offline; serve does not need it\n", opts.RootKeyPath)
-			} else {
-				fmt.Fprintf(e.stdout, "root key is %s: serve does not need it; move it offline\n", filepath.Join(dataDir, ca.SubDir, ca.RootKey))
-			}
+			c.DescribeInit(e.stdout, opts)
 			return nil
 		},
 	}
@@ -64,12 +56,7 @@ scepclient without -key-encipherment-selector).`,
 				return err
 			}
 			c.Describe(e.stdout)
-			rootKey := filepath.Join(dataDir, ca.SubDir, ca.RootKey)
-			if _, err := os.Stat(rootKey); err == nil {
-				fmt.Fprintf(e.stdout, "root key: %s (serve does not need it; move it offline)\n", rootKey)
-			} else {
-				fmt.Fprintf(e.stdout, "root key: not in the data dir (offline)\n")
-			}
+			ca.DescribeRootKey(e.stdout, dataDir)
 			return nil
 		},
 	}

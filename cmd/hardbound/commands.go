@@ -40,12 +40,7 @@ func newDeviceCmd(e *env, cf *clientFlags) *cobra.Command {
 		Use: "show ID", Short: "Show a device with its certificates and live sessions", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return show(cmd, e, cf, func(ctx context.Context, c *client.Client) (admin.DeviceDetail, error) {
-				d, err := c.Device(ctx, args[0])
-				if err == nil {
-					// None when the server does not serve the inventory.
-					d.Attestations, _ = c.DeviceAttestations(ctx, args[0])
-				}
-				return d, err
+				return c.DeviceWithAttestations(ctx, args[0])
 			}, table.DeviceDetail)
 		},
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -35,15 +33,9 @@ ios or macos), never changed to another attestation format.`,
 			if len(args) == 1 {
 				in.ID = args[0]
 			}
-			for _, a := range aliases {
-				k, v, ok := strings.Cut(a, "=")
-				if !ok || k == "" || v == "" {
-					return fmt.Errorf("--alias %q: want KIND=VALUE", a)
-				}
-				if in.Aliases == nil {
-					in.Aliases = map[string]string{}
-				}
-				in.Aliases[k] = v
+			var err error
+			if in.Aliases, err = inventory.ParseAliases(aliases); err != nil {
+				return fmt.Errorf("--alias %w", err)
 			}
 			return show(cmd, e, cf, func(ctx context.Context, c *client.Client) (admin.DeviceAddResponse, error) {
 				return c.AddDevice(ctx, in)
@@ -81,16 +73,7 @@ and each refused row is reported with its line; the others still apply.
 --dry-run reports what would change and writes nothing.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var r io.Reader = e.stdin
-			if args[0] != "-" {
-				f, err := os.Open(args[0])
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				r = f
-			}
-			rows, err := inventory.ParseNamed(r, args[0], inventory.Format(format))
+			rows, err := inventory.ParseFile(args[0], e.stdin, inventory.Format(format))
 			if err != nil {
 				return err
 			}

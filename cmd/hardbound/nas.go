@@ -9,6 +9,7 @@ import (
 
 	"hardbound/admin"
 	"hardbound/admin/client"
+	"hardbound/admin/client/table"
 	"hardbound/radius/radsec"
 )
 
@@ -33,11 +34,7 @@ func newNASCmd(e *env, cf *clientFlags) *cobra.Command {
 			}
 			return show(cmd, e, cf, func(ctx context.Context, c *client.Client) (admin.NASResponse, error) {
 				return c.IssueNAS(ctx, name, dns, out)
-			}, func(w io.Writer, resp admin.NASResponse) {
-				key, crt, ca := client.NASFiles(out, name)
-				fmt.Fprintf(w, "NAS %s: serial %s, valid until %s\n", name, resp.Serial, resp.NotAfter)
-				fmt.Fprintf(w, "wrote %s, %s and %s\n", key, crt, ca)
-			})
+			}, func(w io.Writer, resp admin.NASResponse) { table.NAS(w, name, out, resp) })
 		},
 	}
 	issue.Flags().StringArrayVar(&dns, "dns", nil, "DNS name for the certificate (repeatable)")

@@ -2,13 +2,12 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"io"
 
 	"github.com/spf13/cobra"
 
 	"hardbound/admin"
 	"hardbound/admin/client"
+	"hardbound/admin/client/table"
 )
 
 // newResumeCmd is `hardbound resume rotate-keys`: the server replaces its
@@ -19,10 +18,10 @@ func newResumeCmd(e *env, cf *clientFlags) *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use: "rotate-keys", Short: "Replace the ticket keys now: every ticket stops resuming", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			rotate := func(ctx context.Context, c *client.Client) (admin.TicketKeysResponse, error) { return c.RotateTicketKeys(ctx) }
-			return show(cmd, e, cf, rotate, func(w io.Writer, resp admin.TicketKeysResponse) {
-				fmt.Fprintf(w, "ticket keys replaced (shared: %v); the next authentication of every device is a full handshake\n", resp.Shared)
-			})
+			rotate := func(ctx context.Context, c *client.Client) (admin.TicketKeysResponse, error) {
+				return c.RotateTicketKeys(ctx)
+			}
+			return show(cmd, e, cf, rotate, table.TicketKeys)
 		},
 	})
 	return cmd

@@ -12,36 +12,20 @@ import (
 )
 
 func newServeCmd(e *env) *cobra.Command {
-	var cfgPath, dataDir, logFormat string
-	var dev bool
+	var o node.ServeOptions
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the RADIUS, enrollment, admin and metrics listeners",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cfgPath == "" {
-				cfgPath = e.getenv("HARDBOUND_CONFIG")
+			if o.Path == "" {
+				o.Path = e.getenv("HARDBOUND_CONFIG")
 			}
-			if cfgPath == "" && !dev {
+			if o.Path == "" && !o.Dev {
 				return errors.New("serve needs --config FILE (or --dev for a local trial on embedded defaults)")
 			}
-			// load is repeated by a reload (SIGHUP, `hardbound config reload`).
-			var load func() (*node.Config, error)
-			load = func() (*node.Config, error) {
-				cfg, err := node.LoadConfig(cfgPath)
-				if err != nil {
-					return nil, err
-				}
-				if dataDir != "" {
-					cfg.DataDir = dataDir
-				}
-				if logFormat != "" {
-					cfg.Log.Format = logFormat
-				}
-				cfg.Dev, cfg.Version, cfg.Load = dev, buildVersion(), load
-				return cfg, nil
-			}
-			cfg, err := load()
+			o.Version = buildVersion()
+			cfg, err := o.Load()
 			if err != nil {
 				return err
 			}
@@ -59,9 +43,9 @@ func newServeCmd(e *env) *cobra.Command {
 			return n.Wait()
 		},
 	}
-	cmd.Flags().StringVar(&cfgPath, "config", "", "config file (hardbound.yaml; env HARDBOUND_CONFIG)")
-	cmd.Flags().BoolVar(&dev, "dev", false, "local trial: create data dir, CA, admin token and a 127.0.0.0/8 NAS client as needed (WARNING: accepts test attestation evidence)")
-	cmd.Flags().StringVar(&dataDir, "data-dir", "", "override data_dir")
-	cmd.Flags().StringVar(&logFormat, "log-format", "", "text or json (overrides log.format)")
+	cmd.Flags().StringVar(&o.Path, "config", "", "config file (hardbound.yaml; env HARDBOUND_CONFIG)")
+	cmd.Flags().BoolVar(&o.Dev, "dev", false, "local trial: create data dir, CA, admin token and a 127.0.0.0/8 NAS client as needed (WARNING: accepts test attestation evidence)")
+	cmd.Flags().StringVar(&o.DataDir, "data-dir", "", "override data_dir")
+	cmd.Flags().StringVar(&o.LogFormat, "log-format", "", "text or json (overrides log.format)")
 	return cmd
 }

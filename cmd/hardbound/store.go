@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"hardbound/cmd/hardbound/internal/node"
-	"hardbound/store/postgres"
 )
 
 func newStoreCmd(e *env) *cobra.Command {
@@ -32,11 +31,7 @@ func newStoreCmd(e *env) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if len(applied) == 0 {
-				fmt.Fprintf(e.stdout, "schema is at version %d: nothing to do\n", postgres.SchemaVersion())
-				return nil
-			}
-			fmt.Fprintf(e.stdout, "applied migrations %v: schema is at version %d\n", applied, postgres.SchemaVersion())
+			fmt.Fprintln(e.stdout, node.Migrated(applied))
 			return nil
 		},
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -30,19 +29,11 @@ func newStoreCopyCmd(e *env) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("--to: %w", err)
 			}
-			start := time.Now()
-			last := start
-			res, err := node.CopyStore(cmd.Context(), src, dst, func(n int) {
-				if time.Since(last) >= time.Second {
-					last = time.Now()
-					fmt.Fprintf(e.stderr, "copied %d records (%s)\n", n, time.Since(start).Round(time.Second))
-				}
-			})
+			res, err := node.CopyStore(cmd.Context(), src, dst, node.CopyProgress(e.stderr))
 			if err != nil {
 				return fmt.Errorf("store copy: %w", err)
 			}
-			fmt.Fprintf(e.stdout, "copied %d records (%d devices, %d audit events) in %s; audit chain verified\n",
-				res.Records, res.Devices, res.AuditEvents, time.Since(start).Round(time.Millisecond))
+			fmt.Fprintln(e.stdout, res)
 			return nil
 		},
 	}

@@ -1,19 +1,16 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
 	"hardbound/admin"
 	"hardbound/admin/client"
 	"hardbound/admin/client/table"
-	"hardbound/admin/offline"
 	"hardbound/cmd/hardbound/internal/node"
-	"hardbound/store/atomicfile"
 )
 
 // newTokenCmd manages admin tokens: through the admin API of a running
@@ -35,28 +32,13 @@ is how the first token is made:
 	var dataDir, cfgPath string
 	cmd.PersistentFlags().StringVar(&dataDir, "data-dir", "", "work offline on this stopped data dir")
 	cmd.PersistentFlags().StringVar(&cfgPath, "config", "", "work offline on the data dir (and admin.token_file) of this config")
-	// tokens calls offlineFn on the stopped data dir's token file with
-	// --data-dir or --config, else apiFn with the admin API.
-	tokens := func(offlineFn func(offline.Tokens) error, apiFn func(*client.Client) error) error {
+	// tokens is the stopped data dir's token file with --data-dir or
+	// --config, else the admin API.
+	tokens := func() (tokenAdmin, error) {
 		if dataDir == "" && cfgPath == "" {
-			c, err := cf.client(e)
-			if err != nil {
-				return err
-			}
-			return apiFn(c)
+			return cf.client(e)
 		}
-		t := offline.Tokens{DataDir: dataDir}
-		if cfgPath != "" {
-			cfg, err := node.LoadConfig(cfgPath)
-			if err != nil {
-				return err
-			}
-			if t.DataDir == "" {
-				t.DataDir = cfg.DataDir
-			}
-			t.File = cfg.Admin.TokenFile
-		}
-		return offlineFn(t)
+		return node.OfflineTokens(dataDir, cfgPath)
 	}
 
 	var req admin.TokenRequest
@@ -65,18 +47,20 @@ is how the first token is made:
 		Use: "create NAME", Short: "Create a token and print its value once", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.Name = args[0]
-			var res admin.TokenCreated
-			err := tokens(func(t offline.Tokens) (err error) {
-				res, err = t.Create(cmd.Context(), req.Name, req.Scope, req.Expires)
-				return err
-			}, func(c *client.Client) (err error) {
-				res, err = c.CreateToken(cmd.Context(), req)
-				return err
-			})
+			t, err := tokens()
 			if err != nil {
 				return err
 			}
-			return printNewToken(e, cf, res, out)
+			res, err := t.CreateToken(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			if out != "" {
+				if err := client.SaveToken(out, res.Token); err != nil {
+					return err
+				}
+			}
+			return table.NewToken(e.stdout, e.stderr, cf.json, res, out)
 		},
 	}
 	create.Flags().StringVar(&req.Scope, "scope", "", "admin, read or enroll (required)")
@@ -87,14 +71,11 @@ is how the first token is made:
 	list := &cobra.Command{
 		Use: "list", Short: "List tokens (names, scopes, expiry; never values)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var res admin.List[admin.TokenInfo]
-			err := tokens(func(t offline.Tokens) (err error) {
-				res, err = t.List(cmd.Context())
+			t, err := tokens()
+			if err != nil {
 				return err
-			}, func(c *client.Client) (err error) {
-				res, err = c.Tokens(cmd.Context())
-				return err
-			})
+			}
+			res, err := t.Tokens(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -105,10 +86,11 @@ is how the first token is made:
 	revoke := &cobra.Command{
 		Use: "revoke NAME", Short: "Revoke a token (its console sessions end too)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			err := tokens(func(t offline.Tokens) error { return t.Revoke(ctx, args[0]) },
-				func(c *client.Client) error { return c.RevokeToken(ctx, args[0]) })
+			t, err := tokens()
 			if err != nil {
+				return err
+			}
+			if err := t.RevokeToken(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			_, err = fmt.Fprintf(e.stdout, "token %q revoked\n", args[0])
@@ -119,23 +101,10 @@ is how the first token is made:
 	return cmd
 }
 
-func printNewToken(e *env, cf *clientFlags, res admin.TokenCreated, out string) error {
-	exp := table.Expiry(res.TokenInfo)
-	if out != "" {
-		if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
-			return err
-		}
-		if err := atomicfile.Write(out, []byte(res.Token+"\n"), 0o600); err != nil {
-			return err
-		}
-		fmt.Fprintf(e.stderr, "token %q (scope %s, %s) written to %s\n", res.Name, res.Scope, exp, out)
-		return nil
-	}
-	if cf.json {
-		return cf.output(e, res, nil)
-	}
-	// The value alone on stdout, so that `> file` captures exactly it.
-	fmt.Fprintf(e.stderr, "token %q (scope %s, %s); it is shown this once:\n", res.Name, res.Scope, exp)
-	_, err := fmt.Fprintln(e.stdout, res.Token)
-	return err
+// tokenAdmin is what the token commands need: the admin API's client or
+// the token file of a stopped server (admin/offline), alike.
+type tokenAdmin interface {
+	CreateToken(context.Context, admin.TokenRequest) (admin.TokenCreated, error)
+	Tokens(context.Context) (admin.List[admin.TokenInfo], error)
+	RevokeToken(context.Context, string) error
 }

@@ -13,9 +13,7 @@ import (
 func TestBaseline(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	other := newEnv(t)
-	clientCA := filepath.Join(t.TempDir(), "issuing.crt")
-	writePEM(t, clientCA, "CERTIFICATE", e.ca.Issuing().Raw)
+	clientCA, foreign := baselineCerts(t, e)
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := ListenBaseline(ctx, BaselineServerConfig{Listen: "127.0.0.1:0", Cert: e.serverCert, Key: e.serverKey, ClientCA: clientCA})
 	if err != nil {
@@ -25,9 +23,6 @@ func TestBaseline(t *testing.T) {
 	go func() { served <- srv.Serve(ctx) }()
 
 	ok := e.certDir(t, false, "d1", "d2")
-	// The foreign device trusts the server's CA but is issued by another.
-	foreign := other.certDir(t, false, "foreign")
-	writePEM(t, filepath.Join(foreign, "ca.crt"), "CERTIFICATE", e.ca.Root().Raw)
 	for _, tt := range []struct {
 		name   string
 		certs  Certs
@@ -56,6 +51,25 @@ func TestBaseline(t *testing.T) {
 			}
 		})
 	}
+	stopServing(t, cancel, served)
+}
+
+// baselineCerts writes e's issuing CA, the baseline server's client CA,
+// and the cert dir of a foreign device: it trusts e's server, but another
+// CA issued it.
+func baselineCerts(t *testing.T, e *testEnv) (clientCA, foreign string) {
+	t.Helper()
+	clientCA = filepath.Join(t.TempDir(), "issuing.crt")
+	writePEM(t, clientCA, "CERTIFICATE", e.ca.Issuing().Raw)
+	foreign = newEnv(t).certDir(t, false, "foreign")
+	writePEM(t, filepath.Join(foreign, "ca.crt"), "CERTIFICATE", e.ca.Root().Raw)
+	return clientCA, foreign
+}
+
+// stopServing ends a baseline server's context and waits for its Serve,
+// which must return nil.
+func stopServing(t *testing.T, cancel context.CancelFunc, served <-chan error) {
+	t.Helper()
 	cancel()
 	select {
 	case err := <-served:

@@ -90,6 +90,15 @@ type Report struct {
 // not failures.
 func (r Report) Failures() int { return r.Timeouts + r.Errors + r.KeyMismatches }
 
+// Err is nil when no authentication failed (Failures), else an error
+// saying how many of all failed: a run's exit status.
+func (r Report) Err() error {
+	if bad := r.Failures(); bad > 0 {
+		return fmt.Errorf("%d of %d authentications failed", bad, r.Auths)
+	}
+	return nil
+}
+
 // Run keeps cfg.Concurrency EAP-TLS conversations in flight against
 // cfg.Server until the count or duration is reached or ctx ends. Every
 // reply's Response Authenticator and Message-Authenticator are verified,

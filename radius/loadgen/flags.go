@@ -1,8 +1,10 @@
 package loadgen
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -123,4 +125,46 @@ func (c *BaselineConfig) RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.TLSVersion, "tls", "1.3", "client: 1.2 or 1.3")
 	fs.IntVar(&c.Count, "count", 1000, "client: handshakes")
 	fs.IntVar(&c.Concurrency, "concurrency", 8, "client: handshakes in flight")
+}
+
+// BaselineFlags are the flags of tls-baseline: the server's role
+// (--listen) and the client's (--connect), of which a run takes one.
+type BaselineFlags struct {
+	Server BaselineServerConfig
+	Client BaselineConfig
+}
+
+// RegisterFlags defines both roles' flags on fs.
+func (f *BaselineFlags) RegisterFlags(fs *pflag.FlagSet) {
+	f.Server.RegisterFlags(fs)
+	f.Client.RegisterFlags(fs)
+}
+
+// Run runs the role the flags chose. The server writes its address and
+// process id to w (a CPU measurement reads /proc/<pid>/stat) and serves
+// until ctx ends; the client writes its report to w, and a failed
+// handshake makes the run an error naming the first.
+func (f *BaselineFlags) Run(ctx context.Context, w io.Writer) error {
+	switch {
+	case f.Server.Listen != "" && f.Client.Connect == "":
+		s, err := ListenBaseline(ctx, f.Server)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "tls-baseline listening on %s, pid %d\n", s.Addr(), os.Getpid())
+		return s.Serve(ctx)
+	case f.Client.Connect != "" && f.Server.Listen == "":
+		rep, err := RunBaseline(ctx, f.Client)
+		if err != nil {
+			return err
+		}
+		if err := rep.WriteText(w); err != nil {
+			return err
+		}
+		if rep.FirstErr != nil {
+			return fmt.Errorf("first failure: %w", rep.FirstErr)
+		}
+		return nil
+	}
+	return errors.New("use --listen ADDR (server) or --connect ADDR (client)")
 }

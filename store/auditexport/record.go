@@ -141,8 +141,13 @@ func ReadCheckpoints(r io.Reader) ([]store.AuditCheckpoint, error) {
 	return out, err
 }
 
+// ErrNoCheckpoint: a sink's file holds no checkpoint, so nothing can be
+// verified against it.
+var ErrNoCheckpoint = errors.New("holds no audit checkpoint")
+
 // ReadCheckpointFile returns the checkpoints in a sink's file (a syslog
-// file or JSON lines, as ReadRecords reads them).
+// file or JSON lines, as ReadRecords reads them); a file without one is
+// ErrNoCheckpoint, since a verification against it would prove nothing.
 func ReadCheckpointFile(path string) ([]store.AuditCheckpoint, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -152,6 +157,9 @@ func ReadCheckpointFile(path string) ([]store.AuditCheckpoint, error) {
 	cps, err := ReadCheckpoints(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(cps) == 0 {
+		return nil, fmt.Errorf("%s %w", path, ErrNoCheckpoint)
 	}
 	return cps, nil
 }

@@ -1,6 +1,7 @@
 package auditexport
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -68,5 +69,13 @@ func TestReadCheckpointFileNamesTheFile(t *testing.T) {
 	}
 	if _, err := ReadCheckpointFile(filepath.Join(dir, "absent")); err == nil {
 		t.Error("a missing file read")
+	}
+	// Events only, or nothing: no checkpoint to verify against.
+	eventsOnly := filepath.Join(dir, "events.jsonl")
+	if err := os.WriteFile(eventsOnly, append(ev, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if cps, err := ReadCheckpointFile(eventsOnly); !errors.Is(err, ErrNoCheckpoint) || err.Error() != eventsOnly+" holds no audit checkpoint" || cps != nil {
+		t.Errorf("a file of events only: %v %v", cps, err)
 	}
 }

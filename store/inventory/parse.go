@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 )
 
@@ -75,6 +76,37 @@ func Parse(r io.Reader, f Format) ([]Row, error) {
 		return parseJSON(b)
 	}
 	return nil, fmt.Errorf("%w: unknown format %q (csv or json)", ErrParse, f)
+}
+
+// ParseFile is ParseNamed of the file at path; "-" is stdin.
+func ParseFile(path string, stdin io.Reader, f Format) ([]Row, error) {
+	r := stdin
+	if path != "-" {
+		file, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer file.Close()
+		r = file
+	}
+	return ParseNamed(r, path, f)
+}
+
+// ParseAliases reads KIND=VALUE pairs (the CLI's repeated --alias) into a
+// map of aliases, nil for none; a later pair of a kind wins.
+func ParseAliases(pairs []string) (map[string]string, error) {
+	var out map[string]string
+	for _, a := range pairs {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok || k == "" || v == "" {
+			return nil, fmt.Errorf("%q: want KIND=VALUE", a)
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = v
+	}
+	return out, nil
 }
 
 // ParseNamed is Parse of a file called name; f "" is DetectFormat's

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"hardbound/admin"
+	"hardbound/admin/client"
 )
 
 // Write writes v as indented JSON when asJSON, else what text writes.
@@ -258,4 +259,58 @@ func Records(w io.Writer) func(lines int, done bool) {
 			fmt.Fprintln(w)
 		}
 	}
+}
+
+// TerminalRecords is Records(w) when w is a terminal, else nil: a log
+// file gets no progress lines.
+func TerminalRecords(w io.Writer) func(lines int, done bool) {
+	if !IsTerminal(w) {
+		return nil
+	}
+	return Records(w)
+}
+
+// NewToken tells of a created token. Saved to a file (savedTo), a line on
+// stderr says where; with asJSON the answer goes to stdout as JSON; else
+// the value goes alone on stdout, so that `> file` captures exactly it,
+// and stderr says it is shown this once.
+func NewToken(stdout, stderr io.Writer, asJSON bool, res admin.TokenCreated, savedTo string) error {
+	exp := Expiry(res.TokenInfo)
+	switch {
+	case savedTo != "":
+		fmt.Fprintf(stderr, "token %q (scope %s, %s) written to %s\n", res.Name, res.Scope, exp, savedTo)
+		return nil
+	case asJSON:
+		return Write(stdout, true, res, nil)
+	}
+	fmt.Fprintf(stderr, "token %q (scope %s, %s); it is shown this once:\n", res.Name, res.Scope, exp)
+	_, err := fmt.Fprintln(stdout, res.Token)
+	return err
+}
+
+// Reload is what a configuration reload applied and what waits for a
+// restart.
+func Reload(w io.Writer, rep admin.ReloadReport) {
+	fmt.Fprintf(w, "%s reloaded\napplied:\t%s\nrestart required:\t%s\n", rep.Path, keyList(rep.Applied), keyList(rep.RestartRequired))
+}
+
+// keyList is config keys separated by commas, "-" for none.
+func keyList(k []string) string {
+	if len(k) == 0 {
+		return "-"
+	}
+	return strings.Join(k, ", ")
+}
+
+// TicketKeys is the answer to a ticket key rotation.
+func TicketKeys(w io.Writer, resp admin.TicketKeysResponse) {
+	fmt.Fprintf(w, "ticket keys replaced (shared: %v); the next authentication of every device is a full handshake\n", resp.Shared)
+}
+
+// NAS is a NAS certificate issued as NAME into dir, with the files written
+// (client.NASFiles).
+func NAS(w io.Writer, name, dir string, resp admin.NASResponse) {
+	key, crt, ca := client.NASFiles(dir, name)
+	fmt.Fprintf(w, "NAS %s: serial %s, valid until %s\n", name, resp.Serial, resp.NotAfter)
+	fmt.Fprintf(w, "wrote %s, %s and %s\n", key, crt, ca)
 }

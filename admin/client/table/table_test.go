@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +74,15 @@ func TestPrinters(t *testing.T) {
 		{"challenge bound to a key", func(w io.Writer) {
 			table.Challenge(w, admin.ChallengeResponse{Challenge: "c", DeviceID: "d1", KeySHA256: "aa", ExpiresAt: at})
 		}, "challenge   c\ndevice      d1\nexpires     2026-12-01T09:00:00Z\nkey sha256  aa\n"},
+		{"a reload, nothing waiting for a restart", func(w io.Writer) {
+			table.Reload(w, admin.ReloadReport{Path: "hb.yaml", Applied: []string{"mdm.intune", "profiles"}})
+		}, "hb.yaml reloaded\napplied:           mdm.intune, profiles\nrestart required:  -\n"},
+		{"ticket keys replaced", func(w io.Writer) { table.TicketKeys(w, admin.TicketKeysResponse{Shared: true}) },
+			"ticket keys replaced (shared: true); the next authentication of every device is a full handshake\n"},
+		{"a NAS and its files", func(w io.Writer) {
+			table.NAS(w, "sw1", filepath.Join("out", "nas"), admin.NASResponse{Serial: "ab", NotAfter: "2027-12-01T09:00:00Z"})
+		}, "NAS sw1: serial ab, valid until 2027-12-01T09:00:00Z\n" +
+			"wrote " + filepath.Join("out", "nas", "sw1.key") + ", " + filepath.Join("out", "nas", "sw1.crt") + " and " + filepath.Join("out", "nas", "ca.crt") + "\n"},
 	} {
 		var b bytes.Buffer
 		if err := table.Print(&b, false, nil, tc.rows); err != nil {
@@ -107,6 +117,32 @@ func TestExpiry(t *testing.T) {
 	}
 }
 
+// TestNewTokenShowsTheValueOnlyWhereAsked: saved to a file, the value is
+// not printed; with --json it is in the answer; else it is alone on
+// stdout (so `> file` captures it) and stderr says it is shown once.
+func TestNewTokenShowsTheValueOnlyWhereAsked(t *testing.T) {
+	t.Parallel()
+	res := admin.TokenCreated{Token: "hb_v", TokenInfo: admin.TokenInfo{Name: "ops", Scope: "admin", ExpiresAt: at}}
+	for _, tc := range []struct {
+		name, savedTo       string
+		asJSON              bool
+		wantOut, wantStderr string
+	}{
+		{"saved", "/tmp/tok", false, "", "token \"ops\" (scope admin, expires 2026-12-01T09:00:00Z) written to /tmp/tok\n"},
+		{"saved, --json too", "/tmp/tok", true, "", "token \"ops\" (scope admin, expires 2026-12-01T09:00:00Z) written to /tmp/tok\n"},
+		{"json", "", true, "{\n  \"name\": \"ops\",\n  \"scope\": \"admin\",\n  \"expires_at\": \"2026-12-01T10:00:00+01:00\",\n  \"token\": \"hb_v\"\n}\n", ""},
+		{"plain", "", false, "hb_v\n", "token \"ops\" (scope admin, expires 2026-12-01T09:00:00Z); it is shown this once:\n"},
+	} {
+		var out, errw bytes.Buffer
+		if err := table.NewToken(&out, &errw, tc.asJSON, res, tc.savedTo); err != nil {
+			t.Fatal(err)
+		}
+		if out.String() != tc.wantOut || errw.String() != tc.wantStderr {
+			t.Errorf("%s: stdout %q stderr %q, want %q and %q", tc.name, out.String(), errw.String(), tc.wantOut, tc.wantStderr)
+		}
+	}
+}
+
 // TestProgressLines: a redraw at most every 100ms, the last item always,
 // ended with a newline; a buffer is not a terminal.
 func TestProgressLines(t *testing.T) {
@@ -128,5 +164,8 @@ func TestProgressLines(t *testing.T) {
 	}
 	if table.IsTerminal(&b) {
 		t.Error("a buffer is a terminal")
+	}
+	if table.TerminalRecords(&b) != nil {
+		t.Error("progress lines for a buffer")
 	}
 }

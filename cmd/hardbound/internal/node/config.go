@@ -191,6 +191,33 @@ func LoadConfig(path string) (*Config, error) {
 	return cfg, nil
 }
 
+// ServeOptions are what `hardbound serve` sets beside the file: the file
+// (Path), the --data-dir and --log-format overrides, --dev and the build's
+// version.
+type ServeOptions struct {
+	Path, DataDir, LogFormat string
+	Dev                      bool
+	Version                  string
+}
+
+// Load is LoadConfig(o.Path) with o over it; the Config's Load repeats
+// it, so that a reload (SIGHUP, `hardbound config reload`) keeps the
+// command line's overrides.
+func (o ServeOptions) Load() (*Config, error) {
+	cfg, err := LoadConfig(o.Path)
+	if err != nil {
+		return nil, err
+	}
+	if o.DataDir != "" {
+		cfg.DataDir = o.DataDir
+	}
+	if o.LogFormat != "" {
+		cfg.Log.Format = o.LogFormat
+	}
+	cfg.Dev, cfg.Version, cfg.Load = o.Dev, o.Version, o.Load
+	return cfg, nil
+}
+
 // fieldErr names a bad value of the process's keys and the profiles like
 // every section's Validate does.
 func fieldErr(field, format string, a ...any) error { return config.Errorf(field, format, a...) }

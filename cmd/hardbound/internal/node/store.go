@@ -60,3 +60,12 @@ func MigrateStore(ctx context.Context, cfg *Config) ([]int, error) {
 	}
 	return postgres.Migrate(ctx, cfg.Store.Postgres.ResolvedDSN())
 }
+
+// Migrated says what MigrateStore did, as `hardbound store migrate`
+// reports it: the versions applied and the schema's version now.
+func Migrated(applied []int) string {
+	if len(applied) == 0 {
+		return fmt.Sprintf("schema is at version %d: nothing to do", postgres.SchemaVersion())
+	}
+	return fmt.Sprintf("applied migrations %v: schema is at version %d", applied, postgres.SchemaVersion())
+}

@@ -3,7 +3,9 @@ package node
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"time"
 
 	"hardbound/store"
 )
@@ -13,6 +15,27 @@ type CopyResult struct {
 	Records     int
 	Devices     int
 	AuditEvents uint64
+	// Elapsed is the whole copy, the stores' opening and closing included.
+	Elapsed time.Duration
+}
+
+// String is the result as `hardbound store copy` reports it.
+func (r CopyResult) String() string {
+	return fmt.Sprintf("copied %d records (%d devices, %d audit events) in %s; audit chain verified",
+		r.Records, r.Devices, r.AuditEvents, r.Elapsed.Round(time.Millisecond))
+}
+
+// CopyProgress is a CopyStore progress for a person: "copied N records
+// (elapsed)" on w, at most once a second.
+func CopyProgress(w io.Writer) func(n int) {
+	start := time.Now()
+	last := start
+	return func(n int) {
+		if time.Since(last) >= time.Second {
+			last = time.Now()
+			fmt.Fprintf(w, "copied %d records (%s)\n", n, time.Since(start).Round(time.Second))
+		}
+	}
 }
 
 // CopyStore copies every durable record of from's store into to's, which
@@ -21,8 +44,9 @@ type CopyResult struct {
 // the target import (store.Importer: PostgreSQL). progress, if set, sees
 // the records written so far. At the end the target's audit chain is
 // verified and its devices counted against the source's.
-func CopyStore(ctx context.Context, from, to *Config, progress func(n int)) (CopyResult, error) {
-	var res CopyResult
+func CopyStore(ctx context.Context, from, to *Config, progress func(n int)) (res CopyResult, err error) {
+	start := time.Now()
+	defer func() { res.Elapsed = time.Since(start) }() // last: after the stores close
 	log := slog.New(slog.DiscardHandler)
 	src, err := openStore(ctx, from, log)
 	if err != nil {
