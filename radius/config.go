@@ -105,12 +105,14 @@ type Config struct {
 	Workers int
 	Queue   int
 	// AuditFlush is how long decisions gather before they are written to
-	// the audit chain as one group, with one fsync (default 10ms; negative:
-	// no gathering beyond what queues during a write).
+	// the audit chain as one group, with one fsync, when no earlier group
+	// is being written (default 10ms; negative: no gathering beyond what
+	// queues during a write). Groups are written one at a time.
 	//
 	// AuditSync makes every Access-Accept/Reject wait until its decision is
-	// durable. Off (the default), a decision is durable within AuditFlush
-	// plus one fsync after its reply left: a crash can lose that window of
+	// durable. Off (the default), a decision is durable once its group and
+	// the one before it are written (AuditFlush plus one fsync on a quiet
+	// server) after its reply left: a crash can lose those
 	// authentication records (never enrollment, admin or accounting
 	// records, which are always written before their reply), and the server
 	// spends noticeably less CPU per authentication at low concurrency.

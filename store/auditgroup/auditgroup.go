@@ -3,6 +3,13 @@
 // window, instead of one each. Callers choose whether an event must be
 // durable before Append returns (Sync) or only soon after (the default),
 // with Flush writing everything still pending on shutdown.
+//
+// Groups are written one at a time, in the order they opened: every
+// backend serialises chain appends anyway (Badger under a mutex,
+// PostgreSQL on the audit_head row lock), so parallel writes only queued
+// on that lock while holding pool connections, and under load the backlog
+// a kill -9 loses grew with them. Instead the group behind the one being
+// written stays open and gathers everything that arrives meanwhile.
 package auditgroup
 
 import (
@@ -16,9 +23,10 @@ import (
 const (
 	// MaxGroup caps the events written in one group (one transaction).
 	MaxGroup = 256
-	// MaxWrites caps the groups being written in the background at once;
-	// beyond it an Append writes its own group (backpressure instead of
-	// unbounded memory when the audit disk stalls).
+	// MaxWrites caps the groups queued for a background write (one being
+	// written, the rest waiting their turn); beyond it the leader of a new
+	// group writes it itself, in turn (backpressure instead of unbounded
+	// memory when the audit disk stalls).
 	MaxWrites = 16
 	// DefaultTimeout bounds one group's write.
 	DefaultTimeout = 5 * time.Second
@@ -56,6 +64,7 @@ type Writer struct {
 
 	mu        sync.Mutex
 	open      *group
+	tail      *group        // the newest group: the next one is written after it
 	lastStart time.Time     // when the previous group opened
 	stop      chan struct{} // closed by Flush: no more lingering
 	stopped   bool
@@ -65,6 +74,7 @@ type Writer struct {
 
 type group struct {
 	evs  []*store.AuditEvent
+	prev *group        // written before this one; nil once it has been
 	full chan struct{} // closed when evs reaches MaxGroup
 	done chan struct{} // closed once written; err is then final
 	err  error
@@ -93,8 +103,8 @@ func (a *Writer) Append(ctx context.Context, ev *store.AuditEvent) error {
 	a.mu.Lock()
 	g, lead := a.open, false
 	if g == nil {
-		g = &group{full: make(chan struct{}), done: make(chan struct{})}
-		a.open, lead = g, true
+		g = &group{prev: a.tail, full: make(chan struct{}), done: make(chan struct{})}
+		a.open, a.tail, lead = g, g, true
 	}
 	g.evs = append(g.evs, ev)
 	if len(g.evs) >= MaxGroup {
@@ -164,9 +174,22 @@ func (a *Writer) result(g *group) error {
 	return nil
 }
 
-// write lingers (unless told not to, the group fills, or Flush starts),
-// closes the group to newcomers and writes it.
+// write waits for the group before it to be written (still gathering),
+// or else lingers (unless told not to, the group fills, or Flush starts),
+// then closes the group to newcomers and writes it.
 func (a *Writer) write(ctx context.Context, g *group, linger bool) {
+	// While the previous group is being written this one gathers anyway;
+	// the window is only for when nothing is in flight. That write is
+	// bounded by its own Timeout, so this wait is too.
+	if g.prev != nil {
+		select {
+		case <-g.prev.done:
+		default:
+			linger = false
+			<-g.prev.done
+		}
+		g.prev = nil // do not keep the written chain reachable
+	}
 	if linger {
 		t := time.NewTimer(a.opt.Window)
 		select {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -200,46 +201,112 @@ func (f *failCount) get() int {
 	return f.n
 }
 
-func TestWriterAsyncWriteInlineWhenTooManyWritesAreInFlight(t *testing.T) {
+func TestWriterAsyncWriteInlineWhenTooManyWritesAreQueued(t *testing.T) {
 	b := &blockingAudit{release: make(chan struct{}), entered: make(chan struct{}, MaxWrites+1)}
-	a := New(b, Options{Window: -1}) // no gathering: one group per append
+	a := New(b, Options{Window: -1}) // no gathering beyond the wait for the previous write
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	for range MaxWrites {
-		if err := a.Append(ctx, &store.AuditEvent{Action: "bg"}); err != nil {
-			t.Fatal(err)
+	if err := a.Append(ctx, &store.AuditEvent{Action: "bg"}); err != nil {
+		t.Fatal(err)
+	}
+	<-b.entered // the first group is being written (and blocked)
+	// Every later group waits its turn, open until full: MaxWrites-1 full
+	// groups take the remaining slots, each append returning at once.
+	for i := range (MaxWrites - 1) * MaxGroup {
+		if err := a.Append(ctx, &store.AuditEvent{Action: "queued"}); err != nil {
+			t.Fatalf("append %d: %v", i, err)
 		}
-		<-b.entered // that group's write has started and closed the group
 	}
 	inline := make(chan error, 1)
 	go func() { inline <- a.Append(ctx, &store.AuditEvent{Action: "inline"}) }()
-	// Every slot is taken, so the 17th writer to enter is the caller itself.
-	<-b.entered
 	select {
 	case err := <-inline:
-		t.Fatalf("append returned (%v) while its own write was blocked", err)
-	default:
+		t.Fatalf("append returned (%v) with every slot taken and the store blocked", err)
+	case <-time.After(50 * time.Millisecond):
 	}
 	close(b.release)
 	if err := <-inline; err != nil {
 		t.Fatal(err)
 	}
 	a.Flush()
-	if got := len(b.all()); got != MaxWrites+1 {
-		t.Fatalf("%d events written, want %d", got, MaxWrites+1)
+	want := 1 + (MaxWrites-1)*MaxGroup + 1
+	if got := len(b.all()); got != want {
+		t.Fatalf("%d events written, want %d", got, want)
+	}
+	if b.most > 1 {
+		t.Fatalf("%d groups were written at once, want 1", b.most)
 	}
 }
 
-// blockingAudit holds every AppendAudits until release is closed.
+func TestWriterWritesOneGroupAtATimeInAppendOrder(t *testing.T) {
+	for _, syncMode := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sync=%v", syncMode), func(t *testing.T) {
+			b := &blockingAudit{release: make(chan struct{}), entered: make(chan struct{}, 1024)}
+			close(b.release)
+			b.delay = time.Millisecond // long enough for groups to queue
+			a := New(b, Options{Window: -1, Sync: syncMode})
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			const n = 2000
+			var wg sync.WaitGroup
+			for g := range 8 { // 8 appenders, each in its own order
+				wg.Go(func() {
+					for i := range n / 8 {
+						ev := &store.AuditEvent{Action: "radius.auth", Subject: fmt.Sprintf("%d/%05d", g, i)}
+						if err := a.Append(ctx, ev); err != nil {
+							t.Errorf("append: %v", err)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			a.Flush()
+			evs := b.all()
+			if len(evs) != n {
+				t.Fatalf("%d events written, want %d", len(evs), n)
+			}
+			if b.most != 1 {
+				t.Fatalf("%d groups written at once, want 1", b.most)
+			}
+			last := map[string]string{}
+			for _, ev := range evs { // each appender's events in its order
+				k, v := ev.Subject[:1], ev.Subject[2:]
+				if v <= last[k] && last[k] != "" {
+					t.Fatalf("appender %s: %s written after %s", k, v, last[k])
+				}
+				last[k] = v
+			}
+			b.mu.Lock()
+			t.Logf("%d events in %d groups", n, len(b.groups))
+			b.mu.Unlock()
+		})
+	}
+}
+
+// blockingAudit holds every AppendAudits until release is closed (then
+// for delay) and records the most writes it saw at once.
 type blockingAudit struct {
 	memAudit
 	release chan struct{}
 	entered chan struct{}
+	delay   time.Duration
+
+	inFlight atomic.Int32
+	most     int32 // read after Flush
 }
 
 func (b *blockingAudit) AppendAudits(ctx context.Context, evs []*store.AuditEvent) error {
-	b.entered <- struct{}{}
+	n := b.inFlight.Add(1)
+	defer b.inFlight.Add(-1)
+	b.mu.Lock()
+	b.most = max(b.most, n)
+	b.mu.Unlock()
+	select {
+	case b.entered <- struct{}{}:
+	default:
+	}
 	<-b.release
+	time.Sleep(b.delay)
 	return b.memAudit.AppendAudits(ctx, evs)
 }
 

@@ -112,13 +112,12 @@ func (in *instance) devEnroll(id string) (issued, error) {
 // (matched by the conversation's own Calling-Station-Id), and `audit
 // verify` passes on both over the chain both wrote.
 //
-// The nodes run with radius.audit_sync: by default an answer leaves
+// The nodes run with radius.audit_sync. By default an answer leaves
 // before its audit group is written (radius/config.go, AuditSync), and a
-// kill -9 loses every group still queued. Groups queue on the audit
-// head's row lock, so on PostgreSQL under load that is seconds of
-// answers, not one audit_flush window: without audit_sync this test
-// found up to 81 of node A's 50-90 answers before the kill without their
-// event (none in one of eleven runs); with audit_sync none.
+// kill -9 loses the open group and the one being written
+// (store/auditgroup). Without audit_sync this test found 1 to 4 of node
+// A's 51-78 answers before the kill without their event. With
+// audit_sync it found none.
 func testKillOneOfTwo(t *testing.T, cl *pgtest.Cluster) {
 	nodes := startNodesWith(t, cl, 2, func(cfg *node.Config) { cfg.RADIUS.AuditSync = true })
 	a, b := nodes[0], nodes[1]
