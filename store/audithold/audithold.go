@@ -18,6 +18,14 @@
 // named by a count, not a hole in its middle. With a spill file the queue
 // is also written there (0600, fsynced once per append call) and read
 // back by New, so that a restart during the outage loses nothing.
+//
+// The spill file is append-only until the queue empties, when it is
+// truncated. Beside it, SpillPath+".done" records how many of its lines
+// are in the chain and, while a batch is being appended, that batch and
+// the chain's head before it. A crash between a batch's commit and that
+// record leaves the record naming the batch: the next process looks for
+// the batch's events in the chain after that head and skips the ones it
+// finds, so the crash costs neither an event nor a duplicate.
 package audithold
 
 import (
@@ -29,8 +37,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -52,9 +58,13 @@ const (
 // queue had no room for: it is not in the chain and will not be.
 var ErrFull = errors.New("audithold: queue full, event dropped")
 
-// Appender is the audit chain; store.Store satisfies it.
+// Appender is the audit chain; store.Store satisfies it. TailAudit and
+// ScanAudit tell, after a crash in the middle of a batch, which of its
+// events the chain already has.
 type Appender interface {
 	AppendAudits(ctx context.Context, evs []*store.AuditEvent) error
+	TailAudit(ctx context.Context, n int) ([]*store.AuditEvent, error)
+	ScanAudit(ctx context.Context, from uint64, fn func(*store.AuditEvent) error) error
 }
 
 // Metrics receives the queue's depth and its drops.
@@ -73,8 +83,8 @@ type Options struct {
 	MaxEvents int   // default DefaultMaxEvents
 	MaxBytes  int64 // the events' JSON size; default DefaultMaxBytes
 	// SpillPath, when set, is the file the queue is kept in as well
-	// (JSON lines, 0600), with SpillPath+".done" counting the lines
-	// already appended to the chain.
+	// (JSON lines, 0600), with SpillPath+".done" recording the lines
+	// already appended to the chain and the batch being appended.
 	SpillPath string
 	Log       *slog.Logger
 	Metrics   Metrics
@@ -92,14 +102,29 @@ type Holder struct {
 	bytes   int64
 	dropped int // events refused since the queue last emptied
 	spill   *os.File
-	done    int // lines of the spill file already in the chain
-	wake    chan struct{}
-	closed  bool
+	lines   int // lines in the spill file
+	// spillBroken: a write to the spill file failed; it is not written
+	// again until the queue empties.
+	spillBroken bool
+	done        int       // of them, the ones already in the chain
+	check       *progress // the previous process's batch in flight, if any
+	wake        chan struct{}
+	closed      bool
 }
 
 type held struct {
 	ev   *store.AuditEvent
 	size int64
+	line int // its line in the spill file
+}
+
+// progress is the spill file's record (SpillPath+".done"): Done lines are
+// in the chain; when Inflight > 0, the next Inflight held events were
+// being appended after the chain's event After and may be in it.
+type progress struct {
+	Done     int    `json:"done"`
+	Inflight int    `json:"inflight,omitempty"`
+	After    uint64 `json:"after,omitempty"`
 }
 
 // New returns a Holder appending to a. With a spill file, the events a
@@ -129,57 +154,74 @@ func New(a Appender, o Options) (*Holder, error) {
 	return h, nil
 }
 
-// load reads the spill file a previous process left, rewrites it to hold
-// exactly the events still to append (so its lines and the queue agree
-// line for line) and opens it for appending.
+// load reads the spill file a previous process left and queues the
+// events it had not appended, each with its line, then opens the file for
+// appending. The file is not rewritten: a torn last line (a crash in the
+// middle of a write, whose append never returned) is ended so that it
+// stays one unreadable line of its own.
 func (h *Holder) load() error {
 	p := h.opt.SpillPath
-	done := 0
+	var pr progress
 	if b, err := os.ReadFile(p + ".done"); err == nil {
-		if done, err = strconv.Atoi(strings.TrimSpace(string(b))); err != nil || done < 0 {
-			return fmt.Errorf("audithold: %s.done: not a line count", p)
+		if err := json.Unmarshal(b, &pr); err != nil || pr.Done < 0 || pr.Inflight < 0 {
+			return fmt.Errorf("audithold: %s.done: not a progress record", p)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("audithold: %w", err)
 	}
-	var kept bytes.Buffer
 	b, err := os.ReadFile(p)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("audithold: %w", err)
 	}
-	for i, line := range bytes.Split(b, []byte("\n")) {
-		if i < done || len(line) == 0 {
-			continue
-		}
-		ev := &store.AuditEvent{}
-		if err := json.Unmarshal(line, ev); err != nil {
-			// A torn last line (a crash in the middle of a write): the
-			// append it belonged to never returned.
-			h.opt.Log.Warn("audit hold: unreadable line in the spill file, skipped", "file", p, "line", i+1, "err", err)
-			continue
-		}
-		h.queue = append(h.queue, held{ev: ev, size: int64(len(line))})
-		h.bytes += int64(len(line))
-		kept.Write(line)
-		kept.WriteByte('\n')
-	}
-	if err := atomicfile.Write(p, kept.Bytes(), 0o600); err != nil {
-		return fmt.Errorf("audithold: %w", err)
-	}
-	if err := os.Remove(p + ".done"); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("audithold: %w", err)
-	}
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("audithold: %w", err)
 	}
 	h.spill = f
+	if len(b) > 0 && b[len(b)-1] != '\n' {
+		if _, err := f.Write([]byte("\n")); err != nil {
+			return fmt.Errorf("audithold: end the torn last line of %s: %w", p, err)
+		}
+		b = append(b, '\n')
+	}
+	h.lines = bytes.Count(b, []byte("\n"))
+	if pr.Done > h.lines {
+		// The file was emptied once everything was in the chain and the
+		// process stopped before recording that (pop): nothing is held.
+		pr = progress{}
+		if err := atomicfile.Write(p+".done", pr.encode(), 0o600); err != nil {
+			return fmt.Errorf("audithold: %w", err)
+		}
+	}
+	h.done = pr.Done
+	for i, line := range bytes.Split(b, []byte("\n")) {
+		if i < pr.Done || len(line) == 0 {
+			continue
+		}
+		ev := &store.AuditEvent{}
+		if err := json.Unmarshal(line, ev); err != nil {
+			h.opt.Log.Warn("audit hold: unreadable line in the spill file, skipped", "file", p, "line", i+1, "err", err)
+			continue
+		}
+		h.queue = append(h.queue, held{ev: ev, size: int64(len(line)), line: i})
+		h.bytes += int64(len(line))
+	}
+	if pr.Inflight > 0 && len(h.queue) > 0 {
+		pr.Inflight = min(pr.Inflight, len(h.queue))
+		h.check = &pr
+	}
 	if len(h.queue) > 0 {
 		h.opt.Log.Warn("audit hold: events held by the previous process are appended first", "events", len(h.queue), "file", p)
 		h.signal()
 	}
 	h.opt.Metrics.Held(len(h.queue), h.bytes)
 	return nil
+}
+
+// encode is the record's file content.
+func (p progress) encode() []byte {
+	b, _ := json.Marshal(p) // only integers: it cannot fail
+	return append(b, '\n')
 }
 
 // AppendAudit appends ev (see AppendAudits).
@@ -242,22 +284,31 @@ func (h *Holder) hold(evs []*store.AuditEvent) error {
 		if len(h.queue) >= h.opt.MaxEvents || h.bytes+size > h.opt.MaxBytes {
 			break
 		}
-		h.queue = append(h.queue, held{ev: ev, size: size})
+		line := -1 // not in the file
+		if h.spill != nil && !h.spillBroken {
+			line = h.lines + n
+		}
+		h.queue = append(h.queue, held{ev: ev, size: size, line: line})
 		h.bytes += size
 		lines.Write(b)
 		lines.WriteByte('\n')
 		n++
 	}
-	var err error
-	if h.spill != nil && lines.Len() > 0 {
-		if _, werr := h.spill.Write(lines.Bytes()); werr != nil {
-			err = werr
+	if h.spill != nil && !h.spillBroken && lines.Len() > 0 {
+		if _, err := h.spill.Write(lines.Bytes()); err != nil {
+			// Maybe a part of a line was written: the file's lines no
+			// longer match the queue, so nothing more goes to it. What is
+			// held stays in memory; only a restart would lose it.
+			h.spillBroken = true
+			for i := len(h.queue) - n; i < len(h.queue); i++ {
+				h.queue[i].line = -1
+			}
+			h.opt.Log.Error("audit hold: write spill file; holding in memory only from now on", "file", h.opt.SpillPath, "err", err)
 		} else {
-			err = h.spill.Sync()
-		}
-		if err != nil {
-			// Still held in memory; only a restart would lose them.
-			h.opt.Log.Error("audit hold: write spill file", "file", h.opt.SpillPath, "err", err)
+			h.lines += n
+			if err := h.spill.Sync(); err != nil {
+				h.opt.Log.Error("audit hold: sync spill file", "file", h.opt.SpillPath, "err", err)
+			}
 		}
 	}
 	h.opt.Metrics.Held(len(h.queue), h.bytes)
@@ -338,15 +389,31 @@ func (h *Holder) Drain(ctx context.Context) error {
 // drainOnce appends the oldest batch of held events. Only Run and Drain
 // call it, one at a time; appenders meanwhile only add to the tail.
 func (h *Holder) drainOnce(ctx context.Context) error {
+	if h.check != nil {
+		return h.resolve(ctx)
+	}
 	h.mu.Lock()
 	n := min(len(h.queue), batch)
 	evs := make([]*store.AuditEvent, n)
 	for i := range n {
 		evs[i] = h.queue[i].ev
 	}
+	onDisk := h.spill != nil && n > 0 && h.queue[0].line >= 0
+	done := h.done
 	h.mu.Unlock()
 	if n == 0 {
 		return nil
+	}
+	if onDisk {
+		// Name the batch and the head it goes after, for the next process
+		// should this one stop between the commit and pop's record.
+		after, err := h.head(ctx)
+		if err != nil {
+			return err
+		}
+		if err := atomicfile.Write(h.opt.SpillPath+".done", progress{Done: done, Inflight: n, After: after}.encode(), 0o600); err != nil {
+			return fmt.Errorf("audithold: record the batch in flight: %w", err)
+		}
 	}
 	actx, cancel := context.WithTimeout(ctx, h.opt.Timeout)
 	err := h.a.AppendAudits(actx, evs)
@@ -367,6 +434,66 @@ func (h *Holder) drainOnce(ctx context.Context) error {
 		h.pop(written)
 	}
 	return err
+}
+
+// head returns the Seq of the chain's newest event (0 for none).
+func (h *Holder) head(ctx context.Context) (uint64, error) {
+	actx, cancel := context.WithTimeout(ctx, h.opt.Timeout)
+	defer cancel()
+	tail, err := h.a.TailAudit(actx, 1)
+	if err != nil {
+		return 0, fmt.Errorf("audithold: read the chain's head: %w", err)
+	}
+	if len(tail) == 0 {
+		return 0, nil
+	}
+	return tail[0].Seq, nil
+}
+
+// errMatched ends resolve's scan once the whole batch is found.
+var errMatched = errors.New("audithold: batch found")
+
+// resolve settles the batch the previous process had in flight: its
+// events that are in the chain after the head it recorded (the same event
+// to the nanosecond, in order) are popped without being appended again.
+func (h *Holder) resolve(ctx context.Context) error {
+	c := h.check
+	h.mu.Lock()
+	want := make([]*store.AuditEvent, c.Inflight)
+	for i := range want {
+		want[i] = h.queue[i].ev
+	}
+	h.mu.Unlock()
+	found := 0
+	// The scan reads what every node appended since the record: allow it
+	// more than one append's time.
+	actx, cancel := context.WithTimeout(ctx, 10*h.opt.Timeout)
+	err := h.a.ScanAudit(actx, c.After+1, func(e *store.AuditEvent) error {
+		if sameEvent(e, want[found]) {
+			*want[found] = *e
+			if found++; found == len(want) {
+				return errMatched
+			}
+		}
+		return nil
+	})
+	cancel()
+	if err != nil && !errors.Is(err, errMatched) {
+		return fmt.Errorf("audithold: look for the previous process's batch in the chain: %w", err)
+	}
+	if found > 0 {
+		h.opt.Log.Warn("audit hold: events the previous process appended before it stopped are not appended again", "events", found, "of", len(want))
+		h.pop(found)
+	}
+	h.check = nil
+	return nil
+}
+
+// sameEvent: what a held event and its appended copy share (the chain
+// adds V, Seq and the hashes; Time keeps its instant).
+func sameEvent(in, held *store.AuditEvent) bool {
+	return in.Time.Equal(held.Time) && in.Actor == held.Actor && in.Action == held.Action &&
+		in.Subject == held.Subject && in.Result == held.Result && in.Reason == held.Reason && in.Source == held.Source
 }
 
 // isolate appends evs one at a time up to the first one the store
@@ -397,9 +524,11 @@ func (h *Holder) pop(n int) {
 	defer h.mu.Unlock()
 	for _, e := range h.queue[:n] {
 		h.bytes -= e.size
+		if e.line >= 0 {
+			h.done = e.line + 1
+		}
 	}
 	h.queue = append(h.queue[:0:0], h.queue[n:]...)
-	h.done += n
 	empty := len(h.queue) == 0
 	if empty {
 		if h.dropped > 0 {
@@ -415,19 +544,19 @@ func (h *Holder) pop(n int) {
 	}
 	var err error
 	if empty {
-		// Everything is in the chain: start the file over.
+		// Everything is in the chain: start the file over. A stop between
+		// the two leaves a record past the file's end, which load reads
+		// as "nothing held".
 		if err = h.spill.Truncate(0); err == nil {
-			h.done = 0
-			err = os.Remove(h.opt.SpillPath + ".done")
-			if errors.Is(err, fs.ErrNotExist) {
-				err = nil
-			}
+			h.lines, h.done, h.spillBroken = 0, 0, false
+			err = atomicfile.Write(h.opt.SpillPath+".done", progress{}.encode(), 0o600)
 		}
 	} else {
-		err = atomicfile.Write(h.opt.SpillPath+".done", []byte(strconv.Itoa(h.done)+"\n"), 0o600)
+		err = atomicfile.Write(h.opt.SpillPath+".done", progress{Done: h.done}.encode(), 0o600)
 	}
 	if err != nil {
-		// A restart would append these again: duplicates, never a loss.
+		// The record still names the batch in flight (or an older one):
+		// the next process looks for it in the chain before appending.
 		h.opt.Log.Error("audit hold: record progress in the spill file", "file", h.opt.SpillPath, "err", err)
 	}
 }

@@ -2,6 +2,7 @@ package audithold_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -295,5 +296,182 @@ func TestSpillSurvivesRestart(t *testing.T) {
 	}
 	if err := h2.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// crashAt snapshots the spill files around the drain's first append of
+// held events, as a process killed there would leave them: just before
+// the append (which then commits nothing) or just after its commit,
+// before pop records it.
+type crashAt struct {
+	store.Store
+	spill, into string
+	afterCommit bool
+	armed       bool // set once the events are held
+	taken       bool
+}
+
+func (c *crashAt) AppendAudits(ctx context.Context, evs []*store.AuditEvent) error {
+	if !c.armed || c.taken {
+		return c.Store.AppendAudits(ctx, evs)
+	}
+	c.taken = true
+	if !c.afterCommit {
+		c.snapshot()
+		return fmt.Errorf("test: killed before the commit: %w", store.ErrUnavailable)
+	}
+	err := c.Store.AppendAudits(ctx, evs)
+	c.snapshot()
+	return err
+}
+
+func (c *crashAt) snapshot() {
+	for _, suffix := range []string{"", ".done"} {
+		if b, err := os.ReadFile(c.spill + suffix); err == nil {
+			if err := os.WriteFile(c.into+suffix, b, 0o600); err != nil {
+				panic(err)
+			}
+		}
+	}
+}
+
+// A process killed between a batch's commit and the record of it leaves
+// the batch named in the record: the next one finds it in the chain and
+// appends only what is not there, so every event is in the chain once,
+// in order. Killed before the commit, the next one appends it all.
+func TestSpillCrashMidBatchNeitherLosesNorDuplicates(t *testing.T) {
+	t.Parallel()
+	for _, afterCommit := range []bool{true, false} {
+		t.Run(fmt.Sprintf("after_commit=%v", afterCommit), func(t *testing.T) {
+			t.Parallel()
+			ctx := t.Context()
+			st := newOutage(t)
+			if err := st.AppendAudit(ctx, ev("before")); err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			path := filepath.Join(dir, "held.jsonl")
+			crash := &crashAt{Store: st, spill: path, into: filepath.Join(dir, "crashed.jsonl"), afterCommit: afterCommit}
+			h, err := audithold.New(crash, audithold.Options{SpillPath: path})
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.down.Store(true)
+			want := []string{"before"}
+			for i := range 300 {
+				s := "held-" + strconv.Itoa(i)
+				want = append(want, s)
+				if err := h.AppendAudit(ctx, ev(s)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			st.down.Store(false)
+			crash.armed = true
+			// The first batch (256) is appended; the process "dies" around it.
+			st.Fail = storetest.FailOn("AppendAudits", 2, fmt.Errorf("x: %w", store.ErrUnavailable))
+			if err := h.Drain(ctx); !errors.Is(err, store.ErrUnavailable) {
+				t.Fatalf("drain = %v, want the second batch to fail", err)
+			}
+			if err := h.Close(); err != nil {
+				t.Fatal(err)
+			}
+			st.Fail = nil
+
+			h2, err := audithold.New(st, audithold.Options{SpillPath: crash.into})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if h2.Held() != 300 {
+				t.Fatalf("the next process holds %d, want all 300 (the record names the batch)", h2.Held())
+			}
+			if err := h2.AppendAudit(ctx, ev("new")); err != nil {
+				t.Fatal(err)
+			}
+			if err := h2.Drain(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got := subjects(t, st); !equal(got, append(want, "new")) {
+				t.Fatalf("chain has %d events, want %d, each once, in order", len(got), len(want)+1)
+			}
+			if err := h2.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// Drained: a third start holds nothing.
+			h3, err := audithold.New(st, audithold.Options{SpillPath: crash.into})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h3.Close()
+			if h3.Held() != 0 {
+				t.Fatalf("after the drain the next start holds %d", h3.Held())
+			}
+		})
+	}
+}
+
+// The spill file's crash leftovers: a torn last line stays a line of its
+// own (later events are not glued to it), and a record past the file's
+// end (emptied, then stopped before recording it) holds nothing and
+// does not swallow the lines held after it.
+func TestSpillLoadAfterTornLineAndEmptiedFile(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	st := newOutage(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "held.jsonl")
+	good, err := json.Marshal(ev("kept"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, append(append(good, '\n'), `{"actor":"nas:te`...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+".done", []byte(`{"done":7}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// done 7 is past the file's 2 lines: the emptied-file case.
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h, err := audithold.New(st, audithold.Options{SpillPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Held() != 0 {
+		t.Fatalf("emptied file with a stale record: held %d, want 0", h.Held())
+	}
+	st.down.Store(true)
+	if err := h.AppendAudit(ctx, ev("after-empty")); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+	// Now a torn line at the end, as a write cut short leaves it.
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte(`{"actor":"nas:te`)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	h2, err := audithold.New(st, audithold.Options{SpillPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h2.AppendAudit(ctx, ev("after-torn")); err != nil {
+		t.Fatal(err)
+	}
+	h2.Close()
+	st.down.Store(false)
+	h3, err := audithold.New(st, audithold.Options{SpillPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h3.Close()
+	if err := h3.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := subjects(t, st); !equal(got, []string{"after-empty", "after-torn"}) {
+		t.Fatalf("chain %v, want [after-empty after-torn]", got)
 	}
 }
