@@ -174,22 +174,15 @@ func (a *Writer) result(g *group) error {
 	return nil
 }
 
-// write waits for the group before it to be written (still gathering),
-// or else lingers (unless told not to, the group fills, or Flush starts),
-// then closes the group to newcomers and writes it.
+// write lingers (unless told not to, the group fills, or Flush starts),
+// waits for the group before it to be written (still gathering), closes
+// the group to newcomers and writes it.
 func (a *Writer) write(ctx context.Context, g *group, linger bool) {
-	// While the previous group is being written this one gathers anyway;
-	// the window is only for when nothing is in flight. That write is
-	// bounded by its own Timeout, so this wait is too.
-	if g.prev != nil {
-		select {
-		case <-g.prev.done:
-		default:
-			linger = false
-			<-g.prev.done
-		}
-		g.prev = nil // do not keep the written chain reachable
-	}
+	// The window runs from the group's opening while the previous group
+	// is being written, so a group is written at the later of the two:
+	// under steady load groups stay a window apart (one commit per
+	// window, as without the ordering), and behind a slow write the group
+	// keeps gathering. That write is bounded by its own Timeout.
 	if linger {
 		t := time.NewTimer(a.opt.Window)
 		select {
@@ -198,6 +191,10 @@ func (a *Writer) write(ctx context.Context, g *group, linger bool) {
 		case <-a.stop:
 		}
 		t.Stop()
+	}
+	if g.prev != nil {
+		<-g.prev.done
+		g.prev = nil // do not keep the written chain reachable
 	}
 	a.mu.Lock()
 	if a.open == g {
