@@ -42,7 +42,7 @@ func (s *Store) CreateACMEOrder(ctx context.Context, o *store.ACMEOrder, maxPerA
 	err := s.update(ctx, "create acme order", func(txn *bdb.Txn) error {
 		out = store.CloneACMEOrder(o)
 		out.V, out.Version, out.UpdatedAt = store.RecordVersion, 1, s.now()
-		normOrderTimes(out)
+		store.NormACMEOrderTimes(out)
 		if ok, err := exists(txn, keyACMEOrder(out.ID)); err != nil || ok {
 			return errors.Join(err, fmt.Errorf("%w: acme order %s", store.ErrExists, out.ID))
 		}
@@ -71,15 +71,6 @@ func (s *Store) CreateACMEOrder(ctx context.Context, o *store.ACMEOrder, maxPerA
 	}
 	*o = *out
 	return nil
-}
-
-// normOrderTimes stores times in UTC without a monotonic reading, so what
-// a caller gets back compares equal to what it reads later.
-func normOrderTimes(o *store.ACMEOrder) {
-	o.CreatedAt = o.CreatedAt.UTC().Round(0)
-	o.UpdatedAt = o.UpdatedAt.UTC().Round(0)
-	o.ExpiresAt = o.ExpiresAt.UTC().Round(0)
-	o.ValidatedAt = o.ValidatedAt.UTC().Round(0)
 }
 
 // GetACMEOrder implements store.Store. An id no order could have (it comes
@@ -123,7 +114,7 @@ func (s *Store) updateOrderTxn(txn *bdb.Txn, o *store.ACMEOrder, prev uint64) (*
 		return nil, fmt.Errorf("acme order %s: %w", o.ID, err)
 	}
 	out := store.CloneACMEOrder(o)
-	normOrderTimes(out)
+	store.NormACMEOrderTimes(out)
 	switch {
 	case cur.Version != prev:
 		return nil, fmt.Errorf("%w: acme order %s at version %d, expected %d", store.ErrConflict, o.ID, cur.Version, prev)

@@ -124,10 +124,12 @@ type Store struct {
 
 	// mapsDir is dir as /proc/self/maps prints it ("" in memory), and
 	// released the table files mapped at the last release or check (pages.go);
-	// pageMu serialises releases.
+	// settle asks the next check for one more release; pageMu serialises
+	// releases.
 	mapsDir  string
 	pageMu   sync.Mutex
 	released map[string]struct{}
+	settle   bool
 
 	closeOnce sync.Once
 	stop      chan struct{}
