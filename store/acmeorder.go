@@ -106,3 +106,13 @@ func CloneACMEOrder(o *ACMEOrder) *ACMEOrder {
 	}
 	return &c
 }
+
+// NormACMEOrderTimes puts o's times in UTC without a monotonic reading,
+// as every backend stores them, so what a caller gets back compares equal
+// to what it reads later.
+func NormACMEOrderTimes(o *ACMEOrder) {
+	o.CreatedAt = o.CreatedAt.UTC().Round(0)
+	o.UpdatedAt = o.UpdatedAt.UTC().Round(0)
+	o.ExpiresAt = o.ExpiresAt.UTC().Round(0)
+	o.ValidatedAt = o.ValidatedAt.UTC().Round(0)
+}

@@ -34,7 +34,7 @@ func (s *Store) CreateACMEOrder(ctx context.Context, o *store.ACMEOrder, maxPerA
 		now := s.now()
 		out = store.CloneACMEOrder(o)
 		out.V, out.Version, out.UpdatedAt = store.RecordVersion, 1, now
-		normOrderTimes(out)
+		store.NormACMEOrderTimes(out)
 		b, err := encode(out)
 		if err != nil {
 			return err
@@ -71,15 +71,6 @@ func (s *Store) CreateACMEOrder(ctx context.Context, o *store.ACMEOrder, maxPerA
 	}
 	*o = *out
 	return nil
-}
-
-// normOrderTimes stores times in UTC without a monotonic reading, as the
-// Badger backend does.
-func normOrderTimes(o *store.ACMEOrder) {
-	o.CreatedAt = o.CreatedAt.UTC().Round(0)
-	o.UpdatedAt = o.UpdatedAt.UTC().Round(0)
-	o.ExpiresAt = o.ExpiresAt.UTC().Round(0)
-	o.ValidatedAt = o.ValidatedAt.UTC().Round(0)
 }
 
 // GetACMEOrder implements store.Store.
@@ -120,7 +111,7 @@ func (s *Store) updateOrderTx(ctx context.Context, tx pgx.Tx, o *store.ACMEOrder
 		return nil, err
 	}
 	out := store.CloneACMEOrder(o)
-	normOrderTimes(out)
+	store.NormACMEOrderTimes(out)
 	switch {
 	case cur.Version != prev:
 		return nil, fmt.Errorf("%w: acme order %s at version %d, expected %d", store.ErrConflict, o.ID, cur.Version, prev)
