@@ -2,20 +2,15 @@ package acme_test
 
 import (
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/asn1"
 	"encoding/hex"
-	"encoding/pem"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"hardbound/enroll/acme"
-	"hardbound/enroll/attest"
 	"hardbound/enroll/ca"
+	"hardbound/enroll/ca/catest"
 	"hardbound/store/policy"
 )
 
@@ -49,14 +44,14 @@ func TestAttestedNames(t *testing.T) {
 			c.mustPost(o.Finalize, csrFor(t, dev, "x"), http.StatusOK, &ord)
 			leaf := parsePEMChain(t, c.mustPost(ord.Certificate, nil, http.StatusOK, nil).body)[0]
 			devID, _ := ca.DeviceID(leaf)
-			san := sanNames(t, leaf)
+			san := catest.SAN(t, leaf)
 			if len(san.PermanentIdentifiers) != 1 || san.PermanentIdentifiers[0].Value != devID {
 				t.Errorf("permanentIdentifier %+v, want %s", san.PermanentIdentifiers, devID)
 			}
 			if len(san.HardwareModules) != 1 || !san.HardwareModules[0].Type.Equal(tc.hwType) || string(san.HardwareModules[0].Serial) != tc.hwSerial {
 				t.Errorf("hardwareModuleName %+v, want %s/%s", san.HardwareModules, tc.hwSerial, tc.hwType)
 			}
-			out := opensslText(t, leaf)
+			out := catest.OpenSSLText(t, leaf)
 			if !strings.Contains(out, "othername: Permanent Identifier::") ||
 				!(strings.Contains(out, "othername: Hardware Module Name::") || strings.Contains(out, "othername: 1.3.6.1.5.5.7.8.4::")) {
 				t.Errorf("openssl x509 -text does not show both otherNames:\n%s", out)
@@ -68,39 +63,4 @@ func TestAttestedNames(t *testing.T) {
 func ekOf(deviceID string) string {
 	s := sha256.Sum256([]byte("attesttest-ek:" + deviceID))
 	return hex.EncodeToString(s[:])
-}
-
-func sanNames(t *testing.T, cert *x509.Certificate) *attest.SANNames {
-	t.Helper()
-	for _, ext := range cert.Extensions {
-		if ext.Id.Equal(asn1.ObjectIdentifier{2, 5, 29, 17}) {
-			san, err := attest.ParseSAN(ext.Value)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return san
-		}
-	}
-	t.Fatal("no subjectAltName")
-	return nil
-}
-
-func opensslText(t *testing.T, cert *x509.Certificate) string {
-	t.Helper()
-	bin, err := exec.LookPath("openssl")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("openssl is required in CI")
-		}
-		t.Skip("openssl not installed")
-	}
-	p := filepath.Join(t.TempDir(), "c.pem")
-	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.CommandContext(t.Context(), bin, "x509", "-in", p, "-noout", "-text").CombinedOutput()
-	if err != nil {
-		t.Fatalf("openssl: %v\n%s", err, out)
-	}
-	return string(out)
 }

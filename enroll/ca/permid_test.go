@@ -4,17 +4,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/asn1"
-	"encoding/pem"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
-	"hardbound/enroll/attest"
 	"hardbound/enroll/ca"
 	"hardbound/enroll/ca/catest"
 )
@@ -69,7 +63,7 @@ func TestAttestedNames(t *testing.T) {
 			if id, ok := ca.DeviceID(cert); !ok || id != "dev-1" {
 				t.Fatalf("device URI: %q %v (URIs %v)", id, ok, cert.URIs)
 			}
-			san := sanOf(t, cert)
+			san := catest.SAN(t, cert)
 			var pids []string
 			for _, p := range san.PermanentIdentifiers {
 				pids = append(pids, p.Value)
@@ -84,7 +78,7 @@ func TestAttestedNames(t *testing.T) {
 				string(san.HardwareModules[0].Serial) != tc.hwSerial):
 				t.Errorf("hardware module names %v, want %s/%s", san.HardwareModules, tc.hwSerial, tc.hwType)
 			}
-			out := opensslText(t, cert)
+			out := catest.OpenSSLText(t, cert)
 			for _, want := range tc.openssl {
 				// openssl 3.0 prints the hardware module name by OID, later
 				// versions by name.
@@ -98,39 +92,4 @@ func TestAttestedNames(t *testing.T) {
 			}
 		})
 	}
-}
-
-func sanOf(t *testing.T, cert *x509.Certificate) *attest.SANNames {
-	t.Helper()
-	for _, ext := range cert.Extensions {
-		if ext.Id.Equal(asn1.ObjectIdentifier{2, 5, 29, 17}) {
-			san, err := attest.ParseSAN(ext.Value)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return san
-		}
-	}
-	t.Fatal("no subjectAltName")
-	return nil
-}
-
-func opensslText(t *testing.T, cert *x509.Certificate) string {
-	t.Helper()
-	bin, err := exec.LookPath("openssl")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("openssl is required in CI")
-		}
-		t.Skip("openssl not installed")
-	}
-	p := filepath.Join(t.TempDir(), "c.pem")
-	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.CommandContext(t.Context(), bin, "x509", "-in", p, "-noout", "-text").CombinedOutput()
-	if err != nil {
-		t.Fatalf("openssl: %v\n%s", err, out)
-	}
-	return string(out)
 }
