@@ -7,8 +7,9 @@
 // Groups are written one at a time, in the order they opened: every
 // backend serialises chain appends anyway (Badger under a mutex,
 // PostgreSQL on the audit_head row lock), so parallel writes only queued
-// on that lock while holding pool connections, and under load the backlog
-// a kill -9 loses grew with them. Instead the group behind the one being
+// on that lock while holding pool connections, and other store work on
+// the node waited for the pool behind them (BENCHMARKS.md, "Audit groups
+// written one at a time"). Instead the group behind the one being
 // written stays open and gathers everything that arrives meanwhile.
 package auditgroup
 

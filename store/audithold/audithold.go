@@ -37,6 +37,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -103,10 +105,10 @@ type Holder struct {
 	dropped int // events refused since the queue last emptied
 	spill   *os.File
 	lines   int // lines in the spill file
+	done    int // of them, the ones already in the chain
 	// spillBroken: a write to the spill file failed; it is not written
 	// again until the queue empties.
 	spillBroken bool
-	done        int       // of them, the ones already in the chain
 	check       *progress // the previous process's batch in flight, if any
 	wake        chan struct{}
 	closed      bool
@@ -148,6 +150,9 @@ func New(a Appender, o Options) (*Holder, error) {
 	h := &Holder{a: a, opt: o, wake: make(chan struct{}, 1)}
 	if o.SpillPath != "" {
 		if err := h.load(); err != nil {
+			if h.spill != nil {
+				h.spill.Close()
+			}
 			return nil, err
 		}
 	}
@@ -163,8 +168,15 @@ func (h *Holder) load() error {
 	p := h.opt.SpillPath
 	var pr progress
 	if b, err := os.ReadFile(p + ".done"); err == nil {
-		if err := json.Unmarshal(b, &pr); err != nil || pr.Done < 0 || pr.Inflight < 0 {
-			return fmt.Errorf("audithold: %s.done: not a progress record", p)
+		// Before the record was JSON it was the line count alone, with
+		// the same meaning as Done.
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			pr.Done = n
+		} else if err := json.Unmarshal(b, &pr); err != nil {
+			return fmt.Errorf("audithold: %s.done: not a progress record: %w", p, err)
+		}
+		if pr.Done < 0 || pr.Inflight < 0 {
+			return fmt.Errorf("audithold: %s.done: negative count", p)
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("audithold: %w", err)

@@ -475,3 +475,37 @@ func TestSpillLoadAfterTornLineAndEmptiedFile(t *testing.T) {
 		t.Fatalf("chain %v, want [after-empty after-torn]", got)
 	}
 }
+
+// A spill file left by the version whose record was a bare line count
+// (written before the record became JSON) is read with it.
+func TestSpillReadsTheOlderLineCount(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	st := newOutage(t)
+	path := filepath.Join(t.TempDir(), "held.jsonl")
+	var lines []byte
+	for _, s := range []string{"appended-0", "appended-1", "held-2"} {
+		b, err := json.Marshal(ev(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(append(lines, b...), '\n')
+	}
+	if err := os.WriteFile(path, lines, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+".done", []byte("2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h, err := audithold.New(st, audithold.Options{SpillPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	if err := h.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := subjects(t, st); !equal(got, []string{"held-2"}) {
+		t.Fatalf("chain %v, want [held-2]", got)
+	}
+}
