@@ -217,7 +217,8 @@ func startNodesSharingAttest(t *testing.T, cl *pgtest.Cluster, n int) []*instanc
 // TestE2EACMEThreeNodesRoundRobin: three nodes on one PostgreSQL behind
 // a balancer without affinity. An ACME device-attest-01 enrollment whose
 // every request goes to the next node completes, and the certificate
-// authenticates on each node (eapol_test on one). Then a node is killed
+// authenticates on each node (eapol_test on one); a device enrolled with
+// SCEP through node A authenticates with eapol_test on node B. Then a node is killed
 // right after it answered a finalize: the certificate downloads from the
 // others at once.
 func TestE2EACMEThreeNodesRoundRobin(t *testing.T) {
@@ -277,6 +278,16 @@ func TestE2EACMEThreeNodesRoundRobin(t *testing.T) {
 	caPath, certPath, keyPath := writeChainPEM(t, t.TempDir(), a.ca.Root(), chain, d.key)
 	if out, err := eapolTest(t, nodes[2], caPath, certPath, keyPath); err != nil || !strings.Contains(out, "\nSUCCESS") {
 		t.Fatalf("eapol_test against node C: %v\n%s", err, tailLines(out, 30))
+	}
+	// SCEP through node A (TPM-attested, key-bound challenge), then
+	// eapol_test on node B.
+	scepLeaf, scepKey := scepTPMEnroll(t, a)
+	if rec, err := nodes[1].st.GetCert(ctx, scepLeaf); err != nil || rec.Protocol != "scep" || !rec.Attested {
+		t.Fatalf("node B's binding for the SCEP certificate from node A: %+v, %v", rec, err)
+	}
+	scepCA, scepCert, scepKeyPath := writeChainPEM(t, t.TempDir(), a.ca.Root(), []*x509.Certificate{scepLeaf, a.ca.Issuing()}, scepKey)
+	if out, err := eapolTest(t, nodes[1], scepCA, scepCert, scepKeyPath); err != nil || !strings.Contains(out, "\nSUCCESS") {
+		t.Fatalf("eapol_test against node B with the certificate SCEP issued on node A: %v\n%s", err, tailLines(out, 30))
 	}
 
 	// Kill the node that answered the next enrollment's finalize (its
