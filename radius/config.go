@@ -105,9 +105,10 @@ type Config struct {
 	Workers int
 	Queue   int
 	// AuditFlush is how long decisions gather before they are written to
-	// the audit chain as one group, with one fsync, when no earlier group
-	// is being written (default 10ms; negative: no gathering beyond what
-	// queues during a write). Groups are written one at a time.
+	// the audit chain as one group, with one fsync (default 10ms; negative:
+	// no gathering beyond what queues during a write). Groups are written
+	// one at a time: a group whose window ended while the one before it is
+	// still being written keeps gathering until that write is done.
 	//
 	// AuditSync makes every Access-Accept/Reject wait until its decision is
 	// durable. Off (the default), a decision is durable once its group and

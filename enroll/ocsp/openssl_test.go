@@ -12,21 +12,10 @@ import (
 
 	xocsp "golang.org/x/crypto/ocsp"
 
+	"hardbound/enroll/ca/catest"
 	"hardbound/enroll/ocsp"
 	"hardbound/store/policy"
 )
-
-func needOpenSSL(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("openssl")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("openssl is required in CI")
-		}
-		t.Skip("openssl not installed")
-	}
-	return bin
-}
 
 func writePEM(t *testing.T, path string, certs ...*x509.Certificate) {
 	t.Helper()
@@ -46,7 +35,7 @@ func writePEM(t *testing.T, path string, certs ...*x509.Certificate) {
 // revocation. A GET request made with curl is verified by openssl too.
 func TestOpenSSLOCSP(t *testing.T) {
 	t.Parallel()
-	bin := needOpenSSL(t)
+	bin := catest.OpenSSL(t)
 	f := newFixture(t, ocsp.Config{Posture: true})
 	d := f.bind(t, "dev-openssl", policy.DefaultProfile)
 	srv := httptest.NewServer(f.resp.Handler("/ocsp"))

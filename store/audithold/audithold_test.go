@@ -233,6 +233,34 @@ func (r *refuser) AppendAudits(ctx context.Context, evs []*store.AuditEvent) err
 	return r.Store.AppendAudits(ctx, evs)
 }
 
+// holdDuringOutage appends n events ("held-0"...) through h while st is
+// down, so that h holds them all, and brings st back; it returns their
+// subjects.
+func holdDuringOutage(t *testing.T, st *outage, h *audithold.Holder, n int) []string {
+	t.Helper()
+	st.down.Store(true)
+	defer st.down.Store(false)
+	var subjects []string
+	for i := range n {
+		s := "held-" + strconv.Itoa(i)
+		subjects = append(subjects, s)
+		if err := h.AppendAudit(t.Context(), ev(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return subjects
+}
+
+// drainFirstBatchOnly drains h with st failing its second append, so
+// that exactly the first batch reaches the chain.
+func drainFirstBatchOnly(t *testing.T, st *outage, h *audithold.Holder) {
+	t.Helper()
+	st.Fail = storetest.FailOn("AppendAudits", 2, fmt.Errorf("x: %w", store.ErrUnavailable))
+	if err := h.Drain(t.Context()); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("drain = %v, want the second batch to fail", err)
+	}
+}
+
 // With a spill file, a restart during the outage loses nothing: the next
 // process appends what the previous one held, first, and the file is
 // emptied once they are in the chain. It is 0600.
@@ -245,21 +273,9 @@ func TestSpillSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.down.Store(true)
-	var want []string
-	for i := range 300 {
-		s := "held-" + strconv.Itoa(i)
-		want = append(want, s)
-		if err := h.AppendAudit(ctx, ev(s)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	want := holdDuringOutage(t, st, h, 300)
 	// Part of it drains before the process stops.
-	st.down.Store(false)
-	st.Fail = storetest.FailOn("AppendAudits", 2, fmt.Errorf("x: %w", store.ErrUnavailable))
-	if err := h.Drain(ctx); !errors.Is(err, store.ErrUnavailable) {
-		t.Fatalf("drain = %v, want the second batch to fail", err)
-	}
+	drainFirstBatchOnly(t, st, h)
 	if h.Held() != 300-256 {
 		t.Fatalf("held %d after one batch", h.Held())
 	}
@@ -356,22 +372,10 @@ func TestSpillCrashMidBatchNeitherLosesNorDuplicates(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			st.down.Store(true)
-			want := []string{"before"}
-			for i := range 300 {
-				s := "held-" + strconv.Itoa(i)
-				want = append(want, s)
-				if err := h.AppendAudit(ctx, ev(s)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			st.down.Store(false)
+			want := append([]string{"before"}, holdDuringOutage(t, st, h, 300)...)
 			crash.armed = true
 			// The first batch (256) is appended; the process "dies" around it.
-			st.Fail = storetest.FailOn("AppendAudits", 2, fmt.Errorf("x: %w", store.ErrUnavailable))
-			if err := h.Drain(ctx); !errors.Is(err, store.ErrUnavailable) {
-				t.Fatalf("drain = %v, want the second batch to fail", err)
-			}
+			drainFirstBatchOnly(t, st, h)
 			if err := h.Close(); err != nil {
 				t.Fatal(err)
 			}

@@ -29,9 +29,9 @@ func SAN(t testing.TB, cert *x509.Certificate) *attest.SANNames {
 	return nil
 }
 
-// OpenSSLText is `openssl x509 -noout -text` of cert: what a relying
-// party's own tooling reads from it. openssl is required when CI=true.
-func OpenSSLText(t testing.TB, cert *x509.Certificate) string {
+// OpenSSL returns the path of the openssl binary: required when
+// CI=true, the test skipped without it otherwise.
+func OpenSSL(t testing.TB) string {
 	t.Helper()
 	bin, err := exec.LookPath("openssl")
 	if err != nil {
@@ -40,6 +40,14 @@ func OpenSSLText(t testing.TB, cert *x509.Certificate) string {
 		}
 		t.Skip("openssl not installed")
 	}
+	return bin
+}
+
+// OpenSSLText is `openssl x509 -noout -text` of cert: what a relying
+// party's own tooling reads from it.
+func OpenSSLText(t testing.TB, cert *x509.Certificate) string {
+	t.Helper()
+	bin := OpenSSL(t)
 	p := filepath.Join(t.TempDir(), "c.pem")
 	if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), 0o600); err != nil {
 		t.Fatal(err)
