@@ -13,9 +13,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"flag"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,109 +21,23 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/google/go-attestation/attest"
-	"github.com/google/go-tpm/tpmutil"
 
 	hbattest "hardbound/enroll/attest"
+	"hardbound/enroll/attest/swtpmtest"
 )
-
-// requireTool skips when a real peer is missing, except in CI where a
-// missing peer is a failure.
-func requireTool(t *testing.T, names ...string) {
-	t.Helper()
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s not installed (required when CI=true): %v", n, err)
-			}
-			t.Skipf("%s not installed: %v", n, err)
-		}
-	}
-}
 
 // swtpm is a running software TPM with an EK certificate from a private
 // swtpm-localca whose root and issuer live in the test's temp dir.
 type swtpm struct {
-	sock   string
+	*swtpmtest.TPM
 	root   *x509.Certificate
 	issuer *x509.Certificate
 }
 
 func startSWTPM(t *testing.T) *swtpm {
 	t.Helper()
-	requireTool(t, "swtpm", "swtpm_setup", "swtpm_localca")
-	// Unix socket paths are limited to ~108 bytes; t.TempDir can be long.
-	dir, err := os.MkdirTemp("", "hbtpm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	state, ca := filepath.Join(dir, "state"), filepath.Join(dir, "ca")
-	for _, d := range []string{state, ca} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write := func(name, body string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	// Own localca config: the default one is machine-global
-	// (/var/lib/swtpm-localca), docs/attestation.md §3.4.
-	localca := write("swtpm-localca.conf", fmt.Sprintf("statedir = %[1]s\nsignkey = %[1]s/signkey.pem\nsigningkey = %[1]s/signkey.pem\nissuercert = %[1]s/issuercert.pem\ncertserial = %[1]s/certserial\n", ca))
-	opts := write("swtpm-localca.options", "--platform-manufacturer hardbound\n--platform-version 2.1\n--platform-model test\n")
-	setup := write("swtpm_setup.conf", fmt.Sprintf("create_certs_tool = %s\ncreate_certs_tool_config = %s\ncreate_certs_tool_options = %s\nactive_pcr_banks = sha256\n", mustLook(t, "swtpm_localca"), localca, opts))
-
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "swtpm_setup", "--tpm2", "--tpmstate", state,
-		"--create-ek-cert", "--create-platform-cert", "--lock-nvram", "--overwrite",
-		"--config", setup).CombinedOutput()
-	if err != nil {
-		t.Fatalf("swtpm_setup: %v\n%s", err, out)
-	}
-
-	sock := filepath.Join(dir, "tpm.sock")
-	cmd := exec.Command("swtpm", "socket", "--tpm2",
-		"--tpmstate", "dir="+state,
-		"--server", "type=unixio,path="+sock,
-		"--ctrl", "type=unixio,path="+sock+".ctrl",
-		"--flags", "not-need-init,startup-clear")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("swtpm socket: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("swtpm socket did not appear: %s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return &swtpm{
-		sock:   sock,
-		root:   readCert(t, filepath.Join(ca, "swtpm-localca-rootca-cert.pem")),
-		issuer: readCert(t, filepath.Join(ca, "issuercert.pem")),
-	}
-}
-
-func mustLook(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	p := swtpmtest.Start(t)
+	return &swtpm{TPM: p, root: readCert(t, p.RootPEM), issuer: readCert(t, p.IssuerPEM)}
 }
 
 func readCert(t *testing.T, path string) *x509.Certificate {
@@ -141,23 +53,9 @@ func readCert(t *testing.T, path string) *x509.Certificate {
 	return certs[0]
 }
 
-// channel adapts go-tpm's emulator socket to go-attestation's command
-// channel (which also wants an event log; swtpm has none).
-type channel struct {
-	*tpmutil.EmulatorReadWriteCloser
-}
-
-func (channel) MeasurementLog() ([]byte, error) { return nil, nil }
-func (channel) Close() error                    { return nil }
-
 func (s *swtpm) open(t *testing.T) *attest.TPM {
 	t.Helper()
-	tpm, err := attest.OpenTPM(&attest.OpenConfig{
-		CommandChannel: channel{tpmutil.NewEmulatorReadWriteCloser(s.sock)},
-	})
-	if err != nil {
-		t.Fatalf("OpenTPM: %v", err)
-	}
+	tpm := s.Open(t)
 	t.Cleanup(func() { _ = tpm.Close() })
 	return tpm
 }

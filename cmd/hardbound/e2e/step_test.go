@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/sha256"
@@ -11,7 +10,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"io/fs"
 	"net/http"
 	"os"
@@ -23,10 +21,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-attestation/attest"
-	"github.com/google/go-tpm/tpmutil"
 
 	"hardbound/admin"
+	"hardbound/enroll/attest/swtpmtest"
 	"hardbound/radius"
 )
 
@@ -79,76 +76,14 @@ func goTool(t *testing.T, pkg, version string) string {
 // swtpmPeer is a running software TPM whose EK certificate comes from a
 // private swtpm-localca (root and issuer in the test's directory).
 type swtpmPeer struct {
-	sock             string
-	rootPEM, issPEM  string // file paths
-	ekSHA256         string // hex SHA-256 of the RSA EK's SPKI: the device id
-	stop             func()
-	dir              string
-	localcaStatePath string
+	*swtpmtest.TPM
+	ekSHA256 string // hex SHA-256 of the RSA EK's SPKI: the device id
 }
 
 func startSWTPMPeer(t *testing.T) *swtpmPeer {
 	t.Helper()
-	for _, n := range []string{"swtpm", "swtpm_setup", "swtpm_localca"} {
-		_, err := exec.LookPath(n)
-		needPeer(t, err, n)
-	}
-	// Unix socket paths are limited to ~108 bytes; t.TempDir can be long.
-	dir, err := os.MkdirTemp("", "hbstep")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	state, lca := filepath.Join(dir, "state"), filepath.Join(dir, "ca")
-	for _, d := range []string{state, lca} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write := func(name, body string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	localcaBin, _ := exec.LookPath("swtpm_localca")
-	// Own localca configuration: the default state directory is
-	// machine-wide (docs/attestation.md §3.4).
-	localca := write("swtpm-localca.conf", fmt.Sprintf("statedir = %[1]s\nsignkey = %[1]s/signkey.pem\nsigningkey = %[1]s/signkey.pem\nissuercert = %[1]s/issuercert.pem\ncertserial = %[1]s/certserial\n", lca))
-	opts := write("swtpm-localca.options", "--platform-manufacturer hardbound\n--platform-version 2.1\n--platform-model test\n")
-	setup := write("swtpm_setup.conf", fmt.Sprintf("create_certs_tool = %s\ncreate_certs_tool_config = %s\ncreate_certs_tool_options = %s\nactive_pcr_banks = sha256\n", localcaBin, localca, opts))
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, "swtpm_setup", "--tpm2", "--tpmstate", state,
-		"--create-ek-cert", "--create-platform-cert", "--lock-nvram", "--overwrite", "--config", setup).CombinedOutput(); err != nil {
-		t.Fatalf("swtpm_setup: %v\n%s", err, out)
-	}
-	sock := filepath.Join(dir, "tpm.sock")
-	cmd := exec.Command("swtpm", "socket", "--tpm2", "--tpmstate", "dir="+state,
-		"--server", "type=unixio,path="+sock, "--ctrl", "type=unixio,path="+sock+".ctrl",
-		"--flags", "not-need-init,startup-clear")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("swtpm socket: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		if _, err := os.Stat(sock); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("swtpm socket did not appear: %s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	p := &swtpmPeer{sock: sock, dir: dir,
-		rootPEM: filepath.Join(lca, "swtpm-localca-rootca-cert.pem"), issPEM: filepath.Join(lca, "issuercert.pem")}
-	tpm := p.open(t)
+	p := &swtpmPeer{TPM: swtpmtest.Start(t)}
+	tpm := p.Open(t)
 	defer tpm.Close()
 	eks, err := tpm.EKs()
 	if err != nil {
@@ -165,24 +100,6 @@ func startSWTPMPeer(t *testing.T) *swtpmPeer {
 		t.Fatal("swtpm has no EK certificate")
 	}
 	return p
-}
-
-// tpmChannel adapts go-tpm's socket client to go-attestation's command
-// channel (swtpm keeps no event log).
-type tpmChannel struct {
-	*tpmutil.EmulatorReadWriteCloser
-}
-
-func (tpmChannel) MeasurementLog() ([]byte, error) { return nil, nil }
-func (tpmChannel) Close() error                    { return nil }
-
-func (p *swtpmPeer) open(t *testing.T) *attest.TPM {
-	t.Helper()
-	tpm, err := attest.OpenTPM(&attest.OpenConfig{CommandChannel: tpmChannel{tpmutil.NewEmulatorReadWriteCloser(p.sock)}})
-	if err != nil {
-		t.Fatalf("OpenTPM: %v", err)
-	}
-	return tpm
 }
 
 // stepKeySigner loads the key the step CLI created in the TPM (kept, as
@@ -213,7 +130,7 @@ func (p *swtpmPeer) stepKeySigner(t *testing.T, storage, name string) (crypto.Si
 	if err != nil || blob == nil {
 		t.Fatalf("no TPM key %q in step's storage %s: %v", name, storage, err)
 	}
-	tpm := p.open(t)
+	tpm := p.Open(t)
 	k, err := tpm.LoadKey(blob)
 	if err != nil {
 		tpm.Close()
@@ -259,8 +176,8 @@ func TestE2EStepCLITPMDeviceAttest(t *testing.T) {
 	cfg.Dev = false
 	cfg.DataDir = dataDir
 	cfg.RADIUS.Clients = []radius.FileClient{{Name: "sw1", CIDR: "127.0.0.1/32", Secret: nasSecret}}
-	cfg.Enroll.TPMRoots = tpm.rootPEM
-	cfg.Enroll.TPMIntermediates = tpm.issPEM
+	cfg.Enroll.TPMRoots = tpm.RootPEM
+	cfg.Enroll.TPMIntermediates = tpm.IssuerPEM
 	in := startTest(t, cfg)
 	// Outside --dev the test reads records through the admin API with the
 	// token it made.
@@ -286,7 +203,7 @@ func TestE2EStepCLITPMDeviceAttest(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, step, "ca", "certificate", tpm.ekSHA256, leafPath, filepath.Join(dir, "device.key"),
 		"--acme", enroll+"/acme/directory", "--root", rootPath,
-		"--attestation-uri", "tpmkms:name=hbdevice;device="+tpm.sock,
+		"--attestation-uri", "tpmkms:name=hbdevice;device="+tpm.Sock,
 		"--attestation-ca-url", enroll+"/tpm-ak", "--attestation-ca-root", rootPath,
 		"--tpm-storage-directory", storage, "--force")
 	cmd.Env = append(os.Environ(), "STEPPATH="+filepath.Join(dir, "step"), "HOME="+dir)
