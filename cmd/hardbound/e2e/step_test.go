@@ -21,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-
 	"hardbound/admin"
 	"hardbound/enroll/attest/swtpmtest"
 	"hardbound/radius"
