@@ -132,6 +132,19 @@ func (s *Service) outage(now time.Time) outageState {
 	return outageRejects
 }
 
+// CachesAnswer reports whether, at now, something read from the store
+// before may stand in for a read that fails because the store is away:
+// within the grace, or past it under accept_cached. Components that keep
+// their own copies of what they read (RadSec's NAS identities) follow
+// Decide's rule through it.
+func (s *Service) CachesAnswer(now time.Time) bool {
+	switch s.outage(now) {
+	case outageGrace, outageCached:
+		return true
+	}
+	return false
+}
+
 // outageAnswer marks and counts a final answer given in state st.
 func (s *Service) outageAnswer(v *Verdict, st outageState) {
 	var r OutageResult

@@ -37,6 +37,12 @@ type Config struct {
 	// if it is a live NAS binding in Bindings (Issuer). nil: only External.
 	OwnCA    *x509.CertPool
 	Bindings Bindings
+	// Outage, if set, lets a NAS certificate of hardbound's CA that was
+	// identified before the store's database went away connect again
+	// while it is away, as long as Outage says cached answers stand
+	// (posture.Service). nil: such a NAS is refused until the store
+	// answers.
+	Outage Outage
 	// External are NASes whose certificates other CAs issue.
 	External []ExternalClient
 	// MinVersion is the lowest TLS version accepted: TLS 1.2 (the default,
@@ -136,9 +142,10 @@ func (c *Config) validate() error {
 // come from closed sets:
 //
 //   - Connections(n): connections open, handshaking ones included (gauge).
-//   - Accepted(source): a NAS identified: hardbound or external.
+//   - Accepted(source): a NAS identified: hardbound, external, or
+//     hardbound_cached (identified from before the store went away).
 //   - Refused(reason): limit, per_nas, handshake, no_certificate,
-//     unknown_ca, not_nas, unbound, revoked, error.
+//     unknown_ca, not_nas, unbound, revoked, store_unavailable, error.
 //   - Closed(reason): eof, idle, slow, framing, tls, write, revoked, shutdown.
 //   - Packet(kind): request, response, reverse_request, reverse_response,
 //     reverse_unmatched.

@@ -95,11 +95,21 @@ func (l *Listener) serveConn(ctx context.Context, raw net.Conn) {
 		l.audit(ctx, c, c.tc.ConnectionState(), "denied", "per_nas")
 		return
 	}
-	l.audit(ctx, c, c.tc.ConnectionState(), "ok", "")
-	l.m.Accepted(c.id.source)
+	okReason := ""
+	if c.id.cached {
+		okReason = "identified_while_store_unavailable"
+	}
+	l.audit(ctx, c, c.tc.ConnectionState(), "ok", okReason)
 	st := c.tc.ConnectionState()
-	l.log.Info("RADIUS/TLS connection", "nas", c.id.name, "from", c.from.String(), "source", c.id.source,
-		"tls", tls.VersionName(st.Version))
+	if c.id.cached {
+		l.m.Accepted(c.id.source + "_cached")
+		l.log.Warn("RADIUS/TLS connection identified from before the store became unavailable", "nas", c.id.name,
+			"from", c.from.String(), "tls", tls.VersionName(st.Version))
+	} else {
+		l.m.Accepted(c.id.source)
+		l.log.Info("RADIUS/TLS connection", "nas", c.id.name, "from", c.from.String(), "source", c.id.source,
+			"tls", tls.VersionName(st.Version))
+	}
 
 	var handlers sync.WaitGroup
 	reason := c.read(ctx, &handlers)

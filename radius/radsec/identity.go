@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"hardbound/store"
 	"hardbound/store/policy"
@@ -94,18 +96,101 @@ type Bindings interface {
 	store.Watcher
 }
 
+// Outage says whether an identity read from the store earlier may stand in
+// for a read that failed because the store's database is away
+// (posture.Service: within store.unavailable.grace, or after it under
+// accept_cached), so that RadSec follows the same rule as the
+// authentications it carries (docs/ha.md).
+type Outage interface {
+	CachesAnswer(now time.Time) bool
+}
+
 // identity is who a connection's peer is.
 type identity struct {
 	name   string
 	cert   store.Hash
 	source string // "hardbound" or "external"
+	cached bool   // identified from known while the store was away
 }
+
+// maxKnown bounds the NAS identities remembered for an outage: one per
+// NAS certificate, so a site's NASes fit many times over.
+const maxKnown = 4096
 
 // identifier turns a verified-or-not peer chain into a NAS identity.
 type identifier struct {
 	own      *x509.CertPool // hardbound's CA; nil: no NAS certificates of ours
 	bindings Bindings
 	external []ExternalClient
+	outage   Outage // nil: a store read that fails refuses the peer
+
+	mu sync.Mutex
+	// known holds the identities of hardbound NAS certificates last read
+	// from the store, dropped by the changes that would refuse them
+	// (forget). gen counts those changes, so that a read that raced one
+	// is not remembered.
+	known map[store.Hash]identity
+	gen   uint64
+}
+
+// remember keeps ident if no change was announced since gen was read.
+func (id *identifier) remember(ident identity, gen uint64) {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	if id.gen != gen {
+		return
+	}
+	if id.known == nil {
+		id.known = map[store.Hash]identity{}
+	}
+	if _, ok := id.known[ident.cert]; ok || len(id.known) < maxKnown {
+		id.known[ident.cert] = ident
+	}
+}
+
+func (id *identifier) generation() uint64 {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	return id.gen
+}
+
+// forget drops the identities a committed change unauthorizes: the given
+// certificates, every certificate of NAS device nas, or all of them.
+func (id *identifier) forget(certs []store.Hash, nas string, all bool) {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	id.gen++
+	if all {
+		clear(id.known)
+		return
+	}
+	for _, h := range certs {
+		delete(id.known, h)
+	}
+	if nas == "" {
+		return
+	}
+	for h, k := range id.known {
+		if DeviceID(k.name) == nas {
+			delete(id.known, h)
+		}
+	}
+}
+
+// fromCache answers for sha when the store could not be read: the
+// remembered identity, if the outage rule lets a cached answer stand now.
+func (id *identifier) fromCache(sha store.Hash, name string, readErr error) (identity, error) {
+	if id.outage == nil || !errors.Is(readErr, store.ErrUnavailable) || !id.outage.CachesAnswer(time.Now()) {
+		return identity{}, fmt.Errorf("radsec: binding of NAS %s: %w", name, readErr)
+	}
+	id.mu.Lock()
+	k, ok := id.known[sha]
+	id.mu.Unlock()
+	if !ok {
+		return identity{}, fmt.Errorf("radsec: binding of NAS %s not known from before the outage: %w", name, readErr)
+	}
+	k.cached = true
+	return k, nil
 }
 
 // identify verifies chain (leaf first, as the peer sent it) and names its
@@ -145,12 +230,13 @@ func (id *identifier) ours(ctx context.Context, leaf *x509.Certificate) (identit
 		return identity{}, fmt.Errorf("%w: no single %s URI", ErrNotNAS, nasURNPrefix)
 	}
 	sha := store.HashCert(leaf)
+	gen := id.generation()
 	b, err := id.bindings.GetCertBinding(ctx, sha)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return identity{}, fmt.Errorf("%w: %s", ErrUnbound, name)
 	case err != nil:
-		return identity{}, fmt.Errorf("radsec: binding of NAS %s: %w", name, err)
+		return id.fromCache(sha, name, err)
 	case b.Profile != policy.NASProfile || b.DeviceID != DeviceID(name):
 		return identity{}, fmt.Errorf("%w: binding is %s/%s", ErrNotNAS, b.DeviceID, b.Profile)
 	case b.Revoked != nil:
@@ -158,12 +244,14 @@ func (id *identifier) ours(ctx context.Context, leaf *x509.Certificate) (identit
 	}
 	d, err := id.bindings.GetDevice(ctx, b.DeviceID)
 	if err != nil {
-		return identity{}, fmt.Errorf("radsec: record of NAS %s: %w", name, err)
+		return id.fromCache(sha, name, err)
 	}
 	if d.Status != store.DeviceActive {
 		return identity{}, fmt.Errorf("%w: NAS %s is %s", ErrRevoked, name, d.Status)
 	}
-	return identity{name: name, cert: sha, source: "hardbound"}, nil
+	ident := identity{name: name, cert: sha, source: "hardbound"}
+	id.remember(ident, gen)
+	return ident, nil
 }
 
 // refusal is the metric label of an identity error.
@@ -179,6 +267,8 @@ func refusal(err error) string {
 		return "unbound"
 	case errors.Is(err, ErrRevoked):
 		return "revoked"
+	case errors.Is(err, store.ErrUnavailable):
+		return "store_unavailable"
 	}
 	return "error"
 }

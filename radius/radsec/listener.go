@@ -53,7 +53,7 @@ func New(cfg Config, h Handler) (*Listener, error) {
 	cfg.setDefaults()
 	l := &Listener{
 		cfg: cfg, h: h,
-		id:     identifier{own: cfg.OwnCA, bindings: cfg.Bindings, external: cfg.External},
+		id:     identifier{own: cfg.OwnCA, bindings: cfg.Bindings, external: cfg.External, outage: cfg.Outage},
 		log:    cfg.Logger.With("component", "radsec"),
 		m:      cfg.Metrics,
 		byName: map[string]map[*conn]struct{}{},
@@ -231,6 +231,7 @@ func (l *Listener) onChange(ch store.Change) {
 	default:
 		return
 	}
+	l.id.forget(certs, nas, all)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.epoch++

@@ -63,6 +63,13 @@ func TestE2EPostgresAway(t *testing.T) {
 		in.mustAccept(t, nas, d.Certificate) // warm: its standing is cached
 		devs = append(devs, d)
 	}
+	// A RadSec NAS identified before the outage (its identity is then
+	// remembered), to reconnect during it.
+	nasDir := t.TempDir()
+	in.cliOK(t, "nas", "issue", "away-nas", "--out", nasDir)
+	if err := in.radsecStatus(t, nasDir, "away-nas"); err != nil {
+		t.Fatalf("RadSec NAS before the outage: %v", err)
+	}
 	late := in.bind(t, devbind.Request{DeviceID: "away-late", Posture: store.ComplianceCompliant})
 	in.mustAccept(t, nas, late.Certificate)
 	warmups := len(devs) + 1
@@ -134,6 +141,15 @@ func TestE2EPostgresAway(t *testing.T) {
 	})
 	t.Logf("outage seen by the node %v after the stop began", since.Sub(stopped).Round(time.Millisecond))
 
+	// Within the grace a NAS known from before reconnects over RadSec
+	// (docs/ha.md); past it, under the default reject, it is refused.
+	if err := in.radsecStatus(t, nasDir, "away-nas"); err != nil {
+		t.Errorf("RadSec NAS reconnecting within the grace: %v", err)
+	}
+	if n := metricSum(t, in.scrape(t), "hardbound_radsec_accepted_total", `source="hardbound_cached"`); n != 1 {
+		t.Errorf("hardbound_radsec_accepted_total{source=hardbound_cached} = %v, want 1", n)
+	}
+
 	// Writes fail cleanly, with a retriable answer.
 	status, hdr, body := in.rawAdmin(t, http.MethodPost, "/api/v1/devices/"+devs[0].ID+"/quarantine", nil)
 	if status != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" || !json.Valid(body) {
@@ -150,6 +166,10 @@ func TestE2EPostgresAway(t *testing.T) {
 		t.Errorf("admin request with a wrong token, database away: HTTP %d, want 401", status)
 	}
 
+	time.Sleep(time.Until(since.Add(grace + time.Second)))
+	if err := in.radsecStatus(t, nasDir, "away-nas"); err == nil {
+		t.Error("RadSec NAS reconnecting past the grace (policy reject) was admitted")
+	}
 	time.Sleep(time.Until(stopped.Add(20 * time.Second)))
 	restarted := time.Now()
 	if err := cl.Restart(); err != nil {

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,7 +13,11 @@ import (
 	"testing"
 	"time"
 
+	lradius "layeh.com/radius"
+
 	"hardbound/enroll/devbind"
+	"hardbound/radius/packet"
+	"hardbound/radius/radsec"
 )
 
 // TestRadSecNASIssue is RADIUS/TLS end to end through the CLI: `hardbound
@@ -111,4 +117,48 @@ realm * {
 	if n := metricSum(t, in.scrape(t), "hardbound_radsec_accepted_total", `source="hardbound"`); n != 1 {
 		t.Fatalf("%v connections accepted, want 1 (none after the revocation)", n)
 	}
+}
+
+// radsecStatus connects to the node's RADIUS/TLS listener as the NAS whose
+// certificate and key `hardbound nas issue` wrote to dir, and asks
+// Status-Server (RFC 5997) once: nil when it is answered, the handshake's
+// or the exchange's error otherwise (a refused NAS certificate fails the
+// handshake, or on TLS 1.3 the first read).
+func (in *instance) radsecStatus(t *testing.T, dir, name string) error {
+	t.Helper()
+	kp, err := tls.LoadX509KeyPair(filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	caPEM, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
+	if err != nil || !roots.AppendCertsFromPEM(caPEM) {
+		t.Fatalf("ca.crt: %v", err)
+	}
+	d := &tls.Dialer{Config: &tls.Config{RootCAs: roots, ServerName: "localhost", Certificates: []tls.Certificate{kp}}}
+	ctx, cancel := context.WithTimeout(e2eContext(t), 10*time.Second)
+	defer cancel()
+	c, err := d.DialContext(ctx, "tcp", in.Addr("radsec"))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	sec := packet.NewSecret([]byte(radsec.Secret))
+	req, err := sec.EncodeRequest(lradius.CodeStatusServer, 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Write(req); err != nil {
+		return err
+	}
+	b, err := packet.ReadStream(c, make([]byte, packet.MaxLen), nil)
+	if err != nil {
+		return err
+	}
+	p, err := packet.Parse(b)
+	if err != nil {
+		return err
+	}
+	return sec.VerifyResponse(&p, req[4:20], packet.Policy{})
 }

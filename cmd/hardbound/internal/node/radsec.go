@@ -31,7 +31,7 @@ func (in *Node) startRadSec() error {
 	lcfg := rc.Listener()
 	lcfg.Certificate, lcfg.Logger, lcfg.Metrics, lcfg.Auditor = kp, in.log, in.metrics.RadSec(), in.auditor
 	if rc.HardboundNAS {
-		lcfg.OwnCA, lcfg.Bindings = in.ca.Pool(), in.st
+		lcfg.OwnCA, lcfg.Bindings, lcfg.Outage = in.ca.Pool(), in.st, in.posture
 	}
 	l, err := radsec.New(lcfg, in.radius)
 	if err != nil {
